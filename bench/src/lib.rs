@@ -1,0 +1,1 @@
+//! In-memory benchmark subgraphs and the load generator for the router benchmark.

@@ -1,0 +1,1 @@
+//! SeaORM migrations, one migrator per subgraph database.

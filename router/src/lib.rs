@@ -1,0 +1,1 @@
+//! The Shippy federation router: supergraph in, plans executed against subgraphs, GraphQL over HTTP out.

@@ -1,0 +1,1 @@
+//! Shared subgraph kit: server bootstrap, database, auth context, event bus and outbox. No domain types.

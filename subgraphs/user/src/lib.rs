@@ -1,0 +1,1 @@
+//! The `user` subgraph: users, registration, login and JWT issuing.

@@ -1,0 +1,1 @@
+//! The `vessel` subgraph: vessels and finding one that fits.
