@@ -1,1 +1,36 @@
 //! Shared subgraph kit: server bootstrap, database, auth context, event bus and outbox. No domain types.
+//!
+//! Every Shippy subgraph is built from the same parts:
+//! - [`config`]: the typed settings a subgraph process takes (server limits, JWT, outbox relay);
+//! - [`db`]: connecting to SQLite or PostgreSQL and running the subgraph's migrator;
+//! - [`auth`]: verifying (and, for the user subgraph, issuing) JWTs, and the caller in the GraphQL context;
+//! - [`error`]: GraphQL errors with a stable `extensions.code`;
+//! - [`events`] and [`outbox`]: the event bus and the transactional outbox feeding it;
+//! - [`server`]: the axum app around a GraphQL schema, and serving it until shutdown;
+//! - [`supervisor`] and [`shutdown`]: long-lived tasks that stop together and report why they stopped.
+
+pub mod auth;
+pub mod config;
+pub mod db;
+pub mod error;
+pub mod events;
+pub mod graphql;
+pub mod outbox;
+pub mod pagination;
+pub mod server;
+pub mod shutdown;
+pub mod supervisor;
+pub mod telemetry;
+#[cfg(feature = "testing")]
+pub mod testing;
+
+pub use shutdown::CancellationToken;
+
+/// Installs the process-wide rustls crypto provider (ring).
+///
+/// Two backends end up linked in the binary (see STACK.md); without an explicit choice, code that relies
+/// on the default provider panics at run time. Safe to call more than once.
+pub fn install_crypto_provider() {
+    // An error only means a provider is already installed, which is what we want.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}

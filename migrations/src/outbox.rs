@@ -1,0 +1,68 @@
+//! The `outbox` table every subgraph database has (see `shippy_kit::outbox`).
+
+use sea_orm_migration::{prelude::*, schema::*};
+
+/// Creates `outbox`.
+#[derive(DeriveMigrationName)]
+pub struct CreateOutbox;
+
+#[derive(DeriveIden)]
+enum Outbox {
+    Table,
+    Id,
+    EventId,
+    Stream,
+    Service,
+    Kind,
+    UserId,
+    Message,
+    Payload,
+    OccurredAt,
+    PublishedAt,
+    Attempts,
+    LastError,
+}
+
+#[async_trait::async_trait]
+impl MigrationTrait for CreateOutbox {
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        manager
+            .create_table(
+                Table::create()
+                    .table(Outbox::Table)
+                    .if_not_exists()
+                    .col(big_pk_auto(Outbox::Id))
+                    .col(uuid_uniq(Outbox::EventId))
+                    .col(string(Outbox::Stream))
+                    .col(string(Outbox::Service))
+                    .col(string(Outbox::Kind))
+                    .col(string_null(Outbox::UserId))
+                    .col(text(Outbox::Message))
+                    .col(json(Outbox::Payload))
+                    .col(timestamp_with_time_zone(Outbox::OccurredAt))
+                    .col(timestamp_with_time_zone_null(Outbox::PublishedAt))
+                    .col(integer(Outbox::Attempts).default(0))
+                    .col(text_null(Outbox::LastError))
+                    .to_owned(),
+            )
+            .await?;
+        // The relay's query: pending rows in insertion order.
+        manager
+            .create_index(
+                Index::create()
+                    .name("outbox_pending")
+                    .table(Outbox::Table)
+                    .col(Outbox::PublishedAt)
+                    .col(Outbox::Id)
+                    .if_not_exists()
+                    .to_owned(),
+            )
+            .await
+    }
+
+    async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        manager
+            .drop_table(Table::drop().table(Outbox::Table).to_owned())
+            .await
+    }
+}

@@ -1,0 +1,520 @@
+//! Tokens and the caller: our one wrapper around `jsonwebtoken`.
+//!
+//! The user subgraph issues tokens with [`TokenIssuer`]; every subgraph verifies the `Authorization: Bearer`
+//! header with [`JwtVerifier`] and puts a [`Caller`] into the GraphQL context, which resolvers read through
+//! [`caller`], [`require`] and [`require_scope`]. The router (a later issue) forwards the same header, so
+//! identity reaches every subgraph in the same shape: the [`Claims`] below.
+
+use std::{
+    path::{Path, PathBuf},
+    sync::Once,
+    time::Duration,
+};
+
+use async_graphql::Context;
+use axum::http::{HeaderMap, header::AUTHORIZATION};
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation, errors::ErrorKind};
+use serde::{Deserialize, Serialize};
+
+use crate::{
+    config::{AuthConfig, JwtAlgorithm},
+    error,
+};
+
+/// Used when no HS256 secret is configured, so that `cargo run` works out of the box. Anyone who reads this
+/// source can forge tokens for such a deployment, hence the warning in [`resolve_secret`].
+const DEV_SECRET: &str = "shippy-development-secret: anyone can forge tokens signed with this";
+
+/// The scope that opens administrative fields (listing every user, every log entry).
+pub const SCOPE_ADMIN: &str = "admin";
+
+/// What a Shippy token says about its bearer. Serialized as the JWT payload.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Claims {
+    /// The user id (a UUID, as text).
+    pub sub: String,
+    /// The user's email when the token was issued.
+    pub email: String,
+    /// Extra rights, e.g. [`SCOPE_ADMIN`]. Ordinary users have none.
+    #[serde(default)]
+    pub scopes: Vec<String>,
+    /// Issued at (seconds since the Unix epoch).
+    pub iat: i64,
+    /// Expires at (seconds since the Unix epoch).
+    pub exp: i64,
+    /// Issuer; verifiers accept only the configured one.
+    pub iss: String,
+    /// Audience; verifiers accept only the configured one.
+    pub aud: String,
+}
+
+impl Claims {
+    /// Whether the token grants `scope`.
+    pub fn has_scope(&self, scope: &str) -> bool {
+        self.scopes.iter().any(|s| s == scope)
+    }
+}
+
+/// Who is calling: put into every GraphQL request's context by the server.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum Caller {
+    /// No `Authorization` header.
+    #[default]
+    Anonymous,
+    /// A verified token.
+    User(Claims),
+}
+
+/// Why a presented token was refused. The message is meant for the client.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TokenError {
+    /// The header is not `Bearer <token>`.
+    #[error("the Authorization header must be `Bearer <token>`")]
+    NotBearer,
+    /// Not a JWT, or its payload is not a Shippy claims object.
+    #[error("the token is malformed")]
+    Malformed,
+    /// The signature does not match (tampered with, or signed with another key).
+    #[error("the token signature is invalid")]
+    BadSignature,
+    /// Signed with an algorithm we do not accept.
+    #[error("the token algorithm is not accepted")]
+    WrongAlgorithm,
+    /// `exp` is in the past.
+    #[error("the token has expired")]
+    Expired,
+    /// `iss` is not ours.
+    #[error("the token issuer is not accepted")]
+    WrongIssuer,
+    /// `aud` is not ours.
+    #[error("the token audience is not accepted")]
+    WrongAudience,
+    /// A required claim is absent.
+    #[error("the token lacks the `{0}` claim")]
+    MissingClaim(String),
+}
+
+/// Why the JWT keys could not be set up (a start-up error for the operator).
+#[derive(Debug, thiserror::Error)]
+pub enum KeyError {
+    /// RS256/ES256 verification needs `public_key_file`.
+    #[error("{0:?} needs a public key file (SHIPPY_JWT_PUBLIC_KEY_FILE)")]
+    MissingPublicKey(JwtAlgorithm),
+    /// Issuing RS256/ES256 tokens needs `private_key_file`.
+    #[error("{0:?} needs a private key file to issue tokens (SHIPPY_JWT_PRIVATE_KEY_FILE)")]
+    MissingPrivateKey(JwtAlgorithm),
+    /// The key file could not be read.
+    #[error("cannot read key file {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The key file is not a PEM key of the right kind.
+    #[error("key file {path} is not a valid {algorithm:?} PEM key: {reason}")]
+    Invalid {
+        /// The file.
+        path: PathBuf,
+        /// The configured algorithm.
+        algorithm: JwtAlgorithm,
+        /// What the parser said.
+        reason: String,
+    },
+    /// HS256 secrets shorter than 32 bytes can be brute-forced.
+    #[error("the HS256 secret must be at least 32 bytes long")]
+    WeakSecret,
+    /// Signing failed (should not happen with a valid key).
+    #[error("cannot sign token: {0}")]
+    Sign(String),
+}
+
+fn algorithm(alg: JwtAlgorithm) -> Algorithm {
+    match alg {
+        JwtAlgorithm::HS256 => Algorithm::HS256,
+        JwtAlgorithm::RS256 => Algorithm::RS256,
+        JwtAlgorithm::ES256 => Algorithm::ES256,
+    }
+}
+
+/// The HS256 secret to use: the configured one, or the development secret with a loud warning.
+fn resolve_secret(cfg: &AuthConfig) -> Result<Vec<u8>, KeyError> {
+    match &cfg.secret {
+        Some(secret) if secret.expose().len() < 32 => Err(KeyError::WeakSecret),
+        Some(secret) => Ok(secret.expose().as_bytes().to_vec()),
+        None => {
+            static WARN: Once = Once::new();
+            WARN.call_once(|| {
+                tracing::warn!(
+                    "**********************************************************************\n\
+                     * SHIPPY_JWT_SECRET is not set: using the built-in DEVELOPMENT secret. *\n\
+                     * Anyone can forge tokens. Set SHIPPY_JWT_SECRET (32+ bytes) or use    *\n\
+                     * RS256/ES256 keys before this serves anyone but you.                  *\n\
+                     **********************************************************************"
+                );
+            });
+            Ok(DEV_SECRET.as_bytes().to_vec())
+        }
+    }
+}
+
+fn read_key(path: &Option<PathBuf>, missing: KeyError) -> Result<(PathBuf, Vec<u8>), KeyError> {
+    let path = path.as_ref().ok_or(missing)?;
+    let bytes = std::fs::read(path).map_err(|source| KeyError::Read {
+        path: path.clone(),
+        source,
+    })?;
+    Ok((path.clone(), bytes))
+}
+
+fn invalid(path: &Path, algorithm: JwtAlgorithm, err: jsonwebtoken::errors::Error) -> KeyError {
+    KeyError::Invalid {
+        path: path.to_owned(),
+        algorithm,
+        reason: err.to_string(),
+    }
+}
+
+/// Verifies bearer tokens against the configured key, issuer and audience.
+#[derive(Clone)]
+pub struct JwtVerifier {
+    key: DecodingKey,
+    validation: Validation,
+}
+
+impl std::fmt::Debug for JwtVerifier {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("JwtVerifier")
+            .field("algorithms", &self.validation.algorithms)
+            .finish_non_exhaustive()
+    }
+}
+
+impl JwtVerifier {
+    /// Builds a verifier; reads the public key file for RS256/ES256.
+    pub fn from_config(cfg: &AuthConfig) -> Result<Self, KeyError> {
+        let key = match cfg.algorithm {
+            JwtAlgorithm::HS256 => DecodingKey::from_secret(&resolve_secret(cfg)?),
+            alg @ JwtAlgorithm::RS256 => {
+                let (path, pem) = read_key(&cfg.public_key_file, KeyError::MissingPublicKey(alg))?;
+                DecodingKey::from_rsa_pem(&pem).map_err(|e| invalid(&path, alg, e))?
+            }
+            alg @ JwtAlgorithm::ES256 => {
+                let (path, pem) = read_key(&cfg.public_key_file, KeyError::MissingPublicKey(alg))?;
+                DecodingKey::from_ec_pem(&pem).map_err(|e| invalid(&path, alg, e))?
+            }
+        };
+        let mut validation = Validation::new(algorithm(cfg.algorithm));
+        validation.set_issuer(&[&cfg.issuer]);
+        validation.set_audience(&[&cfg.audience]);
+        validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
+        validation.leeway = cfg.leeway.as_secs();
+        Ok(Self { key, validation })
+    }
+
+    /// Verifies a token and returns its claims.
+    pub fn verify(&self, token: &str) -> Result<Claims, TokenError> {
+        jsonwebtoken::decode::<Claims>(token, &self.key, &self.validation)
+            .map(|data| data.claims)
+            .map_err(|err| match err.into_kind() {
+                ErrorKind::InvalidSignature => TokenError::BadSignature,
+                ErrorKind::ExpiredSignature => TokenError::Expired,
+                ErrorKind::InvalidIssuer => TokenError::WrongIssuer,
+                ErrorKind::InvalidAudience => TokenError::WrongAudience,
+                ErrorKind::InvalidAlgorithm
+                | ErrorKind::InvalidAlgorithmName
+                | ErrorKind::MissingAlgorithm => TokenError::WrongAlgorithm,
+                ErrorKind::MissingRequiredClaim(claim) => TokenError::MissingClaim(claim),
+                _ => TokenError::Malformed,
+            })
+    }
+
+    /// Reads the `Authorization` header: no header is [`Caller::Anonymous`]; a header that is not a valid
+    /// bearer token is an error (never silently anonymous, so a client learns its token is bad).
+    pub fn authenticate(&self, headers: &HeaderMap) -> Result<Caller, TokenError> {
+        let Some(value) = headers.get(AUTHORIZATION) else {
+            return Ok(Caller::Anonymous);
+        };
+        let value = value.to_str().map_err(|_| TokenError::NotBearer)?;
+        self.authenticate_value(value)
+    }
+
+    /// Like [`authenticate`](Self::authenticate) for a header value that came some other way (the
+    /// `connection_init` payload of a WebSocket).
+    pub fn authenticate_value(&self, value: &str) -> Result<Caller, TokenError> {
+        let (scheme, token) = value.trim().split_once(' ').ok_or(TokenError::NotBearer)?;
+        if !scheme.eq_ignore_ascii_case("bearer") || token.trim().is_empty() {
+            return Err(TokenError::NotBearer);
+        }
+        self.verify(token.trim()).map(Caller::User)
+    }
+}
+
+/// A freshly issued token and what it says.
+#[derive(Debug, Clone)]
+pub struct IssuedToken {
+    /// The compact JWT.
+    pub token: String,
+    /// Its claims.
+    pub claims: Claims,
+}
+
+/// Signs tokens (used by the user subgraph only; kept here so the JWT engine stays behind one module).
+#[derive(Clone)]
+pub struct TokenIssuer {
+    key: EncodingKey,
+    header: Header,
+    issuer: String,
+    audience: String,
+    ttl: Duration,
+}
+
+impl std::fmt::Debug for TokenIssuer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TokenIssuer")
+            .field("alg", &self.header.alg)
+            .field("ttl", &self.ttl)
+            .finish_non_exhaustive()
+    }
+}
+
+impl TokenIssuer {
+    /// Builds an issuer; reads the private key file for RS256/ES256.
+    pub fn from_config(cfg: &AuthConfig) -> Result<Self, KeyError> {
+        let key = match cfg.algorithm {
+            JwtAlgorithm::HS256 => EncodingKey::from_secret(&resolve_secret(cfg)?),
+            alg @ JwtAlgorithm::RS256 => {
+                let (path, pem) =
+                    read_key(&cfg.private_key_file, KeyError::MissingPrivateKey(alg))?;
+                EncodingKey::from_rsa_pem(&pem).map_err(|e| invalid(&path, alg, e))?
+            }
+            alg @ JwtAlgorithm::ES256 => {
+                let (path, pem) =
+                    read_key(&cfg.private_key_file, KeyError::MissingPrivateKey(alg))?;
+                EncodingKey::from_ec_pem(&pem).map_err(|e| invalid(&path, alg, e))?
+            }
+        };
+        Ok(Self {
+            key,
+            header: Header::new(algorithm(cfg.algorithm)),
+            issuer: cfg.issuer.clone(),
+            audience: cfg.audience.clone(),
+            ttl: cfg.token_ttl,
+        })
+    }
+
+    /// Issues a token valid from now for the configured lifetime.
+    pub fn issue(
+        &self,
+        subject: &str,
+        email: &str,
+        scopes: Vec<String>,
+    ) -> Result<IssuedToken, KeyError> {
+        self.issue_at(subject, email, scopes, chrono::Utc::now().timestamp())
+    }
+
+    /// Issues a token as if it were `issued_at` (Unix seconds); tests use it to make expired tokens.
+    pub fn issue_at(
+        &self,
+        subject: &str,
+        email: &str,
+        scopes: Vec<String>,
+        issued_at: i64,
+    ) -> Result<IssuedToken, KeyError> {
+        let ttl = i64::try_from(self.ttl.as_secs()).unwrap_or(i64::MAX);
+        let claims = Claims {
+            sub: subject.to_owned(),
+            email: email.to_owned(),
+            scopes,
+            iat: issued_at,
+            exp: issued_at.saturating_add(ttl),
+            iss: self.issuer.clone(),
+            aud: self.audience.clone(),
+        };
+        let token = jsonwebtoken::encode(&self.header, &claims, &self.key)
+            .map_err(|e| KeyError::Sign(e.to_string()))?;
+        Ok(IssuedToken { token, claims })
+    }
+}
+
+/// The caller's claims, if a valid token came with the request.
+pub fn caller<'a>(ctx: &'a Context<'_>) -> Option<&'a Claims> {
+    match ctx.data_opt::<Caller>() {
+        Some(Caller::User(claims)) => Some(claims),
+        _ => None,
+    }
+}
+
+/// The caller's claims, or `UNAUTHENTICATED`.
+pub fn require<'a>(ctx: &'a Context<'_>) -> async_graphql::Result<&'a Claims> {
+    caller(ctx).ok_or_else(|| {
+        error::unauthenticated("authentication required: send `Authorization: Bearer <token>`")
+    })
+}
+
+/// The caller's claims if they hold `scope`; `UNAUTHENTICATED` without a token, `FORBIDDEN` without the scope.
+pub fn require_scope<'a>(ctx: &'a Context<'_>, scope: &str) -> async_graphql::Result<&'a Claims> {
+    let claims = require(ctx)?;
+    if claims.has_scope(scope) {
+        Ok(claims)
+    } else {
+        Err(error::forbidden(format!("the `{scope}` scope is required")))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Secret;
+
+    fn cfg() -> AuthConfig {
+        AuthConfig {
+            secret: Some(Secret::new("0123456789abcdef0123456789abcdef")),
+            leeway: Duration::ZERO,
+            ..AuthConfig::default()
+        }
+    }
+
+    #[test]
+    fn round_trip_and_refusals() {
+        let issuer = TokenIssuer::from_config(&cfg()).unwrap();
+        let verifier = JwtVerifier::from_config(&cfg()).unwrap();
+        let issued = issuer.issue("u1", "a@b.co", vec!["admin".into()]).unwrap();
+        let claims = verifier.verify(&issued.token).unwrap();
+        assert_eq!(claims, issued.claims);
+        assert!(claims.has_scope(SCOPE_ADMIN));
+        assert_eq!(claims.exp - claims.iat, 3600);
+
+        let old = issuer
+            .issue_at(
+                "u1",
+                "a@b.co",
+                vec![],
+                chrono::Utc::now().timestamp() - 7200,
+            )
+            .unwrap();
+        assert_eq!(verifier.verify(&old.token), Err(TokenError::Expired));
+
+        let mut tampered = issued.token.clone();
+        let last = tampered.pop().unwrap();
+        tampered.push(if last == 'A' { 'B' } else { 'A' });
+        assert_eq!(verifier.verify(&tampered), Err(TokenError::BadSignature));
+        assert_eq!(verifier.verify("not-a-jwt"), Err(TokenError::Malformed));
+
+        let other = TokenIssuer::from_config(&AuthConfig {
+            issuer: "evil".into(),
+            ..cfg()
+        })
+        .unwrap();
+        let token = other.issue("u1", "a@b.co", vec![]).unwrap().token;
+        assert_eq!(verifier.verify(&token), Err(TokenError::WrongIssuer));
+        let other = TokenIssuer::from_config(&AuthConfig {
+            audience: "elsewhere".into(),
+            ..cfg()
+        })
+        .unwrap();
+        let token = other.issue("u1", "a@b.co", vec![]).unwrap().token;
+        assert_eq!(verifier.verify(&token), Err(TokenError::WrongAudience));
+        let other = TokenIssuer::from_config(&AuthConfig {
+            secret: Some(Secret::new("another-secret-another-secret-another")),
+            ..cfg()
+        })
+        .unwrap();
+        let token = other.issue("u1", "a@b.co", vec![]).unwrap().token;
+        assert_eq!(verifier.verify(&token), Err(TokenError::BadSignature));
+    }
+
+    #[test]
+    fn header_parsing() {
+        let verifier = JwtVerifier::from_config(&cfg()).unwrap();
+        let token = TokenIssuer::from_config(&cfg())
+            .unwrap()
+            .issue("u1", "a@b.co", vec![])
+            .unwrap()
+            .token;
+        let mut headers = HeaderMap::new();
+        assert_eq!(verifier.authenticate(&headers), Ok(Caller::Anonymous));
+        headers.insert(AUTHORIZATION, format!("bearer {token}").parse().unwrap());
+        assert!(matches!(verifier.authenticate(&headers), Ok(Caller::User(c)) if c.sub == "u1"));
+        headers.insert(AUTHORIZATION, format!("Basic {token}").parse().unwrap());
+        assert_eq!(verifier.authenticate(&headers), Err(TokenError::NotBearer));
+        headers.insert(AUTHORIZATION, "Bearer".parse().unwrap());
+        assert_eq!(verifier.authenticate(&headers), Err(TokenError::NotBearer));
+    }
+
+    #[test]
+    fn key_setup_errors() {
+        let weak = AuthConfig {
+            secret: Some(Secret::new("short")),
+            ..cfg()
+        };
+        assert!(matches!(
+            JwtVerifier::from_config(&weak),
+            Err(KeyError::WeakSecret)
+        ));
+        let rs = AuthConfig {
+            algorithm: JwtAlgorithm::RS256,
+            ..cfg()
+        };
+        assert!(matches!(
+            JwtVerifier::from_config(&rs),
+            Err(KeyError::MissingPublicKey(_))
+        ));
+        assert!(matches!(
+            TokenIssuer::from_config(&rs),
+            Err(KeyError::MissingPrivateKey(_))
+        ));
+        let missing = AuthConfig {
+            public_key_file: Some("/nonexistent/key.pem".into()),
+            ..rs
+        };
+        assert!(matches!(
+            JwtVerifier::from_config(&missing),
+            Err(KeyError::Read { .. })
+        ));
+    }
+
+    #[test]
+    fn es256_with_key_files() {
+        let dir = env!("CARGO_MANIFEST_DIR");
+        let es = AuthConfig {
+            algorithm: JwtAlgorithm::ES256,
+            public_key_file: Some(format!("{dir}/tests/fixtures/es256-public.pem").into()),
+            private_key_file: Some(format!("{dir}/tests/fixtures/es256-private.pem").into()),
+            ..cfg()
+        };
+        let token = TokenIssuer::from_config(&es)
+            .unwrap()
+            .issue("u1", "a@b.co", vec![])
+            .unwrap()
+            .token;
+        assert_eq!(
+            JwtVerifier::from_config(&es)
+                .unwrap()
+                .verify(&token)
+                .unwrap()
+                .sub,
+            "u1"
+        );
+        // An HS256 token is refused by an ES256 verifier (no algorithm confusion).
+        let hs = TokenIssuer::from_config(&cfg())
+            .unwrap()
+            .issue("u1", "a@b.co", vec![])
+            .unwrap()
+            .token;
+        assert_eq!(
+            JwtVerifier::from_config(&es).unwrap().verify(&hs),
+            Err(TokenError::WrongAlgorithm)
+        );
+        // A public key is not a private key.
+        let wrong = AuthConfig {
+            private_key_file: es.public_key_file.clone(),
+            ..es.clone()
+        };
+        assert!(matches!(
+            TokenIssuer::from_config(&wrong),
+            Err(KeyError::Invalid { .. })
+        ));
+    }
+}

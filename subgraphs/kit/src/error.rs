@@ -1,0 +1,99 @@
+//! GraphQL errors with a stable `extensions.code`, shared by every subgraph.
+//!
+//! Clients branch on `extensions.code`, never on the message. Internal failures are logged here with their
+//! details and reach the client only as a generic `INTERNAL_SERVER_ERROR`.
+
+use std::fmt::Display;
+
+use async_graphql::{Error, ErrorExtensions};
+
+/// The error codes a client of a Shippy subgraph can see.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Code {
+    /// An argument or input field is invalid; `extensions.field` names it.
+    BadUserInput,
+    /// No token, or a token that failed verification; the message says why.
+    Unauthenticated,
+    /// The caller is known but lacks the right (a scope, or ownership).
+    Forbidden,
+    /// Something failed on our side; details are in the server log only.
+    Internal,
+}
+
+impl Code {
+    /// The value of `extensions.code`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Code::BadUserInput => "BAD_USER_INPUT",
+            Code::Unauthenticated => "UNAUTHENTICATED",
+            Code::Forbidden => "FORBIDDEN",
+            Code::Internal => "INTERNAL_SERVER_ERROR",
+        }
+    }
+}
+
+/// A client-facing error with `extensions.code`.
+pub fn error(code: Code, message: impl Into<String>) -> Error {
+    Error::new(message.into()).extend_with(|_, ext| ext.set("code", code.as_str()))
+}
+
+/// `BAD_USER_INPUT` naming the offending field (`extensions.field`), e.g. `input.email`.
+pub fn bad_input(field: &str, message: impl Display) -> Error {
+    let field = field.to_owned();
+    Error::new(format!("{field}: {message}")).extend_with(move |_, ext| {
+        ext.set("code", Code::BadUserInput.as_str());
+        ext.set("field", field.as_str());
+    })
+}
+
+/// `UNAUTHENTICATED` with a reason the client can act on (log in again, send a token...).
+pub fn unauthenticated(reason: impl Display) -> Error {
+    error(Code::Unauthenticated, reason.to_string())
+}
+
+/// `FORBIDDEN`: the caller is authenticated but not allowed.
+pub fn forbidden(message: impl Into<String>) -> Error {
+    error(Code::Forbidden, message)
+}
+
+/// Logs an internal failure with its details and returns the generic error the client sees.
+pub fn internal(context: &str, err: impl Display) -> Error {
+    tracing::error!(context, error = %err, "internal error");
+    error(Code::Internal, "internal server error")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn code_of(err: &Error) -> Option<String> {
+        let value = err.extensions.as_ref()?.get("code")?;
+        match value {
+            async_graphql::Value::String(s) => Some(s.clone()),
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn bad_input_names_the_field() {
+        let err = bad_input("input.email", "is not an email address");
+        assert_eq!(code_of(&err).as_deref(), Some("BAD_USER_INPUT"));
+        assert_eq!(err.message, "input.email: is not an email address");
+        let field = err
+            .extensions
+            .as_ref()
+            .and_then(|e| e.get("field"))
+            .cloned();
+        assert_eq!(
+            field,
+            Some(async_graphql::Value::String("input.email".into()))
+        );
+    }
+
+    #[test]
+    fn internal_hides_details() {
+        let err = internal("test", "connection refused to 10.0.0.1");
+        assert_eq!(code_of(&err).as_deref(), Some("INTERNAL_SERVER_ERROR"));
+        assert!(!err.message.contains("10.0.0.1"));
+    }
+}

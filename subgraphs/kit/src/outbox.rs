@@ -1,0 +1,263 @@
+//! The transactional outbox: events are written to an `outbox` table in the same transaction as the change
+//! they describe, and a relay task publishes committed rows to the [`EventBus`], then marks them sent.
+//!
+//! A change that rolls back takes its outbox row with it, so nothing is ever published for it; a crash
+//! between publishing and marking means the row is published again later (at least once), which consumers
+//! absorb by ignoring an `event_id` they have already handled.
+
+use std::sync::Arc;
+
+use chrono::Utc;
+use sea_orm::{
+    ActiveValue::{NotSet, Set},
+    ColumnTrait, ConnectionTrait, DatabaseBackend, DatabaseConnection, DbErr, EntityTrait,
+    QueryFilter, QueryOrder, QuerySelect, TransactionTrait,
+    sea_query::{Expr, LockBehavior, LockType},
+};
+use tokio::sync::Notify;
+
+use crate::{
+    config::RelayConfig,
+    events::{BusError, Event, EventBus},
+    shutdown::CancellationToken,
+};
+
+/// The `outbox` table, created by each subgraph's migrator (`shippy-migrations`).
+pub mod entity {
+    use sea_orm::entity::prelude::*;
+
+    /// One recorded event.
+    #[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
+    #[sea_orm(table_name = "outbox")]
+    pub struct Model {
+        /// Insertion order; the relay publishes in this order.
+        #[sea_orm(primary_key)]
+        pub id: i64,
+        /// The event's unique id.
+        #[sea_orm(unique)]
+        pub event_id: Uuid,
+        /// Target stream.
+        pub stream: String,
+        /// Recording service.
+        pub service: String,
+        /// Event kind, e.g. `user.registered`.
+        pub kind: String,
+        /// The user concerned.
+        pub user_id: Option<String>,
+        /// Human-readable description.
+        pub message: String,
+        /// Details.
+        pub payload: Json,
+        /// When the change happened.
+        pub occurred_at: DateTimeUtc,
+        /// When the bus accepted it; `NULL` while pending.
+        pub published_at: Option<DateTimeUtc>,
+        /// Publish attempts so far.
+        pub attempts: i32,
+        /// The last publish failure, for operators.
+        pub last_error: Option<String>,
+    }
+
+    /// No relations: the outbox stands alone.
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+
+    impl Model {
+        /// The event this row carries.
+        pub fn to_event(&self) -> crate::events::Event {
+            crate::events::Event {
+                event_id: self.event_id,
+                stream: self.stream.clone(),
+                service: self.service.clone(),
+                kind: self.kind.clone(),
+                user_id: self.user_id.clone(),
+                message: self.message.clone(),
+                payload: self.payload.clone(),
+                occurred_at: self.occurred_at,
+            }
+        }
+    }
+}
+
+/// Records `event` through `conn`, which should be the transaction making the change it describes.
+pub async fn record<C: ConnectionTrait>(conn: &C, event: &Event) -> Result<(), DbErr> {
+    let row = entity::ActiveModel {
+        id: NotSet,
+        event_id: Set(event.event_id),
+        stream: Set(event.stream.clone()),
+        service: Set(event.service.clone()),
+        kind: Set(event.kind.clone()),
+        user_id: Set(event.user_id.clone()),
+        message: Set(event.message.clone()),
+        payload: Set(event.payload.clone()),
+        occurred_at: Set(event.occurred_at),
+        published_at: Set(None),
+        attempts: Set(0),
+        last_error: Set(None),
+    };
+    entity::Entity::insert(row)
+        .exec_without_returning(conn)
+        .await?;
+    Ok(())
+}
+
+/// A cheap handle that lets request handlers wake the relay right after they commit, instead of waiting for
+/// its next poll.
+#[derive(Clone, Default)]
+pub struct Outbox {
+    /// Notified after each commit that recorded events. `Notify` keeps one permit when the relay is busy, so a
+    /// wake-up is never lost.
+    wake: Arc<Notify>,
+}
+
+impl Outbox {
+    /// A new handle with its own wake-up signal.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Tells the relay that committed rows are waiting.
+    pub fn wake(&self) {
+        self.wake.notify_one();
+    }
+
+    /// The relay task for this outbox.
+    pub fn relay(
+        &self,
+        db: DatabaseConnection,
+        bus: Arc<dyn EventBus>,
+        config: RelayConfig,
+    ) -> Relay {
+        Relay {
+            db,
+            bus,
+            wake: self.wake.clone(),
+            config,
+        }
+    }
+}
+
+/// Why a relay round failed; the relay logs it and retries with backoff.
+#[derive(Debug, thiserror::Error)]
+pub enum RelayError {
+    /// Reading or marking rows failed.
+    #[error("outbox database error: {0}")]
+    Db(#[from] DbErr),
+    /// The bus refused an event; it stays pending.
+    #[error("publishing event {event_id} failed after {published} were sent this round: {source}")]
+    Publish {
+        /// Rows sent before the failure.
+        published: usize,
+        /// The row that failed.
+        event_id: uuid::Uuid,
+        /// Why.
+        #[source]
+        source: BusError,
+    },
+}
+
+/// Publishes committed outbox rows, oldest first.
+pub struct Relay {
+    db: DatabaseConnection,
+    bus: Arc<dyn EventBus>,
+    wake: Arc<Notify>,
+    config: RelayConfig,
+}
+
+impl Relay {
+    /// One round: publishes up to `batch_size` pending rows, stopping at the first failure so events leave in
+    /// order. Returns how many were published.
+    ///
+    /// On PostgreSQL the rows are locked with `FOR UPDATE SKIP LOCKED` for the round, so relays of several
+    /// replicas sharing a database never publish the same row concurrently. SQLite has one writer anyway.
+    pub async fn relay_once(&self) -> Result<usize, RelayError> {
+        use entity::{Column, Entity};
+
+        let txn = self.db.begin().await?;
+        let mut pending = Entity::find()
+            .filter(Column::PublishedAt.is_null())
+            .order_by_asc(Column::Id)
+            .limit(self.config.batch_size);
+        if self.db.get_database_backend() == DatabaseBackend::Postgres {
+            pending = pending.lock_with_behavior(LockType::Update, LockBehavior::SkipLocked);
+        }
+        let rows = pending.all(&txn).await?;
+
+        let mut published = 0;
+        let mut failure = None;
+        for row in rows {
+            match self.bus.publish(&row.to_event()).await {
+                Ok(()) => {
+                    Entity::update_many()
+                        .col_expr(Column::PublishedAt, Expr::value(Utc::now()))
+                        .col_expr(
+                            Column::Attempts,
+                            Expr::value(row.attempts.saturating_add(1)),
+                        )
+                        .filter(Column::Id.eq(row.id))
+                        .exec(&txn)
+                        .await?;
+                    published += 1;
+                }
+                Err(err) => {
+                    Entity::update_many()
+                        .col_expr(
+                            Column::Attempts,
+                            Expr::value(row.attempts.saturating_add(1)),
+                        )
+                        .col_expr(Column::LastError, Expr::value(err.to_string()))
+                        .filter(Column::Id.eq(row.id))
+                        .exec(&txn)
+                        .await?;
+                    failure = Some((row.event_id, err));
+                    break;
+                }
+            }
+        }
+        txn.commit().await?;
+        match failure {
+            Some((event_id, source)) => Err(RelayError::Publish {
+                published,
+                event_id,
+                source,
+            }),
+            None => Ok(published),
+        }
+    }
+
+    /// Runs until `shutdown` is cancelled: publishes whenever woken or every `poll_interval`, and after a
+    /// failure waits with exponential backoff. Failures never end the task: rows wait in the table until the
+    /// bus or database is back.
+    pub async fn run(self, shutdown: CancellationToken) {
+        let mut backoff = self.config.retry_initial;
+        loop {
+            if shutdown.is_cancelled() {
+                return;
+            }
+            match self.relay_once().await {
+                Ok(published) => {
+                    backoff = self.config.retry_initial;
+                    if published as u64 >= self.config.batch_size {
+                        // A full batch: more may be waiting.
+                        continue;
+                    }
+                    tokio::select! {
+                        () = shutdown.cancelled() => return,
+                        () = self.wake.notified() => {}
+                        () = tokio::time::sleep(self.config.poll_interval) => {}
+                    }
+                }
+                Err(err) => {
+                    tracing::warn!(error = %err, retry_in = ?backoff, "outbox relay round failed");
+                    tokio::select! {
+                        () = shutdown.cancelled() => return,
+                        () = tokio::time::sleep(backoff) => {}
+                    }
+                    backoff = (backoff * 2).min(self.config.retry_max);
+                }
+            }
+        }
+    }
+}

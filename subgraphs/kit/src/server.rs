@@ -1,0 +1,415 @@
+//! The HTTP face of a subgraph and the runtime that serves it.
+//!
+//! [`app`] wraps any async-graphql executor in the routes every subgraph has: `POST /graphql`, `GET /graphql`
+//! (GraphiQL for people, graphql-transport-ws for WebSocket clients), `GET /health` and `GET /ready`, behind a
+//! request body limit and a request timeout. [`Runtime`] does the start-up every subgraph shares (database,
+//! migrations, JWT verifier, outbox) and [`Runtime::serve`] runs the server and the outbox relay under one
+//! supervisor until shutdown.
+
+use std::{convert::Infallible, sync::Arc, time::Duration};
+
+use async_graphql::{
+    Data, Executor, ParseRequestError,
+    http::{ALL_WEBSOCKET_PROTOCOLS, GraphiQLSource},
+};
+use async_graphql_axum::{GraphQLProtocol, GraphQLRequest, GraphQLResponse, GraphQLWebSocket};
+use axum::{
+    Json, Router,
+    extract::{FromRequestParts, Request, State, WebSocketUpgrade},
+    http::{HeaderMap, HeaderValue, StatusCode, header},
+    response::{Html, IntoResponse, Response},
+    routing::get,
+};
+use sea_orm::DatabaseConnection;
+use sea_orm_migration::MigratorTrait;
+use serde_json::json;
+use tokio::net::TcpListener;
+use tower_http::{limit::RequestBodyLimitLayer, timeout::TimeoutLayer, trace::TraceLayer};
+
+use crate::{
+    auth::{Caller, JwtVerifier, KeyError, TokenError},
+    config::{AuthConfig, RelayConfig, ServerConfig},
+    db::{self, DbError},
+    events::EventBus,
+    outbox::Outbox,
+    shutdown::CancellationToken,
+    supervisor::{Supervisor, SupervisorError},
+};
+
+/// Something `/ready` checks before it says yes.
+#[async_trait::async_trait]
+pub trait ReadinessCheck: Send + Sync + 'static {
+    /// The name shown in the `/ready` body.
+    fn name(&self) -> &str;
+    /// `Err` with a short reason when the dependency is unavailable.
+    async fn check(&self) -> Result<(), String>;
+}
+
+/// The subgraph's database answers.
+pub struct DatabaseCheck(pub DatabaseConnection);
+
+#[async_trait::async_trait]
+impl ReadinessCheck for DatabaseCheck {
+    fn name(&self) -> &str {
+        "database"
+    }
+    async fn check(&self) -> Result<(), String> {
+        db::ping(&self.0).await.map_err(|e| e.to_string())
+    }
+}
+
+/// The event bus answers.
+pub struct BusCheck(pub Arc<dyn EventBus>);
+
+#[async_trait::async_trait]
+impl ReadinessCheck for BusCheck {
+    fn name(&self) -> &str {
+        "events"
+    }
+    async fn check(&self) -> Result<(), String> {
+        self.0.ping().await.map_err(|e| e.to_string())
+    }
+}
+
+/// A configured Redis server answers `PING`.
+pub struct RedisCheck(pub redis::Client);
+
+#[async_trait::async_trait]
+impl ReadinessCheck for RedisCheck {
+    fn name(&self) -> &str {
+        "redis"
+    }
+    async fn check(&self) -> Result<(), String> {
+        let probe = async {
+            let mut conn = self.0.get_multiplexed_async_connection().await?;
+            redis::cmd("PING").query_async::<String>(&mut conn).await
+        };
+        match tokio::time::timeout(Duration::from_secs(2), probe).await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(err)) => Err(err.to_string()),
+            Err(_) => Err("no answer within 2s".into()),
+        }
+    }
+}
+
+/// What the HTTP layer needs besides the executor.
+#[derive(Clone)]
+pub struct HttpContext {
+    /// Verifies bearer tokens on every request and WebSocket.
+    pub verifier: Arc<JwtVerifier>,
+    /// Checked by `/ready`.
+    pub checks: Vec<Arc<dyn ReadinessCheck>>,
+    /// Limits.
+    pub server: ServerConfig,
+    /// Cancelled at shutdown; open WebSockets close when it is.
+    pub shutdown: CancellationToken,
+}
+
+struct Shared<E> {
+    executor: E,
+    ctx: HttpContext,
+}
+
+/// The subgraph's axum app around `executor` (an async-graphql `Schema`).
+pub fn app<E: Executor>(executor: E, ctx: HttpContext) -> Router {
+    let body_limit = ctx.server.body_limit;
+    let timeout = ctx.server.request_timeout;
+    let shared = Arc::new(Shared { executor, ctx });
+    Router::new()
+        .route("/graphql", get(graphql_get::<E>).post(graphql_post::<E>))
+        .route("/health", get(|| async { "ok" }))
+        .route("/ready", get(ready::<E>))
+        .with_state(shared)
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            timeout,
+        ))
+        .layer(TraceLayer::new_for_http())
+        // Outermost, so an oversized body is refused before anything reads it.
+        .layer(RequestBodyLimitLayer::new(body_limit))
+}
+
+/// A GraphQL-shaped error body: `{"errors": [{"message", "extensions": {"code"}}]}`.
+pub fn error_response(status: StatusCode, code: &str, message: &str) -> Response {
+    let body = json!({ "errors": [{ "message": message, "extensions": { "code": code } }] });
+    (status, Json(body)).into_response()
+}
+
+/// The response to a request whose token was refused: 401 with a GraphQL error saying why.
+fn token_rejected(err: &TokenError) -> Response {
+    let mut resp = error_response(
+        StatusCode::UNAUTHORIZED,
+        "UNAUTHENTICATED",
+        &err.to_string(),
+    );
+    resp.headers_mut().insert(
+        header::WWW_AUTHENTICATE,
+        HeaderValue::from_static("Bearer error=\"invalid_token\""),
+    );
+    resp
+}
+
+/// Rejection for a body that is not a GraphQL request: a GraphQL error instead of async-graphql's debug text.
+pub struct BadRequest(ParseRequestError);
+
+impl From<ParseRequestError> for BadRequest {
+    fn from(err: ParseRequestError) -> Self {
+        Self(err)
+    }
+}
+
+impl IntoResponse for BadRequest {
+    fn into_response(self) -> Response {
+        match self.0 {
+            ParseRequestError::PayloadTooLarge => error_response(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "PAYLOAD_TOO_LARGE",
+                "request body too large",
+            ),
+            err => error_response(
+                StatusCode::BAD_REQUEST,
+                "BAD_REQUEST",
+                &format!("invalid GraphQL request: {err}"),
+            ),
+        }
+    }
+}
+
+async fn graphql_post<E: Executor>(
+    State(shared): State<Arc<Shared<E>>>,
+    headers: HeaderMap,
+    request: GraphQLRequest<BadRequest>,
+) -> Response {
+    let caller = match shared.ctx.verifier.authenticate(&headers) {
+        Ok(caller) => caller,
+        Err(err) => return token_rejected(&err),
+    };
+    let response = shared
+        .executor
+        .execute(request.into_inner().data(caller))
+        .await;
+    GraphQLResponse::from(response).into_response()
+}
+
+async fn graphql_get<E: Executor>(
+    State(shared): State<Arc<Shared<E>>>,
+    request: Request,
+) -> Response {
+    let (mut parts, _body) = request.into_parts();
+    let wants_websocket = parts
+        .headers
+        .get(header::UPGRADE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.eq_ignore_ascii_case("websocket"));
+    if !wants_websocket {
+        return Html(
+            GraphiQLSource::build()
+                .endpoint("/graphql")
+                .subscription_endpoint("/graphql")
+                .finish(),
+        )
+        .into_response();
+    }
+
+    let protocol = match GraphQLProtocol::from_request_parts(&mut parts, &()).await {
+        Ok(protocol) => protocol,
+        Err(status) => {
+            return error_response(
+                status,
+                "BAD_REQUEST",
+                "unsupported WebSocket subprotocol: use graphql-transport-ws",
+            );
+        }
+    };
+    let upgrade = match WebSocketUpgrade::from_request_parts(&mut parts, &()).await {
+        Ok(upgrade) => upgrade,
+        Err(rejection) => return rejection.into_response(),
+    };
+    // A token in the upgrade request's headers counts; one in `connection_init` overrides it.
+    let header_caller = match shared.ctx.verifier.authenticate(&parts.headers) {
+        Ok(caller) => caller,
+        Err(err) => return token_rejected(&err),
+    };
+    let shared = shared.clone();
+    upgrade
+        .protocols(ALL_WEBSOCKET_PROTOCOLS)
+        .on_upgrade(move |socket| async move {
+            let verifier = shared.ctx.verifier.clone();
+            let shutdown = shared.ctx.shutdown.clone();
+            let ws = GraphQLWebSocket::new(socket, shared.executor.clone(), protocol)
+                .on_connection_init(move |payload| async move {
+                    connection_data(&verifier, header_caller, &payload)
+                });
+            tokio::select! {
+                () = ws.serve() => {}
+                () = shutdown.cancelled() => tracing::debug!("closing WebSocket for shutdown"),
+            }
+        })
+        .into_response()
+}
+
+/// The context of a WebSocket connection: the caller from `connection_init`'s `Authorization` (or
+/// `authorization`) entry if present, else from the upgrade request's header. A bad token refuses the
+/// connection (graphql-transport-ws closes it with 4403).
+fn connection_data(
+    verifier: &JwtVerifier,
+    header_caller: Caller,
+    payload: &serde_json::Value,
+) -> async_graphql::Result<Data> {
+    let presented = payload
+        .get("Authorization")
+        .or_else(|| payload.get("authorization"))
+        .and_then(|v| v.as_str());
+    let caller = match presented {
+        Some(value) => verifier
+            .authenticate_value(value)
+            .map_err(|err| async_graphql::Error::new(err.to_string()))?,
+        None => header_caller,
+    };
+    let mut data = Data::default();
+    data.insert(caller);
+    Ok(data)
+}
+
+async fn ready<E: Executor>(State(shared): State<Arc<Shared<E>>>) -> Response {
+    let mut report = serde_json::Map::new();
+    let mut ok = true;
+    for check in &shared.ctx.checks {
+        let status = match check.check().await {
+            Ok(()) => "ok".to_owned(),
+            Err(reason) => {
+                ok = false;
+                tracing::warn!(check = check.name(), %reason, "readiness check failed");
+                // Only the fact is exposed; the reason (hosts, errors) stays in the log.
+                "unavailable".to_owned()
+            }
+        };
+        report.insert(check.name().to_owned(), status.into());
+    }
+    let status = if ok {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (status, Json(serde_json::Value::Object(report))).into_response()
+}
+
+/// Serves `app` on `listener` until `shutdown` is cancelled, then stops accepting and lets in-flight requests
+/// finish (the caller bounds how long).
+pub async fn serve(
+    listener: TcpListener,
+    app: Router,
+    shutdown: CancellationToken,
+) -> std::io::Result<()> {
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown.cancelled_owned())
+        .await
+}
+
+/// Everything a subgraph process is configured with, besides its own domain settings.
+#[derive(Debug, Clone)]
+pub struct SubgraphConfig {
+    /// `sqlite://...` or `postgres://...`; the subgraph's own database.
+    pub database_url: String,
+    /// When set, `/ready` also checks this Redis server.
+    pub redis_url: Option<String>,
+    /// Token verification (and issuing, for the user subgraph).
+    pub auth: AuthConfig,
+    /// HTTP limits.
+    pub server: ServerConfig,
+    /// Outbox relay pacing.
+    pub relay: RelayConfig,
+}
+
+/// Why a subgraph could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// Database connection or migration.
+    #[error(transparent)]
+    Db(#[from] DbError),
+    /// JWT keys.
+    #[error(transparent)]
+    Keys(#[from] KeyError),
+    /// `redis_url` is not a Redis URL.
+    #[error("invalid REDIS_URL: {0}")]
+    Redis(#[from] redis::RedisError),
+}
+
+/// The shared parts of a running subgraph.
+#[derive(Clone)]
+pub struct Runtime {
+    /// The subgraph's database, migrated.
+    pub db: DatabaseConnection,
+    /// Token verifier.
+    pub verifier: Arc<JwtVerifier>,
+    /// Where domain changes record events.
+    pub outbox: Outbox,
+    /// Where the relay publishes them.
+    pub bus: Arc<dyn EventBus>,
+    /// Readiness checks: database, bus, and Redis when configured.
+    pub checks: Vec<Arc<dyn ReadinessCheck>>,
+    /// The configuration it was started with.
+    pub config: SubgraphConfig,
+}
+
+impl Runtime {
+    /// Connects to the database, applies the migrations of `M`, and sets up the verifier and outbox.
+    pub async fn start<M: MigratorTrait>(
+        config: SubgraphConfig,
+        bus: Arc<dyn EventBus>,
+    ) -> Result<Self, StartError> {
+        let verifier = Arc::new(JwtVerifier::from_config(&config.auth)?);
+        let db = db::connect_and_migrate::<M>(&config.database_url).await?;
+        let mut checks: Vec<Arc<dyn ReadinessCheck>> = vec![
+            Arc::new(DatabaseCheck(db.clone())),
+            Arc::new(BusCheck(bus.clone())),
+        ];
+        if let Some(url) = &config.redis_url {
+            checks.push(Arc::new(RedisCheck(redis::Client::open(url.as_str())?)));
+        }
+        Ok(Self {
+            db,
+            verifier,
+            outbox: Outbox::new(),
+            bus,
+            checks,
+            config,
+        })
+    }
+
+    /// The HTTP context for [`app`].
+    pub fn http_context(&self, shutdown: CancellationToken) -> HttpContext {
+        HttpContext {
+            verifier: self.verifier.clone(),
+            checks: self.checks.clone(),
+            server: self.config.server.clone(),
+            shutdown,
+        }
+    }
+
+    /// Serves `app` on `listener` and runs the outbox relay, until `shutdown` is cancelled or one of them
+    /// fails (which cancels `shutdown` for everyone sharing it).
+    pub async fn serve(
+        self,
+        name: &str,
+        listener: TcpListener,
+        app: Router,
+        shutdown: CancellationToken,
+    ) -> Result<(), SupervisorError> {
+        let grace = self.config.server.shutdown_grace;
+        let relay = self
+            .outbox
+            .relay(self.db.clone(), self.bus.clone(), self.config.relay.clone());
+        let mut supervisor = Supervisor::new(shutdown.clone());
+        supervisor.spawn(
+            format!("{name} http server"),
+            serve(listener, app, shutdown.clone()),
+        );
+        let token = shutdown.clone();
+        supervisor.spawn(format!("{name} outbox relay"), async move {
+            relay.run(token).await;
+            Ok::<_, Infallible>(())
+        });
+        supervisor.wait(grace).await
+    }
+}

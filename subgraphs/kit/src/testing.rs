@@ -1,0 +1,312 @@
+//! Test support shared by every subgraph's integration tests (feature `testing`): a fresh database per test
+//! on SQLite or PostgreSQL, servers on `127.0.0.1:0`, and a small GraphQL client.
+//!
+//! PostgreSQL tests create `shippy_t_<uuid>` through `TEST_DATABASE_URL` (default
+//! `postgres://postgres@127.0.0.1:5432/test`) and drop it when the [`TestDb`] is dropped, even after a panic.
+
+use std::{future::Future, net::SocketAddr, path::PathBuf, sync::Arc, time::Duration};
+
+use serde_json::{Value, json};
+use tokio::{net::TcpListener, task::JoinHandle};
+
+use crate::{
+    config::{AuthConfig, RelayConfig, Secret, ServerConfig},
+    db,
+    events::{EventBus, InProcessBus},
+    server::SubgraphConfig,
+    shutdown::CancellationToken,
+    supervisor::TaskError,
+};
+
+/// The HS256 secret test tokens are signed with.
+pub const TEST_SECRET: &str = "shippy-test-secret-0123456789abcdef";
+
+/// Which database a test runs against.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// A SQLite file in a temporary directory.
+    Sqlite,
+    /// A fresh PostgreSQL database on `TEST_DATABASE_URL`'s server.
+    Postgres,
+}
+
+/// `TEST_DATABASE_URL`, or the local default.
+pub fn test_database_url() -> String {
+    std::env::var("TEST_DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
+}
+
+/// `TEST_REDIS_URL`, or the local default.
+pub fn test_redis_url() -> String {
+    std::env::var("TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
+}
+
+/// A database that exists for one test.
+pub struct TestDb {
+    /// Its URL.
+    pub url: String,
+    /// Which backend.
+    pub backend: Backend,
+    /// Keeps the SQLite directory alive; removed on drop.
+    _dir: Option<tempfile::TempDir>,
+    /// For PostgreSQL: (server URL to connect for the drop, database name).
+    postgres: Option<(String, String)>,
+}
+
+impl TestDb {
+    /// Creates an empty database (no migrations: the subgraph applies its own at start).
+    pub async fn create(backend: Backend) -> Self {
+        match backend {
+            Backend::Sqlite => {
+                let dir = tempfile::tempdir().expect("temp dir");
+                let path: PathBuf = dir.path().join("test.db");
+                Self {
+                    url: db::sqlite_url(&path),
+                    backend,
+                    _dir: Some(dir),
+                    postgres: None,
+                }
+            }
+            Backend::Postgres => {
+                let base = test_database_url();
+                let name = format!("shippy_t_{}", uuid::Uuid::new_v4().simple());
+                let url = db::with_database_name(&base, &name)
+                    .expect("TEST_DATABASE_URL must name a database");
+                db::ensure_database(&url).await.unwrap_or_else(|err| {
+                    panic!(
+                        "cannot create test database on {}: {err}",
+                        db::redact(&base)
+                    )
+                });
+                let (server, _) = db::split_postgres_url(&url).expect("postgres url");
+                Self {
+                    url,
+                    backend,
+                    _dir: None,
+                    postgres: Some((server, name)),
+                }
+            }
+        }
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        let Some((server, name)) = self.postgres.take() else {
+            return;
+        };
+        // Drop runs inside the test's runtime, which cannot block on async work: use a thread with its own.
+        let dropper = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime");
+            runtime.block_on(async move {
+                use sea_orm::ConnectionTrait;
+                let admin = sea_orm::Database::connect(format!("{server}/postgres")).await?;
+                let sql = format!(
+                    "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+                    db::quote_ident(&name)
+                );
+                admin.execute_unprepared(&sql).await?;
+                admin.close().await
+            })
+        });
+        match dropper.join() {
+            Ok(Ok(())) => {}
+            Ok(Err(err)) => eprintln!("warning: could not drop test database: {err}"),
+            Err(_) => eprintln!("warning: test database drop panicked"),
+        }
+    }
+}
+
+/// Auth settings tests use: a fixed secret and no clock leeway (so expiry is exact).
+pub fn auth_config() -> AuthConfig {
+    AuthConfig {
+        secret: Some(Secret::new(TEST_SECRET)),
+        leeway: Duration::ZERO,
+        ..AuthConfig::default()
+    }
+}
+
+/// A subgraph configuration for tests: the given database, test auth, a quick relay.
+pub fn subgraph_config(database_url: &str) -> SubgraphConfig {
+    SubgraphConfig {
+        database_url: database_url.to_owned(),
+        redis_url: None,
+        auth: auth_config(),
+        server: ServerConfig::default(),
+        relay: RelayConfig {
+            poll_interval: Duration::from_millis(50),
+            ..RelayConfig::default()
+        },
+    }
+}
+
+/// A fresh in-process bus.
+pub fn bus() -> Arc<dyn EventBus> {
+    Arc::new(InProcessBus::default())
+}
+
+/// Installs the crypto provider and logging once per test binary.
+pub fn init() {
+    crate::install_crypto_provider();
+    crate::telemetry::init(false);
+}
+
+/// A server running in the background on `127.0.0.1:0`. Dropping it shuts it down.
+pub struct TestServer {
+    /// Where it listens.
+    pub addr: SocketAddr,
+    shutdown: CancellationToken,
+    handle: Option<JoinHandle<Result<(), TaskError>>>,
+}
+
+impl TestServer {
+    /// Binds `127.0.0.1:0`, starts `run(listener, shutdown)` and waits until `/health` answers.
+    pub async fn spawn<F, Fut, E>(run: F) -> Self
+    where
+        F: FnOnce(TcpListener, CancellationToken) -> Fut,
+        Fut: Future<Output = Result<(), E>> + Send + 'static,
+        E: Into<TaskError>,
+    {
+        init();
+        let listener = TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind 127.0.0.1:0");
+        let addr = listener.local_addr().expect("local addr");
+        let shutdown = CancellationToken::new();
+        let fut = run(listener, shutdown.clone());
+        let handle = tokio::spawn(async move { fut.await.map_err(Into::into) });
+        let server = Self {
+            addr,
+            shutdown,
+            handle: Some(handle),
+        };
+        server.wait_healthy().await;
+        server
+    }
+
+    async fn wait_healthy(&self) {
+        let client = reqwest::Client::new();
+        for _ in 0..200 {
+            if let Ok(resp) = client.get(self.url("/health")).send().await
+                && resp.status().is_success()
+            {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("server on {} did not become healthy in 10s", self.addr);
+    }
+
+    /// `http://<addr><path>`.
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    /// A GraphQL client for this server's `/graphql`.
+    pub fn client(&self) -> GraphQLClient {
+        GraphQLClient::new(self.url("/graphql"))
+    }
+
+    /// Requests shutdown and waits for the server's result.
+    pub async fn stop(mut self) -> Result<(), TaskError> {
+        self.shutdown.cancel();
+        let handle = self.handle.take().expect("running");
+        handle.await.expect("server task panicked")
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
+
+/// A GraphQL response as tests see it.
+#[derive(Debug, Clone)]
+pub struct GqlResponse {
+    /// HTTP status.
+    pub status: u16,
+    /// The JSON body.
+    pub body: Value,
+}
+
+impl GqlResponse {
+    /// `data`, panicking with the body when there are errors (for the happy path).
+    pub fn data(&self) -> &Value {
+        assert!(
+            self.body.get("errors").is_none(),
+            "unexpected errors: {}",
+            self.body
+        );
+        &self.body["data"]
+    }
+
+    /// `errors[0].extensions.code`, if any.
+    pub fn code(&self) -> Option<&str> {
+        self.body["errors"][0]["extensions"]["code"].as_str()
+    }
+
+    /// `errors[0].message`, if any.
+    pub fn message(&self) -> Option<&str> {
+        self.body["errors"][0]["message"].as_str()
+    }
+}
+
+/// Sends GraphQL over HTTP POST.
+#[derive(Debug, Clone)]
+pub struct GraphQLClient {
+    http: reqwest::Client,
+    url: String,
+}
+
+impl GraphQLClient {
+    /// A client for `url`.
+    pub fn new(url: String) -> Self {
+        Self {
+            http: reqwest::Client::new(),
+            url,
+        }
+    }
+
+    /// Runs `query` with `variables`, as the bearer of `token` if given.
+    pub async fn query(&self, query: &str, variables: Value, token: Option<&str>) -> GqlResponse {
+        let mut req = self
+            .http
+            .post(&self.url)
+            .json(&json!({ "query": query, "variables": variables }));
+        if let Some(token) = token {
+            req = req.bearer_auth(token);
+        }
+        let resp = req.send().await.expect("request sent");
+        let status = resp.status().as_u16();
+        let text = resp.text().await.expect("body");
+        let body = serde_json::from_str(&text).unwrap_or_else(|_| json!({ "raw": text }));
+        GqlResponse { status, body }
+    }
+}
+
+/// Generates, for each named `async fn(Backend)`, one `#[tokio::test]` on SQLite and one on PostgreSQL.
+#[macro_export]
+macro_rules! backend_tests {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test]
+                async fn $name() {
+                    super::$name($crate::testing::Backend::Sqlite).await
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test]
+                async fn $name() {
+                    super::$name($crate::testing::Backend::Postgres).await
+                }
+            )*
+        }
+    };
+}
