@@ -1,3 +1,28 @@
-//! The `shippy` command: runs the whole system or any one part of it.
+//! The `shippy` binary: parse, load settings, start logging, run.
 
-fn main() {}
+use std::process::ExitCode;
+
+use clap::Parser;
+use shippy::cli::{self, Cli};
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    shippy_kit::install_crypto_provider();
+    let cli = Cli::parse();
+    let settings = match cli.load_settings() {
+        Ok(settings) => settings,
+        Err(err) => {
+            eprintln!("shippy: {err:#}");
+            return ExitCode::from(2);
+        }
+    };
+    shippy_kit::telemetry::init(cli::json_logs(&settings));
+    match cli::run(cli, settings).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            tracing::error!("{err:#}");
+            eprintln!("shippy: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,173 @@
+//! The `shippy` command line: one binary for the whole system or any one part of it.
+
+use std::{net::SocketAddr, path::PathBuf};
+
+use anyhow::{Context, bail};
+use clap::{Args, Parser, Subcommand};
+use serde_json::{Map, Value, json};
+use shippy_kit::{CancellationToken, db, events::InProcessBus, shutdown};
+
+use crate::{
+    services::{self, SUBGRAPHS},
+    settings::{LogFormat, Settings, SettingsArgs},
+    up,
+};
+
+/// Shippy: a federated GraphQL shipping platform.
+///
+/// With no subcommand, runs `shippy up`.
+#[derive(Debug, Parser)]
+#[command(name = "shippy", version, about, long_about = None)]
+pub struct Cli {
+    /// What to run.
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    /// Settings shared by every subcommand.
+    #[command(flatten)]
+    pub settings: SettingsArgs,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run every service in one process (the default): SQLite files in the data directory, an in-process
+    /// event bus, ports from --port-base.
+    Up(UpArgs),
+    /// Run one subgraph as its own process (how production runs).
+    Subgraph(SubgraphArgs),
+    /// Apply one subgraph's migrations to its database (DATABASE_URL, else the SQLite file) and exit.
+    Migrate(MigrateArgs),
+    /// Schema tools.
+    #[command(subcommand)]
+    Schema(SchemaCommand),
+}
+
+/// `shippy up` flags.
+#[derive(Debug, Default, Args)]
+pub struct UpArgs {
+    /// Address to listen on [default: 127.0.0.1].
+    #[arg(long, env = "SHIPPY_HOST")]
+    pub host: Option<String>,
+    /// First port: router P, user P+1, vessel P+2, consignment P+3, log P+4; 0 picks free ports
+    /// [default: 4000].
+    #[arg(long, env = "SHIPPY_PORT_BASE", value_name = "P")]
+    pub port_base: Option<u16>,
+}
+
+/// `shippy subgraph` arguments.
+#[derive(Debug, Args)]
+pub struct SubgraphArgs {
+    /// Which subgraph.
+    #[arg(value_parser = services::subgraph_names())]
+    pub name: String,
+    /// Address to listen on [default: 127.0.0.1:<4000 + the subgraph's offset>].
+    #[arg(long, env = "SHIPPY_LISTEN", value_name = "ADDR")]
+    pub listen: Option<SocketAddr>,
+}
+
+/// `shippy migrate` arguments.
+#[derive(Debug, Args)]
+pub struct MigrateArgs {
+    /// Which subgraph's migrations.
+    #[arg(value_parser = services::subgraph_names())]
+    pub name: String,
+}
+
+/// `shippy schema` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum SchemaCommand {
+    /// Write each subgraph's federation SDL to <OUT>/<name>.graphql.
+    Export {
+        /// Output directory.
+        #[arg(long, default_value = "schema", value_name = "DIR")]
+        out: PathBuf,
+    },
+}
+
+impl Cli {
+    /// Subcommand flags that are also settings, shaped like [`Settings`].
+    fn extra_settings(&self) -> Map<String, Value> {
+        let mut extra = Map::new();
+        if let Some(Command::Up(args)) = &self.command {
+            if let Some(host) = &args.host {
+                extra.insert("host".into(), json!(host));
+            }
+            if let Some(port) = args.port_base {
+                extra.insert("port_base".into(), json!(port));
+            }
+        }
+        extra
+    }
+
+    /// Loads the layered settings for this invocation.
+    pub fn load_settings(&self) -> anyhow::Result<Settings> {
+        self.settings.load(self.extra_settings())
+    }
+}
+
+/// Runs the parsed command with loaded settings.
+pub async fn run(cli: Cli, settings: Settings) -> anyhow::Result<()> {
+    match cli.command.unwrap_or(Command::Up(UpArgs::default())) {
+        Command::Up(_) => up::run(settings, up::services(), shutdown::on_signal()).await,
+        Command::Subgraph(args) => run_subgraph(settings, args, shutdown::on_signal()).await,
+        Command::Migrate(args) => {
+            let subgraph = services::subgraph(&args.name).context("unknown subgraph")?;
+            let url = settings.standalone_database_url(subgraph.name);
+            if settings.database_url.is_none() {
+                std::fs::create_dir_all(&settings.data_dir)?;
+            }
+            (subgraph.migrate)(url.clone()).await?;
+            println!(
+                "{}: migrations applied to {}",
+                subgraph.name,
+                db::redact(&url)
+            );
+            Ok(())
+        }
+        Command::Schema(SchemaCommand::Export { out }) => {
+            std::fs::create_dir_all(&out)
+                .with_context(|| format!("cannot create {}", out.display()))?;
+            for subgraph in SUBGRAPHS {
+                let path = out.join(format!("{}.graphql", subgraph.name));
+                std::fs::write(&path, (subgraph.sdl)())
+                    .with_context(|| format!("cannot write {}", path.display()))?;
+                println!("wrote {}", path.display());
+            }
+            Ok(())
+        }
+    }
+}
+
+async fn run_subgraph(
+    settings: Settings,
+    args: SubgraphArgs,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let Some(subgraph) = services::subgraph(&args.name) else {
+        bail!("unknown subgraph {}", args.name)
+    };
+    let listen = args
+        .listen
+        .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 4000 + subgraph.port_offset)));
+    let url = settings.standalone_database_url(subgraph.name);
+    if settings.database_url.is_none() {
+        std::fs::create_dir_all(&settings.data_dir)?;
+    }
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("cannot listen on {listen}"))?;
+    println!(
+        "{:<12} http://{}/graphql",
+        subgraph.name,
+        listener.local_addr()?
+    );
+    // One process, one subgraph: the in-process bus reaches nobody else; a shared bus (Redis) is configured
+    // separately once available.
+    let bus = std::sync::Arc::new(InProcessBus::default());
+    (subgraph.run)(listener, settings.subgraph_config(url), bus, shutdown).await
+}
+
+/// Whether logs should be JSON.
+pub fn json_logs(settings: &Settings) -> bool {
+    settings.log_format == LogFormat::Json
+}

@@ -1,0 +1,400 @@
+//! The `shippy` command's settings, in layers: built-in defaults, then an optional config file (TOML or YAML,
+//! `--config` / `SHIPPY_CONFIG`), then environment variables, then flags. Unknown keys in the file are an
+//! error; durations are human-readable (`30s`, `5m`).
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, bail};
+use clap::Args;
+use figment::{
+    Figment,
+    providers::{Format, Serialized, Toml, Yaml},
+};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value, json};
+use shippy_kit::{
+    config::{AuthConfig, RelayConfig, ServerConfig},
+    db,
+    server::SubgraphConfig,
+};
+
+/// Everything `shippy` can be configured with. The config file has the same shape.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Settings {
+    /// Where `shippy up` (and subgraphs without a `database_url`) keep their SQLite files. Default `./data`.
+    pub data_dir: PathBuf,
+    /// A PostgreSQL URL. `shippy subgraph`/`migrate` use it as is; `shippy up` gives each subgraph its own
+    /// database next to it, named `<database>_<subgraph>` and created if missing. Unset: SQLite.
+    pub database_url: Option<String>,
+    /// A Redis URL; when set, `/ready` also checks Redis.
+    pub redis_url: Option<String>,
+    /// The address `shippy up` listens on. Default `127.0.0.1`.
+    pub host: String,
+    /// `shippy up`'s first port: router on it, then user +1, vessel +2, consignment +3, log +4. `0` picks free
+    /// ports (printed at start). Default 4000.
+    pub port_base: u16,
+    /// Log lines as `text` or `json`. Default `text`.
+    pub log_format: LogFormat,
+    /// HTTP limits of every subgraph.
+    pub server: ServerConfig,
+    /// Token issuing and verification.
+    pub auth: AuthConfig,
+    /// Outbox relay pacing.
+    pub relay: RelayConfig,
+}
+
+/// Log line format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            data_dir: PathBuf::from("data"),
+            database_url: None,
+            redis_url: None,
+            host: "127.0.0.1".into(),
+            port_base: 4000,
+            log_format: LogFormat::Text,
+            server: ServerConfig::default(),
+            auth: AuthConfig::default(),
+            relay: RelayConfig::default(),
+        }
+    }
+}
+
+impl Settings {
+    /// The database URL of one subgraph run on its own (`shippy subgraph`, `shippy migrate`): `DATABASE_URL`
+    /// as given, else `<data_dir>/<name>.db`.
+    pub fn standalone_database_url(&self, name: &str) -> String {
+        match &self.database_url {
+            Some(url) => url.clone(),
+            None => db::sqlite_url(&self.data_dir.join(format!("{name}.db"))),
+        }
+    }
+
+    /// The database URL of one subgraph under `shippy up`: each gets its own database.
+    pub fn up_database_url(&self, name: &str) -> anyhow::Result<String> {
+        match &self.database_url {
+            None => Ok(db::sqlite_url(&self.data_dir.join(format!("{name}.db")))),
+            Some(url) if url.starts_with("sqlite:") => {
+                bail!(
+                    "with `shippy up`, DATABASE_URL must be a PostgreSQL URL (SQLite files go in --data-dir)"
+                )
+            }
+            Some(url) => {
+                let (_, base) = db::split_postgres_url(url)?;
+                Ok(db::with_database_name(url, &format!("{base}_{name}"))?)
+            }
+        }
+    }
+
+    /// The kit configuration of one subgraph.
+    pub fn subgraph_config(&self, database_url: String) -> SubgraphConfig {
+        SubgraphConfig {
+            database_url,
+            redis_url: self.redis_url.clone(),
+            auth: self.auth.clone(),
+            server: self.server.clone(),
+            relay: self.relay.clone(),
+        }
+    }
+}
+
+/// Settings flags, accepted by every subcommand. Each also reads the environment variable shown.
+#[derive(Debug, Clone, Default, Args)]
+pub struct SettingsArgs {
+    /// Config file (TOML or YAML, by extension); flags and environment variables override it.
+    #[arg(long, env = "SHIPPY_CONFIG", global = true, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Directory for the embedded SQLite databases [default: ./data].
+    #[arg(long, env = "SHIPPY_DATA_DIR", global = true, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// PostgreSQL URL (postgres://user:pass@host:port/db); unset means SQLite in the data directory.
+    #[arg(
+        long,
+        env = "DATABASE_URL",
+        global = true,
+        hide_env_values = true,
+        value_name = "URL"
+    )]
+    pub database_url: Option<String>,
+    /// Redis URL (redis://host:port); when set, /ready checks it.
+    #[arg(
+        long,
+        env = "REDIS_URL",
+        global = true,
+        hide_env_values = true,
+        value_name = "URL"
+    )]
+    pub redis_url: Option<String>,
+    /// HS256 secret, 32+ bytes. Prefer the environment variable: flags show in process lists.
+    /// Unset: a development secret with a loud warning.
+    #[arg(
+        long,
+        env = "SHIPPY_JWT_SECRET",
+        global = true,
+        hide_env_values = true,
+        value_name = "SECRET"
+    )]
+    pub jwt_secret: Option<String>,
+    /// JWT algorithm [default: HS256].
+    #[arg(long, env = "SHIPPY_JWT_ALGORITHM", global = true, value_parser = ["HS256", "RS256", "ES256"])]
+    pub jwt_algorithm: Option<String>,
+    /// PEM public key for RS256/ES256 verification.
+    #[arg(
+        long,
+        env = "SHIPPY_JWT_PUBLIC_KEY_FILE",
+        global = true,
+        value_name = "FILE"
+    )]
+    pub jwt_public_key_file: Option<PathBuf>,
+    /// PEM (PKCS#8) private key the user subgraph signs RS256/ES256 tokens with.
+    #[arg(
+        long,
+        env = "SHIPPY_JWT_PRIVATE_KEY_FILE",
+        global = true,
+        value_name = "FILE"
+    )]
+    pub jwt_private_key_file: Option<PathBuf>,
+    /// Token issuer (`iss`) [default: shippy].
+    #[arg(long, env = "SHIPPY_JWT_ISSUER", global = true)]
+    pub jwt_issuer: Option<String>,
+    /// Token audience (`aud`) [default: shippy].
+    #[arg(long, env = "SHIPPY_JWT_AUDIENCE", global = true)]
+    pub jwt_audience: Option<String>,
+    /// Lifetime of issued tokens, e.g. 15m [default: 1h].
+    #[arg(long, env = "SHIPPY_TOKEN_TTL", global = true, value_name = "DURATION")]
+    pub token_ttl: Option<String>,
+    /// Longest time one request may take, e.g. 30s [default: 30s].
+    #[arg(
+        long,
+        env = "SHIPPY_REQUEST_TIMEOUT",
+        global = true,
+        value_name = "DURATION"
+    )]
+    pub request_timeout: Option<String>,
+    /// Largest request body in bytes [default: 1048576].
+    #[arg(long, env = "SHIPPY_BODY_LIMIT", global = true, value_name = "BYTES")]
+    pub body_limit: Option<usize>,
+    /// How long in-flight work may finish after SIGINT/SIGTERM [default: 10s].
+    #[arg(
+        long,
+        env = "SHIPPY_SHUTDOWN_GRACE",
+        global = true,
+        value_name = "DURATION"
+    )]
+    pub shutdown_grace: Option<String>,
+    /// Log format [default: text]. Filter with RUST_LOG.
+    #[arg(long, env = "SHIPPY_LOG_FORMAT", global = true, value_parser = ["text", "json"])]
+    pub log_format: Option<String>,
+}
+
+fn put(map: &mut Map<String, Value>, path: &[&str], value: Value) {
+    let (last, parents) = path.split_last().expect("non-empty path");
+    let mut node = map;
+    for key in parents {
+        node = node
+            .entry(key.to_string())
+            .or_insert_with(|| Value::Object(Map::new()))
+            .as_object_mut()
+            .expect("settings path nodes are objects");
+    }
+    node.insert(last.to_string(), value);
+}
+
+impl SettingsArgs {
+    /// The values given by flag or environment, shaped like [`Settings`].
+    fn overrides(&self) -> Map<String, Value> {
+        let mut map = Map::new();
+        let entries: [(&[&str], Option<Value>); 14] = [
+            (&["data_dir"], self.data_dir.as_ref().map(|v| json!(v))),
+            (
+                &["database_url"],
+                self.database_url.as_ref().map(|v| json!(v)),
+            ),
+            (&["redis_url"], self.redis_url.as_ref().map(|v| json!(v))),
+            (&["log_format"], self.log_format.as_ref().map(|v| json!(v))),
+            (
+                &["auth", "secret"],
+                self.jwt_secret.as_ref().map(|v| json!(v)),
+            ),
+            (
+                &["auth", "algorithm"],
+                self.jwt_algorithm.as_ref().map(|v| json!(v)),
+            ),
+            (
+                &["auth", "public_key_file"],
+                self.jwt_public_key_file.as_ref().map(|v| json!(v)),
+            ),
+            (
+                &["auth", "private_key_file"],
+                self.jwt_private_key_file.as_ref().map(|v| json!(v)),
+            ),
+            (
+                &["auth", "issuer"],
+                self.jwt_issuer.as_ref().map(|v| json!(v)),
+            ),
+            (
+                &["auth", "audience"],
+                self.jwt_audience.as_ref().map(|v| json!(v)),
+            ),
+            (
+                &["auth", "token_ttl"],
+                self.token_ttl.as_ref().map(|v| json!(v)),
+            ),
+            (
+                &["server", "request_timeout"],
+                self.request_timeout.as_ref().map(|v| json!(v)),
+            ),
+            (&["server", "body_limit"], self.body_limit.map(|v| json!(v))),
+            (
+                &["server", "shutdown_grace"],
+                self.shutdown_grace.as_ref().map(|v| json!(v)),
+            ),
+        ];
+        for (path, value) in entries {
+            if let Some(value) = value {
+                put(&mut map, path, value);
+            }
+        }
+        map
+    }
+
+    /// Loads the layered settings; `extra` are subcommand flags (e.g. `up --port-base`), shaped like
+    /// [`Settings`], applied last.
+    pub fn load(&self, extra: Map<String, Value>) -> anyhow::Result<Settings> {
+        let mut figment = Figment::from(Serialized::defaults(Settings::default()));
+        if let Some(path) = &self.config {
+            figment = merge_file(figment, path)?;
+        }
+        let mut overrides = self.overrides();
+        overrides.extend(extra);
+        figment = figment.merge(Serialized::defaults(Value::Object(overrides)));
+        figment.extract().context("invalid configuration")
+    }
+}
+
+fn merge_file(figment: Figment, path: &Path) -> anyhow::Result<Figment> {
+    if !path.is_file() {
+        bail!("config file {} does not exist", path.display());
+    }
+    match path.extension().and_then(|e| e.to_str()) {
+        Some("toml") => Ok(figment.merge(Toml::file_exact(path))),
+        Some("yaml" | "yml") => Ok(figment.merge(Yaml::file_exact(path))),
+        _ => bail!(
+            "config file {} must end in .toml, .yaml or .yml",
+            path.display()
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
+        let path = dir.join(name);
+        std::fs::write(&path, text).unwrap();
+        path
+    }
+
+    #[test]
+    fn layers_apply_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = write(
+            dir.path(),
+            "shippy.toml",
+            "data_dir = \"/from/file\"\nport_base = 5000\n[server]\nrequest_timeout = \"5s\"\n[auth]\nissuer = \"file\"\n",
+        );
+        let args = SettingsArgs {
+            config: Some(file),
+            jwt_issuer: Some("flag".into()),
+            token_ttl: Some("15m".into()),
+            ..SettingsArgs::default()
+        };
+        let mut extra = Map::new();
+        extra.insert("port_base".into(), json!(6000));
+        let settings = args.load(extra).unwrap();
+        assert_eq!(settings.data_dir, PathBuf::from("/from/file"));
+        assert_eq!(settings.server.request_timeout, Duration::from_secs(5));
+        assert_eq!(settings.auth.issuer, "flag");
+        assert_eq!(settings.auth.token_ttl, Duration::from_secs(900));
+        assert_eq!(settings.port_base, 6000);
+        assert_eq!(
+            settings.server.body_limit,
+            ServerConfig::default().body_limit
+        );
+    }
+
+    #[test]
+    fn bad_files_and_values_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let unknown = write(dir.path(), "a.yaml", "server:\n  request_timeuot: 5s\n");
+        let err = SettingsArgs {
+            config: Some(unknown),
+            ..SettingsArgs::default()
+        }
+        .load(Map::new())
+        .unwrap_err();
+        assert!(format!("{err:#}").contains("request_timeuot"), "{err:#}");
+
+        let missing = SettingsArgs {
+            config: Some(dir.path().join("nope.toml")),
+            ..SettingsArgs::default()
+        };
+        assert!(missing.load(Map::new()).is_err());
+        let json = write(dir.path(), "a.json", "{}");
+        assert!(
+            SettingsArgs {
+                config: Some(json),
+                ..SettingsArgs::default()
+            }
+            .load(Map::new())
+            .is_err()
+        );
+
+        let bad = SettingsArgs {
+            request_timeout: Some("soon".into()),
+            ..SettingsArgs::default()
+        };
+        let err = bad.load(Map::new()).unwrap_err();
+        assert!(format!("{err:#}").contains("request_timeout"), "{err:#}");
+    }
+
+    #[test]
+    fn database_urls() {
+        let mut settings = Settings {
+            data_dir: "/d".into(),
+            ..Settings::default()
+        };
+        assert_eq!(
+            settings.up_database_url("user").unwrap(),
+            "sqlite:///d/user.db?mode=rwc"
+        );
+        assert_eq!(
+            settings.standalone_database_url("user"),
+            "sqlite:///d/user.db?mode=rwc"
+        );
+        settings.database_url = Some("postgres://p@h/shippy".into());
+        assert_eq!(
+            settings.up_database_url("vessel").unwrap(),
+            "postgres://p@h/shippy_vessel"
+        );
+        assert_eq!(
+            settings.standalone_database_url("vessel"),
+            "postgres://p@h/shippy"
+        );
+        settings.database_url = Some("sqlite://x.db".into());
+        assert!(settings.up_database_url("user").is_err());
+    }
+}

@@ -1,0 +1,211 @@
+//! The vessel subgraph's GraphQL API: `Vessel` (a federation entity keyed by `id`) and a `User` reference
+//! resolved by the user subgraph.
+
+use std::{collections::HashMap, sync::Arc};
+
+use async_graphql::{
+    Context, EmptySubscription, ID, InputObject, Object, Result, SimpleObject,
+    dataloader::{DataLoader, Loader},
+};
+use chrono::{DateTime, Utc};
+use sea_orm::{
+    ColumnTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
+};
+use shippy_kit::{
+    auth, error,
+    pagination::{Page, parse_id},
+};
+use uuid::Uuid;
+
+use crate::{
+    State,
+    domain::{Capacity, VesselName, Weight},
+    entity::{self, Column, Entity as Vessels},
+    fleet::{self, NewVessel},
+};
+
+/// Loads vessels by id in one query per batch.
+pub struct VesselLoader(pub DatabaseConnection);
+
+impl Loader<Uuid> for VesselLoader {
+    type Value = entity::Model;
+    type Error = Arc<DbErr>;
+
+    async fn load(
+        &self,
+        keys: &[Uuid],
+    ) -> std::result::Result<HashMap<Uuid, Self::Value>, Self::Error> {
+        let rows = Vessels::find()
+            .filter(Column::Id.is_in(keys.iter().copied()))
+            .all(&self.0)
+            .await
+            .map_err(Arc::new)?;
+        Ok(rows.into_iter().map(|row| (row.id, row)).collect())
+    }
+}
+
+/// A user, owned by the user subgraph; this subgraph only knows the id.
+#[derive(SimpleObject)]
+#[graphql(unresolvable)]
+pub struct User {
+    /// The user's id.
+    id: ID,
+}
+
+/// A vessel that carries containers.
+pub struct Vessel(entity::Model);
+
+#[Object]
+impl Vessel {
+    /// The vessel's id.
+    async fn id(&self) -> ID {
+        ID(self.0.id.to_string())
+    }
+
+    /// Name.
+    async fn name(&self) -> &str {
+        &self.0.name
+    }
+
+    /// Capacity in containers.
+    async fn capacity(&self) -> i32 {
+        self.0.capacity
+    }
+
+    /// Heaviest total cargo weight it takes.
+    async fn max_weight(&self) -> f64 {
+        self.0.max_weight
+    }
+
+    /// Whether it takes new consignments.
+    async fn available(&self) -> bool {
+        self.0.available
+    }
+
+    /// The owner (resolved by the user subgraph).
+    async fn owner(&self) -> User {
+        User {
+            id: ID(self.0.owner_id.to_string()),
+        }
+    }
+
+    /// Creation time.
+    async fn created_at(&self) -> DateTime<Utc> {
+        self.0.created_at
+    }
+}
+
+/// A new vessel.
+#[derive(InputObject)]
+pub struct CreateVesselInput {
+    /// Name, 1 to 100 characters.
+    name: String,
+    /// Capacity in containers, 1 to 1000000.
+    capacity: i32,
+    /// Max weight, greater than zero.
+    max_weight: f64,
+}
+
+impl CreateVesselInput {
+    fn parse(self) -> Result<NewVessel> {
+        Ok(NewVessel {
+            name: VesselName::parse(&self.name).map_err(|e| error::bad_input("input.name", e))?,
+            capacity: Capacity::parse(self.capacity)
+                .map_err(|e| error::bad_input("input.capacity", e))?,
+            max_weight: Weight::parse(self.max_weight)
+                .map_err(|e| error::bad_input("input.maxWeight", e))?,
+        })
+    }
+}
+
+fn state<'a>(ctx: &'a Context<'_>) -> Result<&'a State> {
+    ctx.data::<State>()
+        .map_err(|_| error::internal("vessel schema", "State missing from schema data"))
+}
+
+async fn load(ctx: &Context<'_>, id: Uuid) -> Result<Option<Vessel>> {
+    let loader = ctx
+        .data::<DataLoader<VesselLoader>>()
+        .map_err(|_| error::internal("vessel schema", "loader missing"))?;
+    let row = loader
+        .load_one(id)
+        .await
+        .map_err(|e| error::internal("loading vessel", e))?;
+    Ok(row.map(Vessel))
+}
+
+/// Queries.
+pub struct Query;
+
+#[Object]
+impl Query {
+    /// All vessels, oldest first: `first` (1 to 100, default 20) after the vessel `after`.
+    async fn vessels(
+        &self,
+        ctx: &Context<'_>,
+        first: Option<i32>,
+        after: Option<ID>,
+    ) -> Result<Vec<Vessel>> {
+        let page = Page::parse(first, after.as_ref())?;
+        let mut query = Vessels::find().order_by_asc(Column::Id).limit(page.limit);
+        if let Some(after) = page.after {
+            query = query.filter(Column::Id.gt(after));
+        }
+        let rows = query
+            .all(&state(ctx)?.db)
+            .await
+            .map_err(|e| error::internal("listing vessels", e))?;
+        Ok(rows.into_iter().map(Vessel).collect())
+    }
+
+    /// One vessel by id, or null.
+    async fn vessel(&self, ctx: &Context<'_>, id: ID) -> Result<Option<Vessel>> {
+        load(ctx, parse_id("id", &id)?).await
+    }
+
+    /// The smallest available vessel that takes `capacity` containers and `maxWeight`, or null if none does.
+    async fn find_available_vessel(
+        &self,
+        ctx: &Context<'_>,
+        capacity: i32,
+        max_weight: f64,
+    ) -> Result<Option<Vessel>> {
+        let capacity = Capacity::parse(capacity).map_err(|e| error::bad_input("capacity", e))?;
+        let max_weight = Weight::parse(max_weight).map_err(|e| error::bad_input("maxWeight", e))?;
+        let found = fleet::find_available(&state(ctx)?.db, capacity, max_weight)
+            .await
+            .map_err(|e| error::internal("finding a vessel", e))?;
+        Ok(found.map(Vessel))
+    }
+
+    /// Federation entity resolver for `Vessel @key(fields: "id")`.
+    #[graphql(entity)]
+    async fn find_vessel_by_id(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(key)] id: ID,
+    ) -> Result<Option<Vessel>> {
+        load(ctx, parse_id("id", &id)?).await
+    }
+}
+
+/// Mutations.
+pub struct Mutation;
+
+#[Object]
+impl Mutation {
+    /// Creates an available vessel owned by the caller. Requires a token. Records `vessel.created`.
+    async fn create_vessel(&self, ctx: &Context<'_>, input: CreateVesselInput) -> Result<Vessel> {
+        let claims = auth::require(ctx)?;
+        let owner = Uuid::parse_str(&claims.sub)
+            .map_err(|_| error::unauthenticated("the token subject is not a user id"))?;
+        let new = input.parse()?;
+        let row = fleet::create(state(ctx)?, owner, new)
+            .await
+            .map_err(|e| error::internal("creating vessel", e))?;
+        Ok(Vessel(row))
+    }
+}
+
+/// The vessel subgraph's schema type.
+pub type VesselSchema = async_graphql::Schema<Query, Mutation, EmptySubscription>;
