@@ -52,7 +52,9 @@ pub fn backend_of(url: &str) -> Result<DatabaseBackend, DbError> {
 ///
 /// SQLite gets a single connection: every write then runs in order, so no transaction ever fails with
 /// `database is locked` when a read inside it would have to be upgraded to a write. The embedded mode is for
-/// one person's machine; PostgreSQL is what production and load use.
+/// one person's machine; PostgreSQL is what production and load use. The rule that follows: inside a
+/// transaction, use only the transaction, never the pool (on SQLite that would wait for the connection the
+/// transaction holds, until the acquire timeout).
 pub async fn connect(url: &str) -> Result<DatabaseConnection, DbError> {
     let backend = backend_of(url)?;
     let mut opts = ConnectOptions::new(url.to_owned());

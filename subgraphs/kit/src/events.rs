@@ -6,7 +6,7 @@
 
 use std::{collections::HashMap, sync::Mutex};
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, SubsecRound, Utc};
 use futures::{StreamExt, stream::BoxStream};
 use serde::{Deserialize, Serialize};
 use tokio::sync::broadcast;
@@ -59,7 +59,8 @@ impl Event {
             user_id,
             message: message.into(),
             payload,
-            occurred_at: Utc::now(),
+            // Microseconds: what PostgreSQL keeps, so an event read back from an outbox equals the original.
+            occurred_at: Utc::now().trunc_subsecs(6),
         }
     }
 

@@ -5,6 +5,10 @@
 //! request body limit and a request timeout. [`Runtime`] does the start-up every subgraph shares (database,
 //! migrations, JWT verifier, outbox) and [`Runtime::serve`] runs the server and the outbox relay under one
 //! supervisor until shutdown.
+//!
+//! WebSocket clients may send their token in the upgrade request's `Authorization` header or in the
+//! `connection_init` payload (`{"Authorization": "Bearer ..."}`); a refused token closes the connection with
+//! code 1002 and the reason (async-graphql's choice; graphql-transport-ws suggests 4403).
 
 use std::{convert::Infallible, sync::Arc, time::Duration};
 
@@ -158,14 +162,35 @@ impl From<ParseRequestError> for BadRequest {
     }
 }
 
+/// Whether reading the body failed because it passed the body limit (the limit layer cuts off a body that
+/// came without `Content-Length`; the extractor then sees an I/O error carrying `LengthLimitError`).
+fn is_length_limit(err: &ParseRequestError) -> bool {
+    let ParseRequestError::Io(io) = err else {
+        return false;
+    };
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(io);
+    while let Some(err) = source {
+        // Layers in between may re-wrap the error so that its type is lost; its message is stable.
+        if err.is::<http_body_util::LengthLimitError>()
+            || err.to_string() == "length limit exceeded"
+        {
+            return true;
+        }
+        source = err.source();
+    }
+    false
+}
+
 impl IntoResponse for BadRequest {
     fn into_response(self) -> Response {
         match self.0 {
-            ParseRequestError::PayloadTooLarge => error_response(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "PAYLOAD_TOO_LARGE",
-                "request body too large",
-            ),
+            err if matches!(err, ParseRequestError::PayloadTooLarge) || is_length_limit(&err) => {
+                error_response(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "PAYLOAD_TOO_LARGE",
+                    "request body too large",
+                )
+            }
             err => error_response(
                 StatusCode::BAD_REQUEST,
                 "BAD_REQUEST",
