@@ -4,7 +4,6 @@ use std::{net::SocketAddr, path::PathBuf};
 
 use anyhow::{Context, bail};
 use clap::{Args, Parser, Subcommand};
-use serde_json::{Map, Value, json};
 use shippy_kit::{CancellationToken, db, events::InProcessBus, shutdown};
 
 use crate::{
@@ -32,7 +31,7 @@ pub struct Cli {
 pub enum Command {
     /// Run every service in one process (the default): SQLite files in the data directory, an in-process
     /// event bus, ports from --port-base.
-    Up(UpArgs),
+    Up,
     /// Run one subgraph as its own process (how production runs).
     Subgraph(SubgraphArgs),
     /// Apply one subgraph's migrations to its database (DATABASE_URL, else the SQLite file) and exit.
@@ -40,18 +39,6 @@ pub enum Command {
     /// Schema tools.
     #[command(subcommand)]
     Schema(SchemaCommand),
-}
-
-/// `shippy up` flags.
-#[derive(Debug, Default, Args)]
-pub struct UpArgs {
-    /// Address to listen on [default: 127.0.0.1].
-    #[arg(long, env = "SHIPPY_HOST")]
-    pub host: Option<String>,
-    /// First port: router P, user P+1, vessel P+2, consignment P+3, log P+4; 0 picks free ports
-    /// [default: 4000].
-    #[arg(long, env = "SHIPPY_PORT_BASE", value_name = "P")]
-    pub port_base: Option<u16>,
 }
 
 /// `shippy subgraph` arguments.
@@ -85,30 +72,16 @@ pub enum SchemaCommand {
 }
 
 impl Cli {
-    /// Subcommand flags that are also settings, shaped like [`Settings`].
-    fn extra_settings(&self) -> Map<String, Value> {
-        let mut extra = Map::new();
-        if let Some(Command::Up(args)) = &self.command {
-            if let Some(host) = &args.host {
-                extra.insert("host".into(), json!(host));
-            }
-            if let Some(port) = args.port_base {
-                extra.insert("port_base".into(), json!(port));
-            }
-        }
-        extra
-    }
-
     /// Loads the layered settings for this invocation.
     pub fn load_settings(&self) -> anyhow::Result<Settings> {
-        self.settings.load(self.extra_settings())
+        self.settings.load()
     }
 }
 
 /// Runs the parsed command with loaded settings.
 pub async fn run(cli: Cli, settings: Settings) -> anyhow::Result<()> {
-    match cli.command.unwrap_or(Command::Up(UpArgs::default())) {
-        Command::Up(_) => up::run(settings, up::services(), shutdown::on_signal()).await,
+    match cli.command.unwrap_or(Command::Up) {
+        Command::Up => up::run(settings, up::services(), shutdown::on_signal()).await,
         Command::Subgraph(args) => run_subgraph(settings, args, shutdown::on_signal()).await,
         Command::Migrate(args) => {
             let subgraph = services::subgraph(&args.name).context("unknown subgraph")?;

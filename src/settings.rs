@@ -114,6 +114,13 @@ pub struct SettingsArgs {
     /// Config file (TOML or YAML, by extension); flags and environment variables override it.
     #[arg(long, env = "SHIPPY_CONFIG", global = true, value_name = "FILE")]
     pub config: Option<PathBuf>,
+    /// Address `shippy up` listens on [default: 127.0.0.1].
+    #[arg(long, env = "SHIPPY_HOST", global = true, value_name = "IP")]
+    pub host: Option<String>,
+    /// `shippy up`'s first port: router P, user P+1, vessel P+2, consignment P+3, log P+4; 0 picks free
+    /// ports [default: 4000].
+    #[arg(long, env = "SHIPPY_PORT_BASE", global = true, value_name = "P")]
+    pub port_base: Option<u16>,
     /// Directory for the embedded SQLite databases [default: ./data].
     #[arg(long, env = "SHIPPY_DATA_DIR", global = true, value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
@@ -214,7 +221,9 @@ impl SettingsArgs {
     /// The values given by flag or environment, shaped like [`Settings`].
     fn overrides(&self) -> Map<String, Value> {
         let mut map = Map::new();
-        let entries: [(&[&str], Option<Value>); 14] = [
+        let entries: [(&[&str], Option<Value>); 16] = [
+            (&["host"], self.host.as_ref().map(|v| json!(v))),
+            (&["port_base"], self.port_base.map(|v| json!(v))),
             (&["data_dir"], self.data_dir.as_ref().map(|v| json!(v))),
             (
                 &["database_url"],
@@ -268,16 +277,13 @@ impl SettingsArgs {
         map
     }
 
-    /// Loads the layered settings; `extra` are subcommand flags (e.g. `up --port-base`), shaped like
-    /// [`Settings`], applied last.
-    pub fn load(&self, extra: Map<String, Value>) -> anyhow::Result<Settings> {
+    /// Loads the layered settings.
+    pub fn load(&self) -> anyhow::Result<Settings> {
         let mut figment = Figment::from(Serialized::defaults(Settings::default()));
         if let Some(path) = &self.config {
             figment = merge_file(figment, path)?;
         }
-        let mut overrides = self.overrides();
-        overrides.extend(extra);
-        figment = figment.merge(Serialized::defaults(Value::Object(overrides)));
+        figment = figment.merge(Serialized::defaults(Value::Object(self.overrides())));
         figment.extract().context("invalid configuration")
     }
 }
@@ -320,11 +326,10 @@ mod tests {
             config: Some(file),
             jwt_issuer: Some("flag".into()),
             token_ttl: Some("15m".into()),
+            port_base: Some(6000),
             ..SettingsArgs::default()
         };
-        let mut extra = Map::new();
-        extra.insert("port_base".into(), json!(6000));
-        let settings = args.load(extra).unwrap();
+        let settings = args.load().unwrap();
         assert_eq!(settings.data_dir, PathBuf::from("/from/file"));
         assert_eq!(settings.server.request_timeout, Duration::from_secs(5));
         assert_eq!(settings.auth.issuer, "flag");
@@ -344,7 +349,7 @@ mod tests {
             config: Some(unknown),
             ..SettingsArgs::default()
         }
-        .load(Map::new())
+        .load()
         .unwrap_err();
         assert!(format!("{err:#}").contains("request_timeuot"), "{err:#}");
 
@@ -352,14 +357,14 @@ mod tests {
             config: Some(dir.path().join("nope.toml")),
             ..SettingsArgs::default()
         };
-        assert!(missing.load(Map::new()).is_err());
+        assert!(missing.load().is_err());
         let json = write(dir.path(), "a.json", "{}");
         assert!(
             SettingsArgs {
                 config: Some(json),
                 ..SettingsArgs::default()
             }
-            .load(Map::new())
+            .load()
             .is_err()
         );
 
@@ -367,7 +372,7 @@ mod tests {
             request_timeout: Some("soon".into()),
             ..SettingsArgs::default()
         };
-        let err = bad.load(Map::new()).unwrap_err();
+        let err = bad.load().unwrap_err();
         assert!(format!("{err:#}").contains("request_timeout"), "{err:#}");
     }
 

@@ -95,28 +95,36 @@ impl Drop for TestDb {
         let Some((server, name)) = self.postgres.take() else {
             return;
         };
-        // Drop runs inside the test's runtime, which cannot block on async work: use a thread with its own.
-        let dropper = std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .expect("runtime");
-            runtime.block_on(async move {
-                use sea_orm::ConnectionTrait;
-                let admin = sea_orm::Database::connect(format!("{server}/postgres")).await?;
-                let sql = format!(
-                    "DROP DATABASE IF EXISTS {} WITH (FORCE)",
-                    db::quote_ident(&name)
-                );
-                admin.execute_unprepared(&sql).await?;
-                admin.close().await
-            })
-        });
-        match dropper.join() {
-            Ok(Ok(())) => {}
-            Ok(Err(err)) => eprintln!("warning: could not drop test database: {err}"),
-            Err(_) => eprintln!("warning: test database drop panicked"),
-        }
+        drop_postgres_database_blocking(&format!("{server}/{name}"));
+    }
+}
+
+/// Drops a PostgreSQL database (closing its connections), from sync code such as `Drop`, even inside a
+/// runtime: the work runs on a thread with its own runtime. Failures are printed, not raised.
+pub fn drop_postgres_database_blocking(url: &str) {
+    let url = url.to_owned();
+    let dropper = std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        runtime.block_on(async move {
+            use sea_orm::ConnectionTrait;
+            let (server, name) =
+                db::split_postgres_url(&url).map_err(|e| sea_orm::DbErr::Custom(e.to_string()))?;
+            let admin = sea_orm::Database::connect(format!("{server}/postgres")).await?;
+            let sql = format!(
+                "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+                db::quote_ident(&name)
+            );
+            admin.execute_unprepared(&sql).await?;
+            admin.close().await
+        })
+    });
+    match dropper.join() {
+        Ok(Ok(())) => {}
+        Ok(Err(err)) => eprintln!("warning: could not drop test database: {err}"),
+        Err(_) => eprintln!("warning: test database drop panicked"),
     }
 }
 
