@@ -476,7 +476,7 @@ mod tests {
     }
 
     #[test]
-    fn es256_with_key_files() {
+    fn rs256_and_es256_with_key_files() {
         let dir = env!("CARGO_MANIFEST_DIR");
         let es = AuthConfig {
             algorithm: JwtAlgorithm::ES256,
@@ -507,7 +507,32 @@ mod tests {
             JwtVerifier::from_config(&es).unwrap().verify(&hs),
             Err(TokenError::WrongAlgorithm)
         );
+        // RS256 the same way.
+        let rs = AuthConfig {
+            algorithm: JwtAlgorithm::RS256,
+            public_key_file: Some(format!("{dir}/tests/fixtures/rs256-public.pem").into()),
+            private_key_file: Some(format!("{dir}/tests/fixtures/rs256-private.pem").into()),
+            ..cfg()
+        };
+        let token = TokenIssuer::from_config(&rs)
+            .unwrap()
+            .issue("u2", "a@b.co", vec![])
+            .unwrap()
+            .token;
+        assert_eq!(
+            JwtVerifier::from_config(&rs)
+                .unwrap()
+                .verify(&token)
+                .unwrap()
+                .sub,
+            "u2"
+        );
+        assert_eq!(
+            JwtVerifier::from_config(&es).unwrap().verify(&token),
+            Err(TokenError::WrongAlgorithm)
+        );
         // A public key is not a private key.
+
         let wrong = AuthConfig {
             private_key_file: es.public_key_file.clone(),
             ..es.clone()

@@ -209,11 +209,24 @@ async fn graphql_post<E: Executor>(
         Ok(caller) => caller,
         Err(err) => return token_rejected(&err),
     };
-    let response = shared
+    let mut response = shared
         .executor
         .execute(request.into_inner().data(caller))
         .await;
+    label_request_errors(&mut response.errors);
     GraphQLResponse::from(response).into_response()
+}
+
+/// Gives request-level errors (a query that does not parse or validate, or exceeds the depth or complexity
+/// limit: no `path`, no code from us) the code `GRAPHQL_VALIDATION_FAILED`, so every error a client sees has
+/// an `extensions.code`.
+fn label_request_errors(errors: &mut [async_graphql::ServerError]) {
+    for error in errors.iter_mut().filter(|e| e.path.is_empty()) {
+        let extensions = error.extensions.get_or_insert_with(Default::default);
+        if extensions.get("code").is_none() {
+            extensions.set("code", "GRAPHQL_VALIDATION_FAILED");
+        }
+    }
 }
 
 async fn graphql_get<E: Executor>(

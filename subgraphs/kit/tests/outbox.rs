@@ -186,7 +186,54 @@ async fn running_relay_is_woken_by_commits_and_stops_on_shutdown(backend: Backen
         .unwrap();
 }
 
+async fn running_relay_retries_until_the_bus_is_back(backend: Backend) {
+    let (_guard, db) = database(backend).await;
+    let bus = Arc::new(FlakyBus {
+        inner: InProcessBus::default(),
+        down: AtomicBool::new(true),
+    });
+    let mut feed = bus.subscribe(streams::LOG).await.unwrap();
+    let config = RelayConfig {
+        retry_initial: std::time::Duration::from_millis(10),
+        retry_max: std::time::Duration::from_millis(50),
+        ..RelayConfig::default()
+    };
+    let shutdown = CancellationToken::new();
+    let handle = Outbox::new();
+    let task = tokio::spawn(
+        handle
+            .relay(db.clone(), bus.clone(), config)
+            .run(shutdown.clone()),
+    );
+    outbox::record(&db, &event(1)).await.unwrap();
+    handle.wake();
+
+    // Wait until the relay has failed a few times, then bring the bus back.
+    let failing = async {
+        loop {
+            let row = entity::Entity::find().one(&db).await.unwrap().unwrap();
+            if row.attempts >= 3 {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+    };
+    tokio::time::timeout(std::time::Duration::from_secs(10), failing)
+        .await
+        .expect("relay retries");
+    bus.down.store(false, Ordering::SeqCst);
+    let got = tokio::time::timeout(std::time::Duration::from_secs(10), feed.next())
+        .await
+        .expect("delivered");
+    assert_eq!(got.unwrap().payload["n"], 1);
+    assert_eq!(pending(&db).await, 0);
+
+    shutdown.cancel();
+    task.await.unwrap();
+}
+
 shippy_kit::backend_tests!(
+    running_relay_retries_until_the_bus_is_back,
     committed_events_are_published_once_rolled_back_never,
     failed_publishes_stay_pending_and_keep_order,
     running_relay_is_woken_by_commits_and_stops_on_shutdown,

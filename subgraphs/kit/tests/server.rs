@@ -184,6 +184,39 @@ async fn health_ready_and_graphiql() {
 }
 
 #[tokio::test]
+async fn ready_checks_a_configured_redis() {
+    let up = server::RedisCheck(redis::Client::open(testing::test_redis_url().as_str()).unwrap());
+    let app = app_with(
+        ServerConfig::default(),
+        vec![Arc::new(up)],
+        CancellationToken::new(),
+    );
+    let resp = app
+        .oneshot(Request::get("/ready").body(Body::empty()).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+
+    // Nothing listens on port 1.
+    let down = server::RedisCheck(redis::Client::open("redis://127.0.0.1:1").unwrap());
+    let app = app_with(
+        ServerConfig::default(),
+        vec![Arc::new(down)],
+        CancellationToken::new(),
+    );
+    let resp = app
+        .oneshot(Request::get("/ready").body(Body::empty()).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::SERVICE_UNAVAILABLE);
+    let body = resp.into_body().collect().await.unwrap().to_bytes();
+    assert_eq!(
+        serde_json::from_slice::<Value>(&body).unwrap(),
+        json!({ "redis": "unavailable" })
+    );
+}
+
+#[tokio::test]
 async fn tokens_decide_the_caller() {
     let (status, body) = post(app(), json!({ "query": "{ whoami }" }), None).await;
     assert_eq!(status, StatusCode::OK);
@@ -310,6 +343,9 @@ async fn malformed_requests_get_400() {
             .contains("nope"),
         "{body}"
     );
+    assert_eq!(code(&body), "GRAPHQL_VALIDATION_FAILED");
+    let (_, body) = post(app(), json!({ "query": "{ whoami " }), None).await;
+    assert_eq!(code(&body), "GRAPHQL_VALIDATION_FAILED", "{body}");
 }
 
 #[tokio::test]
@@ -382,6 +418,28 @@ async fn deep_queries_are_refused() {
             .contains("nested too deep"),
         "{body}"
     );
+    assert_eq!(code(&body), "GRAPHQL_VALIDATION_FAILED");
+}
+
+#[tokio::test]
+async fn complex_queries_are_refused() {
+    let server = ServerConfig {
+        max_query_complexity: 3,
+        ..ServerConfig::default()
+    };
+    let app = app_with(server, vec![], CancellationToken::new());
+    let (_, body) = post(app.clone(), json!({ "query": "{ root { depth } }" }), None).await;
+    assert_eq!(body["data"]["root"]["depth"], 0);
+    let wide = "{ a: root { depth } b: root { depth } c: root { depth } }";
+    let (_, body) = post(app, json!({ "query": wide }), None).await;
+    assert!(
+        body["errors"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("too complex"),
+        "{body}"
+    );
+    assert_eq!(code(&body), "GRAPHQL_VALIDATION_FAILED");
 }
 
 async fn ws_connect(
