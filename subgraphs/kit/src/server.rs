@@ -37,7 +37,7 @@ use crate::{
     events::EventBus,
     outbox::Outbox,
     shutdown::CancellationToken,
-    supervisor::{Supervisor, SupervisorError},
+    supervisor::{Supervisor, SupervisorError, TaskError},
 };
 
 /// Something `/ready` checks before it says yes.
@@ -434,6 +434,20 @@ impl Runtime {
         app: Router,
         shutdown: CancellationToken,
     ) -> Result<(), SupervisorError> {
+        self.serve_with(name, listener, app, Vec::new(), shutdown)
+            .await
+    }
+
+    /// Like [`serve`](Self::serve), with more long-lived tasks (event consumers...) under the same
+    /// supervisor: each must run until `shutdown` is cancelled; one that ends early stops the subgraph.
+    pub async fn serve_with(
+        self,
+        name: &str,
+        listener: TcpListener,
+        app: Router,
+        tasks: Vec<BackgroundTask>,
+        shutdown: CancellationToken,
+    ) -> Result<(), SupervisorError> {
         let grace = self.config.server.shutdown_grace;
         let relay = self
             .outbox
@@ -448,6 +462,17 @@ impl Runtime {
             relay.run(token).await;
             Ok::<_, Infallible>(())
         });
+        for task in tasks {
+            supervisor.spawn(format!("{name} {}", task.name), task.run);
+        }
         supervisor.wait(grace).await
     }
+}
+
+/// A named long-lived task to run beside a subgraph's server (see [`Runtime::serve_with`]).
+pub struct BackgroundTask {
+    /// Shown in logs and errors, after the subgraph's name.
+    pub name: String,
+    /// The task; it should watch the shutdown token it was built with.
+    pub run: futures::future::BoxFuture<'static, Result<(), TaskError>>,
 }

@@ -549,3 +549,34 @@ async fn websocket_subscriptions_authenticate_and_close_on_shutdown() {
     .await;
     assert!(end.is_ok(), "WebSocket stayed open after shutdown");
 }
+
+#[tokio::test]
+async fn a_failing_background_task_stops_the_subgraph() {
+    testing::init();
+    let db = testing::TestDb::create(testing::Backend::Sqlite).await;
+    let runtime = server::Runtime::start::<shippy_migrations::user::Migrator>(
+        testing::subgraph_config(&db.url),
+        testing::bus(),
+    )
+    .await
+    .unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let shutdown = CancellationToken::new();
+    let app = app_with(ServerConfig::default(), vec![], shutdown.clone());
+    let consumer = server::BackgroundTask {
+        name: "consumer".into(),
+        run: Box::pin(async { Err("lost the stream".into()) }),
+    };
+    let result = tokio::time::timeout(
+        Duration::from_secs(10),
+        runtime.serve_with("test", listener, app, vec![consumer], shutdown.clone()),
+    )
+    .await
+    .expect("the subgraph stops");
+    let err = result.unwrap_err();
+    assert_eq!(err.to_string(), "test consumer failed: lost the stream");
+    assert!(
+        shutdown.is_cancelled(),
+        "the server and relay were told to stop"
+    );
+}
