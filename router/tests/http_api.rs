@@ -540,6 +540,63 @@ async fn plans_are_cached_by_normalized_operation() {
 }
 
 #[tokio::test]
+async fn concurrent_first_requests_prepare_and_plan_once() {
+    let env = env().start().await;
+    let query = "{ users { id name } }";
+    let replies = futures::future::join_all((0..8).map(|_| env.post(query))).await;
+    assert!(replies.iter().all(|r| r.status == 200));
+    let stats = env.router.cache_stats();
+    assert_eq!((stats.operation_misses, stats.operation_hits), (1, 7));
+    assert_eq!(stats.plan_misses, 1);
+}
+
+#[tokio::test]
+async fn planning_time_limit_gives_a_clear_error() {
+    let env = env()
+        .config(|c| c.query_planning.timeout = Duration::ZERO)
+        .start()
+        .await;
+    let reply = env.post(&fixture("bench.operation.graphql")).await;
+    assert_eq!(reply.status, 500);
+    assert_eq!(reply.error_codes(), vec!["QUERY_PLANNING_FAILED"]);
+    assert_eq!(
+        reply.json()["errors"][0]["message"],
+        "Query planning took too long"
+    );
+}
+
+#[tokio::test]
+async fn connections_per_subgraph_are_limited() {
+    let env = env()
+        .config(|c| {
+            c.subgraphs.insert(
+                "accounts".into(),
+                shippy_router::config::SubgraphOverride {
+                    max_connections: Some(1),
+                    dedupe: Some(false),
+                    ..Default::default()
+                },
+            );
+        })
+        .start()
+        .await;
+    env.knobs("accounts").set_delay(Duration::from_millis(150));
+    let replies = futures::future::join_all((0..3).map(|_| env.post("{ me { id } }"))).await;
+    assert!(
+        replies
+            .iter()
+            .all(|r| r.json() == json!({"data": {"me": {"id": "1"}}}))
+    );
+    assert_eq!(env.knobs("accounts").calls(), 3);
+    assert_eq!(
+        env.knobs("accounts")
+            .max_in_flight
+            .load(std::sync::atomic::Ordering::SeqCst),
+        1
+    );
+}
+
+#[tokio::test]
 async fn plan_cache_is_bounded() {
     let env = env()
         .config(|c| c.query_planning.cache_size = 2)
