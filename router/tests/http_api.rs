@@ -467,6 +467,27 @@ async fn a_wrong_number_of_entities_is_a_malformed_response() {
 }
 
 #[tokio::test]
+async fn absurdly_nested_subgraph_responses_are_an_error_not_a_crash() {
+    let env = env()
+        .canned("accounts", |_| {
+            let depth = 100_000;
+            (
+                200,
+                format!(
+                    r#"{{"data":{{"me":{{"id":"1","name":{}1{}}}}}}}"#,
+                    "[".repeat(depth),
+                    "]".repeat(depth)
+                ),
+            )
+        })
+        .start()
+        .await;
+    let reply = env.post("{ me { id name } }").await;
+    assert_eq!(reply.json()["data"], json!({"me": null}));
+    assert_eq!(reply.error_codes(), vec!["SUBREQUEST_MALFORMED_RESPONSE"]);
+}
+
+#[tokio::test]
 async fn non_null_violations_propagate_with_one_error() {
     // accounts claims user 1 has no id (`User.id: ID!`): `me` becomes null with one error.
     let env = env()

@@ -95,8 +95,21 @@ pub async fn execute<'a>(
 struct SubgraphBody<'a> {
     #[serde(borrow, default)]
     data: Value<'a>,
-    #[serde(default)]
-    errors: Option<Vec<Json>>,
+    /// Parsed with the depth-limited `Value` (a subgraph must not be able to overflow the
+    /// stack), converted to JSON when handled.
+    #[serde(borrow, default)]
+    errors: Option<Vec<Value<'a>>>,
+}
+
+impl SubgraphBody<'_> {
+    fn take_errors(&mut self) -> Option<Vec<Json>> {
+        self.errors.take().map(|errors| {
+            errors
+                .iter()
+                .map(|e| serde_json::to_value(e).unwrap_or(Json::Null))
+                .collect()
+        })
+    }
 }
 
 impl<'a> Execution<'a> {
@@ -258,7 +271,7 @@ impl<'a> Execution<'a> {
         let Some(mut response) = self.send(fetch, body).await else {
             return;
         };
-        if let Some(errors) = response.errors.take() {
+        if let Some(errors) = response.take_errors() {
             self.push_errors(
                 errors
                     .into_iter()
@@ -310,7 +323,7 @@ impl<'a> Execution<'a> {
             fetch,
             "_entities",
             entities,
-            response.errors.take(),
+            response.take_errors(),
             &batch,
             &fetch.output_rewrites,
         );
@@ -351,7 +364,7 @@ impl<'a> Execution<'a> {
         let Some(mut response) = self.send(&node.fetch, body).await else {
             return;
         };
-        let mut errors = response.errors.take().unwrap_or_default();
+        let mut errors = response.take_errors().unwrap_or_default();
         for alias in &node.aliases {
             let Some((_, batch)) = batches
                 .iter()
