@@ -25,11 +25,13 @@ pub mod validate;
 pub mod variables;
 
 use std::convert::Infallible;
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use axum::body::Body;
 use axum::response::Response;
+use futures::FutureExt;
 use graphql_tools::static_graphql::query;
 use graphql_tools::validation::rules::default_rules_validation_plan;
 use graphql_tools::validation::validate::ValidationPlan;
@@ -297,7 +299,22 @@ pub async fn handle(state: Arc<RouterState>, request: http::Request<Body>) -> Re
         Ok(graphql) => graphql,
         Err(error) => return request_error(media, error),
     };
-    run(&state, graphql, media, &parts.headers).await
+    // A bug (here or in the planner) must cost one request, not a connection or the process.
+    match AssertUnwindSafe(run(&state, graphql, media, &parts.headers))
+        .catch_unwind()
+        .await
+    {
+        Ok(response) => response,
+        Err(_) => {
+            tracing::error!("request handling panicked");
+            let error = GraphQLError::new("Internal server error", codes::INTERNAL_SERVER_ERROR);
+            respond::http_response(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                media,
+                respond::render_errors(&[error]),
+            )
+        }
+    }
 }
 
 async fn run(
