@@ -4,13 +4,13 @@
 //! 1. `parse`     query text to document
 //! 2. `validate`  document against the API schema; the operation to run is selected
 //! 3. `normalize` the planner's canonical form, minus what the router answers itself
-//!    (issue 6 inserts `authorize` and `limit` here: they act on the normalized operation)
-//! 4. `variables` coercion of the client's variables (per request)
-//! 5. `plan`      normalized operation to plan, cached
+//!    (issue 6 inserts `authorize` and `limit` after it: they act on the normalized operation)
+//! 4. `plan`      normalized operation to plan, cached
+//! 5. `variables` coercion of the client's variables
 //! 6. `execute`   the plan against subgraphs, into one merged data tree
 //! 7. `respond`   the merged data shaped exactly as requested (`shape` compiles that shape)
 //!
-//! Stages 1–3 and 5 depend only on the query text and operation name, so their outcome (a
+//! Stages 1–4 depend only on the query text and operation name, so their outcome (a
 //! [`PreparedOperation`], or the errors that rejected the query) is cached: a repeated query goes
 //! straight from `request` to `variables`.
 
@@ -69,7 +69,7 @@ pub struct RouterState {
     pub plans: PlanCache,
 }
 
-/// A query that passed stages 1–3 and 5.
+/// A query that passed stages 1–4.
 pub struct PreparedOperation {
     pub kind: OperationKind,
     pub document: query::Document,
@@ -119,7 +119,7 @@ impl RouterState {
         }
     }
 
-    /// Stages 1–3 and 5 for a query text, cached by text and operation name.
+    /// Stages 1–4 for a query text, cached by text and operation name.
     pub async fn prepare(&self, text: &str, operation_name: Option<&str>) -> Prepared {
         let mut hasher = Xxh3::new();
         hasher.update(text.as_bytes());
@@ -217,7 +217,7 @@ impl RouterState {
         }))
     }
 
-    /// Stages 4, 6 and 7 for a prepared operation.
+    /// Stages 6 and 7 for a prepared operation and its coerced variables.
     pub async fn execute(
         &self,
         prepared: &PreparedOperation,
