@@ -107,6 +107,35 @@ async fn requires_and_provides_across_subgraphs() {
     assert_eq!(env.knobs("accounts").calls(), 0);
 }
 
+#[tokio::test]
+async fn client_variables_named_like_the_planners_own_are_renamed() {
+    let env = env().start().await;
+    let query = "query($representations: Boolean!) { topProducts(first: 1) { upc reviews { id author @include(if: $representations) { name } } } }";
+    for (flag, author) in [
+        (true, json!({"name": "Uri Goldshtein"})),
+        (false, Json::Null),
+    ] {
+        let reply = env
+            .post_with(GRAPHQL_RESPONSE, query, json!({"representations": flag}))
+            .await;
+        let json = reply.json();
+        assert_eq!(json.get("errors"), None, "{json}");
+        let first = &json["data"]["topProducts"][0]["reviews"][0];
+        assert_eq!(
+            first.get("author").cloned().unwrap_or(Json::Null),
+            author,
+            "{json}"
+        );
+    }
+    let bodies = env.knobs("reviews").bodies.lock().unwrap().clone();
+    assert!(
+        bodies
+            .iter()
+            .all(|b| b.matches("$representations:").count() == 1),
+        "{bodies:?}"
+    );
+}
+
 // ---- GraphQL over HTTP ----
 
 #[tokio::test]

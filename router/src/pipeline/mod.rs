@@ -77,6 +77,8 @@ pub struct PreparedOperation {
     pub variables: Vec<VariableDefinition>,
     /// `None` when no subgraph is needed (only `__typename` and introspection).
     pub plan: Option<Arc<QueryPlan>>,
+    /// `(name in the plan, client name)` of client variables renamed before planning.
+    pub variable_renames: Vec<(String, String)>,
     pub has_introspection: bool,
     pub shapes: ShapeCache,
     /// Size of the last response, so the next one allocates its buffer once.
@@ -172,27 +174,9 @@ impl RouterState {
             .unwrap_or(&self.schema.query_type)
             .to_string();
 
-        let plan = match normalize::normalize(&self.planner, &document, &selected, &root_type) {
-            Ok(None) => None,
-            Ok(Some(normalized)) => match self
-                .plans
-                .plan(&self.planner, normalized, selected.name.as_deref())
-                .await
-            {
-                Ok(plan) => Some(plan),
-                Err(error) => {
-                    let message = match error.as_ref() {
-                        crate::query_planner::PlannerError::Timeout => {
-                            "Query planning took too long"
-                        }
-                        _ => "The operation could not be planned",
-                    };
-                    return reject(
-                        vec![GraphQLError::new(message, codes::QUERY_PLANNING_FAILED)],
-                        StatusCode::INTERNAL_SERVER_ERROR,
-                    );
-                }
-            },
+        let normalized = match normalize::normalize(&self.planner, &document, &selected, &root_type)
+        {
+            Ok(normalized) => normalized,
             Err(error) => {
                 tracing::warn!(error = %error, "operation normalization failed");
                 return reject(
@@ -204,6 +188,30 @@ impl RouterState {
                 );
             }
         };
+        let plan = match normalized.operation {
+            None => None,
+            Some(operation) => {
+                match self
+                    .plans
+                    .plan(&self.planner, operation, selected.name.as_deref())
+                    .await
+                {
+                    Ok(plan) => Some(plan),
+                    Err(error) => {
+                        let message = match error.as_ref() {
+                            crate::query_planner::PlannerError::Timeout => {
+                                "Query planning took too long"
+                            }
+                            _ => "The operation could not be planned",
+                        };
+                        return reject(
+                            vec![GraphQLError::new(message, codes::QUERY_PLANNING_FAILED)],
+                            StatusCode::INTERNAL_SERVER_ERROR,
+                        );
+                    }
+                }
+            }
+        };
         let shapes = ShapeCache::new(&document, selected.index);
         Ok(Arc::new(PreparedOperation {
             kind,
@@ -211,6 +219,7 @@ impl RouterState {
             document,
             variables,
             plan,
+            variable_renames: normalized.variable_renames,
             has_introspection,
             shapes,
             response_size_hint: AtomicUsize::new(1024),
@@ -239,11 +248,25 @@ impl RouterState {
         };
         let arena = ResponseArena::new();
         let plan_root = prepared.plan.as_ref().and_then(|plan| plan.root.as_ref());
+        // The plan knows renamed variables by their new names.
+        let renamed;
+        let plan_variables = if prepared.variable_renames.is_empty() {
+            variables
+        } else {
+            let mut map = variables.clone();
+            for (new, old) in &prepared.variable_renames {
+                if let Some(value) = map.remove(old) {
+                    map.insert(new.clone(), value);
+                }
+            }
+            renamed = map;
+            &renamed
+        };
         let output = execute(
             self,
             plan_root,
             prepared.kind,
-            variables,
+            plan_variables,
             &headers,
             &arena,
             initial_data,
