@@ -18,6 +18,9 @@ pub const KNOWN_FAILURES: &[&str] = &[
     // The planner fetches `_internal_qp_alias_0: price(currency: EUR)` for `@requires` next to
     // the client's `price(currency: USD)`; the representation gets the client's value.
     "requires/required_field_with_other_client_argument",
+    // Same cause: the client's `weight: name` takes the response key `weight`, the planner
+    // fetches the real weight as `_internal_qp_alias_0`, and the representation sends the name.
+    "requires/client_alias_named_like_a_required_field",
 ];
 
 #[tokio::test]

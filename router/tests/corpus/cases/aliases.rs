@@ -152,6 +152,31 @@ pub async fn run() {
     .calls("accounts", 0)
     .await;
 
+    // One response key selected twice: the sub-selections merge, in first-seen order.
+    run.check(
+        "selections_of_one_field_merge",
+        "{ topReviews { author { name } id author { email name } } }",
+    )
+    .expect(
+        r#"{"data": {"topReviews": [
+            {"author": {"name": "Ada Lovelace", "email": "ada@example.com"}, "id": "r1"},
+            {"author": {"name": "Alan Turing", "email": "alan@example.com"}, "id": "r2"},
+            {"author": {"name": "Ada Lovelace", "email": "ada@example.com"}, "id": "r3"}
+        ]}}"#,
+    )
+    .await;
+
+    run.check(
+        "fragments_merge_into_one_entity",
+        r#"query { user(id: "u1") { ...Posts name ...Contact } }
+           fragment Posts on User { reviews(first: 1) { id } }
+           fragment Contact on User { email reviews(first: 1) { body } }"#,
+    )
+    .expect(
+        r#"{"data": {"user": {"reviews": [{"id": "r1", "body": "Great."}], "name": "Ada Lovelace", "email": "ada@example.com"}}}"#,
+    )
+    .await;
+
     // An alias of a field that only another subgraph resolves, at two depths.
     run.check(
         "aliases_across_a_round_trip",

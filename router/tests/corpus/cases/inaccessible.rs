@@ -272,6 +272,21 @@ pub async fn run() {
     .calls("accounts", 0)
     .await;
 
+    // Fields the router answers itself and fields from subgraphs keep the client's order.
+    run.check(
+        "introspection_mixed_with_data",
+        r#"{ __typename usersByRole(role: MEMBER) { __typename name } role: __type(name: "Role") { name } kind: __typename }"#,
+    )
+    .expect(
+        r#"{"data": {
+            "__typename": "Query",
+            "usersByRole": [{"__typename": "User", "name": "Ada Lovelace"}],
+            "role": {"name": "Role"},
+            "kind": "Query"
+        }}"#,
+    )
+    .await;
+
     run.check(
         "introspection_roots",
         "{ __schema { queryType { name } mutationType { name } subscriptionType { name } } }",

@@ -241,6 +241,33 @@ pub async fn run() {
     )
     .await;
 
+    // The client's alias `weight` names another field; the requirement needs the real weight.
+    run.check(
+        "client_alias_named_like_a_required_field",
+        "{ products { weight: name shippingClass } }",
+    )
+    .expect(
+        r#"{"data": {"products": [
+                {"weight": "Cargo Crate", "shippingClass": "MEDIUM"},
+                {"weight": "Pallet Jack", "shippingClass": "HEAVY"},
+                {"weight": "Strap Set", "shippingClass": "LIGHT"}
+            ]}}"#,
+    )
+    .await;
+
+    run.check(
+        "required_field_also_selected_by_client",
+        "{ products { eur: price(currency: EUR) insurance } }",
+    )
+    .expect(
+        r#"{"data": {"products": [
+            {"eur": 4500, "insurance": 450},
+            {"eur": 27000, "insurance": 2700},
+            {"eur": 1350, "insurance": 135}
+        ]}}"#,
+    )
+    .await;
+
     run.check(
         "nested_requirement_and_field_arguments",
         "{ products { upc estimate fast: estimate(express: true) } }",
