@@ -64,8 +64,13 @@ impl Case {
             startup_error,
             subgraphs: running,
             journal,
-            client: reqwest::Client::new(),
+            // A router that hangs fails its check instead of hanging the test binary.
+            client: reqwest::Client::builder()
+                .timeout(REQUEST_TIMEOUT)
+                .build()
+                .expect("HTTP client"),
             outcomes: Vec::new(),
+            finished: false,
         }
     }
 }
@@ -94,7 +99,12 @@ pub struct Run {
     journal: Journal,
     client: reqwest::Client,
     outcomes: Vec<(String, Result<(), String>)>,
+    /// Set by `finish`; a case that forgets to settle its outcomes panics on drop.
+    finished: bool,
 }
+
+/// How long a check waits for the router's response.
+const REQUEST_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
 impl Run {
     /// A check named `name` (unique within the case) that sends `query`.
@@ -117,7 +127,8 @@ impl Run {
     /// Settles the case: prints every outcome, then panics when a check failed that is not in
     /// `KNOWN_FAILURES`, when a listed check passed, or when a listed check of this case does not
     /// exist. Against Hive Router (a differential run) every failure is reported as one.
-    pub fn finish(self) {
+    pub fn finish(mut self) {
+        self.finished = true;
         let known: Vec<&str> = match self.target {
             Target::Shippy => crate::KNOWN_FAILURES.to_vec(),
             Target::Hive(_) => Vec::new(),
@@ -128,7 +139,10 @@ impl Run {
             let listed = known.contains(&id.as_str());
             match (outcome, listed) {
                 (Ok(()), false) => println!("corpus: PASS {id}"),
-                (Err(_), true) => println!("corpus: KNOWN-FAIL {id}"),
+                (Err(e), true) => {
+                    println!("corpus: KNOWN-FAIL {id}");
+                    println!("    {}", e.replace('\n', "\n    "));
+                }
                 (Ok(()), true) => {
                     println!("corpus: PASS {id} (listed in KNOWN_FAILURES)");
                     problems.push(format!("{id} passes now: remove it from KNOWN_FAILURES"));
@@ -152,12 +166,27 @@ impl Run {
     }
 
     fn record(&mut self, name: &str, outcome: Result<(), String>) {
+        assert!(
+            !name.contains('/'),
+            "check name {name:?} must not contain '/'"
+        );
         let id = format!("{}/{name}", self.case);
         assert!(
             !self.outcomes.iter().any(|(ran, _)| *ran == id),
             "check {id} is defined twice"
         );
         self.outcomes.push((id, outcome));
+    }
+}
+
+impl Drop for Run {
+    fn drop(&mut self) {
+        if !self.finished && !std::thread::panicking() {
+            panic!(
+                "case {} ended without `finish()`: its outcomes were not checked",
+                self.case
+            );
+        }
     }
 }
 
@@ -239,6 +268,11 @@ impl<'a> Check<'a> {
     }
 
     async fn run(self) {
+        assert!(
+            self.expected.is_some() || !self.predicates.is_empty(),
+            "check {} asserts nothing about the response",
+            self.name
+        );
         let Check { run, name, .. } = &self;
         let outcome = match (&run.router, &run.startup_error) {
             (Some(router), _) => self.execute(&router.url).await,
