@@ -5,10 +5,13 @@
 //!
 //! Data: users u1 Ada (ada@example.com), u2 Alan (alan@example.com); reviews r1 "Great." by
 //! u1, r2 "Meh." by u2, r3 "Fine." by u1. `User.reviews(first:)` lists a user's reviews.
+//!
+//! Both subgraphs answer with every object's keys reversed and an extra `leak` key the router
+//! never asked for: responses must still come in the client's order, without it.
 
 use serde_json::json;
 
-use crate::harness::{Case, Subgraph};
+use crate::harness::{Case, Subgraph, json::Json};
 
 const ACCOUNTS: &str = r#"
 type Query {
@@ -49,7 +52,8 @@ pub fn subgraphs() -> Vec<Subgraph> {
                     { "id": "u2", "name": "Alan Turing", "email": "alan@example.com" },
                 ]),
             )
-            .resolve("Query.user", |c| Ok(c.find("User", "id", c.arg("id")))),
+            .resolve("Query.user", |c| Ok(c.find("User", "id", c.arg("id"))))
+            .tamper(scramble),
         Subgraph::new("reviews", REVIEWS)
             .rows(
                 "Review",
@@ -74,8 +78,15 @@ pub fn subgraphs() -> Vec<Subgraph> {
                         .take(first)
                         .collect::<Vec<_>>()
                 ))
-            }),
+            })
+            .tamper(scramble),
     ]
+}
+
+fn scramble(_request: &serde_json::Value, response: &mut Json) {
+    if let Some(data) = response.get_mut("data") {
+        data.scramble("leak", &Json::String("not selected".to_owned()));
+    }
 }
 
 pub async fn run() {
@@ -175,6 +186,15 @@ pub async fn run() {
     .expect(
         r#"{"data": {"user": {"reviews": [{"id": "r1", "body": "Great."}], "name": "Ada Lovelace", "email": "ada@example.com"}}}"#,
     )
+    .await;
+
+    // The client's variable has the name routers give the representations of entity calls.
+    run.check(
+        "client_variable_named_representations",
+        r#"query ($representations: Int!) { user(id: "u1") { name reviews(first: $representations) { body } } }"#,
+    )
+    .variables(json!({ "representations": 1 }))
+    .expect(r#"{"data": {"user": {"name": "Ada Lovelace", "reviews": [{"body": "Great."}]}}}"#)
     .await;
 
     // An alias of a field that only another subgraph resolves, at two depths.

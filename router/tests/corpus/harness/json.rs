@@ -58,6 +58,25 @@ impl Json {
         Some(current)
     }
 
+    /// Reverses the key order of every object in the tree and adds `key: value` to each object
+    /// that has no such key: a subgraph answering out of selection order and with fields nobody
+    /// asked for, which a router must neither pass on nor depend on.
+    pub fn scramble(&mut self, key: &str, value: &Json) {
+        match self {
+            Json::Object(entries) => {
+                entries.reverse();
+                for (_, child) in entries.iter_mut() {
+                    child.scramble(key, value);
+                }
+                if !entries.iter().any(|(k, _)| k == key) {
+                    entries.push((key.to_owned(), value.clone()));
+                }
+            }
+            Json::Array(items) => items.iter_mut().for_each(|item| item.scramble(key, value)),
+            _ => {}
+        }
+    }
+
     /// Compact JSON text, keys in their stored order.
     pub fn to_compact(&self) -> String {
         let mut out = String::new();
@@ -388,6 +407,16 @@ mod tests {
         )
         .unwrap_err();
         assert!(err.contains("keys"), "{err}");
+    }
+
+    #[test]
+    fn scramble_reverses_keys_and_adds_one() {
+        let mut value = j(r#"{"a":1,"b":[{"c":2,"d":3}]}"#);
+        value.scramble("x", &Json::Null);
+        assert_eq!(
+            value.to_compact(),
+            r#"{"b":[{"d":3,"c":2,"x":null}],"a":1,"x":null}"#
+        );
     }
 
     #[test]
