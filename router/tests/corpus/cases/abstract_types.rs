@@ -112,6 +112,7 @@ pub async fn run() {
             {"__typename": "Book", "title": "The Old Man and the Sea", "pages": 127}
         ]}}"#,
     )
+    .representations("newsstand", 2)
     .await;
 
     run.check(
