@@ -40,7 +40,8 @@ pub type Resolver = Arc<dyn Fn(&mut Ctx<'_>) -> Result<JsonValue, String> + Send
 pub struct Ctx<'a> {
     /// The parent object's JSON (the subgraph's root data for root fields).
     pub parent: &'a JsonValue,
-    /// The field's arguments with defaults applied, as a JSON object.
+    /// The field's arguments as a JSON object (argument defaults applied; input-field defaults
+    /// are not: async-graphql's dynamic schema skips them).
     pub args: &'a JsonValue,
     /// The subgraph's rows, writable so mutations change what later reads see.
     pub rows: &'a mut HashMap<String, Vec<JsonValue>>,
