@@ -15,14 +15,16 @@ pub const KNOWN_FAILURES: &[&str] = &[
     // The entity call declares `$representations` twice (the planner's and the client's), so
     // the subgraph rejects it. Hive Router fails the same way (same planner).
     "aliases/client_variable_named_representations",
-    // The planner puts the entity fetch under mutation field `a` after the fetch of field `b`,
-    // and the executor follows it: `b` runs before `a`'s selection is complete.
+    // The plan is Sequence[Fetch(ledger, a), Parallel[Fetch(audit, b), Flatten(a, audit)],
+    // Fetch(ledger, c)]: mutation `b` runs while `a`'s selection is still being fetched, which
+    // the spec's serial execution forbids (Hive Router, same planner, fails the same way).
     "mutations/root_fields_in_order_across_subgraphs",
-    // The planner fetches `_internal_qp_alias_0: price(currency: EUR)` for `@requires` next to
-    // the client's `price(currency: USD)`; the representation gets the client's value.
+    // The plan fetches `_internal_qp_alias_0: price(currency: EUR)` next to the client's
+    // `price(currency: USD)` and requires `price: _internal_qp_alias_0`; the executor builds the
+    // representation from the response key `price` (the client's USD value) instead.
     "requires/required_field_with_other_client_argument",
-    // Same cause: the client's `weight: name` takes the response key `weight`, the planner
-    // fetches the real weight as `_internal_qp_alias_0`, and the representation sends the name.
+    // Same cause: the plan requires `weight: _internal_qp_alias_0` because the client's
+    // `weight: name` holds the key `weight`; the representation sends the name as the weight.
     "requires/client_alias_named_like_a_required_field",
 ];
 
