@@ -20,9 +20,53 @@ pub(super) fn convert_plan(
         .map(|node| convert_node(node, subgraphs))
         .transpose()?;
     Ok(QueryPlan {
-        root,
+        root: root.map(serialize_mutations),
         text: plan.to_string(),
     })
+}
+
+fn is_mutation_fetch(node: &PlanNode) -> bool {
+    matches!(node, PlanNode::Fetch(fetch) if fetch.operation_kind == OperationKind::Mutation)
+}
+
+/// Mutation root fields must complete, sub-selections included, before the next one starts.
+/// The planner may put a later root field's mutation in a `Parallel` with entity fetches of an
+/// earlier field's selection. Such entity fetches can only belong to earlier fields (a later
+/// field's entities do not exist before its mutation ran), so they run first, then the
+/// mutations in their planned order.
+fn serialize_mutations(node: PlanNode) -> PlanNode {
+    match node {
+        PlanNode::Sequence(nodes) => {
+            PlanNode::Sequence(nodes.into_iter().map(serialize_mutations).collect())
+        }
+        PlanNode::Parallel(nodes) if nodes.iter().any(is_mutation_fetch) => {
+            let (mutations, others): (Vec<PlanNode>, Vec<PlanNode>) =
+                nodes.into_iter().partition(is_mutation_fetch);
+            let mut sequence = Vec::with_capacity(mutations.len() + 1);
+            match others.len() {
+                0 => {}
+                1 => sequence.extend(others.into_iter().map(serialize_mutations)),
+                _ => sequence.push(PlanNode::Parallel(
+                    others.into_iter().map(serialize_mutations).collect(),
+                )),
+            }
+            sequence.extend(mutations);
+            PlanNode::Sequence(sequence)
+        }
+        PlanNode::Parallel(nodes) => {
+            PlanNode::Parallel(nodes.into_iter().map(serialize_mutations).collect())
+        }
+        PlanNode::Condition(mut condition) => {
+            condition.if_clause = condition
+                .if_clause
+                .map(|n| Box::new(serialize_mutations(*n)));
+            condition.else_clause = condition
+                .else_clause
+                .map(|n| Box::new(serialize_mutations(*n)));
+            PlanNode::Condition(condition)
+        }
+        other => other,
+    }
 }
 
 fn convert_node(
@@ -209,4 +253,71 @@ fn convert_rewrites(rewrites: Option<&[FetchRewrite]>) -> Vec<Rewrite> {
             },
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fetch(service: &str, kind: OperationKind) -> FetchNode {
+        FetchNode {
+            service: service.into(),
+            subgraph: 0,
+            operation_kind: kind,
+            query: String::new(),
+            query_json: String::new(),
+            variable_usages: Vec::new(),
+            requires: None,
+            input_rewrites: Vec::new(),
+            output_rewrites: Vec::new(),
+        }
+    }
+
+    fn label(node: &PlanNode) -> String {
+        match node {
+            PlanNode::Fetch(f) => f.service.clone(),
+            PlanNode::Flatten(f) => format!("flatten:{}", f.fetch.service),
+            PlanNode::Sequence(nodes) => format!(
+                "seq[{}]",
+                nodes.iter().map(label).collect::<Vec<_>>().join(",")
+            ),
+            PlanNode::Parallel(nodes) => format!(
+                "par[{}]",
+                nodes.iter().map(label).collect::<Vec<_>>().join(",")
+            ),
+            _ => "other".into(),
+        }
+    }
+
+    #[test]
+    fn entity_fetches_of_earlier_mutation_fields_run_before_later_mutations() {
+        let flatten = |service: &str| {
+            PlanNode::Flatten(FlattenNode {
+                path: vec![PathSegment::Field("a".into())],
+                fetch: fetch(service, OperationKind::Query),
+            })
+        };
+        let plan = PlanNode::Sequence(vec![
+            PlanNode::Fetch(fetch("a", OperationKind::Mutation)),
+            PlanNode::Parallel(vec![
+                PlanNode::Fetch(fetch("b", OperationKind::Mutation)),
+                flatten("x"),
+                flatten("y"),
+            ]),
+            PlanNode::Fetch(fetch("c", OperationKind::Mutation)),
+        ]);
+        assert_eq!(
+            label(&serialize_mutations(plan)),
+            "seq[a,seq[par[flatten:x,flatten:y],b],c]"
+        );
+    }
+
+    #[test]
+    fn query_parallels_are_left_alone() {
+        let plan = PlanNode::Parallel(vec![
+            PlanNode::Fetch(fetch("a", OperationKind::Query)),
+            PlanNode::Fetch(fetch("b", OperationKind::Query)),
+        ]);
+        assert_eq!(label(&serialize_mutations(plan)), "par[a,b]");
+    }
 }

@@ -214,7 +214,9 @@ fn write_selection_fields<'f>(
                 if written.contains(&key) {
                     continue;
                 }
-                let value = object_get(fields, key).or_else(|| object_get(fields, &field.name));
+                // The planner writes `key: dataKey` when it fetched the requirement under an
+                // internal alias: read the data under the field name, send it under the alias.
+                let value = object_get(fields, &field.name).or_else(|| object_get(fields, key));
                 let Some(value) = value else { continue };
                 if !written.is_empty() {
                     out.push(b',');
