@@ -15,17 +15,6 @@ pub const KNOWN_FAILURES: &[&str] = &[
     // The entity call declares `$representations` twice (the planner's and the client's), so
     // the subgraph rejects it. Hive Router fails the same way (same planner).
     "aliases/client_variable_named_representations",
-    // The plan is Sequence[Fetch(ledger, a), Parallel[Fetch(audit, b), Flatten(a, audit)],
-    // Fetch(ledger, c)]: mutation `b` runs while `a`'s selection is still being fetched, which
-    // the spec's serial execution forbids (Hive Router, same planner, fails the same way).
-    "mutations/root_fields_in_order_across_subgraphs",
-    // The plan fetches `_internal_qp_alias_0: price(currency: EUR)` next to the client's
-    // `price(currency: USD)` and requires `price: _internal_qp_alias_0`; the executor builds the
-    // representation from the response key `price` (the client's USD value) instead.
-    "requires/required_field_with_other_client_argument",
-    // Same cause: the plan requires `weight: _internal_qp_alias_0` because the client's
-    // `weight: name` holds the key `weight`; the representation sends the name as the weight.
-    "requires/client_alias_named_like_a_required_field",
 ];
 
 #[tokio::test]
