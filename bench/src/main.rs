@@ -266,6 +266,12 @@ async fn load(args: LoadArgs) -> anyhow::Result<ExitCode> {
         None => workload::EXPECTED_RESPONSE.as_bytes().to_vec(),
     };
     let expected = Json::parse(&expected_text).context("the expected response is not JSON")?;
+    let mut watch = args.watch;
+    // Our own cost too: a saturated load generator would cap every target at the same rate.
+    watch.push(Watched {
+        label: "loadgen".into(),
+        pid: std::process::id(),
+    });
     let options = LoadOptions {
         url: args.url.clone(),
         body: workload::request_body(&query, operation_name.as_deref()),
@@ -276,7 +282,7 @@ async fn load(args: LoadArgs) -> anyhow::Result<ExitCode> {
             .map_or(Stop::After(args.duration), Stop::Requests),
         warmup: args.warmup,
         request_timeout: args.request_timeout,
-        watch: args.watch,
+        watch,
         clk_tck: args.clk_tck,
         labels: Labels {
             target: args.target,

@@ -7,12 +7,14 @@
 
 use std::{collections::BTreeMap, fmt::Write as _, fs, io, path::Path};
 
-use crate::load::LoadReport;
+use crate::load::{LoadReport, ProcessUsage};
 
 /// The label of the router's process in [`LoadReport::processes`].
 pub const ROUTER_PROCESS: &str = "router";
 /// The label of the subgraph server's process.
 pub const SUBGRAPHS_PROCESS: &str = "subgraphs";
+/// The label of the load generator's own process.
+pub const LOADGEN_PROCESS: &str = "loadgen";
 
 #[derive(Debug, Clone)]
 pub struct ReportOptions {
@@ -80,14 +82,15 @@ pub fn render(reports: &[LoadReport], options: &ReportOptions) -> String {
         let _ = writeln!(out, "### {}\n", mode_title(mode));
         out.push_str(
             "| target | req/s | req/s vs ref | p50 ms | p90 ms | p99 ms | CPU % | CPU ms/req | CPU/req vs ref | \
-             peak RSS MiB | RSS vs ref | subgraphs CPU % | failures |\n",
+             peak RSS MiB | RSS vs ref | subgraphs CPU % | loadgen CPU % | failures |\n",
         );
-        out.push_str("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
+        out.push_str("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
         for target in runs.targets(mode) {
             let rows = runs.get(mode, target);
-            let router = |f: fn(&crate::load::ProcessUsage) -> f64| {
-                median(rows.iter().filter_map(|r| r.process(ROUTER_PROCESS).map(f)))
+            let usage = |label: &str, f: fn(&ProcessUsage) -> f64| {
+                median(rows.iter().filter_map(|r| r.process(label).map(f)))
             };
+            let router = |f: fn(&ProcessUsage) -> f64| usage(ROUTER_PROCESS, f);
             let vs_ref = |f: fn(&LoadReport) -> Option<f64>| {
                 if target == reference {
                     Some(1.0)
@@ -97,7 +100,7 @@ pub fn render(reports: &[LoadReport], options: &ReportOptions) -> String {
             };
             let _ = writeln!(
                 out,
-                "| {target} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+                "| {target} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
                 num(median(rows.iter().map(|r| r.requests_per_second)), 0),
                 times(vs_ref(|r| Some(r.requests_per_second))),
                 num(median(rows.iter().map(|r| r.latency_ms.p50)), 2),
@@ -112,13 +115,8 @@ pub fn render(reports: &[LoadReport], options: &ReportOptions) -> String {
                 times(vs_ref(|r| r
                     .process(ROUTER_PROCESS)
                     .map(|p| p.peak_rss_mib))),
-                num(
-                    median(
-                        rows.iter()
-                            .filter_map(|r| r.process(SUBGRAPHS_PROCESS).map(|p| p.cpu_percent))
-                    ),
-                    0
-                ),
+                num(usage(SUBGRAPHS_PROCESS, |p| p.cpu_percent), 0),
+                num(usage(LOADGEN_PROCESS, |p| p.cpu_percent), 0),
                 failures(rows),
             );
         }
@@ -135,7 +133,7 @@ pub fn render(reports: &[LoadReport], options: &ReportOptions) -> String {
         out.push_str("| target | req/s | p50 ms | p90 ms | p99 ms | subgraphs CPU % | CPU ms/req | failures |\n");
         out.push_str("|---|---:|---:|---:|---:|---:|---:|---:|\n");
         let rows = runs.get(direct, baseline);
-        let subgraphs = |f: fn(&crate::load::ProcessUsage) -> f64| {
+        let subgraphs = |f: fn(&ProcessUsage) -> f64| {
             median(
                 rows.iter()
                     .filter_map(|r| r.process(SUBGRAPHS_PROCESS).map(f)),
@@ -310,7 +308,7 @@ fn percent(value: Option<f64>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::load::{Failures, Labels, Latency, ProcessUsage};
+    use crate::load::{Failures, Labels, Latency};
 
     fn run(mode: &str, target: &str, round: u32, rps: f64, cpu_ms: f64, rss: f64) -> LoadReport {
         let process = |label: &str, cpu_ms_per_request: f64, peak_rss_mib: f64| ProcessUsage {
@@ -347,6 +345,7 @@ mod tests {
             processes: vec![
                 process(watched_label, cpu_ms, rss),
                 process(SUBGRAPHS_PROCESS, 0.1, 20.0),
+                process(LOADGEN_PROCESS, 0.1, 5.0),
             ],
             first_mismatch: None,
         }
@@ -369,7 +368,7 @@ mod tests {
         });
         assert_eq!(ratio, Some(2.0));
         let table = render(&reports, &ReportOptions::default());
-        assert!(table.contains("| shippy | 2000 | 2.00× | 10.00 | 20.00 | 30.00 | 150 | 1.000 | 0.50× | 30.0 | 0.50× | 150 | 0 |"), "{table}");
+        assert!(table.contains("| shippy | 2000 | 2.00× | 10.00 | 20.00 | 30.00 | 150 | 1.000 | 0.50× | 30.0 | 0.50× | 150 | 150 | 0 |"), "{table}");
         assert!(table.contains("| hive | 1000 | 1.00× |"), "{table}");
         assert!(table.contains("### Default settings"));
     }

@@ -1,0 +1,265 @@
+#!/usr/bin/env bash
+# The router benchmark in one command: builds, starts the benchmark subgraphs, then for each round
+# starts each router in each mode, checks it answers the expected response, loads it, and stops it;
+# finally loads the monolith subgraph directly (the overhead baseline) and renders the comparison.
+#
+#   bench/run.sh            full run; table on stdout and in bench/results/latest.md
+#   bench/run.sh --smoke    a few seconds, correctness only (CI): every target must answer exactly
+#
+# Knobs (environment):
+#   DURATION=20s      measured window per run      WARMUP=3s       unmeasured load before it
+#   CONNECTIONS=50    concurrent connections       ROUNDS=3        rounds (ratios are per round)
+#   ROUTERS="shippy hive"                          MODES="default dedup-off"
+#   HIVE_ROUTER=path  Hive Router binary (default: hive_router on PATH, then /work/tools/hive/bin)
+#   LOADGEN_THREADS=1 load generator threads       PROFILE=release (smoke: dev)
+#   KEEP_WORKDIR=1    keep logs, configs and per-run JSON (path printed at the end)
+set -euo pipefail
+
+SMOKE=0
+case "${1:-}" in
+    --smoke) SMOKE=1 ;;
+    "") ;;
+    -h | --help) sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    *) echo "unknown argument: $1 (try --help)" >&2; exit 2 ;;
+esac
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+if [[ $SMOKE == 1 ]]; then
+    DURATION=${DURATION:-0s}
+    WARMUP=${WARMUP:-0s}
+    CONNECTIONS=${CONNECTIONS:-4}
+    ROUNDS=${ROUNDS:-1}
+    ROUTERS=${ROUTERS:-shippy}
+    MODES=${MODES:-default dedup-off}
+    PROFILE=${PROFILE:-dev}
+    SMOKE_REQUESTS=${SMOKE_REQUESTS:-40}
+else
+    DURATION=${DURATION:-20s}
+    WARMUP=${WARMUP:-3s}
+    CONNECTIONS=${CONNECTIONS:-50}
+    ROUNDS=${ROUNDS:-3}
+    ROUTERS=${ROUTERS:-shippy hive}
+    MODES=${MODES:-default dedup-off}
+    PROFILE=${PROFILE:-release}
+fi
+LOADGEN_THREADS=${LOADGEN_THREADS:-1}
+if [[ -z ${HIVE_ROUTER:-} ]]; then
+    HIVE_ROUTER=$(command -v hive_router || echo /work/tools/hive/bin/hive_router)
+fi
+
+log() { printf '%s\n' "$*" >&2; }
+die() { log "error: $*"; exit 1; }
+
+# --- build -------------------------------------------------------------------------------------
+TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
+case "$PROFILE" in
+    dev | debug) BIN_DIR=$TARGET_DIR/debug; PROFILE=dev ;;
+    *) BIN_DIR=$TARGET_DIR/$PROFILE ;;
+esac
+log "building (profile $PROFILE)..."
+(cd "$ROOT" && cargo build --quiet --profile "$PROFILE" -p shippy-bench -p shippy)
+BENCH=$BIN_DIR/shippy-bench
+SHIPPY=$BIN_DIR/shippy
+
+# How to start our router: the `shippy router` command when the CLI has it, else the bench's own
+# launcher of the same library (`shippy-bench router`).
+if "$SHIPPY" router --help >/dev/null 2>&1; then
+    OUR_ROUTER=("$SHIPPY" router)
+elif "$BENCH" router --help >/dev/null 2>&1; then
+    OUR_ROUTER=("$BENCH" router)
+else
+    OUR_ROUTER=()
+fi
+
+# --- which targets can run ---------------------------------------------------------------------
+targets=()
+for target in $ROUTERS; do
+    case "$target" in
+        shippy)
+            if [[ ${#OUR_ROUTER[@]} -eq 0 ]]; then
+                [[ $SMOKE == 1 ]] && die "our router cannot be started (no 'shippy router' command)"
+                log "warning: skipping shippy: no 'shippy router' command yet"
+                continue
+            fi ;;
+        hive)
+            if [[ ! -x $HIVE_ROUTER ]]; then
+                log "warning: skipping hive: no Hive Router at $HIVE_ROUTER (set HIVE_ROUTER)"
+                continue
+            fi ;;
+        *) die "unknown router '$target' (known: shippy hive)" ;;
+    esac
+    targets+=("$target")
+done
+for mode in $MODES; do
+    [[ $mode == default || $mode == dedup-off ]] || die "unknown mode '$mode' (known: default dedup-off)"
+done
+
+# --- processes ---------------------------------------------------------------------------------
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/shippy-bench.XXXXXX")
+RESULTS=$WORK/results
+mkdir -p "$RESULTS" "$WORK/logs"
+started_pids=()
+
+cleanup() {
+    local pid
+    for pid in "${started_pids[@]}"; do
+        kill -TERM "$pid" 2>/dev/null || true
+        wait "$pid" 2>/dev/null || true
+    done
+    if [[ ${KEEP_WORKDIR:-0} == 1 ]]; then
+        log "work directory kept: $WORK"
+    else
+        rm -rf "$WORK"
+    fi
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+stop_process() {
+    local pid=$1 remaining=() p
+    kill -TERM "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+    for p in "${started_pids[@]}"; do [[ $p == "$pid" ]] || remaining+=("$p"); done
+    started_pids=("${remaining[@]}")
+}
+
+show_log() {
+    log "--- last lines of $1 ---"
+    tail -n 20 "$1" >&2 || true
+}
+
+CLK_TCK=$(getconf CLK_TCK 2>/dev/null || echo 100)
+
+"$BENCH" subgraphs --listen 127.0.0.1:0 --addr-file "$WORK/subgraphs.addr" >"$WORK/logs/subgraphs.log" 2>&1 &
+SUBGRAPHS_PID=$!
+started_pids+=("$SUBGRAPHS_PID")
+for _ in $(seq 100); do [[ -s $WORK/subgraphs.addr ]] && break; sleep 0.05; done
+[[ -s $WORK/subgraphs.addr ]] || { show_log "$WORK/logs/subgraphs.log"; die "the subgraphs did not start"; }
+SUBGRAPHS_URL=http://$(cat "$WORK/subgraphs.addr")
+"$BENCH" wait-ready "$SUBGRAPHS_URL/health" --timeout 10s
+"$BENCH" supergraph --subgraphs-url "$SUBGRAPHS_URL" >"$WORK/supergraph.graphql"
+
+# Starts router $1 in mode $2; sets ROUTER_PID and ROUTER_URL.
+start_router() {
+    local target=$1 mode=$2 port dir logfile
+    port=$("$BENCH" free-port)
+    dir=$WORK/$target-$mode
+    logfile=$WORK/logs/$target-$mode-round$round.log
+    mkdir -p "$dir"
+    case "$target" in
+        shippy)
+            local args=(--supergraph "$WORK/supergraph.graphql" --listen "127.0.0.1:$port")
+            if [[ $mode == dedup-off ]]; then
+                shippy_config_dedup_off >"$dir/router.yaml"
+                args+=(--config "$dir/router.yaml")
+            fi
+            "${OUR_ROUTER[@]}" "${args[@]}" >"$logfile" 2>&1 &
+            ;;
+        hive)
+            hive_config "$port" "$mode" >"$dir/router.config.yaml"
+            (cd "$dir" && exec "$HIVE_ROUTER") >"$logfile" 2>&1 &
+            ;;
+    esac
+    ROUTER_PID=$!
+    started_pids+=("$ROUTER_PID")
+    ROUTER_URL=http://127.0.0.1:$port/graphql
+    if ! "$BENCH" wait-ready "http://127.0.0.1:$port/health" --timeout 30s; then
+        show_log "$logfile"
+        die "$target ($mode) did not become ready"
+    fi
+}
+
+# Our router's configuration with outbound deduplication off for every subgraph.
+shippy_config_dedup_off() {
+    local name
+    echo "subgraphs:"
+    for name in accounts inventory products reviews; do
+        printf '  %s:\n    dedup: false\n' "$name"
+    done
+}
+
+# Hive Router's configuration: its defaults, plus outbound deduplication off in mode dedup-off.
+hive_config() {
+    local port=$1 mode=$2
+    cat <<EOF
+supergraph:
+  source: file
+  path: ../supergraph.graphql
+http:
+  host: 127.0.0.1
+  port: $port
+EOF
+    if [[ $mode == dedup-off ]]; then
+        printf 'traffic_shaping:\n  all:\n    dedupe_enabled: false\n'
+    fi
+}
+
+# Loads $1 (URL) as target $2 in mode $3, watching the given LABEL=PID processes.
+run_load() {
+    local url=$1 target=$2 mode=$3
+    shift 3
+    local watch=() pidspec
+    for pidspec in "$@"; do watch+=(--pid "$pidspec"); done
+    local window=(--duration "$DURATION")
+    local strict=()
+    if [[ $SMOKE == 1 ]]; then
+        window=(--requests "$SMOKE_REQUESTS")
+        strict=(--strict)
+    fi
+    "$BENCH" load --url "$url" --connections "$CONNECTIONS" "${window[@]}" --warmup "$WARMUP" \
+        --threads "$LOADGEN_THREADS" --clk-tck "$CLK_TCK" "${watch[@]}" "${strict[@]}" \
+        --target "$target" --mode "$mode" --round "$round" --out "$RESULTS/$round-$mode-$target.json"
+}
+
+# --- the runs ----------------------------------------------------------------------------------
+LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
+failed=0
+for round in $(seq "$ROUNDS"); do
+    # Alternate who goes first, so that slow drift on the machine does not favour one router.
+    order=("${targets[@]}")
+    if ((round % 2 == 0)); then
+        order=()
+        for ((i = ${#targets[@]} - 1; i >= 0; i--)); do order+=("${targets[i]}"); done
+    fi
+    for mode in $MODES; do
+        for target in "${order[@]}"; do
+            start_router "$target" "$mode"
+            if ! run_load "$ROUTER_URL" "$target" "$mode" "router=$ROUTER_PID" "subgraphs=$SUBGRAPHS_PID"; then
+                failed=1
+                show_log "$WORK/logs/$target-$mode-round$round.log"
+            fi
+            stop_process "$ROUTER_PID"
+        done
+    done
+    run_load "$SUBGRAPHS_URL/monolith" monolith direct "subgraphs=$SUBGRAPHS_PID" || failed=1
+done
+LOAD_AFTER=$(cut -d' ' -f1-3 /proc/loadavg)
+
+# --- the report --------------------------------------------------------------------------------
+commit=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)
+if [[ -n $(git -C "$ROOT" status --porcelain 2>/dev/null) ]]; then commit="$commit (with local changes)"; fi
+cpu_model=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//' || true)
+hive_version=""
+# Hive Router has no --version flag (it ignores arguments and starts); it logs its version at start.
+hive_version=$(cat "$WORK"/logs/hive-*.log 2>/dev/null | grep -o -m1 '"version":"[^"]*"' | cut -d'"' -f4 || true)
+if [[ -n $hive_version ]]; then hive_version=" Hive Router $hive_version."; fi
+if [[ $SMOKE == 1 ]]; then
+    window_note="smoke run: $SMOKE_REQUESTS requests per target over $CONNECTIONS connections"
+else
+    window_note="$CONNECTIONS connections, $DURATION measured after $WARMUP warm-up, $ROUNDS rounds"
+fi
+report=$("$BENCH" report "$RESULTS" \
+    --title "Router benchmark, $(date -u '+%Y-%m-%d %H:%M UTC')" \
+    --note "Workload: bench/workload (users -> reviews -> product -> reviews -> author -> reviews -> product, and topProducts; 87,327-byte response), every response checked." \
+    --note "Load: $window_note; load generator: $LOADGEN_THREADS thread(s), one keep-alive HTTP/1.1 connection per client." \
+    --note "Machine: $(nproc) CPUs ($cpu_model), shared; load average $LOAD_BEFORE before, $LOAD_AFTER after. Commit $commit, profile $PROFILE.$hive_version" \
+    --note "Targets run one at a time against the same subgraph process (memoized responses); each router starts fresh per run, so peak RSS is per run.")
+printf '%s\n' "$report"
+if [[ $SMOKE == 0 ]]; then
+    mkdir -p "$ROOT/bench/results"
+    printf '%s\n' "$report" >"$ROOT/bench/results/latest.md"
+    log "written to bench/results/latest.md"
+fi
+if [[ $failed == 1 ]]; then
+    die "some runs failed (see above)"
+fi
