@@ -1,0 +1,136 @@
+//! Errors: start-up failures ([`RouterError`]), and the GraphQL errors clients receive.
+//!
+//! Client-facing errors always carry a stable `extensions.code`. Internal details (planner
+//! messages, connection errors) are logged where they happen and replaced by a generic message.
+
+use serde::Serialize;
+use serde_json::{Map, Value as Json};
+
+use crate::query_planner::PlannerError;
+
+/// Why a router could not be built from a supergraph and configuration.
+#[derive(Debug, thiserror::Error)]
+pub enum RouterError {
+    #[error(transparent)]
+    Supergraph(#[from] PlannerError),
+    #[error(
+        "subgraph `{subgraph}` has no usable URL ({reason}); set it in the supergraph or under `subgraphs.{subgraph}.url`"
+    )]
+    SubgraphUrl { subgraph: String, reason: String },
+    #[error("the configuration names subgraph `{0}`, which the supergraph does not declare")]
+    UnknownSubgraph(String),
+    #[error("invalid configuration: {0}")]
+    Config(String),
+}
+
+/// Stable `extensions.code` values of the errors the router itself produces.
+pub mod codes {
+    /// The query text is not valid GraphQL syntax.
+    pub const PARSE_FAILED: &str = "GRAPHQL_PARSE_FAILED";
+    /// The operation does not validate against the API schema.
+    pub const VALIDATION_FAILED: &str = "GRAPHQL_VALIDATION_FAILED";
+    /// Variables are missing or of the wrong type.
+    pub const BAD_USER_INPUT: &str = "BAD_USER_INPUT";
+    /// The HTTP request is not a well-formed GraphQL request (body, JSON, parameters).
+    pub const BAD_REQUEST: &str = "BAD_REQUEST";
+    /// `operationName` is missing, unknown or ambiguous.
+    pub const OPERATION_RESOLUTION_FAILURE: &str = "GRAPHQL_UNKNOWN_OPERATION_NAME";
+    /// The operation kind cannot run over this method or transport (e.g. a mutation over GET).
+    pub const OPERATION_NOT_ALLOWED: &str = "OPERATION_NOT_ALLOWED";
+    /// The operation uses `__schema`/`__type` while introspection is turned off.
+    pub const INTROSPECTION_DISABLED: &str = "INTROSPECTION_DISABLED";
+    /// The planner failed or ran out of time.
+    pub const QUERY_PLANNING_FAILED: &str = "QUERY_PLANNING_FAILED";
+    /// A subgraph could not be reached or answered with a non-GraphQL HTTP error.
+    pub const SUBREQUEST_HTTP_ERROR: &str = "SUBREQUEST_HTTP_ERROR";
+    /// A subgraph did not answer within its timeout.
+    pub const SUBREQUEST_TIMEOUT: &str = "SUBREQUEST_TIMEOUT";
+    /// A subgraph answered with something that is not a GraphQL response.
+    pub const SUBREQUEST_MALFORMED_RESPONSE: &str = "SUBREQUEST_MALFORMED_RESPONSE";
+    /// An error a subgraph reported without a code of its own.
+    pub const DOWNSTREAM_SERVICE_ERROR: &str = "DOWNSTREAM_SERVICE_ERROR";
+    /// A subgraph returned null (or nothing) for a non-null field.
+    pub const NON_NULL_VIOLATION: &str = "NON_NULL_VIOLATION";
+    /// A subgraph returned a value the API schema does not allow there (e.g. an inaccessible enum value).
+    pub const INVALID_SUBGRAPH_VALUE: &str = "INVALID_SUBGRAPH_VALUE";
+    /// A feature this router does not execute yet (subscriptions over HTTP, `@defer`).
+    pub const UNSUPPORTED_OPERATION: &str = "UNSUPPORTED_OPERATION";
+    /// Something failed inside the router.
+    pub const INTERNAL_SERVER_ERROR: &str = "INTERNAL_SERVER_ERROR";
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Location {
+    pub line: usize,
+    pub column: usize,
+}
+
+/// One element of an error's `path`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(untagged)]
+pub enum PathElement {
+    Key(String),
+    Index(usize),
+}
+
+impl From<&str> for PathElement {
+    fn from(key: &str) -> Self {
+        PathElement::Key(key.to_string())
+    }
+}
+
+impl From<usize> for PathElement {
+    fn from(index: usize) -> Self {
+        PathElement::Index(index)
+    }
+}
+
+/// An error in a GraphQL response, in the spec's shape.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct GraphQLError {
+    pub message: String,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub locations: Vec<Location>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub path: Option<Vec<PathElement>>,
+    #[serde(skip_serializing_if = "Map::is_empty")]
+    pub extensions: Map<String, Json>,
+}
+
+impl GraphQLError {
+    pub fn new(message: impl Into<String>, code: &str) -> GraphQLError {
+        let mut extensions = Map::new();
+        extensions.insert("code".to_string(), Json::String(code.to_string()));
+        GraphQLError {
+            message: message.into(),
+            locations: Vec::new(),
+            path: None,
+            extensions,
+        }
+    }
+
+    pub fn with_path(mut self, path: Vec<PathElement>) -> GraphQLError {
+        self.path = Some(path);
+        self
+    }
+
+    pub fn with_locations(mut self, locations: Vec<Location>) -> GraphQLError {
+        self.locations = locations;
+        self
+    }
+
+    pub fn with_extension(mut self, key: &str, value: impl Into<Json>) -> GraphQLError {
+        self.extensions.insert(key.to_string(), value.into());
+        self
+    }
+
+    pub fn code(&self) -> Option<&str> {
+        self.extensions.get("code").and_then(Json::as_str)
+    }
+}
+
+/// Appends `errors` as a JSON array.
+pub fn write_errors(out: &mut Vec<u8>, errors: &[GraphQLError]) {
+    // Serializing plain data into a Vec cannot fail.
+    let _ = serde_json::to_writer(&mut *out, errors);
+}

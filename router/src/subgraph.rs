@@ -1,0 +1,224 @@
+//! HTTP client for subgraphs: pooled keep-alive connections, a concurrency limit and a timeout per
+//! subgraph, and outbound deduplication of identical in-flight queries.
+//!
+//! One [`SubgraphClient`] per subgraph, built at start-up and shared by all requests. A request
+//! is only ever a POST of a JSON body the executor already serialized; the response body is
+//! returned as bytes for the executor to parse once.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use bytes::Bytes;
+use dashmap::DashMap;
+use http::header::{ACCEPT, CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue};
+use http::{Method, Request, StatusCode, Uri};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper_rustls::HttpsConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
+use tokio::sync::{OnceCell, Semaphore};
+use xxhash_rust::xxh3::Xxh3;
+
+use crate::config::{EffectiveSubgraphConfig, SubgraphDefaults};
+
+/// Why a subgraph call produced no HTTP response. Cloneable so deduplicated waiters share it.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum FetchError {
+    #[error("subgraph did not answer within {0:?}")]
+    Timeout(Duration),
+    #[error("subgraph request failed: {0}")]
+    Transport(Arc<str>),
+    #[error("subgraph response exceeds {0} bytes")]
+    TooLarge(usize),
+}
+
+/// A subgraph's HTTP answer (any status; the executor decides what a non-2xx body means).
+#[derive(Debug, Clone)]
+pub struct SubgraphResponse {
+    pub status: StatusCode,
+    pub body: Bytes,
+}
+
+pub type FetchResult = Result<SubgraphResponse, FetchError>;
+
+type HttpClient = Client<HttpsConnector<HttpConnector>, Full<Bytes>>;
+
+pub struct SubgraphClient {
+    pub name: String,
+    uri: Uri,
+    client: HttpClient,
+    /// Bounds concurrent requests to this subgraph (and so its HTTP/1.1 connections); a request
+    /// holds a permit for its whole exchange and waits for one within its timeout.
+    permits: Semaphore,
+    timeout: Duration,
+    dedupe: bool,
+    max_response_size: usize,
+    /// In-flight deduplicable requests by hash of (body, forwarded headers). The first caller
+    /// initializes the cell; identical callers await it. The entry is removed once answered, so
+    /// only truly concurrent requests share a response. If the first caller is cancelled, the
+    /// cell stays empty and the next waiter performs the call.
+    in_flight: DashMap<u128, Arc<OnceCell<FetchResult>>, ahash::RandomState>,
+}
+
+impl SubgraphClient {
+    pub fn new(
+        name: &str,
+        url: &str,
+        settings: &EffectiveSubgraphConfig,
+        defaults: &SubgraphDefaults,
+    ) -> Result<SubgraphClient, String> {
+        let uri: Uri = url
+            .parse()
+            .map_err(|e| format!("`{url}` is not a valid URL: {e}"))?;
+        match uri.scheme_str() {
+            Some("http" | "https") => {}
+            _ => return Err(format!("`{url}` must be an http:// or https:// URL")),
+        }
+        if uri.host().is_none() {
+            return Err(format!("`{url}` has no host"));
+        }
+        let mut http = HttpConnector::new();
+        http.set_nodelay(true);
+        http.enforce_http(false);
+        http.set_connect_timeout(Some(settings.timeout));
+        let connector = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_provider_and_webpki_roots(rustls::crypto::ring::default_provider())
+            .map_err(|e| format!("TLS setup failed: {e}"))?
+            .https_or_http()
+            .enable_http1()
+            .wrap_connector(http);
+        let client = Client::builder(TokioExecutor::new())
+            .pool_timer(TokioTimer::new())
+            .pool_idle_timeout(defaults.pool_idle_timeout)
+            .pool_max_idle_per_host(settings.max_connections)
+            .build(connector);
+        Ok(SubgraphClient {
+            name: name.to_string(),
+            uri,
+            client,
+            permits: Semaphore::new(settings.max_connections),
+            timeout: settings.timeout,
+            dedupe: settings.dedupe,
+            max_response_size: defaults.max_response_size,
+            in_flight: DashMap::with_hasher(ahash::RandomState::new()),
+        })
+    }
+
+    pub fn url(&self) -> &Uri {
+        &self.uri
+    }
+
+    /// Sends `body` (a JSON GraphQL request). `deduplicable` is false for mutations, which must
+    /// reach the subgraph once per client request.
+    pub async fn fetch(&self, body: Bytes, headers: &HeaderMap, deduplicable: bool) -> FetchResult {
+        if !(self.dedupe && deduplicable) {
+            return self.send(body, headers).await;
+        }
+        let key = dedupe_key(&body, headers);
+        let cell = self
+            .in_flight
+            .entry(key)
+            .or_insert_with(|| Arc::new(OnceCell::new()))
+            .clone();
+        let led = AtomicBool::new(false);
+        let result = cell
+            .get_or_init(|| {
+                led.store(true, Ordering::Relaxed);
+                self.send(body, headers)
+            })
+            .await
+            .clone();
+        self.in_flight
+            .remove_if(&key, |_, current| Arc::ptr_eq(current, &cell));
+        if !led.load(Ordering::Relaxed) {
+            metrics::counter!("shippy_router_subgraph_deduplicated_total", "subgraph" => self.name.clone()).increment(1);
+        }
+        result
+    }
+
+    async fn send(&self, body: Bytes, headers: &HeaderMap) -> FetchResult {
+        match tokio::time::timeout(self.timeout, self.send_inner(body, headers)).await {
+            Ok(result) => result,
+            Err(_) => Err(FetchError::Timeout(self.timeout)),
+        }
+    }
+
+    async fn send_inner(&self, body: Bytes, headers: &HeaderMap) -> FetchResult {
+        // The semaphore is never closed, so acquiring only waits.
+        let _permit = self
+            .permits
+            .acquire()
+            .await
+            .map_err(|e| FetchError::Transport(e.to_string().into()))?;
+        let mut request = Request::builder()
+            .method(Method::POST)
+            .uri(self.uri.clone())
+            .body(Full::new(body))
+            .map_err(|e| FetchError::Transport(e.to_string().into()))?;
+        let request_headers = request.headers_mut();
+        request_headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        request_headers.insert(
+            ACCEPT,
+            HeaderValue::from_static("application/graphql-response+json, application/json;q=0.9"),
+        );
+        for (name, value) in headers {
+            request_headers.append(name.clone(), value.clone());
+        }
+        let response = self.client.request(request).await.map_err(|e| {
+            let reason = error_chain(&e);
+            tracing::warn!(subgraph = %self.name, error = %reason, "subgraph request failed");
+            FetchError::Transport(reason.into())
+        })?;
+        let status = response.status();
+        let body = Limited::new(response.into_body(), self.max_response_size)
+            .collect()
+            .await
+            .map_err(|e| {
+                if e.downcast_ref::<http_body_util::LengthLimitError>()
+                    .is_some()
+                {
+                    FetchError::TooLarge(self.max_response_size)
+                } else {
+                    FetchError::Transport(e.to_string().into())
+                }
+            })?
+            .to_bytes();
+        Ok(SubgraphResponse { status, body })
+    }
+}
+
+fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut message = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        message.push_str(": ");
+        message.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    message
+}
+
+fn dedupe_key(body: &[u8], headers: &HeaderMap) -> u128 {
+    let mut hasher = Xxh3::new();
+    hasher.update(body);
+    for (name, value) in headers {
+        hasher.update(&[0]);
+        hasher.update(name.as_str().as_bytes());
+        hasher.update(&[1]);
+        hasher.update(value.as_bytes());
+    }
+    hasher.digest128()
+}
+
+/// Picks the client headers to forward to subgraphs, per `forward_headers`.
+pub fn forwarded_headers(names: &[HeaderName], client_headers: &HeaderMap) -> HeaderMap {
+    let mut out = HeaderMap::new();
+    for name in names {
+        for value in client_headers.get_all(name) {
+            out.append(name.clone(), value.clone());
+        }
+    }
+    out
+}

@@ -1,0 +1,681 @@
+//! The router over real (in-process) subgraphs, through HTTP: the benchmark operation, GraphQL
+//! over HTTP rules, failure handling, deduplication, caches, introspection and shutdown.
+
+mod http_api {
+    pub mod harness;
+    pub mod subgraphs;
+}
+
+use std::time::{Duration, Instant};
+
+use reqwest::Method;
+use serde_json::{Value as Json, json};
+
+use http_api::harness::{env, fixture};
+use http_api::subgraphs::Mode;
+
+const GRAPHQL_RESPONSE: &str = "application/graphql-response+json";
+
+fn get_url(base: &str, params: &[(&str, &str)]) -> String {
+    let query: String = form_urlencoded::Serializer::new(String::new())
+        .extend_pairs(params)
+        .finish();
+    format!("{base}/graphql?{query}")
+}
+
+#[tokio::test]
+async fn bench_operation_returns_exactly_the_expected_response() {
+    let env = env().start().await;
+    let reply = env.post(&fixture("bench.operation.graphql")).await;
+    assert_eq!(reply.status, 200);
+    assert_eq!(
+        reply.content_type,
+        "application/graphql-response+json; charset=utf-8"
+    );
+    // Byte for byte: same fields, same order, nothing extra.
+    assert_eq!(
+        reply.text,
+        fixture("bench.expected_response.json").trim_end()
+    );
+}
+
+#[tokio::test]
+async fn health_check_answers_once_serving() {
+    let env = env().start().await;
+    let reply = env
+        .send(env.client.get(format!("{}/health", env.url)))
+        .await;
+    assert_eq!(reply.status, 200);
+    assert_eq!(reply.json(), json!({"status": "pass"}));
+}
+
+#[tokio::test]
+async fn aliases_typename_and_fragments_shape_the_response() {
+    let env = env().start().await;
+    let reply = env
+        .post("{ me { __typename handle: username id ... on User { who: name } } first: topProducts(first: 1) { upc } }")
+        .await;
+    assert_eq!(
+        reply.text,
+        r#"{"data":{"me":{"__typename":"User","handle":"urigo","id":"1","who":"Uri Goldshtein"},"first":[{"upc":"1"}]}}"#
+    );
+}
+
+#[tokio::test]
+async fn typename_only_needs_no_subgraph() {
+    let env = env().start().await;
+    let reply = env.post("{ __typename }").await;
+    assert_eq!(reply.text, r#"{"data":{"__typename":"Query"}}"#);
+    assert!(env.knobs.values().all(|k| k.calls() == 0));
+}
+
+#[tokio::test]
+async fn skip_and_include_follow_variables_and_defaults() {
+    let env = env().start().await;
+    let query = "query($withName: Boolean = false, $skipId: Boolean!) { me { id @skip(if: $skipId) name @include(if: $withName) } }";
+    let reply = env
+        .post_with(GRAPHQL_RESPONSE, query, json!({"skipId": false}))
+        .await;
+    assert_eq!(reply.json(), json!({"data": {"me": {"id": "1"}}}));
+    let reply = env
+        .post_with(
+            GRAPHQL_RESPONSE,
+            query,
+            json!({"skipId": true, "withName": true}),
+        )
+        .await;
+    assert_eq!(
+        reply.json(),
+        json!({"data": {"me": {"name": "Uri Goldshtein"}}})
+    );
+}
+
+#[tokio::test]
+async fn requires_and_provides_across_subgraphs() {
+    let env = env().start().await;
+    let reply = env
+        .post("{ topProducts(first: 2) { upc shippingEstimate reviews { author { username } } } }")
+        .await;
+    let json = reply.json();
+    assert_eq!(json["data"]["topProducts"][0]["shippingEstimate"], 50);
+    assert_eq!(json["data"]["topProducts"][1]["shippingEstimate"], 0);
+    assert_eq!(
+        json["data"]["topProducts"][0]["reviews"][0]["author"]["username"],
+        "urigo"
+    );
+    // `username` is provided by reviews: accounts is never asked.
+    assert_eq!(env.knobs("accounts").calls(), 0);
+}
+
+// ---- GraphQL over HTTP ----
+
+#[tokio::test]
+async fn get_runs_queries_with_url_parameters() {
+    let env = env().start().await;
+    let reply = env
+        .send(env.client.get(get_url(
+            &env.url,
+            &[
+                ("query", "query Q($id: ID!) { user(id: $id) { name } }"),
+                ("variables", "{\"id\":\"2\"}"),
+                ("operationName", "Q"),
+            ],
+        )))
+        .await;
+    assert_eq!(reply.status, 200);
+    assert_eq!(
+        reply.json(),
+        json!({"data": {"user": {"name": "Dotan Simha"}}})
+    );
+}
+
+#[tokio::test]
+async fn get_refuses_mutations_with_405() {
+    let env = env().start().await;
+    let reply = env
+        .send(
+            env.client
+                .get(get_url(
+                    &env.url,
+                    &[(
+                        "query",
+                        "mutation { updateName(id: \"1\", name: \"x\") { id } }",
+                    )],
+                ))
+                .header("accept", GRAPHQL_RESPONSE),
+        )
+        .await;
+    assert_eq!(reply.status, 405);
+    assert_eq!(reply.headers["allow"], "POST");
+    assert_eq!(reply.error_codes(), vec!["OPERATION_NOT_ALLOWED"]);
+    assert!(env.data.mutation_log.lock().unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn request_errors_get_400_under_graphql_response_json() {
+    let env = env().start().await;
+    let parse = env.post("{ me { id }").await;
+    assert_eq!(
+        (parse.status, parse.error_codes()),
+        (400, vec!["GRAPHQL_PARSE_FAILED".to_string()])
+    );
+    assert_eq!(parse.json().get("data"), None);
+    let validation = env.post("{ me { nope } }").await;
+    assert_eq!(
+        (validation.status, validation.error_codes()),
+        (400, vec!["GRAPHQL_VALIDATION_FAILED".to_string()])
+    );
+    let variables = env
+        .post_with(
+            GRAPHQL_RESPONSE,
+            "query($id: ID!) { user(id: $id) { id } }",
+            json!({}),
+        )
+        .await;
+    assert_eq!(
+        (variables.status, variables.error_codes()),
+        (400, vec!["BAD_USER_INPUT".to_string()])
+    );
+    let wrong_type = env
+        .post_with(
+            GRAPHQL_RESPONSE,
+            "query($n: Int) { topProducts(first: $n) { upc } }",
+            json!({"n": "ten"}),
+        )
+        .await;
+    assert_eq!(wrong_type.status, 400);
+}
+
+#[tokio::test]
+async fn request_errors_get_200_under_legacy_json() {
+    let env = env().start().await;
+    for query in ["{ me { id }", "{ me { nope } }"] {
+        let reply = env.post_with("application/json", query, Json::Null).await;
+        assert_eq!(reply.status, 200, "{query}");
+        assert_eq!(reply.content_type, "application/json; charset=utf-8");
+        assert!(reply.json()["errors"].is_array());
+    }
+}
+
+#[tokio::test]
+async fn malformed_http_requests_get_clear_4xx() {
+    let env = env().start().await;
+    let json_type = ("content-type", "application/json");
+    type Case<'c> = (Method, Vec<(&'c str, &'c str)>, &'c str, u16);
+    let cases: Vec<Case> = vec![
+        (Method::POST, vec![], r#"{"query":"{ me { id } }"}"#, 415),
+        (
+            Method::POST,
+            vec![("content-type", "text/plain")],
+            r#"{"query":"{ me { id } }"}"#,
+            415,
+        ),
+        (Method::POST, vec![json_type], "{not json", 400),
+        (Method::POST, vec![json_type], r#"{"variables":{}}"#, 400),
+        (
+            Method::POST,
+            vec![json_type],
+            r#"[{"query":"{ me { id } }"}]"#,
+            400,
+        ),
+        (
+            Method::POST,
+            vec![json_type, ("accept", "text/html")],
+            r#"{"query":"{ me { id } }"}"#,
+            406,
+        ),
+        (
+            Method::PUT,
+            vec![json_type],
+            r#"{"query":"{ me { id } }"}"#,
+            405,
+        ),
+        (Method::GET, vec![], "", 400),
+    ];
+    for (method, headers, body, status) in cases {
+        let reply = env.raw(method.clone(), &headers, body.to_string()).await;
+        assert_eq!(
+            reply.status, status,
+            "{method} {headers:?} {body}: {}",
+            reply.text
+        );
+        assert!(
+            reply.json()["errors"][0]["extensions"]["code"].is_string(),
+            "{}",
+            reply.text
+        );
+    }
+}
+
+#[tokio::test]
+async fn oversized_bodies_get_413() {
+    let env = env().config(|c| c.http.max_body_size = 1024).start().await;
+    let big = format!(
+        r#"{{"query":"{{ me {{ id }} }}","variables":{{"pad":"{}"}}}}"#,
+        "x".repeat(2048)
+    );
+    let reply = env
+        .raw(Method::POST, &[("content-type", "application/json")], big)
+        .await;
+    assert_eq!(reply.status, 413);
+    assert_eq!(reply.error_codes(), vec!["BAD_REQUEST"]);
+}
+
+#[tokio::test]
+async fn token_limit_rejects_huge_queries() {
+    let env = env().config(|c| c.limits.max_tokens = 50).start().await;
+    let query = format!(
+        "{{ {} }}",
+        (0..60)
+            .map(|i| format!("a{i}: __typename"))
+            .collect::<Vec<_>>()
+            .join(" ")
+    );
+    let reply = env.post(&query).await;
+    assert_eq!(reply.status, 400);
+    assert_eq!(reply.error_codes(), vec!["GRAPHQL_PARSE_FAILED"]);
+}
+
+#[tokio::test]
+async fn subscriptions_are_refused_over_plain_http() {
+    let env = env().start().await;
+    let reply = env.post("subscription { reviewAdded { id } }").await;
+    assert_eq!(reply.status, 400);
+    assert_eq!(reply.error_codes(), vec!["UNSUPPORTED_OPERATION"]);
+}
+
+// ---- mutations ----
+
+#[tokio::test]
+async fn mutation_root_fields_run_in_order_and_are_never_deduplicated() {
+    let env = env().start().await;
+    let reply = env
+        .post(
+            r#"mutation {
+                a: updateName(id: "1", name: "slow first") { name }
+                b: updateName(id: "1", name: "second") { name }
+                c: updateName(id: "1", name: "second") { name }
+            }"#,
+        )
+        .await;
+    assert_eq!(
+        reply.json(),
+        json!({"data": {"a": {"name": "slow first"}, "b": {"name": "second"}, "c": {"name": "second"}}})
+    );
+    assert_eq!(
+        *env.data.mutation_log.lock().unwrap(),
+        vec!["slow first", "second", "second"]
+    );
+}
+
+// ---- failures ----
+
+#[tokio::test]
+async fn a_subgraph_that_is_down_gives_partial_data_and_a_named_error() {
+    let env = env().down("inventory").start().await;
+    let reply = env
+        .post("{ topProducts(first: 2) { upc name inStock } }")
+        .await;
+    assert_eq!(reply.status, 200);
+    let json = reply.json();
+    assert_eq!(
+        json["data"],
+        json!({"topProducts": [{"upc": "1", "name": "Table", "inStock": null}, {"upc": "2", "name": "Couch", "inStock": null}]})
+    );
+    assert_eq!(json["errors"].as_array().unwrap().len(), 1, "{json}");
+    assert_eq!(
+        json["errors"][0]["extensions"]["code"],
+        "SUBREQUEST_HTTP_ERROR"
+    );
+    assert_eq!(json["errors"][0]["extensions"]["service"], "inventory");
+}
+
+#[tokio::test]
+async fn a_slow_subgraph_times_out_without_hanging_the_request() {
+    let env = env()
+        .config(|c| {
+            c.subgraphs.insert(
+                "reviews".into(),
+                shippy_router::config::SubgraphOverride {
+                    timeout: Some(Duration::from_millis(200)),
+                    ..Default::default()
+                },
+            );
+        })
+        .start()
+        .await;
+    env.knobs("reviews").set_delay(Duration::from_secs(5));
+    let started = Instant::now();
+    let reply = env.post("{ me { name reviews { id } } }").await;
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "took {:?}",
+        started.elapsed()
+    );
+    let json = reply.json();
+    assert_eq!(
+        json["data"],
+        json!({"me": {"name": "Uri Goldshtein", "reviews": null}})
+    );
+    assert_eq!(
+        json["errors"][0]["extensions"]["code"],
+        "SUBREQUEST_TIMEOUT"
+    );
+    assert_eq!(json["errors"][0]["extensions"]["service"], "reviews");
+}
+
+#[tokio::test]
+async fn http_errors_and_garbage_from_subgraphs_are_reported() {
+    let env = env().start().await;
+    env.knobs("accounts").set_mode(Mode::Http500);
+    let reply = env.post("{ me { id } }").await;
+    assert_eq!(reply.json()["data"], json!({"me": null}));
+    assert_eq!(reply.error_codes(), vec!["SUBREQUEST_HTTP_ERROR"]);
+    assert!(
+        !reply.text.contains("exploded"),
+        "subgraph internals leaked: {}",
+        reply.text
+    );
+
+    env.knobs("accounts").set_mode(Mode::Garbage);
+    let reply = env.post("{ me { id } }").await;
+    assert_eq!(reply.error_codes(), vec!["SUBREQUEST_MALFORMED_RESPONSE"]);
+
+    env.knobs("accounts").set_mode(Mode::Normal);
+    assert_eq!(
+        env.post("{ me { id } }").await.json(),
+        json!({"data": {"me": {"id": "1"}}})
+    );
+}
+
+#[tokio::test]
+async fn entity_errors_are_repathed_to_the_client_paths() {
+    // accounts answers the one deduplicated representation with an error at `_entities.0`.
+    let env = env()
+        .canned("accounts", |body| {
+            assert!(body.contains(r#""representations":[{"__typename":"User","id":"1"}]"#), "{body}");
+            let response = json!({
+                "data": {"_entities": [{"birthday": null}]},
+                "errors": [{"message": "birthday is secret", "path": ["_entities", 0, "birthday"],
+                            "locations": [{"line": 1, "column": 2}], "extensions": {"code": "SECRET"}}]
+            });
+            (200, response.to_string())
+        })
+        .start()
+        .await;
+    // Product 1 has four reviews, all by user 1: the error is reported at each client path.
+    let reply = env
+        .post("{ topProducts(first: 1) { reviews { id author { id birthday } } } }")
+        .await;
+    let json = reply.json();
+    let reviews = json["data"]["topProducts"][0]["reviews"]
+        .as_array()
+        .unwrap();
+    assert_eq!(reviews.len(), 4);
+    assert!(
+        reviews
+            .iter()
+            .all(|r| r["author"] == json!({"id": "1", "birthday": null})),
+        "{json}"
+    );
+    let errors = json["errors"].as_array().unwrap();
+    let paths: Vec<&Json> = errors.iter().map(|e| &e["path"]).collect();
+    let expected: Vec<Json> = (0..4)
+        .map(|i| json!(["topProducts", 0, "reviews", i, "author", "birthday"]))
+        .collect();
+    assert_eq!(paths, expected.iter().collect::<Vec<_>>());
+    for error in errors {
+        assert_eq!(error["message"], "birthday is secret");
+        assert_eq!(error["extensions"]["code"], "SECRET");
+        assert_eq!(error["extensions"]["service"], "accounts");
+        // Locations point into the subgraph's query, meaningless to the client.
+        assert!(error.get("locations").is_none());
+    }
+}
+
+#[tokio::test]
+async fn root_fetch_errors_keep_their_path() {
+    let env = env().start().await;
+    let reply = env
+        .post("{ user(id: \"1\") { birthday } other: user(id: \"3\") { birthday } }")
+        .await;
+    let json = reply.json();
+    // (async-graphql nulls `user` itself here; the router passes that through.)
+    assert_eq!(json["data"]["other"], json!({"birthday": 3000}));
+    assert_eq!(json["errors"][0]["path"], json!(["user", "birthday"]));
+    assert_eq!(json["errors"][0]["extensions"]["code"], "SECRET");
+    assert_eq!(json["errors"][0]["extensions"]["service"], "accounts");
+}
+
+#[tokio::test]
+async fn a_wrong_number_of_entities_is_a_malformed_response() {
+    let env = env()
+        .canned("accounts", |_| {
+            (200, r#"{"data":{"_entities":[]}}"#.to_string())
+        })
+        .start()
+        .await;
+    let reply = env
+        .post("{ topProducts(first: 1) { reviews { author { name } } } }")
+        .await;
+    let json = reply.json();
+    assert_eq!(
+        json["data"]["topProducts"][0]["reviews"][0]["author"],
+        json!({"name": null})
+    );
+    assert_eq!(reply.error_codes(), vec!["SUBREQUEST_MALFORMED_RESPONSE"]);
+}
+
+#[tokio::test]
+async fn non_null_violations_propagate_with_one_error() {
+    // accounts claims user 1 has no id (`User.id: ID!`): `me` becomes null with one error.
+    let env = env()
+        .canned("accounts", |_| {
+            (200, r#"{"data":{"me":{"id":null,"name":"x"}}}"#.to_string())
+        })
+        .start()
+        .await;
+    let reply = env.post("{ me { id name } }").await;
+    let json = reply.json();
+    assert_eq!(json["data"], json!({"me": null}));
+    assert_eq!(json["errors"][0]["path"], json!(["me", "id"]));
+    assert_eq!(
+        json["errors"][0]["extensions"]["code"],
+        "NON_NULL_VIOLATION"
+    );
+    assert_eq!(json["errors"].as_array().unwrap().len(), 1);
+}
+
+// ---- deduplication and caches ----
+
+#[tokio::test]
+async fn identical_concurrent_queries_share_one_subgraph_call() {
+    let env = env().start().await;
+    env.knobs("accounts").set_delay(Duration::from_millis(300));
+    let (a, b, c) = tokio::join!(
+        env.post("{ me { name } }"),
+        env.post("{ me { name } }"),
+        env.post("{ me { name } }")
+    );
+    for reply in [a, b, c] {
+        assert_eq!(
+            reply.json(),
+            json!({"data": {"me": {"name": "Uri Goldshtein"}}})
+        );
+    }
+    assert_eq!(env.knobs("accounts").calls(), 1);
+}
+
+#[tokio::test]
+async fn deduplication_can_be_switched_off_per_subgraph() {
+    let env = env()
+        .config(|c| {
+            c.subgraphs.insert(
+                "accounts".into(),
+                shippy_router::config::SubgraphOverride {
+                    dedupe: Some(false),
+                    ..Default::default()
+                },
+            );
+        })
+        .start()
+        .await;
+    env.knobs("accounts").set_delay(Duration::from_millis(300));
+    let (a, b) = tokio::join!(env.post("{ me { name } }"), env.post("{ me { name } }"));
+    assert_eq!(a.text, b.text);
+    assert_eq!(env.knobs("accounts").calls(), 2);
+}
+
+#[tokio::test]
+async fn plans_are_cached_by_normalized_operation() {
+    let env = env().start().await;
+    env.post("{ me { id name } }").await;
+    env.post("{ me { id name } }").await;
+    // Different text, same normalized operation.
+    env.post("query { me { id, name } }").await;
+    let stats = env.router.cache_stats();
+    assert_eq!((stats.operation_misses, stats.operation_hits), (2, 1));
+    assert_eq!((stats.plan_misses, stats.plan_hits), (1, 1));
+    assert_eq!(stats.plans_cached, 1);
+}
+
+#[tokio::test]
+async fn plan_cache_is_bounded() {
+    let env = env()
+        .config(|c| c.query_planning.cache_size = 2)
+        .start()
+        .await;
+    for field in ["id", "name", "username", "birthday"] {
+        env.post(&format!("{{ me {{ {field} }} }}")).await;
+    }
+    assert!(env.router.cache_stats().plans_cached <= 2);
+}
+
+// ---- headers ----
+
+#[tokio::test]
+async fn authorization_and_traceparent_are_forwarded() {
+    let env = env().start().await;
+    env.send(
+        env.client
+            .post(format!("{}/graphql", env.url))
+            .header("content-type", "application/json")
+            .header("authorization", "Bearer abc")
+            .header(
+                "traceparent",
+                "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+            )
+            .header("cookie", "secret=1")
+            .body(r#"{"query":"{ me { id } }"}"#),
+    )
+    .await;
+    let headers = env.knobs("accounts").headers.lock().unwrap().clone();
+    assert_eq!(headers[0]["authorization"], "Bearer abc");
+    assert_eq!(
+        headers[0]["traceparent"],
+        "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+    );
+    assert!(headers[0].get("cookie").is_none());
+}
+
+// ---- introspection ----
+
+#[tokio::test]
+async fn introspection_is_answered_by_the_router_without_internals() {
+    let env = env().start().await;
+    let reply = env
+        .post(
+            r#"{ __schema { queryType { name } mutationType { name } types { name kind } directives { name } }
+                 user: __type(name: "User") { kind fields { name type { kind name ofType { name } } } }
+                 me { id } }"#,
+        )
+        .await;
+    let json = reply.json();
+    let types: Vec<&str> = json["data"]["__schema"]["types"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["name"].as_str().unwrap())
+        .collect();
+    assert!(types.contains(&"User") && types.contains(&"__Schema") && types.contains(&"String"));
+    assert!(
+        types
+            .iter()
+            .all(|t| !t.starts_with("join__") && !t.starts_with("link__")),
+        "{types:?}"
+    );
+    assert_eq!(
+        json["data"]["__schema"]["queryType"],
+        json!({"name": "Query"})
+    );
+    assert_eq!(
+        json["data"]["__schema"]["mutationType"],
+        json!({"name": "Mutation"})
+    );
+    let fields: Vec<&str> = json["data"]["user"]["fields"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        fields,
+        vec!["id", "name", "username", "birthday", "reviews"]
+    );
+    assert_eq!(
+        json["data"]["user"]["fields"][0]["type"],
+        json!({"kind": "NON_NULL", "name": null, "ofType": {"name": "ID"}})
+    );
+    assert_eq!(json["data"]["me"], json!({"id": "1"}));
+}
+
+#[tokio::test]
+async fn introspection_can_be_turned_off() {
+    let env = env().config(|c| c.introspection = false).start().await;
+    let reply = env.post("{ __schema { types { name } } }").await;
+    assert_eq!(reply.status, 400);
+    assert_eq!(reply.error_codes(), vec!["INTROSPECTION_DISABLED"]);
+    assert_eq!(env.post("{ __typename }").await.status, 200);
+}
+
+// ---- lifecycle ----
+
+#[tokio::test]
+async fn serve_stops_when_shutdown_completes() {
+    let router = shippy_router::Router::from_supergraph_sdl(
+        &fixture("bench.supergraph.graphql").replace("0.0.0.0:4200", "127.0.0.1:9"),
+        shippy_router::RouterConfig::default(),
+    )
+    .unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(router.serve(listener, async move {
+        let _ = rx.await;
+    }));
+    tx.send(()).unwrap();
+    tokio::time::timeout(Duration::from_secs(5), server)
+        .await
+        .expect("serve returned")
+        .unwrap()
+        .unwrap();
+}
+
+#[test]
+fn unusable_configuration_is_a_startup_error() {
+    let sdl = fixture("bench.supergraph.graphql");
+    let mut config = shippy_router::RouterConfig::default();
+    config.subgraphs.insert("nope".into(), Default::default());
+    let err = shippy_router::Router::from_supergraph_sdl(&sdl, config)
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(err.contains("`nope`"), "{err}");
+    let err = shippy_router::Router::from_supergraph_sdl(
+        &sdl.replace("http://0.0.0.0:4200/accounts", "ftp://x"),
+        shippy_router::RouterConfig::default(),
+    )
+    .err()
+    .unwrap()
+    .to_string();
+    assert!(err.contains("accounts"), "{err}");
+}

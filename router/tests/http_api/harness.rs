@@ -1,0 +1,229 @@
+//! Test environment builder: subgraphs on port 0, a router over them, and a client.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use serde_json::Value as Json;
+use shippy_router::{Router, RouterConfig};
+
+use super::subgraphs::{Data, Knobs, start_all};
+
+pub fn fixture(name: &str) -> String {
+    std::fs::read_to_string(format!(
+        "{}/tests/fixtures/{name}",
+        env!("CARGO_MANIFEST_DIR")
+    ))
+    .unwrap()
+}
+
+/// The benchmark supergraph plus a `Mutation` type served by accounts (for mutation tests).
+pub fn supergraph_with_mutation() -> String {
+    fixture("bench.supergraph.graphql").replacen(
+        "  query: Query\n",
+        "  query: Query\n  mutation: Mutation\n",
+        1,
+    ) + "\ntype Mutation @join__type(graph: ACCOUNTS) {\n  updateName(id: ID!, name: String!): User @join__field(graph: ACCOUNTS)\n}\n"
+}
+
+pub struct TestEnv {
+    pub router: Router,
+    pub url: String,
+    pub data: Arc<Data>,
+    pub knobs: HashMap<&'static str, Arc<Knobs>>,
+    pub client: reqwest::Client,
+    /// Dropping it shuts the router down.
+    _shutdown: tokio::sync::oneshot::Sender<()>,
+}
+
+/// Answers a subgraph request body with a status and a body.
+pub type Canned = Arc<dyn Fn(&str) -> (u16, String) + Send + Sync>;
+
+pub struct Builder {
+    config: RouterConfig,
+    /// Subgraph names whose URL points at nothing listening.
+    down: Vec<&'static str>,
+    /// Subgraphs replaced by a canned handler.
+    canned: Vec<(&'static str, Canned)>,
+}
+
+pub fn env() -> Builder {
+    Builder {
+        config: RouterConfig::default(),
+        down: Vec::new(),
+        canned: Vec::new(),
+    }
+}
+
+async fn serve_canned(canned: Canned) -> String {
+    let app = axum::Router::new().route(
+        "/graphql",
+        axum::routing::post(move |body: String| {
+            let canned = Arc::clone(&canned);
+            async move {
+                let (status, body) = canned(&body);
+                (
+                    axum::http::StatusCode::from_u16(status).unwrap(),
+                    [(axum::http::header::CONTENT_TYPE, "application/json")],
+                    body,
+                )
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/graphql", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    url
+}
+
+impl Builder {
+    pub fn config(mut self, f: impl FnOnce(&mut RouterConfig)) -> Builder {
+        f(&mut self.config);
+        self
+    }
+
+    pub fn down(mut self, subgraph: &'static str) -> Builder {
+        self.down.push(subgraph);
+        self
+    }
+
+    pub fn canned(
+        mut self,
+        subgraph: &'static str,
+        f: impl Fn(&str) -> (u16, String) + Send + Sync + 'static,
+    ) -> Builder {
+        self.canned.push((subgraph, Arc::new(f)));
+        self
+    }
+
+    pub async fn start(self) -> TestEnv {
+        // reqwest is built without a default TLS backend; ignore "already installed".
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let expected: Json =
+            serde_json::from_str(&fixture("bench.expected_response.json")).unwrap();
+        let data = Arc::new(Data::from_expected_response(&expected));
+        let running = start_all(Arc::clone(&data)).await;
+        let mut supergraph = supergraph_with_mutation();
+        for subgraph in &running {
+            let canned = self.canned.iter().find(|(name, _)| *name == subgraph.name);
+            let url = if let Some((_, canned)) = canned {
+                serve_canned(Arc::clone(canned)).await
+            } else if self.down.contains(&subgraph.name) {
+                // A port that was just free: nothing listens there.
+                let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+                format!("http://{}/graphql", listener.local_addr().unwrap())
+            } else {
+                subgraph.url.clone()
+            };
+            supergraph =
+                supergraph.replace(&format!("http://0.0.0.0:4200/{}", subgraph.name), &url);
+        }
+        let router = Router::from_supergraph_sdl(&supergraph, self.config).unwrap();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let serving = router.clone();
+        tokio::spawn(async move {
+            serving
+                .serve(listener, async move {
+                    let _ = rx.await;
+                })
+                .await
+                .unwrap()
+        });
+        TestEnv {
+            router,
+            url,
+            data,
+            knobs: running
+                .iter()
+                .map(|r| (r.name, Arc::clone(&r.knobs)))
+                .collect(),
+            client: reqwest::Client::new(),
+            _shutdown: tx,
+        }
+    }
+}
+
+/// A response: status, content type and body (parsed when it is JSON).
+#[derive(Debug)]
+pub struct Reply {
+    pub status: u16,
+    pub content_type: String,
+    pub text: String,
+    pub headers: reqwest::header::HeaderMap,
+}
+
+impl Reply {
+    pub fn json(&self) -> Json {
+        serde_json::from_str(&self.text).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.text))
+    }
+
+    pub fn error_codes(&self) -> Vec<String> {
+        self.json()["errors"]
+            .as_array()
+            .map(|errors| {
+                errors
+                    .iter()
+                    .map(|e| e["extensions"]["code"].as_str().unwrap_or("").to_string())
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+}
+
+impl TestEnv {
+    pub fn knobs(&self, subgraph: &str) -> &Arc<Knobs> {
+        &self.knobs[subgraph]
+    }
+
+    pub async fn send(&self, request: reqwest::RequestBuilder) -> Reply {
+        let response = request.send().await.unwrap();
+        let status = response.status().as_u16();
+        let headers = response.headers().clone();
+        let content_type = headers
+            .get("content-type")
+            .map(|v| v.to_str().unwrap().to_string())
+            .unwrap_or_default();
+        let text = response.text().await.unwrap();
+        Reply {
+            status,
+            content_type,
+            text,
+            headers,
+        }
+    }
+
+    /// POSTs `{"query", "variables"}` as `application/json`, accepting `accept`.
+    pub async fn post_with(&self, accept: &str, query: &str, variables: Json) -> Reply {
+        let body = serde_json::json!({"query": query, "variables": variables});
+        self.send(
+            self.client
+                .post(format!("{}/graphql", self.url))
+                .header("content-type", "application/json")
+                .header("accept", accept)
+                .body(body.to_string()),
+        )
+        .await
+    }
+
+    pub async fn post(&self, query: &str) -> Reply {
+        self.post_with("application/graphql-response+json", query, Json::Null)
+            .await
+    }
+
+    pub async fn raw(
+        &self,
+        method: reqwest::Method,
+        headers: &[(&str, &str)],
+        body: impl Into<reqwest::Body>,
+    ) -> Reply {
+        let mut request = self
+            .client
+            .request(method, format!("{}/graphql", self.url))
+            .body(body);
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        self.send(request).await
+    }
+}
