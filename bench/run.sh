@@ -11,6 +11,7 @@
 #   CONNECTIONS=50    concurrent connections       ROUNDS=3        rounds (ratios are per round)
 #   ROUTERS="shippy hive"                          MODES="default dedup-off"
 #   HIVE_ROUTER=path  Hive Router binary (default: hive_router on PATH, then /work/tools/hive/bin)
+#   HIVE_LOG_LEVEL=   unset: Hive's default (info, one log line per request); e.g. warn to silence
 #   LOADGEN_THREADS=1 load generator threads       PROFILE=release (smoke: dev)
 #   KEEP_WORKDIR=1    keep logs, configs and per-run JSON (path printed at the end)
 set -euo pipefail
@@ -19,7 +20,7 @@ SMOKE=0
 case "${1:-}" in
     --smoke) SMOKE=1 ;;
     "") ;;
-    -h | --help) sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h | --help) sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "unknown argument: $1 (try --help)" >&2; exit 2 ;;
 esac
 
@@ -63,9 +64,9 @@ SHIPPY=$BIN_DIR/shippy
 
 # How to start our router: the `shippy router` command when the CLI has it, else the bench's own
 # launcher of the same library (`shippy-bench router`).
-if "$SHIPPY" router --help >/dev/null 2>&1; then
+if "$SHIPPY" router --help 2>/dev/null | grep -q -- --supergraph; then
     OUR_ROUTER=("$SHIPPY" router)
-elif "$BENCH" router --help >/dev/null 2>&1; then
+elif "$BENCH" router --help 2>/dev/null | grep -q -- --supergraph; then
     OUR_ROUTER=("$BENCH" router)
 else
     OUR_ROUTER=()
@@ -171,11 +172,7 @@ start_router() {
 
 # Our router's configuration with outbound deduplication off for every subgraph.
 shippy_config_dedup_off() {
-    local name
-    echo "subgraphs:"
-    for name in accounts inventory products reviews; do
-        printf '  %s:\n    dedup: false\n' "$name"
-    done
+    printf 'subgraph_defaults:\n  dedupe: false\n'
 }
 
 # Hive Router's configuration: its defaults, plus outbound deduplication off in mode dedup-off.
@@ -189,6 +186,9 @@ http:
   host: 127.0.0.1
   port: $port
 EOF
+    if [[ -n ${HIVE_LOG_LEVEL:-} ]]; then
+        printf 'log:\n  level: %s\n' "$HIVE_LOG_LEVEL"
+    fi
     if [[ $mode == dedup-off ]]; then
         printf 'traffic_shaping:\n  all:\n    dedupe_enabled: false\n'
     fi

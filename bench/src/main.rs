@@ -1,5 +1,6 @@
 //! `shippy-bench`: the benchmark's command-line tool. `bench/run.sh` drives its subcommands: serve the
-//! subgraphs, write the supergraph, wait for readiness, load a target, render the report.
+//! subgraphs, write the supergraph, run our router, wait for readiness, load a target, render the
+//! report.
 
 use std::{net::SocketAddr, path::PathBuf, process::ExitCode, time::Duration};
 
@@ -47,6 +48,8 @@ enum Command {
     },
     /// Print a TCP port that is free on 127.0.0.1 right now.
     FreePort,
+    /// Run our router (the same entry point as `shippy router`) until SIGINT or SIGTERM.
+    Router(shippy_router::RouterArgs),
 }
 
 #[derive(Args)]
@@ -183,6 +186,18 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             if !runtime(Some(1))?.block_on(client::wait_ready(&url, timeout))? {
                 bail!("{url} did not answer 200 within {timeout:?}");
             }
+        }
+        Command::Router(args) => {
+            // As the `shippy` binary does: one rustls crypto provider for the whole process (an
+            // error only means one is installed already).
+            let _ = rustls::crypto::ring::default_provider().install_default();
+            tracing_subscriber::fmt()
+                .with_env_filter(
+                    tracing_subscriber::EnvFilter::try_from_default_env()
+                        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+                )
+                .init();
+            runtime(None)?.block_on(shippy_router::run(args, shutdown_signal()))?;
         }
         Command::FreePort => {
             let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
