@@ -13,6 +13,7 @@
 #   HIVE_ROUTER=path  Hive Router binary (default: hive_router on PATH, then /work/tools/hive/bin)
 #   HIVE_LOG_LEVEL=   unset: Hive's default (info, one log line per request); e.g. warn to silence
 #   LOADGEN_THREADS=1 load generator threads       PROFILE=release (smoke: dev)
+#   INSTRUCTIONS=auto also count instructions per request under callgrind (needs valgrind); 0 skips
 #   KEEP_WORKDIR=1    keep logs, configs and per-run JSON (path printed at the end)
 set -euo pipefail
 
@@ -140,12 +141,16 @@ SUBGRAPHS_URL=http://$(cat "$WORK/subgraphs.addr")
 "$BENCH" wait-ready "$SUBGRAPHS_URL/health" --timeout 10s
 "$BENCH" supergraph --subgraphs-url "$SUBGRAPHS_URL" >"$WORK/supergraph.graphql"
 
-# Starts router $1 in mode $2; sets ROUTER_PID and ROUTER_URL.
+# Starts router $1 in mode $2, optionally under a wrapper command (valgrind) given after them;
+# sets ROUTER_PID and ROUTER_URL.
 start_router() {
-    local target=$1 mode=$2 port dir logfile
+    local target=$1 mode=$2 port dir logfile ready_timeout=30s
+    shift 2
+    local wrapper=("$@")
+    [[ ${#wrapper[@]} -eq 0 ]] || ready_timeout=300s
     port=$("$BENCH" free-port)
     dir=$WORK/$target-$mode
-    logfile=$WORK/logs/$target-$mode-round$round.log
+    logfile=$WORK/logs/$target-$mode-$run_name.log
     mkdir -p "$dir"
     case "$target" in
         shippy)
@@ -154,17 +159,17 @@ start_router() {
                 shippy_config_dedup_off >"$dir/router.yaml"
                 args+=(--config "$dir/router.yaml")
             fi
-            "${OUR_ROUTER[@]}" "${args[@]}" >"$logfile" 2>&1 &
+            "${wrapper[@]}" "${OUR_ROUTER[@]}" "${args[@]}" >"$logfile" 2>&1 &
             ;;
         hive)
             hive_config "$port" "$mode" >"$dir/router.config.yaml"
-            (cd "$dir" && exec "$HIVE_ROUTER") >"$logfile" 2>&1 &
+            (cd "$dir" && exec "${wrapper[@]}" "$HIVE_ROUTER") >"$logfile" 2>&1 &
             ;;
     esac
     ROUTER_PID=$!
     started_pids+=("$ROUTER_PID")
     ROUTER_URL=http://127.0.0.1:$port/graphql
-    if ! "$BENCH" wait-ready "http://127.0.0.1:$port/health" --timeout 30s; then
+    if ! "$BENCH" wait-ready "http://127.0.0.1:$port/health" --timeout "$ready_timeout"; then
         show_log "$logfile"
         die "$target ($mode) did not become ready"
     fi
@@ -223,10 +228,11 @@ for round in $(seq "$ROUNDS"); do
     fi
     for mode in $MODES; do
         for target in "${order[@]}"; do
+            run_name=round$round
             start_router "$target" "$mode"
             if ! run_load "$ROUTER_URL" "$target" "$mode" "router=$ROUTER_PID" "subgraphs=$SUBGRAPHS_PID"; then
                 failed=1
-                show_log "$WORK/logs/$target-$mode-round$round.log"
+                show_log "$WORK/logs/$target-$mode-$run_name.log"
             fi
             stop_process "$ROUTER_PID"
         done
@@ -234,6 +240,48 @@ for round in $(seq "$ROUNDS"); do
     run_load "$SUBGRAPHS_URL/monolith" monolith direct "subgraphs=$SUBGRAPHS_PID" || failed=1
 done
 LOAD_AFTER=$(cut -d' ' -f1-3 /proc/loadavg)
+
+# --- instructions per request (callgrind) -------------------------------------------------------
+# Timed figures move with whatever else the machine runs; instruction counts do not. Each router
+# runs under callgrind, counting is switched on after a warm-up, and 200 requests are counted.
+INSTRUCTIONS_FILE=$WORK/instructions.tsv
+CALLGRIND_REQUESTS=200
+count_instructions() {
+    local target=$1 mode=$2 out dump ir
+    out=$WORK/callgrind/$target-$mode
+    mkdir -p "$WORK/callgrind"
+    run_name=callgrind
+    start_router "$target" "$mode" valgrind --tool=callgrind "--callgrind-out-file=$out.%p"
+    local quiet=(--connections 4 --warmup 0s --request-timeout 120s --strict --out /dev/null)
+    if ! "$BENCH" load --url "$ROUTER_URL" --requests 40 "${quiet[@]}" 2>/dev/null; then
+        log "warning: $target ($mode) failed under callgrind"
+        stop_process "$ROUTER_PID"
+        return 1
+    fi
+    callgrind_control --zero "$ROUTER_PID" >/dev/null
+    "$BENCH" load --url "$ROUTER_URL" --requests "$CALLGRIND_REQUESTS" "${quiet[@]}" 2>/dev/null
+    callgrind_control --dump "$ROUTER_PID" >/dev/null
+    dump=$out.$ROUTER_PID.1
+    for _ in $(seq 100); do [[ -s $dump ]] && grep -q '^totals:' "$dump" && break; sleep 0.1; done
+    stop_process "$ROUTER_PID"
+    ir=$(awk '/^summary:/ { print $2 }' "$dump" 2>/dev/null || true)
+    [[ -n $ir ]] || { log "warning: no callgrind count for $target ($mode)"; return 1; }
+    printf '%s\t%s\t%s\n' "$mode" "$target" "$((ir / CALLGRIND_REQUESTS))" >>"$INSTRUCTIONS_FILE"
+    log "$target [$mode]: $((ir / CALLGRIND_REQUESTS)) instructions per request (callgrind)"
+}
+
+INSTRUCTIONS=${INSTRUCTIONS:-auto}
+if [[ $SMOKE == 1 ]]; then INSTRUCTIONS=0; fi
+if [[ $INSTRUCTIONS == auto ]]; then
+    if command -v valgrind >/dev/null && command -v callgrind_control >/dev/null; then INSTRUCTIONS=1; else INSTRUCTIONS=0; fi
+fi
+if [[ $INSTRUCTIONS == 1 ]]; then
+    for mode in $MODES; do
+        for target in "${targets[@]}"; do
+            count_instructions "$target" "$mode" || true
+        done
+    done
+fi
 
 # --- the report --------------------------------------------------------------------------------
 commit=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)
@@ -248,7 +296,9 @@ if [[ $SMOKE == 1 ]]; then
 else
     window_note="$CONNECTIONS connections, $DURATION measured after $WARMUP warm-up, $ROUNDS rounds"
 fi
-report=$("$BENCH" report "$RESULTS" \
+instruction_args=()
+if [[ -s $INSTRUCTIONS_FILE ]]; then instruction_args=(--instructions "$INSTRUCTIONS_FILE"); fi
+report=$("$BENCH" report "$RESULTS" "${instruction_args[@]}" \
     --title "Router benchmark, $(date -u '+%Y-%m-%d %H:%M UTC')" \
     --note "Workload: bench/workload (users -> reviews -> product -> reviews -> author -> reviews -> product, and topProducts; 87,327-byte response), every response checked." \
     --note "Load: $window_note; load generator: $LOADGEN_THREADS thread(s), one keep-alive HTTP/1.1 connection per client." \

@@ -133,6 +133,9 @@ struct ReportArgs {
     /// The target ratios are taken against.
     #[arg(long, default_value = "hive")]
     reference: String,
+    /// Callgrind instruction counts, `mode<TAB>target<TAB>instructions per request` per line.
+    #[arg(long)]
+    instructions: Option<PathBuf>,
 }
 
 fn parse_watched(text: &str) -> Result<Watched, String> {
@@ -174,13 +177,22 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             if reports.is_empty() {
                 bail!("no run reports in {}", args.results.display());
             }
+            let instructions = match &args.instructions {
+                Some(path) => {
+                    let text = std::fs::read_to_string(path)
+                        .with_context(|| format!("reading {}", path.display()))?;
+                    report::parse_instructions(&text)
+                        .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?
+                }
+                None => Vec::new(),
+            };
             let options = report::ReportOptions {
                 title: args.title,
                 notes: args.notes,
                 reference: args.reference,
                 ..report::ReportOptions::default()
             };
-            print!("{}", report::render(&reports, &options));
+            print!("{}", report::render(&reports, &instructions, &options));
         }
         Command::WaitReady { url, timeout } => {
             if !runtime(Some(1))?.block_on(client::wait_ready(&url, timeout))? {

@@ -38,6 +38,45 @@ impl Default for ReportOptions {
     }
 }
 
+/// Instructions one request costs a target, counted by callgrind: deterministic, so unlike the
+/// timed figures it does not move with the machine's load.
+#[derive(Debug, Clone, PartialEq)]
+pub struct InstructionCount {
+    pub mode: String,
+    pub target: String,
+    pub per_request: f64,
+}
+
+/// Parses `mode<TAB>target<TAB>instructions per request` lines (`#` comments and blanks ignored).
+pub fn parse_instructions(text: &str) -> Result<Vec<InstructionCount>, String> {
+    let mut counts = Vec::new();
+    for (n, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let fields: Vec<&str> = line.split('\t').collect();
+        let [mode, target, value] = fields[..] else {
+            return Err(format!(
+                "line {}: expected mode, target and a count separated by tabs",
+                n + 1
+            ));
+        };
+        let per_request = value
+            .trim()
+            .parse::<f64>()
+            .ok()
+            .filter(|v| v.is_finite() && *v >= 0.0)
+            .ok_or_else(|| format!("line {}: `{value}` is not a count", n + 1))?;
+        counts.push(InstructionCount {
+            mode: mode.to_owned(),
+            target: target.to_owned(),
+            per_request,
+        });
+    }
+    Ok(counts)
+}
+
 /// Reads every `*.json` run report in `dir`.
 pub fn load_dir(dir: &Path) -> io::Result<Vec<LoadReport>> {
     let mut reports = Vec::new();
@@ -61,8 +100,12 @@ pub fn load_dir(dir: &Path) -> io::Result<Vec<LoadReport>> {
     Ok(reports)
 }
 
-/// The markdown report.
-pub fn render(reports: &[LoadReport], options: &ReportOptions) -> String {
+/// The markdown report; `instructions` adds the callgrind section when not empty.
+pub fn render(
+    reports: &[LoadReport],
+    instructions: &[InstructionCount],
+    options: &ReportOptions,
+) -> String {
     let mut out = String::new();
     let _ = writeln!(out, "## {}\n", options.title);
     for note in &options.notes {
@@ -123,6 +166,10 @@ pub fn render(reports: &[LoadReport], options: &ReportOptions) -> String {
         out.push('\n');
     }
 
+    if !instructions.is_empty() {
+        render_instructions(&mut out, instructions, reference);
+    }
+
     let direct = options.direct_mode.as_str();
     let direct_targets = runs.targets(direct);
     if let Some(&baseline) = direct_targets.first() {
@@ -176,6 +223,48 @@ pub fn render(reports: &[LoadReport], options: &ReportOptions) -> String {
          above 1 is better; CPU/req and RSS ratios below 1 are better."
     );
     out
+}
+
+fn render_instructions(out: &mut String, counts: &[InstructionCount], reference: &str) {
+    let mut modes: Vec<&str> = counts.iter().map(|c| c.mode.as_str()).collect();
+    modes.sort_by_key(|m| (mode_rank(m), *m));
+    modes.dedup();
+    let mut targets: Vec<&str> = counts.iter().map(|c| c.target.as_str()).collect();
+    targets.sort_by_key(|t| (target_rank(t), *t));
+    targets.dedup();
+    let count = |mode: &str, target: &str| {
+        counts
+            .iter()
+            .find(|c| c.mode == mode && c.target == target)
+            .map(|c| c.per_request)
+    };
+
+    out.push_str(
+        "### Instructions per request (callgrind: deterministic, immune to machine noise)\n\n",
+    );
+    out.push_str("| target |");
+    for mode in &modes {
+        let _ = write!(out, " {} | vs ref |", mode_title(mode).to_lowercase());
+    }
+    out.push_str("\n|---|");
+    out.push_str(&"---:|---:|".repeat(modes.len()));
+    out.push('\n');
+    for target in &targets {
+        let _ = write!(out, "| {target} |");
+        for mode in &modes {
+            let value = count(mode, target);
+            let vs_ref = value
+                .zip(count(mode, reference))
+                .and_then(|(v, r)| (r > 0.0).then(|| v / r));
+            let _ = write!(out, " {} | {} |", millions(value), times(vs_ref));
+        }
+        out.push('\n');
+    }
+    out.push_str(
+        "\nCounted over 200 requests on 4 connections after 40 warm-up requests, everything the router \
+         process executes included (HTTP, parsing, planning cache, execution, logging). Valgrind runs one \
+         thread at a time, so outbound deduplication rarely has concurrent duplicates to share here.\n\n",
+    );
 }
 
 /// Run reports indexed by mode, then target, in round order.
@@ -301,6 +390,10 @@ fn times(value: Option<f64>) -> String {
     value.map_or_else(|| "–".into(), |v| format!("{v:.2}×"))
 }
 
+fn millions(value: Option<f64>) -> String {
+    value.map_or_else(|| "–".into(), |v| format!("{:.2} M", v / 1e6))
+}
+
 fn percent(value: Option<f64>) -> String {
     value.map_or_else(|| "–".into(), |v| format!("{:.0}%", v * 100.0))
 }
@@ -367,7 +460,7 @@ mod tests {
             Some(r.requests_per_second)
         });
         assert_eq!(ratio, Some(2.0));
-        let table = render(&reports, &ReportOptions::default());
+        let table = render(&reports, &[], &ReportOptions::default());
         assert!(table.contains("| shippy | 2000 | 2.00× | 10.00 | 20.00 | 30.00 | 150 | 1.000 | 0.50× | 30.0 | 0.50× | 150 | 150 | 0 |"), "{table}");
         assert!(table.contains("| hive | 1000 | 1.00× |"), "{table}");
         assert!(table.contains("### Default settings"));
@@ -381,7 +474,7 @@ mod tests {
             run("default", "hive", 1, 1000.0, 2.0, 60.0),
             run("default", "shippy", 1, 2000.0, 1.0, 30.0),
         ];
-        let table = render(&reports, &ReportOptions::default());
+        let table = render(&reports, &[], &ReportOptions::default());
         let at = |needle: &str| {
             table
                 .find(needle)
@@ -399,7 +492,7 @@ mod tests {
             run("default", "hive", 1, 1000.0, 2.0, 60.0),
             run("direct", "monolith", 1, 4000.0, 0.2, 20.0),
         ];
-        let table = render(&reports, &ReportOptions::default());
+        let table = render(&reports, &[], &ReportOptions::default());
         assert!(
             table.contains(
                 "### Overhead baseline: the operation sent straight to one subgraph (monolith)"
@@ -418,9 +511,49 @@ mod tests {
     fn missing_reference_and_failures_are_visible() {
         let mut only_ours = run("default", "shippy", 1, 2000.0, 1.0, 30.0);
         only_ours.failures.status = 3;
-        let table = render(&[only_ours], &ReportOptions::default());
+        let table = render(&[only_ours], &[], &ReportOptions::default());
         assert!(table.contains("| shippy | 2000 | – |"), "{table}");
         assert!(table.contains("**3** of 20003"), "{table}");
+    }
+
+    #[test]
+    fn instruction_counts_get_their_own_table() {
+        let counts = parse_instructions(
+            "# mode\ttarget\tinstructions\ndefault\tshippy\t3000000\ndefault\thive\t4000000\n\ndedup-off\tshippy\t3100000\n",
+        )
+        .unwrap();
+        assert_eq!(counts.len(), 3);
+        let table = render(&[], &counts, &ReportOptions::default());
+        assert!(
+            table.contains(
+                "| target | default settings | vs ref | outbound deduplication off | vs ref |"
+            ),
+            "{table}"
+        );
+        assert!(
+            table.contains("| shippy | 3.00 M | 0.75× | 3.10 M | – |"),
+            "{table}"
+        );
+        assert!(
+            table.contains("| hive | 4.00 M | 1.00× | – | – |"),
+            "{table}"
+        );
+    }
+
+    #[test]
+    fn malformed_instruction_lines_are_rejected() {
+        assert!(
+            parse_instructions("default\tshippy")
+                .unwrap_err()
+                .contains("line 1")
+        );
+        assert!(
+            parse_instructions("default\tshippy\tmany")
+                .unwrap_err()
+                .contains("not a count")
+        );
+        assert!(parse_instructions("default\tshippy\t-5").is_err());
+        assert_eq!(parse_instructions("").unwrap(), vec![]);
     }
 
     #[test]
