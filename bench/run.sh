@@ -213,6 +213,7 @@ run_load() {
     fi
     "$BENCH" load --url "$url" --connections "$CONNECTIONS" "${window[@]}" --warmup "$WARMUP" \
         --threads "$LOADGEN_THREADS" --clk-tck "$CLK_TCK" "${watch[@]}" "${strict[@]}" \
+        --subgraph-stats "$SUBGRAPHS_URL/stats" \
         --target "$target" --mode "$mode" --round "$round" --out "$RESULTS/$round-$mode-$target.json"
 }
 

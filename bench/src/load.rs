@@ -3,15 +3,16 @@
 //!
 //! Order of a run: one request checks that the target answers exactly the expected response (field
 //! order included) and fails the run otherwise; then the connections start, a warm-up passes
-//! unmeasured, and the measured window runs until the duration ends or the request budget is spent.
+//! unmeasured, CPU times and subgraph traffic are sampled, and the measured window runs until the
+//! duration ends or the request budget is spent; then everything is sampled again.
 //! Every measured response must be a 200 whose body is byte-identical to the first, checked one
 //! (cheap) or, failing that, semantically equal to the expected response (parsed); anything else is a
 //! failure, counted by kind.
 
 use std::{
     sync::{
-        Arc,
-        atomic::{AtomicU64, Ordering},
+        Arc, OnceLock,
+        atomic::{AtomicBool, AtomicU64, Ordering},
     },
     time::Duration,
 };
@@ -25,6 +26,7 @@ use crate::{
     client::{ClientError, Connection, Target},
     json::{Difference, Json, first_difference},
     procfs,
+    subgraphs::stats::{StatsSnapshot, total_between},
 };
 
 /// When the measured window ends.
@@ -66,6 +68,9 @@ pub struct LoadOptions {
     /// How long one request may take before it counts as a timeout (and its connection is dropped).
     pub request_timeout: Duration,
     pub watch: Vec<Watched>,
+    /// The benchmark subgraphs' `GET /stats` URL: when set, the report includes the subgraph calls
+    /// and bytes each request cost.
+    pub subgraph_stats: Option<String>,
     /// The unit of `/proc/<pid>/stat` CPU times.
     pub clk_tck: u64,
     pub labels: Labels,
@@ -91,6 +96,8 @@ pub enum LoadError {
     },
     #[error("a load worker failed: {0}")]
     Worker(String),
+    #[error("cannot read subgraph traffic from {url}: {reason}")]
+    SubgraphStats { url: String, reason: String },
 }
 
 /// Failed requests in the measured window, by kind.
@@ -142,6 +149,15 @@ pub struct ProcessUsage {
     pub peak_rss_mib: f64,
 }
 
+/// What the subgraphs served per successful request during the measured window.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq)]
+pub struct SubgraphTraffic {
+    /// Subgraph HTTP calls per client request (outbound deduplication lowers it).
+    pub calls_per_request: f64,
+    /// Request plus response bytes exchanged with subgraphs per client request.
+    pub bytes_per_request: f64,
+}
+
 /// What one run measured; serialized as one JSON document per run for `report`.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct LoadReport {
@@ -156,6 +172,8 @@ pub struct LoadReport {
     pub latency_ms: Latency,
     pub response_bytes: usize,
     pub processes: Vec<ProcessUsage>,
+    #[serde(default)]
+    pub subgraph_traffic: Option<SubgraphTraffic>,
     /// The first wrong response's difference from the expected one, if any.
     pub first_mismatch: Option<String>,
 }
@@ -175,14 +193,10 @@ pub async fn run(options: LoadOptions) -> Result<LoadReport, LoadError> {
     let reference = check_first_response(&target, &options).await?;
     let response_bytes = reference.len();
 
-    let measure_from = Instant::now() + options.warmup;
     let plan = Arc::new(Plan {
         body: options.body.clone(),
-        measure_from,
-        end: match options.stop {
-            Stop::After(duration) => Some(measure_from + duration),
-            Stop::Requests(_) => None,
-        },
+        measuring: AtomicBool::new(false),
+        end: OnceLock::new(),
         budget: Budget(AtomicU64::new(match options.stop {
             Stop::After(_) => u64::MAX,
             Stop::Requests(n) => n,
@@ -194,24 +208,34 @@ pub async fn run(options: LoadOptions) -> Result<LoadReport, LoadError> {
         },
         target,
     });
-    let workers: Vec<_> = (0..options.connections)
-        .map(|_| tokio::spawn(worker(Arc::clone(&plan))))
-        .collect();
-
-    tokio::time::sleep_until(measure_from).await;
-    let before = sample_cpu(&options.watch)?;
+    let spawn_workers = || -> Vec<_> {
+        (0..options.connections)
+            .map(|_| tokio::spawn(worker(Arc::clone(&plan))))
+            .collect()
+    };
+    // The window opens only once the "before" samples are taken, so that no measured request
+    // precedes them. Without a warm-up the workers start after that: nothing is in flight.
+    let (workers, cpu_before, traffic_before, window_start) = if options.warmup.is_zero() {
+        let (cpu, traffic) = sample(&options).await?;
+        let window_start = open_window(&plan, options.stop);
+        (spawn_workers(), cpu, traffic, window_start)
+    } else {
+        let workers = spawn_workers();
+        tokio::time::sleep(options.warmup).await;
+        let (cpu, traffic) = sample(&options).await?;
+        (workers, cpu, traffic, open_window(&plan, options.stop))
+    };
     let mut totals = WorkerStats::default();
     for handle in workers {
         let stats = handle.await.map_err(|e| LoadError::Worker(e.to_string()))?;
         totals.merge(stats);
     }
-    // From the window's planned start: the requests counted are those started since then.
-    let window = measure_from.elapsed().as_secs_f64();
-    let after = sample_cpu(&options.watch)?;
+    let window = window_start.elapsed().as_secs_f64();
+    let (cpu_after, traffic_after) = sample(&options).await?;
 
     let ok = totals.ok;
     let mut processes = Vec::with_capacity(options.watch.len());
-    for ((watched, start), end) in options.watch.iter().zip(before).zip(after) {
+    for ((watched, start), end) in options.watch.iter().zip(cpu_before).zip(cpu_after) {
         let cpu_seconds = end.saturating_sub(start) as f64 / options.clk_tck as f64;
         let peak_kib =
             procfs::peak_rss_kib(watched.pid).map_err(|source| proc_error(watched, source))?;
@@ -233,8 +257,36 @@ pub async fn run(options: LoadOptions) -> Result<LoadReport, LoadError> {
         latency_ms: latency(&mut totals.latencies_us),
         response_bytes,
         processes,
+        subgraph_traffic: traffic_before.zip(traffic_after).map(|(before, after)| {
+            let total = total_between(&before, &after);
+            SubgraphTraffic {
+                calls_per_request: ratio(total.requests as f64, ok as f64),
+                bytes_per_request: ratio(
+                    (total.request_bytes + total.response_bytes) as f64,
+                    ok as f64,
+                ),
+            }
+        }),
         first_mismatch: totals.first_mismatch.map(|d| d.to_string()),
     })
+}
+
+/// CPU ticks of the watched processes and the subgraphs' traffic counters, now.
+async fn sample(options: &LoadOptions) -> Result<(Vec<u64>, Option<StatsSnapshot>), LoadError> {
+    let cpu = sample_cpu(&options.watch)?;
+    let traffic = subgraph_stats(options.subgraph_stats.as_deref()).await?;
+    Ok((cpu, traffic))
+}
+
+/// Starts the measured window: from now on workers count their requests (and spend the budget).
+fn open_window(plan: &Plan, stop: Stop) -> Instant {
+    let start = Instant::now();
+    if let Stop::After(duration) = stop {
+        // Set before the flag below is published, so a worker that sees the flag sees the end.
+        let _ = plan.end.set(start + duration);
+    }
+    plan.measuring.store(true, Ordering::Release);
+    start
 }
 
 /// Sends one request and insists on the expected response; returns its body, the byte-exact
@@ -265,8 +317,10 @@ async fn check_first_response(target: &Target, options: &LoadOptions) -> Result<
 struct Plan {
     target: Target,
     body: Bytes,
-    measure_from: Instant,
-    end: Option<Instant>,
+    /// Set when the measured window opens; requests started before are warm-up.
+    measuring: AtomicBool,
+    /// When a timed window ends (set as it opens).
+    end: OnceLock<Instant>,
     budget: Budget,
     request_timeout: Duration,
     checker: Checker,
@@ -332,8 +386,8 @@ async fn worker(plan: Arc<Plan>) -> WorkerStats {
     let mut connection: Option<Connection> = None;
     loop {
         let started = Instant::now();
-        let measured = started >= plan.measure_from;
-        if measured && (plan.end.is_some_and(|end| started >= end) || !plan.budget.take()) {
+        let measured = plan.measuring.load(Ordering::Acquire);
+        if measured && (plan.end.get().is_some_and(|end| started >= *end) || !plan.budget.take()) {
             break;
         }
         if connection.as_ref().is_none_or(Connection::is_closed) {
@@ -386,6 +440,28 @@ async fn worker(plan: Arc<Plan>) -> WorkerStats {
         }
     }
     stats
+}
+
+async fn subgraph_stats(url: Option<&str>) -> Result<Option<StatsSnapshot>, LoadError> {
+    let Some(url) = url else { return Ok(None) };
+    let failed = |reason: String| LoadError::SubgraphStats {
+        url: url.to_owned(),
+        reason,
+    };
+    let target = Target::parse(url).map_err(|e| failed(e.to_string()))?;
+    let mut connection = Connection::open(&target)
+        .await
+        .map_err(|e| failed(e.to_string()))?;
+    let (status, body) = connection
+        .get(&target.path_and_query)
+        .await
+        .map_err(|e| failed(e.to_string()))?;
+    if status != StatusCode::OK {
+        return Err(failed(format!("status {status}")));
+    }
+    serde_json::from_slice(&body)
+        .map(Some)
+        .map_err(|e| failed(e.to_string()))
 }
 
 fn sample_cpu(watch: &[Watched]) -> Result<Vec<u64>, LoadError> {

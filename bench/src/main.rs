@@ -100,6 +100,10 @@ struct LoadArgs {
     /// A process to measure, as LABEL=PID (`router`, `subgraphs`); repeatable.
     #[arg(long = "pid", value_parser = parse_watched)]
     watch: Vec<Watched>,
+    /// The benchmark subgraphs' traffic counters (http://HOST:PORT/stats), to report subgraph
+    /// calls per request.
+    #[arg(long)]
+    subgraph_stats: Option<String>,
     /// Clock ticks per second of /proc CPU times (`getconf CLK_TCK`).
     #[arg(long, default_value_t = procfs::DEFAULT_CLK_TCK)]
     clk_tck: u64,
@@ -310,6 +314,7 @@ async fn load(args: LoadArgs) -> anyhow::Result<ExitCode> {
         warmup: args.warmup,
         request_timeout: args.request_timeout,
         watch,
+        subgraph_stats: args.subgraph_stats,
         clk_tck: args.clk_tck,
         labels: Labels {
             target: args.target,

@@ -125,9 +125,11 @@ pub fn render(
         let _ = writeln!(out, "### {}\n", mode_title(mode));
         out.push_str(
             "| target | req/s | req/s vs ref | p50 ms | p90 ms | p99 ms | CPU % | CPU ms/req | CPU/req vs ref | \
-             peak RSS MiB | RSS vs ref | subgraphs CPU % | loadgen CPU % | failures |\n",
+             peak RSS MiB | RSS vs ref | subgraph calls/req | subgraphs CPU % | loadgen CPU % | failures |\n",
         );
-        out.push_str("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
+        out.push_str(
+            "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
+        );
         for target in runs.targets(mode) {
             let rows = runs.get(mode, target);
             let usage = |label: &str, f: fn(&ProcessUsage) -> f64| {
@@ -143,7 +145,7 @@ pub fn render(
             };
             let _ = writeln!(
                 out,
-                "| {target} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+                "| {target} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
                 num(median(rows.iter().map(|r| r.requests_per_second)), 0),
                 times(vs_ref(|r| Some(r.requests_per_second))),
                 num(median(rows.iter().map(|r| r.latency_ms.p50)), 2),
@@ -158,6 +160,13 @@ pub fn render(
                 times(vs_ref(|r| r
                     .process(ROUTER_PROCESS)
                     .map(|p| p.peak_rss_mib))),
+                num(
+                    median(
+                        rows.iter()
+                            .filter_map(|r| r.subgraph_traffic.map(|t| t.calls_per_request))
+                    ),
+                    2
+                ),
                 num(usage(SUBGRAPHS_PROCESS, |p| p.cpu_percent), 0),
                 num(usage(LOADGEN_PROCESS, |p| p.cpu_percent), 0),
                 failures(rows),
@@ -440,6 +449,10 @@ mod tests {
                 process(SUBGRAPHS_PROCESS, 0.1, 20.0),
                 process(LOADGEN_PROCESS, 0.1, 5.0),
             ],
+            subgraph_traffic: Some(crate::load::SubgraphTraffic {
+                calls_per_request: 7.0,
+                bytes_per_request: 9000.0,
+            }),
             first_mismatch: None,
         }
     }
@@ -461,7 +474,7 @@ mod tests {
         });
         assert_eq!(ratio, Some(2.0));
         let table = render(&reports, &[], &ReportOptions::default());
-        assert!(table.contains("| shippy | 2000 | 2.00× | 10.00 | 20.00 | 30.00 | 150 | 1.000 | 0.50× | 30.0 | 0.50× | 150 | 150 | 0 |"), "{table}");
+        assert!(table.contains("| shippy | 2000 | 2.00× | 10.00 | 20.00 | 30.00 | 150 | 1.000 | 0.50× | 30.0 | 0.50× | 7.00 | 150 | 150 | 0 |"), "{table}");
         assert!(table.contains("| hive | 1000 | 1.00× |"), "{table}");
         assert!(table.contains("### Default settings"));
     }

@@ -32,6 +32,7 @@ fn options(url: String, expected: &str, stop: Stop) -> LoadOptions {
         warmup: Duration::ZERO,
         request_timeout: Duration::from_secs(5),
         watch: Vec::new(),
+        subgraph_stats: None,
         clk_tck: procfs::DEFAULT_CLK_TCK,
         labels: Labels::default(),
     }
@@ -55,7 +56,8 @@ async fn serve(app: Router) -> (String, oneshot::Sender<()>) {
 #[tokio::test]
 async fn measures_a_correct_target_and_the_watched_process() {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}/monolith", listener.local_addr().unwrap());
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let url = format!("{base}/monolith");
     tokio::spawn(subgraphs::serve(
         listener,
         SubgraphOptions::default(),
@@ -71,6 +73,7 @@ async fn measures_a_correct_target_and_the_watched_process() {
         label: "subgraphs".into(),
         pid: std::process::id(),
     }];
+    options.subgraph_stats = Some(format!("{base}/stats"));
     options.labels = Labels {
         target: "monolith".into(),
         mode: "direct".into(),
@@ -92,6 +95,57 @@ async fn measures_a_correct_target_and_the_watched_process() {
     assert!(usage.cpu_seconds >= 0.0 && usage.cpu_ms_per_request >= 0.0);
     assert_eq!(report.labels.round, 2);
     assert_eq!(report.first_mismatch, None);
+    // The monolith is called once per request; warm-up requests still in flight when the window
+    // opened (at most one per connection) may add their calls.
+    let calls = report
+        .subgraph_traffic
+        .expect("subgraph traffic")
+        .calls_per_request
+        * 60.0;
+    assert!((60.0..=64.0).contains(&calls.round()), "{calls}");
+}
+
+#[tokio::test]
+async fn subgraph_traffic_is_exact_without_warm_up() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(subgraphs::serve(
+        listener,
+        SubgraphOptions::default(),
+        std::future::pending(),
+    ));
+
+    let mut options = options(
+        format!("{base}/monolith"),
+        workload::EXPECTED_RESPONSE,
+        Stop::Requests(30),
+    );
+    options.body = workload::request_body(workload::OPERATION, Some(workload::OPERATION_NAME));
+    options.connections = 3;
+    options.subgraph_stats = Some(format!("{base}/stats"));
+    let report = load::run(options).await.unwrap();
+
+    let traffic = report.subgraph_traffic.expect("subgraph traffic");
+    assert_eq!(traffic.calls_per_request, 1.0);
+    let body = workload::request_body(workload::OPERATION, Some(workload::OPERATION_NAME)).len();
+    assert_eq!(
+        traffic.bytes_per_request,
+        (body + workload::EXPECTED_RESPONSE.len()) as f64
+    );
+}
+
+#[tokio::test]
+async fn unreadable_subgraph_stats_are_an_error() {
+    let app = Router::new().route("/graphql", post(|| async { HELLO }));
+    let (url, _stop) = serve(app).await;
+    let mut options = options(url.clone(), HELLO, Stop::Requests(2));
+    // The target itself has no /stats route: 404.
+    options.subgraph_stats = Some(url.replace("/graphql", "/stats"));
+    let error = load::run(options).await.unwrap_err();
+    assert!(
+        matches!(&error, LoadError::SubgraphStats { reason, .. } if reason.contains("404")),
+        "{error}"
+    );
 }
 
 #[tokio::test]

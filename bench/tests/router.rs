@@ -47,6 +47,7 @@ fn load_options(url: String) -> LoadOptions {
         warmup: Duration::ZERO,
         request_timeout: Duration::from_secs(30),
         watch: Vec::new(),
+        subgraph_stats: None,
         clk_tck: procfs::DEFAULT_CLK_TCK,
         labels: Labels::default(),
     }
@@ -55,11 +56,14 @@ fn load_options(url: String) -> LoadOptions {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn our_router_returns_exactly_the_expected_response() {
     let subgraphs = start_subgraphs().await;
-    for dedupe in [true, false] {
+    let mut calls_per_request: Vec<f64> = Vec::new();
+    for dedupe in [false, true] {
         let mut config = RouterConfig::default();
         config.subgraph_defaults.dedupe = dedupe;
         let url = start_router(&subgraphs, config).await;
-        let report = load::run(load_options(url))
+        let mut options = load_options(url);
+        options.subgraph_stats = Some(format!("{subgraphs}/stats"));
+        let report = load::run(options)
             .await
             .unwrap_or_else(|e| panic!("dedupe {dedupe}: {e}"));
         assert_eq!(
@@ -70,5 +74,18 @@ async fn our_router_returns_exactly_the_expected_response() {
         );
         assert_eq!(report.ok, 24);
         assert_eq!(report.response_bytes, workload::EXPECTED_RESPONSE.len());
+        let traffic = report.subgraph_traffic.expect("subgraph traffic");
+        calls_per_request.push(traffic.calls_per_request);
     }
+    let [without, with] = calls_per_request[..] else {
+        unreachable!("two runs")
+    };
+    assert!(
+        without >= 4.0 && without.fract() == 0.0,
+        "one call per fetch of the plan: {without}"
+    );
+    assert!(
+        with <= without,
+        "deduplication never adds calls: {with} > {without}"
+    );
 }

@@ -12,6 +12,7 @@ pub mod memo;
 pub mod monolith;
 pub mod products;
 pub mod reviews;
+pub mod stats;
 
 use std::{future::Future, sync::Arc};
 
@@ -28,6 +29,7 @@ use axum::{
 use tokio::net::TcpListener;
 
 use memo::Memo;
+use stats::{Counters, StatsSnapshot};
 
 /// How the subgraph server behaves.
 #[derive(Debug, Clone, Copy)]
@@ -48,15 +50,52 @@ impl Default for SubgraphOptions {
 }
 
 /// The HTTP app: `POST /accounts|inventory|products|reviews|monolith`, subscriptions over WebSocket
-/// at `/reviews/ws`, and `GET /health`.
+/// at `/reviews/ws`, traffic counters at `GET /stats` and `GET /health`.
 pub fn app(options: SubgraphOptions) -> Router {
-    Router::new()
-        .merge(endpoint("/accounts", accounts::schema(), options))
-        .merge(endpoint("/inventory", inventory::schema(), options))
-        .merge(endpoint("/products", products::schema(), options))
-        .merge(endpoint("/reviews", reviews::schema(), options))
-        .merge(endpoint("/monolith", monolith::schema(), options))
-        .route_service("/reviews/ws", GraphQLSubscription::new(reviews::schema()))
+    let mut counters = Vec::new();
+    let mut app = Router::new()
+        .merge(endpoint(
+            "accounts",
+            accounts::schema(),
+            options,
+            &mut counters,
+        ))
+        .merge(endpoint(
+            "inventory",
+            inventory::schema(),
+            options,
+            &mut counters,
+        ))
+        .merge(endpoint(
+            "products",
+            products::schema(),
+            options,
+            &mut counters,
+        ))
+        .merge(endpoint(
+            "reviews",
+            reviews::schema(),
+            options,
+            &mut counters,
+        ))
+        .merge(endpoint(
+            "monolith",
+            monolith::schema(),
+            options,
+            &mut counters,
+        ));
+    let counters = Arc::new(counters);
+    app = app.route(
+        "/stats",
+        get(move || async move {
+            let snapshot: StatsSnapshot = counters
+                .iter()
+                .map(|(name, c)| (name.to_string(), c.snapshot()))
+                .collect();
+            axum::Json(snapshot)
+        }),
+    );
+    app.route_service("/reviews/ws", GraphQLSubscription::new(reviews::schema()))
         .route("/health", get(|| async { "ok" }))
 }
 
@@ -75,19 +114,38 @@ struct Endpoint<E> {
     executor: E,
     /// `None` when memoizing is off.
     memo: Option<Memo>,
+    counters: Arc<Counters>,
 }
 
-fn endpoint<E: Executor>(path: &str, executor: E, options: SubgraphOptions) -> Router {
+/// The POST route of one endpoint at `/<name>`; its counters join `counters` for `/stats`.
+fn endpoint<E: Executor>(
+    name: &'static str,
+    executor: E,
+    options: SubgraphOptions,
+    counters: &mut Vec<(&'static str, Arc<Counters>)>,
+) -> Router {
     let memo = options.memoize.then(|| Memo::new(options.memo_capacity));
-    let state = Arc::new(Endpoint { executor, memo });
+    let endpoint_counters = Arc::new(Counters::default());
+    counters.push((name, Arc::clone(&endpoint_counters)));
+    let state = Arc::new(Endpoint {
+        executor,
+        memo,
+        counters: endpoint_counters,
+    });
     Router::new()
-        .route(path, post(graphql::<E>))
+        .route(&format!("/{name}"), post(graphql::<E>))
         .with_state(state)
 }
 
 async fn graphql<E: Executor>(State(endpoint): State<Arc<Endpoint<E>>>, body: Bytes) -> Response {
+    let (status, response) = answer(&endpoint, body.clone()).await;
+    endpoint.counters.record(body.len(), response.len());
+    json(status, response)
+}
+
+async fn answer<E: Executor>(endpoint: &Endpoint<E>, body: Bytes) -> (StatusCode, Bytes) {
     if let Some(hit) = endpoint.memo.as_ref().and_then(|m| m.get(&body)) {
-        return json(StatusCode::OK, hit);
+        return (StatusCode::OK, hit);
     }
     let request: async_graphql::Request = match serde_json::from_slice(&body) {
         Ok(request) => request,
@@ -113,15 +171,15 @@ async fn graphql<E: Executor>(State(endpoint): State<Arc<Endpoint<E>>>, body: By
     if succeeded && let Some(memo) = &endpoint.memo {
         memo.insert(body, bytes.clone());
     }
-    json(StatusCode::OK, bytes)
+    (StatusCode::OK, bytes)
 }
 
 fn json(status: StatusCode, body: Bytes) -> Response {
     (status, [(header::CONTENT_TYPE, "application/json")], body).into_response()
 }
 
-fn error(status: StatusCode, code: &str, message: &str) -> Response {
+fn error(status: StatusCode, code: &str, message: &str) -> (StatusCode, Bytes) {
     let body =
         serde_json::json!({ "errors": [{ "message": message, "extensions": { "code": code } }] });
-    json(status, Bytes::from(body.to_string()))
+    (status, Bytes::from(body.to_string()))
 }
