@@ -152,13 +152,22 @@ impl<'a> Value<'a> {
     }
 }
 
+/// Key equality for the executor's hot lookups. Keys are short and often share a length
+/// (`id`, `upc`, `name`, `body`): comparing the first byte inline rejects most mismatches
+/// without a call into `memcmp`.
+#[inline(always)]
+pub fn key_eq(a: &str, b: &str) -> bool {
+    let (a, b) = (a.as_bytes(), b.as_bytes());
+    a.len() == b.len() && a.first() == b.first() && a == b
+}
+
 /// Looks `key` up in an object's pairs.
 #[inline]
 pub fn object_get<'v, 'a>(
     fields: &'v [(Cow<'a, str>, Value<'a>)],
     key: &str,
 ) -> Option<&'v Value<'a>> {
-    fields.iter().find(|(k, _)| k == key).map(|(_, v)| v)
+    fields.iter().find(|(k, _)| key_eq(k, key)).map(|(_, v)| v)
 }
 
 /// Deep-merges `source` into `target`: objects field by field, lists element by element.
@@ -170,7 +179,7 @@ pub fn deep_merge<'a>(target: &mut Value<'a>, source: Value<'a>) {
     match (target, source) {
         (Value::Object(target_fields), Value::Object(source_fields)) => {
             for (key, value) in source_fields {
-                match target_fields.iter_mut().find(|(k, _)| *k == key) {
+                match target_fields.iter_mut().find(|(k, _)| key_eq(k, &key)) {
                     Some((_, existing)) => deep_merge(existing, value),
                     None => target_fields.push((key, value)),
                 }
@@ -241,13 +250,19 @@ impl Serialize for Value<'_> {
     }
 }
 
+/// Deepest nesting accepted when parsing. GraphQL data is about as deep as the query (the
+/// parser allows about 50 levels of selections, lists add some); the limit keeps a malicious or
+/// broken subgraph from exhausting the stack with `[[[[…`.
+pub const MAX_DEPTH: usize = 128;
+
 impl<'de: 'a, 'a> Deserialize<'de> for Value<'a> {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        deserializer.deserialize_any(ValueVisitor(PhantomData))
+        deserializer.deserialize_any(ValueVisitor(0, PhantomData))
     }
 }
 
-struct ValueVisitor<'a>(PhantomData<&'a ()>);
+/// Visits one value at nesting depth `.0`.
+struct ValueVisitor<'a>(usize, PhantomData<&'a ()>);
 
 impl<'de: 'a, 'a> Visitor<'de> for ValueVisitor<'a> {
     type Value = Value<'a>;
@@ -297,30 +312,38 @@ impl<'de: 'a, 'a> Visitor<'de> for ValueVisitor<'a> {
     }
 
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
-        let mut items = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(4096));
-        while let Some(item) = seq.next_element_seed(ValueSeed(PhantomData))? {
+        if self.0 >= MAX_DEPTH {
+            return Err(serde::de::Error::custom("JSON nesting is too deep"));
+        }
+        // Without a size hint, start where most GraphQL lists and objects end, to avoid
+        // the 0 → 4 → 8 reallocations on every node.
+        let mut items = Vec::with_capacity(seq.size_hint().unwrap_or(4).min(4096));
+        while let Some(item) = seq.next_element_seed(ValueSeed(self.0 + 1, PhantomData))? {
             items.push(item);
         }
         Ok(Value::Array(items))
     }
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-        let mut fields = Vec::with_capacity(map.size_hint().unwrap_or(0).min(256));
+        if self.0 >= MAX_DEPTH {
+            return Err(serde::de::Error::custom("JSON nesting is too deep"));
+        }
+        let mut fields = Vec::with_capacity(map.size_hint().unwrap_or(8).min(256));
         while let Some(key) = map.next_key_seed(KeySeed(PhantomData))? {
-            let value = map.next_value_seed(ValueSeed(PhantomData))?;
+            let value = map.next_value_seed(ValueSeed(self.0 + 1, PhantomData))?;
             fields.push((key, value));
         }
         Ok(Value::Object(fields))
     }
 }
 
-struct ValueSeed<'a>(PhantomData<&'a ()>);
+struct ValueSeed<'a>(usize, PhantomData<&'a ()>);
 
 impl<'de: 'a, 'a> DeserializeSeed<'de> for ValueSeed<'a> {
     type Value = Value<'a>;
 
     fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
-        d.deserialize_any(ValueVisitor(PhantomData))
+        d.deserialize_any(ValueVisitor(self.0, PhantomData))
     }
 }
 
@@ -383,6 +406,29 @@ mod tests {
                 Value::Null
             ]))
         );
+    }
+
+    #[test]
+    fn nesting_is_limited_instead_of_overflowing_the_stack() {
+        // A worker thread's stack (2 MB) must hold the deepest accepted value.
+        let outcome = std::thread::Builder::new()
+            .stack_size(2 << 20)
+            .spawn(|| {
+                let parse = |depth: usize, open: &str, close: &str| {
+                    let text = format!("{}1{}", open.repeat(depth), close.repeat(depth));
+                    sonic_rs::from_str::<Value<'_>>(&text).is_ok()
+                };
+                (
+                    parse(MAX_DEPTH - 1, "[", "]"),
+                    parse(MAX_DEPTH + 1, "[", "]"),
+                    parse(200_000, "[", "]"),
+                    parse(100_000, "{\"a\":", "}"),
+                )
+            })
+            .unwrap()
+            .join()
+            .unwrap();
+        assert_eq!(outcome, (true, false, false, false));
     }
 
     #[test]

@@ -107,6 +107,35 @@ async fn requires_and_provides_across_subgraphs() {
     assert_eq!(env.knobs("accounts").calls(), 0);
 }
 
+#[tokio::test]
+async fn client_variables_named_like_the_planners_own_are_renamed() {
+    let env = env().start().await;
+    let query = "query($representations: Boolean!) { topProducts(first: 1) { upc reviews { id author @include(if: $representations) { name } } } }";
+    for (flag, author) in [
+        (true, json!({"name": "Uri Goldshtein"})),
+        (false, Json::Null),
+    ] {
+        let reply = env
+            .post_with(GRAPHQL_RESPONSE, query, json!({"representations": flag}))
+            .await;
+        let json = reply.json();
+        assert_eq!(json.get("errors"), None, "{json}");
+        let first = &json["data"]["topProducts"][0]["reviews"][0];
+        assert_eq!(
+            first.get("author").cloned().unwrap_or(Json::Null),
+            author,
+            "{json}"
+        );
+    }
+    let bodies = env.knobs("reviews").bodies.lock().unwrap().clone();
+    assert!(
+        bodies
+            .iter()
+            .all(|b| b.matches("$representations:").count() == 1),
+        "{bodies:?}"
+    );
+}
+
 // ---- GraphQL over HTTP ----
 
 #[tokio::test]
@@ -467,6 +496,27 @@ async fn a_wrong_number_of_entities_is_a_malformed_response() {
 }
 
 #[tokio::test]
+async fn absurdly_nested_subgraph_responses_are_an_error_not_a_crash() {
+    let env = env()
+        .canned("accounts", |_| {
+            let depth = 100_000;
+            (
+                200,
+                format!(
+                    r#"{{"data":{{"me":{{"id":"1","name":{}1{}}}}}}}"#,
+                    "[".repeat(depth),
+                    "]".repeat(depth)
+                ),
+            )
+        })
+        .start()
+        .await;
+    let reply = env.post("{ me { id name } }").await;
+    assert_eq!(reply.json()["data"], json!({"me": null}));
+    assert_eq!(reply.error_codes(), vec!["SUBREQUEST_MALFORMED_RESPONSE"]);
+}
+
+#[tokio::test]
 async fn non_null_violations_propagate_with_one_error() {
     // accounts claims user 1 has no id (`User.id: ID!`): `me` becomes null with one error.
     let env = env()
@@ -537,6 +587,63 @@ async fn plans_are_cached_by_normalized_operation() {
     assert_eq!((stats.operation_misses, stats.operation_hits), (2, 1));
     assert_eq!((stats.plan_misses, stats.plan_hits), (1, 1));
     assert_eq!(stats.plans_cached, 1);
+}
+
+#[tokio::test]
+async fn concurrent_first_requests_prepare_and_plan_once() {
+    let env = env().start().await;
+    let query = "{ users { id name } }";
+    let replies = futures::future::join_all((0..8).map(|_| env.post(query))).await;
+    assert!(replies.iter().all(|r| r.status == 200));
+    let stats = env.router.cache_stats();
+    assert_eq!((stats.operation_misses, stats.operation_hits), (1, 7));
+    assert_eq!(stats.plan_misses, 1);
+}
+
+#[tokio::test]
+async fn planning_time_limit_gives_a_clear_error() {
+    let env = env()
+        .config(|c| c.query_planning.timeout = Duration::ZERO)
+        .start()
+        .await;
+    let reply = env.post(&fixture("bench.operation.graphql")).await;
+    assert_eq!(reply.status, 500);
+    assert_eq!(reply.error_codes(), vec!["QUERY_PLANNING_FAILED"]);
+    assert_eq!(
+        reply.json()["errors"][0]["message"],
+        "Query planning took too long"
+    );
+}
+
+#[tokio::test]
+async fn connections_per_subgraph_are_limited() {
+    let env = env()
+        .config(|c| {
+            c.subgraphs.insert(
+                "accounts".into(),
+                shippy_router::config::SubgraphOverride {
+                    max_connections: Some(1),
+                    dedupe: Some(false),
+                    ..Default::default()
+                },
+            );
+        })
+        .start()
+        .await;
+    env.knobs("accounts").set_delay(Duration::from_millis(150));
+    let replies = futures::future::join_all((0..3).map(|_| env.post("{ me { id } }"))).await;
+    assert!(
+        replies
+            .iter()
+            .all(|r| r.json() == json!({"data": {"me": {"id": "1"}}}))
+    );
+    assert_eq!(env.knobs("accounts").calls(), 3);
+    assert_eq!(
+        env.knobs("accounts")
+            .max_in_flight
+            .load(std::sync::atomic::Ordering::SeqCst),
+        1
+    );
 }
 
 #[tokio::test]

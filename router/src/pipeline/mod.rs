@@ -4,13 +4,13 @@
 //! 1. `parse`     query text to document
 //! 2. `validate`  document against the API schema; the operation to run is selected
 //! 3. `normalize` the planner's canonical form, minus what the router answers itself
-//!    (issue 6 inserts `authorize` and `limit` here: they act on the normalized operation)
-//! 4. `variables` coercion of the client's variables (per request)
-//! 5. `plan`      normalized operation to plan, cached
+//!    (issue 6 inserts `authorize` and `limit` after it: they act on the normalized operation)
+//! 4. `plan`      normalized operation to plan, cached
+//! 5. `variables` coercion of the client's variables
 //! 6. `execute`   the plan against subgraphs, into one merged data tree
 //! 7. `respond`   the merged data shaped exactly as requested (`shape` compiles that shape)
 //!
-//! Stages 1–3 and 5 depend only on the query text and operation name, so their outcome (a
+//! Stages 1–4 depend only on the query text and operation name, so their outcome (a
 //! [`PreparedOperation`], or the errors that rejected the query) is cached: a repeated query goes
 //! straight from `request` to `variables`.
 
@@ -25,11 +25,13 @@ pub mod validate;
 pub mod variables;
 
 use std::convert::Infallible;
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use axum::body::Body;
 use axum::response::Response;
+use futures::FutureExt;
 use graphql_tools::static_graphql::query;
 use graphql_tools::validation::rules::default_rules_validation_plan;
 use graphql_tools::validation::validate::ValidationPlan;
@@ -67,7 +69,7 @@ pub struct RouterState {
     pub plans: PlanCache,
 }
 
-/// A query that passed stages 1–3 and 5.
+/// A query that passed stages 1–4.
 pub struct PreparedOperation {
     pub kind: OperationKind,
     pub document: query::Document,
@@ -75,6 +77,8 @@ pub struct PreparedOperation {
     pub variables: Vec<VariableDefinition>,
     /// `None` when no subgraph is needed (only `__typename` and introspection).
     pub plan: Option<Arc<QueryPlan>>,
+    /// `(name in the plan, client name)` of client variables renamed before planning.
+    pub variable_renames: Vec<(String, String)>,
     pub has_introspection: bool,
     pub shapes: ShapeCache,
     /// Size of the last response, so the next one allocates its buffer once.
@@ -117,7 +121,7 @@ impl RouterState {
         }
     }
 
-    /// Stages 1–3 and 5 for a query text, cached by text and operation name.
+    /// Stages 1–4 for a query text, cached by text and operation name.
     pub async fn prepare(&self, text: &str, operation_name: Option<&str>) -> Prepared {
         let mut hasher = Xxh3::new();
         hasher.update(text.as_bytes());
@@ -170,27 +174,9 @@ impl RouterState {
             .unwrap_or(&self.schema.query_type)
             .to_string();
 
-        let plan = match normalize::normalize(&self.planner, &document, &selected, &root_type) {
-            Ok(None) => None,
-            Ok(Some(normalized)) => match self
-                .plans
-                .plan(&self.planner, normalized, selected.name.as_deref())
-                .await
-            {
-                Ok(plan) => Some(plan),
-                Err(error) => {
-                    let message = match error.as_ref() {
-                        crate::query_planner::PlannerError::Timeout => {
-                            "Query planning took too long"
-                        }
-                        _ => "The operation could not be planned",
-                    };
-                    return reject(
-                        vec![GraphQLError::new(message, codes::QUERY_PLANNING_FAILED)],
-                        StatusCode::INTERNAL_SERVER_ERROR,
-                    );
-                }
-            },
+        let normalized = match normalize::normalize(&self.planner, &document, &selected, &root_type)
+        {
+            Ok(normalized) => normalized,
             Err(error) => {
                 tracing::warn!(error = %error, "operation normalization failed");
                 return reject(
@@ -202,6 +188,30 @@ impl RouterState {
                 );
             }
         };
+        let plan = match normalized.operation {
+            None => None,
+            Some(operation) => {
+                match self
+                    .plans
+                    .plan(&self.planner, operation, selected.name.as_deref())
+                    .await
+                {
+                    Ok(plan) => Some(plan),
+                    Err(error) => {
+                        let message = match error.as_ref() {
+                            crate::query_planner::PlannerError::Timeout => {
+                                "Query planning took too long"
+                            }
+                            _ => "The operation could not be planned",
+                        };
+                        return reject(
+                            vec![GraphQLError::new(message, codes::QUERY_PLANNING_FAILED)],
+                            StatusCode::INTERNAL_SERVER_ERROR,
+                        );
+                    }
+                }
+            }
+        };
         let shapes = ShapeCache::new(&document, selected.index);
         Ok(Arc::new(PreparedOperation {
             kind,
@@ -209,13 +219,14 @@ impl RouterState {
             document,
             variables,
             plan,
+            variable_renames: normalized.variable_renames,
             has_introspection,
             shapes,
             response_size_hint: AtomicUsize::new(1024),
         }))
     }
 
-    /// Stages 4, 6 and 7 for a prepared operation.
+    /// Stages 6 and 7 for a prepared operation and its coerced variables.
     pub async fn execute(
         &self,
         prepared: &PreparedOperation,
@@ -237,11 +248,25 @@ impl RouterState {
         };
         let arena = ResponseArena::new();
         let plan_root = prepared.plan.as_ref().and_then(|plan| plan.root.as_ref());
+        // The plan knows renamed variables by their new names.
+        let renamed;
+        let plan_variables = if prepared.variable_renames.is_empty() {
+            variables
+        } else {
+            let mut map = variables.clone();
+            for (new, old) in &prepared.variable_renames {
+                if let Some(value) = map.remove(old) {
+                    map.insert(new.clone(), value);
+                }
+            }
+            renamed = map;
+            &renamed
+        };
         let output = execute(
             self,
             plan_root,
             prepared.kind,
-            variables,
+            plan_variables,
             &headers,
             &arena,
             initial_data,
@@ -297,7 +322,22 @@ pub async fn handle(state: Arc<RouterState>, request: http::Request<Body>) -> Re
         Ok(graphql) => graphql,
         Err(error) => return request_error(media, error),
     };
-    run(&state, graphql, media, &parts.headers).await
+    // A bug (here or in the planner) must cost one request, not a connection or the process.
+    match AssertUnwindSafe(run(&state, graphql, media, &parts.headers))
+        .catch_unwind()
+        .await
+    {
+        Ok(response) => response,
+        Err(_) => {
+            tracing::error!("request handling panicked");
+            let error = GraphQLError::new("Internal server error", codes::INTERNAL_SERVER_ERROR);
+            respond::http_response(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                media,
+                respond::render_errors(&[error]),
+            )
+        }
+    }
 }
 
 async fn run(

@@ -3,28 +3,157 @@
 //!
 //! `__schema` and `__type` are resolved by the router from the API schema, so they are removed
 //! before planning. An operation left with nothing but `__typename` needs no subgraph at all.
+//! Client variables whose names the planner uses for its own entity-call variables
+//! (`$representations`, `$__batch_reps_N`) are renamed first, or the subgraph operation would
+//! declare the same variable twice.
 
-use graphql_tools::parser::query::{Definition, Selection, TypeCondition};
+use graphql_tools::parser::query::{Definition, Selection, TypeCondition, Value as AstValue};
 use graphql_tools::static_graphql::query;
 
 use super::validate::{SelectedOperation, operation_at, operation_parts};
 use crate::query_planner::{NormalizedOperation, PlannerError, QueryPlanner};
 
-/// Normalizes the operation for planning; `None` when it has nothing subgraphs must answer.
+/// The outcome of normalization.
+pub struct Normalized {
+    /// `None` when the operation has nothing subgraphs must answer.
+    pub operation: Option<NormalizedOperation>,
+    /// `(name in the plan, client name)` of renamed client variables.
+    pub variable_renames: Vec<(String, String)>,
+}
+
+/// Normalizes the operation for planning.
 pub fn normalize(
     planner: &QueryPlanner,
     document: &query::Document,
     operation: &SelectedOperation,
     root_type: &str,
-) -> Result<Option<NormalizedOperation>, PlannerError> {
+) -> Result<Normalized, PlannerError> {
     let mut stripped = document.clone();
     strip_meta_fields(&mut stripped, operation.index, root_type);
     if !has_data_fields(&stripped, operation.index) {
-        return Ok(None);
+        return Ok(Normalized {
+            operation: None,
+            variable_renames: Vec::new(),
+        });
     }
-    planner
-        .normalize(&stripped, operation.name.as_deref())
-        .map(Some)
+    let variable_renames = rename_reserved_variables(&mut stripped, operation.index);
+    let operation = planner.normalize(&stripped, operation.name.as_deref())?;
+    Ok(Normalized {
+        operation: Some(operation),
+        variable_renames,
+    })
+}
+
+/// Variable names the planner declares in entity calls.
+fn is_reserved_variable(name: &str) -> bool {
+    name == "representations" || name.starts_with("__batch_reps")
+}
+
+/// Renames the operation's variables that collide with the planner's, everywhere they are used.
+fn rename_reserved_variables(
+    document: &mut query::Document,
+    operation_index: usize,
+) -> Vec<(String, String)> {
+    let Definition::Operation(operation) = &mut document.definitions[operation_index] else {
+        return Vec::new();
+    };
+    let definitions = match operation {
+        query::OperationDefinition::SelectionSet(_) => return Vec::new(),
+        query::OperationDefinition::Query(q) => &mut q.variable_definitions,
+        query::OperationDefinition::Mutation(m) => &mut m.variable_definitions,
+        query::OperationDefinition::Subscription(s) => &mut s.variable_definitions,
+    };
+    let taken: Vec<String> = definitions.iter().map(|d| d.name.clone()).collect();
+    let mut renames = Vec::new();
+    for definition in definitions
+        .iter_mut()
+        .filter(|d| is_reserved_variable(&d.name))
+    {
+        let new_name = (0..)
+            .map(|i| format!("client_{}_{i}", definition.name.trim_start_matches('_')))
+            .find(|candidate| {
+                !taken.contains(candidate) && !renames.iter().any(|(n, _)| n == candidate)
+            })
+            .unwrap_or_default();
+        renames.push((
+            new_name.clone(),
+            std::mem::replace(&mut definition.name, new_name),
+        ));
+    }
+    if renames.is_empty() {
+        return renames;
+    }
+    fn rename_value(value: &mut query::Value, renames: &[(String, String)]) {
+        match value {
+            AstValue::Variable(name) => {
+                if let Some((new, _)) = renames.iter().find(|(_, old)| old == name) {
+                    *name = new.clone();
+                }
+            }
+            AstValue::List(items) => items.iter_mut().for_each(|v| rename_value(v, renames)),
+            AstValue::Object(fields) => fields
+                .iter_mut()
+                .for_each(|(_, v)| rename_value(v, renames)),
+            _ => {}
+        }
+    }
+    fn rename_directives(directives: &mut [query::Directive], renames: &[(String, String)]) {
+        for directive in directives {
+            directive
+                .arguments
+                .iter_mut()
+                .for_each(|(_, v)| rename_value(v, renames));
+        }
+    }
+    fn rename_selections(items: &mut [query::Selection], renames: &[(String, String)]) {
+        for item in items {
+            match item {
+                Selection::Field(field) => {
+                    field
+                        .arguments
+                        .iter_mut()
+                        .for_each(|(_, v)| rename_value(v, renames));
+                    rename_directives(&mut field.directives, renames);
+                    rename_selections(&mut field.selection_set.items, renames);
+                }
+                Selection::InlineFragment(inline) => {
+                    rename_directives(&mut inline.directives, renames);
+                    rename_selections(&mut inline.selection_set.items, renames);
+                }
+                Selection::FragmentSpread(spread) => {
+                    rename_directives(&mut spread.directives, renames)
+                }
+            }
+        }
+    }
+    // Fragments are only planned through this operation, so renaming inside them is safe.
+    for definition in document.definitions.iter_mut() {
+        match definition {
+            Definition::Fragment(fragment) => {
+                rename_directives(&mut fragment.directives, &renames);
+                rename_selections(&mut fragment.selection_set.items, &renames);
+            }
+            Definition::Operation(operation) => {
+                let (directives, items) = match operation {
+                    query::OperationDefinition::SelectionSet(set) => (None, &mut set.items),
+                    query::OperationDefinition::Query(q) => {
+                        (Some(&mut q.directives), &mut q.selection_set.items)
+                    }
+                    query::OperationDefinition::Mutation(m) => {
+                        (Some(&mut m.directives), &mut m.selection_set.items)
+                    }
+                    query::OperationDefinition::Subscription(s) => {
+                        (Some(&mut s.directives), &mut s.selection_set.items)
+                    }
+                };
+                if let Some(directives) = directives {
+                    rename_directives(directives, &renames);
+                }
+                rename_selections(items, &renames);
+            }
+        }
+    }
+    renames
 }
 
 fn is_meta(selection: &query::Selection) -> bool {
@@ -145,6 +274,36 @@ mod tests {
         );
         assert_eq!(text, "query { }");
         assert!(!has_data);
+    }
+
+    #[test]
+    fn renames_variables_the_planner_reserves() {
+        let mut doc = parse(
+            "query($representations: Int!, $client_representations_0: Int, $__batch_reps_0: Int) { a(n: $representations, m: [$__batch_reps_0]) @include(if: true) ...F } fragment F on Query { b(n: $representations) }",
+            1000,
+        )
+        .unwrap();
+        let renames = rename_reserved_variables(&mut doc, 0);
+        assert_eq!(
+            renames,
+            vec![
+                (
+                    "client_representations_1".to_string(),
+                    "representations".to_string()
+                ),
+                (
+                    "client_batch_reps_0_0".to_string(),
+                    "__batch_reps_0".to_string()
+                ),
+            ]
+        );
+        let text = doc.to_string();
+        assert!(
+            !text.contains("$representations") && !text.contains("$__batch_reps_0"),
+            "{text}"
+        );
+        assert!(text.contains("b(n: $client_representations_1)"), "{text}");
+        assert!(text.contains("m: [$client_batch_reps_0_0]"), "{text}");
     }
 
     #[test]

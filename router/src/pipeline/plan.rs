@@ -1,4 +1,4 @@
-//! Stage 5, plan: normalized operation to query plan, through a bounded single-flight cache.
+//! Stage 4, plan: normalized operation to query plan, through a bounded single-flight cache.
 //!
 //! Planning is CPU-bound and can take long on big operations, so it runs on the blocking pool
 //! with a time limit. Concurrent requests for the same operation wait for one planning run.

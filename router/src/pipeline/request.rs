@@ -189,7 +189,9 @@ pub fn check_content_type(headers: &HeaderMap) -> Result<(), RequestError> {
 
 /// Parses a POST body (`{"query": ..., "operationName": ..., "variables": ..., "extensions": ...}`).
 pub fn from_post(body: &Bytes) -> Result<GraphQLRequest, RequestError> {
-    let parsed: Json = sonic_rs::from_slice(body).map_err(|_| {
+    // serde_json stops at 128 levels of nesting; a parser without a limit would overflow the
+    // stack on `[[[[…` and take the process down.
+    let parsed: Json = serde_json::from_slice(body).map_err(|_| {
         RequestError::new(
             StatusCode::BAD_REQUEST,
             "The request body is not valid JSON",
@@ -315,6 +317,18 @@ mod tests {
         assert_eq!(request.operation_name.as_deref(), Some("Op"));
         assert_eq!(request.variables.get("x"), Some(&Json::from(1)));
         assert!(!request.is_get);
+    }
+
+    #[test]
+    fn deeply_nested_variables_are_a_bad_request_not_a_crash() {
+        let depth = 200_000;
+        let body = format!(
+            r#"{{"query":"{{a}}","variables":{{"v":{}1{}}}}}"#,
+            "[".repeat(depth),
+            "]".repeat(depth)
+        );
+        let err = from_post(&Bytes::from(body)).unwrap_err();
+        assert_eq!(err.status, StatusCode::BAD_REQUEST);
     }
 
     #[test]

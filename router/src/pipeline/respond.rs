@@ -15,7 +15,7 @@ use http::header::{CONTENT_TYPE, HeaderValue};
 use super::request::MediaType;
 use super::shape::{FieldKind, ObjectShape, Output, ResponseShape};
 use crate::error::{GraphQLError, PathElement, codes, write_errors};
-use crate::value::{Value, write_str};
+use crate::value::{Value, key_eq, write_str};
 
 /// Marks that a null reached a non-null position and must propagate to the nearest nullable one.
 struct Bubble;
@@ -102,7 +102,7 @@ fn find<'v, 'a>(
     let len = fields.len();
     for offset in 0..len {
         let i = (*cursor + offset) % len;
-        if fields[i].0 == key {
+        if key_eq(&fields[i].0, key) {
             *cursor = i + 1;
             return Some(&fields[i].1);
         }

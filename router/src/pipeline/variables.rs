@@ -1,6 +1,6 @@
-//! Variable coercion (GraphQL spec, CoerceVariableValues): the client's JSON variables are checked
-//! against the operation's variable definitions and defaults are applied. Subgraphs receive the
-//! coerced values; `@skip`/`@include` conditions are decided from them.
+//! Stage 5, variables: the client's JSON variables checked against the operation's variable
+//! definitions, defaults applied (the GraphQL spec's CoerceVariableValues). Subgraphs receive
+//! the coerced values; `@skip`/`@include` conditions are decided from them.
 
 use graphql_tools::parser::query::Value as AstValue;
 use graphql_tools::static_graphql::query;

@@ -145,11 +145,13 @@ impl QueryPlanner {
             )
         }))
         .map_err(|panic| PlannerError::Planning(panic_message(&panic)))?
-        .map_err(|e| match e {
-            hive_router_query_planner::planner::PlannerError::CancellationError(_) => {
+        .map_err(|e| {
+            // Cancellation surfaces wrapped in several error types; the token knows for sure.
+            if token.bail_if_cancelled().is_err() {
                 PlannerError::Timeout
+            } else {
+                PlannerError::Planning(e.to_string())
             }
-            other => PlannerError::Planning(other.to_string()),
         })?;
         convert::convert_plan(&hive_plan, &self.subgraphs)
     }

@@ -475,6 +475,9 @@ pub struct Knobs {
     mode: AtomicU8,
     pub headers: Mutex<Vec<HeaderMap>>,
     pub bodies: Mutex<Vec<String>>,
+    in_flight: AtomicUsize,
+    /// Highest number of requests this subgraph was handling at once.
+    pub max_in_flight: AtomicUsize,
 }
 
 impl Knobs {
@@ -513,6 +516,19 @@ async fn handle(
     body: Bytes,
 ) -> axum::response::Response {
     knobs.calls.fetch_add(1, Ordering::SeqCst);
+    let now = knobs.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+    knobs.max_in_flight.fetch_max(now, Ordering::SeqCst);
+    let response = respond(&knobs, &execute, headers, body).await;
+    knobs.in_flight.fetch_sub(1, Ordering::SeqCst);
+    response
+}
+
+async fn respond(
+    knobs: &Knobs,
+    execute: &Execute,
+    headers: HeaderMap,
+    body: Bytes,
+) -> axum::response::Response {
     knobs.headers.lock().unwrap().push(headers);
     knobs
         .bodies

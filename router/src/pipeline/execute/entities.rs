@@ -1,9 +1,11 @@
 //! Entity plumbing for `Flatten` and `BatchFetch` nodes: finding the entities at a flatten path,
 //! writing their representations, applying the planner's rewrites, merging results back.
 //!
-//! Collection and merging walk the same path in the same order, so the k-th entity seen when
-//! merging is the k-th entity seen when collecting; `EntityBatch::entity_to_representation` maps it
-//! to the (deduplicated) representation whose `_entities` result belongs to it.
+//! Collecting walks the flatten path once and records where each entity sits as the list of
+//! indexes taken from the root (a field's position in its object, an element's position in its
+//! list). Merging follows those indexes straight back to the entity, without comparing keys
+//! again. The locations stay valid in between: merges only append fields and never reorder or
+//! remove them.
 
 use std::borrow::Cow;
 
@@ -13,7 +15,7 @@ use xxhash_rust::xxh3::xxh3_128;
 use crate::error::PathElement;
 use crate::query_planner::{PathSegment, Rewrite, RewriteSegment, Selection, SelectionSet};
 use crate::schema::Schema;
-use crate::value::{Value, deep_merge, object_get, write_str};
+use crate::value::{Value, deep_merge, key_eq, object_get, write_str};
 
 /// Representations collected for one `_entities` call.
 #[derive(Debug, Default)]
@@ -22,9 +24,24 @@ pub struct EntityBatch {
     pub representations: Vec<u8>,
     /// How many distinct representations were written.
     pub count: usize,
-    /// For each entity found along the paths, in traversal order, its representation index
-    /// (`None` when it matched none of the `requires` type conditions and was not sent).
-    pub entity_to_representation: Vec<Option<u32>>,
+    /// The entities that were sent (deduplicated entities share a representation), in order.
+    pub entities: Vec<EntityRef>,
+    /// The entities' locations, concatenated (see [`EntityRef`]).
+    pub locations: Vec<u32>,
+}
+
+/// An entity that was sent: its representation index and its location in `locations`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EntityRef {
+    pub representation: u32,
+    pub start: u32,
+    pub end: u32,
+}
+
+impl EntityBatch {
+    pub fn location(&self, entity: &EntityRef) -> &[u32] {
+        &self.locations[entity.start as usize..entity.end as usize]
+    }
 }
 
 /// Does an object of `type_name` match a flatten-path or rewrite type condition?
@@ -35,107 +52,85 @@ fn matches_types(schema: &Schema, type_name: Option<&str>, types: &[String]) -> 
     }
 }
 
-/// Calls `f` for every entity object reached by `path` from `value`, in document order.
+/// Calls `f` for every entity object reached by `path` from `value`, in document order, with its
+/// location (`stack` holds the indexes taken so far).
 pub fn for_each_entity<'v, 'a>(
     schema: &Schema,
     value: &'v Value<'a>,
     path: &[PathSegment],
-    f: &mut impl FnMut(&'v Value<'a>),
+    stack: &mut Vec<u32>,
+    f: &mut impl FnMut(&'v Value<'a>, &[u32]),
 ) {
+    let mut each_item = |items: &'v [Value<'a>], rest: &[PathSegment], stack: &mut Vec<u32>| {
+        for (i, item) in items.iter().enumerate() {
+            stack.push(i as u32);
+            for_each_entity(schema, item, rest, stack, f);
+            stack.pop();
+        }
+    };
     match (path.first(), value) {
         (_, Value::Null) => {}
-        (None, Value::Array(items)) => items
-            .iter()
-            .for_each(|item| for_each_entity(schema, item, path, f)),
-        (None, Value::Object(_)) => f(value),
+        (None, Value::Array(items)) => each_item(items, path, stack),
+        (None, Value::Object(_)) => f(value, stack),
         (None, _) => {}
-        (Some(PathSegment::List), Value::Array(items)) => items
-            .iter()
-            .for_each(|item| for_each_entity(schema, item, &path[1..], f)),
+        (Some(PathSegment::List), Value::Array(items)) => each_item(items, &path[1..], stack),
         (Some(PathSegment::Field(name)), Value::Object(fields)) => {
-            if let Some(child) = object_get(fields, name) {
-                for_each_entity(schema, child, &path[1..], f);
+            if let Some(position) = fields.iter().position(|(k, _)| key_eq(k, name)) {
+                stack.push(position as u32);
+                for_each_entity(schema, &fields[position].1, &path[1..], stack, f);
+                stack.pop();
             }
         }
         (Some(PathSegment::TypeCondition(types)), Value::Object(_))
             if matches_types(schema, value.typename(), types) =>
         {
-            for_each_entity(schema, value, &path[1..], f);
+            for_each_entity(schema, value, &path[1..], stack, f);
         }
         // A list where the path expects an object: descend into its elements.
-        (Some(PathSegment::Field(_) | PathSegment::TypeCondition(_)), Value::Array(items)) => items
-            .iter()
-            .for_each(|item| for_each_entity(schema, item, path, f)),
-        _ => {}
-    }
-}
-
-/// Mutable twin of [`for_each_entity`]; also tracks each entity's response path when `path_out`
-/// is given (only needed to re-path subgraph errors).
-pub fn for_each_entity_mut<'a>(
-    schema: &Schema,
-    value: &mut Value<'a>,
-    path: &[PathSegment],
-    current: &mut Option<Vec<PathElement>>,
-    f: &mut impl FnMut(&mut Value<'a>, Option<&[PathElement]>),
-) {
-    match (path.first(), &mut *value) {
-        (_, Value::Null) => {}
-        (None, Value::Array(items)) => {
-            for (i, item) in items.iter_mut().enumerate() {
-                with_segment(current, PathElement::Index(i), |current| {
-                    for_each_entity_mut(schema, item, path, current, f)
-                });
-            }
-        }
-        (None, Value::Object(_)) => f(value, current.as_deref()),
-        (None, _) => {}
-        (Some(PathSegment::List), Value::Array(items)) => {
-            for (i, item) in items.iter_mut().enumerate() {
-                with_segment(current, PathElement::Index(i), |current| {
-                    for_each_entity_mut(schema, item, &path[1..], current, f)
-                });
-            }
-        }
-        (Some(PathSegment::Field(name)), Value::Object(fields)) => {
-            if let Some((_, child)) = fields.iter_mut().find(|(k, _)| k == name) {
-                with_segment(current, PathElement::Key(name.clone()), |current| {
-                    for_each_entity_mut(schema, child, &path[1..], current, f)
-                });
-            }
-        }
-        (Some(PathSegment::TypeCondition(types)), Value::Object(fields))
-            if matches_types(
-                schema,
-                object_get(fields, "__typename").and_then(Value::as_str),
-                types,
-            ) =>
-        {
-            for_each_entity_mut(schema, value, &path[1..], current, f);
-        }
         (Some(PathSegment::Field(_) | PathSegment::TypeCondition(_)), Value::Array(items)) => {
-            for (i, item) in items.iter_mut().enumerate() {
-                with_segment(current, PathElement::Index(i), |current| {
-                    for_each_entity_mut(schema, item, path, current, f)
-                });
-            }
+            each_item(items, path, stack)
         }
         _ => {}
     }
 }
 
-fn with_segment(
-    current: &mut Option<Vec<PathElement>>,
-    segment: PathElement,
-    f: impl FnOnce(&mut Option<Vec<PathElement>>),
-) {
-    if let Some(path) = current.as_mut() {
-        path.push(segment);
+/// The value at `location`, if the tree still has it.
+pub fn locate_mut<'v, 'a>(root: &'v mut Value<'a>, location: &[u32]) -> Option<&'v mut Value<'a>> {
+    let mut value = root;
+    for &index in location {
+        value = match value {
+            Value::Object(fields) => &mut fields.get_mut(index as usize)?.1,
+            Value::Array(items) => items.get_mut(index as usize)?,
+            _ => return None,
+        };
     }
-    f(current);
-    if let Some(path) = current.as_mut() {
-        path.pop();
+    Some(value)
+}
+
+/// The response path of `location` (keys and list indexes), for re-pathing errors.
+pub fn response_path(root: &Value<'_>, location: &[u32]) -> Vec<PathElement> {
+    let mut path = Vec::with_capacity(location.len());
+    let mut value = root;
+    for &index in location {
+        value = match value {
+            Value::Object(fields) => match fields.get(index as usize) {
+                Some((key, child)) => {
+                    path.push(PathElement::Key(key.to_string()));
+                    child
+                }
+                None => break,
+            },
+            Value::Array(items) => match items.get(index as usize) {
+                Some(child) => {
+                    path.push(PathElement::Index(index as usize));
+                    child
+                }
+                None => break,
+            },
+            _ => break,
+        };
     }
+    path
 }
 
 /// Collects the deduplicated representations of the entities at `paths` into `batch`.
@@ -149,9 +144,10 @@ pub fn collect_representations(
 ) {
     let mut seen: AHashMap<u128, u32> = AHashMap::new();
     let mut scratch = Vec::with_capacity(128);
+    let mut stack = Vec::with_capacity(16);
     batch.representations.push(b'[');
     for path in paths {
-        for_each_entity(schema, data, path, &mut |entity| {
+        for_each_entity(schema, data, path, &mut stack, &mut |entity, location| {
             scratch.clear();
             let written = if input_rewrites.is_empty() {
                 write_representation(schema, entity, requires, &mut scratch)
@@ -161,10 +157,9 @@ pub fn collect_representations(
                 write_representation(schema, &rewritten, requires, &mut scratch)
             };
             if !written {
-                batch.entity_to_representation.push(None);
                 return;
             }
-            let index = *seen.entry(xxh3_128(&scratch)).or_insert_with(|| {
+            let representation = *seen.entry(xxh3_128(&scratch)).or_insert_with(|| {
                 if batch.count > 0 {
                     batch.representations.push(b',');
                 }
@@ -172,7 +167,13 @@ pub fn collect_representations(
                 batch.count += 1;
                 (batch.count - 1) as u32
             });
-            batch.entity_to_representation.push(Some(index));
+            let start = batch.locations.len() as u32;
+            batch.locations.extend_from_slice(location);
+            batch.entities.push(EntityRef {
+                representation,
+                start,
+                end: batch.locations.len() as u32,
+            });
         });
     }
     batch.representations.push(b']');
@@ -409,14 +410,35 @@ mod tests {
         let mut batch = EntityBatch::default();
         collect_representations(&schema(), &data, &paths, &requires, &[], &mut batch);
         assert_eq!(
-            String::from_utf8(batch.representations).unwrap(),
+            String::from_utf8(batch.representations.clone()).unwrap(),
             r#"[{"__typename":"Book","id":"1"},{"__typename":"Book","id":"2"}]"#
         );
         assert_eq!(batch.count, 2);
+        let representations: Vec<u32> = batch.entities.iter().map(|e| e.representation).collect();
+        assert_eq!(representations, vec![0, 1, 0]);
+        let locations: Vec<&[u32]> = batch.entities.iter().map(|e| batch.location(e)).collect();
+        assert_eq!(locations, vec![&[0, 0, 0][..], &[0, 2, 0][..], &[1][..]]);
+    }
+
+    #[test]
+    fn locations_lead_back_to_entities_and_their_response_paths() {
+        let mut data: Value =
+            sonic_rs::from_str(r#"{"a":[{"p":{"id":"1"}},{"p":null},{"p":{"id":"2"}}]}"#).unwrap();
         assert_eq!(
-            batch.entity_to_representation,
-            vec![Some(0), Some(1), Some(0)]
+            response_path(&data, &[0, 2, 0]),
+            vec![
+                PathElement::Key("a".into()),
+                PathElement::Index(2),
+                PathElement::Key("p".into())
+            ]
         );
+        let target = locate_mut(&mut data, &[0, 2, 0]).unwrap();
+        deep_merge(target, sonic_rs::from_str(r#"{"n":3}"#).unwrap());
+        assert_eq!(
+            data.to_json_string(),
+            r#"{"a":[{"p":{"id":"1"}},{"p":null},{"p":{"id":"2","n":3}}]}"#
+        );
+        assert!(locate_mut(&mut data, &[0, 9]).is_none());
     }
 
     #[test]
@@ -431,7 +453,7 @@ mod tests {
             PathSegment::TypeCondition(vec!["Movie".into()]),
         ];
         let mut seen = Vec::new();
-        for_each_entity(&schema(), &data, &path, &mut |e| {
+        for_each_entity(&schema(), &data, &path, &mut Vec::new(), &mut |e, _| {
             seen.push(e.get("id").cloned())
         });
         assert_eq!(seen, vec![Some(Value::String("2".into()))]);
@@ -489,37 +511,6 @@ mod tests {
         assert_eq!(
             entity.to_json_string(),
             r#"{"__typename":"Media","id":"1","count":5}"#
-        );
-    }
-
-    #[test]
-    fn mutable_walk_visits_in_the_same_order_with_paths() {
-        let mut data: Value =
-            sonic_rs::from_str(r#"{"a":[{"p":{"id":"1"}},{"p":null},{"p":{"id":"2"}}]}"#).unwrap();
-        let path = vec![
-            PathSegment::Field("a".into()),
-            PathSegment::List,
-            PathSegment::Field("p".into()),
-        ];
-        let mut paths = Vec::new();
-        let mut current = Some(Vec::new());
-        for_each_entity_mut(&schema(), &mut data, &path, &mut current, &mut |_, p| {
-            paths.push(p.unwrap().to_vec())
-        });
-        assert_eq!(
-            paths,
-            vec![
-                vec![
-                    PathElement::Key("a".into()),
-                    PathElement::Index(0),
-                    PathElement::Key("p".into())
-                ],
-                vec![
-                    PathElement::Key("a".into()),
-                    PathElement::Index(2),
-                    PathElement::Key("p".into())
-                ],
-            ]
         );
     }
 }

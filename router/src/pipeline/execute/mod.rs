@@ -21,12 +21,12 @@ use http::HeaderMap;
 use serde::Deserialize;
 use serde_json::{Map, Value as Json};
 
-use self::entities::{EntityBatch, apply_rewrites, collect_representations, for_each_entity_mut};
+use self::entities::{
+    EntityBatch, apply_rewrites, collect_representations, locate_mut, response_path,
+};
 use super::RouterState;
 use crate::error::{GraphQLError, PathElement, codes};
-use crate::query_planner::{
-    BatchFetchNode, FetchNode, FlattenNode, OperationKind, PathSegment, PlanNode,
-};
+use crate::query_planner::{BatchFetchNode, FetchNode, FlattenNode, OperationKind, PlanNode};
 use crate::subgraph::FetchError;
 use crate::value::{Value, deep_merge, write_str};
 
@@ -95,8 +95,21 @@ pub async fn execute<'a>(
 struct SubgraphBody<'a> {
     #[serde(borrow, default)]
     data: Value<'a>,
-    #[serde(default)]
-    errors: Option<Vec<Json>>,
+    /// Parsed with the depth-limited `Value` (a subgraph must not be able to overflow the
+    /// stack), converted to JSON when handled.
+    #[serde(borrow, default)]
+    errors: Option<Vec<Value<'a>>>,
+}
+
+impl SubgraphBody<'_> {
+    fn take_errors(&mut self) -> Option<Vec<Json>> {
+        self.errors.take().map(|errors| {
+            errors
+                .iter()
+                .map(|e| serde_json::to_value(e).unwrap_or(Json::Null))
+                .collect()
+        })
+    }
 }
 
 impl<'a> Execution<'a> {
@@ -258,7 +271,7 @@ impl<'a> Execution<'a> {
         let Some(mut response) = self.send(fetch, body).await else {
             return;
         };
-        if let Some(errors) = response.errors.take() {
+        if let Some(errors) = response.take_errors() {
             self.push_errors(
                 errors
                     .into_iter()
@@ -310,8 +323,7 @@ impl<'a> Execution<'a> {
             fetch,
             "_entities",
             entities,
-            response.errors.take(),
-            paths,
+            response.take_errors(),
             &batch,
             &fetch.output_rewrites,
         );
@@ -352,7 +364,7 @@ impl<'a> Execution<'a> {
         let Some(mut response) = self.send(&node.fetch, body).await else {
             return;
         };
-        let mut errors = response.errors.take().unwrap_or_default();
+        let mut errors = response.take_errors().unwrap_or_default();
         for alias in &node.aliases {
             let Some((_, batch)) = batches
                 .iter()
@@ -375,7 +387,6 @@ impl<'a> Execution<'a> {
                 &alias.alias,
                 entities,
                 (!mine.is_empty()).then_some(mine),
-                &alias.paths,
                 batch,
                 &alias.output_rewrites,
             );
@@ -398,7 +409,6 @@ impl<'a> Execution<'a> {
         field: &str,
         entities: Option<Vec<Value<'a>>>,
         errors: Option<Vec<Json>>,
-        paths: &[Vec<PathSegment>],
         batch: &EntityBatch,
         output_rewrites: &[crate::query_planner::Rewrite],
     ) {
@@ -451,61 +461,47 @@ impl<'a> Execution<'a> {
         }
         // The last entity that uses a representation takes its result; earlier ones clone it.
         let mut remaining_uses = vec![0u32; entities.len()];
-        for index in batch.entity_to_representation.iter().flatten() {
-            remaining_uses[*index as usize] += 1;
+        for entity in &batch.entities {
+            remaining_uses[entity.representation as usize] += 1;
         }
 
         let mut repathed: Vec<GraphQLError> = Vec::new();
+        let mut lost = 0usize;
         {
             let mut data = self.data.lock().unwrap_or_else(|p| p.into_inner());
-            let mut position = 0usize;
-            let mut current = (!entity_errors.is_empty()).then(Vec::new);
-            for path in paths {
-                for_each_entity_mut(
-                    &self.state.schema,
-                    &mut data,
-                    path,
-                    &mut current,
-                    &mut |target, response_path| {
-                        let Some(Some(index)) =
-                            batch.entity_to_representation.get(position).copied()
-                        else {
-                            position += 1;
-                            return;
-                        };
-                        position += 1;
-                        let index = index as usize;
-                        if let (Some(response_path), Some(errors)) =
-                            (response_path, entity_errors.get(&index))
-                        {
-                            for (error_index, rest) in errors {
-                                let mut full = response_path.to_vec();
-                                full.extend(rest.iter().cloned());
-                                repathed.push(subgraph_error(
-                                    raw_errors[*error_index].clone(),
-                                    service,
-                                    |_| Some(full.clone()),
-                                ));
-                            }
-                        }
-                        remaining_uses[index] -= 1;
-                        let result = if remaining_uses[index] == 0 {
-                            std::mem::take(&mut entities[index])
-                        } else {
-                            entities[index].clone()
-                        };
-                        deep_merge(target, result);
-                    },
-                );
+            for entity in &batch.entities {
+                let index = entity.representation as usize;
+                let location = batch.location(entity);
+                if let Some(errors) = entity_errors.get(&index) {
+                    let base = response_path(&data, location);
+                    for (error_index, rest) in errors {
+                        let mut full = base.clone();
+                        full.extend(rest.iter().cloned());
+                        repathed.push(subgraph_error(
+                            raw_errors[*error_index].clone(),
+                            service,
+                            |_| Some(full),
+                        ));
+                    }
+                }
+                remaining_uses[index] -= 1;
+                let result = if remaining_uses[index] == 0 {
+                    std::mem::take(&mut entities[index])
+                } else {
+                    entities[index].clone()
+                };
+                match locate_mut(&mut data, location) {
+                    Some(target) => deep_merge(target, result),
+                    None => lost += 1,
+                }
             }
-            if position != batch.entity_to_representation.len() {
-                tracing::warn!(
-                    subgraph = service,
-                    collected = batch.entity_to_representation.len(),
-                    merged = position,
-                    "entities changed between collection and merge"
-                );
-            }
+        }
+        if lost > 0 {
+            tracing::warn!(
+                subgraph = service,
+                lost,
+                "entities moved between collection and merge"
+            );
         }
         let plain = plain_errors
             .into_iter()
