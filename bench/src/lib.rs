@@ -1,1 +1,15 @@
-//! In-memory benchmark subgraphs and the load generator for the router benchmark.
+//! The router benchmark: in-memory benchmark subgraphs, a load generator and the report that compares
+//! routers, driven end to end by `bench/run.sh`.
+//!
+//! The workload is the public federation gateway benchmark (graphql-hive/router `bench/`, MIT): four
+//! subgraphs, one nested query with an 87 KB response. `workload` holds it, `subgraphs` serves it,
+//! `load` measures a router under it and `report` turns many measurements into one markdown table.
+
+pub mod client;
+pub mod json;
+pub mod load;
+pub mod procfs;
+pub mod report;
+pub mod subgraphs;
+pub mod units;
+pub mod workload;

@@ -1,0 +1,316 @@
+#!/usr/bin/env bash
+# The router benchmark in one command: builds, starts the benchmark subgraphs, then for each round
+# starts each router in each mode, checks it answers the expected response, loads it, and stops it;
+# finally loads the monolith subgraph directly (the overhead baseline) and renders the comparison.
+#
+#   bench/run.sh            full run; table on stdout and in bench/results/latest.md
+#   bench/run.sh --smoke    a few seconds, correctness only (CI): every target must answer exactly
+#
+# Knobs (environment):
+#   DURATION=20s      measured window per run      WARMUP=3s       unmeasured load before it
+#   CONNECTIONS=50    concurrent connections       ROUNDS=3        rounds (ratios are per round)
+#   ROUTERS="shippy hive"                          MODES="default dedup-off"
+#   HIVE_ROUTER=path  Hive Router binary (default: hive_router on PATH, then /work/tools/hive/bin)
+#   HIVE_LOG_LEVEL=   unset: Hive's default (info, one log line per request); e.g. warn to silence
+#   LOADGEN_THREADS=1 load generator threads       PROFILE=release (smoke: dev)
+#   INSTRUCTIONS=auto also count instructions per request under callgrind (needs valgrind); 0 skips
+#   KEEP_WORKDIR=1    keep logs, configs and per-run JSON (path printed at the end)
+set -euo pipefail
+
+SMOKE=0
+case "${1:-}" in
+    --smoke) SMOKE=1 ;;
+    "") ;;
+    -h | --help) sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    *) echo "unknown argument: $1 (try --help)" >&2; exit 2 ;;
+esac
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+if [[ $SMOKE == 1 ]]; then
+    DURATION=${DURATION:-0s}
+    WARMUP=${WARMUP:-0s}
+    CONNECTIONS=${CONNECTIONS:-4}
+    ROUNDS=${ROUNDS:-1}
+    ROUTERS=${ROUTERS:-shippy}
+    MODES=${MODES:-default dedup-off}
+    PROFILE=${PROFILE:-dev}
+    SMOKE_REQUESTS=${SMOKE_REQUESTS:-40}
+else
+    DURATION=${DURATION:-20s}
+    WARMUP=${WARMUP:-3s}
+    CONNECTIONS=${CONNECTIONS:-50}
+    ROUNDS=${ROUNDS:-3}
+    ROUTERS=${ROUTERS:-shippy hive}
+    MODES=${MODES:-default dedup-off}
+    PROFILE=${PROFILE:-release}
+fi
+LOADGEN_THREADS=${LOADGEN_THREADS:-1}
+if [[ -z ${HIVE_ROUTER:-} ]]; then
+    HIVE_ROUTER=$(command -v hive_router || echo /work/tools/hive/bin/hive_router)
+fi
+
+log() { printf '%s\n' "$*" >&2; }
+die() { log "error: $*"; exit 1; }
+
+# --- build -------------------------------------------------------------------------------------
+TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
+case "$PROFILE" in
+    dev | debug) BIN_DIR=$TARGET_DIR/debug; PROFILE=dev ;;
+    *) BIN_DIR=$TARGET_DIR/$PROFILE ;;
+esac
+log "building (profile $PROFILE)..."
+(cd "$ROOT" && cargo build --quiet --profile "$PROFILE" -p shippy-bench -p shippy)
+BENCH=$BIN_DIR/shippy-bench
+SHIPPY=$BIN_DIR/shippy
+
+# How to start our router: the `shippy router` command when the CLI has it, else the bench's own
+# launcher of the same library (`shippy-bench router`).
+if "$SHIPPY" router --help 2>/dev/null | grep -q -- --supergraph; then
+    OUR_ROUTER=("$SHIPPY" router)
+elif "$BENCH" router --help 2>/dev/null | grep -q -- --supergraph; then
+    OUR_ROUTER=("$BENCH" router)
+else
+    OUR_ROUTER=()
+fi
+
+# --- which targets can run ---------------------------------------------------------------------
+targets=()
+for target in $ROUTERS; do
+    case "$target" in
+        shippy)
+            if [[ ${#OUR_ROUTER[@]} -eq 0 ]]; then
+                [[ $SMOKE == 1 ]] && die "our router cannot be started (no 'shippy router' command)"
+                log "warning: skipping shippy: no 'shippy router' command yet"
+                continue
+            fi ;;
+        hive)
+            if [[ ! -x $HIVE_ROUTER ]]; then
+                log "warning: skipping hive: no Hive Router at $HIVE_ROUTER (set HIVE_ROUTER)"
+                continue
+            fi ;;
+        *) die "unknown router '$target' (known: shippy hive)" ;;
+    esac
+    targets+=("$target")
+done
+for mode in $MODES; do
+    [[ $mode == default || $mode == dedup-off ]] || die "unknown mode '$mode' (known: default dedup-off)"
+done
+
+# --- processes ---------------------------------------------------------------------------------
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/shippy-bench.XXXXXX")
+RESULTS=$WORK/results
+mkdir -p "$RESULTS" "$WORK/logs"
+started_pids=()
+
+cleanup() {
+    local pid
+    for pid in "${started_pids[@]}"; do
+        kill -TERM "$pid" 2>/dev/null || true
+        wait "$pid" 2>/dev/null || true
+    done
+    if [[ ${KEEP_WORKDIR:-0} == 1 ]]; then
+        log "work directory kept: $WORK"
+    else
+        rm -rf "$WORK"
+    fi
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+stop_process() {
+    local pid=$1 remaining=() p
+    kill -TERM "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+    for p in "${started_pids[@]}"; do [[ $p == "$pid" ]] || remaining+=("$p"); done
+    started_pids=("${remaining[@]}")
+}
+
+show_log() {
+    log "--- last lines of $1 ---"
+    tail -n 20 "$1" >&2 || true
+}
+
+CLK_TCK=$(getconf CLK_TCK 2>/dev/null || echo 100)
+
+"$BENCH" subgraphs --listen 127.0.0.1:0 --addr-file "$WORK/subgraphs.addr" >"$WORK/logs/subgraphs.log" 2>&1 &
+SUBGRAPHS_PID=$!
+started_pids+=("$SUBGRAPHS_PID")
+for _ in $(seq 100); do [[ -s $WORK/subgraphs.addr ]] && break; sleep 0.05; done
+[[ -s $WORK/subgraphs.addr ]] || { show_log "$WORK/logs/subgraphs.log"; die "the subgraphs did not start"; }
+SUBGRAPHS_URL=http://$(cat "$WORK/subgraphs.addr")
+"$BENCH" wait-ready "$SUBGRAPHS_URL/health" --timeout 10s
+"$BENCH" supergraph --subgraphs-url "$SUBGRAPHS_URL" >"$WORK/supergraph.graphql"
+
+# Starts router $1 in mode $2, optionally under a wrapper command (valgrind) given after them;
+# sets ROUTER_PID and ROUTER_URL.
+start_router() {
+    local target=$1 mode=$2 port dir logfile ready_timeout=30s
+    shift 2
+    local wrapper=("$@")
+    [[ ${#wrapper[@]} -eq 0 ]] || ready_timeout=300s
+    port=$("$BENCH" free-port)
+    dir=$WORK/$target-$mode
+    logfile=$WORK/logs/$target-$mode-$run_name.log
+    mkdir -p "$dir"
+    case "$target" in
+        shippy)
+            local args=(--supergraph "$WORK/supergraph.graphql" --listen "127.0.0.1:$port")
+            if [[ $mode == dedup-off ]]; then
+                shippy_config_dedup_off >"$dir/router.yaml"
+                args+=(--config "$dir/router.yaml")
+            fi
+            "${wrapper[@]}" "${OUR_ROUTER[@]}" "${args[@]}" >"$logfile" 2>&1 &
+            ;;
+        hive)
+            hive_config "$port" "$mode" >"$dir/router.config.yaml"
+            (cd "$dir" && exec "${wrapper[@]}" "$HIVE_ROUTER") >"$logfile" 2>&1 &
+            ;;
+    esac
+    ROUTER_PID=$!
+    started_pids+=("$ROUTER_PID")
+    ROUTER_URL=http://127.0.0.1:$port/graphql
+    if ! "$BENCH" wait-ready "http://127.0.0.1:$port/health" --timeout "$ready_timeout"; then
+        show_log "$logfile"
+        die "$target ($mode) did not become ready"
+    fi
+}
+
+# Our router's configuration with outbound deduplication off for every subgraph.
+shippy_config_dedup_off() {
+    printf 'subgraph_defaults:\n  dedupe: false\n'
+}
+
+# Hive Router's configuration: its defaults, plus outbound deduplication off in mode dedup-off.
+hive_config() {
+    local port=$1 mode=$2
+    cat <<EOF
+supergraph:
+  source: file
+  path: ../supergraph.graphql
+http:
+  host: 127.0.0.1
+  port: $port
+EOF
+    if [[ -n ${HIVE_LOG_LEVEL:-} ]]; then
+        printf 'log:\n  level: %s\n' "$HIVE_LOG_LEVEL"
+    fi
+    if [[ $mode == dedup-off ]]; then
+        printf 'traffic_shaping:\n  all:\n    dedupe_enabled: false\n'
+    fi
+}
+
+# Loads $1 (URL) as target $2 in mode $3, watching the given LABEL=PID processes.
+run_load() {
+    local url=$1 target=$2 mode=$3
+    shift 3
+    local watch=() pidspec
+    for pidspec in "$@"; do watch+=(--pid "$pidspec"); done
+    local window=(--duration "$DURATION")
+    local strict=()
+    if [[ $SMOKE == 1 ]]; then
+        window=(--requests "$SMOKE_REQUESTS")
+        strict=(--strict)
+    fi
+    "$BENCH" load --url "$url" --connections "$CONNECTIONS" "${window[@]}" --warmup "$WARMUP" \
+        --threads "$LOADGEN_THREADS" --clk-tck "$CLK_TCK" "${watch[@]}" "${strict[@]}" \
+        --subgraph-stats "$SUBGRAPHS_URL/stats" \
+        --target "$target" --mode "$mode" --round "$round" --out "$RESULTS/$round-$mode-$target.json"
+}
+
+# --- the runs ----------------------------------------------------------------------------------
+LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
+failed=0
+for round in $(seq "$ROUNDS"); do
+    # Alternate who goes first, so that slow drift on the machine does not favour one router.
+    order=("${targets[@]}")
+    if ((round % 2 == 0)); then
+        order=()
+        for ((i = ${#targets[@]} - 1; i >= 0; i--)); do order+=("${targets[i]}"); done
+    fi
+    for mode in $MODES; do
+        for target in "${order[@]}"; do
+            run_name=round$round
+            start_router "$target" "$mode"
+            if ! run_load "$ROUTER_URL" "$target" "$mode" "router=$ROUTER_PID" "subgraphs=$SUBGRAPHS_PID"; then
+                failed=1
+                show_log "$WORK/logs/$target-$mode-$run_name.log"
+            fi
+            stop_process "$ROUTER_PID"
+        done
+    done
+    run_load "$SUBGRAPHS_URL/monolith" monolith direct "subgraphs=$SUBGRAPHS_PID" || failed=1
+done
+LOAD_AFTER=$(cut -d' ' -f1-3 /proc/loadavg)
+
+# --- instructions per request (callgrind) -------------------------------------------------------
+# Timed figures move with whatever else the machine runs; instruction counts do not. Each router
+# runs under callgrind, counting is switched on after a warm-up, and 200 requests are counted.
+INSTRUCTIONS_FILE=$WORK/instructions.tsv
+CALLGRIND_REQUESTS=200
+count_instructions() {
+    local target=$1 mode=$2 out dump ir
+    out=$WORK/callgrind/$target-$mode
+    mkdir -p "$WORK/callgrind"
+    run_name=callgrind
+    start_router "$target" "$mode" valgrind --tool=callgrind "--callgrind-out-file=$out.%p"
+    local quiet=(--connections 4 --warmup 0s --request-timeout 120s --strict --out /dev/null)
+    if ! "$BENCH" load --url "$ROUTER_URL" --requests 40 "${quiet[@]}" 2>/dev/null; then
+        log "warning: $target ($mode) failed under callgrind"
+        stop_process "$ROUTER_PID"
+        return 1
+    fi
+    callgrind_control --zero "$ROUTER_PID" >/dev/null
+    "$BENCH" load --url "$ROUTER_URL" --requests "$CALLGRIND_REQUESTS" "${quiet[@]}" 2>/dev/null
+    callgrind_control --dump "$ROUTER_PID" >/dev/null
+    dump=$out.$ROUTER_PID.1
+    for _ in $(seq 100); do [[ -s $dump ]] && grep -q '^totals:' "$dump" && break; sleep 0.1; done
+    stop_process "$ROUTER_PID"
+    ir=$(awk '/^summary:/ { print $2 }' "$dump" 2>/dev/null || true)
+    [[ -n $ir ]] || { log "warning: no callgrind count for $target ($mode)"; return 1; }
+    printf '%s\t%s\t%s\n' "$mode" "$target" "$((ir / CALLGRIND_REQUESTS))" >>"$INSTRUCTIONS_FILE"
+    log "$target [$mode]: $((ir / CALLGRIND_REQUESTS)) instructions per request (callgrind)"
+}
+
+INSTRUCTIONS=${INSTRUCTIONS:-auto}
+if [[ $SMOKE == 1 ]]; then INSTRUCTIONS=0; fi
+if [[ $INSTRUCTIONS == auto ]]; then
+    if command -v valgrind >/dev/null && command -v callgrind_control >/dev/null; then INSTRUCTIONS=1; else INSTRUCTIONS=0; fi
+fi
+if [[ $INSTRUCTIONS == 1 ]]; then
+    for mode in $MODES; do
+        for target in "${targets[@]}"; do
+            count_instructions "$target" "$mode" || true
+        done
+    done
+fi
+
+# --- the report --------------------------------------------------------------------------------
+commit=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)
+if [[ -n $(git -C "$ROOT" status --porcelain 2>/dev/null) ]]; then commit="$commit (with local changes)"; fi
+cpu_model=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//' || true)
+hive_version=""
+# Hive Router has no --version flag (it ignores arguments and starts); it logs its version at start.
+hive_version=$(cat "$WORK"/logs/hive-*.log 2>/dev/null | grep -o -m1 '"version":"[^"]*"' | cut -d'"' -f4 || true)
+if [[ -n $hive_version ]]; then hive_version=" Hive Router $hive_version."; fi
+if [[ $SMOKE == 1 ]]; then
+    window_note="smoke run: $SMOKE_REQUESTS requests per target over $CONNECTIONS connections"
+else
+    window_note="$CONNECTIONS connections, $DURATION measured after $WARMUP warm-up, $ROUNDS rounds"
+fi
+instruction_args=()
+if [[ -s $INSTRUCTIONS_FILE ]]; then instruction_args=(--instructions "$INSTRUCTIONS_FILE"); fi
+report=$("$BENCH" report "$RESULTS" "${instruction_args[@]}" \
+    --title "Router benchmark, $(date -u '+%Y-%m-%d %H:%M UTC')" \
+    --note "Workload: bench/workload (users -> reviews -> product -> reviews -> author -> reviews -> product, and topProducts; 87,327-byte response), every response checked." \
+    --note "Load: $window_note; load generator: $LOADGEN_THREADS thread(s), one keep-alive HTTP/1.1 connection per client." \
+    --note "Machine: $(nproc) CPUs ($cpu_model), shared; load average $LOAD_BEFORE before, $LOAD_AFTER after. Commit $commit, profile $PROFILE.$hive_version" \
+    --note "Targets run one at a time against the same subgraph process (memoized responses); each router starts fresh per run, so peak RSS is per run.")
+printf '%s\n' "$report"
+if [[ $SMOKE == 0 ]]; then
+    mkdir -p "$ROOT/bench/results"
+    printf '%s\n' "$report" >"$ROOT/bench/results/latest.md"
+    log "written to bench/results/latest.md"
+fi
+if [[ $failed == 1 ]]; then
+    die "some runs failed (see above)"
+fi

@@ -1,0 +1,364 @@
+//! `shippy-bench`: the benchmark's command-line tool. `bench/run.sh` drives its subcommands: serve the
+//! subgraphs, write the supergraph, run our router, wait for readiness, load a target, render the
+//! report.
+
+use std::{net::SocketAddr, path::PathBuf, process::ExitCode, time::Duration};
+
+use anyhow::{Context, bail};
+use clap::{Args, Parser, Subcommand};
+use shippy_bench::{
+    client,
+    json::Json,
+    load::{self, Labels, LoadOptions, Stop, Watched},
+    procfs, report,
+    subgraphs::{self, SubgraphOptions},
+    units::parse_duration,
+    workload,
+};
+
+#[derive(Parser)]
+#[command(
+    name = "shippy-bench",
+    about = "Router benchmark: subgraphs, load generator, report"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve the four benchmark subgraphs and the monolith baseline under /<name> on one port.
+    Subgraphs(SubgraphsArgs),
+    /// Print the benchmark supergraph with its subgraph URLs under the given base URL.
+    Supergraph {
+        /// Where the subgraphs listen, e.g. http://127.0.0.1:4200.
+        #[arg(long)]
+        subgraphs_url: String,
+    },
+    /// Load a GraphQL endpoint with the benchmark operation and report what it measured (JSON).
+    Load(LoadArgs),
+    /// Render the markdown comparison from a directory of `load` reports.
+    Report(ReportArgs),
+    /// Wait until a URL answers GET with 200; fails after the timeout.
+    WaitReady {
+        url: String,
+        #[arg(long, default_value = "30s", value_parser = parse_duration)]
+        timeout: Duration,
+    },
+    /// Print a TCP port that is free on 127.0.0.1 right now.
+    FreePort,
+    /// Run our router (the same entry point as `shippy router`) until SIGINT or SIGTERM.
+    Router(shippy_router::RouterArgs),
+}
+
+#[derive(Args)]
+struct SubgraphsArgs {
+    /// Address to listen on; port 0 picks a free one (see --addr-file).
+    #[arg(long, default_value = "127.0.0.1:4200")]
+    listen: SocketAddr,
+    /// Execute every request instead of replaying memoized responses.
+    #[arg(long)]
+    no_memo: bool,
+    /// Distinct requests memoized per subgraph.
+    #[arg(long, default_value_t = SubgraphOptions::default().memo_capacity)]
+    memo_capacity: usize,
+    /// Write the bound address here once listening.
+    #[arg(long)]
+    addr_file: Option<PathBuf>,
+}
+
+#[derive(Args)]
+struct LoadArgs {
+    /// The GraphQL endpoint, e.g. http://127.0.0.1:4000/graphql.
+    #[arg(long)]
+    url: String,
+    /// The operation to send (default: the benchmark operation).
+    #[arg(long)]
+    operation: Option<PathBuf>,
+    /// The operation name to send with it (default: TestQuery with the default operation).
+    #[arg(long)]
+    operation_name: Option<String>,
+    /// The response every request must get (default: the benchmark's expected response).
+    #[arg(long)]
+    expected: Option<PathBuf>,
+    /// Concurrent keep-alive connections, each one request at a time.
+    #[arg(long, default_value_t = 50)]
+    connections: usize,
+    /// Length of the measured window.
+    #[arg(long, default_value = "20s", value_parser = parse_duration, conflicts_with = "requests")]
+    duration: Duration,
+    /// Measure this many requests instead of a duration.
+    #[arg(long)]
+    requests: Option<u64>,
+    /// Unmeasured load before the window.
+    #[arg(long, default_value = "3s", value_parser = parse_duration)]
+    warmup: Duration,
+    /// A request without an answer after this long is a failure.
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    request_timeout: Duration,
+    /// A process to measure, as LABEL=PID (`router`, `subgraphs`); repeatable.
+    #[arg(long = "pid", value_parser = parse_watched)]
+    watch: Vec<Watched>,
+    /// The benchmark subgraphs' traffic counters (http://HOST:PORT/stats), to report subgraph
+    /// calls per request.
+    #[arg(long)]
+    subgraph_stats: Option<String>,
+    /// Clock ticks per second of /proc CPU times (`getconf CLK_TCK`).
+    #[arg(long, default_value_t = procfs::DEFAULT_CLK_TCK)]
+    clk_tck: u64,
+    /// Labels recorded in the report.
+    #[arg(long, default_value = "target")]
+    target: String,
+    #[arg(long, default_value = "default")]
+    mode: String,
+    #[arg(long, default_value_t = 1)]
+    round: u32,
+    /// Write the JSON report here instead of stdout.
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Threads of the load generator; it shares the machine with what it measures.
+    #[arg(long, default_value_t = 1)]
+    threads: usize,
+    /// Exit non-zero when any measured request failed (CI smoke runs).
+    #[arg(long)]
+    strict: bool,
+}
+
+#[derive(Args)]
+struct ReportArgs {
+    /// Directory of `load --out` JSON files.
+    results: PathBuf,
+    #[arg(long, default_value = "Router benchmark")]
+    title: String,
+    /// A line under the title; repeatable.
+    #[arg(long = "note")]
+    notes: Vec<String>,
+    /// The target ratios are taken against.
+    #[arg(long, default_value = "hive")]
+    reference: String,
+    /// Callgrind instruction counts, `mode<TAB>target<TAB>instructions per request` per line.
+    #[arg(long)]
+    instructions: Option<PathBuf>,
+}
+
+fn parse_watched(text: &str) -> Result<Watched, String> {
+    let (label, pid) = text
+        .split_once('=')
+        .ok_or_else(|| format!("`{text}` is not LABEL=PID"))?;
+    let pid = pid
+        .parse()
+        .map_err(|_| format!("`{pid}` is not a process id"))?;
+    Ok(Watched {
+        label: label.to_owned(),
+        pid,
+    })
+}
+
+fn main() -> ExitCode {
+    match run(Cli::parse()) {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("shippy-bench: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Subgraphs(args) => runtime(None)?.block_on(serve_subgraphs(args))?,
+        Command::Supergraph { subgraphs_url } => {
+            print!("{}", workload::supergraph_for(&subgraphs_url))
+        }
+        Command::Load(args) => {
+            let threads = args.threads.max(1);
+            return runtime(Some(threads))?.block_on(load(args));
+        }
+        Command::Report(args) => {
+            let reports = report::load_dir(&args.results)
+                .with_context(|| format!("reading {}", args.results.display()))?;
+            if reports.is_empty() {
+                bail!("no run reports in {}", args.results.display());
+            }
+            let instructions = match &args.instructions {
+                Some(path) => {
+                    let text = std::fs::read_to_string(path)
+                        .with_context(|| format!("reading {}", path.display()))?;
+                    report::parse_instructions(&text)
+                        .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?
+                }
+                None => Vec::new(),
+            };
+            let options = report::ReportOptions {
+                title: args.title,
+                notes: args.notes,
+                reference: args.reference,
+                ..report::ReportOptions::default()
+            };
+            print!("{}", report::render(&reports, &instructions, &options));
+        }
+        Command::WaitReady { url, timeout } => {
+            if !runtime(Some(1))?.block_on(client::wait_ready(&url, timeout))? {
+                bail!("{url} did not answer 200 within {timeout:?}");
+            }
+        }
+        Command::Router(args) => {
+            // As the `shippy` binary does: one rustls crypto provider for the whole process (an
+            // error only means one is installed already).
+            let _ = rustls::crypto::ring::default_provider().install_default();
+            tracing_subscriber::fmt()
+                .with_env_filter(
+                    tracing_subscriber::EnvFilter::try_from_default_env()
+                        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+                )
+                .init();
+            runtime(None)?.block_on(shippy_router::run(args, shutdown_signal()))?;
+        }
+        Command::FreePort => {
+            let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+            println!("{}", listener.local_addr()?.port());
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn runtime(threads: Option<usize>) -> std::io::Result<tokio::runtime::Runtime> {
+    match threads {
+        Some(1) => tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build(),
+        Some(n) => tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(n)
+            .enable_all()
+            .build(),
+        None => tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build(),
+    }
+}
+
+async fn serve_subgraphs(args: SubgraphsArgs) -> anyhow::Result<()> {
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("binding {}", args.listen))?;
+    let addr = listener.local_addr()?;
+    if let Some(path) = &args.addr_file {
+        std::fs::write(path, addr.to_string())
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
+    eprintln!(
+        "benchmark subgraphs listening on http://{addr} (memoize: {})",
+        !args.no_memo
+    );
+    let options = SubgraphOptions {
+        memoize: !args.no_memo,
+        memo_capacity: args.memo_capacity,
+    };
+    subgraphs::serve(listener, options, shutdown_signal()).await?;
+    Ok(())
+}
+
+/// Completes on SIGINT or SIGTERM, so `run.sh` can stop the subgraphs cleanly.
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    match signal(SignalKind::terminate()) {
+        Ok(mut term) => {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = tokio::signal::ctrl_c() => {}
+            }
+        }
+        // Without a SIGTERM handler, Ctrl-C still works and SIGTERM's default action ends us.
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}
+
+async fn load(args: LoadArgs) -> anyhow::Result<ExitCode> {
+    let (query, operation_name) = match &args.operation {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("reading {}", path.display()))?;
+            (text, args.operation_name.clone())
+        }
+        None => (
+            workload::OPERATION.to_owned(),
+            Some(
+                args.operation_name
+                    .clone()
+                    .unwrap_or_else(|| workload::OPERATION_NAME.to_owned()),
+            ),
+        ),
+    };
+    let expected_text = match &args.expected {
+        Some(path) => std::fs::read(path).with_context(|| format!("reading {}", path.display()))?,
+        None => workload::EXPECTED_RESPONSE.as_bytes().to_vec(),
+    };
+    let expected = Json::parse(&expected_text).context("the expected response is not JSON")?;
+    let mut watch = args.watch;
+    // Our own cost too: a saturated load generator would cap every target at the same rate.
+    watch.push(Watched {
+        label: "loadgen".into(),
+        pid: std::process::id(),
+    });
+    let options = LoadOptions {
+        url: args.url.clone(),
+        body: workload::request_body(&query, operation_name.as_deref()),
+        expected,
+        connections: args.connections,
+        stop: args
+            .requests
+            .map_or(Stop::After(args.duration), Stop::Requests),
+        warmup: args.warmup,
+        request_timeout: args.request_timeout,
+        watch,
+        subgraph_stats: args.subgraph_stats,
+        clk_tck: args.clk_tck,
+        labels: Labels {
+            target: args.target,
+            mode: args.mode,
+            round: args.round,
+        },
+    };
+    let report = load::run(options)
+        .await
+        .with_context(|| format!("loading {}", args.url))?;
+
+    let l = &report.latency_ms;
+    eprintln!(
+        "{} [{} round {}]: {:.0} req/s, p50 {:.2} ms, p90 {:.2} ms, p99 {:.2} ms, {} ok, {} failed{}",
+        report.labels.target,
+        report.labels.mode,
+        report.labels.round,
+        report.requests_per_second,
+        l.p50,
+        l.p90,
+        l.p99,
+        report.ok,
+        report.failures.total(),
+        report
+            .processes
+            .iter()
+            .fold(String::new(), |acc, p| format!(
+                "{acc}; {} {:.0}% CPU, {:.3} CPU ms/req, peak {:.1} MiB",
+                p.label, p.cpu_percent, p.cpu_ms_per_request, p.peak_rss_mib
+            )),
+    );
+    if let Some(mismatch) = &report.first_mismatch {
+        eprintln!("first wrong response: {mismatch}");
+    }
+    let json = serde_json::to_string_pretty(&report)?;
+    match &args.out {
+        Some(path) => {
+            std::fs::write(path, json).with_context(|| format!("writing {}", path.display()))?
+        }
+        None => println!("{json}"),
+    }
+    if args.strict && report.failures.total() > 0 {
+        eprintln!("{} requests failed", report.failures.total());
+        return Ok(ExitCode::FAILURE);
+    }
+    Ok(ExitCode::SUCCESS)
+}
