@@ -13,7 +13,7 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { loadApprovals } from './lib/approvals.mjs';
 import { checkChanges, checkDrift, checkSupergraph } from './lib/checks.mjs';
-import { composeSubgraphs } from './lib/compose.mjs';
+import { composeSubgraphs, displayPath } from './lib/compose.mjs';
 import { loadSubgraphs } from './lib/config.mjs';
 import { EXIT, UsageError } from './lib/errors.mjs';
 import { formatCompositionErrors, groupBy, plural, subgraphLabel } from './lib/format.mjs';
@@ -63,8 +63,7 @@ function describeBase(base) {
 function render(report) {
   const lines = [];
   const { drift, composition, supergraph, changes } = report;
-  const rel = (p) => path.relative(process.cwd(), p) || '.';
-  lines.push(`schema check of ${rel(report.schemaDir)}`);
+  lines.push(`schema check of ${displayPath(report.schemaDir)}`);
   const missing = composition.missing.length ? ` (not built yet: ${composition.missing.join(', ')})` : '';
   lines.push(`subgraphs: ${composition.composed.join(', ') || 'none'}${missing}`);
   lines.push('');

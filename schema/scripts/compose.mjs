@@ -8,7 +8,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import { composeSubgraphs } from './lib/compose.mjs';
+import { composeSubgraphs, displayPath } from './lib/compose.mjs';
 import { loadSubgraphs } from './lib/config.mjs';
 import { EXIT, UsageError } from './lib/errors.mjs';
 import { formatCompositionErrors, plural } from './lib/format.mjs';
@@ -32,12 +32,12 @@ function main(argv) {
   const outcome = composeSubgraphs(subgraphs);
 
   if (outcome.errors.length > 0) {
-    console.log(`composition failed: ${plural(outcome.errors.length, 'error')}; ${path.relative(process.cwd(), out) || out} left unchanged`);
+    console.log(`composition failed: ${plural(outcome.errors.length, 'error')}; ${displayPath(out)} left unchanged`);
     for (const line of formatCompositionErrors(outcome.errors, schemaDir)) console.log(line);
     return EXIT.FAILED;
   }
   fs.writeFileSync(out, outcome.supergraphSdl);
-  console.log(`composed ${outcome.composed.join(', ')} -> ${path.relative(process.cwd(), out) || out}`);
+  console.log(`composed ${outcome.composed.join(', ')} -> ${displayPath(out)}`);
   if (outcome.missing.length > 0) {
     console.log(`not composed (no SDL file yet): ${outcome.missing.join(', ')}`);
   }

@@ -71,7 +71,8 @@ export function checkDrift(subgraphs, schemaDir, exportedDir) {
   });
   const listed = new Set(subgraphs.map((s) => s.sdl));
   for (const file of fs.readdirSync(exportedDir).filter((f) => f.endsWith('.graphql')).sort()) {
-    if (!listed.has(file)) {
+    // The export never writes the supergraph; skipping it lets `--exported` point at a schema directory.
+    if (!listed.has(file) && file !== 'supergraph.graphql') {
       results.push({
         name: path.basename(file, '.graphql'),
         status: 'unlisted',

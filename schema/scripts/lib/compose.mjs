@@ -144,6 +144,12 @@ function locate(document, coordinate) {
 
 /** `schema/user.graphql:5:3`-style text for a location, relative to the working directory when possible. */
 export function formatLocation(location, schemaDir) {
-  const file = path.relative(process.cwd(), path.join(schemaDir, location.file)) || location.file;
-  return `${file}:${location.line}:${location.column}`;
+  return `${displayPath(path.join(schemaDir, location.file))}:${location.line}:${location.column}`;
+}
+
+/** A path as a person wants to read it: relative when under the working directory, else absolute. */
+export function displayPath(file) {
+  const absolute = path.resolve(file);
+  const relative = path.relative(process.cwd(), absolute);
+  return relative && !relative.startsWith('..') && !path.isAbsolute(relative) ? relative : absolute;
 }
