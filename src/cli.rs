@@ -1,12 +1,13 @@
 //! The `shippy` command line: one binary for the whole system or any one part of it.
 
-use std::{net::SocketAddr, path::PathBuf};
+use std::{net::SocketAddr, path::PathBuf, process::ExitCode};
 
 use anyhow::{Context, bail};
 use clap::{Args, Parser, Subcommand};
 use shippy_kit::{CancellationToken, db, events::InProcessBus, shutdown};
 
 use crate::{
+    schema_tool::{self, CheckOptions, ComposeOptions},
     services::{self, SUBGRAPHS},
     settings::{LogFormat, Settings, SettingsArgs},
     up,
@@ -36,6 +37,8 @@ pub enum Command {
     Subgraph(SubgraphArgs),
     /// Apply one subgraph's migrations to its database (DATABASE_URL, else the SQLite file) and exit.
     Migrate(MigrateArgs),
+    /// Run the federation router over a supergraph (any Apollo Federation v2 subgraphs, not only ours).
+    Router(shippy_router::cli::RouterArgs),
     /// Schema tools.
     #[command(subcommand)]
     Schema(SchemaCommand),
@@ -69,6 +72,10 @@ pub enum SchemaCommand {
         #[arg(long, default_value = "schema", value_name = "DIR")]
         out: PathBuf,
     },
+    /// Compose `schema/<name>.graphql` into `schema/supergraph.graphql` (needs Node.js and npm).
+    Compose(ComposeOptions),
+    /// Check drift, composition, a stale supergraph and unapproved breaking changes (needs Node.js and npm).
+    Check(CheckOptions),
 }
 
 impl Cli {
@@ -78,11 +85,45 @@ impl Cli {
     }
 }
 
-/// Runs the parsed command with loaded settings.
-pub async fn run(cli: Cli, settings: Settings) -> anyhow::Result<()> {
+/// Runs the parsed command with loaded settings; the exit code distinguishes a failed check (1) from a
+/// command that could not run (2) where that matters (the schema tools).
+pub async fn run(cli: Cli, settings: Settings) -> anyhow::Result<ExitCode> {
     match cli.command.unwrap_or(Command::Up) {
+        Command::Schema(SchemaCommand::Compose(options)) => {
+            let report =
+                tokio::task::spawn_blocking(move || schema_tool::compose(&options)).await??;
+            print!("{}", report.output);
+            Ok(ExitCode::from(report.exit_code()))
+        }
+        Command::Schema(SchemaCommand::Check(options)) => {
+            // The scripts block on node; keep them off the async workers.
+            let report = tokio::task::spawn_blocking(move || {
+                schema_tool::check(&options, |dir: &std::path::Path| export_sdl(dir).map(drop))
+            })
+            .await??;
+            print!("{}", report.output);
+            Ok(ExitCode::from(report.exit_code()))
+        }
+        Command::Schema(SchemaCommand::Export { out }) => {
+            for path in export_sdl(&out)? {
+                println!("wrote {}", path.display());
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        command => run_service(command, settings)
+            .await
+            .map(|()| ExitCode::SUCCESS),
+    }
+}
+
+/// The long-running commands and `migrate`: they either succeed or fail with an error.
+async fn run_service(command: Command, settings: Settings) -> anyhow::Result<()> {
+    match command {
         Command::Up => up::run(settings, up::services(), shutdown::on_signal()).await,
         Command::Subgraph(args) => run_subgraph(settings, args, shutdown::on_signal()).await,
+        Command::Router(args) => {
+            shippy_router::cli::run(args, shutdown::on_signal().cancelled_owned()).await
+        }
         Command::Migrate(args) => {
             let subgraph = services::subgraph(&args.name).context("unknown subgraph")?;
             let url = settings.standalone_database_url(subgraph.name);
@@ -97,18 +138,22 @@ pub async fn run(cli: Cli, settings: Settings) -> anyhow::Result<()> {
             );
             Ok(())
         }
-        Command::Schema(SchemaCommand::Export { out }) => {
-            std::fs::create_dir_all(&out)
-                .with_context(|| format!("cannot create {}", out.display()))?;
-            for subgraph in SUBGRAPHS {
-                let path = out.join(format!("{}.graphql", subgraph.name));
-                std::fs::write(&path, (subgraph.sdl)())
-                    .with_context(|| format!("cannot write {}", path.display()))?;
-                println!("wrote {}", path.display());
-            }
-            Ok(())
-        }
+        Command::Schema(_) => bail!("schema commands do not run as services"),
     }
+}
+
+/// Writes every subgraph's federation SDL to `<out>/<name>.graphql`; returns the files written.
+pub fn export_sdl(out: &std::path::Path) -> anyhow::Result<Vec<PathBuf>> {
+    std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
+    SUBGRAPHS
+        .iter()
+        .map(|subgraph| {
+            let path = out.join(format!("{}.graphql", subgraph.name));
+            std::fs::write(&path, (subgraph.sdl)())
+                .with_context(|| format!("cannot write {}", path.display()))?;
+            Ok(path)
+        })
+        .collect()
 }
 
 async fn run_subgraph(

@@ -18,7 +18,7 @@ async fn main() -> ExitCode {
     };
     shippy_kit::telemetry::init(cli::json_logs(&settings));
     match cli::run(cli, settings).await {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => code,
         Err(err) => {
             tracing::error!("{err:#}");
             eprintln!("shippy: {err:#}");

@@ -2,7 +2,7 @@
 //! shutdown signal. A supervisor watches them all: when one stops or fails, the others are stopped and the
 //! command exits with that error.
 
-use std::{net::SocketAddr, sync::Arc};
+use std::{collections::BTreeMap, net::SocketAddr, sync::Arc};
 
 use anyhow::Context;
 use futures::future::BoxFuture;
@@ -25,6 +25,9 @@ pub struct UpContext {
     pub bus: Arc<dyn EventBus>,
     /// The process-wide shutdown signal.
     pub shutdown: CancellationToken,
+    /// Where every service of this `up` listens, by name (ports may be chosen by the OS with
+    /// `--port-base 0`, so the router learns its subgraphs' addresses here, not from the supergraph).
+    pub addresses: Arc<BTreeMap<&'static str, SocketAddr>>,
 }
 
 type StartFn = Box<dyn FnOnce(UpContext) -> BoxFuture<'static, anyhow::Result<()>> + Send>;
@@ -41,26 +44,63 @@ pub struct UpService {
     pub start: StartFn,
 }
 
-/// Every service `up` runs: the subgraphs (each on its own database).
+/// The composed supergraph of our subgraphs, embedded so that `shippy up` runs from any directory. The
+/// schema check (`shippy schema check`) keeps it equal to what the subgraphs export.
+pub const SUPERGRAPH: &str = include_str!("../schema/supergraph.graphql");
+
+/// Every service `up` runs: the router on the port base, then the subgraphs (each on its own database).
 pub fn services() -> Vec<UpService> {
-    SUBGRAPHS
-        .iter()
-        .map(|subgraph| UpService {
-            name: subgraph.name,
-            port_offset: subgraph.port_offset,
-            path: "/graphql",
-            start: Box::new(
-                move |ctx: UpContext| -> BoxFuture<'static, anyhow::Result<()>> {
-                    Box::pin(async move {
-                        let url = ctx.settings.up_database_url(subgraph.name)?;
-                        db::ensure_database(&url).await?;
-                        let config = ctx.settings.subgraph_config(url);
-                        (subgraph.run)(ctx.listener, config, ctx.bus, ctx.shutdown).await
-                    })
-                },
-            ),
-        })
+    let router = UpService {
+        name: "router",
+        port_offset: 0,
+        path: "/graphql",
+        start: Box::new(|ctx: UpContext| -> BoxFuture<'static, anyhow::Result<()>> {
+            Box::pin(run_router(ctx))
+        }),
+    };
+    std::iter::once(router)
+        .chain(SUBGRAPHS.iter().map(subgraph_service))
         .collect()
+}
+
+/// The router over the embedded supergraph, its subgraph URLs pointed at this `up`'s own listeners.
+/// `SHIPPY_ROUTER__*` environment variables configure it as they do `shippy router`.
+async fn run_router(ctx: UpContext) -> anyhow::Result<()> {
+    let mut config =
+        shippy_router::RouterConfig::load(None).context("loading the router configuration")?;
+    for subgraph in SUBGRAPHS {
+        let addr = ctx.addresses[subgraph.name];
+        config
+            .subgraphs
+            .entry(subgraph.name.to_owned())
+            .or_default()
+            .url = Some(format!("http://{addr}/graphql"));
+    }
+    let router = shippy_router::Router::from_supergraph_sdl(SUPERGRAPH, config)
+        .context("loading the embedded supergraph")?;
+    router
+        .serve(ctx.listener, ctx.shutdown.cancelled_owned())
+        .await
+        .context("router")
+}
+
+/// One subgraph, on its own database.
+fn subgraph_service(subgraph: &'static crate::services::Subgraph) -> UpService {
+    UpService {
+        name: subgraph.name,
+        port_offset: subgraph.port_offset,
+        path: "/graphql",
+        start: Box::new(
+            move |ctx: UpContext| -> BoxFuture<'static, anyhow::Result<()>> {
+                Box::pin(async move {
+                    let url = ctx.settings.up_database_url(subgraph.name)?;
+                    db::ensure_database(&url).await?;
+                    let config = ctx.settings.subgraph_config(url);
+                    (subgraph.run)(ctx.listener, config, ctx.bus, ctx.shutdown).await
+                })
+            },
+        ),
+    }
 }
 
 /// Binds every service's port (all before any starts, so a busy port fails fast), prints the URLs, and runs
@@ -105,6 +145,12 @@ pub async fn run(
         bound.push((service, listener));
     }
 
+    let addresses = Arc::new(
+        bound
+            .iter()
+            .map(|(service, listener)| Ok((service.name, listener.local_addr()?)))
+            .collect::<std::io::Result<BTreeMap<_, _>>>()?,
+    );
     let bus: Arc<dyn EventBus> = Arc::new(InProcessBus::default());
     let mut supervisor = Supervisor::new(shutdown.clone());
     for (service, listener) in bound {
@@ -115,6 +161,7 @@ pub async fn run(
             settings: settings.clone(),
             bus: bus.clone(),
             shutdown: shutdown.clone(),
+            addresses: addresses.clone(),
         };
         supervisor.spawn(service.name, (service.start)(ctx));
     }

@@ -131,7 +131,9 @@ async fn up_serves_the_whole_flow_keeps_data_and_stops_on_sigterm() {
     let data = dir.path().join("data");
     let shippy = Running::start(up(&data), "shippy is up").await;
     assert!(
-        shippy.urls.contains_key("user") && shippy.urls.contains_key("vessel"),
+        ["router", "user", "vessel"]
+            .iter()
+            .all(|name| shippy.urls.contains_key(*name)),
         "{:?}",
         shippy.urls
     );
@@ -168,10 +170,39 @@ async fn up_serves_the_whole_flow_keeps_data_and_stops_on_sigterm() {
         vessel_id.as_str()
     );
 
-    for url in shippy.urls.values() {
-        let ready = reqwest::get(url.replace("/graphql", "/ready"))
-            .await
-            .unwrap();
+    // The same data through the router: one query joins the vessel subgraph with the user subgraph (the
+    // owner entity), and the caller's token reaches the subgraph behind `me`.
+    let router = shippy.client("router");
+    let joined = router
+        .query(
+            "query($id: ID!) { vessel(id: $id) { name owner { id name company } } me { email } }",
+            json!({ "id": vessel_id }),
+            Some(&token),
+        )
+        .await;
+    assert_eq!(
+        joined.data(),
+        &json!({
+            "vessel": { "name": "Ever Given", "owner": { "id": user_id, "name": "Ada", "company": "Acme" } },
+            "me": { "email": "ada@example.com" }
+        })
+    );
+    let anonymous = router.query("{ me { id } }", json!({}), None).await;
+    assert_eq!(
+        anonymous.code(),
+        Some("UNAUTHENTICATED"),
+        "{:?}",
+        anonymous.body
+    );
+
+    for (name, url) in &shippy.urls {
+        // The router is ready as soon as it serves; subgraphs report their database on /ready.
+        let probe = if name == "router" {
+            "/health"
+        } else {
+            "/ready"
+        };
+        let ready = reqwest::get(url.replace("/graphql", probe)).await.unwrap();
         assert_eq!(ready.status(), 200);
     }
     assert!(
