@@ -12,7 +12,7 @@
 use std::{
     sync::{
         Arc, OnceLock,
-        atomic::{AtomicBool, AtomicU64, Ordering},
+        atomic::{AtomicU64, Ordering},
     },
     time::Duration,
 };
@@ -195,7 +195,6 @@ pub async fn run(options: LoadOptions) -> Result<LoadReport, LoadError> {
 
     let plan = Arc::new(Plan {
         body: options.body.clone(),
-        measuring: AtomicBool::new(false),
         end: OnceLock::new(),
         budget: Budget(AtomicU64::new(match options.stop {
             Stop::After(_) => u64::MAX,
@@ -208,23 +207,28 @@ pub async fn run(options: LoadOptions) -> Result<LoadReport, LoadError> {
         },
         target,
     });
-    let spawn_workers = || -> Vec<_> {
-        (0..options.connections)
-            .map(|_| tokio::spawn(worker(Arc::clone(&plan))))
-            .collect()
-    };
-    // The window opens only once the "before" samples are taken, so that no measured request
-    // precedes them. Without a warm-up the workers start after that: nothing is in flight.
-    let (workers, cpu_before, traffic_before, window_start) = if options.warmup.is_zero() {
-        let (cpu, traffic) = sample(&options).await?;
-        let window_start = open_window(&plan, options.stop);
-        (spawn_workers(), cpu, traffic, window_start)
+    // Warm-up runs to completion before the "before" samples are taken, so that nothing is in flight
+    // when the window opens: every subgraph call counted in the window belongs to a measured request.
+    // The warmed connections are handed on to the measured workers.
+    let connections: Vec<Option<Connection>> = if options.warmup.is_zero() {
+        (0..options.connections).map(|_| None).collect()
     } else {
-        let workers = spawn_workers();
-        tokio::time::sleep(options.warmup).await;
-        let (cpu, traffic) = sample(&options).await?;
-        (workers, cpu, traffic, open_window(&plan, options.stop))
+        let until = Instant::now() + options.warmup;
+        let warming: Vec<_> = (0..options.connections)
+            .map(|_| tokio::spawn(warm_up(Arc::clone(&plan), until)))
+            .collect();
+        let mut warmed = Vec::with_capacity(warming.len());
+        for handle in warming {
+            warmed.push(handle.await.map_err(|e| LoadError::Worker(e.to_string()))?);
+        }
+        warmed
     };
+    let (cpu_before, traffic_before) = sample(&options).await?;
+    let window_start = open_window(&plan, options.stop);
+    let workers: Vec<_> = connections
+        .into_iter()
+        .map(|connection| tokio::spawn(worker(Arc::clone(&plan), connection)))
+        .collect();
     let mut totals = WorkerStats::default();
     for handle in workers {
         let stats = handle.await.map_err(|e| LoadError::Worker(e.to_string()))?;
@@ -282,10 +286,9 @@ async fn sample(options: &LoadOptions) -> Result<(Vec<u64>, Option<StatsSnapshot
 fn open_window(plan: &Plan, stop: Stop) -> Instant {
     let start = Instant::now();
     if let Stop::After(duration) = stop {
-        // Set before the flag below is published, so a worker that sees the flag sees the end.
+        // Set before any measured worker starts, so every worker sees the end.
         let _ = plan.end.set(start + duration);
     }
-    plan.measuring.store(true, Ordering::Release);
     start
 }
 
@@ -317,8 +320,6 @@ async fn check_first_response(target: &Target, options: &LoadOptions) -> Result<
 struct Plan {
     target: Target,
     body: Bytes,
-    /// Set when the measured window opens; requests started before are warm-up.
-    measuring: AtomicBool,
     /// When a timed window ends (set as it opens).
     end: OnceLock<Instant>,
     budget: Budget,
@@ -381,22 +382,47 @@ impl WorkerStats {
 const RECONNECT_PAUSE: Duration = Duration::from_millis(20);
 
 /// One simulated client: one connection, one request at a time, reconnecting when it breaks.
-async fn worker(plan: Arc<Plan>) -> WorkerStats {
-    let mut stats = WorkerStats::default();
+/// Sends requests until `until`, ignoring their outcome (the first response was already checked);
+/// returns the connection, still open if it is healthy.
+async fn warm_up(plan: Arc<Plan>, until: Instant) -> Option<Connection> {
     let mut connection: Option<Connection> = None;
+    while Instant::now() < until {
+        if connection.as_ref().is_none_or(Connection::is_closed) {
+            match Connection::open(&plan.target).await {
+                Ok(opened) => connection = Some(opened),
+                Err(_) => {
+                    tokio::time::sleep(RECONNECT_PAUSE).await;
+                    continue;
+                }
+            }
+        }
+        let Some(open) = connection.as_mut() else {
+            continue;
+        };
+        let exchange = open.post_json(&plan.target.path_and_query, plan.body.clone());
+        if !matches!(
+            tokio::time::timeout(plan.request_timeout, exchange).await,
+            Ok(Ok(_))
+        ) {
+            connection = None;
+        }
+    }
+    connection
+}
+
+/// Sends measured requests until the window ends or the request budget is spent.
+async fn worker(plan: Arc<Plan>, mut connection: Option<Connection>) -> WorkerStats {
+    let mut stats = WorkerStats::default();
     loop {
         let started = Instant::now();
-        let measured = plan.measuring.load(Ordering::Acquire);
-        if measured && (plan.end.get().is_some_and(|end| started >= *end) || !plan.budget.take()) {
+        if plan.end.get().is_some_and(|end| started >= *end) || !plan.budget.take() {
             break;
         }
         if connection.as_ref().is_none_or(Connection::is_closed) {
             match Connection::open(&plan.target).await {
                 Ok(opened) => connection = Some(opened),
                 Err(_) => {
-                    if measured {
-                        stats.failures.transport += 1;
-                    }
+                    stats.failures.transport += 1;
                     tokio::time::sleep(RECONNECT_PAUSE).await;
                     continue;
                 }
@@ -408,12 +434,6 @@ async fn worker(plan: Arc<Plan>) -> WorkerStats {
         let exchange = open.post_json(&plan.target.path_and_query, plan.body.clone());
         let outcome = tokio::time::timeout(plan.request_timeout, exchange).await;
         let elapsed = started.elapsed();
-        if !measured {
-            if !matches!(outcome, Ok(Ok(_))) {
-                connection = None;
-            }
-            continue;
-        }
         match outcome {
             Ok(Ok((status, body))) => {
                 stats
