@@ -32,9 +32,11 @@ use tower_http::{limit::RequestBodyLimitLayer, timeout::TimeoutLayer, trace::Tra
 
 use crate::{
     auth::{Caller, JwtVerifier, KeyError, TokenError},
-    config::{AuthConfig, RelayConfig, ServerConfig},
+    config::{AuthConfig, EventsConfig, RelayConfig, ServerConfig},
+    consumer::{Consumer, Handler},
     db::{self, DbError},
     events::EventBus,
+    live::LiveFeed,
     outbox::Outbox,
     shutdown::CancellationToken,
     supervisor::{Supervisor, SupervisorError, TaskError},
@@ -357,6 +359,8 @@ pub struct SubgraphConfig {
     pub server: ServerConfig,
     /// Outbox relay pacing.
     pub relay: RelayConfig,
+    /// Stream bounds, live feeds and group consumers.
+    pub events: EventsConfig,
 }
 
 /// Why a subgraph could not start.
@@ -423,6 +427,46 @@ impl Runtime {
             server: self.config.server.clone(),
             shutdown,
         }
+    }
+
+    /// A member of consumer group `group` on `stream` running `handler`, as a task for
+    /// [`serve_with`](Self::serve_with).
+    pub fn consumer<H: Handler>(
+        &self,
+        stream: &str,
+        group: &str,
+        handler: H,
+        shutdown: CancellationToken,
+    ) -> BackgroundTask {
+        let consumer = Consumer::new(
+            self.bus.clone(),
+            stream,
+            group,
+            handler,
+            self.config.events.consumer.clone(),
+        );
+        BackgroundTask {
+            name: format!("`{group}` consumer of `{stream}`"),
+            run: Box::pin(async move {
+                consumer.run(shutdown).await;
+                Ok(())
+            }),
+        }
+    }
+
+    /// A live feed of `stream` for GraphQL subscriptions, and the task that feeds it (for
+    /// [`serve_with`](Self::serve_with)).
+    pub fn live_feed(
+        &self,
+        stream: &str,
+        shutdown: CancellationToken,
+    ) -> (LiveFeed, BackgroundTask) {
+        let feed = LiveFeed::new(stream, self.config.events.live_capacity);
+        let task = BackgroundTask {
+            name: format!("live feed of `{stream}`"),
+            run: Box::pin(feed.clone().run(self.bus.clone(), shutdown)),
+        };
+        (feed, task)
     }
 
     /// Serves `app` on `listener` and runs the outbox relay, until `shutdown` is cancelled or one of them
