@@ -98,8 +98,15 @@ impl MigrationTrait for CreateVessels {
 /// Tracks what is booked on each vessel: `vessels.reserved_containers` and `reserved_weight` (what the
 /// assignment's conditional update checks against `capacity` and `max_weight`), and one `reservations` row
 /// per consignment, so that a consignment is booked at most once and released at most once.
-#[derive(DeriveMigrationName)]
 pub struct CreateReservations;
+
+// Not `DeriveMigrationName`: it names a migration after its file, and `CreateVessels` already took `vessel`
+// (a second migration of the same name would be taken as applied and skipped).
+impl MigrationName for CreateReservations {
+    fn name(&self) -> &str {
+        "vessel_reservations"
+    }
+}
 
 #[async_trait::async_trait]
 impl MigrationTrait for CreateReservations {

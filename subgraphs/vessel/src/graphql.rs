@@ -82,6 +82,16 @@ impl Vessel {
         self.0.available
     }
 
+    /// Containers still free: capacity minus what assigned consignments have booked.
+    async fn remaining_capacity(&self) -> i32 {
+        self.0.remaining_capacity()
+    }
+
+    /// Weight still free: max weight minus what assigned consignments have booked.
+    async fn remaining_weight(&self) -> f64 {
+        self.0.remaining_weight()
+    }
+
     /// The owner (resolved by the user subgraph).
     async fn owner(&self) -> User {
         User {
@@ -163,7 +173,8 @@ impl Query {
         load(ctx, parse_id("id", &id)?).await
     }
 
-    /// The smallest available vessel that takes `capacity` containers and `maxWeight`, or null if none does.
+    /// The available vessel with the least room that still takes `capacity` more containers weighing
+    /// `maxWeight` more, or null if none does.
     async fn find_available_vessel(
         &self,
         ctx: &Context<'_>,
