@@ -44,6 +44,11 @@ impl LiveFeed {
         }
     }
 
+    /// The stream it follows.
+    pub fn stream(&self) -> &str {
+        &self.stream
+    }
+
     /// Events from now on.
     pub fn subscribe(&self) -> BoxStream<'static, Live> {
         futures::stream::unfold(self.sender.subscribe(), |mut rx| async move {

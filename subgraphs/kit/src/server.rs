@@ -454,19 +454,18 @@ impl Runtime {
         }
     }
 
-    /// A live feed of `stream` for GraphQL subscriptions, and the task that feeds it (for
-    /// [`serve_with`](Self::serve_with)).
-    pub fn live_feed(
-        &self,
-        stream: &str,
-        shutdown: CancellationToken,
-    ) -> (LiveFeed, BackgroundTask) {
-        let feed = LiveFeed::new(stream, self.config.events.live_capacity);
-        let task = BackgroundTask {
-            name: format!("live feed of `{stream}`"),
+    /// A live feed of `stream` for GraphQL subscriptions. It receives nothing until
+    /// [`live_feed_task`](Self::live_feed_task) runs.
+    pub fn live_feed(&self, stream: &str) -> LiveFeed {
+        LiveFeed::new(stream, self.config.events.live_capacity)
+    }
+
+    /// The task that feeds `feed` from the bus, for [`serve_with`](Self::serve_with).
+    pub fn live_feed_task(&self, feed: &LiveFeed, shutdown: CancellationToken) -> BackgroundTask {
+        BackgroundTask {
+            name: format!("live feed of `{}`", feed.stream()),
             run: Box::pin(feed.clone().run(self.bus.clone(), shutdown)),
-        };
-        (feed, task)
+        }
     }
 
     /// Serves `app` on `listener` and runs the outbox relay, until `shutdown` is cancelled or one of them
