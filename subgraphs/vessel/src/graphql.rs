@@ -44,7 +44,8 @@ impl Loader<Uuid> for VesselLoader {
     }
 }
 
-/// A user, owned by the user subgraph; this subgraph only knows the id.
+// A user, owned by the user subgraph; this subgraph only knows the id. Plain comments, not doc comments: a
+// stub's description would become the composed API's description of `User`.
 #[derive(SimpleObject)]
 #[graphql(unresolvable)]
 pub struct User {
@@ -52,9 +53,10 @@ pub struct User {
     id: ID,
 }
 
-/// A vessel that carries containers.
+/// A vessel (one row).
 pub struct Vessel(entity::Model);
 
+/// A vessel that carries containers, owned by the user who registered it.
 #[Object]
 impl Vessel {
     /// The vessel's id.
