@@ -68,8 +68,14 @@ impl Running {
         })
         .await
         .expect("shippy printed its URLs in time");
-        // Keep reading so the pipe never fills up and blocks the process.
-        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        // Keep reading so the pipe never fills up and blocks the process; its log lines (stdout) go to the
+        // test's captured output, shown when the test fails.
+        let label = until.to_owned();
+        tokio::spawn(async move {
+            while let Ok(Some(line)) = lines.next_line().await {
+                eprintln!("[{label}] {line}");
+            }
+        });
 
         let http = reqwest::Client::new();
         for url in urls.values() {
