@@ -114,7 +114,7 @@ pub async fn create(
         .await?;
     let row = reload(&txn, id).await?;
     let summary = format!(
-        "consignment {id} created: {} containers, weight {}",
+        "consignment {id} created: containers {}, weight {}",
         row.container_count, row.weight
     );
     outbox::record(
