@@ -352,8 +352,15 @@ async fn bad_configuration_is_refused_clearly() {
     );
 
     // A busy port: nothing starts, the error names the port.
-    let busy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = busy.local_addr().unwrap().port();
+    // The router takes port - 1 first; other tests share this machine, so pick a busy port whose
+    // predecessor was free a moment ago (else the error could name a port someone else holds).
+    let (busy, port) = loop {
+        let busy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = busy.local_addr().unwrap().port();
+        if std::net::TcpListener::bind(("127.0.0.1", port - 1)).is_ok() {
+            break (busy, port);
+        }
+    };
     let data = dir.path().join("data").display().to_string();
     let (code, err) = run(vec![
         "up".into(),
