@@ -4,11 +4,14 @@
 
 use std::{collections::HashSet, sync::Arc, time::Duration};
 
+use futures::StreamExt;
 use redis::AsyncCommands;
 use sea_orm::{EntityTrait, PaginatorTrait};
 use serde_json::{Value, json};
 use shippy_kit::{
-    auth::{SCOPE_ADMIN, TokenIssuer},
+    CancellationToken,
+    auth::{Caller, JwtVerifier, SCOPE_ADMIN, TokenIssuer},
+    config::ServerConfig,
     events::{Event, EventBus, RedisBus, streams},
     testing::{self, Backend, GraphQLClient, RedisNamespace, TestDb, TestServer, WsClient},
 };
@@ -255,10 +258,68 @@ async fn log_added_pushes_what_the_caller_may_see(backend: Backend) {
     );
 }
 
+async fn a_lagging_subscriber_is_told_what_it_missed(backend: Backend) {
+    testing::init();
+    let db = TestDb::create(backend).await;
+    let bus = testing::bus();
+    let mut config = testing::subgraph_config(&db.url);
+    config.events.live_capacity = 2;
+    let service = shippy_log::start(config, bus.clone()).await.unwrap();
+    let state = service.state().clone();
+    let shutdown = CancellationToken::new();
+    let feed = tokio::spawn(state.live.clone().run(bus.clone(), shutdown.clone()));
+    tokio::time::sleep(Duration::from_millis(50)).await;
+
+    let user = Uuid::now_v7().to_string();
+    let claims = JwtVerifier::from_config(&testing::auth_config())
+        .unwrap()
+        .verify(&token(&user, &[]))
+        .unwrap();
+    let schema = shippy_log::schema(&ServerConfig::default(), Some(state));
+    let mut stream = schema.execute_stream(
+        async_graphql::Request::new("subscription { logAdded { payload } }")
+            .data(Caller::User(claims)),
+    );
+    // The first poll starts the subscription; nothing is there yet.
+    assert!(
+        tokio::time::timeout(Duration::from_millis(100), stream.next())
+            .await
+            .is_err()
+    );
+    for n in 0..5 {
+        bus.publish(&event("user", "user.logged_in", Some(&user), n))
+            .await
+            .unwrap();
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let notice = stream.next().await.unwrap();
+    let error = &notice.errors[0];
+    let extensions = error.extensions.as_ref().unwrap();
+    assert_eq!(
+        extensions.get("code"),
+        Some(&async_graphql::Value::from("SUBSCRIPTION_LAGGED"))
+    );
+    assert_eq!(
+        extensions.get("missed"),
+        Some(&async_graphql::Value::from(3))
+    );
+    // Then the subscription goes on with what is still buffered.
+    for n in [3, 4] {
+        let next = stream.next().await.unwrap().into_result().unwrap();
+        assert_eq!(
+            next.data.into_json().unwrap()["logAdded"]["payload"]["n"],
+            n
+        );
+    }
+    shutdown.cancel();
+    feed.await.unwrap().unwrap();
+}
+
 shippy_kit::backend_tests!(
     entries_are_stored_once_and_shown_to_their_user,
     activity_is_the_users_own,
     log_added_pushes_what_the_caller_may_see,
+    a_lagging_subscriber_is_told_what_it_missed,
 );
 
 /// A consumer that read entries and died before acknowledging them: the running log subgraph takes them
