@@ -354,7 +354,8 @@ async fn bad_configuration_is_refused_clearly() {
     // A busy port: nothing starts, the error names the port.
     // The router takes port - 1 first; other tests share this machine, so pick a busy port whose
     // predecessor was free a moment ago (else the error could name a port someone else holds).
-    let (busy, port) = loop {
+    // `_busy` (not `_`) keeps the port taken until the end of the test.
+    let (_busy, port) = loop {
         let busy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let port = busy.local_addr().unwrap().port();
         if std::net::TcpListener::bind(("127.0.0.1", port - 1)).is_ok() {
