@@ -4,7 +4,7 @@ use std::{net::SocketAddr, path::PathBuf, process::ExitCode};
 
 use anyhow::{Context, bail};
 use clap::{Args, Parser, Subcommand};
-use shippy_kit::{CancellationToken, db, events::InProcessBus, shutdown};
+use shippy_kit::{CancellationToken, db, events, shutdown};
 
 use crate::{
     schema_tool::{self, CheckOptions, ComposeOptions},
@@ -31,9 +31,9 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run every service in one process (the default): SQLite files in the data directory, an in-process
-    /// event bus, ports from --port-base.
+    /// event bus (Redis streams with REDIS_URL), ports from --port-base.
     Up,
-    /// Run one subgraph as its own process (how production runs).
+    /// Run one subgraph as its own process (how production runs: with DATABASE_URL and REDIS_URL).
     Subgraph(SubgraphArgs),
     /// Apply one subgraph's migrations to its database (DATABASE_URL, else the SQLite file) and exit.
     Migrate(MigrateArgs),
@@ -179,9 +179,14 @@ async fn run_subgraph(
         subgraph.name,
         listener.local_addr()?
     );
-    // One process, one subgraph: the in-process bus reaches nobody else; a shared bus (Redis) is configured
-    // separately once available.
-    let bus = std::sync::Arc::new(InProcessBus::default());
+    // Without REDIS_URL the bus is in-process and reaches nobody else: fine for trying one subgraph, but
+    // events between subgraphs need Redis.
+    if settings.redis_url.is_none() {
+        tracing::warn!(
+            "REDIS_URL is not set: events stay in this process, other subgraphs will not see them"
+        );
+    }
+    let bus = events::connect(settings.redis_url.as_deref(), &settings.events)?;
     (subgraph.run)(listener, settings.subgraph_config(url), bus, shutdown).await
 }
 

@@ -53,6 +53,26 @@ pub const SUBGRAPHS: &[Subgraph] = &[
         migrate: |url| Box::pin(migrate::<shippy_migrations::vessel::Migrator>(url)),
         sdl: shippy_vessel::sdl,
     },
+    Subgraph {
+        name: shippy_consignment::NAME,
+        port_offset: 3,
+        run: |listener, config, bus, shutdown| {
+            Box::pin(
+                async move { Ok(shippy_consignment::run(listener, config, bus, shutdown).await?) },
+            )
+        },
+        migrate: |url| Box::pin(migrate::<shippy_migrations::consignment::Migrator>(url)),
+        sdl: shippy_consignment::sdl,
+    },
+    Subgraph {
+        name: shippy_log::NAME,
+        port_offset: 4,
+        run: |listener, config, bus, shutdown| {
+            Box::pin(async move { Ok(shippy_log::run(listener, config, bus, shutdown).await?) })
+        },
+        migrate: |url| Box::pin(migrate::<shippy_migrations::log::Migrator>(url)),
+        sdl: shippy_log::sdl,
+    },
 ];
 
 /// The subgraph called `name`.

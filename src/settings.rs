@@ -13,7 +13,7 @@ use figment::{
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 use shippy_kit::{
-    config::{AuthConfig, RelayConfig, ServerConfig},
+    config::{AuthConfig, EventsConfig, RelayConfig, ServerConfig},
     db,
     server::SubgraphConfig,
 };
@@ -27,7 +27,8 @@ pub struct Settings {
     /// A PostgreSQL URL. `shippy subgraph`/`migrate` use it as is; `shippy up` gives each subgraph its own
     /// database next to it, named `<database>_<subgraph>` and created if missing. Unset: SQLite.
     pub database_url: Option<String>,
-    /// A Redis URL; when set, `/ready` also checks Redis.
+    /// A Redis URL. When set, events travel over Redis streams (shared by every process) instead of the
+    /// in-process bus, and `/ready` also checks Redis.
     pub redis_url: Option<String>,
     /// The address `shippy up` listens on. Default `127.0.0.1`.
     pub host: String,
@@ -42,6 +43,8 @@ pub struct Settings {
     pub auth: AuthConfig,
     /// Outbox relay pacing.
     pub relay: RelayConfig,
+    /// Event streams and consumers (`[events]`, `[events.consumer]`).
+    pub events: EventsConfig,
 }
 
 /// Log line format.
@@ -66,6 +69,7 @@ impl Default for Settings {
             server: ServerConfig::default(),
             auth: AuthConfig::default(),
             relay: RelayConfig::default(),
+            events: EventsConfig::default(),
         }
     }
 }
@@ -104,6 +108,7 @@ impl Settings {
             auth: self.auth.clone(),
             server: self.server.clone(),
             relay: self.relay.clone(),
+            events: self.events.clone(),
         }
     }
 }
@@ -133,7 +138,8 @@ pub struct SettingsArgs {
         value_name = "URL"
     )]
     pub database_url: Option<String>,
-    /// Redis URL (redis://host:port); when set, /ready checks it.
+    /// Redis URL (redis://host:port); when set, events go over Redis streams shared by every process (else
+    /// an in-process bus) and /ready checks it.
     #[arg(
         long,
         env = "REDIS_URL",
@@ -199,6 +205,26 @@ pub struct SettingsArgs {
         value_name = "DURATION"
     )]
     pub shutdown_grace: Option<String>,
+    /// Prefix of every Redis key (streams `<prefix>log`, `<prefix>consignment`) [default: shippy:].
+    #[arg(
+        long,
+        env = "SHIPPY_STREAM_PREFIX",
+        global = true,
+        value_name = "PREFIX"
+    )]
+    pub stream_prefix: Option<String>,
+    /// This process's name in consumer groups; must differ between replicas [default: <hostname>-<pid>].
+    #[arg(long, env = "SHIPPY_CONSUMER_NAME", global = true, value_name = "NAME")]
+    pub consumer_name: Option<String>,
+    /// How long an unacknowledged event waits before another consumer takes it over, e.g. 30s
+    /// [default: 30s].
+    #[arg(
+        long,
+        env = "SHIPPY_CLAIM_IDLE",
+        global = true,
+        value_name = "DURATION"
+    )]
+    pub claim_idle: Option<String>,
     /// Log format [default: text]. Filter with RUST_LOG.
     #[arg(long, env = "SHIPPY_LOG_FORMAT", global = true, value_parser = ["text", "json"])]
     pub log_format: Option<String>,
@@ -221,7 +247,7 @@ impl SettingsArgs {
     /// The values given by flag or environment, shaped like [`Settings`].
     fn overrides(&self) -> Map<String, Value> {
         let mut map = Map::new();
-        let entries: [(&[&str], Option<Value>); 16] = [
+        let entries: [(&[&str], Option<Value>); 19] = [
             (&["host"], self.host.as_ref().map(|v| json!(v))),
             (&["port_base"], self.port_base.map(|v| json!(v))),
             (&["data_dir"], self.data_dir.as_ref().map(|v| json!(v))),
@@ -267,6 +293,18 @@ impl SettingsArgs {
             (
                 &["server", "shutdown_grace"],
                 self.shutdown_grace.as_ref().map(|v| json!(v)),
+            ),
+            (
+                &["events", "stream_prefix"],
+                self.stream_prefix.as_ref().map(|v| json!(v)),
+            ),
+            (
+                &["events", "consumer", "name"],
+                self.consumer_name.as_ref().map(|v| json!(v)),
+            ),
+            (
+                &["events", "consumer", "claim_idle"],
+                self.claim_idle.as_ref().map(|v| json!(v)),
             ),
         ];
         for (path, value) in entries {
@@ -327,6 +365,8 @@ mod tests {
             jwt_issuer: Some("flag".into()),
             token_ttl: Some("15m".into()),
             port_base: Some(6000),
+            stream_prefix: Some("staging:".into()),
+            claim_idle: Some("5s".into()),
             ..SettingsArgs::default()
         };
         let settings = args.load().unwrap();
@@ -335,6 +375,8 @@ mod tests {
         assert_eq!(settings.auth.issuer, "flag");
         assert_eq!(settings.auth.token_ttl, Duration::from_secs(900));
         assert_eq!(settings.port_base, 6000);
+        assert_eq!(settings.events.stream_prefix, "staging:");
+        assert_eq!(settings.events.consumer.claim_idle, Duration::from_secs(5));
         assert_eq!(
             settings.server.body_limit,
             ServerConfig::default().body_limit

@@ -1,5 +1,5 @@
-//! `shippy up`: every service in one process, on consecutive ports, sharing one in-process event bus and one
-//! shutdown signal. A supervisor watches them all: when one stops or fails, the others are stopped and the
+//! `shippy up`: every service in one process, on consecutive ports, sharing one event bus (in-process, or
+//! Redis streams when `REDIS_URL` is set) and one shutdown signal. A supervisor watches them all: when one stops or fails, the others are stopped and the
 //! command exits with that error.
 
 use std::{collections::BTreeMap, net::SocketAddr, sync::Arc};
@@ -8,7 +8,7 @@ use anyhow::Context;
 use futures::future::BoxFuture;
 use shippy_kit::{
     CancellationToken, db,
-    events::{EventBus, InProcessBus},
+    events::{self, EventBus},
     supervisor::Supervisor,
 };
 use tokio::net::TcpListener;
@@ -21,7 +21,7 @@ pub struct UpContext {
     pub listener: TcpListener,
     /// The layered settings.
     pub settings: Arc<Settings>,
-    /// The shared in-process bus.
+    /// The shared event bus.
     pub bus: Arc<dyn EventBus>,
     /// The process-wide shutdown signal.
     pub shutdown: CancellationToken,
@@ -151,7 +151,7 @@ pub async fn run(
             .map(|(service, listener)| Ok((service.name, listener.local_addr()?)))
             .collect::<std::io::Result<BTreeMap<_, _>>>()?,
     );
-    let bus: Arc<dyn EventBus> = Arc::new(InProcessBus::default());
+    let bus: Arc<dyn EventBus> = events::connect(settings.redis_url.as_deref(), &settings.events)?;
     let mut supervisor = Supervisor::new(shutdown.clone());
     for (service, listener) in bound {
         let addr = listener.local_addr()?;

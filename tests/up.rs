@@ -1,113 +1,17 @@
 //! Whole-system tests of the `shippy` binary: `shippy up` serves the flow a person follows (register, log in,
-//! create and find a vessel), keeps data across restarts, stops cleanly on SIGTERM; `shippy subgraph` and
-//! `shippy migrate` work on PostgreSQL; bad configuration is refused with a clear message.
+//! create and find a vessel, ship a consignment that the in-process bus gets assigned, read the activity
+//! log), through the subgraphs and through the router, keeps data across restarts, stops cleanly on
+//! SIGTERM; `shippy subgraph` and `shippy migrate` work on PostgreSQL; bad configuration is refused with a
+//! clear message.
 
-use std::{collections::HashMap, path::Path, process::Stdio, time::Duration};
+mod support;
+
+use std::{path::Path, time::Duration};
 
 use serde_json::json;
 use shippy_kit::testing::{self, Backend, GraphQLClient, TestDb};
-use tokio::{
-    io::{AsyncBufReadExt, BufReader},
-    process::{Child, Command},
-};
-
-const SECRET: &str = "whole-system-test-secret-0123456789abcdef";
-
-fn shippy() -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_shippy"));
-    for var in [
-        "DATABASE_URL",
-        "REDIS_URL",
-        "SHIPPY_CONFIG",
-        "SHIPPY_PORT_BASE",
-        "SHIPPY_HOST",
-        "SHIPPY_DATA_DIR",
-    ] {
-        cmd.env_remove(var);
-    }
-    cmd.env("SHIPPY_JWT_SECRET", SECRET)
-        .env("RUST_LOG", "warn")
-        .kill_on_drop(true);
-    cmd
-}
-
-/// A running `shippy` process and the URLs it printed, by service name.
-struct Running {
-    child: Child,
-    urls: HashMap<String, String>,
-}
-
-impl Running {
-    /// Starts `shippy <args>` and waits until it has printed its URLs and each answers `/health`.
-    async fn start(mut cmd: Command, until: &str) -> Self {
-        testing::init();
-        let mut child = cmd
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("shippy starts");
-        let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
-        let mut urls = HashMap::new();
-        tokio::time::timeout(Duration::from_secs(60), async {
-            while let Some(line) = lines.next_line().await.expect("stdout readable") {
-                if let Some((name, url)) = line.split_once(" http://") {
-                    urls.insert(name.trim().to_owned(), format!("http://{url}"));
-                }
-                if line.starts_with(until) {
-                    return;
-                }
-            }
-            panic!("shippy exited before printing {until:?}");
-        })
-        .await
-        .expect("shippy printed its URLs in time");
-        // Keep reading so the pipe never fills up and blocks the process.
-        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-
-        let http = reqwest::Client::new();
-        for url in urls.values() {
-            let health = url.replace("/graphql", "/health");
-            let mut healthy = false;
-            for _ in 0..200 {
-                if http
-                    .get(&health)
-                    .send()
-                    .await
-                    .is_ok_and(|r| r.status().is_success())
-                {
-                    healthy = true;
-                    break;
-                }
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-            assert!(healthy, "{health} never answered");
-        }
-        Self { child, urls }
-    }
-
-    fn client(&self, service: &str) -> GraphQLClient {
-        GraphQLClient::new(
-            self.urls
-                .get(service)
-                .unwrap_or_else(|| panic!("no {service} URL"))
-                .clone(),
-        )
-    }
-
-    /// Sends `signal` and waits for the process to exit; returns whether it exited successfully.
-    async fn stop(mut self, signal: &str) -> bool {
-        let pid = self.child.id().expect("running").to_string();
-        let status = std::process::Command::new("kill")
-            .args([signal, &pid])
-            .status()
-            .expect("kill runs");
-        assert!(status.success());
-        let exit = tokio::time::timeout(Duration::from_secs(30), self.child.wait())
-            .await
-            .expect("exits in time");
-        exit.expect("wait").success()
-    }
-}
+use support::{Running, SECRET, shippy};
+use tokio::process::Command;
 
 fn up(data_dir: &Path) -> Command {
     let mut cmd = shippy();
@@ -124,6 +28,29 @@ const CREATE: &str =
     "mutation($input: CreateVesselInput!) { createVessel(input: $input) { id name owner { id } } }";
 const FIND: &str =
     "query($c: Int!, $w: Float!) { findAvailableVessel(capacity: $c, maxWeight: $w) { id name } }";
+const SHIP: &str =
+    "mutation($input: CreateConsignmentInput!) { createConsignment(input: $input) { id status } }";
+/// Issue 5's query: user (me) -> consignment (User.consignments) -> vessel (Vessel.owner) -> user (name).
+const MY_SHIPMENTS: &str = "{ me { consignments { status vessel { owner { name } } } } }";
+
+/// Asks `query` through `client` until `done` holds for its data (the bus works in the background).
+async fn eventually(
+    client: &GraphQLClient,
+    query: &str,
+    token: &str,
+    done: impl Fn(&serde_json::Value) -> bool,
+) -> serde_json::Value {
+    let mut last = serde_json::Value::Null;
+    for _ in 0..200 {
+        let resp = client.query(query, json!({}), Some(token)).await;
+        last = resp.body.clone();
+        if resp.body.get("errors").is_none() && done(&resp.body["data"]) {
+            return resp.body["data"].clone();
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("{query} never got there; last answer: {last}");
+}
 
 #[tokio::test]
 async fn up_serves_the_whole_flow_keeps_data_and_stops_on_sigterm() {
@@ -131,7 +58,7 @@ async fn up_serves_the_whole_flow_keeps_data_and_stops_on_sigterm() {
     let data = dir.path().join("data");
     let shippy = Running::start(up(&data), "shippy is up").await;
     assert!(
-        ["router", "user", "vessel"]
+        ["router", "user", "vessel", "consignment", "log"]
             .iter()
             .all(|name| shippy.urls.contains_key(*name)),
         "{:?}",
@@ -195,6 +122,58 @@ async fn up_serves_the_whole_flow_keeps_data_and_stops_on_sigterm() {
         anonymous.body
     );
 
+    // Ship a consignment through the router; the vessel subgraph books it on Ada's vessel over the
+    // in-process bus, and one query then crosses three subgraphs to name the vessel's owner.
+    let input = json!({ "input": { "description": "Tea", "weight": 100.0, "containers": [
+        { "customerId": "c1", "origin": "Rotterdam" }, { "customerId": "c2", "origin": "Rotterdam" }
+    ] } });
+    let shipped = router.query(SHIP, input, Some(&token)).await;
+    assert_eq!(shipped.data()["createConsignment"]["status"], "PENDING");
+    let mine = eventually(&router, MY_SHIPMENTS, &token, |data| {
+        data["me"]["consignments"][0]["status"] == "ASSIGNED"
+    })
+    .await;
+    assert_eq!(
+        mine,
+        json!({ "me": { "consignments": [
+            { "status": "ASSIGNED", "vessel": { "owner": { "name": "Ada" } } }
+        ] } })
+    );
+    let remaining = router
+        .query(
+            "query($id: ID!) { vessel(id: $id) { remainingCapacity } }",
+            json!({ "id": vessel_id }),
+            None,
+        )
+        .await;
+    assert_eq!(remaining.data()["vessel"]["remainingCapacity"], 498);
+    // The activity log heard about it all, and shows Ada her own entries.
+    let activity = eventually(
+        &router,
+        "{ logs(filter: {service: \"consignment\"}) { kind } me { activity(first: 100) { kind } } }",
+        &token,
+        |data| data["logs"].as_array().is_some_and(|l| l.len() == 2),
+    )
+    .await;
+    assert_eq!(
+        activity["logs"],
+        json!([{ "kind": "consignment.created" }, { "kind": "consignment.assigned" }])
+    );
+    let kinds: Vec<&str> = activity["me"]["activity"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|e| e["kind"].as_str())
+        .collect();
+    for kind in [
+        "user.registered",
+        "user.logged_in",
+        "vessel.created",
+        "vessel.reserved",
+    ] {
+        assert!(kinds.contains(&kind), "{kind} missing from {kinds:?}");
+    }
+
     for (name, url) in &shippy.urls {
         // The router is ready as soon as it serves; subgraphs report their database on /ready.
         let probe = if name == "router" {
@@ -209,7 +188,9 @@ async fn up_serves_the_whole_flow_keeps_data_and_stops_on_sigterm() {
         shippy.stop("-TERM").await,
         "shippy did not exit cleanly on SIGTERM"
     );
-    assert!(data.join("user.db").exists() && data.join("vessel.db").exists());
+    for name in ["user", "vessel", "consignment", "log"] {
+        assert!(data.join(format!("{name}.db")).exists(), "{name}.db");
+    }
 
     // Restart on the same data: the account and the vessel are still there.
     let shippy = Running::start(up(&data), "shippy is up").await;
@@ -227,6 +208,15 @@ async fn up_serves_the_whole_flow_keeps_data_and_stops_on_sigterm() {
         .query("{ vessels { id } }", json!({}), None)
         .await;
     assert_eq!(listed.data()["vessels"], json!([{ "id": vessel_id }]));
+    let kept = shippy
+        .client("router")
+        .query(MY_SHIPMENTS, json!({}), Some(&login_token(&login)))
+        .await;
+    assert_eq!(
+        kept.data()["me"]["consignments"][0]["status"],
+        "ASSIGNED",
+        "consignments survive a restart"
+    );
     assert!(
         shippy.stop("-INT").await,
         "shippy did not exit cleanly on SIGINT"
@@ -270,6 +260,10 @@ async fn migrate_and_a_standalone_subgraph_on_postgres() {
     assert!(running.stop("-TERM").await);
 }
 
+fn login_token(login: &testing::GqlResponse) -> String {
+    login.data()["login"]["token"].as_str().unwrap().to_owned()
+}
+
 fn uuid_like() -> String {
     // Any UUID: the vessel subgraph takes the owner id from the token.
     "0191d9a4-1b2c-7d3e-8f40-123456789abc".into()
@@ -293,7 +287,7 @@ async fn up_on_postgres_gives_each_subgraph_its_own_database() {
         !dir.path().join("user.db").exists(),
         "PostgreSQL mode must not write SQLite files"
     );
-    for name in ["user", "vessel"] {
+    for name in ["user", "vessel", "consignment", "log"] {
         let url = shippy_kit::db::with_database_name(
             &base.url,
             &format!("{}_{name}", db_name(&base.url)),
@@ -351,13 +345,23 @@ async fn bad_configuration_is_refused_clearly() {
     let (code, err) = run(vec!["subgraph".into(), "nope".into()]).await;
     assert_eq!(code, Some(2));
     assert!(
-        err.contains("user") && err.contains("vessel"),
+        ["user", "vessel", "consignment", "log"]
+            .iter()
+            .all(|name| err.contains(name)),
         "lists the subgraphs: {err}"
     );
 
     // A busy port: nothing starts, the error names the port.
-    let busy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = busy.local_addr().unwrap().port();
+    // The router takes port - 1 first; other tests share this machine, so pick a busy port whose
+    // predecessor was free a moment ago (else the error could name a port someone else holds).
+    // `_busy` (not `_`) keeps the port taken until the end of the test.
+    let (_busy, port) = loop {
+        let busy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = busy.local_addr().unwrap().port();
+        if std::net::TcpListener::bind(("127.0.0.1", port - 1)).is_ok() {
+            break (busy, port);
+        }
+    };
     let data = dir.path().join("data").display().to_string();
     let (code, err) = run(vec![
         "up".into(),
@@ -386,6 +390,8 @@ async fn help_documents_every_setting() {
         "schema",
         "DATABASE_URL",
         "REDIS_URL",
+        "SHIPPY_STREAM_PREFIX",
+        "SHIPPY_CONSUMER_NAME",
         "SHIPPY_JWT_SECRET",
         "--data-dir",
         "--port-base",

@@ -1,4 +1,4 @@
-//! The vessel subgraph's database: `vessels` and `outbox`.
+//! The vessel subgraph's database: `vessels`, `reservations`, `outbox` and `inbox`.
 
 use sea_orm_migration::{prelude::*, schema::*};
 
@@ -10,6 +10,8 @@ impl MigratorTrait for Migrator {
         vec![
             Box::new(crate::outbox::CreateOutbox),
             Box::new(CreateVessels),
+            Box::new(crate::inbox::CreateInbox),
+            Box::new(CreateReservations),
         ]
     }
 }
@@ -24,6 +26,19 @@ enum Vessels {
     Available,
     OwnerId,
     CreatedAt,
+    ReservedContainers,
+    ReservedWeight,
+}
+
+#[derive(DeriveIden)]
+enum Reservations {
+    Table,
+    ConsignmentId,
+    VesselId,
+    Containers,
+    Weight,
+    ReservedAt,
+    ReleasedAt,
 }
 
 /// Creates `vessels`. `owner_id` is a user id from the user subgraph: no foreign key, that table lives in
@@ -77,5 +92,82 @@ impl MigrationTrait for CreateVessels {
         manager
             .drop_table(Table::drop().table(Vessels::Table).to_owned())
             .await
+    }
+}
+
+/// Tracks what is booked on each vessel: `vessels.reserved_containers` and `reserved_weight` (what the
+/// assignment's conditional update checks against `capacity` and `max_weight`), and one `reservations` row
+/// per consignment, so that a consignment is booked at most once and released at most once.
+pub struct CreateReservations;
+
+// Not `DeriveMigrationName`: it names a migration after its file, and `CreateVessels` already took `vessel`
+// (a second migration of the same name would be taken as applied and skipped).
+impl MigrationName for CreateReservations {
+    fn name(&self) -> &str {
+        "vessel_reservations"
+    }
+}
+
+#[async_trait::async_trait]
+impl MigrationTrait for CreateReservations {
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        // One column per statement: SQLite cannot add two in one ALTER TABLE.
+        manager
+            .alter_table(
+                Table::alter()
+                    .table(Vessels::Table)
+                    .add_column_if_not_exists(integer(Vessels::ReservedContainers).default(0))
+                    .to_owned(),
+            )
+            .await?;
+        manager
+            .alter_table(
+                Table::alter()
+                    .table(Vessels::Table)
+                    .add_column_if_not_exists(double(Vessels::ReservedWeight).default(0.0))
+                    .to_owned(),
+            )
+            .await?;
+        manager
+            .create_table(
+                Table::create()
+                    .table(Reservations::Table)
+                    .if_not_exists()
+                    .col(pk_uuid(Reservations::ConsignmentId))
+                    .col(uuid(Reservations::VesselId))
+                    .col(integer(Reservations::Containers))
+                    .col(double(Reservations::Weight))
+                    .col(timestamp_with_time_zone(Reservations::ReservedAt))
+                    .col(timestamp_with_time_zone_null(Reservations::ReleasedAt))
+                    .to_owned(),
+            )
+            .await?;
+        manager
+            .create_index(
+                Index::create()
+                    .name("reservations_vessel")
+                    .table(Reservations::Table)
+                    .col(Reservations::VesselId)
+                    .if_not_exists()
+                    .to_owned(),
+            )
+            .await
+    }
+
+    async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        manager
+            .drop_table(Table::drop().table(Reservations::Table).to_owned())
+            .await?;
+        for column in [Vessels::ReservedWeight, Vessels::ReservedContainers] {
+            manager
+                .alter_table(
+                    Table::alter()
+                        .table(Vessels::Table)
+                        .drop_column(column)
+                        .to_owned(),
+                )
+                .await?;
+        }
+        Ok(())
     }
 }

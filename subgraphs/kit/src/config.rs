@@ -141,6 +141,110 @@ impl Default for RelayConfig {
     }
 }
 
+/// The event bus: Redis stream names and bounds, and how group consumers pace themselves. Used with Redis
+/// (`REDIS_URL`) and, where it applies, by the in-process bus of `shippy up`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EventsConfig {
+    /// Put before every Redis key Shippy uses: stream `log` is the key `<prefix>log`, its dead letters
+    /// `<prefix>log:dead`. Lets several deployments (or tests) share one Redis. Default `shippy:`.
+    pub stream_prefix: String,
+    /// Streams are trimmed to about this many entries (`XADD ... MAXLEN ~`); it bounds Redis memory and how
+    /// far a stopped consumer group may fall behind before it loses the oldest entries. Default 100000.
+    pub max_len: usize,
+    /// How long Redis remembers that an event was published (one small key per event), so that a publish
+    /// retried after a lost reply does not add the event twice. `0s` turns it off (consumers still ignore
+    /// duplicates). Default `1h`.
+    #[serde(with = "humantime_serde")]
+    pub dedupe_window: Duration,
+    /// Longest wait for one Redis command (blocking reads wait `consumer.block` on top). Default `5s`.
+    #[serde(with = "humantime_serde")]
+    pub command_timeout: Duration,
+    /// Most events a process buffers for its live subscriptions (GraphQL subscriptions) per stream; a
+    /// subscriber that falls further behind is told it lagged. Also the in-process bus's bound per stream.
+    /// Default 1024.
+    pub live_capacity: usize,
+    /// Group consumers (vessel assignment, consignment updates, the activity log).
+    pub consumer: ConsumerConfig,
+}
+
+impl Default for EventsConfig {
+    fn default() -> Self {
+        Self {
+            stream_prefix: "shippy:".into(),
+            max_len: 100_000,
+            dedupe_window: Duration::from_secs(3600),
+            command_timeout: Duration::from_secs(5),
+            live_capacity: 1024,
+            consumer: ConsumerConfig::default(),
+        }
+    }
+}
+
+/// How a group consumer reads, retries and gives up on a stream entry.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ConsumerConfig {
+    /// This process's name inside each consumer group; must differ between replicas. Default
+    /// `<hostname>-<pid>`.
+    pub name: Option<String>,
+    /// Most entries read at once. Default 32.
+    pub batch_size: usize,
+    /// How long one read waits for new entries before looking again (and for idle entries to take over).
+    /// Default `2s`.
+    #[serde(with = "humantime_serde")]
+    pub block: Duration,
+    /// An entry delivered to a consumer that has not acknowledged it for this long (it crashed, or its
+    /// handler failed) is taken over by another consumer of the group (`XAUTOCLAIM`). Default `30s`.
+    #[serde(with = "humantime_serde")]
+    pub claim_idle: Duration,
+    /// Deliveries after which an entry that still fails is moved to the dead-letter stream
+    /// (`<prefix><stream>:dead`) instead of being tried again. Default 10.
+    pub max_deliveries: u64,
+    /// First pause after the bus or a handler failed; doubles on each further failure. Default `200ms`.
+    #[serde(with = "humantime_serde")]
+    pub retry_initial: Duration,
+    /// Longest pause between retries. Default `30s`.
+    #[serde(with = "humantime_serde")]
+    pub retry_max: Duration,
+}
+
+impl Default for ConsumerConfig {
+    fn default() -> Self {
+        Self {
+            name: None,
+            batch_size: 32,
+            block: Duration::from_secs(2),
+            claim_idle: Duration::from_secs(30),
+            max_deliveries: 10,
+            retry_initial: Duration::from_millis(200),
+            retry_max: Duration::from_secs(30),
+        }
+    }
+}
+
+impl ConsumerConfig {
+    /// The configured consumer name, or `<hostname>-<pid>`: unique per process on a host, and stable
+    /// enough in logs to tell replicas apart.
+    pub fn resolved_name(&self) -> String {
+        if let Some(name) = self
+            .name
+            .as_deref()
+            .map(str::trim)
+            .filter(|n| !n.is_empty())
+        {
+            return name.to_owned();
+        }
+        let host = std::env::var("HOSTNAME")
+            .ok()
+            .or_else(|| std::fs::read_to_string("/proc/sys/kernel/hostname").ok())
+            .map(|h| h.trim().to_owned())
+            .filter(|h| !h.is_empty())
+            .unwrap_or_else(|| "shippy".into());
+        format!("{host}-{}", std::process::id())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -163,6 +267,31 @@ mod tests {
         assert!(
             err.to_string().contains("soon") || err.to_string().contains("time unit"),
             "{err}"
+        );
+    }
+
+    #[test]
+    fn events_defaults_and_names() {
+        let cfg: EventsConfig = serde_json::from_value(
+            serde_json::json!({"stream_prefix": "t1:", "consumer": {"claim_idle": "250ms"}}),
+        )
+        .unwrap();
+        assert_eq!(cfg.stream_prefix, "t1:");
+        assert_eq!(cfg.consumer.claim_idle, Duration::from_millis(250));
+        assert_eq!(cfg.max_len, EventsConfig::default().max_len);
+        assert!(
+            serde_json::from_value::<EventsConfig>(serde_json::json!({"consumer": {"blok": "1s"}}))
+                .is_err()
+        );
+        let named = ConsumerConfig {
+            name: Some(" replica-a ".into()),
+            ..ConsumerConfig::default()
+        };
+        assert_eq!(named.resolved_name(), "replica-a");
+        let default = ConsumerConfig::default().resolved_name();
+        assert!(
+            default.ends_with(&format!("-{}", std::process::id())),
+            "{default}"
         );
     }
 

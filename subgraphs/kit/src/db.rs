@@ -5,7 +5,7 @@ use std::{path::Path, time::Duration};
 
 use sea_orm::{
     ConnectOptions, ConnectionTrait, Database, DatabaseBackend, DatabaseConnection, DbErr,
-    Statement,
+    Statement, TransactionTrait,
 };
 use sea_orm_migration::MigratorTrait;
 
@@ -81,12 +81,29 @@ pub async fn connect(url: &str) -> Result<DatabaseConnection, DbError> {
     Ok(db)
 }
 
+/// The PostgreSQL advisory lock migrations hold (any fixed number; advisory locks are per database).
+const MIGRATION_LOCK: i64 = 0x5348_4950_5059; // "SHIPPY"
+
 /// Opens a pool and applies every pending migration of `M`.
+///
+/// On PostgreSQL the migrations run in one transaction that first takes an advisory lock: replicas of a
+/// subgraph that start together on one database migrate one after the other (the later ones find nothing
+/// left to do) instead of racing on the same `CREATE TABLE`, and a failed migration leaves nothing half
+/// done. SQLite has one writer per file and is not shared between processes that start together.
 pub async fn connect_and_migrate<M: MigratorTrait>(
     url: &str,
 ) -> Result<DatabaseConnection, DbError> {
     let db = connect(url).await?;
-    M::up(&db, None).await.map_err(DbError::Migrate)?;
+    if db.get_database_backend() == DatabaseBackend::Postgres {
+        let txn = db.begin().await.map_err(DbError::Migrate)?;
+        txn.execute_unprepared(&format!("SELECT pg_advisory_xact_lock({MIGRATION_LOCK})"))
+            .await
+            .map_err(DbError::Migrate)?;
+        M::up(&txn, None).await.map_err(DbError::Migrate)?;
+        txn.commit().await.map_err(DbError::Migrate)?;
+    } else {
+        M::up(&db, None).await.map_err(DbError::Migrate)?;
+    }
     Ok(db)
 }
 

@@ -4,7 +4,9 @@ use async_graphql::{ObjectType, SchemaBuilder, SubscriptionType};
 
 use crate::config::ServerConfig;
 
-/// Turns on Apollo Federation v2 (`@link`, `_service`, `_entities`) and the configured query limits.
+/// Turns on Apollo Federation v2 (`@link`, `_service`, `_entities`) and the configured query limits. The
+/// `Subscription` type is part of the federation SDL (async-graphql leaves it out unless asked), so the
+/// supergraph, and the router, know a subgraph's subscriptions.
 pub fn configure<Q, M, S>(
     builder: SchemaBuilder<Q, M, S>,
     server: &ServerConfig,
@@ -16,6 +18,7 @@ where
 {
     builder
         .enable_federation()
+        .enable_subscription_in_federation()
         .limit_depth(server.max_query_depth)
         .limit_complexity(server.max_query_complexity)
 }

@@ -5,16 +5,22 @@
 //! - [`db`]: connecting to SQLite or PostgreSQL and running the subgraph's migrator;
 //! - [`auth`]: verifying (and, for the user subgraph, issuing) JWTs, and the caller in the GraphQL context;
 //! - [`error`]: GraphQL errors with a stable `extensions.code`;
-//! - [`events`] and [`outbox`]: the event bus and the transactional outbox feeding it;
+//! - [`events`] and [`outbox`]: the event bus (in-process or Redis streams) and the transactional outbox
+//!   feeding it;
+//! - [`consumer`] and [`inbox`]: consumer-group readers and the table that makes their handlers idempotent;
+//! - [`live`]: one reader per stream fanned out to GraphQL subscriptions;
 //! - [`server`]: the axum app around a GraphQL schema, and serving it until shutdown;
 //! - [`supervisor`] and [`shutdown`]: long-lived tasks that stop together and report why they stopped.
 
 pub mod auth;
 pub mod config;
+pub mod consumer;
 pub mod db;
 pub mod error;
 pub mod events;
 pub mod graphql;
+pub mod inbox;
+pub mod live;
 pub mod outbox;
 pub mod pagination;
 pub mod server;

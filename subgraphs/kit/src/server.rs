@@ -32,9 +32,11 @@ use tower_http::{limit::RequestBodyLimitLayer, timeout::TimeoutLayer, trace::Tra
 
 use crate::{
     auth::{Caller, JwtVerifier, KeyError, TokenError},
-    config::{AuthConfig, RelayConfig, ServerConfig},
+    config::{AuthConfig, EventsConfig, RelayConfig, ServerConfig},
+    consumer::{Consumer, Handler},
     db::{self, DbError},
     events::EventBus,
+    live::LiveFeed,
     outbox::Outbox,
     shutdown::CancellationToken,
     supervisor::{Supervisor, SupervisorError, TaskError},
@@ -357,6 +359,8 @@ pub struct SubgraphConfig {
     pub server: ServerConfig,
     /// Outbox relay pacing.
     pub relay: RelayConfig,
+    /// Stream bounds, live feeds and group consumers.
+    pub events: EventsConfig,
 }
 
 /// Why a subgraph could not start.
@@ -422,6 +426,45 @@ impl Runtime {
             checks: self.checks.clone(),
             server: self.config.server.clone(),
             shutdown,
+        }
+    }
+
+    /// A member of consumer group `group` on `stream` running `handler`, as a task for
+    /// [`serve_with`](Self::serve_with).
+    pub fn consumer<H: Handler>(
+        &self,
+        stream: &str,
+        group: &str,
+        handler: H,
+        shutdown: CancellationToken,
+    ) -> BackgroundTask {
+        let consumer = Consumer::new(
+            self.bus.clone(),
+            stream,
+            group,
+            handler,
+            self.config.events.consumer.clone(),
+        );
+        BackgroundTask {
+            name: format!("`{group}` consumer of `{stream}`"),
+            run: Box::pin(async move {
+                consumer.run(shutdown).await;
+                Ok(())
+            }),
+        }
+    }
+
+    /// A live feed of `stream` for GraphQL subscriptions. It receives nothing until
+    /// [`live_feed_task`](Self::live_feed_task) runs.
+    pub fn live_feed(&self, stream: &str) -> LiveFeed {
+        LiveFeed::new(stream, self.config.events.live_capacity)
+    }
+
+    /// The task that feeds `feed` from the bus, for [`serve_with`](Self::serve_with).
+    pub fn live_feed_task(&self, feed: &LiveFeed, shutdown: CancellationToken) -> BackgroundTask {
+        BackgroundTask {
+            name: format!("live feed of `{}`", feed.stream()),
+            run: Box::pin(feed.clone().run(self.bus.clone(), shutdown)),
         }
     }
 

@@ -3,6 +3,9 @@
 //!
 //! PostgreSQL tests create `shippy_t_<uuid>` through `TEST_DATABASE_URL` (default
 //! `postgres://postgres@127.0.0.1:5432/test`) and drop it when the [`TestDb`] is dropped, even after a panic.
+//! Redis tests share `TEST_REDIS_URL` (default `redis://127.0.0.1:6379`) with every other test, so each
+//! takes a [`RedisNamespace`]: a unique key prefix whose keys are deleted when it is dropped. A [`TcpProxy`]
+//! in front of Redis lets a test cut the connection and bring it back.
 
 use std::{future::Future, net::SocketAddr, path::PathBuf, sync::Arc, time::Duration};
 
@@ -10,7 +13,7 @@ use serde_json::{Value, json};
 use tokio::{net::TcpListener, task::JoinHandle};
 
 use crate::{
-    config::{AuthConfig, RelayConfig, Secret, ServerConfig},
+    config::{AuthConfig, ConsumerConfig, EventsConfig, RelayConfig, Secret, ServerConfig},
     db,
     events::{EventBus, InProcessBus},
     server::SubgraphConfig,
@@ -146,8 +149,191 @@ pub fn subgraph_config(database_url: &str) -> SubgraphConfig {
         server: ServerConfig::default(),
         relay: RelayConfig {
             poll_interval: Duration::from_millis(50),
+            retry_initial: Duration::from_millis(20),
+            retry_max: Duration::from_millis(500),
             ..RelayConfig::default()
         },
+        events: events_config("shippy-test:"),
+    }
+}
+
+/// Event settings tests use: keys under `prefix`, consumers that read, retry and take over quickly.
+pub fn events_config(prefix: &str) -> EventsConfig {
+    EventsConfig {
+        stream_prefix: prefix.to_owned(),
+        command_timeout: Duration::from_secs(2),
+        consumer: ConsumerConfig {
+            block: Duration::from_millis(200),
+            claim_idle: Duration::from_secs(1),
+            retry_initial: Duration::from_millis(20),
+            retry_max: Duration::from_millis(500),
+            ..ConsumerConfig::default()
+        },
+        ..EventsConfig::default()
+    }
+}
+
+/// A key prefix of its own on the test Redis; every key under it is deleted on drop.
+pub struct RedisNamespace {
+    /// `TEST_REDIS_URL`.
+    pub url: String,
+    /// `shippy-t-<uuid>:`.
+    pub prefix: String,
+}
+
+impl RedisNamespace {
+    /// A fresh prefix.
+    pub fn new() -> Self {
+        Self {
+            url: test_redis_url(),
+            prefix: format!("shippy-t-{}:", uuid::Uuid::new_v4().simple()),
+        }
+    }
+
+    /// [`events_config`] under this prefix.
+    pub fn events(&self) -> EventsConfig {
+        events_config(&self.prefix)
+    }
+
+    /// A Redis bus on the test Redis under this prefix.
+    pub fn bus(&self) -> Arc<dyn EventBus> {
+        Arc::new(crate::events::RedisBus::open(&self.url, self.events()).expect("Redis URL"))
+    }
+
+    /// A plain connection to the test Redis, for looking at keys directly.
+    pub async fn connection(&self) -> redis::aio::MultiplexedConnection {
+        redis::Client::open(self.url.as_str())
+            .expect("Redis URL")
+            .get_multiplexed_async_connection()
+            .await
+            .unwrap_or_else(|err| panic!("cannot reach the test Redis at {}: {err}", self.url))
+    }
+}
+
+impl Default for RedisNamespace {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Drop for RedisNamespace {
+    fn drop(&mut self) {
+        let url = self.url.clone();
+        let pattern = format!("{}*", self.prefix);
+        let cleaner = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime");
+            runtime.block_on(async move {
+                let mut conn = redis::Client::open(url.as_str())?
+                    .get_multiplexed_async_connection()
+                    .await?;
+                let mut cursor: u64 = 0;
+                loop {
+                    let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
+                        .arg(cursor)
+                        .arg("MATCH")
+                        .arg(&pattern)
+                        .arg("COUNT")
+                        .arg(1000)
+                        .query_async(&mut conn)
+                        .await?;
+                    if !keys.is_empty() {
+                        redis::cmd("DEL")
+                            .arg(&keys)
+                            .query_async::<()>(&mut conn)
+                            .await?;
+                    }
+                    if next == 0 {
+                        return Ok::<_, redis::RedisError>(());
+                    }
+                    cursor = next;
+                }
+            })
+        });
+        match cleaner.join() {
+            Ok(Ok(())) => {}
+            Ok(Err(err)) => eprintln!("warning: could not delete test Redis keys: {err}"),
+            Err(_) => eprintln!("warning: deleting test Redis keys panicked"),
+        }
+    }
+}
+
+/// A TCP proxy on `127.0.0.1:0` to another address, which a test can take down (open connections are cut,
+/// new ones closed at once) and bring back, on the same port.
+pub struct TcpProxy {
+    /// Where it listens.
+    pub addr: SocketAddr,
+    /// `true` while traffic passes. Every connection task watches it.
+    up: tokio::sync::watch::Sender<bool>,
+    accept: JoinHandle<()>,
+}
+
+impl TcpProxy {
+    /// A proxy to `target`, up.
+    pub async fn start(target: SocketAddr) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind 127.0.0.1:0");
+        let addr = listener.local_addr().expect("local addr");
+        let (up, _) = tokio::sync::watch::channel(true);
+        let watch = up.clone();
+        let accept = tokio::spawn(async move {
+            while let Ok((mut client, _)) = listener.accept().await {
+                let mut state = watch.subscribe();
+                if !*state.borrow_and_update() {
+                    continue; // dropped: closed at once
+                }
+                tokio::spawn(async move {
+                    let Ok(mut server) = tokio::net::TcpStream::connect(target).await else {
+                        return;
+                    };
+                    tokio::select! {
+                        _ = tokio::io::copy_bidirectional(&mut client, &mut server) => {}
+                        _ = state.wait_for(|up| !*up) => {}
+                    }
+                });
+            }
+        });
+        Self { addr, up, accept }
+    }
+
+    /// A proxy to the test Redis.
+    pub async fn to_test_redis() -> Self {
+        let url = test_redis_url();
+        let host_port = url
+            .trim_start_matches("redis://")
+            .split(['/', '?'])
+            .next()
+            .unwrap_or_default()
+            .rsplit('@')
+            .next()
+            .unwrap_or_default()
+            .to_owned();
+        let target = tokio::net::lookup_host(&host_port)
+            .await
+            .ok()
+            .and_then(|mut addrs| addrs.next())
+            .unwrap_or_else(|| panic!("cannot resolve the test Redis address {host_port}"));
+        Self::start(target).await
+    }
+
+    /// `redis://<addr>`.
+    pub fn redis_url(&self) -> String {
+        format!("redis://{}", self.addr)
+    }
+
+    /// Lets traffic through (`true`) or cuts it (`false`).
+    pub fn set_up(&self, up: bool) {
+        self.up.send_replace(up);
+    }
+}
+
+impl Drop for TcpProxy {
+    fn drop(&mut self) {
+        self.set_up(false);
+        self.accept.abort();
     }
 }
 
@@ -293,6 +479,126 @@ impl GraphQLClient {
         let text = resp.text().await.expect("body");
         let body = serde_json::from_str(&text).unwrap_or_else(|_| json!({ "raw": text }));
         GqlResponse { status, body }
+    }
+}
+
+/// A graphql-transport-ws client: connect with a token, subscribe, read what the server pushes.
+pub struct WsClient {
+    socket: tokio_tungstenite::WebSocketStream<
+        tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
+    >,
+}
+
+impl WsClient {
+    /// Connects to `url` (`http://.../graphql` or `ws://...`) and sends `connection_init` with the token,
+    /// if any. Returns the server's first answer as well: `connection_ack`, or the close frame
+    /// (`{"close": code, "reason": ...}`) when the token is refused.
+    pub async fn connect(url: &str, token: Option<&str>) -> (Self, Value) {
+        use futures::SinkExt;
+        use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+
+        let url = url.replacen("http://", "ws://", 1);
+        let mut request = url.into_client_request().expect("WebSocket URL");
+        request.headers_mut().insert(
+            "Sec-WebSocket-Protocol",
+            "graphql-transport-ws".parse().expect("header"),
+        );
+        let (socket, _) = tokio_tungstenite::connect_async(request)
+            .await
+            .expect("WebSocket connects");
+        let mut client = Self { socket };
+        let payload = match token {
+            Some(token) => json!({ "Authorization": format!("Bearer {token}") }),
+            None => json!({}),
+        };
+        client
+            .socket
+            .send(tokio_tungstenite::tungstenite::Message::Text(
+                json!({ "type": "connection_init", "payload": payload })
+                    .to_string()
+                    .into(),
+            ))
+            .await
+            .expect("connection_init sent");
+        let first = client
+            .next(Duration::from_secs(10))
+            .await
+            .expect("an answer to connection_init");
+        (client, first)
+    }
+
+    /// Starts subscription `id`.
+    pub async fn subscribe(&mut self, id: &str, query: &str, variables: Value) {
+        use futures::SinkExt;
+        let message = json!({
+            "id": id,
+            "type": "subscribe",
+            "payload": { "query": query, "variables": variables },
+        });
+        self.socket
+            .send(tokio_tungstenite::tungstenite::Message::Text(
+                message.to_string().into(),
+            ))
+            .await
+            .expect("subscribe sent");
+    }
+
+    /// The next message (pings answered and skipped), or `None` if nothing came within `wait` or the
+    /// socket ended. A close frame is returned as `{"close": code, "reason": ...}`.
+    pub async fn next(&mut self, wait: Duration) -> Option<Value> {
+        use futures::{SinkExt, StreamExt};
+        use tokio_tungstenite::tungstenite::Message;
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            let message = tokio::time::timeout_at(deadline, self.socket.next())
+                .await
+                .ok()??;
+            match message {
+                Ok(Message::Text(text)) => {
+                    let value: Value = serde_json::from_str(&text).expect("JSON message");
+                    if value["type"] == "ping" {
+                        let _ = self
+                            .socket
+                            .send(Message::Text(json!({ "type": "pong" }).to_string().into()))
+                            .await;
+                        continue;
+                    }
+                    return Some(value);
+                }
+                Ok(Message::Close(frame)) => {
+                    return Some(json!({
+                        "close": frame.as_ref().map(|f| u16::from(f.code)),
+                        "reason": frame.map(|f| f.reason.to_string()),
+                    }));
+                }
+                Ok(_) => continue,
+                Err(_) => return None,
+            }
+        }
+    }
+
+    /// The `payload` of the next `next` message of subscription `id`, skipping other messages; panics
+    /// with what came instead if nothing does within `wait`.
+    pub async fn next_payload(&mut self, id: &str, wait: Duration) -> Value {
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            let message = self
+                .next(left)
+                .await
+                .unwrap_or_else(|| panic!("no message for subscription {id} within {wait:?}"));
+            if message["id"] == id && message["type"] == "next" {
+                return message["payload"].clone();
+            }
+            assert!(
+                message["id"] != id || message["type"] != "complete",
+                "subscription {id} completed: {message}"
+            );
+            assert!(
+                message.get("close").is_none(),
+                "socket closed while waiting for {id}: {message}"
+            );
+        }
     }
 }
 

@@ -15,7 +15,7 @@ use shippy_kit::{
     CancellationToken,
     config::RelayConfig,
     db,
-    events::{BusError, Event, EventBus, EventStream, InProcessBus, streams},
+    events::{BusError, Event, EventBus, EventStream, GroupReader, InProcessBus, streams},
     outbox::{self, Outbox, RelayError, entity},
     testing::{Backend, TestDb},
 };
@@ -73,6 +73,14 @@ impl EventBus for FlakyBus {
     }
     async fn subscribe(&self, stream: &str) -> Result<EventStream, BusError> {
         self.inner.subscribe(stream).await
+    }
+    async fn join_group(
+        &self,
+        stream: &str,
+        group: &str,
+        consumer: &str,
+    ) -> Result<Box<dyn GroupReader>, BusError> {
+        self.inner.join_group(stream, group, consumer).await
     }
     async fn ping(&self) -> Result<(), BusError> {
         Ok(())

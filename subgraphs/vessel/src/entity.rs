@@ -1,4 +1,4 @@
-//! The `vessels` table (created by `shippy_migrations::vessel`).
+//! The `vessels` and `reservations` tables (created by `shippy_migrations::vessel`).
 
 use sea_orm::entity::prelude::*;
 
@@ -21,6 +21,22 @@ pub struct Model {
     pub owner_id: Uuid,
     /// Creation time.
     pub created_at: DateTimeUtc,
+    /// Containers booked by assigned consignments; never above `capacity`.
+    pub reserved_containers: i32,
+    /// Weight booked by assigned consignments; never above `max_weight`.
+    pub reserved_weight: f64,
+}
+
+impl Model {
+    /// Containers still free.
+    pub fn remaining_capacity(&self) -> i32 {
+        self.capacity - self.reserved_containers
+    }
+
+    /// Weight still free.
+    pub fn remaining_weight(&self) -> f64 {
+        (self.max_weight - self.reserved_weight).max(0.0)
+    }
 }
 
 /// No relations inside this database.
@@ -28,3 +44,33 @@ pub struct Model {
 pub enum Relation {}
 
 impl ActiveModelBehavior for ActiveModel {}
+
+/// One consignment's booking on a vessel.
+pub mod reservation {
+    use sea_orm::entity::prelude::*;
+
+    /// A booking: made once per consignment, released once (when it is delivered).
+    #[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
+    #[sea_orm(table_name = "reservations")]
+    pub struct Model {
+        /// The consignment (a consignment-subgraph id).
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub consignment_id: Uuid,
+        /// The vessel it is booked on.
+        pub vessel_id: Uuid,
+        /// Containers booked.
+        pub containers: i32,
+        /// Weight booked.
+        pub weight: f64,
+        /// When it was booked.
+        pub reserved_at: DateTimeUtc,
+        /// When the capacity was given back; `NULL` while booked.
+        pub released_at: Option<DateTimeUtc>,
+    }
+
+    /// No relations.
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}

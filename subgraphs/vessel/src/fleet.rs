@@ -2,8 +2,10 @@
 
 use chrono::Utc;
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QueryOrder,
-    QuerySelect, TransactionTrait,
+    ActiveValue::Set,
+    ColumnTrait, ConnectionTrait, DbErr, EntityTrait, Order, QueryFilter, QueryOrder, QuerySelect,
+    TransactionTrait,
+    sea_query::{Expr, ExprTrait, SimpleExpr},
 };
 use serde_json::json;
 use shippy_kit::{events::Event, outbox};
@@ -37,6 +39,8 @@ pub async fn create(state: &State, owner: Uuid, new: NewVessel) -> Result<entity
         available: Set(true),
         owner_id: Set(owner),
         created_at: Set(Utc::now()),
+        reserved_containers: Set(0),
+        reserved_weight: Set(0.0),
     };
     let txn = state.db.begin().await?;
     Vessels::insert(row).exec_without_returning(&txn).await?;
@@ -62,8 +66,18 @@ pub async fn create(state: &State, owner: Uuid, new: NewVessel) -> Result<entity
     Ok(vessel)
 }
 
-/// The smallest available vessel whose capacity and max weight both suffice (best fit, so big vessels stay
-/// free for big consignments), or `None`.
+/// Containers still free on a vessel, as SQL.
+pub(crate) fn remaining_capacity() -> SimpleExpr {
+    Expr::col(Column::Capacity).sub(Expr::col(Column::ReservedContainers))
+}
+
+/// Weight still free on a vessel, as SQL.
+pub(crate) fn remaining_weight() -> SimpleExpr {
+    Expr::col(Column::MaxWeight).sub(Expr::col(Column::ReservedWeight))
+}
+
+/// The available vessel with the least room that still takes `capacity` more containers weighing
+/// `max_weight` more (best fit, so roomy vessels stay free for big consignments), or `None`.
 pub async fn find_available<C: ConnectionTrait>(
     db: &C,
     capacity: Capacity,
@@ -71,10 +85,10 @@ pub async fn find_available<C: ConnectionTrait>(
 ) -> Result<Option<entity::Model>, DbErr> {
     Vessels::find()
         .filter(Column::Available.eq(true))
-        .filter(Column::Capacity.gte(capacity.get()))
-        .filter(Column::MaxWeight.gte(max_weight.get()))
-        .order_by_asc(Column::Capacity)
-        .order_by_asc(Column::MaxWeight)
+        .filter(remaining_capacity().gte(capacity.get()))
+        .filter(remaining_weight().gte(max_weight.get()))
+        .order_by(remaining_capacity(), Order::Asc)
+        .order_by(remaining_weight(), Order::Asc)
         .order_by_asc(Column::Id)
         .limit(1)
         .one(db)

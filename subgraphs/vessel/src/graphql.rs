@@ -44,7 +44,8 @@ impl Loader<Uuid> for VesselLoader {
     }
 }
 
-/// A user, owned by the user subgraph; this subgraph only knows the id.
+// A user, owned by the user subgraph; this subgraph only knows the id. Plain comments, not doc comments: a
+// stub's description would become the composed API's description of `User`.
 #[derive(SimpleObject)]
 #[graphql(unresolvable)]
 pub struct User {
@@ -52,9 +53,10 @@ pub struct User {
     id: ID,
 }
 
-/// A vessel that carries containers.
+/// A vessel (one row).
 pub struct Vessel(entity::Model);
 
+/// A vessel that carries containers, owned by the user who registered it.
 #[Object]
 impl Vessel {
     /// The vessel's id.
@@ -80,6 +82,16 @@ impl Vessel {
     /// Whether it takes new consignments.
     async fn available(&self) -> bool {
         self.0.available
+    }
+
+    /// Containers still free: capacity minus what assigned consignments have booked.
+    async fn remaining_capacity(&self) -> i32 {
+        self.0.remaining_capacity()
+    }
+
+    /// Weight still free: max weight minus what assigned consignments have booked.
+    async fn remaining_weight(&self) -> f64 {
+        self.0.remaining_weight()
     }
 
     /// The owner (resolved by the user subgraph).
@@ -163,7 +175,8 @@ impl Query {
         load(ctx, parse_id("id", &id)?).await
     }
 
-    /// The smallest available vessel that takes `capacity` containers and `maxWeight`, or null if none does.
+    /// The available vessel with the least room that still takes `capacity` more containers weighing
+    /// `maxWeight` more, or null if none does.
     async fn find_available_vessel(
         &self,
         ctx: &Context<'_>,

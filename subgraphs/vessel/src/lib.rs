@@ -1,8 +1,10 @@
-//! The `vessel` subgraph: vessels and finding one that fits.
+//! The `vessel` subgraph: vessels, finding one that fits, and booking consignments on them.
 //!
 //! [`start`] prepares a [`VesselService`] (database migrated); [`VesselService::app`] is the axum app (for
-//! `oneshot` tests) and [`VesselService::serve`] runs it with its outbox relay until shutdown.
+//! `oneshot` tests) and [`VesselService::serve`] runs it with its outbox relay and the
+//! [`assignment`] consumer until shutdown.
 
+pub mod assignment;
 pub mod domain;
 pub mod entity;
 pub mod fleet;
@@ -15,7 +17,7 @@ use axum::Router;
 use sea_orm::DatabaseConnection;
 use shippy_kit::{
     config::ServerConfig,
-    events::EventBus,
+    events::{EventBus, streams},
     outbox::Outbox,
     server::{self, Runtime, StartError, SubgraphConfig},
     shutdown::CancellationToken,
@@ -100,14 +102,23 @@ impl VesselService {
         server::app(schema, self.runtime.http_context(shutdown))
     }
 
-    /// Serves on `listener` and runs the outbox relay until `shutdown`.
+    /// Serves on `listener` and runs the outbox relay and the assignment consumer until `shutdown`.
     pub async fn serve(
         self,
         listener: TcpListener,
         shutdown: CancellationToken,
     ) -> Result<(), Error> {
         let app = self.app(shutdown.clone());
-        Ok(self.runtime.serve(NAME, listener, app, shutdown).await?)
+        let assigner = self.runtime.consumer(
+            streams::CONSIGNMENT,
+            assignment::GROUP,
+            assignment::Assigner::new(self.state.clone()),
+            shutdown.clone(),
+        );
+        Ok(self
+            .runtime
+            .serve_with(NAME, listener, app, vec![assigner], shutdown)
+            .await?)
     }
 }
 

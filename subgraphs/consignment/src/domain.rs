@@ -1,0 +1,243 @@
+//! Consignment input, parsed once into types that cannot hold invalid values, and the status life cycle.
+
+use serde::{Deserialize, Serialize};
+
+/// Why a value was refused; shown to the client after the field name.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct Invalid(pub &'static str);
+
+/// Longest description, in characters.
+pub const DESCRIPTION_MAX: usize = 500;
+/// Most containers in one consignment.
+pub const CONTAINERS_MAX: usize = 1000;
+/// Longest customer id or origin, in characters.
+pub const LABEL_MAX: usize = 100;
+/// Heaviest consignment accepted.
+pub const WEIGHT_MAX: f64 = 1e12;
+
+/// What is shipped: 1 to 500 characters after trimming, no control characters except newlines.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Description(String);
+
+impl Description {
+    /// Checks and trims.
+    pub fn parse(raw: &str) -> Result<Self, Invalid> {
+        let text = raw.trim();
+        if text.is_empty() {
+            return Err(Invalid("must not be empty"));
+        }
+        if text.chars().count() > DESCRIPTION_MAX {
+            return Err(Invalid("must be at most 500 characters"));
+        }
+        if text.chars().any(|c| c.is_control() && c != '\n') {
+            return Err(Invalid("must not contain control characters"));
+        }
+        Ok(Self(text.to_owned()))
+    }
+
+    /// The text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// A consignment's total weight: finite, greater than zero, at most [`WEIGHT_MAX`].
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ConsignmentWeight(f64);
+
+impl ConsignmentWeight {
+    /// Checks the range.
+    pub fn parse(raw: f64) -> Result<Self, Invalid> {
+        if !raw.is_finite() || raw <= 0.0 {
+            return Err(Invalid("must be greater than zero"));
+        }
+        if raw > WEIGHT_MAX {
+            return Err(Invalid("must be at most 1e12"));
+        }
+        Ok(Self(raw))
+    }
+
+    /// The weight.
+    pub fn get(self) -> f64 {
+        self.0
+    }
+}
+
+/// A short label (customer id, origin): 1 to 100 characters after trimming, no control characters.
+fn label(raw: &str) -> Result<String, Invalid> {
+    let text = raw.trim();
+    if text.is_empty() {
+        return Err(Invalid("must not be empty"));
+    }
+    if text.chars().count() > LABEL_MAX {
+        return Err(Invalid("must be at most 100 characters"));
+    }
+    if text.chars().any(char::is_control) {
+        return Err(Invalid("must not contain control characters"));
+    }
+    Ok(text.to_owned())
+}
+
+/// One container, as stored (JSON in the `containers` column) and shown.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Container {
+    /// The customer the container belongs to.
+    pub customer_id: String,
+    /// Where it comes from.
+    pub origin: String,
+}
+
+impl Container {
+    /// Checks both labels; the error names which one failed.
+    pub fn parse(customer_id: &str, origin: &str) -> Result<Self, (&'static str, Invalid)> {
+        Ok(Self {
+            customer_id: label(customer_id).map_err(|e| ("customerId", e))?,
+            origin: label(origin).map_err(|e| ("origin", e))?,
+        })
+    }
+}
+
+/// One to [`CONTAINERS_MAX`] containers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Containers(Vec<Container>);
+
+impl Containers {
+    /// Checks the count.
+    pub fn new(containers: Vec<Container>) -> Result<Self, Invalid> {
+        if containers.is_empty() {
+            return Err(Invalid("must list at least one container"));
+        }
+        if containers.len() > CONTAINERS_MAX {
+            return Err(Invalid("must list at most 1000 containers"));
+        }
+        Ok(Self(containers))
+    }
+
+    /// The containers.
+    pub fn as_slice(&self) -> &[Container] {
+        &self.0
+    }
+
+    /// How many; always 1 to [`CONTAINERS_MAX`].
+    pub fn count(&self) -> i32 {
+        i32::try_from(self.0.len()).unwrap_or(i32::MAX)
+    }
+}
+
+/// Where a consignment is in its life: `PENDING` until the vessel subgraph answers (`ASSIGNED` or
+/// `UNASSIGNABLE`), then moved by the vessel's owner `ASSIGNED -> IN_TRANSIT -> DELIVERED`.
+#[derive(async_graphql::Enum, Debug, Clone, Copy, PartialEq, Eq)]
+#[graphql(name = "ConsignmentStatus")]
+pub enum Status {
+    /// Waiting for a vessel.
+    Pending,
+    /// Booked on a vessel.
+    Assigned,
+    /// No vessel had room when it was created.
+    Unassignable,
+    /// On its way.
+    InTransit,
+    /// Arrived.
+    Delivered,
+}
+
+impl Status {
+    /// As stored and sent in events.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Pending => "PENDING",
+            Status::Assigned => "ASSIGNED",
+            Status::Unassignable => "UNASSIGNABLE",
+            Status::InTransit => "IN_TRANSIT",
+            Status::Delivered => "DELIVERED",
+        }
+    }
+
+    /// Reads a stored status.
+    pub fn parse(raw: &str) -> Option<Self> {
+        Some(match raw {
+            "PENDING" => Status::Pending,
+            "ASSIGNED" => Status::Assigned,
+            "UNASSIGNABLE" => Status::Unassignable,
+            "IN_TRANSIT" => Status::InTransit,
+            "DELIVERED" => Status::Delivered,
+            _ => return None,
+        })
+    }
+
+    /// Whether the vessel's owner may move a consignment from `self` to `next`.
+    pub fn carrier_may_move_to(self, next: Status) -> bool {
+        matches!(
+            (self, next),
+            (Status::Assigned, Status::InTransit) | (Status::InTransit, Status::Delivered)
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn descriptions() {
+        assert_eq!(
+            Description::parse("  Crates of tea\nfragile ")
+                .unwrap()
+                .as_str(),
+            "Crates of tea\nfragile"
+        );
+        assert!(Description::parse("   ").is_err());
+        assert!(Description::parse(&"x".repeat(501)).is_err());
+        assert!(Description::parse(&"x".repeat(500)).is_ok());
+        assert!(Description::parse("bell\u{7}").is_err());
+    }
+
+    #[test]
+    fn weights() {
+        for bad in [0.0, -1.0, f64::NAN, f64::INFINITY, 2e12] {
+            assert!(ConsignmentWeight::parse(bad).is_err(), "{bad}");
+        }
+        assert_eq!(ConsignmentWeight::parse(0.5).unwrap().get(), 0.5);
+    }
+
+    #[test]
+    fn containers() {
+        assert_eq!(
+            Container::parse(" c1 ", "Rotterdam").unwrap(),
+            Container {
+                customer_id: "c1".into(),
+                origin: "Rotterdam".into()
+            }
+        );
+        assert_eq!(Container::parse("", "x").unwrap_err().0, "customerId");
+        assert_eq!(
+            Container::parse("c", &"o".repeat(101)).unwrap_err().0,
+            "origin"
+        );
+        let one = Container::parse("c", "o").unwrap();
+        assert!(Containers::new(vec![]).is_err());
+        assert_eq!(Containers::new(vec![one.clone(); 3]).unwrap().count(), 3);
+        assert!(Containers::new(vec![one; 1001]).is_err());
+    }
+
+    #[test]
+    fn statuses() {
+        for status in [
+            Status::Pending,
+            Status::Assigned,
+            Status::Unassignable,
+            Status::InTransit,
+            Status::Delivered,
+        ] {
+            assert_eq!(Status::parse(status.as_str()), Some(status));
+        }
+        assert_eq!(Status::parse("LOST"), None);
+        assert!(Status::Assigned.carrier_may_move_to(Status::InTransit));
+        assert!(Status::InTransit.carrier_may_move_to(Status::Delivered));
+        assert!(!Status::Assigned.carrier_may_move_to(Status::Delivered));
+        assert!(!Status::Pending.carrier_may_move_to(Status::Assigned));
+        assert!(!Status::Delivered.carrier_may_move_to(Status::InTransit));
+        assert!(!Status::Unassignable.carrier_may_move_to(Status::InTransit));
+    }
+}

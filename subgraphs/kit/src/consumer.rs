@@ -1,0 +1,400 @@
+//! Group consumers: the loop that reads a stream through a consumer group and hands each event to a
+//! [`Handler`], acknowledging it only once the handler has durably done its work.
+//!
+//! One round of [`Consumer::run`]:
+//! 1. every `claim_idle / 2`, take over entries that any consumer of the group left unacknowledged for
+//!    `claim_idle` (a crashed replica, or a handler that failed): `XAUTOCLAIM`;
+//! 2. otherwise wait up to `block` for new entries: `XREADGROUP ... >`;
+//! 3. hand each entry to the handler: success is acknowledged (`XACK`); [`HandleError::Retry`] leaves it
+//!    pending, so it comes back through step 1, and pauses the consumer with exponential backoff;
+//!    [`HandleError::Reject`], an undecodable entry, or an entry already delivered `max_deliveries` times
+//!    goes to the dead-letter stream.
+//!
+//! Delivery is at least once: a consumer can stop after the handler committed but before the
+//! acknowledgement. Handlers are therefore idempotent by `event_id` (see [`crate::inbox`]).
+//!
+//! Bus failures (Redis down) never end the loop: it waits with backoff and tries again, until shutdown.
+
+use std::{sync::Arc, time::Duration};
+
+use tokio::time::Instant;
+
+use crate::{
+    config::ConsumerConfig,
+    events::{Delivery, Event, EventBus, GroupReader},
+    shutdown::CancellationToken,
+};
+
+/// Why a handler did not handle an event.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum HandleError {
+    /// Might work later (the database is unavailable...): the entry stays pending and is retried.
+    #[error("will retry: {0}")]
+    Retry(String),
+    /// Can never work (a payload that does not parse, a reference to nothing): dead-lettered at once.
+    #[error("rejected: {0}")]
+    Reject(String),
+}
+
+impl From<sea_orm::DbErr> for HandleError {
+    fn from(err: sea_orm::DbErr) -> Self {
+        HandleError::Retry(format!("database error: {err}"))
+    }
+}
+
+/// Handles the events of one stream for one consumer group. Must be idempotent by `event.event_id`.
+#[async_trait::async_trait]
+pub trait Handler: Send + Sync + 'static {
+    /// Does the work for `event`; `Ok` once it is durable (committed). Events the handler does not care
+    /// about are simply `Ok`.
+    async fn handle(&self, event: &Event) -> Result<(), HandleError>;
+}
+
+#[async_trait::async_trait]
+impl<H: Handler> Handler for Arc<H> {
+    async fn handle(&self, event: &Event) -> Result<(), HandleError> {
+        (**self).handle(event).await
+    }
+}
+
+/// What became of one delivery.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Outcome {
+    Done,
+    Failed,
+}
+
+/// A consumer: one member of a consumer group, running a handler.
+pub struct Consumer<H> {
+    bus: Arc<dyn EventBus>,
+    stream: String,
+    group: String,
+    name: String,
+    handler: H,
+    config: ConsumerConfig,
+}
+
+impl<H: Handler> Consumer<H> {
+    /// A consumer of `stream` in `group`, named by `config` (see [`ConsumerConfig::resolved_name`]).
+    pub fn new(
+        bus: Arc<dyn EventBus>,
+        stream: &str,
+        group: &str,
+        handler: H,
+        config: ConsumerConfig,
+    ) -> Self {
+        Self {
+            bus,
+            stream: stream.to_owned(),
+            group: group.to_owned(),
+            name: config.resolved_name(),
+            handler,
+            config,
+        }
+    }
+
+    /// Runs until `shutdown` is cancelled. Never fails: trouble with the bus or the handler is logged and
+    /// retried with backoff. An event being handled when shutdown comes is finished first.
+    pub async fn run(self, shutdown: CancellationToken) {
+        let cfg = &self.config;
+        let batch = cfg.batch_size.max(1);
+        // Look for abandoned entries twice per idle period, so none waits much longer than `claim_idle`.
+        let claim_every = (cfg.claim_idle / 2).max(Duration::from_millis(10));
+        let mut bus_backoff = cfg.retry_initial;
+        let mut handler_backoff = cfg.retry_initial;
+
+        let mut reader = loop {
+            match self
+                .bus
+                .join_group(&self.stream, &self.group, &self.name)
+                .await
+            {
+                Ok(reader) => break reader,
+                Err(err) => {
+                    tracing::warn!(stream = %self.stream, group = %self.group, error = %err, retry_in = ?bus_backoff, "cannot join consumer group; retrying");
+                    if !pause(&shutdown, bus_backoff).await {
+                        return;
+                    }
+                    bus_backoff = (bus_backoff * 2).min(cfg.retry_max);
+                }
+            }
+        };
+        tracing::info!(stream = %self.stream, group = %self.group, consumer = %self.name, "consumer started");
+
+        let mut next_claim = Instant::now();
+        loop {
+            if shutdown.is_cancelled() {
+                return;
+            }
+            let read = if Instant::now() >= next_claim {
+                let claimed = reader.claim_idle(cfg.claim_idle, batch).await;
+                // A full batch means more may be waiting: claim again right away.
+                if !matches!(&claimed, Ok(d) if d.len() >= batch) {
+                    next_claim = Instant::now() + claim_every;
+                }
+                claimed
+            } else {
+                tokio::select! {
+                    () = shutdown.cancelled() => return,
+                    read = reader.read_new(batch, cfg.block.min(next_claim.saturating_duration_since(Instant::now())).max(Duration::from_millis(1))) => read,
+                }
+            };
+            let deliveries = match read {
+                Ok(deliveries) => {
+                    bus_backoff = cfg.retry_initial;
+                    deliveries
+                }
+                Err(err) => {
+                    tracing::warn!(stream = %self.stream, group = %self.group, error = %err, retry_in = ?bus_backoff, "consumer cannot read; retrying");
+                    if !pause(&shutdown, bus_backoff).await {
+                        return;
+                    }
+                    bus_backoff = (bus_backoff * 2).min(cfg.retry_max);
+                    continue;
+                }
+            };
+
+            let mut failed = false;
+            for delivery in deliveries {
+                if self.process(reader.as_mut(), delivery).await == Outcome::Failed {
+                    failed = true;
+                }
+            }
+            if failed {
+                // Most handler failures are shared ones (the database is down): slow down rather than burn
+                // through every entry's delivery budget.
+                if !pause(&shutdown, handler_backoff).await {
+                    return;
+                }
+                handler_backoff = (handler_backoff * 2).min(cfg.retry_max);
+            } else {
+                handler_backoff = cfg.retry_initial;
+            }
+        }
+    }
+
+    async fn process(&self, reader: &mut dyn GroupReader, delivery: Delivery) -> Outcome {
+        let max = self.config.max_deliveries.max(1);
+        if delivery.deliveries > max {
+            let reason = format!("not handled after {max} deliveries");
+            return self.dead_letter(reader, &delivery, &reason).await;
+        }
+        let event = match &delivery.event {
+            Ok(event) => event,
+            Err(reason) => {
+                let reason = format!("undecodable entry: {reason}");
+                return self.dead_letter(reader, &delivery, &reason).await;
+            }
+        };
+        match self.handler.handle(event).await {
+            Ok(()) => {
+                if let Err(err) = reader.ack(std::slice::from_ref(&delivery.id)).await {
+                    // Handled and committed: a redelivery is absorbed by the handler's idempotency.
+                    tracing::warn!(stream = %self.stream, group = %self.group, entry = %delivery.id, error = %err, "acknowledgement failed; the event will be delivered again");
+                }
+                Outcome::Done
+            }
+            Err(HandleError::Reject(reason)) => self.dead_letter(reader, &delivery, &reason).await,
+            Err(HandleError::Retry(reason)) => {
+                tracing::warn!(
+                    stream = %self.stream,
+                    group = %self.group,
+                    entry = %delivery.id,
+                    event_id = %event.event_id,
+                    kind = %event.kind,
+                    deliveries = delivery.deliveries,
+                    %reason,
+                    "handler failed; the event stays pending and will be retried"
+                );
+                Outcome::Failed
+            }
+        }
+    }
+
+    async fn dead_letter(
+        &self,
+        reader: &mut dyn GroupReader,
+        delivery: &Delivery,
+        reason: &str,
+    ) -> Outcome {
+        match reader.dead_letter(delivery, reason).await {
+            Ok(()) => Outcome::Done,
+            Err(err) => {
+                tracing::warn!(stream = %self.stream, group = %self.group, entry = %delivery.id, error = %err, "cannot dead-letter; the entry stays pending");
+                Outcome::Failed
+            }
+        }
+    }
+}
+
+/// Sleeps for `wait` unless shutdown comes first; `false` when it did.
+async fn pause(shutdown: &CancellationToken, wait: Duration) -> bool {
+    tokio::select! {
+        () = shutdown.cancelled() => false,
+        () = tokio::time::sleep(wait) => true,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use super::*;
+    use crate::events::{InProcessBus, streams};
+
+    /// Fails each event `failures` times with `error`, then succeeds; records what it handled.
+    struct Scripted {
+        failures: usize,
+        error: HandleError,
+        attempts: Mutex<std::collections::HashMap<uuid::Uuid, usize>>,
+        handled: Mutex<Vec<i64>>,
+    }
+
+    impl Scripted {
+        fn new(failures: usize, error: HandleError) -> Arc<Self> {
+            Arc::new(Self {
+                failures,
+                error,
+                attempts: Mutex::default(),
+                handled: Mutex::default(),
+            })
+        }
+    }
+
+    #[async_trait::async_trait]
+    impl Handler for Scripted {
+        async fn handle(&self, event: &Event) -> Result<(), HandleError> {
+            let attempt = {
+                let mut attempts = self.attempts.lock().unwrap();
+                let n = attempts.entry(event.event_id).or_default();
+                *n += 1;
+                *n
+            };
+            if attempt <= self.failures {
+                return Err(self.error.clone());
+            }
+            self.handled
+                .lock()
+                .unwrap()
+                .push(event.payload["n"].as_i64().unwrap());
+            Ok(())
+        }
+    }
+
+    fn config() -> ConsumerConfig {
+        ConsumerConfig {
+            name: Some("test".into()),
+            block: Duration::from_millis(50),
+            claim_idle: Duration::from_millis(100),
+            max_deliveries: 3,
+            retry_initial: Duration::from_millis(10),
+            retry_max: Duration::from_millis(40),
+            ..ConsumerConfig::default()
+        }
+    }
+
+    fn event(n: i64) -> Event {
+        Event::log(
+            "test",
+            "test.happened",
+            None,
+            "n",
+            serde_json::json!({ "n": n }),
+        )
+    }
+
+    async fn eventually(what: &str, mut done: impl FnMut() -> bool) {
+        tokio::time::timeout(Duration::from_secs(10), async {
+            while !done() {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        })
+        .await
+        .unwrap_or_else(|_| panic!("timed out waiting for {what}"));
+    }
+
+    #[tokio::test]
+    async fn retried_events_are_handled_once_they_succeed_and_rejected_ones_dead_lettered() {
+        let bus = Arc::new(InProcessBus::default());
+        let mut dead = bus
+            .join_group(&streams::dead_letters(streams::LOG), "ops", "t")
+            .await
+            .unwrap();
+        let flaky = Scripted::new(2, HandleError::Retry("database down".into()));
+        let shutdown = CancellationToken::new();
+        let task = tokio::spawn(
+            Consumer::new(bus.clone(), streams::LOG, "g", flaky.clone(), config())
+                .run(shutdown.clone()),
+        );
+        bus.publish(&event(1)).await.unwrap();
+        eventually("the retried event", || {
+            *flaky.handled.lock().unwrap() == [1]
+        })
+        .await;
+        // Handled on the third delivery, within max_deliveries = 3: nothing was dead-lettered.
+        assert!(dead.read_new(10, Duration::ZERO).await.unwrap().is_empty());
+        shutdown.cancel();
+        tokio::time::timeout(Duration::from_secs(5), task)
+            .await
+            .expect("the consumer stops on shutdown")
+            .unwrap();
+
+        let rejecting = Scripted::new(usize::MAX, HandleError::Reject("nonsense".into()));
+        let shutdown = CancellationToken::new();
+        let task = tokio::spawn(
+            Consumer::new(bus.clone(), streams::LOG, "g2", rejecting.clone(), config())
+                .run(shutdown.clone()),
+        );
+        // g2 is a new group: it starts at the oldest retained event (1), then sees 2.
+        bus.publish(&event(2)).await.unwrap();
+        let mut buried = Vec::new();
+        tokio::time::timeout(Duration::from_secs(10), async {
+            while buried.len() < 2 {
+                buried.extend(dead.read_new(10, Duration::from_millis(50)).await.unwrap());
+            }
+        })
+        .await
+        .expect("both dead-lettered");
+        assert_eq!(
+            rejecting.attempts.lock().unwrap().values().sum::<usize>(),
+            2,
+            "a rejected event is not retried"
+        );
+        shutdown.cancel();
+        task.await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn an_event_that_keeps_failing_is_dead_lettered_after_max_deliveries() {
+        let bus = Arc::new(InProcessBus::default());
+        let mut dead = bus
+            .join_group(&streams::dead_letters(streams::LOG), "ops", "t")
+            .await
+            .unwrap();
+        let broken = Scripted::new(usize::MAX, HandleError::Retry("still down".into()));
+        let shutdown = CancellationToken::new();
+        let task = tokio::spawn(
+            Consumer::new(bus.clone(), streams::LOG, "g", broken.clone(), config())
+                .run(shutdown.clone()),
+        );
+        bus.publish(&event(9)).await.unwrap();
+        let buried = tokio::time::timeout(Duration::from_secs(10), async {
+            loop {
+                let got = dead.read_new(10, Duration::from_millis(50)).await.unwrap();
+                if !got.is_empty() {
+                    return got;
+                }
+            }
+        })
+        .await
+        .expect("dead-lettered in time");
+        assert_eq!(buried[0].event.as_ref().unwrap().payload["n"], 9);
+        assert_eq!(
+            broken.attempts.lock().unwrap().values().sum::<usize>(),
+            3,
+            "tried exactly max_deliveries times"
+        );
+        shutdown.cancel();
+        task.await.unwrap();
+    }
+}

@@ -1,0 +1,190 @@
+//! Events and the bus that carries them: our one wrapper around the messaging engine.
+//!
+//! Subgraphs never publish directly: they record an [`Event`] in their outbox inside the transaction of the
+//! change (see [`crate::outbox`]) and the relay publishes it. Two buses implement [`EventBus`]:
+//! - [`InProcessBus`], the embedded bus of `shippy up`: everything in one process, in memory;
+//! - [`RedisBus`], used whenever `REDIS_URL` is set: Redis streams, shared by every process.
+//!
+//! Both offer the same two ways to read:
+//! - [`EventBus::subscribe`]: a live feed from now on, for GraphQL subscriptions. Every process reads the
+//!   whole stream itself, so a subscriber on any replica sees events published by any other.
+//! - [`EventBus::join_group`]: a consumer group, for work that must happen once per event (storing a log
+//!   entry, reserving vessel capacity). Each entry goes to one consumer of the group, stays pending until
+//!   acknowledged, and is taken over by another consumer when left pending too long. The
+//!   [`crate::consumer`] runner drives a [`GroupReader`].
+//!
+//! Stream names here are logical (`log`, `consignment`); the Redis bus prefixes them (`shippy:log`).
+
+mod memory;
+mod redis_streams;
+
+use std::time::Duration;
+
+use chrono::{DateTime, SubsecRound, Utc};
+use futures::stream::BoxStream;
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+pub use memory::InProcessBus;
+pub use redis_streams::RedisBus;
+
+use crate::config::EventsConfig;
+
+/// Stream names (logical: the Redis bus puts its key prefix, `shippy:` by default, before them).
+pub mod streams {
+    /// Log events from every service, stored by the log subgraph.
+    pub const LOG: &str = "log";
+    /// Consignment domain events (creation, assignment, status changes) and the vessel subgraph's answers.
+    pub const CONSIGNMENT: &str = "consignment";
+
+    /// The stream that receives the entries of `stream` that failed too often.
+    pub fn dead_letters(stream: &str) -> String {
+        format!("{stream}:dead")
+    }
+}
+
+/// One event, as recorded in an outbox and carried by the bus.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Event {
+    /// Unique per event; consumers use it to ignore redeliveries.
+    pub event_id: Uuid,
+    /// The stream it is published to (see [`streams`]).
+    pub stream: String,
+    /// The service that recorded it, e.g. `user`.
+    pub service: String,
+    /// What happened, e.g. `user.registered`.
+    pub kind: String,
+    /// The user it concerns (who acted, or whose data changed), if any.
+    pub user_id: Option<String>,
+    /// A short human-readable description.
+    pub message: String,
+    /// Details, as JSON.
+    pub payload: serde_json::Value,
+    /// When the change happened.
+    pub occurred_at: DateTime<Utc>,
+}
+
+impl Event {
+    /// A new event for `stream` with a fresh id and the current time.
+    pub fn new(
+        stream: &str,
+        service: &str,
+        kind: &str,
+        user_id: Option<String>,
+        message: impl Into<String>,
+        payload: serde_json::Value,
+    ) -> Self {
+        Self {
+            event_id: Uuid::now_v7(),
+            stream: stream.to_owned(),
+            service: service.to_owned(),
+            kind: kind.to_owned(),
+            user_id,
+            message: message.into(),
+            payload,
+            // Microseconds: what PostgreSQL keeps, so an event read back from an outbox equals the original.
+            occurred_at: Utc::now().trunc_subsecs(6),
+        }
+    }
+
+    /// A new log event (stream [`streams::LOG`]).
+    pub fn log(
+        service: &str,
+        kind: &str,
+        user_id: Option<String>,
+        message: impl Into<String>,
+        payload: serde_json::Value,
+    ) -> Self {
+        Self::new(streams::LOG, service, kind, user_id, message, payload)
+    }
+}
+
+/// Why the bus refused an operation.
+#[derive(Debug, thiserror::Error)]
+pub enum BusError {
+    /// The bus cannot be reached (Redis down or too slow), or cannot take more right now (an in-process
+    /// stream is full); the caller retries later.
+    #[error("event bus unavailable: {0}")]
+    Unavailable(String),
+    /// The event could not be encoded.
+    #[error("cannot encode event: {0}")]
+    Encode(String),
+    /// The bus answered with an error (a Redis error reply, an unexpected reply shape, a bad URL).
+    #[error("event bus error: {0}")]
+    Command(String),
+}
+
+/// A live feed of events on one stream.
+pub type EventStream = BoxStream<'static, Event>;
+
+/// One stream entry handed to a member of a consumer group.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Delivery {
+    /// The entry's id on the bus (a Redis stream id such as `1700000000000-0`); passed back to acknowledge.
+    pub id: String,
+    /// The event, or why the entry could not be decoded (such an entry is dead-lettered at once).
+    pub event: Result<Event, String>,
+    /// How many times the entry has been delivered to the group, this delivery included.
+    pub deliveries: u64,
+}
+
+/// One consumer's handle on a consumer group. Entries read through it stay pending (owned by this consumer)
+/// until acknowledged or dead-lettered.
+#[async_trait::async_trait]
+pub trait GroupReader: Send {
+    /// Takes over up to `count` entries that any consumer of the group has left unacknowledged for at least
+    /// `min_idle` (`XAUTOCLAIM`), counting a delivery for each.
+    async fn claim_idle(
+        &mut self,
+        min_idle: Duration,
+        count: usize,
+    ) -> Result<Vec<Delivery>, BusError>;
+
+    /// Up to `count` entries the group has not seen yet, waiting at most `block` for the first
+    /// (`XREADGROUP ... >`). An empty list means none arrived in time.
+    async fn read_new(&mut self, count: usize, block: Duration) -> Result<Vec<Delivery>, BusError>;
+
+    /// Marks entries as handled (`XACK`): they are never delivered again.
+    async fn ack(&mut self, ids: &[String]) -> Result<(), BusError>;
+
+    /// Moves an entry to the dead-letter stream with `reason`, and acknowledges it, in one step.
+    async fn dead_letter(&mut self, delivery: &Delivery, reason: &str) -> Result<(), BusError>;
+}
+
+/// Publishes events, feeds live subscribers and serves consumer groups.
+#[async_trait::async_trait]
+pub trait EventBus: Send + Sync + 'static {
+    /// Publishes one event to `event.stream`. `Ok` means the bus has accepted it: the outbox row may then be
+    /// marked sent.
+    async fn publish(&self, event: &Event) -> Result<(), BusError>;
+
+    /// Follows `stream` from now on (events published before are not replayed). A subscriber that falls too
+    /// far behind misses events rather than slowing publishers down: this feed is for live views (GraphQL
+    /// subscriptions), not for consumers that must see every event (those use [`join_group`](Self::join_group)).
+    async fn subscribe(&self, stream: &str) -> Result<EventStream, BusError>;
+
+    /// Joins consumer group `group` of `stream` as `consumer`, creating the group (and stream) if needed. A
+    /// new group starts at the oldest entry the stream still holds, so events published before any consumer
+    /// ran are not skipped.
+    async fn join_group(
+        &self,
+        stream: &str,
+        group: &str,
+        consumer: &str,
+    ) -> Result<Box<dyn GroupReader>, BusError>;
+
+    /// Whether the bus is reachable (for `/ready`).
+    async fn ping(&self) -> Result<(), BusError>;
+}
+
+/// The bus a process should use: Redis streams when `redis_url` is set, else a fresh in-process bus.
+/// Connecting to Redis is lazy: a Redis that is down at start is retried by whoever uses the bus.
+pub fn connect(
+    redis_url: Option<&str>,
+    config: &EventsConfig,
+) -> Result<std::sync::Arc<dyn EventBus>, BusError> {
+    Ok(match redis_url {
+        Some(url) => std::sync::Arc::new(RedisBus::open(url, config.clone())?),
+        None => std::sync::Arc::new(InProcessBus::new(config.live_capacity)),
+    })
+}

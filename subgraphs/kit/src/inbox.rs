@@ -1,0 +1,55 @@
+//! The inbox: which events a consumer has already handled, so a redelivered event changes nothing.
+//!
+//! A handler calls [`first_time`] inside the transaction that applies the event. The row is keyed by
+//! (consumer group, event id): the first delivery inserts it and goes on; a redelivery finds it and stops,
+//! and when two consumers handle the same event at once (one took it over from the other), the unique key
+//! makes the second wait for the first to commit and then see the row. Rolled-back work takes its row
+//! with it, so a failed attempt is retried in full.
+
+use chrono::Utc;
+use sea_orm::{ActiveValue::Set, ConnectionTrait, DbErr, EntityTrait, TryInsertResult};
+use uuid::Uuid;
+
+/// The `inbox` table, created by the migrators of subgraphs that consume events (`shippy-migrations`).
+pub mod entity {
+    use sea_orm::entity::prelude::*;
+
+    /// One handled event.
+    #[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
+    #[sea_orm(table_name = "inbox")]
+    pub struct Model {
+        /// The consumer group that handled it.
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub consumer: String,
+        /// The event.
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub event_id: Uuid,
+        /// When it was handled.
+        pub handled_at: DateTimeUtc,
+    }
+
+    /// No relations.
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+/// Records that `consumer` handles `event_id`, through `conn` (the handler's transaction). `true` the
+/// first time; `false` when it was handled before, and the handler should do nothing.
+pub async fn first_time<C: ConnectionTrait>(
+    conn: &C,
+    consumer: &str,
+    event_id: Uuid,
+) -> Result<bool, DbErr> {
+    let row = entity::ActiveModel {
+        consumer: Set(consumer.to_owned()),
+        event_id: Set(event_id),
+        handled_at: Set(Utc::now()),
+    };
+    let inserted = entity::Entity::insert(row)
+        .on_conflict_do_nothing()
+        .exec_without_returning(conn)
+        .await?;
+    Ok(matches!(inserted, TryInsertResult::Inserted(n) if n > 0))
+}

@@ -1,0 +1,424 @@
+//! The Redis-streams bus against the real test Redis, each test under its own key prefix: live feeds,
+//! publishing once, consumer groups (ack, take-over of abandoned entries, dead letters, a group that
+//! vanished), stream bounds, and an outage: the bus reports it quickly, and the outbox relay keeps events
+//! until Redis is back and then publishes each exactly once.
+
+use std::{collections::HashSet, sync::Arc, time::Duration};
+
+use futures::StreamExt;
+use redis::AsyncCommands;
+use sea_orm::{
+    ColumnTrait, DatabaseConnection, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder,
+};
+use shippy_kit::{
+    CancellationToken,
+    config::{EventsConfig, RelayConfig},
+    consumer::{Consumer, HandleError, Handler},
+    db,
+    events::{BusError, Event, EventBus, RedisBus, streams},
+    outbox::{self, Outbox, entity},
+    testing::{self, Backend, RedisNamespace, TcpProxy, TestDb},
+};
+use shippy_migrations::MigratorTrait;
+use tokio::time::Instant;
+
+fn event(n: i64) -> Event {
+    Event::log(
+        "test",
+        "test.happened",
+        Some("u1".into()),
+        format!("event {n}"),
+        serde_json::json!({ "n": n }),
+    )
+}
+
+fn number(event: &Event) -> i64 {
+    event.payload["n"].as_i64().unwrap()
+}
+
+async fn xlen(ns: &RedisNamespace, stream: &str) -> u64 {
+    let mut conn = ns.connection().await;
+    conn.xlen(format!("{}{stream}", ns.prefix)).await.unwrap()
+}
+
+async fn pending_count(ns: &RedisNamespace, stream: &str, group: &str) -> u64 {
+    let mut conn = ns.connection().await;
+    let reply: redis::streams::StreamPendingReply = conn
+        .xpending(format!("{}{stream}", ns.prefix), group)
+        .await
+        .unwrap();
+    reply.count() as u64
+}
+
+#[tokio::test]
+async fn the_live_feed_follows_from_now_on() {
+    testing::init();
+    let ns = RedisNamespace::new();
+    let bus = ns.bus();
+    bus.publish(&event(0)).await.unwrap();
+    let mut feed = bus.subscribe(streams::LOG).await.unwrap();
+    for n in 1..=3 {
+        bus.publish(&event(n)).await.unwrap();
+    }
+    for n in 1..=3 {
+        let got = tokio::time::timeout(Duration::from_secs(5), feed.next())
+            .await
+            .expect("event in time")
+            .unwrap();
+        assert_eq!(
+            number(&got),
+            n,
+            "events before the subscription are not replayed"
+        );
+    }
+    // Another stream is not mixed in.
+    bus.publish(&Event::new(
+        streams::CONSIGNMENT,
+        "test",
+        "x",
+        None,
+        "",
+        serde_json::json!({ "n": 99 }),
+    ))
+    .await
+    .unwrap();
+    bus.publish(&event(4)).await.unwrap();
+    assert_eq!(number(&feed.next().await.unwrap()), 4);
+}
+
+#[tokio::test]
+async fn a_retried_publish_adds_the_event_once() {
+    testing::init();
+    let ns = RedisNamespace::new();
+    let bus = ns.bus();
+    let e = event(1);
+    bus.publish(&e).await.unwrap();
+    bus.publish(&e).await.unwrap();
+    assert_eq!(xlen(&ns, streams::LOG).await, 1);
+
+    // With the window off, the marker is not kept and a retry adds the event again (consumers still ignore
+    // it by event id).
+    let no_dedupe = RedisBus::open(
+        &ns.url,
+        EventsConfig {
+            dedupe_window: Duration::ZERO,
+            ..ns.events()
+        },
+    )
+    .unwrap();
+    let e = event(2);
+    no_dedupe.publish(&e).await.unwrap();
+    no_dedupe.publish(&e).await.unwrap();
+    assert_eq!(xlen(&ns, streams::LOG).await, 3);
+}
+
+#[tokio::test]
+async fn streams_are_trimmed_to_about_max_len() {
+    testing::init();
+    let ns = RedisNamespace::new();
+    let bus = RedisBus::open(
+        &ns.url,
+        EventsConfig {
+            max_len: 10,
+            dedupe_window: Duration::ZERO,
+            ..ns.events()
+        },
+    )
+    .unwrap();
+    for n in 0..600 {
+        bus.publish(&event(n)).await.unwrap();
+    }
+    // `MAXLEN ~` trims whole radix-tree nodes (100 entries by default), so the bound is approximate.
+    let len = xlen(&ns, streams::LOG).await;
+    assert!((10..=200).contains(&len), "stream holds {len} entries");
+}
+
+#[tokio::test]
+async fn abandoned_entries_are_taken_over_with_their_delivery_count() {
+    testing::init();
+    let ns = RedisNamespace::new();
+    let bus = ns.bus();
+    for n in 0..3 {
+        bus.publish(&event(n)).await.unwrap();
+    }
+    // A consumer reads everything and dies before acknowledging.
+    let mut crashed = bus.join_group(streams::LOG, "g", "crashed").await.unwrap();
+    let read = crashed
+        .read_new(10, Duration::from_millis(100))
+        .await
+        .unwrap();
+    assert_eq!(read.len(), 3);
+    assert!(read.iter().all(|d| d.deliveries == 1));
+    drop(crashed);
+
+    let mut rescuer = bus.join_group(streams::LOG, "g", "rescuer").await.unwrap();
+    assert!(
+        rescuer
+            .read_new(10, Duration::from_millis(50))
+            .await
+            .unwrap()
+            .is_empty(),
+        "delivered entries are not new to the group"
+    );
+    let idle = Duration::from_millis(300);
+    assert!(rescuer.claim_idle(idle, 10).await.unwrap().is_empty());
+    tokio::time::sleep(idle).await;
+    let claimed = rescuer.claim_idle(idle, 10).await.unwrap();
+    let numbers: Vec<i64> = claimed
+        .iter()
+        .map(|d| number(d.event.as_ref().unwrap()))
+        .collect();
+    assert_eq!(numbers, vec![0, 1, 2]);
+    assert!(
+        claimed.iter().all(|d| d.deliveries == 2),
+        "{:?}",
+        claimed.iter().map(|d| d.deliveries).collect::<Vec<_>>()
+    );
+    rescuer
+        .ack(&claimed.iter().map(|d| d.id.clone()).collect::<Vec<_>>())
+        .await
+        .unwrap();
+    assert_eq!(pending_count(&ns, streams::LOG, "g").await, 0);
+}
+
+/// Counts what it handled; fails every event whose `n` is negative.
+#[derive(Default)]
+struct Recorder {
+    seen: std::sync::Mutex<Vec<i64>>,
+}
+
+#[async_trait::async_trait]
+impl Handler for Recorder {
+    async fn handle(&self, event: &Event) -> Result<(), HandleError> {
+        let n = number(event);
+        if n < 0 {
+            return Err(HandleError::Retry(format!("cannot handle {n} yet")));
+        }
+        self.seen.lock().unwrap().push(n);
+        Ok(())
+    }
+}
+
+async fn dead_entries(ns: &RedisNamespace) -> Vec<redis::streams::StreamId> {
+    let mut conn = ns.connection().await;
+    let reply: redis::streams::StreamRangeReply = conn
+        .xrange_all(format!("{}log:dead", ns.prefix))
+        .await
+        .unwrap();
+    reply.ids
+}
+
+#[tokio::test]
+async fn failing_and_undecodable_entries_end_in_the_dead_letter_stream() {
+    testing::init();
+    let ns = RedisNamespace::new();
+    let bus = ns.bus();
+    let mut config = ns.events().consumer;
+    config.claim_idle = Duration::from_millis(200);
+    config.max_deliveries = 2;
+    config.name = Some("c1".into());
+    let recorder = Arc::new(Recorder::default());
+    let shutdown = CancellationToken::new();
+    let task = tokio::spawn(
+        Consumer::new(bus.clone(), streams::LOG, "g", recorder.clone(), config)
+            .run(shutdown.clone()),
+    );
+
+    bus.publish(&event(-1)).await.unwrap();
+    bus.publish(&event(1)).await.unwrap();
+    let mut conn = ns.connection().await;
+    let _: String = conn
+        .xadd(format!("{}log", ns.prefix), "*", &[("garbage", "1")])
+        .await
+        .unwrap();
+
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let dead = loop {
+        let dead = dead_entries(&ns).await;
+        if dead.len() >= 2 || Instant::now() > deadline {
+            break dead;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(dead.len(), 2, "{dead:?}");
+    let reasons: Vec<String> = dead.iter().map(|d| d.get("reason").unwrap()).collect();
+    assert!(
+        reasons.iter().any(|r| r.contains("undecodable")),
+        "{reasons:?}"
+    );
+    assert!(
+        reasons
+            .iter()
+            .any(|r| r.contains("not handled after 2 deliveries")),
+        "{reasons:?}"
+    );
+    let failed = dead
+        .iter()
+        .find(|d| d.contains_key("event"))
+        .expect("the failing event is kept");
+    let kept: Event = serde_json::from_str(&failed.get::<String>("event").unwrap()).unwrap();
+    assert_eq!(number(&kept), -1);
+    assert_eq!(failed.get::<u64>("deliveries"), Some(3));
+    assert_eq!(failed.get::<String>("group").as_deref(), Some("g"));
+    assert_eq!(*recorder.seen.lock().unwrap(), vec![1]);
+    assert_eq!(pending_count(&ns, streams::LOG, "g").await, 0);
+
+    shutdown.cancel();
+    tokio::time::timeout(Duration::from_secs(5), task)
+        .await
+        .expect("the consumer stops on shutdown")
+        .unwrap();
+}
+
+#[tokio::test]
+async fn a_consumer_group_that_vanished_is_created_again() {
+    testing::init();
+    let ns = RedisNamespace::new();
+    let bus = ns.bus();
+    let recorder = Arc::new(Recorder::default());
+    let shutdown = CancellationToken::new();
+    let mut config = ns.events().consumer;
+    config.name = Some("c1".into());
+    let task = tokio::spawn(
+        Consumer::new(bus.clone(), streams::LOG, "g", recorder.clone(), config)
+            .run(shutdown.clone()),
+    );
+    bus.publish(&event(1)).await.unwrap();
+    wait_for(|| recorder.seen.lock().unwrap().len() == 1).await;
+
+    // As after a Redis restart without persistence: the stream and its groups are gone.
+    let mut conn = ns.connection().await;
+    let _: () = conn.del(format!("{}log", ns.prefix)).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    bus.publish(&event(2)).await.unwrap();
+    wait_for(|| recorder.seen.lock().unwrap().len() == 2).await;
+    assert_eq!(*recorder.seen.lock().unwrap(), vec![1, 2]);
+    shutdown.cancel();
+    task.await.unwrap();
+}
+
+async fn wait_for(mut done: impl FnMut() -> bool) {
+    tokio::time::timeout(Duration::from_secs(15), async {
+        while !done() {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .expect("condition met in time");
+}
+
+#[tokio::test]
+async fn an_unreachable_redis_is_reported_quickly_and_recovered_from() {
+    testing::init();
+    let ns = RedisNamespace::new();
+    let proxy = TcpProxy::to_test_redis().await;
+    let bus = RedisBus::open(&proxy.redis_url(), ns.events()).unwrap();
+    bus.ping().await.unwrap();
+    proxy.set_up(false);
+    let started = Instant::now();
+    let err = bus.publish(&event(1)).await.unwrap_err();
+    assert!(matches!(err, BusError::Unavailable(_)), "{err}");
+    assert!(bus.ping().await.is_err());
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "took {:?}",
+        started.elapsed()
+    );
+    proxy.set_up(true);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while bus.publish(&event(2)).await.is_err() {
+        assert!(Instant::now() < deadline, "the bus never reconnected");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(xlen(&ns, streams::LOG).await, 1);
+}
+
+/// Only the shared outbox migration, as every subgraph has it.
+struct OutboxOnly;
+
+impl MigratorTrait for OutboxOnly {
+    fn migrations() -> Vec<Box<dyn shippy_migrations::MigrationTrait>> {
+        vec![Box::new(shippy_migrations::outbox::CreateOutbox)]
+    }
+}
+
+async fn pending_rows(db: &DatabaseConnection) -> u64 {
+    entity::Entity::find()
+        .filter(entity::Column::PublishedAt.is_null())
+        .count(db)
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn the_relay_keeps_events_while_redis_is_down_and_publishes_each_once() {
+    testing::init();
+    let ns = RedisNamespace::new();
+    let test_db = TestDb::create(Backend::Postgres).await;
+    let db = db::connect_and_migrate::<OutboxOnly>(&test_db.url)
+        .await
+        .unwrap();
+    let proxy = TcpProxy::to_test_redis().await;
+    let bus: Arc<dyn EventBus> = Arc::new(RedisBus::open(&proxy.redis_url(), ns.events()).unwrap());
+    let outbox = Outbox::new();
+    let config = RelayConfig {
+        poll_interval: Duration::from_millis(50),
+        retry_initial: Duration::from_millis(20),
+        retry_max: Duration::from_millis(200),
+        ..RelayConfig::default()
+    };
+    let shutdown = CancellationToken::new();
+    let relay = tokio::spawn(outbox.relay(db.clone(), bus, config).run(shutdown.clone()));
+
+    proxy.set_up(false);
+    let mut recorded = HashSet::new();
+    for n in 0..20 {
+        let e = event(n);
+        recorded.insert(e.event_id);
+        outbox::record(&db, &e).await.unwrap();
+        outbox.wake();
+    }
+    // The relay keeps trying; nothing is marked sent while Redis is unreachable.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(pending_rows(&db).await, 20);
+    let first = entity::Entity::find()
+        .order_by_asc(entity::Column::Id)
+        .one(&db)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(first.attempts >= 2, "attempts: {}", first.attempts);
+    assert!(first.last_error.is_some());
+
+    proxy.set_up(true);
+    tokio::time::timeout(Duration::from_secs(15), async {
+        while pending_rows(&db).await > 0 {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await
+    .expect("every row published once Redis is back");
+
+    let mut conn = ns.connection().await;
+    let entries: redis::streams::StreamRangeReply =
+        conn.xrange_all(format!("{}log", ns.prefix)).await.unwrap();
+    let published: Vec<uuid::Uuid> = entries
+        .ids
+        .iter()
+        .map(|e| {
+            serde_json::from_str::<Event>(&e.get::<String>("event").unwrap())
+                .unwrap()
+                .event_id
+        })
+        .collect();
+    assert_eq!(published.len(), 20, "each event exactly once");
+    let order: Vec<i64> = entries
+        .ids
+        .iter()
+        .map(|e| number(&serde_json::from_str(&e.get::<String>("event").unwrap()).unwrap()))
+        .collect();
+    assert_eq!(order, (0..20).collect::<Vec<_>>(), "in the order recorded");
+    assert_eq!(published.iter().copied().collect::<HashSet<_>>(), recorded);
+    shutdown.cancel();
+    relay.await.unwrap();
+}

@@ -1,0 +1,328 @@
+//! Vessel assignment: the vessel subgraph's consumer of the `consignment` stream.
+//!
+//! On `consignment.created` it books the consignment on the available vessel with the least room that
+//! still fits it, and answers on the same stream with `vessel.assigned` or `vessel.unassignable` (which
+//! the consignment subgraph applies). On `consignment.status_changed` to `DELIVERED` it gives the capacity
+//! back. Every change happens in one transaction with its inbox row and outbox events, so a redelivered
+//! event changes nothing and an answer is published if and only if the booking committed.
+//!
+//! No overbooking: the booking is a conditional update, `reserved + n <= capacity` (and the same for
+//! weight) checked by the database on the row it updates. On PostgreSQL two transactions booking the same
+//! vessel serialize on the row lock and the second re-checks the condition against the first's result; on
+//! SQLite the single connection runs them one after the other. A booking that loses the race looks for the
+//! next vessel.
+
+use chrono::Utc;
+use sea_orm::{
+    ActiveValue::Set,
+    ColumnTrait, DbErr, EntityTrait, QueryFilter, TransactionTrait,
+    sea_query::{Expr, ExprTrait},
+};
+use serde::Deserialize;
+use serde_json::json;
+use shippy_kit::{
+    consumer::{HandleError, Handler},
+    events::{Event, streams},
+    inbox, outbox,
+};
+use uuid::Uuid;
+
+use crate::{
+    NAME, State,
+    domain::{Capacity, Weight},
+    entity::{self, Column, Entity as Vessels, reservation},
+    fleet,
+};
+
+/// The vessel subgraph's consumer group on the `consignment` stream.
+pub const GROUP: &str = "vessel";
+
+/// How often a booking looks for another vessel after losing one to a concurrent booking before giving
+/// up for now (the event is then retried).
+const MAX_ATTEMPTS: usize = 16;
+
+/// What this subgraph reads from `consignment.created` (the consignment subgraph sends the whole
+/// consignment; these are the fields booking needs).
+#[derive(Debug, Clone, Deserialize)]
+pub struct BookingRequest {
+    /// The consignment.
+    pub id: Uuid,
+    /// Its owner, to address the answer.
+    pub owner_id: Uuid,
+    /// Total weight.
+    pub weight: f64,
+    /// Number of containers.
+    pub container_count: i32,
+}
+
+/// What this subgraph reads from `consignment.status_changed`.
+#[derive(Debug, Clone, Deserialize)]
+struct StatusChange {
+    id: Uuid,
+    status: String,
+}
+
+/// How a booking request ended.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Booking {
+    /// Booked on this vessel (as it is after the booking).
+    Assigned(entity::Model),
+    /// No available vessel has room.
+    Unassignable,
+    /// This event was handled before; nothing changed.
+    AlreadyHandled,
+}
+
+/// Why a booking could not be made right now.
+#[derive(Debug, thiserror::Error)]
+pub enum BookingError {
+    /// Database failure.
+    #[error(transparent)]
+    Db(#[from] DbErr),
+    /// Every fitting vessel was taken by concurrent bookings, [`MAX_ATTEMPTS`] times over.
+    #[error("vessels kept being booked concurrently; try again")]
+    Contended,
+}
+
+impl From<BookingError> for HandleError {
+    fn from(err: BookingError) -> Self {
+        HandleError::Retry(err.to_string())
+    }
+}
+
+/// Books `request` (from event `event_id`) on the best-fitting available vessel, or records that none
+/// fits.
+pub async fn book(
+    state: &State,
+    event_id: Uuid,
+    request: &BookingRequest,
+) -> Result<Booking, BookingError> {
+    // Out-of-range requests cannot fit any vessel; the parsers say so without a query.
+    let (Ok(containers), Ok(weight)) = (
+        Capacity::parse(request.container_count),
+        Weight::parse(request.weight),
+    ) else {
+        return unassignable(
+            state,
+            event_id,
+            request,
+            "the consignment's size is out of range",
+        )
+        .await;
+    };
+    let txn = state.db.begin().await?;
+    if !inbox::first_time(&txn, GROUP, event_id).await? {
+        return Ok(Booking::AlreadyHandled);
+    }
+    for _ in 0..MAX_ATTEMPTS {
+        let Some(vessel) = fleet::find_available(&txn, containers, weight).await? else {
+            return unassignable_in(txn, state, request, "no available vessel has room for it")
+                .await;
+        };
+        let booked = Vessels::update_many()
+            .col_expr(
+                Column::ReservedContainers,
+                Expr::col(Column::ReservedContainers).add(containers.get()),
+            )
+            .col_expr(
+                Column::ReservedWeight,
+                Expr::col(Column::ReservedWeight).add(weight.get()),
+            )
+            .filter(Column::Id.eq(vessel.id))
+            .filter(Column::Available.eq(true))
+            .filter(fleet::remaining_capacity().gte(containers.get()))
+            .filter(fleet::remaining_weight().gte(weight.get()))
+            .exec(&txn)
+            .await?;
+        if booked.rows_affected == 0 {
+            // Someone booked it first and it no longer fits: look again.
+            continue;
+        }
+        reservation::Entity::insert(reservation::ActiveModel {
+            consignment_id: Set(request.id),
+            vessel_id: Set(vessel.id),
+            containers: Set(containers.get()),
+            weight: Set(weight.get()),
+            reserved_at: Set(Utc::now()),
+            released_at: Set(None),
+        })
+        .exec_without_returning(&txn)
+        .await?;
+        let vessel = Vessels::find_by_id(vessel.id)
+            .one(&txn)
+            .await?
+            .ok_or_else(|| DbErr::RecordNotFound(vessel.id.to_string()))?;
+        let answer = Event::new(
+            streams::CONSIGNMENT,
+            NAME,
+            "vessel.assigned",
+            Some(request.owner_id.to_string()),
+            format!(
+                "consignment {} assigned to vessel {}",
+                request.id, vessel.name
+            ),
+            json!({
+                "consignment_id": request.id,
+                "vessel_id": vessel.id,
+                "vessel_owner_id": vessel.owner_id,
+                "vessel_name": vessel.name,
+            }),
+        );
+        let log = Event::log(
+            NAME,
+            "vessel.reserved",
+            Some(vessel.owner_id.to_string()),
+            format!(
+                "{} containers ({} weight) booked on {} for consignment {}",
+                containers.get(),
+                weight.get(),
+                vessel.name,
+                request.id
+            ),
+            json!({
+                "vessel_id": vessel.id,
+                "consignment_id": request.id,
+                "containers": containers.get(),
+                "weight": weight.get(),
+                "remaining_capacity": vessel.remaining_capacity(),
+            }),
+        );
+        outbox::record(&txn, &answer).await?;
+        outbox::record(&txn, &log).await?;
+        txn.commit().await?;
+        state.outbox.wake();
+        return Ok(Booking::Assigned(vessel));
+    }
+    Err(BookingError::Contended)
+}
+
+async fn unassignable(
+    state: &State,
+    event_id: Uuid,
+    request: &BookingRequest,
+    reason: &str,
+) -> Result<Booking, BookingError> {
+    let txn = state.db.begin().await?;
+    if !inbox::first_time(&txn, GROUP, event_id).await? {
+        return Ok(Booking::AlreadyHandled);
+    }
+    unassignable_in(txn, state, request, reason).await
+}
+
+async fn unassignable_in(
+    txn: sea_orm::DatabaseTransaction,
+    state: &State,
+    request: &BookingRequest,
+    reason: &str,
+) -> Result<Booking, BookingError> {
+    let answer = Event::new(
+        streams::CONSIGNMENT,
+        NAME,
+        "vessel.unassignable",
+        Some(request.owner_id.to_string()),
+        format!("no vessel for consignment {}: {reason}", request.id),
+        json!({
+            "consignment_id": request.id,
+            "reason": reason,
+            "container_count": request.container_count,
+            "weight": request.weight,
+        }),
+    );
+    outbox::record(&txn, &answer).await?;
+    txn.commit().await?;
+    state.outbox.wake();
+    Ok(Booking::Unassignable)
+}
+
+/// Gives back the capacity booked for `consignment` (it was delivered). `false` when there was nothing to
+/// release (already released, never booked, or this event was handled before).
+pub async fn release(state: &State, event_id: Uuid, consignment: Uuid) -> Result<bool, DbErr> {
+    let txn = state.db.begin().await?;
+    if !inbox::first_time(&txn, GROUP, event_id).await? {
+        return Ok(false);
+    }
+    let Some(booking) = reservation::Entity::find_by_id(consignment)
+        .filter(reservation::Column::ReleasedAt.is_null())
+        .one(&txn)
+        .await?
+    else {
+        txn.commit().await?;
+        tracing::warn!(%consignment, "delivered consignment has no active booking (never booked, or released already)");
+        return Ok(false);
+    };
+    reservation::Entity::update_many()
+        .col_expr(reservation::Column::ReleasedAt, Expr::value(Utc::now()))
+        .filter(reservation::Column::ConsignmentId.eq(consignment))
+        .exec(&txn)
+        .await?;
+    Vessels::update_many()
+        .col_expr(
+            Column::ReservedContainers,
+            Expr::col(Column::ReservedContainers).sub(booking.containers),
+        )
+        .col_expr(
+            Column::ReservedWeight,
+            Expr::col(Column::ReservedWeight).sub(booking.weight),
+        )
+        .filter(Column::Id.eq(booking.vessel_id))
+        .exec(&txn)
+        .await?;
+    if let Some(vessel) = Vessels::find_by_id(booking.vessel_id).one(&txn).await? {
+        let log = Event::log(
+            NAME,
+            "vessel.released",
+            Some(vessel.owner_id.to_string()),
+            format!(
+                "consignment {consignment} delivered: {} containers free again on {}",
+                booking.containers, vessel.name
+            ),
+            json!({
+                "vessel_id": vessel.id,
+                "consignment_id": consignment,
+                "containers": booking.containers,
+                "remaining_capacity": vessel.remaining_capacity(),
+            }),
+        );
+        outbox::record(&txn, &log).await?;
+    }
+    txn.commit().await?;
+    state.outbox.wake();
+    Ok(true)
+}
+
+/// The consumer's handler: books created consignments, releases delivered ones, ignores the rest.
+pub struct Assigner {
+    state: State,
+}
+
+impl Assigner {
+    /// A handler working on `state`'s database.
+    pub fn new(state: State) -> Self {
+        Self { state }
+    }
+}
+
+fn payload<T: serde::de::DeserializeOwned>(event: &Event) -> Result<T, HandleError> {
+    serde_json::from_value(event.payload.clone())
+        .map_err(|e| HandleError::Reject(format!("bad `{}` payload: {e}", event.kind)))
+}
+
+#[async_trait::async_trait]
+impl Handler for Assigner {
+    async fn handle(&self, event: &Event) -> Result<(), HandleError> {
+        match event.kind.as_str() {
+            "consignment.created" => {
+                let request: BookingRequest = payload(event)?;
+                book(&self.state, event.event_id, &request).await?;
+            }
+            "consignment.status_changed" => {
+                let change: StatusChange = payload(event)?;
+                if change.status == "DELIVERED" {
+                    release(&self.state, event.event_id, change.id).await?;
+                }
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+}

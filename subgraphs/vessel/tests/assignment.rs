@@ -1,0 +1,300 @@
+//! Booking consignments on vessels, on SQLite and PostgreSQL: many bookings at once never exceed a
+//! vessel's capacity or max weight, a redelivered request books once, the best-fitting vessel is chosen,
+//! delivery gives the capacity back once, and the running subgraph answers `consignment.created` events on
+//! the bus.
+
+use std::{sync::Arc, time::Duration};
+
+use futures::StreamExt;
+use sea_orm::{EntityTrait, PaginatorTrait};
+use serde_json::json;
+use shippy_kit::{
+    events::{Event, EventBus, streams},
+    testing::{self, Backend, TestDb, TestServer},
+};
+use shippy_vessel::{
+    State,
+    assignment::{self, Booking, BookingRequest},
+    domain::{Capacity, VesselName, Weight},
+    entity::{self, reservation},
+    fleet::{self, NewVessel},
+};
+use uuid::Uuid;
+
+struct Harness {
+    service: shippy_vessel::VesselService,
+    _db: TestDb,
+}
+
+impl Harness {
+    async fn start(backend: Backend) -> Self {
+        testing::init();
+        let db = TestDb::create(backend).await;
+        let service = shippy_vessel::start(testing::subgraph_config(&db.url), testing::bus())
+            .await
+            .unwrap();
+        Self { service, _db: db }
+    }
+
+    fn state(&self) -> &State {
+        self.service.state()
+    }
+
+    async fn vessel(&self, name: &str, capacity: i32, max_weight: f64) -> entity::Model {
+        fleet::create(
+            self.state(),
+            Uuid::now_v7(),
+            NewVessel {
+                name: VesselName::parse(name).unwrap(),
+                capacity: Capacity::parse(capacity).unwrap(),
+                max_weight: Weight::parse(max_weight).unwrap(),
+            },
+        )
+        .await
+        .unwrap()
+    }
+
+    async fn reload(&self, id: Uuid) -> entity::Model {
+        entity::Entity::find_by_id(id)
+            .one(&self.state().db)
+            .await
+            .unwrap()
+            .unwrap()
+    }
+}
+
+fn request(containers: i32, weight: f64) -> BookingRequest {
+    BookingRequest {
+        id: Uuid::now_v7(),
+        owner_id: Uuid::now_v7(),
+        weight,
+        container_count: containers,
+    }
+}
+
+/// Books every request at once, each on its own task; returns how many were assigned and unassignable.
+async fn book_all(state: &State, requests: Vec<BookingRequest>) -> (usize, usize) {
+    let tasks: Vec<_> = requests
+        .into_iter()
+        .map(|r| {
+            let state = state.clone();
+            tokio::spawn(async move { assignment::book(&state, Uuid::now_v7(), &r).await })
+        })
+        .collect();
+    let (mut assigned, mut unassignable) = (0, 0);
+    for task in tasks {
+        match task.await.unwrap().expect("booking") {
+            Booking::Assigned(_) => assigned += 1,
+            Booking::Unassignable => unassignable += 1,
+            Booking::AlreadyHandled => panic!("every request is new"),
+        }
+    }
+    (assigned, unassignable)
+}
+
+async fn concurrent_bookings_never_overbook(backend: Backend) {
+    let h = Harness::start(backend).await;
+    let vessel = h.vessel("Small", 10, 1_000.0).await;
+    let (assigned, unassignable) =
+        book_all(h.state(), (0..30).map(|_| request(1, 10.0)).collect()).await;
+    assert_eq!((assigned, unassignable), (10, 20));
+    let after = h.reload(vessel.id).await;
+    assert_eq!(after.reserved_containers, 10);
+    assert_eq!(after.remaining_capacity(), 0);
+    assert_eq!(
+        reservation::Entity::find()
+            .count(&h.state().db)
+            .await
+            .unwrap(),
+        10
+    );
+
+    // Weight binds as well: 10 more containers of room, but only 25 of weight.
+    let heavy = h.vessel("Heavy", 100, 25.0).await;
+    let (assigned, unassignable) =
+        book_all(h.state(), (0..12).map(|_| request(2, 5.0)).collect()).await;
+    assert_eq!((assigned, unassignable), (5, 7));
+    let after = h.reload(heavy.id).await;
+    assert_eq!(
+        (after.reserved_containers, after.reserved_weight),
+        (10, 25.0)
+    );
+}
+
+async fn a_redelivered_request_books_once(backend: Backend) {
+    let h = Harness::start(backend).await;
+    let vessel = h.vessel("Once", 10, 100.0).await;
+    let event_id = Uuid::now_v7();
+    let req = request(3, 30.0);
+    let first = assignment::book(h.state(), event_id, &req).await.unwrap();
+    assert!(matches!(first, Booking::Assigned(v) if v.id == vessel.id));
+    let again = assignment::book(h.state(), event_id, &req).await.unwrap();
+    assert_eq!(again, Booking::AlreadyHandled);
+    assert_eq!(h.reload(vessel.id).await.reserved_containers, 3);
+}
+
+async fn pick(state: &State, containers: i32) -> Option<Uuid> {
+    match assignment::book(state, Uuid::now_v7(), &request(containers, 1.0))
+        .await
+        .unwrap()
+    {
+        Booking::Assigned(v) => Some(v.id),
+        _ => None,
+    }
+}
+
+async fn the_best_fitting_vessel_is_chosen(backend: Backend) {
+    let h = Harness::start(backend).await;
+    let big = h.vessel("Big", 50, 10_000.0).await;
+    let small = h.vessel("Small", 5, 10_000.0).await;
+    let state = h.state();
+    assert_eq!(
+        pick(state, 3).await,
+        Some(small.id),
+        "the smallest that fits"
+    );
+    assert_eq!(
+        pick(state, 3).await,
+        Some(big.id),
+        "only 2 left on the small one"
+    );
+    assert_eq!(pick(state, 100).await, None, "fits nowhere");
+    // Out-of-range sizes fit nowhere either, without failing.
+    let absurd = BookingRequest {
+        container_count: 0,
+        ..request(1, 1.0)
+    };
+    assert_eq!(
+        assignment::book(h.state(), Uuid::now_v7(), &absurd)
+            .await
+            .unwrap(),
+        Booking::Unassignable
+    );
+}
+
+async fn delivery_gives_the_capacity_back_once(backend: Backend) {
+    let h = Harness::start(backend).await;
+    let vessel = h.vessel("Loop", 4, 100.0).await;
+    let req = request(4, 40.0);
+    assignment::book(h.state(), Uuid::now_v7(), &req)
+        .await
+        .unwrap();
+    assert_eq!(h.reload(vessel.id).await.remaining_capacity(), 0);
+    let delivered = Uuid::now_v7();
+    assert!(
+        assignment::release(h.state(), delivered, req.id)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !assignment::release(h.state(), delivered, req.id)
+            .await
+            .unwrap(),
+        "the same event again"
+    );
+    assert!(
+        !assignment::release(h.state(), Uuid::now_v7(), req.id)
+            .await
+            .unwrap(),
+        "already released"
+    );
+    let after = h.reload(vessel.id).await;
+    assert_eq!((after.reserved_containers, after.reserved_weight), (0, 0.0));
+}
+
+fn created(consignment: Uuid, owner: Uuid, containers: i32, weight: f64) -> Event {
+    Event::new(
+        streams::CONSIGNMENT,
+        "consignment",
+        "consignment.created",
+        Some(owner.to_string()),
+        "created",
+        json!({
+            "id": consignment,
+            "owner_id": owner,
+            "description": "crates",
+            "weight": weight,
+            "containers": [],
+            "container_count": containers,
+            "status": "PENDING",
+        }),
+    )
+}
+
+async fn the_running_subgraph_answers_on_the_bus(backend: Backend) {
+    testing::init();
+    let db = TestDb::create(backend).await;
+    let bus = testing::bus();
+    let config = testing::subgraph_config(&db.url);
+    let run_bus = bus.clone();
+    let server = TestServer::spawn(move |listener, shutdown| {
+        shippy_vessel::run(listener, config, run_bus, shutdown)
+    })
+    .await;
+    let token = shippy_kit::auth::TokenIssuer::from_config(&testing::auth_config())
+        .unwrap()
+        .issue(&Uuid::now_v7().to_string(), "o@example.com", vec![])
+        .unwrap()
+        .token;
+    server
+        .client()
+        .query(
+            "mutation { createVessel(input: {name: \"Bus\", capacity: 5, maxWeight: 50}) { id } }",
+            json!({}),
+            Some(&token),
+        )
+        .await
+        .data();
+
+    let mut answers = bus.subscribe(streams::CONSIGNMENT).await.unwrap();
+    let owner = Uuid::now_v7();
+    let (fits, too_big) = (Uuid::now_v7(), Uuid::now_v7());
+    bus.publish(&created(fits, owner, 2, 10.0)).await.unwrap();
+    bus.publish(&created(too_big, owner, 6, 10.0))
+        .await
+        .unwrap();
+    let mut seen = Vec::new();
+    tokio::time::timeout(Duration::from_secs(15), async {
+        while seen.len() < 2 {
+            let event = answers.next().await.unwrap();
+            if event.kind.starts_with("vessel.") {
+                seen.push(event);
+            }
+        }
+    })
+    .await
+    .expect("both answered");
+    let assigned = seen.iter().find(|e| e.kind == "vessel.assigned").unwrap();
+    assert_eq!(assigned.payload["consignment_id"], fits.to_string());
+    assert_eq!(
+        assigned.user_id.as_deref(),
+        Some(owner.to_string().as_str())
+    );
+    let refused = seen
+        .iter()
+        .find(|e| e.kind == "vessel.unassignable")
+        .unwrap();
+    assert_eq!(refused.payload["consignment_id"], too_big.to_string());
+
+    let vessels = server
+        .client()
+        .query(
+            "{ vessels { remainingCapacity remainingWeight } }",
+            json!({}),
+            None,
+        )
+        .await;
+    assert_eq!(
+        vessels.data()["vessels"],
+        json!([{ "remainingCapacity": 3, "remainingWeight": 40.0 }])
+    );
+    let _keep: Arc<dyn EventBus> = bus;
+}
+
+shippy_kit::backend_tests!(
+    concurrent_bookings_never_overbook,
+    a_redelivered_request_books_once,
+    the_best_fitting_vessel_is_chosen,
+    delivery_gives_the_capacity_back_once,
+    the_running_subgraph_answers_on_the_bus,
+);

@@ -1,0 +1,132 @@
+//! What the whole-system tests share: the `shippy` binary with a clean environment, and a running
+//! process whose printed URLs the tests talk to.
+
+// Each test binary uses what it needs of this module.
+#![allow(dead_code)]
+
+use std::{collections::HashMap, process::Stdio, time::Duration};
+
+use shippy_kit::testing::{self, GraphQLClient};
+use tokio::{
+    io::{AsyncBufReadExt, BufReader},
+    process::{Child, Command},
+};
+
+/// The JWT secret every process is started with.
+pub const SECRET: &str = "whole-system-test-secret-0123456789abcdef";
+
+/// The `shippy` binary with none of the caller's Shippy environment, the test secret and quiet logs;
+/// killed when dropped.
+pub fn shippy() -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_shippy"));
+    for var in [
+        "DATABASE_URL",
+        "REDIS_URL",
+        "SHIPPY_CONFIG",
+        "SHIPPY_PORT_BASE",
+        "SHIPPY_HOST",
+        "SHIPPY_DATA_DIR",
+        "SHIPPY_STREAM_PREFIX",
+        "SHIPPY_CONSUMER_NAME",
+        "SHIPPY_CLAIM_IDLE",
+    ] {
+        cmd.env_remove(var);
+    }
+    cmd.env("SHIPPY_JWT_SECRET", SECRET)
+        .env("RUST_LOG", "warn")
+        .kill_on_drop(true);
+    cmd
+}
+
+/// A running `shippy` process and the URLs it printed, by service name.
+pub struct Running {
+    pub child: Child,
+    pub urls: HashMap<String, String>,
+}
+
+impl Running {
+    /// Starts `shippy <args>` and waits until it has printed its URLs and each answers `/health`.
+    pub async fn start(mut cmd: Command, until: &str) -> Self {
+        testing::init();
+        let mut child = cmd
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("shippy starts");
+        let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
+        let mut urls = HashMap::new();
+        tokio::time::timeout(Duration::from_secs(60), async {
+            while let Some(line) = lines.next_line().await.expect("stdout readable") {
+                if let Some((name, url)) = line.split_once(" http://") {
+                    urls.insert(name.trim().to_owned(), format!("http://{url}"));
+                }
+                if line.starts_with(until) {
+                    return;
+                }
+            }
+            panic!("shippy exited before printing {until:?}");
+        })
+        .await
+        .expect("shippy printed its URLs in time");
+        // Keep reading so the pipe never fills up and blocks the process; its log lines (stdout) go to the
+        // test's captured output, shown when the test fails.
+        let label = until.to_owned();
+        tokio::spawn(async move {
+            while let Ok(Some(line)) = lines.next_line().await {
+                eprintln!("[{label}] {line}");
+            }
+        });
+
+        let http = reqwest::Client::new();
+        for url in urls.values() {
+            let health = url.replace("/graphql", "/health");
+            let mut healthy = false;
+            for _ in 0..200 {
+                if http
+                    .get(&health)
+                    .send()
+                    .await
+                    .is_ok_and(|r| r.status().is_success())
+                {
+                    healthy = true;
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            assert!(healthy, "{health} never answered");
+        }
+        Self { child, urls }
+    }
+
+    /// The URL `service` printed.
+    pub fn url(&self, service: &str) -> String {
+        self.urls
+            .get(service)
+            .unwrap_or_else(|| panic!("no {service} URL"))
+            .clone()
+    }
+
+    /// A GraphQL client for `service`.
+    pub fn client(&self, service: &str) -> GraphQLClient {
+        GraphQLClient::new(
+            self.urls
+                .get(service)
+                .unwrap_or_else(|| panic!("no {service} URL"))
+                .clone(),
+        )
+    }
+
+    /// Sends `signal` and waits for the process to exit; returns whether it exited successfully.
+    pub async fn stop(mut self, signal: &str) -> bool {
+        let pid = self.child.id().expect("running").to_string();
+        let status = std::process::Command::new("kill")
+            .args([signal, &pid])
+            .status()
+            .expect("kill runs");
+        assert!(status.success());
+        let exit = tokio::time::timeout(Duration::from_secs(30), self.child.wait())
+            .await
+            .expect("exits in time");
+        exit.expect("wait").success()
+    }
+}
