@@ -12,9 +12,8 @@ use harness::supergraph;
 /// Checks (`case/check`) that fail against our router today, each a router bug the lead should
 /// see. The case tests fail when a check listed here passes, or one not listed fails.
 pub const KNOWN_FAILURES: &[&str] = &[
-    // The entity call declares `$representations` twice (the planner's and the client's), so
-    // the subgraph rejects it. Hive Router fails the same way (same planner).
-    "aliases/client_variable_named_representations",
+    // (aliases/client_variable_named_representations passes since the router renames client
+    // variables that collide with the planner's own.)
 ];
 
 #[tokio::test]
