@@ -102,18 +102,24 @@ impl JwksSource {
         self.refresh_interval
     }
 
-    /// Keys usable for a token with this `kid` (if any) and algorithm. Fetches the set first
-    /// when no key matches and the last fetch is old enough (or there was none).
+    /// Keys usable for a token with this `kid` (if any) and algorithm. When none matches, waits
+    /// for a fetch in flight (it may bring the key), then fetches the set itself if the last
+    /// fetch is old enough (or there was none).
     pub async fn keys_for(
         &self,
         kid: Option<&str>,
         algorithm: Algorithm,
     ) -> Result<Vec<JwksKey>, JwksError> {
         let found = matching(&self.keys.load(), kid);
+        if !found.is_empty() {
+            return Ok(filter_algorithm(found, algorithm));
+        }
+        let _guard = self.fetching.lock().await;
+        let found = matching(&self.keys.load(), kid);
         if !found.is_empty() || !self.may_refetch() {
             return Ok(filter_algorithm(found, algorithm));
         }
-        self.refresh_if_stale().await?;
+        self.fetch_locked().await?;
         Ok(filter_algorithm(
             matching(&self.keys.load(), kid),
             algorithm,
@@ -123,15 +129,6 @@ impl JwksSource {
     fn may_refetch(&self) -> bool {
         let last = *self.last_fetch.lock().unwrap_or_else(|p| p.into_inner());
         last.is_none_or(|at| at.elapsed() >= self.min_refresh_interval)
-    }
-
-    async fn refresh_if_stale(&self) -> Result<(), JwksError> {
-        let _guard = self.fetching.lock().await;
-        // Whoever held the lock before us may just have fetched.
-        if !self.may_refetch() {
-            return Ok(());
-        }
-        self.fetch_locked().await.map(|_| ())
     }
 
     /// Fetches the set now (the scheduled refresh); returns how many keys it holds.
