@@ -544,6 +544,7 @@ mod tests {
     }
 
     #[test]
+    #[allow(clippy::result_large_err)] // figment's own error type, in a test
     fn environment_overrides_the_file() {
         let path = write_temp("env.yaml", "limits:\n  max_depth: 5\n  max_aliases: 3\n");
         // A prefix of its own, so tests loading `SHIPPY_ROUTER__` in parallel never see it.

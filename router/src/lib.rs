@@ -48,6 +48,15 @@ pub struct Router {
     state: Arc<RouterState>,
 }
 
+/// The state of one subgraph's resilience machinery, for diagnostics and tests.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SubgraphStatus {
+    /// `closed`, `open` or `half-open`; `None` when the breaker is disabled.
+    pub breaker: Option<&'static str>,
+    /// Each replica's URL and whether it is in rotation.
+    pub replicas: Vec<(String, bool)>,
+}
+
 /// What [`Router::reload`] did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ReloadOutcome {
@@ -326,6 +335,24 @@ impl Router {
                 .unwrap_or_default()),
             Err(rejection) => Err(rejection.errors.clone()),
         }
+    }
+
+    /// Breaker phase and replica health of subgraph `name`.
+    pub fn subgraph_status(&self, name: &str) -> Option<SubgraphStatus> {
+        let client = self.state.subgraphs.iter().find(|c| c.name == name)?;
+        Some(SubgraphStatus {
+            breaker: client.breaker().map(|b| match b.phase() {
+                resilience::breaker::Phase::Closed => "closed",
+                resilience::breaker::Phase::Open { .. } => "open",
+                resilience::breaker::Phase::HalfOpen { .. } => "half-open",
+            }),
+            replicas: client
+                .replicas()
+                .replicas()
+                .iter()
+                .map(|r| (r.uri.to_string(), r.is_healthy()))
+                .collect(),
+        })
     }
 
     pub fn cache_stats(&self) -> CacheStats {

@@ -56,7 +56,7 @@ pub enum LimitError {
 
 enum Backend {
     Memory(memory::MemoryLimiter),
-    Redis(redis::RedisLimiter),
+    Redis(Box<redis::RedisLimiter>),
 }
 
 /// Every field limit of one configuration and supergraph, and where they are counted.
@@ -100,9 +100,9 @@ impl RateLimits {
                 rules.iter().map(|r| &r.limit),
                 config.max_keys_per_limit,
             )),
-            RateLimitBackend::Redis => {
-                Backend::Redis(redis::RedisLimiter::new(&config.redis).map_err(LimitError::Redis)?)
-            }
+            RateLimitBackend::Redis => Backend::Redis(Box::new(
+                redis::RedisLimiter::new(&config.redis).map_err(LimitError::Redis)?,
+            )),
         };
         Ok(RateLimits {
             rules,

@@ -1,22 +1,22 @@
 //! The request path, one module a stage, in the order a request goes through them:
 //!
-//! 0. `request`      HTTP to GraphQL request (GET/POST rules, media types, CSRF, body limit)
-//! 0b. `authenticate` the bearer token to an identity (401 when invalid)
-//! 1. `parse`        query text to document (token limit)
-//! 1b. `limit`       the document's shape against the operation limits (depth, aliases...)
-//! 2. `validate`     document against the API schema; the operation to run is selected
-//! 3. `normalize`    the planner's canonical form, minus what the router answers itself
-//! 4. `plan`         normalized operation to plan, cached; the selections that carry access
-//!    rules or rate limits are found here too (`authorize::Guards`)
-//! 5. `variables`    coercion of the client's variables
-//! 6. `authorize`    fields the caller may not see are removed (`UNAUTHORIZED_FIELD_OR_TYPE`)
-//! 7. `rate_limit`   fields over their limit are removed (`RATE_LIMITED`), or the request gets 429
-//! 8. `plan`         again when fields were removed: the plan of what is left (cached)
-//! 9. `execute`      the plan against subgraphs, into one merged data tree; identical
-//!    in-flight queries share one execution (`dedupe`)
-//! 10. `respond`     the merged data shaped exactly as requested (`shape` compiles that shape)
+//! - `request`      HTTP to GraphQL request (GET/POST rules, media types, CSRF, body limit)
+//! - `authenticate` the bearer token to an identity (401 when invalid)
+//! - `parse`        query text to document (token limit)
+//! - `limit`        the document's shape against the operation limits (depth, aliases...)
+//! - `validate`     document against the API schema; the operation to run is selected
+//! - `normalize`    the planner's canonical form, minus what the router answers itself
+//! - `plan`         normalized operation to plan, cached; the selections that carry access
+//!   rules or rate limits are found here too (`authorize::Guards`)
+//! - `variables`    coercion of the client's variables
+//! - `authorize`    fields the caller may not see are removed (`UNAUTHORIZED_FIELD_OR_TYPE`)
+//! - `rate_limit`   fields over their limit are removed (`RATE_LIMITED`), or the request gets 429
+//! - `plan`         again when fields were removed: the plan of what is left (cached)
+//! - `execute`      the plan against subgraphs, into one merged data tree; identical in-flight
+//!   queries share one execution (`dedupe`)
+//! - `respond`      the merged data shaped exactly as requested (`shape` compiles that shape)
 //!
-//! Stages 1–4 depend only on the query text, operation name and the hot-reloadable part of the
+//! The stages from `parse` to the first `plan` depend only on the query text, operation name and the hot-reloadable part of the
 //! configuration, so their outcome (a [`PreparedOperation`], or the errors that rejected the
 //! query) is cached: a repeated query goes straight from `request` to `variables`. Stages 6 and 7
 //! depend on the caller and the moment, and run for every request on the prepared guards only.
@@ -238,7 +238,8 @@ impl RouterState {
         })
     }
 
-    /// Stages 1–4 for a query text, cached by text, operation name and configuration generation.
+    /// The stages up to the first `plan` for a query text, cached by text, operation name and
+    /// configuration generation.
     pub async fn prepare(&self, text: &str, operation_name: Option<&str>, live: &Live) -> Prepared {
         let mut hasher = Xxh3::new();
         hasher.update(text.as_bytes());
