@@ -128,8 +128,9 @@ impl Router {
         })
     }
 
-    /// The HTTP application: the GraphQL endpoint and the health check, behind the
-    /// whole-request rate limit when `rate_limit.requests` turns it on.
+    /// The HTTP application: the GraphQL endpoint (behind the whole-request rate limit when
+    /// `rate_limit.requests` turns it on) and the health check (never limited, so probes keep
+    /// working under a flood).
     pub fn app(&self) -> axum::Router {
         self.app_and_request_limiter().0
     }
@@ -137,31 +138,27 @@ impl Router {
     fn app_and_request_limiter(
         &self,
     ) -> (axum::Router, Option<Arc<limits::requests::RequestLimiter>>) {
-        let app = self.routes();
-        limits::requests::apply(
-            app,
-            &self.state.config.rate_limit.requests,
-            self.state.client_ip_header.clone(),
-        )
-    }
-
-    fn routes(&self) -> axum::Router {
         let http = &self.state.config.http;
         let state = Arc::clone(&self.state);
-        axum::Router::new()
-            .route(
-                &http.graphql_path,
-                any(move |request| pipeline::handle(Arc::clone(&state), request)),
-            )
-            .route(
-                &http.health_path,
-                get(|| async {
-                    (
-                        [(http::header::CONTENT_TYPE, "application/json")],
-                        "{\"status\":\"pass\"}",
-                    )
-                }),
-            )
+        let graphql = axum::Router::new().route(
+            &http.graphql_path,
+            any(move |request| pipeline::handle(Arc::clone(&state), request)),
+        );
+        let (graphql, limiter) = limits::requests::apply(
+            graphql,
+            &self.state.config.rate_limit.requests,
+            self.state.client_ip_header.clone(),
+        );
+        let app = graphql.route(
+            &http.health_path,
+            get(|| async {
+                (
+                    [(http::header::CONTENT_TYPE, "application/json")],
+                    "{\"status\":\"pass\"}",
+                )
+            }),
+        );
+        (app, limiter)
     }
 
     /// Serves on `listener` until `shutdown` completes, then drains in-flight requests for at most

@@ -239,8 +239,12 @@ async fn whole_request_limit_per_client_ip() {
     assert_eq!(reply.status, 429);
     assert!(reply.headers.contains_key("retry-after"));
     assert_eq!(reply.error_codes(), vec!["RATE_LIMITED"]);
-    // The health check is behind it too, but other routers' clients are not affected: off by
-    // default.
+    // Health probes are never limited.
+    let health = env
+        .send(env.client.get(format!("{}/health", env.url)))
+        .await;
+    assert_eq!(health.status, 200);
+    // Off by default.
     let open = env_without_request_limit().await;
     for _ in 0..5 {
         assert_eq!(
