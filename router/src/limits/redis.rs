@@ -6,6 +6,7 @@
 //! fully recovered, so idle keys cost nothing. When Redis cannot answer in time, the configured
 //! policy decides (fail open or closed) and the failure is logged.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
@@ -43,7 +44,14 @@ pub struct RedisLimiter {
     prefix: String,
     timeout: Duration,
     on_error: FailurePolicy,
+    /// Seconds (since the limiter was made) of the last failure logged: an unreachable Redis is
+    /// logged at most every few seconds, not once per limited field of every request.
+    last_failure_log: AtomicU64,
+    created: tokio::time::Instant,
 }
+
+/// Shortest time between two logged Redis failures.
+const FAILURE_LOG_INTERVAL_SECS: u64 = 10;
 
 impl RedisLimiter {
     pub fn new(config: &RedisRateLimitConfig) -> Result<RedisLimiter, String> {
@@ -56,6 +64,8 @@ impl RedisLimiter {
             prefix: config.key_prefix.clone(),
             timeout: config.timeout,
             on_error: config.on_error,
+            last_failure_log: AtomicU64::new(0),
+            created: tokio::time::Instant::now(),
         })
     }
 
@@ -102,21 +112,33 @@ impl RedisLimiter {
     }
 
     fn failed(&self, coordinate: &str, reason: &str) -> Decision {
+        metrics::counter!("shippy_router_rate_limit_store_errors_total").increment(1);
+        let now = self.created.elapsed().as_secs() + FAILURE_LOG_INTERVAL_SECS;
+        let last = self.last_failure_log.load(Ordering::Relaxed);
+        let log = now >= last + FAILURE_LOG_INTERVAL_SECS
+            && self
+                .last_failure_log
+                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok();
         match self.on_error {
             FailurePolicy::Open => {
-                tracing::error!(
-                    field = coordinate,
-                    reason,
-                    "rate limit store unreachable; letting the field through (on_error: open)"
-                );
+                if log {
+                    tracing::error!(
+                        field = coordinate,
+                        reason,
+                        "rate limit store unreachable; letting limited fields through (on_error: open)"
+                    );
+                }
                 Decision::Allowed
             }
             FailurePolicy::Closed => {
-                tracing::error!(
-                    field = coordinate,
-                    reason,
-                    "rate limit store unreachable; refusing the field (on_error: closed)"
-                );
+                if log {
+                    tracing::error!(
+                        field = coordinate,
+                        reason,
+                        "rate limit store unreachable; refusing limited fields (on_error: closed)"
+                    );
+                }
                 Decision::Limited {
                     retry_after: Duration::from_secs(1),
                 }
