@@ -64,10 +64,14 @@ pub fn services() -> Vec<UpService> {
 }
 
 /// The router over the embedded supergraph, its subgraph URLs pointed at this `up`'s own listeners.
-/// `SHIPPY_ROUTER__*` environment variables configure it as they do `shippy router`.
+/// `SHIPPY_ROUTER__*` environment variables configure it as they do `shippy router`; unless they set
+/// `auth.jwt` keys, the router verifies tokens exactly as the subgraphs do (same key, issuer, audience).
 async fn run_router(ctx: UpContext) -> anyhow::Result<()> {
     let mut config =
         shippy_router::RouterConfig::load(None).context("loading the router configuration")?;
+    if !config.auth.jwt.enabled() {
+        verify_like_the_subgraphs(&ctx.settings.auth, &mut config.auth.jwt)?;
+    }
     for subgraph in SUBGRAPHS {
         let addr = ctx.addresses[subgraph.name];
         config
@@ -82,6 +86,36 @@ async fn run_router(ctx: UpContext) -> anyhow::Result<()> {
         .serve(ctx.listener, ctx.shutdown.cancelled_owned())
         .await
         .context("router")
+}
+
+/// Points the router's JWT verification at the key the subgraphs use.
+fn verify_like_the_subgraphs(
+    auth: &shippy_kit::config::AuthConfig,
+    jwt: &mut shippy_router::config::JwtConfig,
+) -> anyhow::Result<()> {
+    use shippy_kit::config::JwtAlgorithm;
+    use shippy_router::config::{PublicKeyAlgorithm, Secret};
+    match auth.algorithm {
+        JwtAlgorithm::HS256 => {
+            let secret = shippy_kit::auth::hs256_secret(auth)?;
+            let secret = String::from_utf8(secret).context("the HS256 secret is not UTF-8")?;
+            jwt.secret = Some(Secret::new(secret));
+        }
+        JwtAlgorithm::RS256 | JwtAlgorithm::ES256 => {
+            jwt.public_key_file = Some(auth.public_key_file.clone().context(
+                "RS256/ES256 need a public key file (SHIPPY_JWT_PUBLIC_KEY_FILE) for the router",
+            )?);
+            jwt.public_key_algorithm = if auth.algorithm == JwtAlgorithm::RS256 {
+                PublicKeyAlgorithm::RS256
+            } else {
+                PublicKeyAlgorithm::ES256
+            };
+        }
+    }
+    jwt.issuers = vec![auth.issuer.clone()];
+    jwt.audiences = vec![auth.audience.clone()];
+    jwt.leeway = auth.leeway;
+    Ok(())
 }
 
 /// One subgraph, on its own database.

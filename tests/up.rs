@@ -114,13 +114,20 @@ async fn up_serves_the_whole_flow_keeps_data_and_stops_on_sigterm() {
             "me": { "email": "ada@example.com" }
         })
     );
+    // `me` is `@authenticated`: the router refuses it to anonymous callers without asking the subgraph,
+    // and refuses a forged token outright.
     let anonymous = router.query("{ me { id } }", json!({}), None).await;
     assert_eq!(
         anonymous.code(),
-        Some("UNAUTHENTICATED"),
+        Some("UNAUTHORIZED_FIELD_OR_TYPE"),
         "{:?}",
         anonymous.body
     );
+    let forged = router
+        .query("{ me { id } }", json!({}), Some("e30.e30.e30"))
+        .await;
+    assert_eq!(forged.status, 401, "{:?}", forged.body);
+    assert_eq!(forged.code(), Some("UNAUTHENTICATED"));
 
     // Ship a consignment through the router; the vessel subgraph books it on Ada's vessel over the
     // in-process bus, and one query then crosses three subgraphs to name the vessel's owner.

@@ -17,7 +17,8 @@ pub struct RouterArgs {
     /// Address to listen on [default: `http.listen` from the config, 127.0.0.1:4000].
     #[arg(long, value_name = "ADDR")]
     pub listen: Option<SocketAddr>,
-    /// Configuration file (YAML or TOML); `SHIPPY_ROUTER__*` variables override it.
+    /// Configuration file (YAML or TOML); `SHIPPY_ROUTER__*` variables override it. It is
+    /// watched and reloaded while serving (`reload.watch`).
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
 }
@@ -32,13 +33,27 @@ pub async fn run(
     let sdl = std::fs::read_to_string(&args.supergraph)
         .with_context(|| format!("reading the supergraph {}", args.supergraph.display()))?;
     let listen = args.listen.unwrap_or(config.http.listen);
+    let reload = config.reload.clone();
     let router = Router::from_supergraph_sdl(&sdl, config)
         .with_context(|| format!("loading the supergraph {}", args.supergraph.display()))?;
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .with_context(|| format!("binding {listen}"))?;
     tracing::info!(address = %listener.local_addr()?, "router listening");
-    router.serve(listener, shutdown).await.context("serving")?;
+    // The watcher never ends on its own; it stops with the server.
+    let watcher = match (&args.config, reload.watch) {
+        (Some(path), true) => {
+            tracing::info!(file = %path.display(), interval = ?reload.interval, "watching the config file");
+            futures::future::Either::Left(
+                router.clone().watch_config(path.clone(), reload.interval),
+            )
+        }
+        _ => futures::future::Either::Right(std::future::pending()),
+    };
+    tokio::select! {
+        served = router.serve(listener, shutdown) => served.context("serving")?,
+        () = watcher => anyhow::bail!("the config watcher stopped"),
+    }
     tracing::info!("router stopped");
     Ok(())
 }

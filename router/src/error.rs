@@ -57,6 +57,32 @@ pub mod codes {
     pub const UNSUPPORTED_OPERATION: &str = "UNSUPPORTED_OPERATION";
     /// Something failed inside the router.
     pub const INTERNAL_SERVER_ERROR: &str = "INTERNAL_SERVER_ERROR";
+    /// The request's token is invalid (bad signature, expired, wrong issuer or audience, an
+    /// algorithm we do not accept, malformed): HTTP 401. No token at all is not an error.
+    pub const UNAUTHENTICATED: &str = "UNAUTHENTICATED";
+    /// A field or type the caller may not see (`@authenticated`, `@requiresScopes`): answered
+    /// null at its path while the rest of the operation runs.
+    pub const UNAUTHORIZED_FIELD_OR_TYPE: &str = "UNAUTHORIZED_FIELD_OR_TYPE";
+    /// A rate limit was hit; `extensions.retryAfter` says in how many seconds to retry.
+    pub const RATE_LIMITED: &str = "RATE_LIMITED";
+    /// A GET (or a simple POST) without a CSRF preflight header.
+    pub const CSRF_PREFLIGHT_REQUIRED: &str = "CSRF_PREFLIGHT_REQUIRED";
+    /// The request body is larger than `http.max_body_size` (HTTP 413).
+    pub const MAX_BODY_SIZE_EXCEEDED: &str = "MAX_BODY_SIZE_EXCEEDED";
+    /// The query has more lexical tokens than `limits.max_tokens`.
+    pub const MAX_TOKENS_EXCEEDED: &str = "MAX_TOKENS_EXCEEDED";
+    /// Fields nest deeper than `limits.max_depth`.
+    pub const MAX_DEPTH_EXCEEDED: &str = "MAX_DEPTH_EXCEEDED";
+    /// More aliases than `limits.max_aliases`.
+    pub const MAX_ALIASES_EXCEEDED: &str = "MAX_ALIASES_EXCEEDED";
+    /// More root fields than `limits.max_root_fields`.
+    pub const MAX_ROOT_FIELDS_EXCEEDED: &str = "MAX_ROOT_FIELDS_EXCEEDED";
+    /// More directives on one field than `limits.max_directives_per_field`.
+    pub const MAX_DIRECTIVES_EXCEEDED: &str = "MAX_DIRECTIVES_EXCEEDED";
+    /// The subgraph's circuit breaker is open: its fetches fail at once until it recovers.
+    pub const SUBREQUEST_CIRCUIT_OPEN: &str = "SUBREQUEST_CIRCUIT_OPEN";
+    /// Too many requests in flight to the subgraph (`circuit_breaker.max_concurrent_requests`).
+    pub const SUBREQUEST_CONCURRENCY_EXCEEDED: &str = "SUBREQUEST_CONCURRENCY_EXCEEDED";
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]

@@ -10,15 +10,21 @@
 //! ```
 //!
 //! Module map: `pipeline` is the request path (one module a stage), `query_planner` the only
-//! door to the planner crate, `subgraph` the outbound HTTP client, `schema` the API schema index,
-//! `introspection` its resolver, `value` the executor's JSON.
+//! door to the planner crate, `subgraph` the outbound HTTP client (with `resilience`: breaker,
+//! replicas, retries), `auth` tokens and access rules, `limits` the rate limiters, `schema` the
+//! API schema index, `introspection` its resolver, `value` the executor's JSON, `config` the
+//! settings, `background` the tasks that run while serving.
 
+pub mod auth;
+mod background;
 pub mod cli;
 pub mod config;
 pub mod error;
 pub mod introspection;
+pub mod limits;
 pub mod pipeline;
 pub mod query_planner;
+pub mod resilience;
 pub mod schema;
 pub mod subgraph;
 pub mod value;
@@ -42,6 +48,24 @@ pub struct Router {
     state: Arc<RouterState>,
 }
 
+/// The state of one subgraph's resilience machinery, for diagnostics and tests.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SubgraphStatus {
+    /// `closed`, `open` or `half-open`; `None` when the breaker is disabled.
+    pub breaker: Option<&'static str>,
+    /// Each replica's URL and whether it is in rotation.
+    pub replicas: Vec<(String, bool)>,
+}
+
+/// What [`Router::reload`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReloadOutcome {
+    /// Whether the live configuration changed.
+    pub applied: bool,
+    /// Sections that changed but need a restart (left as they were).
+    pub restart_required: Vec<&'static str>,
+}
+
 /// Cache statistics, for tests and diagnostics (also exported as metrics).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct CacheStats {
@@ -62,14 +86,16 @@ impl Router {
                 return Err(RouterError::UnknownSubgraph(name.clone()));
             }
         }
+        config.check().map_err(RouterError::Config)?;
         let mut clients = Vec::with_capacity(planner.subgraphs().len());
         for subgraph in planner.subgraphs() {
-            let url = config
-                .subgraphs
-                .get(&subgraph.name)
-                .and_then(|o| o.url.clone())
-                .unwrap_or_else(|| subgraph.url.clone());
-            if url.trim().is_empty() {
+            let overrides = config.subgraphs.get(&subgraph.name);
+            let urls = match overrides {
+                Some(o) if !o.urls.is_empty() => o.urls.clone(),
+                Some(o) if o.url.is_some() => o.url.iter().cloned().collect(),
+                _ => vec![subgraph.url.clone()],
+            };
+            if urls.iter().any(|url| url.trim().is_empty()) {
                 return Err(RouterError::SubgraphUrl {
                     subgraph: subgraph.name.clone(),
                     reason: "it is empty".into(),
@@ -77,7 +103,7 @@ impl Router {
             }
             let client = SubgraphClient::new(
                 &subgraph.name,
-                &url,
+                &urls,
                 &config.subgraph(&subgraph.name),
                 &config.subgraph_defaults,
             )
@@ -98,40 +124,61 @@ impl Router {
             })
             .collect::<Result<Vec<_>, _>>()?;
         Ok(Router {
-            state: Arc::new(RouterState::new(config, planner, clients, forward_headers)),
+            state: Arc::new(RouterState::new(config, planner, clients, forward_headers)?),
         })
     }
 
-    /// The HTTP application: the GraphQL endpoint and the health check.
+    /// The HTTP application: the GraphQL endpoint (behind the whole-request rate limit when
+    /// `rate_limit.requests` turns it on) and the health check (never limited, so probes keep
+    /// working under a flood).
     pub fn app(&self) -> axum::Router {
+        self.app_and_request_limiter().0
+    }
+
+    fn app_and_request_limiter(
+        &self,
+    ) -> (axum::Router, Option<Arc<limits::requests::RequestLimiter>>) {
         let http = &self.state.config.http;
         let state = Arc::clone(&self.state);
-        axum::Router::new()
-            .route(
-                &http.graphql_path,
-                any(move |request| pipeline::handle(Arc::clone(&state), request)),
-            )
-            .route(
-                &http.health_path,
-                get(|| async {
-                    (
-                        [(http::header::CONTENT_TYPE, "application/json")],
-                        "{\"status\":\"pass\"}",
-                    )
-                }),
-            )
+        let graphql = axum::Router::new().route(
+            &http.graphql_path,
+            any(move |request| pipeline::handle(Arc::clone(&state), request)),
+        );
+        let (graphql, limiter) = limits::requests::apply(
+            graphql,
+            &self.state.config.rate_limit.requests,
+            self.state.client_ip_header.clone(),
+        );
+        let app = graphql.route(
+            &http.health_path,
+            get(|| async {
+                (
+                    [(http::header::CONTENT_TYPE, "application/json")],
+                    "{\"status\":\"pass\"}",
+                )
+            }),
+        );
+        (app, limiter)
     }
 
     /// Serves on `listener` until `shutdown` completes, then drains in-flight requests for at most
-    /// `http.shutdown_timeout` before dropping the remaining connections.
+    /// `http.shutdown_timeout` before dropping the remaining connections. The background tasks
+    /// (JWKS refresh, subgraph health checks, rate-limiter clean-up) run while it serves; if one
+    /// stops, serving stops with an error naming it.
     pub async fn serve(
         self,
         listener: tokio::net::TcpListener,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
         let drain_timeout = self.state.config.http.shutdown_timeout;
+        let (app, request_limiter) = self.app_and_request_limiter();
+        let mut tasks = background::spawn(&self.state, request_limiter);
         let (signalled_tx, mut signalled_rx) = tokio::sync::watch::channel(false);
-        let server = axum::serve(listener, self.app()).with_graceful_shutdown(async move {
+        let server = axum::serve(
+            listener,
+            app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+        )
+        .with_graceful_shutdown(async move {
             shutdown.await;
             let _ = signalled_tx.send(true);
         });
@@ -143,11 +190,124 @@ impl Router {
             }
             tokio::time::sleep(drain_timeout).await;
         };
+        let stopped_task = async {
+            match tasks.join_next().await {
+                Some(ended) => ended,
+                None => std::future::pending().await,
+            }
+        };
         tokio::select! {
             result = server.into_future() => result,
             () = drain_deadline => {
                 tracing::warn!(timeout = ?drain_timeout, "shutdown drain timed out; closing remaining connections");
                 Ok(())
+            }
+            ended = stopped_task => {
+                let reason = match ended {
+                    Ok(name) => format!("background task `{name}` stopped"),
+                    Err(error) => format!("a background task failed: {error}"),
+                };
+                tracing::error!(reason, "router stopping");
+                Err(std::io::Error::other(reason))
+            }
+        }
+    }
+
+    /// Applies a new configuration while serving. The sections that are safe to change live
+    /// (`limits`, `csrf`, `introspection`, `auth`, `rate_limit` except `rate_limit.requests`)
+    /// take effect for the next request; prepared operations are re-prepared under them. Changes
+    /// anywhere else are ignored and named in the outcome (they need a restart). An invalid
+    /// configuration changes nothing.
+    pub fn reload(&self, config: RouterConfig) -> Result<ReloadOutcome, RouterError> {
+        config.check().map_err(RouterError::Config)?;
+        let current = &self.state.config;
+        let mut restart_required = Vec::new();
+        let mut note = |name: &'static str, differs: bool| {
+            if differs {
+                restart_required.push(name);
+            }
+        };
+        note("http", config.http != current.http);
+        note(
+            "query_planning",
+            config.query_planning != current.query_planning,
+        );
+        note(
+            "subgraph_defaults",
+            config.subgraph_defaults != current.subgraph_defaults,
+        );
+        note("subgraphs", config.subgraphs != current.subgraphs);
+        note("reload", config.reload != current.reload);
+        note(
+            "rate_limit.requests",
+            config.rate_limit.requests != current.rate_limit.requests,
+        );
+        let mut live_config = config;
+        live_config.http = current.http.clone();
+        live_config.query_planning = current.query_planning.clone();
+        live_config.subgraph_defaults = current.subgraph_defaults.clone();
+        live_config.subgraphs = current.subgraphs.clone();
+        live_config.reload = current.reload.clone();
+        live_config.rate_limit.requests = current.rate_limit.requests.clone();
+        let previous = self.state.live.load_full();
+        let changed = live_config != previous.config;
+        if changed {
+            let live = pipeline::Live::new(
+                live_config,
+                &self.state.rate_limit_directives,
+                previous.generation + 1,
+            )?;
+            self.state.live.store(Arc::new(live));
+            // Operations prepared under the old limits must not be served again.
+            self.state.operations.clear();
+        }
+        if !restart_required.is_empty() {
+            tracing::warn!(
+                sections = ?restart_required,
+                "configuration changes that need a restart were ignored"
+            );
+        }
+        Ok(ReloadOutcome {
+            applied: changed,
+            restart_required,
+        })
+    }
+
+    /// Reloads `path` whenever its contents change (checked every `interval`), with the same
+    /// layering as at start-up (environment variables still override it). A file that does not
+    /// load is logged and the running configuration kept. Runs until dropped.
+    pub async fn watch_config(self, path: std::path::PathBuf, interval: std::time::Duration) {
+        let fingerprint = |path: &std::path::Path| {
+            std::fs::read(path)
+                .ok()
+                .map(|b| xxhash_rust::xxh3::xxh3_64(&b))
+        };
+        let mut last = fingerprint(&path);
+        let mut ticker = tokio::time::interval(interval);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        ticker.tick().await;
+        loop {
+            ticker.tick().await;
+            let now = fingerprint(&path);
+            if now == last {
+                continue;
+            }
+            last = now;
+            match RouterConfig::load(Some(&path)) {
+                Err(error) => {
+                    tracing::error!(file = %path.display(), %error, "config file not reloaded: it does not load")
+                }
+                Ok(config) => match self.reload(config) {
+                    Ok(outcome) => tracing::info!(
+                        file = %path.display(),
+                        applied = outcome.applied,
+                        restart_required = ?outcome.restart_required,
+                        "config file reloaded"
+                    ),
+                    Err(error) => {
+                        tracing::error!(file = %path.display(), %error, "config file not reloaded")
+                    }
+                },
             }
         }
     }
@@ -163,7 +323,8 @@ impl Router {
         query: &str,
         operation_name: Option<&str>,
     ) -> Result<String, Vec<error::GraphQLError>> {
-        match self.state.prepare(query, operation_name).await {
+        let live = self.state.live.load_full();
+        match self.state.prepare(query, operation_name, &live).await {
             Ok(prepared) => Ok(prepared
                 .plan
                 .as_ref()
@@ -171,6 +332,24 @@ impl Router {
                 .unwrap_or_default()),
             Err(rejection) => Err(rejection.errors.clone()),
         }
+    }
+
+    /// Breaker phase and replica health of subgraph `name`.
+    pub fn subgraph_status(&self, name: &str) -> Option<SubgraphStatus> {
+        let client = self.state.subgraphs.iter().find(|c| c.name == name)?;
+        Some(SubgraphStatus {
+            breaker: client.breaker().map(|b| match b.phase() {
+                resilience::breaker::Phase::Closed => "closed",
+                resilience::breaker::Phase::Open { .. } => "open",
+                resilience::breaker::Phase::HalfOpen { .. } => "half-open",
+            }),
+            replicas: client
+                .replicas()
+                .replicas()
+                .iter()
+                .map(|r| (r.uri.to_string(), r.is_healthy()))
+                .collect(),
+        })
     }
 
     pub fn cache_stats(&self) -> CacheStats {

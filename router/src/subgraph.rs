@@ -1,9 +1,15 @@
 //! HTTP client for subgraphs: pooled keep-alive connections, a concurrency limit and a timeout per
-//! subgraph, and outbound deduplication of identical in-flight queries.
+//! subgraph, outbound deduplication of identical in-flight queries, and the resilience of
+//! `crate::resilience`: a circuit breaker, several replicas with load balancing and health
+//! checks, and retries of queries within a budget.
 //!
 //! One [`SubgraphClient`] per subgraph, built at start-up and shared by all requests. A request
 //! is only ever a POST of a JSON body the executor already serialized; the response body is
 //! returned as bytes for the executor to parse once.
+//!
+//! A fetch goes: dedupe (queries) → breaker admission → attempt on a replica (timeout) → on a
+//! connection error or 502/503/504, for queries only and while the budget allows, back off and
+//! try again (another replica first) → the final outcome is reported to the breaker.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -21,7 +27,10 @@ use hyper_util::rt::{TokioExecutor, TokioTimer};
 use tokio::sync::{OnceCell, Semaphore};
 use xxhash_rust::xxh3::Xxh3;
 
-use crate::config::{EffectiveSubgraphConfig, SubgraphDefaults};
+use crate::config::{EffectiveSubgraphConfig, HealthCheckConfig, SubgraphDefaults};
+use crate::resilience::balancer::Balancer;
+use crate::resilience::breaker::{CircuitBreaker, Rejected};
+use crate::resilience::retry::{RetryPolicy, retryable_status};
 
 /// Why a subgraph call produced no HTTP response. Cloneable so deduplicated waiters share it.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -32,6 +41,10 @@ pub enum FetchError {
     Transport(Arc<str>),
     #[error("subgraph response exceeds {0} bytes")]
     TooLarge(usize),
+    #[error("the subgraph's circuit breaker is open")]
+    CircuitOpen,
+    #[error("too many requests in flight to the subgraph")]
+    ConcurrencyExceeded,
 }
 
 /// A subgraph's HTTP answer (any status; the executor decides what a non-2xx body means).
@@ -47,7 +60,13 @@ type HttpClient = Client<HttpsConnector<HttpConnector>, Full<Bytes>>;
 
 pub struct SubgraphClient {
     pub name: String,
-    uri: Uri,
+    /// Whether requests carry the caller's verified claims in `extensions.claims`.
+    pub forward_claims: bool,
+    /// The subgraph's URLs and their health.
+    replicas: Balancer,
+    breaker: Option<CircuitBreaker>,
+    retry: Option<RetryPolicy>,
+    health_check: HealthCheckConfig,
     client: HttpClient,
     /// Bounds concurrent requests to this subgraph (and so its HTTP/1.1 connections); a request
     /// holds a permit for its whole exchange and waits for one within its timeout.
@@ -62,23 +81,36 @@ pub struct SubgraphClient {
     in_flight: DashMap<u128, Arc<OnceCell<FetchResult>>, ahash::RandomState>,
 }
 
+fn parse_url(url: &str) -> Result<Uri, String> {
+    let uri: Uri = url
+        .parse()
+        .map_err(|e| format!("`{url}` is not a valid URL: {e}"))?;
+    match uri.scheme_str() {
+        Some("http" | "https") => {}
+        _ => return Err(format!("`{url}` must be an http:// or https:// URL")),
+    }
+    if uri.host().is_none() {
+        return Err(format!("`{url}` has no host"));
+    }
+    Ok(uri)
+}
+
 impl SubgraphClient {
+    /// A client for the replicas at `urls` (at least one).
     pub fn new(
         name: &str,
-        url: &str,
+        urls: &[String],
         settings: &EffectiveSubgraphConfig,
         defaults: &SubgraphDefaults,
     ) -> Result<SubgraphClient, String> {
-        let uri: Uri = url
-            .parse()
-            .map_err(|e| format!("`{url}` is not a valid URL: {e}"))?;
-        match uri.scheme_str() {
-            Some("http" | "https") => {}
-            _ => return Err(format!("`{url}` must be an http:// or https:// URL")),
+        if urls.is_empty() {
+            return Err("no URL".into());
         }
-        if uri.host().is_none() {
-            return Err(format!("`{url}` has no host"));
-        }
+        let uris = urls
+            .iter()
+            .map(|url| parse_url(url))
+            .collect::<Result<Vec<_>, _>>()?;
+        let health_checked = uris.len() > 1 && settings.health_check.enabled;
         let mut http = HttpConnector::new();
         http.set_nodelay(true);
         http.enforce_http(false);
@@ -96,7 +128,24 @@ impl SubgraphClient {
             .build(connector);
         Ok(SubgraphClient {
             name: name.to_string(),
-            uri,
+            forward_claims: settings.forward_claims,
+            replicas: Balancer::new(
+                name,
+                uris,
+                settings.load_balancing,
+                health_checked,
+                settings.health_check.unhealthy_threshold,
+                settings.health_check.healthy_threshold,
+            ),
+            breaker: settings
+                .circuit_breaker
+                .enabled
+                .then(|| CircuitBreaker::new(name, settings.circuit_breaker.clone())),
+            retry: settings
+                .retry
+                .enabled
+                .then(|| RetryPolicy::new(settings.retry.clone())),
+            health_check: settings.health_check.clone(),
             client,
             permits: Semaphore::new(settings.max_connections),
             timeout: settings.timeout,
@@ -106,15 +155,24 @@ impl SubgraphClient {
         })
     }
 
+    /// The first replica's URL.
     pub fn url(&self) -> &Uri {
-        &self.uri
+        &self.replicas.replicas()[0].uri
     }
 
-    /// Sends `body` (a JSON GraphQL request). `deduplicable` is false for mutations, which must
-    /// reach the subgraph once per client request.
-    pub async fn fetch(&self, body: Bytes, headers: &HeaderMap, deduplicable: bool) -> FetchResult {
-        if !(self.dedupe && deduplicable) {
-            return self.send(body, headers).await;
+    pub fn replicas(&self) -> &Balancer {
+        &self.replicas
+    }
+
+    pub fn breaker(&self) -> Option<&CircuitBreaker> {
+        self.breaker.as_ref()
+    }
+
+    /// Sends `body` (a JSON GraphQL request). `is_query` is false for mutations, which must reach
+    /// the subgraph once per client request: they are neither deduplicated nor retried.
+    pub async fn fetch(&self, body: Bytes, headers: &HeaderMap, is_query: bool) -> FetchResult {
+        if !(self.dedupe && is_query) {
+            return self.send(body, headers, is_query).await;
         }
         let key = dedupe_key(&body, headers);
         let cell = self
@@ -126,7 +184,7 @@ impl SubgraphClient {
         let result = cell
             .get_or_init(|| {
                 led.store(true, Ordering::Relaxed);
-                self.send(body, headers)
+                self.send(body, headers, true)
             })
             .await
             .clone();
@@ -138,14 +196,101 @@ impl SubgraphClient {
         result
     }
 
-    async fn send(&self, body: Bytes, headers: &HeaderMap) -> FetchResult {
-        match tokio::time::timeout(self.timeout, self.send_inner(body, headers)).await {
-            Ok(result) => result,
-            Err(_) => Err(FetchError::Timeout(self.timeout)),
+    /// Breaker, attempts and retries for one fetch.
+    async fn send(&self, body: Bytes, headers: &HeaderMap, is_query: bool) -> FetchResult {
+        let permit = match self.breaker.as_ref().map(CircuitBreaker::admit) {
+            None => None,
+            Some(Ok(permit)) => Some(permit),
+            Some(Err(Rejected::Open)) => return Err(FetchError::CircuitOpen),
+            Some(Err(Rejected::Concurrency)) => return Err(FetchError::ConcurrencyExceeded),
+        };
+        let retry = self.retry.as_ref().filter(|_| is_query);
+        if let Some(retry) = retry {
+            retry.record_request();
+        }
+        let mut tried: Vec<usize> = Vec::new();
+        let result = loop {
+            let replica = self.replicas.pick(&tried);
+            tried.push(replica);
+            let result = self.attempt(replica, body.clone(), headers).await;
+            let retryable = match &result {
+                Err(FetchError::Transport(_)) => true,
+                Ok(response) => retryable_status(response.status),
+                Err(_) => false,
+            };
+            let Some(retry) = retry else { break result };
+            let attempts = tried.len() as u32;
+            if !retryable || attempts >= retry.max_attempts() || !retry.try_retry() {
+                break result;
+            }
+            let wait = retry.backoff(attempts);
+            tracing::debug!(subgraph = %self.name, attempt = attempts, ?wait, "retrying subgraph query");
+            metrics::counter!("shippy_router_subgraph_retries_total", "subgraph" => self.name.clone())
+                .increment(1);
+            tokio::time::sleep(wait).await;
+        };
+        if let Some(permit) = permit {
+            let success = match &result {
+                Ok(response) => !response.status.is_server_error(),
+                Err(_) => false,
+            };
+            permit.finish(success);
+        }
+        result
+    }
+
+    /// One attempt on one replica, within the subgraph's timeout.
+    async fn attempt(&self, replica: usize, body: Bytes, headers: &HeaderMap) -> FetchResult {
+        let _outstanding = self.replicas.begin(replica);
+        let uri = &self.replicas.replicas()[replica].uri;
+        let result =
+            match tokio::time::timeout(self.timeout, self.send_inner(uri, body, headers)).await {
+                Ok(result) => result,
+                Err(_) => Err(FetchError::Timeout(self.timeout)),
+            };
+        self.replicas
+            .report_request(replica, !matches!(result, Err(FetchError::Transport(_))));
+        result
+    }
+
+    /// Checks every replica once (`POST { __typename }`), reporting to the balancer.
+    pub async fn check_health(&self) {
+        let checks = (0..self.replicas.replicas().len()).map(|replica| async move {
+            let uri = &self.replicas.replicas()[replica].uri;
+            let body =
+                Bytes::from_static(br#"{"query":"query __ShippyHealthCheck { __typename }"}"#);
+            let healthy = matches!(
+                tokio::time::timeout(
+                    self.health_check.timeout,
+                    self.send_inner(uri, body, &HeaderMap::new())
+                )
+                .await,
+                Ok(Ok(response)) if response.status.is_success()
+            );
+            self.replicas.report_check(replica, healthy);
+        });
+        futures::future::join_all(checks).await;
+    }
+
+    pub fn health_check_enabled(&self) -> bool {
+        self.health_check.enabled
+    }
+
+    /// Runs health checks every `health_check.interval`, when this subgraph has several replicas
+    /// and checks are enabled; returns at once otherwise.
+    pub async fn run_health_checks(&self) {
+        if self.replicas.replicas().len() < 2 || !self.health_check.enabled {
+            return;
+        }
+        let mut ticker = tokio::time::interval(self.health_check.interval);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            ticker.tick().await;
+            self.check_health().await;
         }
     }
 
-    async fn send_inner(&self, body: Bytes, headers: &HeaderMap) -> FetchResult {
+    async fn send_inner(&self, uri: &Uri, body: Bytes, headers: &HeaderMap) -> FetchResult {
         // The semaphore is never closed, so acquiring only waits.
         let _permit = self
             .permits
@@ -154,7 +299,7 @@ impl SubgraphClient {
             .map_err(|e| FetchError::Transport(e.to_string().into()))?;
         let mut request = Request::builder()
             .method(Method::POST)
-            .uri(self.uri.clone())
+            .uri(uri.clone())
             .body(Full::new(body))
             .map_err(|e| FetchError::Transport(e.to_string().into()))?;
         let request_headers = request.headers_mut();

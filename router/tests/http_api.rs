@@ -142,14 +142,18 @@ async fn client_variables_named_like_the_planners_own_are_renamed() {
 async fn get_runs_queries_with_url_parameters() {
     let env = env().start().await;
     let reply = env
-        .send(env.client.get(get_url(
-            &env.url,
-            &[
-                ("query", "query Q($id: ID!) { user(id: $id) { name } }"),
-                ("variables", "{\"id\":\"2\"}"),
-                ("operationName", "Q"),
-            ],
-        )))
+        .send(
+            env.client
+                .get(get_url(
+                    &env.url,
+                    &[
+                        ("query", "query Q($id: ID!) { user(id: $id) { name } }"),
+                        ("variables", "{\"id\":\"2\"}"),
+                        ("operationName", "Q"),
+                    ],
+                ))
+                .header("apollo-require-preflight", "true"),
+        )
         .await;
     assert_eq!(reply.status, 200);
     assert_eq!(
@@ -171,7 +175,8 @@ async fn get_refuses_mutations_with_405() {
                         "mutation { updateName(id: \"1\", name: \"x\") { id } }",
                     )],
                 ))
-                .header("accept", GRAPHQL_RESPONSE),
+                .header("accept", GRAPHQL_RESPONSE)
+                .header("apollo-require-preflight", "true"),
         )
         .await;
     assert_eq!(reply.status, 405);
@@ -230,15 +235,23 @@ async fn request_errors_get_200_under_legacy_json() {
 async fn malformed_http_requests_get_clear_4xx() {
     let env = env().start().await;
     let json_type = ("content-type", "application/json");
+    let preflight = ("apollo-require-preflight", "true");
     type Case<'c> = (Method, Vec<(&'c str, &'c str)>, &'c str, u16);
     let cases: Vec<Case> = vec![
-        (Method::POST, vec![], r#"{"query":"{ me { id } }"}"#, 415),
         (
             Method::POST,
-            vec![("content-type", "text/plain")],
+            vec![preflight],
             r#"{"query":"{ me { id } }"}"#,
             415,
         ),
+        (
+            Method::POST,
+            vec![("content-type", "text/plain"), preflight],
+            r#"{"query":"{ me { id } }"}"#,
+            415,
+        ),
+        // Without a preflight header, CSRF prevention answers first.
+        (Method::POST, vec![], r#"{"query":"{ me { id } }"}"#, 400),
         (Method::POST, vec![json_type], "{not json", 400),
         (Method::POST, vec![json_type], r#"{"variables":{}}"#, 400),
         (
@@ -259,7 +272,7 @@ async fn malformed_http_requests_get_clear_4xx() {
             r#"{"query":"{ me { id } }"}"#,
             405,
         ),
-        (Method::GET, vec![], "", 400),
+        (Method::GET, vec![preflight], "", 400),
     ];
     for (method, headers, body, status) in cases {
         let reply = env.raw(method.clone(), &headers, body.to_string()).await;
@@ -287,7 +300,8 @@ async fn oversized_bodies_get_413() {
         .raw(Method::POST, &[("content-type", "application/json")], big)
         .await;
     assert_eq!(reply.status, 413);
-    assert_eq!(reply.error_codes(), vec!["BAD_REQUEST"]);
+    assert_eq!(reply.error_codes(), vec!["MAX_BODY_SIZE_EXCEEDED"]);
+    assert_eq!(reply.json()["errors"][0]["extensions"]["limit"], 1024);
 }
 
 #[tokio::test]
@@ -302,7 +316,7 @@ async fn token_limit_rejects_huge_queries() {
     );
     let reply = env.post(&query).await;
     assert_eq!(reply.status, 400);
-    assert_eq!(reply.error_codes(), vec!["GRAPHQL_PARSE_FAILED"]);
+    assert_eq!(reply.error_codes(), vec!["MAX_TOKENS_EXCEEDED"]);
 }
 
 #[tokio::test]
@@ -540,7 +554,8 @@ async fn non_null_violations_propagate_with_one_error() {
 
 #[tokio::test]
 async fn identical_concurrent_queries_share_one_subgraph_call() {
-    let env = env().start().await;
+    // Inbound deduplication would share these before they reach the subgraph client.
+    let env = env().config(|c| c.http.dedupe = false).start().await;
     env.knobs("accounts").set_delay(Duration::from_millis(300));
     let (a, b, c) = tokio::join!(
         env.post("{ me { name } }"),
@@ -560,6 +575,7 @@ async fn identical_concurrent_queries_share_one_subgraph_call() {
 async fn deduplication_can_be_switched_off_per_subgraph() {
     let env = env()
         .config(|c| {
+            c.http.dedupe = false;
             c.subgraphs.insert(
                 "accounts".into(),
                 shippy_router::config::SubgraphOverride {
@@ -619,6 +635,7 @@ async fn planning_time_limit_gives_a_clear_error() {
 async fn connections_per_subgraph_are_limited() {
     let env = env()
         .config(|c| {
+            c.http.dedupe = false;
             c.subgraphs.insert(
                 "accounts".into(),
                 shippy_router::config::SubgraphOverride {

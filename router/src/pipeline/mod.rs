@@ -1,23 +1,35 @@
 //! The request path, one module a stage, in the order a request goes through them:
 //!
-//! 0. `request`   HTTP to GraphQL request (GET/POST rules, media types, body limits)
-//! 1. `parse`     query text to document
-//! 2. `validate`  document against the API schema; the operation to run is selected
-//! 3. `normalize` the planner's canonical form, minus what the router answers itself
-//!    (issue 6 inserts `authorize` and `limit` after it: they act on the normalized operation)
-//! 4. `plan`      normalized operation to plan, cached
-//! 5. `variables` coercion of the client's variables
-//! 6. `execute`   the plan against subgraphs, into one merged data tree
-//! 7. `respond`   the merged data shaped exactly as requested (`shape` compiles that shape)
+//! - `request`      HTTP to GraphQL request (GET/POST rules, media types, CSRF, body limit)
+//! - `authenticate` the bearer token to an identity (401 when invalid)
+//! - `parse`        query text to document (token limit)
+//! - `limit`        the document's shape against the operation limits (depth, aliases...)
+//! - `validate`     document against the API schema; the operation to run is selected
+//! - `normalize`    the planner's canonical form, minus what the router answers itself
+//! - `plan`         normalized operation to plan, cached; the selections that carry access
+//!   rules or rate limits are found here too (`authorize::Guards`)
+//! - `variables`    coercion of the client's variables
+//! - `authorize`    fields the caller may not see are removed (`UNAUTHORIZED_FIELD_OR_TYPE`)
+//! - `rate_limit`   fields over their limit are removed (`RATE_LIMITED`), or the request gets 429
+//! - `plan`         again when fields were removed: the plan of what is left (cached)
+//! - `execute`      the plan against subgraphs, into one merged data tree; identical in-flight
+//!   queries share one execution (`dedupe`)
+//! - `respond`      the merged data shaped exactly as requested (`shape` compiles that shape)
 //!
-//! Stages 1–4 depend only on the query text and operation name, so their outcome (a
-//! [`PreparedOperation`], or the errors that rejected the query) is cached: a repeated query goes
-//! straight from `request` to `variables`.
+//! The stages from `parse` to the first `plan` depend only on the query text, operation name and the hot-reloadable part of the
+//! configuration, so their outcome (a [`PreparedOperation`], or the errors that rejected the
+//! query) is cached: a repeated query goes straight from `request` to `variables`. Stages 6 and 7
+//! depend on the caller and the moment, and run for every request on the prepared guards only.
 
+pub mod authenticate;
+pub mod authorize;
+pub mod dedupe;
 pub mod execute;
+pub mod limit;
 pub mod normalize;
 pub mod parse;
 pub mod plan;
+pub mod rate_limit;
 pub mod request;
 pub mod respond;
 pub mod shape;
@@ -25,39 +37,52 @@ pub mod validate;
 pub mod variables;
 
 use std::convert::Infallible;
+use std::net::IpAddr;
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
+use arc_swap::ArcSwap;
 use axum::body::Body;
 use axum::response::Response;
+use bytes::Bytes;
 use futures::FutureExt;
 use graphql_tools::static_graphql::query;
 use graphql_tools::validation::rules::default_rules_validation_plan;
 use graphql_tools::validation::validate::ValidationPlan;
-use http::header::{ALLOW, HeaderName, HeaderValue};
+use http::header::{ALLOW, HeaderName, HeaderValue, RETRY_AFTER};
 use http::{HeaderMap, Method, StatusCode};
 use http_body_util::{BodyExt, Limited};
 use quick_cache::sync::Cache;
 use xxhash_rust::xxh3::Xxh3;
 
+use self::authorize::{Guards, Verdicts};
+use self::dedupe::InboundDedupe;
 use self::execute::{ResponseArena, execute};
 use self::plan::{CacheCounters, PlanCache};
 use self::request::{GraphQLRequest, MediaType, RequestError};
 use self::shape::ShapeCache;
 use self::validate::{operation_at, operation_parts};
 use self::variables::VariableDefinition;
-use crate::config::RouterConfig;
-use crate::error::{GraphQLError, codes};
-use crate::query_planner::{OperationKind, QueryPlan, QueryPlanner};
+use crate::auth::rules::AccessRules;
+use crate::auth::{Identity, JwtVerifier};
+use crate::config::{FieldRateLimit, RouterConfig};
+use crate::error::{GraphQLError, RouterError, codes};
+use crate::limits::RateLimits;
+use crate::query_planner::{NormalizedOperation, OperationKind, QueryPlan, QueryPlanner};
 use crate::schema::Schema;
 use crate::subgraph::{SubgraphClient, forwarded_headers};
 use crate::value::Value;
 
 /// Everything requests share, built once from the supergraph and configuration. Immutable
-/// apart from the caches, which are internally synchronized.
+/// apart from the caches (internally synchronized) and `live`, swapped whole on reload.
 pub struct RouterState {
+    /// The configuration the router started with; its non-reloadable parts (HTTP server,
+    /// planning, subgraphs) are read from here.
     pub config: RouterConfig,
+    /// The hot-reloadable part, as of the last reload. A request loads it once and uses that
+    /// snapshot throughout, so a reload never mixes two configurations in one request.
+    pub live: ArcSwap<Live>,
     pub planner: Arc<QueryPlanner>,
     pub schema: Schema,
     /// Indexed like `QueryPlanner::subgraphs()`.
@@ -67,6 +92,56 @@ pub struct RouterState {
     pub operations: Cache<u128, Prepared>,
     pub operation_counters: CacheCounters,
     pub plans: PlanCache,
+    /// `@authenticated` / `@requiresScopes` of the supergraph.
+    pub access: AccessRules,
+    /// `@rateLimit` of the supergraph, combined with `rate_limit.fields` on every (re)load.
+    pub rate_limit_directives: Vec<(String, FieldRateLimit)>,
+    pub inbound: InboundDedupe,
+    pub client_ip_header: Option<HeaderName>,
+}
+
+/// The configuration that can change while serving, with what is built from it.
+pub struct Live {
+    pub config: RouterConfig,
+    pub verifier: Option<Arc<JwtVerifier>>,
+    pub rate_limits: Arc<RateLimits>,
+    pub csrf_headers: Vec<HeaderName>,
+    /// Bumped by every reload; part of the prepared-operation cache key, so operations prepared
+    /// under an older configuration are never served under a newer one.
+    pub generation: u64,
+}
+
+impl Live {
+    pub fn new(
+        config: RouterConfig,
+        directives: &[(String, FieldRateLimit)],
+        generation: u64,
+    ) -> Result<Live, RouterError> {
+        let verifier = JwtVerifier::from_config(&config.auth.jwt)
+            .map_err(|e| RouterError::Config(e.to_string()))?
+            .map(Arc::new);
+        let rate_limits = RateLimits::new(&config.rate_limit, directives.to_vec())
+            .map_err(|e| RouterError::Config(e.to_string()))?;
+        let csrf_headers = config
+            .csrf
+            .required_headers
+            .iter()
+            .map(|name| {
+                HeaderName::from_bytes(name.to_ascii_lowercase().as_bytes()).map_err(|_| {
+                    RouterError::Config(format!(
+                        "`csrf.required_headers`: `{name}` is not a valid header name"
+                    ))
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Live {
+            config,
+            verifier,
+            rate_limits: Arc::new(rate_limits),
+            csrf_headers,
+            generation,
+        })
+    }
 }
 
 /// A query that passed stages 1–4.
@@ -83,6 +158,16 @@ pub struct PreparedOperation {
     pub shapes: ShapeCache,
     /// Size of the last response, so the next one allocates its buffer once.
     pub response_size_hint: AtomicUsize,
+    /// Selections with access rules or rate limits, checked per request.
+    pub guards: Guards,
+    /// The normalized operation, kept only when it has guards (to plan what is left after some
+    /// are removed).
+    pub normalized: Option<NormalizedOperation>,
+    /// Plans without some guarded selections, by the sorted ids removed. `Ok(None)`: nothing
+    /// left to fetch. `Err`: planning failed.
+    pub variants: Cache<Vec<u32>, Result<Option<Arc<QueryPlan>>, ()>>,
+    /// The prepared-operation cache key, reused in the inbound deduplication key.
+    pub key: u128,
 }
 
 /// Why a query was rejected before execution.
@@ -101,15 +186,43 @@ impl RouterState {
         planner: QueryPlanner,
         subgraphs: Vec<SubgraphClient>,
         forward_headers: Vec<HeaderName>,
-    ) -> RouterState {
+    ) -> Result<RouterState, RouterError> {
         let schema = Schema::new(Arc::clone(planner.api_schema()));
         let operations = Cache::new(config.query_planning.operation_cache_size.max(1));
         let plans = PlanCache::new(
             config.query_planning.cache_size,
             config.query_planning.timeout,
         );
-        RouterState {
+        let access = AccessRules::from_supergraph(planner.supergraph());
+        let rate_limit_directives =
+            crate::limits::directives::from_supergraph(planner.supergraph())
+                .map_err(RouterError::Config)?;
+        let client_ip_header = config
+            .http
+            .client_ip_header
+            .as_deref()
+            .map(|name| {
+                HeaderName::from_bytes(name.to_ascii_lowercase().as_bytes()).map_err(|_| {
+                    RouterError::Config(format!(
+                        "`http.client_ip_header`: `{name}` is not a valid header name"
+                    ))
+                })
+            })
+            .transpose()?;
+        let live = Live::new(config.clone(), &rate_limit_directives, 0)?;
+        if !access.is_empty() && live.verifier.is_none() {
+            tracing::warn!(
+                "**********************************************************************\n\
+                 * The supergraph uses @authenticated/@requiresScopes but `auth.jwt`  *\n\
+                 * configures no key: every request is anonymous and those fields     *\n\
+                 * are refused to everyone. Set auth.jwt.secret, public_key_file or   *\n\
+                 * jwks_url.                                                          *\n\
+                 **********************************************************************"
+            );
+        }
+        Ok(RouterState {
             config,
+            live: ArcSwap::from_pointee(live),
             planner: Arc::new(planner),
             schema,
             subgraphs,
@@ -118,22 +231,28 @@ impl RouterState {
             operations,
             operation_counters: CacheCounters::default(),
             plans,
-        }
+            access,
+            rate_limit_directives,
+            inbound: InboundDedupe::default(),
+            client_ip_header,
+        })
     }
 
-    /// Stages 1–4 for a query text, cached by text and operation name.
-    pub async fn prepare(&self, text: &str, operation_name: Option<&str>) -> Prepared {
+    /// The stages up to the first `plan` for a query text, cached by text, operation name and
+    /// configuration generation.
+    pub async fn prepare(&self, text: &str, operation_name: Option<&str>, live: &Live) -> Prepared {
         let mut hasher = Xxh3::new();
         hasher.update(text.as_bytes());
         hasher.update(&[0xff]);
         hasher.update(operation_name.unwrap_or_default().as_bytes());
+        hasher.update(&live.generation.to_le_bytes());
         let key = hasher.digest128();
         let mut prepared_now = false;
         let result = self
             .operations
             .get_or_insert_async(&key, async {
                 prepared_now = true;
-                Ok::<_, Infallible>(self.prepare_uncached(text, operation_name).await)
+                Ok::<_, Infallible>(self.prepare_uncached(text, operation_name, live, key).await)
             })
             .await;
         self.operation_counters.record("operation", !prepared_now);
@@ -143,20 +262,30 @@ impl RouterState {
         }
     }
 
-    async fn prepare_uncached(&self, text: &str, operation_name: Option<&str>) -> Prepared {
+    async fn prepare_uncached(
+        &self,
+        text: &str,
+        operation_name: Option<&str>,
+        live: &Live,
+        key: u128,
+    ) -> Prepared {
         let reject = |errors: Vec<GraphQLError>, status: StatusCode| {
             Err(Arc::new(Rejection { errors, status }))
         };
-        let document = match parse::parse(text, self.config.limits.max_tokens) {
+        let limits = &live.config.limits;
+        let document = match parse::parse(text, limits.max_tokens) {
             Ok(document) => document,
             Err(error) => return reject(vec![error], StatusCode::BAD_REQUEST),
         };
+        if let Err(error) = limit::check(&document, limits) {
+            return reject(vec![error], StatusCode::BAD_REQUEST);
+        }
         let selected = match validate::validate(
             &self.schema,
             &self.validation_rules,
             &document,
             operation_name,
-            self.config.introspection,
+            live.config.introspection,
         ) {
             Ok(selected) => selected,
             Err(errors) => return reject(errors, StatusCode::BAD_REQUEST),
@@ -186,6 +315,21 @@ impl RouterState {
                     )],
                     StatusCode::INTERNAL_SERVER_ERROR,
                 );
+            }
+        };
+        let (guards, kept) = match &normalized.operation {
+            None => (Guards::default(), None),
+            Some(operation) => {
+                let guards = Guards::build(
+                    &self.schema,
+                    &operation.selections(),
+                    &root_type,
+                    &self.access,
+                    &live.rate_limits,
+                    &normalized.variable_renames,
+                );
+                let kept = (!guards.is_empty()).then(|| operation.clone());
+                (guards, kept)
             }
         };
         let plan = match normalized.operation {
@@ -223,17 +367,66 @@ impl RouterState {
             has_introspection,
             shapes,
             response_size_hint: AtomicUsize::new(1024),
+            guards,
+            normalized: kept,
+            variants: Cache::new(32),
+            key,
         }))
     }
 
-    /// Stages 6 and 7 for a prepared operation and its coerced variables.
+    /// The plan of `prepared` without the selections `removed` (sorted node ids).
+    pub async fn plan_without(
+        &self,
+        prepared: &PreparedOperation,
+        removed: &[u32],
+    ) -> Result<Option<Arc<QueryPlan>>, Arc<Rejection>> {
+        if removed.is_empty() {
+            return Ok(prepared.plan.clone());
+        }
+        let Some(normalized) = &prepared.normalized else {
+            return Ok(prepared.plan.clone());
+        };
+        let result = prepared
+            .variants
+            .get_or_insert_async(removed, async {
+                let Some(operation) = normalized.without(removed) else {
+                    return Ok::<_, Infallible>(Ok(None));
+                };
+                let name =
+                    operation_parts(operation_at(&prepared.document, prepared.operation_index)).3;
+                Ok(self
+                    .plans
+                    .plan(&self.planner, operation, name)
+                    .await
+                    .map(Some)
+                    .map_err(|_| ()))
+            })
+            .await;
+        match result {
+            Ok(Ok(plan)) => Ok(plan),
+            Ok(Err(())) => Err(Arc::new(Rejection {
+                errors: vec![GraphQLError::new(
+                    "The operation could not be planned",
+                    codes::QUERY_PLANNING_FAILED,
+                )],
+                status: StatusCode::INTERNAL_SERVER_ERROR,
+            })),
+            Err(never) => match never {},
+        }
+    }
+
+    /// Execute and respond for a prepared operation, the plan of what is left of it, and its
+    /// coerced variables. `errors` (of removed fields) come first in the response.
+    #[allow(clippy::too_many_arguments)]
     pub async fn execute(
         &self,
         prepared: &PreparedOperation,
+        plan: Option<&QueryPlan>,
         variables: &serde_json::Map<String, serde_json::Value>,
-        client_headers: &HeaderMap,
+        headers: &HeaderMap,
+        identity: Option<&Identity>,
+        errors: Vec<GraphQLError>,
     ) -> Vec<u8> {
-        let headers = forwarded_headers(&self.forward_headers, client_headers);
         let initial_data = if prepared.has_introspection {
             let (_, selection_set, _, _) =
                 operation_parts(operation_at(&prepared.document, prepared.operation_index));
@@ -247,7 +440,7 @@ impl RouterState {
             Value::Object(Vec::new())
         };
         let arena = ResponseArena::new();
-        let plan_root = prepared.plan.as_ref().and_then(|plan| plan.root.as_ref());
+        let plan_root = plan.and_then(|plan| plan.root.as_ref());
         // The plan knows renamed variables by their new names.
         let renamed;
         let plan_variables = if prepared.variable_renames.is_empty() {
@@ -262,16 +455,20 @@ impl RouterState {
             renamed = map;
             &renamed
         };
-        let output = execute(
+        let mut output = execute(
             self,
             plan_root,
             prepared.kind,
             plan_variables,
-            &headers,
+            headers,
+            identity.map(|i| i.claims_json()),
             &arena,
             initial_data,
         )
         .await;
+        if !errors.is_empty() {
+            output.errors.splice(0..0, errors);
+        }
         let shape = prepared.shapes.get(
             &self.schema,
             &prepared.document,
@@ -295,6 +492,7 @@ impl RouterState {
 
 /// The GraphQL endpoint: any method reaches it so that the wrong ones get a GraphQL error.
 pub async fn handle(state: Arc<RouterState>, request: http::Request<Body>) -> Response {
+    let live = state.live.load_full();
     let (parts, body) = request.into_parts();
     let media = match request::negotiate(&parts.headers) {
         Ok(media) => media,
@@ -307,6 +505,16 @@ pub async fn handle(state: Arc<RouterState>, request: http::Request<Body>) -> Re
             .insert(ALLOW, HeaderValue::from_static("GET, POST"));
         return response;
     }
+    if live.config.csrf.enabled
+        && let Err(error) = request::check_csrf(&parts.headers, &live.csrf_headers)
+    {
+        return request_error(media, error);
+    }
+    let identity =
+        match authenticate::authenticate(live.verifier.as_deref(), &parts.headers, media).await {
+            Ok(identity) => identity,
+            Err(response) => return response,
+        };
     let graphql = if parts.method == Method::GET {
         request::from_get(parts.uri.query())
     } else {
@@ -322,8 +530,17 @@ pub async fn handle(state: Arc<RouterState>, request: http::Request<Body>) -> Re
         Ok(graphql) => graphql,
         Err(error) => return request_error(media, error),
     };
+    let caller = Caller {
+        headers: &parts.headers,
+        identity: identity.as_deref(),
+        ip: crate::limits::client_ip(
+            &parts.headers,
+            &parts.extensions,
+            state.client_ip_header.as_ref(),
+        ),
+    };
     // A bug (here or in the planner) must cost one request, not a connection or the process.
-    match AssertUnwindSafe(run(&state, graphql, media, &parts.headers))
+    match AssertUnwindSafe(run(&state, &live, graphql, media, caller))
         .catch_unwind()
         .await
     {
@@ -340,14 +557,23 @@ pub async fn handle(state: Arc<RouterState>, request: http::Request<Body>) -> Re
     }
 }
 
+/// Who sent a request: what `authorize`, `rate_limit` and `execute` need to know about them.
+#[derive(Clone, Copy)]
+struct Caller<'r> {
+    headers: &'r HeaderMap,
+    identity: Option<&'r Identity>,
+    ip: Option<IpAddr>,
+}
+
 async fn run(
     state: &RouterState,
+    live: &Live,
     request: GraphQLRequest,
     media: MediaType,
-    headers: &HeaderMap,
+    caller: Caller<'_>,
 ) -> Response {
     let prepared = match state
-        .prepare(&request.query, request.operation_name.as_deref())
+        .prepare(&request.query, request.operation_name.as_deref(), live)
         .await
     {
         Ok(prepared) => prepared,
@@ -383,8 +609,117 @@ async fn run(
         Ok(variables) => variables,
         Err(errors) => return rejected(media, StatusCode::BAD_REQUEST, &errors),
     };
-    let body = state.execute(&prepared, &variables, headers).await;
+
+    let guards = &prepared.guards;
+    let mut verdicts = Verdicts::new(guards, &variables);
+    if !guards.is_empty() {
+        authorize::authorize(
+            guards,
+            &mut verdicts,
+            caller.identity,
+            &live.config.auth.scopes_claim,
+        );
+        rate_limit::check(
+            guards,
+            &mut verdicts,
+            &live.rate_limits,
+            caller.identity,
+            caller.ip,
+        )
+        .await;
+        if let Some(wait) = rate_limit::whole_operation_limited(
+            guards,
+            &verdicts,
+            &variables,
+            prepared.has_introspection,
+        ) {
+            return too_many_requests(media, verdicts.errors(guards), wait);
+        }
+    }
+    let removed = verdicts.removed_nodes(guards);
+    let plan = match state.plan_without(&prepared, &removed).await {
+        Ok(plan) => plan,
+        Err(rejection) => return rejected(media, rejection.status, &rejection.errors),
+    };
+    let errors = verdicts.errors(guards);
+    let headers = forwarded_headers(&state.forward_headers, caller.headers);
+    let execute = || async {
+        Bytes::from(
+            state
+                .execute(
+                    &prepared,
+                    plan.as_deref(),
+                    &variables,
+                    &headers,
+                    caller.identity,
+                    errors.clone(),
+                )
+                .await,
+        )
+    };
+    let body = if prepared.kind == OperationKind::Query && state.config.http.dedupe {
+        let key = dedupe_key(
+            &prepared,
+            &removed,
+            &variables,
+            &headers,
+            caller.identity,
+            &errors,
+        );
+        state.inbound.run(key, execute).await
+    } else {
+        execute().await
+    };
     respond::http_response(StatusCode::OK, media, body)
+}
+
+/// Everything an executed query's response depends on.
+fn dedupe_key(
+    prepared: &PreparedOperation,
+    removed: &[u32],
+    variables: &serde_json::Map<String, serde_json::Value>,
+    headers: &HeaderMap,
+    identity: Option<&Identity>,
+    errors: &[GraphQLError],
+) -> u128 {
+    let mut hasher = Xxh3::new();
+    hasher.update(&prepared.key.to_le_bytes());
+    for id in removed {
+        hasher.update(&id.to_le_bytes());
+    }
+    hasher.update(&[0xff]);
+    hasher.update(&serde_json::to_vec(variables).unwrap_or_default());
+    for (name, value) in headers {
+        hasher.update(&[0]);
+        hasher.update(name.as_str().as_bytes());
+        hasher.update(&[1]);
+        hasher.update(value.as_bytes());
+    }
+    hasher.update(&[0xfe]);
+    if let Some(identity) = identity {
+        hasher.update(identity.claims_json());
+    }
+    hasher.update(&[0xfd]);
+    hasher.update(&serde_json::to_vec(errors).unwrap_or_default());
+    hasher.digest128()
+}
+
+/// 429 for an operation whose every root field is over its rate limit.
+fn too_many_requests(
+    media: MediaType,
+    errors: Vec<GraphQLError>,
+    wait: std::time::Duration,
+) -> Response {
+    let seconds = wait.as_secs_f64().ceil().max(1.0) as u64;
+    let mut response = respond::http_response(
+        StatusCode::TOO_MANY_REQUESTS,
+        media,
+        respond::render_errors(&errors),
+    );
+    response
+        .headers_mut()
+        .insert(RETRY_AFTER, HeaderValue::from(seconds));
+    response
 }
 
 async fn read_body(body: Body, limit: usize) -> Result<bytes::Bytes, RequestError> {
@@ -399,8 +734,9 @@ async fn read_body(body: Body, limit: usize) -> Result<bytes::Bytes, RequestErro
                 status: StatusCode::PAYLOAD_TOO_LARGE,
                 error: GraphQLError::new(
                     format!("The request body exceeds {limit} bytes"),
-                    codes::BAD_REQUEST,
-                ),
+                    codes::MAX_BODY_SIZE_EXCEEDED,
+                )
+                .with_extension("limit", limit),
             })
         }
         Err(_) => Err(RequestError {

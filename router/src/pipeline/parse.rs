@@ -10,12 +10,18 @@ pub fn parse(text: &str, max_tokens: usize) -> Result<query::Document, GraphQLEr
         .map(|document| document.into_static())
         .map_err(|error| {
             let detail = error.to_string();
-            let message = if detail.contains("Token limit exceeded") {
-                format!("The query has more than {max_tokens} tokens")
+            if detail.contains("Token limit exceeded") {
+                GraphQLError::new(
+                    format!("The query has more than {max_tokens} tokens"),
+                    codes::MAX_TOKENS_EXCEEDED,
+                )
+                .with_extension("limit", max_tokens)
             } else {
-                format!("Syntax error: {}", detail.trim())
-            };
-            GraphQLError::new(message, codes::PARSE_FAILED)
+                GraphQLError::new(
+                    format!("Syntax error: {}", detail.trim()),
+                    codes::PARSE_FAILED,
+                )
+            }
         })
 }
 
@@ -44,6 +50,7 @@ mod tests {
     fn enforces_the_token_limit() {
         let err = parse("{ a b c d e f g h }", 5).unwrap_err();
         assert_eq!(err.message, "The query has more than 5 tokens");
-        assert_eq!(err.code(), Some(codes::PARSE_FAILED));
+        assert_eq!(err.code(), Some(codes::MAX_TOKENS_EXCEEDED));
+        assert_eq!(err.extensions["limit"], 5);
     }
 }

@@ -3,9 +3,10 @@
 //! POST takes `application/json` bodies; GET takes `query`, `variables`, `operationName` and
 //! `extensions` URL parameters. The `Accept` header picks the response media type, which in turn
 //! decides status codes (see `respond`). Every malformed request gets a 4xx and a GraphQL error.
+//! CSRF prevention (`check_csrf`) also happens here, before the body is read.
 
 use bytes::Bytes;
-use http::header::{ACCEPT, CONTENT_TYPE};
+use http::header::{ACCEPT, CONTENT_TYPE, HeaderName};
 use http::{HeaderMap, Method, StatusCode};
 use serde_json::{Map, Value as Json};
 
@@ -253,6 +254,48 @@ pub fn from_post(body: &Bytes) -> Result<GraphQLRequest, RequestError> {
     })
 }
 
+/// CSRF prevention, as the established routers do it: a request a browser could send
+/// cross-site without a CORS preflight (a GET, or a POST with no content type or a "simple"
+/// one: `text/plain`, `application/x-www-form-urlencoded`, `multipart/form-data`) must carry
+/// one of `required` headers, which no cross-site page can set without a preflight.
+pub fn check_csrf(headers: &HeaderMap, required: &[HeaderName]) -> Result<(), RequestError> {
+    let simple_content_type = match headers.get(CONTENT_TYPE) {
+        None => true,
+        Some(value) => {
+            let media = value
+                .to_str()
+                .unwrap_or("")
+                .split(';')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_ascii_lowercase();
+            matches!(
+                media.as_str(),
+                "" | "text/plain" | "application/x-www-form-urlencoded" | "multipart/form-data"
+            )
+        }
+    };
+    if !simple_content_type || required.iter().any(|name| headers.contains_key(name)) {
+        return Ok(());
+    }
+    let names = required
+        .iter()
+        .map(|n| format!("`{n}`"))
+        .collect::<Vec<_>>()
+        .join(" or ");
+    Err(RequestError {
+        status: StatusCode::BAD_REQUEST,
+        error: GraphQLError::new(
+            format!(
+                "This request has been blocked as a possible cross-site request forgery: send \
+                 `Content-Type: application/json`, or a {names} header"
+            ),
+            codes::CSRF_PREFLIGHT_REQUIRED,
+        ),
+    })
+}
+
 /// Methods other than GET and POST are refused before anything else.
 pub fn check_method(method: &Method) -> Result<(), RequestError> {
     if method == Method::GET || method == Method::POST {
@@ -376,6 +419,29 @@ mod tests {
             from_get(Some("query={a}&query={b}")).unwrap_err().status,
             StatusCode::BAD_REQUEST
         );
+    }
+
+    #[test]
+    fn csrf_needs_a_preflight_header_on_simple_requests() {
+        let required = [HeaderName::from_static("apollo-require-preflight")];
+        let mut headers = HeaderMap::new();
+        let err = check_csrf(&headers, &required).unwrap_err();
+        assert_eq!(err.error.code(), Some(codes::CSRF_PREFLIGHT_REQUIRED));
+        headers.insert(
+            CONTENT_TYPE,
+            HeaderValue::from_static("text/plain; charset=utf-8"),
+        );
+        assert!(check_csrf(&headers, &required).is_err());
+        headers.insert(
+            CONTENT_TYPE,
+            HeaderValue::from_static("multipart/form-data; boundary=x"),
+        );
+        assert!(check_csrf(&headers, &required).is_err());
+        headers.insert("apollo-require-preflight", HeaderValue::from_static("true"));
+        assert!(check_csrf(&headers, &required).is_ok());
+        let mut json = HeaderMap::new();
+        json.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        assert!(check_csrf(&json, &required).is_ok());
     }
 
     #[test]

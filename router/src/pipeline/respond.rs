@@ -82,8 +82,8 @@ pub fn render_errors(errors: &[GraphQLError]) -> Vec<u8> {
 }
 
 /// The HTTP response for a body in the negotiated media type.
-pub fn http_response(status: StatusCode, media: MediaType, body: Vec<u8>) -> Response {
-    let mut response = Response::new(Body::from(body));
+pub fn http_response(status: StatusCode, media: MediaType, body: impl Into<Body>) -> Response {
+    let mut response = Response::new(body.into());
     *response.status_mut() = status;
     response
         .headers_mut()
@@ -266,11 +266,10 @@ impl<'s> Projector<'s> {
             return;
         }
         let path = self.current_path();
-        let explained = self.errors.iter().any(|e| {
-            e.path
-                .as_ref()
-                .is_some_and(|p| p.len() >= path.len() && p[..path.len()] == path[..])
-        });
+        let explained = self
+            .errors
+            .iter()
+            .any(|e| e.path.as_ref().is_some_and(|p| explains(p, &path)));
         if !explained {
             self.errors.push(
                 GraphQLError::new(
@@ -289,6 +288,17 @@ impl<'s> Projector<'s> {
         self.errors
             .push(GraphQLError::new(message, codes::INVALID_SUBGRAPH_VALUE).with_path(path));
     }
+}
+
+/// Whether an error at `error_path` explains a null at `path`: it is at or below it. An `"@"`
+/// in the error path (fields removed by `authorize` or `rate_limit`, refused for every list
+/// element at once) matches any list index.
+fn explains(error_path: &[PathElement], path: &[PathElement]) -> bool {
+    error_path.len() >= path.len()
+        && error_path.iter().zip(path).all(|(e, p)| match (e, p) {
+            (PathElement::Key(wildcard), PathElement::Index(_)) => wildcard == "@",
+            (e, p) => e == p,
+        })
 }
 
 #[cfg(test)]
@@ -425,6 +435,29 @@ mod tests {
         );
         assert_eq!(body["errors"].as_array().unwrap().len(), 1);
         assert_eq!(body["data"], serde_json::json!({"me": null}));
+    }
+
+    #[test]
+    fn removed_fields_in_lists_explain_their_nulls() {
+        let removed = GraphQLError::new("Unauthorized field or type", "UNAUTHORIZED_FIELD_OR_TYPE")
+            .with_path(vec!["users".into(), "@".into(), "name".into()]);
+        let body = run(
+            "{ users { id name } }",
+            r#"{"users":[{"id":"1"},{"id":"2"}]}"#,
+            vec![removed],
+            false,
+        );
+        // `name` is non-null: each element's null propagates to the nullable list.
+        assert_eq!(body["data"], serde_json::json!({"users": null}));
+        assert_eq!(body["errors"].as_array().unwrap().len(), 1, "{body}");
+        assert!(explains(
+            &["a".into(), "@".into(), "b".into()],
+            &["a".into(), 3.into(), "b".into()]
+        ));
+        assert!(!explains(
+            &["a".into(), "@".into()],
+            &["a".into(), "x".into()]
+        ));
     }
 
     #[test]

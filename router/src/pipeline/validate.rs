@@ -1,4 +1,8 @@
 //! Stage 2, validate: the document against the API schema, then the operation to run is chosen.
+//!
+//! With introspection on, unknown field and argument errors suggest close names ("Did you mean
+//! ..."), as GraphQL servers usually do; with introspection off they do not, so the schema
+//! cannot be guessed one typo at a time.
 
 use graphql_tools::parser::query::{Definition, OperationDefinition, Selection};
 use graphql_tools::static_graphql::query;
@@ -30,7 +34,12 @@ pub fn validate(
         return Err(errors
             .into_iter()
             .map(|e| {
-                GraphQLError::new(e.message, codes::VALIDATION_FAILED).with_locations(
+                let message = if introspection_enabled {
+                    with_suggestions(schema, e.message)
+                } else {
+                    e.message
+                };
+                GraphQLError::new(message, codes::VALIDATION_FAILED).with_locations(
                     e.locations
                         .iter()
                         .map(|p| Location {
@@ -62,6 +71,96 @@ pub fn validate(
         }
     }
     Ok(selected)
+}
+
+/// Appends `Did you mean "a" or "b"?` to unknown-field and unknown-argument messages.
+fn with_suggestions(schema: &Schema, message: String) -> String {
+    fn quoted(text: &str) -> Vec<&str> {
+        text.split('"').skip(1).step_by(2).collect()
+    }
+    let candidates: Vec<String> = if message.starts_with("Cannot query field ") {
+        match quoted(&message).as_slice() {
+            [field, type_name, ..] => schema
+                .get_type(type_name)
+                .map(|t| t.fields.iter().map(|f| f.name.clone()).collect())
+                .map(|names| suggestion_list(field, names))
+                .unwrap_or_default(),
+            _ => Vec::new(),
+        }
+    } else if message.starts_with("Unknown argument ") && message.contains(" on field ") {
+        match quoted(&message).as_slice() {
+            [argument, coordinate, ..] => coordinate
+                .split_once('.')
+                .and_then(|(t, f)| schema.get_type(t)?.field(f))
+                .map(|f| f.args.iter().map(|a| a.name.clone()).collect())
+                .map(|names| suggestion_list(argument, names))
+                .unwrap_or_default(),
+            _ => Vec::new(),
+        }
+    } else {
+        Vec::new()
+    };
+    if candidates.is_empty() {
+        return message;
+    }
+    let quoted: Vec<String> = candidates
+        .iter()
+        .take(5)
+        .map(|c| format!("\"{c}\""))
+        .collect();
+    let list = match quoted.as_slice() {
+        [one] => one.clone(),
+        [init @ .., last] => format!("{} or {last}", init.join(", ")),
+        [] => unreachable!("candidates is not empty"),
+    };
+    format!("{message} Did you mean {list}?")
+}
+
+/// Names close to `input` (edit distance within 40% of its length), closest first, as
+/// graphql-js suggests them.
+fn suggestion_list(input: &str, options: Vec<String>) -> Vec<String> {
+    let threshold = input.len() * 2 / 5 + 1;
+    let lower = input.to_lowercase();
+    let mut scored: Vec<(usize, String)> = options
+        .into_iter()
+        .filter(|o| !o.starts_with("__"))
+        .filter_map(|option| {
+            let distance = if option.to_lowercase() == lower {
+                1
+            } else {
+                edit_distance(&lower, &option.to_lowercase())
+            };
+            (distance <= threshold).then_some((distance, option))
+        })
+        .collect();
+    scored.sort();
+    scored.into_iter().map(|(_, o)| o).collect()
+}
+
+/// Damerau–Levenshtein distance (adjacent transpositions count as one edit).
+fn edit_distance(a: &str, b: &str) -> usize {
+    let a: Vec<char> = a.chars().collect();
+    let b: Vec<char> = b.chars().collect();
+    let mut rows = vec![vec![0usize; b.len() + 1]; a.len() + 1];
+    for (i, row) in rows.iter_mut().enumerate() {
+        row[0] = i;
+    }
+    for (j, cell) in rows[0].iter_mut().enumerate() {
+        *cell = j;
+    }
+    for i in 1..=a.len() {
+        for j in 1..=b.len() {
+            let cost = usize::from(a[i - 1] != b[j - 1]);
+            let mut best = (rows[i - 1][j] + 1)
+                .min(rows[i][j - 1] + 1)
+                .min(rows[i - 1][j - 1] + cost);
+            if i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] {
+                best = best.min(rows[i - 2][j - 2] + 1);
+            }
+            rows[i][j] = best;
+        }
+    }
+    rows[a.len()][b.len()]
 }
 
 pub fn operation_at(document: &query::Document, index: usize) -> &query::OperationDefinition {
@@ -249,6 +348,50 @@ mod tests {
         let errors = run("{ me { nope } }", None, true).unwrap_err();
         assert_eq!(errors[0].code(), Some(codes::VALIDATION_FAILED));
         assert_eq!(errors[0].locations, vec![Location { line: 1, column: 8 }]);
+    }
+
+    #[test]
+    fn suggestions_only_with_introspection() {
+        let errors = run("{ me { nmae } }", None, true).unwrap_err();
+        assert!(
+            errors[0].message.ends_with("Did you mean \"name\"?"),
+            "{}",
+            errors[0].message
+        );
+        let errors = run("{ user(idd: \"1\") { id } }", None, true).unwrap_err();
+        assert!(
+            errors
+                .iter()
+                .any(|e| e.message.contains("Did you mean \"id\"?")),
+            "{errors:?}"
+        );
+        let errors = run("{ me { nmae } }", None, false).unwrap_err();
+        assert!(
+            !errors[0].message.contains("Did you mean"),
+            "{}",
+            errors[0].message
+        );
+        // Nothing close: no suggestion.
+        let errors = run("{ me { zzzzzzzz } }", None, true).unwrap_err();
+        assert!(!errors[0].message.contains("Did you mean"));
+    }
+
+    #[test]
+    fn edit_distance_counts_transpositions_once() {
+        assert_eq!(edit_distance("nmae", "name"), 1);
+        assert_eq!(edit_distance("kitten", "sitting"), 3);
+        assert_eq!(
+            suggestion_list(
+                "usrname",
+                vec![
+                    "id".into(),
+                    "name".into(),
+                    "username".into(),
+                    "__typename".into()
+                ]
+            ),
+            vec!["username".to_string(), "name".to_string()]
+        );
     }
 
     #[test]

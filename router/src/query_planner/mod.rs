@@ -7,6 +7,7 @@
 
 mod convert;
 pub mod plan;
+mod selection;
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
@@ -22,6 +23,7 @@ use hive_router_query_planner::state::supergraph_state::OperationKind as HiveOpe
 use hive_router_query_planner::utils::cancellation::CancellationToken;
 
 pub use plan::*;
+pub use selection::{NodeKind, OperationNode};
 
 /// A subgraph declared by the supergraph's `join__Graph` enum.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -52,11 +54,14 @@ pub enum PlannerError {
 pub struct QueryPlanner {
     planner: Planner,
     api_schema: Arc<schema::Document>,
+    /// The supergraph as given, for the directives the router enforces itself.
+    supergraph: Arc<schema::Document>,
     subgraphs: Vec<SubgraphDefinition>,
 }
 
 /// An operation rewritten by the planner's normalization (fragments inlined, fields merged,
 /// abstract types expanded): the key of the plan cache and the planner's input.
+#[derive(Clone)]
 pub struct NormalizedOperation {
     operation: OperationDefinition,
     text: String,
@@ -71,12 +76,21 @@ impl NormalizedOperation {
 
 /// Feature specifications a supergraph may link. Anything linked `for: SECURITY` or
 /// `for: EXECUTION` that is not listed here is refused: ignoring it could leak data or answer wrongly.
+/// `authenticated` and `requiresScopes` are enforced by the `authorize` stage, our `rate-limit`
+/// by the `rate_limit` stage. `policy` stays refused: it needs a policy engine we do not have.
 const SUPPORTED_LINKS: &[(&str, &[&str])] = &[
     ("link", &["v1.0"]),
     ("join", &["v0.3", "v0.4", "v0.5"]),
     ("inaccessible", &["v0.1", "v0.2"]),
     ("tag", &["v0.1", "v0.2", "v0.3"]),
+    ("authenticated", &["v0.1"]),
+    ("requiresScopes", &["v0.1"]),
+    ("rate-limit", &["v0.1"]),
 ];
+
+/// Where our `@rateLimit` directive is specified (composed into supergraphs with
+/// `@composeDirective`).
+pub const RATE_LIMIT_SPEC: &str = "https://shippy.dev/rate-limit/v0.1";
 
 impl QueryPlanner {
     /// Parses and checks a supergraph and builds the planner's graph over it.
@@ -98,6 +112,7 @@ impl QueryPlanner {
         Ok(QueryPlanner {
             planner,
             api_schema,
+            supergraph: Arc::new(document),
             subgraphs,
         })
     }
@@ -106,6 +121,11 @@ impl QueryPlanner {
     /// plus the introspection types.
     pub fn api_schema(&self) -> &Arc<schema::Document> {
         &self.api_schema
+    }
+
+    /// The supergraph document (with `join__`, `link__` and security directives).
+    pub fn supergraph(&self) -> &Arc<schema::Document> {
+        &self.supergraph
     }
 
     /// Subgraphs in declaration order; `FetchNode::subgraph` indexes this slice.

@@ -40,6 +40,8 @@ pub type Canned = Arc<dyn Fn(&str) -> (u16, String) + Send + Sync>;
 
 pub struct Builder {
     config: RouterConfig,
+    /// Edits the supergraph text before the router loads it (e.g. to add directives).
+    supergraph: Option<Box<dyn FnOnce(String) -> String>>,
     /// Subgraph names whose URL points at nothing listening.
     down: Vec<&'static str>,
     /// Subgraphs replaced by a canned handler.
@@ -49,6 +51,7 @@ pub struct Builder {
 pub fn env() -> Builder {
     Builder {
         config: RouterConfig::default(),
+        supergraph: None,
         down: Vec::new(),
         canned: Vec::new(),
     }
@@ -81,6 +84,12 @@ impl Builder {
         self
     }
 
+    #[allow(dead_code)] // tests/edge.rs uses it; tests/http_api.rs does not
+    pub fn supergraph(mut self, edit: impl FnOnce(String) -> String + 'static) -> Builder {
+        self.supergraph = Some(Box::new(edit));
+        self
+    }
+
     pub fn down(mut self, subgraph: &'static str) -> Builder {
         self.down.push(subgraph);
         self
@@ -103,6 +112,9 @@ impl Builder {
         let data = Arc::new(Data::from_expected_response(&expected));
         let running = start_all(Arc::clone(&data)).await;
         let mut supergraph = supergraph_with_mutation();
+        if let Some(edit) = self.supergraph {
+            supergraph = edit(supergraph);
+        }
         for subgraph in &running {
             let canned = self.canned.iter().find(|(name, _)| *name == subgraph.name);
             let url = if let Some((_, canned)) = canned {

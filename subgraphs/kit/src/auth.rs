@@ -159,6 +159,13 @@ fn resolve_secret(cfg: &AuthConfig) -> Result<Vec<u8>, KeyError> {
     }
 }
 
+/// The HS256 secret tokens are signed and verified with under `cfg` (the development secret, with its
+/// warning, when none is configured), so that other verifiers (the router under `shippy up`) accept
+/// exactly the tokens the subgraphs accept.
+pub fn hs256_secret(cfg: &AuthConfig) -> Result<Vec<u8>, KeyError> {
+    resolve_secret(cfg)
+}
+
 fn read_key(path: &Option<PathBuf>, missing: KeyError) -> Result<(PathBuf, Vec<u8>), KeyError> {
     let path = path.as_ref().ok_or(missing)?;
     let bytes = std::fs::read(path).map_err(|source| KeyError::Read {

@@ -1,4 +1,17 @@
-//! Schema-building defaults every subgraph applies: Federation v2, query depth and complexity limits.
+//! Schema-building defaults every subgraph applies: Federation v2, query depth and complexity limits, and
+//! the directives our subgraphs put on fields for the router to enforce before a request reaches them:
+//! [`authenticated`] (the federation `@authenticated`, spelled `@federation__authenticated`),
+//! `requires_scopes = "admin"` (async-graphql's own
+//! attribute for `@requiresScopes`) and [`rate_limit`] (our `@rateLimit`, composed into the supergraph
+//! with `@composeDirective`). Subgraphs keep checking the token themselves; the directives let the router
+//! refuse or limit a field without a round trip.
+//!
+//! ```ignore
+//! #[graphql(directive = authenticated::apply())]
+//! async fn me(&self) -> ... {}
+//! #[graphql(directive = rate_limit::apply(10, "1m".into(), Some("ip".into())))]
+//! async fn login(&self) -> ... {}
+//! ```
 
 use async_graphql::{ObjectType, SchemaBuilder, SubscriptionType};
 
@@ -23,12 +36,84 @@ where
         .limit_complexity(server.max_query_complexity)
 }
 
+/// Where `@rateLimit` is specified; the router recognises this link.
+pub const RATE_LIMIT_SPEC: &str = "https://shippy.dev/rate-limit/v0.1";
+
+// Spelled `@federation__authenticated`, the federation spec's namespaced name, because async-graphql's
+// fixed import list stops at `@requiresScopes`; composition reads it as `@authenticated`. The doc line is
+// the directive's description in the SDL.
+/// `@authenticated` (Federation 2.5): only callers with a valid token may select the field.
+#[async_graphql::TypeDirective(name = "federation__authenticated", location = "FieldDefinition")]
+pub fn authenticated() {}
+
+/// `@rateLimit(limit:, duration:, by:)`: at most `limit` selections of the field per `duration` (`30s`,
+/// `1m`) per caller: `by` is `user` (the default: the token's subject, else the client IP), `ip`, or a
+/// claim name.
+#[async_graphql::TypeDirective(
+    name = "rateLimit",
+    location = "FieldDefinition",
+    composable = "https://shippy.dev/rate-limit/v0.1"
+)]
+pub fn rate_limit(limit: u32, duration: String, by: Option<String>) {}
+
 /// The federation SDL of a schema: what `_service { sdl }` returns and `schema/<name>.graphql` holds.
+/// Composable directives ([`rate_limit`]) get their `@link` and `@composeDirective`.
 pub fn federation_sdl<Q, M, S>(schema: &async_graphql::Schema<Q, M, S>) -> String
 where
     Q: ObjectType + 'static,
     M: ObjectType + 'static,
     S: SubscriptionType + 'static,
 {
-    schema.sdl_with_options(async_graphql::SDLExportOptions::new().federation())
+    schema.sdl_with_options(
+        async_graphql::SDLExportOptions::new()
+            .federation()
+            .compose_directive(),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use async_graphql::{EmptyMutation, EmptySubscription, Object, Schema};
+
+    use super::*;
+
+    struct Query;
+
+    #[Object]
+    impl Query {
+        #[graphql(directive = authenticated::apply())]
+        async fn me(&self) -> i32 {
+            1
+        }
+        #[graphql(requires_scopes = "admin")]
+        async fn all(&self) -> i32 {
+            2
+        }
+        #[graphql(directive = rate_limit::apply(3, "1m".into(), Some("ip".into())))]
+        async fn limited(&self) -> i32 {
+            3
+        }
+    }
+
+    #[test]
+    fn the_sdl_links_and_uses_the_directives() {
+        let schema = Schema::build(Query, EmptyMutation, EmptySubscription)
+            .enable_federation()
+            .finish();
+        let sdl = federation_sdl(&schema);
+        assert!(sdl.contains("me: Int! @federation__authenticated"), "{sdl}");
+        assert!(
+            sdl.contains("all: Int! @requiresScopes(scopes: [[\"admin\"]])"),
+            "{sdl}"
+        );
+        assert!(
+            sdl.contains("limited: Int! @rateLimit(limit: 3, duration: \"1m\", by: \"ip\")"),
+            "{sdl}"
+        );
+        assert!(sdl.contains(RATE_LIMIT_SPEC), "{sdl}");
+        assert!(
+            sdl.contains("@composeDirective(name: \"@rateLimit\")"),
+            "{sdl}"
+        );
+    }
 }

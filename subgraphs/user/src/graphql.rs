@@ -17,6 +17,7 @@ use sea_orm::{
 use shippy_kit::{
     auth::{self, SCOPE_ADMIN},
     error,
+    graphql::{authenticated, rate_limit},
     pagination::{Page, parse_id},
 };
 use uuid::Uuid;
@@ -180,6 +181,7 @@ pub struct Query;
 #[Object]
 impl Query {
     /// The caller. Requires a token.
+    #[graphql(directive = authenticated::apply())]
     async fn me(&self, ctx: &Context<'_>) -> Result<Option<User>> {
         let claims = auth::require(ctx)?;
         let id = Uuid::parse_str(&claims.sub)
@@ -193,6 +195,7 @@ impl Query {
     }
 
     /// All users, oldest first, `first` (1 to 100, default 20) after the user `after`. Requires scope `admin`.
+    #[graphql(requires_scopes = "admin")]
     async fn users(
         &self,
         ctx: &Context<'_>,
@@ -228,7 +231,9 @@ pub struct Mutation;
 
 #[Object]
 impl Mutation {
-    /// Creates an account and returns a token for it. Records `user.registered`.
+    /// Creates an account and returns a token for it. Records `user.registered`. At most 5 per hour per
+    /// client IP.
+    #[graphql(directive = rate_limit::apply(5, "1h".into(), Some("ip".into())))]
     async fn register(&self, ctx: &Context<'_>, input: RegisterInput) -> Result<AuthPayload> {
         let new = input.parse()?;
         let (row, token) = accounts::register(state(ctx)?, new)
@@ -238,7 +243,9 @@ impl Mutation {
     }
 
     /// Exchanges email and password for a token. Any failure is the same `UNAUTHENTICATED` error, so it does
-    /// not reveal whether the email has an account. Records `user.logged_in`.
+    /// not reveal whether the email has an account. Records `user.logged_in`. At most 10 per minute per
+    /// client IP, which slows password guessing down.
+    #[graphql(directive = rate_limit::apply(10, "1m".into(), Some("ip".into())))]
     async fn login(
         &self,
         ctx: &Context<'_>,

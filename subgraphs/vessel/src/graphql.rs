@@ -13,6 +13,7 @@ use sea_orm::{
 };
 use shippy_kit::{
     auth, error,
+    graphql::authenticated,
     pagination::{Page, parse_id},
 };
 use uuid::Uuid;
@@ -208,6 +209,7 @@ pub struct Mutation;
 #[Object]
 impl Mutation {
     /// Creates an available vessel owned by the caller. Requires a token. Records `vessel.created`.
+    #[graphql(directive = authenticated::apply())]
     async fn create_vessel(&self, ctx: &Context<'_>, input: CreateVesselInput) -> Result<Vessel> {
         let claims = auth::require(ctx)?;
         let owner = Uuid::parse_str(&claims.sub)

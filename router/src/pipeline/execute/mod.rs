@@ -46,6 +46,9 @@ struct Execution<'a> {
     state: &'a RouterState,
     variables: &'a Map<String, Json>,
     headers: &'a HeaderMap,
+    /// The caller's verified claims as JSON, sent as `extensions.claims` to subgraphs that
+    /// take them (`forward_claims`).
+    claims: Option<&'a Bytes>,
     /// Only queries may share an upstream call with identical in-flight requests.
     deduplicable: bool,
     arena: &'a ResponseArena,
@@ -55,12 +58,14 @@ struct Execution<'a> {
 }
 
 /// Runs `plan` (if any) starting from `initial_data`.
+#[allow(clippy::too_many_arguments)]
 pub async fn execute<'a>(
     state: &'a RouterState,
     plan: Option<&'a PlanNode>,
     kind: OperationKind,
     variables: &'a Map<String, Json>,
     headers: &'a HeaderMap,
+    claims: Option<&'a Bytes>,
     arena: &'a ResponseArena,
     initial_data: Value<'a>,
 ) -> ExecutionOutput<'a> {
@@ -68,6 +73,7 @@ pub async fn execute<'a>(
         state,
         variables,
         headers,
+        claims,
         deduplicable: kind == OperationKind::Query,
         arena,
         data: Mutex::new(initial_data),
@@ -194,6 +200,13 @@ impl<'a> Execution<'a> {
         if !first {
             body.push(b'}');
         }
+        if let Some(claims) = self.claims
+            && self.state.subgraphs[fetch.subgraph].forward_claims
+        {
+            body.extend_from_slice(b",\"extensions\":{\"claims\":");
+            body.extend_from_slice(claims);
+            body.push(b'}');
+        }
         body.push(b'}');
         Bytes::from(body)
     }
@@ -223,6 +236,16 @@ impl<'a> Execution<'a> {
                     FetchError::TooLarge(limit) => (
                         codes::SUBREQUEST_MALFORMED_RESPONSE,
                         format!("Subgraph \"{service}\" sent a response larger than {limit} bytes"),
+                    ),
+                    FetchError::CircuitOpen => (
+                        codes::SUBREQUEST_CIRCUIT_OPEN,
+                        format!(
+                            "Subgraph \"{service}\" is failing; requests to it are paused (circuit open)"
+                        ),
+                    ),
+                    FetchError::ConcurrencyExceeded => (
+                        codes::SUBREQUEST_CONCURRENCY_EXCEEDED,
+                        format!("Subgraph \"{service}\" has too many requests in flight"),
                     ),
                 };
                 self.fetch_failed.store(true, Ordering::Relaxed);

@@ -1,0 +1,289 @@
+//! JSON Web Key Sets: keys fetched from a URL, refreshed on a schedule and when a token names a
+//! key id we do not know (key rotation), never more often than a minimum interval.
+//!
+//! Lookups read an immutable snapshot (`ArcSwap`), so verifying a token never waits for a fetch
+//! unless its `kid` is unknown. Fetches are single-flight: concurrent tokens with an unknown `kid`
+//! share one request.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use bytes::Bytes;
+use http::{Request, Uri};
+use http_body_util::{BodyExt, Empty, Limited};
+use hyper_rustls::HttpsConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, Jwk, KeyAlgorithm, PublicKeyUse};
+use jsonwebtoken::{Algorithm, DecodingKey};
+use serde_json::Value as Json;
+use tokio::time::Instant;
+
+/// Key sets are small; anything bigger is not a key set.
+const MAX_JWKS_SIZE: usize = 1024 * 1024;
+
+/// One usable key of a set.
+#[derive(Clone)]
+pub struct JwksKey {
+    pub kid: Option<String>,
+    pub algorithm: Algorithm,
+    pub key: DecodingKey,
+}
+
+/// Why a key set could not be fetched (logged; the token it was fetched for gets 401).
+#[derive(Debug, thiserror::Error)]
+pub enum JwksError {
+    #[error("fetching {url} failed: {reason}")]
+    Fetch { url: String, reason: String },
+    #[error("{url} answered HTTP {status}")]
+    Status { url: String, status: u16 },
+    #[error("{url} did not answer within {timeout:?}")]
+    Timeout { url: String, timeout: Duration },
+    #[error("{url} is not a JSON Web Key Set: {reason}")]
+    Invalid { url: String, reason: String },
+}
+
+type HttpClient = Client<HttpsConnector<HttpConnector>, Empty<Bytes>>;
+
+/// A key set behind a URL.
+pub struct JwksSource {
+    url: String,
+    uri: Uri,
+    timeout: Duration,
+    min_refresh_interval: Duration,
+    refresh_interval: Duration,
+    client: HttpClient,
+    keys: ArcSwap<Vec<JwksKey>>,
+    /// When the last fetch was attempted (successful or not); `None` before the first.
+    last_fetch: std::sync::Mutex<Option<Instant>>,
+    /// Held for the whole of a fetch so concurrent misses share it.
+    fetching: tokio::sync::Mutex<()>,
+}
+
+impl JwksSource {
+    pub fn new(
+        url: &str,
+        timeout: Duration,
+        refresh_interval: Duration,
+        min_refresh_interval: Duration,
+    ) -> Result<JwksSource, String> {
+        let uri: Uri = url
+            .parse()
+            .map_err(|e| format!("`{url}` is not a valid URL: {e}"))?;
+        let mut http = HttpConnector::new();
+        http.enforce_http(false);
+        http.set_connect_timeout(Some(timeout));
+        let connector = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_provider_and_webpki_roots(rustls::crypto::ring::default_provider())
+            .map_err(|e| format!("TLS setup failed: {e}"))?
+            .https_or_http()
+            .enable_http1()
+            .wrap_connector(http);
+        Ok(JwksSource {
+            url: url.to_string(),
+            uri,
+            timeout,
+            min_refresh_interval,
+            refresh_interval,
+            client: Client::builder(TokioExecutor::new()).build(connector),
+            keys: ArcSwap::from_pointee(Vec::new()),
+            last_fetch: std::sync::Mutex::new(None),
+            fetching: tokio::sync::Mutex::new(()),
+        })
+    }
+
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    pub fn refresh_interval(&self) -> Duration {
+        self.refresh_interval
+    }
+
+    /// Keys usable for a token with this `kid` (if any) and algorithm. When none matches, waits
+    /// for a fetch in flight (it may bring the key), then fetches the set itself if the last
+    /// fetch is old enough (or there was none).
+    pub async fn keys_for(
+        &self,
+        kid: Option<&str>,
+        algorithm: Algorithm,
+    ) -> Result<Vec<JwksKey>, JwksError> {
+        let found = matching(&self.keys.load(), kid);
+        if !found.is_empty() {
+            return Ok(filter_algorithm(found, algorithm));
+        }
+        let _guard = self.fetching.lock().await;
+        let found = matching(&self.keys.load(), kid);
+        if !found.is_empty() || !self.may_refetch() {
+            return Ok(filter_algorithm(found, algorithm));
+        }
+        self.fetch_locked().await?;
+        Ok(filter_algorithm(
+            matching(&self.keys.load(), kid),
+            algorithm,
+        ))
+    }
+
+    fn may_refetch(&self) -> bool {
+        let last = *self.last_fetch.lock().unwrap_or_else(|p| p.into_inner());
+        last.is_none_or(|at| at.elapsed() >= self.min_refresh_interval)
+    }
+
+    /// Fetches the set now (the scheduled refresh); returns how many keys it holds.
+    pub async fn refresh(&self) -> Result<usize, JwksError> {
+        let _guard = self.fetching.lock().await;
+        self.fetch_locked().await
+    }
+
+    async fn fetch_locked(&self) -> Result<usize, JwksError> {
+        *self.last_fetch.lock().unwrap_or_else(|p| p.into_inner()) = Some(Instant::now());
+        let body = match tokio::time::timeout(self.timeout, self.get()).await {
+            Ok(result) => result?,
+            Err(_) => {
+                return Err(JwksError::Timeout {
+                    url: self.url.clone(),
+                    timeout: self.timeout,
+                });
+            }
+        };
+        let keys = parse_key_set(&body).map_err(|reason| JwksError::Invalid {
+            url: self.url.clone(),
+            reason,
+        })?;
+        let count = keys.len();
+        tracing::debug!(url = %self.url, keys = count, "JWKS fetched");
+        self.keys.store(Arc::new(keys));
+        Ok(count)
+    }
+
+    async fn get(&self) -> Result<Bytes, JwksError> {
+        let fetch_error = |reason: String| JwksError::Fetch {
+            url: self.url.clone(),
+            reason,
+        };
+        let request = Request::get(self.uri.clone())
+            .header(http::header::ACCEPT, "application/json")
+            .body(Empty::new())
+            .map_err(|e| fetch_error(e.to_string()))?;
+        let response = self
+            .client
+            .request(request)
+            .await
+            .map_err(|e| fetch_error(e.to_string()))?;
+        if !response.status().is_success() {
+            return Err(JwksError::Status {
+                url: self.url.clone(),
+                status: response.status().as_u16(),
+            });
+        }
+        Limited::new(response.into_body(), MAX_JWKS_SIZE)
+            .collect()
+            .await
+            .map(|c| c.to_bytes())
+            .map_err(|e| fetch_error(e.to_string()))
+    }
+}
+
+fn matching(keys: &[JwksKey], kid: Option<&str>) -> Vec<JwksKey> {
+    keys.iter()
+        .filter(|k| kid.is_none() || k.kid.as_deref() == kid)
+        .cloned()
+        .collect()
+}
+
+/// Keys of another algorithm are never tried: that is how algorithm confusion attacks work.
+fn filter_algorithm(keys: Vec<JwksKey>, algorithm: Algorithm) -> Vec<JwksKey> {
+    keys.into_iter()
+        .filter(|k| k.algorithm == algorithm)
+        .collect()
+}
+
+/// Parses `{"keys": [...]}`, skipping (and logging) keys we cannot use: encryption keys,
+/// symmetric keys, unknown types or algorithms.
+pub fn parse_key_set(body: &[u8]) -> Result<Vec<JwksKey>, String> {
+    let json: Json = serde_json::from_slice(body).map_err(|e| e.to_string())?;
+    let Some(items) = json.get("keys").and_then(Json::as_array) else {
+        return Err("no `keys` array".into());
+    };
+    let mut keys = Vec::with_capacity(items.len());
+    for item in items {
+        let jwk: Jwk = match serde_json::from_value(item.clone()) {
+            Ok(jwk) => jwk,
+            Err(e) => {
+                tracing::warn!(error = %e, "skipping a JWK that cannot be read");
+                continue;
+            }
+        };
+        match usable(&jwk) {
+            Ok(key) => keys.push(key),
+            Err(reason) => tracing::warn!(kid = ?jwk.common.key_id, reason, "skipping a JWK"),
+        }
+    }
+    Ok(keys)
+}
+
+fn usable(jwk: &Jwk) -> Result<JwksKey, &'static str> {
+    if matches!(jwk.common.public_key_use, Some(PublicKeyUse::Encryption)) {
+        return Err("it is an encryption key");
+    }
+    let algorithm = match (&jwk.algorithm, jwk.common.key_algorithm) {
+        (AlgorithmParameters::OctetKey(_), _) => {
+            return Err("symmetric keys are not accepted from a key set");
+        }
+        (_, Some(alg)) => signing_algorithm(alg).ok_or("its `alg` is not a signing algorithm")?,
+        (AlgorithmParameters::RSA(_), None) => Algorithm::RS256,
+        (AlgorithmParameters::EllipticCurve(ec), None) => match ec.curve {
+            EllipticCurve::P256 => Algorithm::ES256,
+            EllipticCurve::P384 => Algorithm::ES384,
+            _ => return Err("its curve is not supported"),
+        },
+        (AlgorithmParameters::OctetKeyPair(_), None) => Algorithm::EdDSA,
+        _ => return Err("its key type is not supported"),
+    };
+    let key = DecodingKey::from_jwk(jwk).map_err(|_| "its parameters are invalid")?;
+    Ok(JwksKey {
+        kid: jwk.common.key_id.clone(),
+        algorithm,
+        key,
+    })
+}
+
+fn signing_algorithm(alg: KeyAlgorithm) -> Option<Algorithm> {
+    Some(match alg {
+        KeyAlgorithm::RS256 => Algorithm::RS256,
+        KeyAlgorithm::RS384 => Algorithm::RS384,
+        KeyAlgorithm::RS512 => Algorithm::RS512,
+        KeyAlgorithm::PS256 => Algorithm::PS256,
+        KeyAlgorithm::PS384 => Algorithm::PS384,
+        KeyAlgorithm::PS512 => Algorithm::PS512,
+        KeyAlgorithm::ES256 => Algorithm::ES256,
+        KeyAlgorithm::ES384 => Algorithm::ES384,
+        KeyAlgorithm::EdDSA => Algorithm::EdDSA,
+        _ => return None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn skips_keys_it_cannot_use() {
+        let body = serde_json::json!({"keys": [
+            {"kty": "oct", "k": "c2VjcmV0", "kid": "sym"},
+            {"kty": "RSA", "use": "enc", "n": "AQAB", "e": "AQAB", "kid": "enc"},
+            {"kty": "nope"},
+            {"kty": "EC", "crv": "P-256", "kid": "ec",
+             "x": "f83OJ3D2xF1Bg8vub9tLe1gHMzV76e8Tus9uPHvRVEU",
+             "y": "x_FEzRu9m36HLN_tue659LNpXW6pCyStikYjKIWI5a0"}
+        ]});
+        let keys = parse_key_set(body.to_string().as_bytes()).unwrap();
+        assert_eq!(keys.len(), 1);
+        assert_eq!(keys[0].kid.as_deref(), Some("ec"));
+        assert_eq!(keys[0].algorithm, Algorithm::ES256);
+        assert!(parse_key_set(b"{}").is_err());
+        assert!(parse_key_set(b"not json").is_err());
+    }
+}

@@ -1,0 +1,551 @@
+//! Bearer token verification: our one wrapper around `jsonwebtoken`.
+//!
+//! The key is chosen by the token header's `alg` (and `kid` for a key set), and a key is only
+//! ever used with its own algorithm: an HS256 token is never checked against an RSA public key
+//! read as an HMAC secret, `alg: none` is never accepted.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use http::HeaderMap;
+use http::header::HeaderName;
+use jsonwebtoken::errors::ErrorKind;
+use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+use serde_json::{Map, Value as Json};
+
+use super::Identity;
+use super::jwks::JwksSource;
+use crate::config::{JwtConfig, PublicKeyAlgorithm};
+
+/// Why a presented token was refused. The message is for the client (401 `UNAUTHENTICATED`).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TokenError {
+    #[error("the {header} header must be `{prefix} <token>`")]
+    NotBearer { header: String, prefix: String },
+    #[error("the token is malformed")]
+    Malformed,
+    #[error("the token's algorithm is not accepted")]
+    WrongAlgorithm,
+    #[error("no key is known for the token")]
+    UnknownKey,
+    #[error("the token signature is invalid")]
+    BadSignature,
+    #[error("the token has expired")]
+    Expired,
+    #[error("the token is not valid yet")]
+    NotYetValid,
+    #[error("the token issuer is not accepted")]
+    WrongIssuer,
+    #[error("the token audience is not accepted")]
+    WrongAudience,
+    #[error("the token lacks the `{0}` claim")]
+    MissingClaim(String),
+    #[error("the token cannot be verified right now")]
+    KeysUnavailable,
+}
+
+/// Why the verifier could not be set up (an operator error at start-up or reload).
+#[derive(Debug, thiserror::Error)]
+pub enum KeyError {
+    #[error("cannot read key file {path}: {source}")]
+    Read {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("key file {path} is not a valid {algorithm:?} PEM public key: {reason}")]
+    Invalid {
+        path: String,
+        algorithm: PublicKeyAlgorithm,
+        reason: String,
+    },
+    #[error("`auth.jwt.header_name` `{0}` is not a valid header name")]
+    HeaderName(String),
+    #[error("`auth.jwt.jwks_url`: {0}")]
+    Jwks(String),
+}
+
+/// Verifies tokens against the configured keys, issuers and audiences.
+pub struct JwtVerifier {
+    secret: Option<DecodingKey>,
+    public_key: Option<(Algorithm, DecodingKey)>,
+    jwks: Option<Arc<JwksSource>>,
+    issuers: Vec<String>,
+    audiences: Vec<String>,
+    leeway: u64,
+    header_name: HeaderName,
+    header_prefix: String,
+}
+
+impl std::fmt::Debug for JwtVerifier {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("JwtVerifier")
+            .field("hs256", &self.secret.is_some())
+            .field("public_key", &self.public_key.as_ref().map(|(a, _)| a))
+            .field("jwks", &self.jwks.as_ref().map(|j| j.url()))
+            .finish_non_exhaustive()
+    }
+}
+
+impl JwtVerifier {
+    /// The verifier `config` describes, or `None` when it configures no key at all.
+    pub fn from_config(config: &JwtConfig) -> Result<Option<JwtVerifier>, KeyError> {
+        if !config.enabled() {
+            return Ok(None);
+        }
+        let public_key = match &config.public_key_file {
+            None => None,
+            Some(path) => Some(read_public_key(path, config.public_key_algorithm)?),
+        };
+        let jwks = match &config.jwks_url {
+            None => None,
+            Some(url) => Some(Arc::new(
+                JwksSource::new(
+                    url,
+                    config.jwks_timeout,
+                    config.jwks_refresh_interval,
+                    config.jwks_min_refresh_interval,
+                )
+                .map_err(KeyError::Jwks)?,
+            )),
+        };
+        let header_name =
+            HeaderName::from_bytes(config.header_name.to_ascii_lowercase().as_bytes())
+                .map_err(|_| KeyError::HeaderName(config.header_name.clone()))?;
+        Ok(Some(JwtVerifier {
+            secret: config
+                .secret
+                .as_ref()
+                .map(|s| DecodingKey::from_secret(s.expose().as_bytes())),
+            public_key,
+            jwks,
+            issuers: config.issuers.clone(),
+            audiences: config.audiences.clone(),
+            leeway: config.leeway.as_secs(),
+            header_name,
+            header_prefix: config.header_prefix.clone(),
+        }))
+    }
+
+    pub fn jwks(&self) -> Option<&Arc<JwksSource>> {
+        self.jwks.as_ref()
+    }
+
+    /// Reads the token header: none is anonymous (`Ok(None)`); one that is not a valid token is
+    /// an error, never silently anonymous.
+    pub async fn authenticate(&self, headers: &HeaderMap) -> Result<Option<Identity>, TokenError> {
+        let Some(value) = headers.get(&self.header_name) else {
+            return Ok(None);
+        };
+        let not_bearer = || TokenError::NotBearer {
+            header: self.header_name.to_string(),
+            prefix: self.header_prefix.clone(),
+        };
+        let value = value.to_str().map_err(|_| not_bearer())?.trim();
+        let token = if self.header_prefix.is_empty() {
+            value
+        } else {
+            let (scheme, token) = value.split_once(' ').ok_or_else(not_bearer)?;
+            if !scheme.eq_ignore_ascii_case(&self.header_prefix) {
+                return Err(not_bearer());
+            }
+            token.trim()
+        };
+        if token.is_empty() {
+            return Err(not_bearer());
+        }
+        self.verify(token).await.map(Some)
+    }
+
+    /// Verifies one compact JWT.
+    pub async fn verify(&self, token: &str) -> Result<Identity, TokenError> {
+        let header = jsonwebtoken::decode_header(token).map_err(|e| match e.kind() {
+            ErrorKind::InvalidAlgorithmName => TokenError::WrongAlgorithm,
+            _ => TokenError::Malformed,
+        })?;
+        let algorithm = header.alg;
+        let keys: Vec<DecodingKey> = match algorithm {
+            Algorithm::HS256 => self.secret.iter().cloned().collect(),
+            Algorithm::HS384 | Algorithm::HS512 => Vec::new(),
+            asymmetric => {
+                let mut keys: Vec<DecodingKey> = self
+                    .public_key
+                    .iter()
+                    .filter(|(a, _)| *a == asymmetric)
+                    .map(|(_, k)| k.clone())
+                    .collect();
+                if let Some(jwks) = &self.jwks {
+                    match jwks.keys_for(header.kid.as_deref(), asymmetric).await {
+                        Ok(found) => keys.extend(found.into_iter().map(|k| k.key)),
+                        Err(error) => {
+                            tracing::warn!(error = %error, "JWKS unavailable");
+                            if keys.is_empty() {
+                                return Err(TokenError::KeysUnavailable);
+                            }
+                        }
+                    }
+                }
+                keys
+            }
+        };
+        if keys.is_empty() {
+            return Err(if self.accepts(algorithm) {
+                TokenError::UnknownKey
+            } else {
+                TokenError::WrongAlgorithm
+            });
+        }
+        let validation = self.validation(algorithm);
+        let mut last = TokenError::BadSignature;
+        for key in &keys {
+            match jsonwebtoken::decode::<Map<String, Json>>(token, key, &validation) {
+                Ok(data) => return Ok(Identity::new(data.claims)),
+                Err(error) => {
+                    last = classify(error.into_kind());
+                    // Only a signature mismatch means another key of the set may fit.
+                    if last != TokenError::BadSignature {
+                        return Err(last);
+                    }
+                }
+            }
+        }
+        Err(last)
+    }
+
+    /// Whether some configured key source takes tokens of this algorithm.
+    fn accepts(&self, algorithm: Algorithm) -> bool {
+        match algorithm {
+            Algorithm::HS256 => self.secret.is_some(),
+            Algorithm::HS384 | Algorithm::HS512 => false,
+            other => {
+                self.jwks.is_some() || self.public_key.as_ref().is_some_and(|(a, _)| *a == other)
+            }
+        }
+    }
+
+    fn validation(&self, algorithm: Algorithm) -> Validation {
+        let mut validation = Validation::new(algorithm);
+        validation.leeway = self.leeway;
+        validation.validate_exp = true;
+        validation.validate_nbf = true;
+        validation.set_required_spec_claims(&["exp"]);
+        if !self.issuers.is_empty() {
+            validation.set_issuer(&self.issuers);
+        }
+        if self.audiences.is_empty() {
+            validation.validate_aud = false;
+        } else {
+            validation.set_audience(&self.audiences);
+        }
+        validation
+    }
+}
+
+fn classify(kind: ErrorKind) -> TokenError {
+    match kind {
+        ErrorKind::InvalidSignature => TokenError::BadSignature,
+        ErrorKind::ExpiredSignature => TokenError::Expired,
+        ErrorKind::ImmatureSignature => TokenError::NotYetValid,
+        ErrorKind::InvalidIssuer => TokenError::WrongIssuer,
+        ErrorKind::InvalidAudience => TokenError::WrongAudience,
+        ErrorKind::InvalidAlgorithm
+        | ErrorKind::InvalidAlgorithmName
+        | ErrorKind::MissingAlgorithm
+        | ErrorKind::InvalidKeyFormat => TokenError::WrongAlgorithm,
+        ErrorKind::MissingRequiredClaim(claim) => TokenError::MissingClaim(claim),
+        _ => TokenError::Malformed,
+    }
+}
+
+fn read_public_key(
+    path: &Path,
+    algorithm: PublicKeyAlgorithm,
+) -> Result<(Algorithm, DecodingKey), KeyError> {
+    let shown = path.display().to_string();
+    let pem = std::fs::read(path).map_err(|source| KeyError::Read {
+        path: shown.clone(),
+        source,
+    })?;
+    let invalid = |e: jsonwebtoken::errors::Error| KeyError::Invalid {
+        path: shown.clone(),
+        algorithm,
+        reason: e.to_string(),
+    };
+    match algorithm {
+        PublicKeyAlgorithm::RS256 => Ok((
+            Algorithm::RS256,
+            DecodingKey::from_rsa_pem(&pem).map_err(invalid)?,
+        )),
+        PublicKeyAlgorithm::ES256 => Ok((
+            Algorithm::ES256,
+            DecodingKey::from_ec_pem(&pem).map_err(invalid)?,
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use jsonwebtoken::{EncodingKey, Header};
+    use serde_json::json;
+
+    use super::*;
+    use crate::config::Secret;
+
+    const SECRET: &str = "0123456789abcdef0123456789abcdef";
+
+    fn key_file(name: &str) -> std::path::PathBuf {
+        format!("{}/tests/fixtures/keys/{name}", env!("CARGO_MANIFEST_DIR")).into()
+    }
+
+    fn pem(name: &str) -> Vec<u8> {
+        std::fs::read(key_file(name)).unwrap()
+    }
+
+    fn now() -> i64 {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs() as i64
+    }
+
+    fn claims() -> Json {
+        json!({"sub": "u1", "iss": "shippy", "aud": "shippy", "exp": now() + 600, "scopes": ["admin"]})
+    }
+
+    fn hs256(claims: &Json) -> String {
+        jsonwebtoken::encode(
+            &Header::new(Algorithm::HS256),
+            claims,
+            &EncodingKey::from_secret(SECRET.as_bytes()),
+        )
+        .unwrap()
+    }
+
+    fn config() -> JwtConfig {
+        JwtConfig {
+            secret: Some(Secret::new(SECRET)),
+            public_key_file: Some(key_file("rs256-public.pem")),
+            issuers: vec!["shippy".into()],
+            audiences: vec!["shippy".into(), "other".into()],
+            leeway: std::time::Duration::ZERO,
+            ..JwtConfig::default()
+        }
+    }
+
+    fn verifier() -> JwtVerifier {
+        JwtVerifier::from_config(&config()).unwrap().unwrap()
+    }
+
+    #[tokio::test]
+    async fn accepts_hs256_and_rs256_and_returns_the_claims() {
+        let verifier = verifier();
+        let identity = verifier.verify(&hs256(&claims())).await.unwrap();
+        assert_eq!(identity.claim_text("sub").as_deref(), Some("u1"));
+        let rs = jsonwebtoken::encode(
+            &Header::new(Algorithm::RS256),
+            &claims(),
+            &EncodingKey::from_rsa_pem(&pem("rs256-private.pem")).unwrap(),
+        )
+        .unwrap();
+        assert!(verifier.verify(&rs).await.is_ok());
+        // Any one of the configured audiences is enough.
+        let mut other_audience = claims();
+        other_audience["aud"] = json!(["nobody", "other"]);
+        assert!(verifier.verify(&hs256(&other_audience)).await.is_ok());
+    }
+
+    #[tokio::test]
+    async fn es256_public_keys_work_too() {
+        let config = JwtConfig {
+            secret: None,
+            public_key_file: Some(key_file("es256-public.pem")),
+            public_key_algorithm: PublicKeyAlgorithm::ES256,
+            ..config()
+        };
+        let verifier = JwtVerifier::from_config(&config).unwrap().unwrap();
+        let es = jsonwebtoken::encode(
+            &Header::new(Algorithm::ES256),
+            &claims(),
+            &EncodingKey::from_ec_pem(&pem("es256-private.pem")).unwrap(),
+        )
+        .unwrap();
+        assert!(verifier.verify(&es).await.is_ok());
+        // The ES256 verifier has no HS256 secret: an HS256 token is another algorithm.
+        assert_eq!(
+            verifier.verify(&hs256(&claims())).await,
+            Err(TokenError::WrongAlgorithm)
+        );
+    }
+
+    #[tokio::test]
+    async fn refuses_every_classic_attack() {
+        let verifier = verifier();
+        // alg: none, unsigned.
+        let none_header = "eyJhbGciOiJub25lIiwidHlwIjoiSldUIn0"; // {"alg":"none","typ":"JWT"}
+        let body = jsonwebtoken::encode(
+            &Header::new(Algorithm::HS256),
+            &claims(),
+            &EncodingKey::from_secret(SECRET.as_bytes()),
+        )
+        .unwrap();
+        let payload = body.split('.').nth(1).unwrap();
+        let unsigned = format!("{none_header}.{payload}.");
+        assert!(matches!(
+            verifier.verify(&unsigned).await,
+            Err(TokenError::WrongAlgorithm | TokenError::Malformed)
+        ));
+        // HS256 signed with the RSA public key as the secret (algorithm confusion) against an
+        // RS256-only verifier.
+        let rs_only = JwtVerifier::from_config(&JwtConfig {
+            secret: None,
+            ..config()
+        })
+        .unwrap()
+        .unwrap();
+        let confused = jsonwebtoken::encode(
+            &Header::new(Algorithm::HS256),
+            &claims(),
+            &EncodingKey::from_secret(&pem("rs256-public.pem")),
+        )
+        .unwrap();
+        assert_eq!(
+            rs_only.verify(&confused).await,
+            Err(TokenError::WrongAlgorithm)
+        );
+        // HS384 is not accepted at all.
+        let hs384 = jsonwebtoken::encode(
+            &Header::new(Algorithm::HS384),
+            &claims(),
+            &EncodingKey::from_secret(SECRET.as_bytes()),
+        )
+        .unwrap();
+        assert_eq!(
+            verifier.verify(&hs384).await,
+            Err(TokenError::WrongAlgorithm)
+        );
+        // Wrong key.
+        let wrong = jsonwebtoken::encode(
+            &Header::new(Algorithm::HS256),
+            &claims(),
+            &EncodingKey::from_secret(b"another-secret-another-secret-another-secret"),
+        )
+        .unwrap();
+        assert_eq!(verifier.verify(&wrong).await, Err(TokenError::BadSignature));
+        let wrong_rsa = jsonwebtoken::encode(
+            &Header::new(Algorithm::RS256),
+            &claims(),
+            &EncodingKey::from_rsa_pem(&pem("rs256-other-private.pem")).unwrap(),
+        )
+        .unwrap();
+        assert_eq!(
+            verifier.verify(&wrong_rsa).await,
+            Err(TokenError::BadSignature)
+        );
+        // Tampered payload.
+        let good = hs256(&claims());
+        let mut parts: Vec<&str> = good.split('.').collect();
+        let forged_payload =
+            hs256(&json!({"sub": "admin", "iss": "shippy", "aud": "shippy", "exp": now() + 600}));
+        parts[1] = forged_payload.split('.').nth(1).unwrap();
+        assert_eq!(
+            verifier.verify(&parts.join(".")).await,
+            Err(TokenError::BadSignature)
+        );
+        assert_eq!(verifier.verify("garbage").await, Err(TokenError::Malformed));
+    }
+
+    #[tokio::test]
+    async fn checks_time_issuer_audience_and_required_claims() {
+        let verifier = verifier();
+        let mut expired = claims();
+        expired["exp"] = json!(now() - 10);
+        assert_eq!(
+            verifier.verify(&hs256(&expired)).await,
+            Err(TokenError::Expired)
+        );
+        let mut early = claims();
+        early["nbf"] = json!(now() + 600);
+        assert_eq!(
+            verifier.verify(&hs256(&early)).await,
+            Err(TokenError::NotYetValid)
+        );
+        let mut issuer = claims();
+        issuer["iss"] = json!("evil");
+        assert_eq!(
+            verifier.verify(&hs256(&issuer)).await,
+            Err(TokenError::WrongIssuer)
+        );
+        let mut audience = claims();
+        audience["aud"] = json!("elsewhere");
+        assert_eq!(
+            verifier.verify(&hs256(&audience)).await,
+            Err(TokenError::WrongAudience)
+        );
+        let mut no_exp = claims();
+        no_exp.as_object_mut().unwrap().remove("exp");
+        assert_eq!(
+            verifier.verify(&hs256(&no_exp)).await,
+            Err(TokenError::MissingClaim("exp".into()))
+        );
+    }
+
+    #[tokio::test]
+    async fn leeway_tolerates_small_clock_skew() {
+        let verifier = JwtVerifier::from_config(&JwtConfig {
+            leeway: std::time::Duration::from_secs(60),
+            ..config()
+        })
+        .unwrap()
+        .unwrap();
+        let mut just_expired = claims();
+        just_expired["exp"] = json!(now() - 10);
+        assert!(verifier.verify(&hs256(&just_expired)).await.is_ok());
+    }
+
+    #[tokio::test]
+    async fn reads_the_header() {
+        let verifier = verifier();
+        let mut headers = HeaderMap::new();
+        assert_eq!(verifier.authenticate(&headers).await, Ok(None));
+        let token = hs256(&claims());
+        headers.insert("authorization", format!("bearer {token}").parse().unwrap());
+        assert!(verifier.authenticate(&headers).await.unwrap().is_some());
+        for bad in [
+            format!("Basic {token}"),
+            "Bearer".to_string(),
+            "Bearer   ".to_string(),
+        ] {
+            headers.insert("authorization", bad.parse().unwrap());
+            assert!(matches!(
+                verifier.authenticate(&headers).await,
+                Err(TokenError::NotBearer { .. })
+            ));
+        }
+    }
+
+    #[test]
+    fn set_up_errors_are_clear() {
+        assert!(
+            JwtVerifier::from_config(&JwtConfig::default())
+                .unwrap()
+                .is_none()
+        );
+        let missing = JwtConfig {
+            public_key_file: Some("/nonexistent/key.pem".into()),
+            ..JwtConfig::default()
+        };
+        assert!(matches!(
+            JwtVerifier::from_config(&missing),
+            Err(KeyError::Read { .. })
+        ));
+        let wrong_kind = JwtConfig {
+            public_key_file: Some(key_file("es256-public.pem")),
+            public_key_algorithm: PublicKeyAlgorithm::RS256,
+            ..JwtConfig::default()
+        };
+        assert!(matches!(
+            JwtVerifier::from_config(&wrong_kind),
+            Err(KeyError::Invalid { .. })
+        ));
+    }
+}

@@ -1,0 +1,95 @@
+//! Hot reload: safe sections apply at once, the rest waits for a restart, bad files change
+//! nothing.
+
+use std::time::Duration;
+
+use serde_json::Value as Json;
+use shippy_router::{Router, RouterConfig};
+
+use crate::harness::{env, supergraph_with_mutation};
+use crate::support::*;
+
+#[tokio::test]
+async fn safe_sections_apply_to_the_next_request_and_the_rest_waits_for_a_restart() {
+    let env = env().start().await;
+    let deep = "{ me { reviews { product { upc } } } }";
+    assert_eq!(post(&env, deep, Json::Null, &[]).await.status, 200);
+
+    let mut config = RouterConfig::default();
+    config.limits.max_depth = 2;
+    config.introspection = false;
+    config.http.max_body_size = 10;
+    let outcome = env.router.reload(config).unwrap();
+    assert!(outcome.applied);
+    assert_eq!(outcome.restart_required, vec!["http"]);
+
+    // The prepared operation was cached under the old limits; it is prepared again.
+    let reply = post(&env, deep, Json::Null, &[]).await;
+    assert_eq!(reply.error_codes(), vec!["MAX_DEPTH_EXCEEDED"]);
+    let reply = post(&env, "{ __type(name: \"User\") { name } }", Json::Null, &[]).await;
+    assert_eq!(reply.error_codes(), vec!["INTROSPECTION_DISABLED"]);
+    // The body limit was not applied (it needs a restart).
+    assert_eq!(
+        post(&env, "{ me { id } }", Json::Null, &[]).await.status,
+        200
+    );
+
+    // An invalid configuration changes nothing.
+    let mut bad = RouterConfig::default();
+    bad.limits.max_depth = 0;
+    assert!(env.router.reload(bad).is_err());
+    assert_eq!(
+        post(&env, deep, Json::Null, &[]).await.error_codes(),
+        vec!["MAX_DEPTH_EXCEEDED"]
+    );
+
+    // Keys rotate without a restart.
+    let token = hs256(&claims("u1", &[]));
+    assert_eq!(post_as(&env, "{ me { id } }", &token).await.status, 200);
+    let mut with_key = RouterConfig::default();
+    with_jwt(&mut with_key);
+    with_key.auth.jwt.secret = Some(shippy_router::config::Secret::new(
+        "a-brand-new-secret-a-brand-new-secret",
+    ));
+    env.router.reload(with_key).unwrap();
+    assert_eq!(post_as(&env, "{ me { id } }", &token).await.status, 401);
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_watcher_reloads_a_changed_file_and_keeps_serving_on_a_broken_one() {
+    let dir = std::env::temp_dir().join(format!("shippy-edge-reload-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("router.yaml");
+    std::fs::write(&path, "limits:\n  max_depth: 10\n").unwrap();
+    // The router never serves here: the supergraph's URLs are not contacted.
+    let router = Router::from_supergraph_sdl(
+        &supergraph_with_mutation(),
+        RouterConfig::load(Some(&path)).unwrap(),
+    )
+    .unwrap();
+    let deep = "{ me { reviews { product { upc } } } }";
+    let depth_rejected = async |router: &Router| match router.plan_text(deep, None).await {
+        Ok(_) => false,
+        Err(errors) => errors[0].code() == Some("MAX_DEPTH_EXCEEDED"),
+    };
+    assert!(!depth_rejected(&router).await);
+    let watcher = tokio::spawn(
+        router
+            .clone()
+            .watch_config(path.clone(), Duration::from_secs(1)),
+    );
+    // Let the watcher read the file as it is now before changing it.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+
+    std::fs::write(&path, "limits:\n  max_depth: 2\n").unwrap();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert!(depth_rejected(&router).await);
+
+    // A file that does not load (unknown key) is logged and ignored.
+    std::fs::write(&path, "limits:\n  max_dept: 50\n").unwrap();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert!(depth_rejected(&router).await);
+    assert!(!watcher.is_finished());
+    watcher.abort();
+    let _ = std::fs::remove_dir_all(&dir);
+}
