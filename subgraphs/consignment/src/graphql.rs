@@ -15,6 +15,7 @@ use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
 use shippy_kit::{
     auth::{self, Claims},
     error,
+    graphql::{authenticated, rate_limit},
     pagination::{Page, parse_id},
 };
 use uuid::Uuid;
@@ -246,6 +247,7 @@ pub struct Query;
 impl Query {
     /// The caller's consignments, oldest first: `first` (1 to 100, default 20) after the consignment
     /// `after`. Requires a token.
+    #[graphql(directive = authenticated::apply())]
     async fn consignments(
         &self,
         ctx: &Context<'_>,
@@ -258,6 +260,7 @@ impl Query {
 
     /// One of the caller's consignments; null if there is none with this id or it is someone else's.
     /// Requires a token.
+    #[graphql(directive = authenticated::apply())]
     async fn consignment(&self, ctx: &Context<'_>, id: ID) -> Result<Option<Consignment>> {
         let owner = caller_id(auth::require(ctx)?)?;
         let id = parse_id("id", &id)?;
@@ -297,6 +300,10 @@ pub struct Mutation;
 impl Mutation {
     /// Creates a consignment owned by the caller, `PENDING` until the vessel subgraph assigns it (watch
     /// `consignmentUpdated`). Requires a token. Records `consignment.created`.
+    #[graphql(
+        directive = authenticated::apply(),
+        directive = rate_limit::apply(10, "1m".into(), None)
+    )]
     async fn create_consignment(
         &self,
         ctx: &Context<'_>,
@@ -313,6 +320,7 @@ impl Mutation {
     /// Moves a consignment along: `ASSIGNED -> IN_TRANSIT -> DELIVERED`, nothing else. Only the owner of
     /// the vessel carrying it may (`FORBIDDEN` for anyone else); another step is `BAD_USER_INPUT`.
     /// Records `consignment.status_changed`.
+    #[graphql(directive = authenticated::apply())]
     async fn update_consignment_status(
         &self,
         ctx: &Context<'_>,
@@ -336,6 +344,7 @@ impl Subscription {
     /// The caller's consignment `id`, or all the caller's consignments, each time one changes status
     /// (creation included), as it is after the change. Requires a token; another user's id is
     /// `FORBIDDEN`.
+    #[graphql(directive = authenticated::apply())]
     async fn consignment_updated(
         &self,
         ctx: &Context<'_>,

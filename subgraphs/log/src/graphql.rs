@@ -14,6 +14,7 @@ use shippy_kit::{
     auth::{self, Claims, SCOPE_ADMIN},
     error,
     events::{Event, streams},
+    graphql::authenticated,
     live::Live,
     pagination::{Page, parse_id},
 };
@@ -186,6 +187,7 @@ impl Query {
     /// Log entries in the order they happened, `first` (1 to 100, default 20) after the entry `after`,
     /// narrowed by `filter`. A user sees the entries that concern them; scope `admin` sees all. Requires a
     /// token.
+    #[graphql(directive = authenticated::apply())]
     async fn logs(
         &self,
         ctx: &Context<'_>,
@@ -245,6 +247,7 @@ impl Subscription {
     /// Each new entry the caller may see (their own; scope `admin`: all), optionally only from `service`.
     /// Requires a token. A subscriber that falls behind gets a `SUBSCRIPTION_LAGGED` error item saying
     /// how many entries it missed, and the subscription continues.
+    #[graphql(directive = authenticated::apply())]
     async fn log_added(
         &self,
         ctx: &Context<'_>,
