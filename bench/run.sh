@@ -175,9 +175,10 @@ start_router() {
     fi
 }
 
-# Our router's configuration with outbound deduplication off for every subgraph.
+# Our router's configuration with deduplication off: outbound (per subgraph) and inbound (identical
+# client requests in flight sharing one execution), so every client request is executed on its own.
 shippy_config_dedup_off() {
-    printf 'subgraph_defaults:\n  dedupe: false\n'
+    printf 'http:\n  dedupe: false\nsubgraph_defaults:\n  dedupe: false\n'
 }
 
 # Hive Router's configuration: its defaults, plus outbound deduplication off in mode dedup-off.

@@ -59,6 +59,9 @@ async fn our_router_returns_exactly_the_expected_response() {
     let mut calls_per_request: Vec<f64> = Vec::new();
     for dedupe in [false, true] {
         let mut config = RouterConfig::default();
+        // Inbound deduplication off in both runs: identical concurrent client requests would
+        // otherwise share one execution, and this test is about the router's subgraph calls.
+        config.http.dedupe = false;
         config.subgraph_defaults.dedupe = dedupe;
         let url = start_router(&subgraphs, config).await;
         let mut options = load_options(url);
