@@ -366,6 +366,16 @@ impl Router {
         })
     }
 
+    /// Open subscription connections (WebSocket and SSE).
+    pub fn subscription_connections(&self) -> usize {
+        self.state.subscriptions.connections()
+    }
+
+    /// Distinct upstream subscription streams running (identical subscriptions share one).
+    pub fn subscription_streams(&self) -> usize {
+        self.state.subscriptions.upstream_streams()
+    }
+
     pub fn cache_stats(&self) -> CacheStats {
         let (plan_hits, plan_misses) = self.state.plans.counters.snapshot();
         let (operation_hits, operation_misses) = self.state.operation_counters.snapshot();
