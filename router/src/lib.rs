@@ -250,7 +250,10 @@ impl Router {
         );
         note("subgraphs", config.subgraphs != current.subgraphs);
         note("reload", config.reload != current.reload);
-        note("subscriptions", config.subscriptions != current.subscriptions);
+        note(
+            "subscriptions",
+            config.subscriptions != current.subscriptions,
+        );
         note(
             "rate_limit.requests",
             config.rate_limit.requests != current.rate_limit.requests,

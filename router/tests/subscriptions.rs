@@ -7,7 +7,7 @@ mod support;
 
 use futures::SinkExt;
 use serde_json::json;
-use support::{Client, TICKS, WAIT, start, token};
+use support::{Client, TICKS, WAIT, sse_events, start, token};
 
 #[tokio::test]
 async fn events_arrive_in_order_with_fields_from_another_subgraph() {
@@ -32,7 +32,10 @@ async fn events_arrive_in_order_with_fields_from_another_subgraph() {
     // The caller's identity reached the subgraph: in connection_init for the stream, and as the
     // forwarded header on every entity fetch.
     let bearer = format!("Bearer {alice}");
-    assert_eq!(env.events.inits.lock().unwrap()[0]["Authorization"], bearer.as_str());
+    assert_eq!(
+        env.events.inits.lock().unwrap()[0]["Authorization"],
+        bearer.as_str()
+    );
     assert!(env.names_seen.lock().unwrap().iter().all(|h| *h == bearer));
     assert_eq!(
         env.events.subscribes.lock().unwrap()[0]["variables"],
@@ -100,7 +103,9 @@ async fn a_bad_token_closes_with_4403_and_no_token_is_refused_the_field() {
     let env = start(|_| {}).await;
     let mut client = Client::connect(&env.ws_url, "graphql-transport-ws").await;
     client
-        .send(json!({"type": "connection_init", "payload": {"Authorization": "Bearer not-a-token"}}))
+        .send(
+            json!({"type": "connection_init", "payload": {"Authorization": "Bearer not-a-token"}}),
+        )
         .await;
     assert_eq!(client.closed().await, (4403, "Forbidden".to_string()));
 
@@ -301,4 +306,83 @@ async fn queries_run_over_the_socket_and_legacy_graphql_ws_is_negotiated() {
         json!({"type": "next", "id": "q", "payload": {"data": {"__typename": "Query"}}})
     );
     assert_eq!(client.message().await["type"], "complete");
+}
+
+#[tokio::test]
+async fn sse_streams_events_and_reports_refusals_as_events() {
+    let env = start(|_| {}).await;
+    let client = reqwest::Client::new();
+    let body = json!({"query": TICKS, "variables": {"from": 1}}).to_string();
+    let mut response = client
+        .post(&env.url)
+        .header("content-type", "application/json")
+        .header("accept", "text/event-stream")
+        .header("authorization", format!("Bearer {}", token("alice")))
+        .body(body.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.headers()["content-type"], "text/event-stream");
+    env.until("the upstream subscription", || env.events.open() == 1)
+        .await;
+    env.events.tick(1);
+    env.events.tick(2);
+    let events = sse_events(&mut response, 2).await;
+    for (n, (event, data)) in events.iter().enumerate() {
+        assert_eq!(event, "next");
+        let data: serde_json::Value = serde_json::from_str(data).unwrap();
+        assert_eq!(data["data"]["ticks"]["label"], format!("tick t{}", n + 1));
+    }
+    // Closing the connection ends the subscription upstream.
+    drop(response);
+    env.until("the upstream complete", || env.events.open() == 0)
+        .await;
+
+    // Anonymous: accepted, then the refusal as a `next`, then `complete`.
+    let mut response = client
+        .post(&env.url)
+        .header("content-type", "application/json")
+        .header("accept", "text/event-stream")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    let events = sse_events(&mut response, 2).await;
+    assert_eq!(events[0].0, "next");
+    let data: serde_json::Value = serde_json::from_str(&events[0].1).unwrap();
+    assert_eq!(
+        data["errors"][0]["extensions"]["code"],
+        "UNAUTHORIZED_FIELD_OR_TYPE"
+    );
+    assert_eq!(events[1].0, "complete");
+    // A bad token is refused like any HTTP request.
+    let response = client
+        .post(&env.url)
+        .header("content-type", "application/json")
+        .header("accept", "text/event-stream")
+        .header("authorization", "Bearer forged")
+        .body(json!({"query": TICKS, "variables": {"from": 1}}).to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 401);
+}
+
+#[tokio::test]
+async fn plain_http_subscriptions_are_still_refused() {
+    let env = start(|_| {}).await;
+    let response = reqwest::Client::new()
+        .post(&env.url)
+        .header("content-type", "application/json")
+        .header("authorization", format!("Bearer {}", token("alice")))
+        .body(json!({"query": TICKS, "variables": {"from": 1}}).to_string())
+        .send()
+        .await
+        .unwrap();
+    let body: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(
+        body["errors"][0]["extensions"]["code"],
+        "UNSUPPORTED_OPERATION"
+    );
 }

@@ -226,9 +226,7 @@ impl RouterState {
                  **********************************************************************"
             );
         }
-        let subscriptions = Arc::new(crate::subscriptions::Hub::new(
-            config.subscriptions.clone(),
-        ));
+        let subscriptions = Arc::new(crate::subscriptions::Hub::new(config.subscriptions.clone()));
         Ok(RouterState {
             config,
             live: ArcSwap::from_pointee(live),
@@ -559,8 +557,11 @@ pub async fn handle(state: Arc<RouterState>, request: http::Request<Body>) -> Re
     }
     let live = state.live.load_full();
     let (parts, body) = request.into_parts();
+    // GraphQL over SSE: errors before the stream starts are plain JSON.
+    let event_stream = crate::subscriptions::sse::accepts(&parts.headers);
     let media = match request::negotiate(&parts.headers) {
         Ok(media) => media,
+        Err(_) if event_stream => MediaType::Json,
         Err(error) => return request_error(MediaType::Json, error),
     };
     if let Err(error) = request::check_method(&parts.method) {
@@ -604,6 +605,9 @@ pub async fn handle(state: Arc<RouterState>, request: http::Request<Body>) -> Re
             state.client_ip_header.as_ref(),
         ),
     };
+    if event_stream {
+        return crate::subscriptions::sse::respond(&state, graphql, caller, identity.clone()).await;
+    }
     // A bug (here or in the planner) must cost one request, not a connection or the process.
     match AssertUnwindSafe(run(&state, &live, graphql, media, caller))
         .catch_unwind()

@@ -19,7 +19,10 @@ pub(super) fn convert_plan(
         .as_ref()
         .map(|node| convert_node(node, subgraphs))
         .transpose()?;
-    let root = root.map(serialize_mutations).map(hoist_subscription).transpose()?;
+    let root = root
+        .map(serialize_mutations)
+        .map(hoist_subscription)
+        .transpose()?;
     Ok(QueryPlan {
         root,
         text: plan.to_string(),
@@ -30,9 +33,8 @@ pub(super) fn convert_plan(
 /// that complete each event; ours keeps those as the subscription node's `rest`, so the executor
 /// can run them per event. A primary fetch anywhere else cannot be executed.
 fn hoist_subscription(root: PlanNode) -> Result<PlanNode, PlannerError> {
-    let misplaced = || {
-        PlannerError::Planning("a subscription's primary fetch is not first in its plan".into())
-    };
+    let misplaced =
+        || PlannerError::Planning("a subscription's primary fetch is not first in its plan".into());
     match root {
         PlanNode::Sequence(mut nodes)
             if matches!(nodes.first(), Some(PlanNode::Subscription(_))) =>
@@ -189,12 +191,10 @@ fn convert_node(
                 .map(|n| convert_node(n, subgraphs).map(Box::new))
                 .transpose()?,
         }),
-        HivePlanNode::Subscription(subscription) => {
-            PlanNode::Subscription(SubscriptionNode {
-                primary: convert_fetch(&subscription.primary, subgraphs)?,
-                rest: None,
-            })
-        }
+        HivePlanNode::Subscription(subscription) => PlanNode::Subscription(SubscriptionNode {
+            primary: convert_fetch(&subscription.primary, subgraphs)?,
+            rest: None,
+        }),
         HivePlanNode::Defer(_) => PlanNode::Defer,
     })
 }

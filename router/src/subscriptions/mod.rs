@@ -15,6 +15,7 @@
 //! broadcast buffer (`subscriptions.buffer_size`). A subscriber that falls that far behind is
 //! closed or loses events, by `subscriptions.slow_client`, so memory stays bounded.
 
+pub mod sse;
 pub mod upstream;
 pub mod ws;
 
@@ -33,9 +34,7 @@ use crate::auth::Identity;
 use crate::config::SubscriptionsConfig;
 use crate::error::{GraphQLError, codes};
 use crate::pipeline::request::GraphQLRequest;
-use crate::pipeline::{
-    Admitted, Caller, Refusal, RouterState, admit, dedupe_key, plan_variables,
-};
+use crate::pipeline::{Admitted, Caller, Refusal, RouterState, admit, dedupe_key, plan_variables};
 use crate::query_planner::{OperationKind, PlanNode, QueryPlan};
 
 /// Gauge of open WebSocket connections (both protocols).
@@ -279,6 +278,15 @@ pub async fn start(
         .prepare(&request.query, request.operation_name.as_deref(), &live)
         .await
         .map_err(|rejection| Refused::new(rejection.status, rejection.errors.clone()))?;
+    if request.is_get && prepared.kind == OperationKind::Mutation {
+        return Err(Refused::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            vec![GraphQLError::new(
+                "Mutations cannot be sent with GET; use POST",
+                codes::OPERATION_NOT_ALLOWED,
+            )],
+        ));
+    }
     let admitted = admit(state, &live, prepared, &request.variables, who.caller)
         .await
         .map_err(|refusal| match refusal {
@@ -336,9 +344,9 @@ pub async fn start(
         authorization: who.authorization,
         key,
     };
-    Ok(Started::Stream(hub.join(key, |stream| {
-        tokio::spawn(producer.run(stream))
-    })))
+    Ok(Started::Stream(
+        hub.join(key, |stream| tokio::spawn(producer.run(stream))),
+    ))
 }
 
 /// Runs one upstream stream: opens it, executes the rest of the plan per event, broadcasts.
@@ -436,7 +444,11 @@ impl Producer {
                     return;
                 }
                 UpstreamEvent::Closed(reason) => {
-                    tracing::warn!(subgraph = service, reason, "subgraph ended a subscription stream");
+                    tracing::warn!(
+                        subgraph = service,
+                        reason,
+                        "subgraph ended a subscription stream"
+                    );
                     let error = GraphQLError::new(
                         format!("Subgraph \"{service}\" closed the subscription stream"),
                         codes::SUBSCRIPTION_UPSTREAM_CLOSED,
@@ -488,4 +500,13 @@ pub fn request_from_payload(payload: &serde_json::Value) -> Result<GraphQLReques
         extensions,
         is_get: false,
     })
+}
+
+/// The error item a subscriber gets in place of `missed` events under the `drop` policy.
+pub fn dropped_error(missed: u64) -> GraphQLError {
+    GraphQLError::new(
+        format!("{missed} events were dropped because the subscriber fell behind"),
+        codes::SUBSCRIPTION_EVENTS_DROPPED,
+    )
+    .with_extension("dropped", missed)
 }

@@ -112,9 +112,7 @@ impl UpstreamSubscription {
                         match kind.as_str() {
                             "connection_ack" => break,
                             "ping" => {
-                                socket
-                                    .send(Message::text(r#"{"type":"pong"}"#))
-                                    .await?;
+                                socket.send(Message::text(r#"{"type":"pong"}"#)).await?;
                             }
                             other => {
                                 return Err(UpstreamError::Refused(format!(
@@ -199,7 +197,9 @@ impl UpstreamSubscription {
                 "error" => {
                     let errors = message
                         .payload
-                        .and_then(|p| serde_json::from_str::<Vec<serde_json::Value>>(p.as_raw_str()).ok())
+                        .and_then(|p| {
+                            serde_json::from_str::<Vec<serde_json::Value>>(p.as_raw_str()).ok()
+                        })
                         .unwrap_or_default();
                     return UpstreamEvent::Error(errors);
                 }

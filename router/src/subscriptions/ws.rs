@@ -30,8 +30,8 @@ use tokio::sync::mpsc;
 use tokio::task::AbortHandle;
 
 use super::{
-    CONNECTIONS_GAUGE, ConnectionSlot, Event, Received, Started, Subscribing,
-    request_from_payload, start,
+    CONNECTIONS_GAUGE, ConnectionSlot, Event, Received, Started, Subscribing, request_from_payload,
+    start,
 };
 use crate::auth::Identity;
 use crate::config::SlowClientPolicy;
@@ -151,7 +151,10 @@ struct Connection {
 enum Outbound {
     Frame(String),
     /// The subscription ended: forget its id, then send its last frame.
-    Finished { id: String, frame: String },
+    Finished {
+        id: String,
+        frame: String,
+    },
 }
 
 /// What handling one client message asks of the connection.
@@ -305,7 +308,10 @@ impl Connection {
 
     async fn init(&mut self, payload: Option<serde_json::Value>) -> Flow {
         if self.session.is_some() {
-            return Flow::Close(close::TOO_MANY_INITS, "Too many initialisation requests".into());
+            return Flow::Close(
+                close::TOO_MANY_INITS,
+                "Too many initialisation requests".into(),
+            );
         }
         let live = self.state.live.load_full();
         let header_name = HeaderName::from_bytes(
@@ -502,7 +508,7 @@ impl SubscriptionTask {
                         return;
                     }
                     SlowClientPolicy::Drop => {
-                        let body = respond::render_errors(&[dropped_error(missed)]);
+                        let body = respond::render_errors(&[super::dropped_error(missed)]);
                         self.writer.next(&body)
                     }
                 },
@@ -530,13 +536,4 @@ impl SubscriptionTask {
             })
             .await;
     }
-}
-
-/// The error item a subscriber gets in place of `missed` events under the `drop` policy.
-pub fn dropped_error(missed: u64) -> GraphQLError {
-    GraphQLError::new(
-        format!("{missed} events were dropped because the subscriber fell behind"),
-        codes::SUBSCRIPTION_EVENTS_DROPPED,
-    )
-    .with_extension("dropped", missed)
 }

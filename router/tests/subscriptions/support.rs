@@ -67,7 +67,10 @@ impl Events {
     }
 }
 
-async fn events_socket(State(events): State<Arc<Events>>, ws: WebSocketUpgrade) -> impl IntoResponse {
+async fn events_socket(
+    State(events): State<Arc<Events>>,
+    ws: WebSocketUpgrade,
+) -> impl IntoResponse {
     ws.protocols(["graphql-transport-ws"])
         .on_upgrade(move |socket| serve_events(events, socket))
 }
@@ -101,10 +104,8 @@ async fn serve_events(events: Arc<Events>, mut socket: WebSocket) {
                         events.open.fetch_add(1, Ordering::SeqCst);
                         subscribed = Some(id);
                     }
-                    "complete" => {
-                        if subscribed.take().is_some() {
-                            events.open.fetch_sub(1, Ordering::SeqCst);
-                        }
+                    "complete" if subscribed.take().is_some() => {
+                        events.open.fetch_sub(1, Ordering::SeqCst);
                     }
                     _ => {}
                 }
@@ -250,7 +251,10 @@ impl Env {
     pub async fn until(&self, what: &str, condition: impl Fn() -> bool) {
         let deadline = tokio::time::Instant::now() + WAIT;
         while !condition() {
-            assert!(tokio::time::Instant::now() < deadline, "timed out waiting for {what}");
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "timed out waiting for {what}"
+            );
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
     }
@@ -351,3 +355,33 @@ impl Client {
 }
 
 pub const TICKS: &str = "subscription($from: Int!) { ticks(from: $from) { n label } }";
+
+/// Reads an SSE response until `count` events (`event:` blocks, comments skipped) arrived.
+pub async fn sse_events(response: &mut reqwest::Response, count: usize) -> Vec<(String, String)> {
+    let mut buffer = String::new();
+    let mut events = Vec::new();
+    while events.len() < count {
+        let chunk = tokio::time::timeout(WAIT, response.chunk())
+            .await
+            .expect("no SSE data in time")
+            .unwrap()
+            .expect("the stream ended early");
+        buffer.push_str(std::str::from_utf8(&chunk).unwrap());
+        while let Some(end) = buffer.find("\n\n") {
+            let block: String = buffer.drain(..end + 2).collect();
+            let mut event = None;
+            let mut data = String::new();
+            for line in block.lines() {
+                if let Some(name) = line.strip_prefix("event: ") {
+                    event = Some(name.to_string());
+                } else if let Some(value) = line.strip_prefix("data:") {
+                    data.push_str(value.trim_start());
+                }
+            }
+            if let Some(event) = event {
+                events.push((event, data));
+            }
+        }
+    }
+    events
+}
