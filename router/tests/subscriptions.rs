@@ -36,7 +36,7 @@ async fn events_arrive_in_order_with_fields_from_another_subgraph() {
         env.events.inits.lock().unwrap()[0]["Authorization"],
         bearer.as_str()
     );
-    assert!(env.names_seen.lock().unwrap().iter().all(|h| *h == bearer));
+    assert!(env.names.seen.lock().unwrap().iter().all(|h| *h == bearer));
     assert_eq!(
         env.events.subscribes.lock().unwrap()[0]["variables"],
         json!({"from": 1})
@@ -384,5 +384,171 @@ async fn plain_http_subscriptions_are_still_refused() {
     assert_eq!(
         body["errors"][0]["extensions"]["code"],
         "UNSUPPORTED_OPERATION"
+    );
+}
+
+/// Makes the events large and stops reading, then waits until the router has run every event
+/// (so a stuck subscriber has fallen behind by then).
+async fn overwhelm(env: &support::Env, client: &mut Client, events: i64) {
+    client.subscribe("slow", TICKS, json!({"from": 1})).await;
+    env.until("the upstream subscription", || env.events.open() == 1)
+        .await;
+    // 400 KB a label: far more than the socket buffers between router and client hold.
+    env.names
+        .padding
+        .store(400 * 1024, std::sync::atomic::Ordering::SeqCst);
+    for n in 1..=events {
+        env.events.tick(n);
+    }
+    env.until("every event executed", || {
+        env.names.seen.lock().unwrap().len() == events as usize
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_slow_subscriber_is_closed_under_the_close_policy() {
+    let env = start(|config| {
+        config.subscriptions.buffer_size = 2;
+        config.subscriptions.slow_client = shippy_router::config::SlowClientPolicy::Close;
+    })
+    .await;
+    let mut client = Client::init(&env.ws_url, &token("alice")).await;
+    overwhelm(&env, &mut client, 100).await;
+    let mut delivered = 0;
+    let (code, _) = loop {
+        match client.next().await {
+            support::Got::Message(message) => {
+                assert_eq!(message["type"], "next");
+                delivered += 1;
+            }
+            support::Got::Closed(code, reason) => break (code, reason),
+        }
+    };
+    assert_eq!(code, 1008);
+    assert!(delivered < 100, "nothing was dropped: {delivered}");
+}
+
+#[tokio::test]
+async fn a_slow_subscriber_loses_events_under_the_drop_policy_and_is_told() {
+    let env = start(|config| {
+        config.subscriptions.buffer_size = 2;
+        config.subscriptions.slow_client = shippy_router::config::SlowClientPolicy::Drop;
+    })
+    .await;
+    let mut client = Client::init(&env.ws_url, &token("alice")).await;
+    overwhelm(&env, &mut client, 100).await;
+    let mut ticks = Vec::new();
+    let mut dropped = 0;
+    while ticks.last() != Some(&100) {
+        let message = client.message().await;
+        assert_eq!(message["type"], "next", "{message}");
+        let payload = &message["payload"];
+        if let Some(n) = payload["data"]["ticks"]["n"].as_i64() {
+            ticks.push(n);
+        } else {
+            assert_eq!(
+                payload["errors"][0]["extensions"]["code"],
+                "SUBSCRIPTION_EVENTS_DROPPED"
+            );
+            dropped += payload["errors"][0]["extensions"]["dropped"]
+                .as_u64()
+                .unwrap();
+        }
+    }
+    assert!(dropped > 0, "nothing was dropped");
+    assert_eq!(
+        ticks.len() as u64 + dropped,
+        100,
+        "every event delivered or counted"
+    );
+    assert!(
+        ticks.windows(2).all(|w| w[0] < w[1]),
+        "out of order: {ticks:?}"
+    );
+}
+
+#[tokio::test]
+async fn keep_alive_pings_the_client_and_a_hung_subgraph_ends_the_subscription() {
+    let env = start(|config| {
+        config.subscriptions.keep_alive = std::time::Duration::from_millis(200);
+    })
+    .await;
+    let mut client = Client::init(&env.ws_url, &token("alice")).await;
+    match client.next_raw(false).await {
+        support::Got::Message(message) => assert_eq!(message, json!({"type": "ping"})),
+        other => panic!("expected a ping, got {other:?}"),
+    }
+    client.subscribe("h", TICKS, json!({"from": 1})).await;
+    env.until("the upstream subscription", || env.events.open() == 1)
+        .await;
+    // The subgraph stops answering (pongs included): after a keep-alive interval without an
+    // answer, the router gives up on it.
+    env.events.frozen.send_replace(true);
+    let message = client.message().await;
+    assert_eq!(message["type"], "error", "{message}");
+    assert_eq!(
+        message["payload"][0]["extensions"]["code"],
+        "SUBSCRIPTION_UPSTREAM_CLOSED"
+    );
+    env.events.killed.send_replace(true);
+}
+
+#[tokio::test]
+async fn a_subgraph_that_never_acknowledges_is_given_up_on() {
+    let env = start(|config| {
+        config.subscriptions.upstream_connect_timeout = std::time::Duration::from_millis(300);
+    })
+    .await;
+    env.events
+        .ack
+        .store(false, std::sync::atomic::Ordering::SeqCst);
+    let mut client = Client::init(&env.ws_url, &token("alice")).await;
+    client.subscribe("n", TICKS, json!({"from": 1})).await;
+    let message = client.message().await;
+    assert_eq!(message["type"], "error", "{message}");
+    assert_eq!(
+        message["payload"][0]["extensions"]["code"],
+        "SUBREQUEST_HTTP_ERROR"
+    );
+    assert_eq!(message["payload"][0]["extensions"]["service"], "events");
+}
+
+#[tokio::test]
+async fn a_message_over_the_size_limit_ends_the_connection() {
+    let env = start(|config| {
+        config.subscriptions.max_message_size = 1024;
+    })
+    .await;
+    let mut client = Client::init(&env.ws_url, &token("alice")).await;
+    client
+        .subscribe(
+            "big",
+            &format!("{TICKS} # {}", "x".repeat(4096)),
+            json!({"from": 1}),
+        )
+        .await;
+    assert!(
+        matches!(client.next().await, support::Got::Closed(..)),
+        "the connection survived an oversized message"
+    );
+    assert!(env.events.subscribes.lock().unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn subscription_settings_need_a_restart() {
+    let env = start(|_| {}).await;
+    let mut config = shippy_router::RouterConfig::default();
+    config.auth.jwt.secret = Some(shippy_router::config::Secret::new(support::SECRET));
+    config.auth.jwt.issuers = vec!["shippy".into()];
+    config.auth.jwt.audiences = vec!["shippy".into()];
+    config.subscriptions.max_connections = 5;
+    let outcome = env.router.reload(config.clone()).unwrap();
+    assert_eq!(outcome.restart_required, vec!["subscriptions"]);
+    config.subscriptions.buffer_size = 0;
+    let error = env.router.reload(config).unwrap_err().to_string();
+    assert!(
+        error.contains("`subscriptions.buffer_size` must be at least 1"),
+        "{error}"
     );
 }
