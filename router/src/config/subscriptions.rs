@@ -89,3 +89,37 @@ impl SubscriptionsConfig {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_pass_and_zeros_are_refused() {
+        let mut problems = Vec::new();
+        SubscriptionsConfig::default().check(&mut problems);
+        assert!(problems.is_empty(), "{problems:?}");
+        let zero = SubscriptionsConfig {
+            max_connections: 0,
+            max_subscriptions_per_connection: 0,
+            buffer_size: 0,
+            max_message_size: 0,
+            keep_alive: Duration::ZERO,
+            connection_init_timeout: Duration::ZERO,
+            upstream_connect_timeout: Duration::ZERO,
+            ..SubscriptionsConfig::default()
+        };
+        zero.check(&mut problems);
+        assert_eq!(problems.len(), 7, "{problems:?}");
+        assert!(problems[0].contains("`subscriptions.max_connections` must be at least 1"));
+    }
+
+    #[test]
+    fn the_slow_client_policy_reads_from_config_text() {
+        let config: SubscriptionsConfig =
+            serde_json::from_str(r#"{"slow_client": "drop", "keep_alive": "5s"}"#).unwrap();
+        assert_eq!(config.slow_client, SlowClientPolicy::Drop);
+        assert_eq!(config.keep_alive, Duration::from_secs(5));
+        assert!(serde_json::from_str::<SubscriptionsConfig>(r#"{"slow_client": "wait"}"#).is_err());
+    }
+}
