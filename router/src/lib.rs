@@ -83,7 +83,11 @@ impl Router {
     /// up a client per subgraph. Fails with a clear error when anything cannot be used.
     pub fn from_supergraph_sdl(sdl: &str, config: RouterConfig) -> Result<Router, RouterError> {
         let planner = QueryPlanner::new(sdl)?;
-        for name in config.subgraphs.keys() {
+        for name in config
+            .subgraphs
+            .keys()
+            .chain(config.subscriptions.subgraph_urls.keys())
+        {
             if !planner.subgraphs().iter().any(|s| &s.name == name) {
                 return Err(RouterError::UnknownSubgraph(name.clone()));
             }

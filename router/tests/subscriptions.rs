@@ -552,3 +552,39 @@ async fn subscription_settings_need_a_restart() {
         "{error}"
     );
 }
+
+#[tokio::test]
+async fn a_subgraph_websocket_url_can_be_configured() {
+    // Nothing listens there: the override is used, so the subscription cannot be opened.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let nowhere = format!("ws://{}/graphql", closed.local_addr().unwrap());
+    drop(closed);
+    let env = start(|config| {
+        config
+            .subscriptions
+            .subgraph_urls
+            .insert("events".into(), nowhere);
+    })
+    .await;
+    let mut client = Client::init(&env.ws_url, &token("alice")).await;
+    client.subscribe("u", TICKS, json!({"from": 1})).await;
+    let message = client.message().await;
+    assert_eq!(message["type"], "error", "{message}");
+    assert_eq!(
+        message["payload"][0]["extensions"]["code"],
+        "SUBREQUEST_HTTP_ERROR"
+    );
+    assert!(env.events.subscribes.lock().unwrap().is_empty());
+    // An unknown subgraph name is refused at load.
+    let mut config = shippy_router::RouterConfig::default();
+    config
+        .subscriptions
+        .subgraph_urls
+        .insert("nope".into(), "ws://127.0.0.1:1/graphql".into());
+    let sdl = std::fs::read_to_string(format!(
+        "{}/tests/fixtures/subscriptions.supergraph.graphql",
+        env!("CARGO_MANIFEST_DIR")
+    ))
+    .unwrap();
+    assert!(shippy_router::Router::from_supergraph_sdl(&sdl, config).is_err());
+}

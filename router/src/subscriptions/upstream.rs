@@ -66,7 +66,8 @@ struct Incoming<'a> {
 }
 
 impl UpstreamSubscription {
-    /// Connects to a replica of `client`, initializes with the caller's `authorization`, and
+    /// Connects to `client`'s WebSocket URL (`subscriptions.subgraph_urls`, else a replica's
+    /// URL as `ws://`), initializes with the caller's `authorization`, and
     /// subscribes with `body` (`{"query":…,"variables":…}`).
     pub async fn open(
         client: &SubgraphClient,
@@ -75,9 +76,13 @@ impl UpstreamSubscription {
         body: Bytes,
         config: &SubscriptionsConfig,
     ) -> Result<UpstreamSubscription, UpstreamError> {
-        let replica = client.replicas().pick(&[]);
-        let uri = &client.replicas().replicas()[replica].uri;
-        let url = websocket_url(&uri.to_string())?;
+        let url = match config.subgraph_urls.get(&client.name) {
+            Some(url) => url.clone(),
+            None => {
+                let replica = client.replicas().pick(&[]);
+                websocket_url(&client.replicas().replicas()[replica].uri.to_string())?
+            }
+        };
         let mut request = url
             .as_str()
             .into_client_request()
