@@ -588,3 +588,38 @@ async fn a_subgraph_websocket_url_can_be_configured() {
     .unwrap();
     assert!(shippy_router::Router::from_supergraph_sdl(&sdl, config).is_err());
 }
+
+#[tokio::test]
+async fn disabled_subscriptions_refuse_both_transports() {
+    let env = start(|config| config.subscriptions.enabled = false).await;
+    let mut request =
+        tokio_tungstenite::tungstenite::client::IntoClientRequest::into_client_request(
+            env.ws_url.as_str(),
+        )
+        .unwrap();
+    request.headers_mut().insert(
+        "sec-websocket-protocol",
+        "graphql-transport-ws".parse().unwrap(),
+    );
+    match tokio_tungstenite::connect_async(request).await {
+        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
+            assert_eq!(response.status(), 400)
+        }
+        other => panic!("expected 400, got {other:?}"),
+    }
+    let response = reqwest::Client::new()
+        .post(&env.url)
+        .header("content-type", "application/json")
+        .header("accept", "text/event-stream")
+        .header("authorization", format!("Bearer {}", token("alice")))
+        .body(json!({"query": TICKS, "variables": {"from": 1}}).to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 400);
+    let body: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(
+        body["errors"][0]["extensions"]["code"],
+        "UNSUPPORTED_OPERATION"
+    );
+}

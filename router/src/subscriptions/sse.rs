@@ -47,6 +47,16 @@ pub async fn respond(
     caller: Caller<'_>,
     identity: Option<Arc<Identity>>,
 ) -> Response {
+    if !state.subscriptions.config().enabled {
+        return respond::http_response(
+            StatusCode::BAD_REQUEST,
+            MediaType::Json,
+            respond::render_errors(&[GraphQLError::new(
+                "Subscriptions are disabled on this router",
+                codes::UNSUPPORTED_OPERATION,
+            )]),
+        );
+    }
     let Some(slot) = state.subscriptions.connect() else {
         return respond::http_response(
             StatusCode::SERVICE_UNAVAILABLE,
