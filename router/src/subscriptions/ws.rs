@@ -104,7 +104,12 @@ pub async fn handle(state: Arc<RouterState>, request: http::Request<Body>) -> Re
             codes::SUBSCRIPTION_LIMIT_EXCEEDED,
         );
     };
+    // tungstenite's defaults (128 KiB read buffer, allocated up front, and 128 KiB of writes
+    // gathered before a flush) would cost every connection a quarter MiB; GraphQL messages are
+    // small and each is flushed on its own.
     let upgrade = upgrade
+        .read_buffer_size(8 * 1024)
+        .write_buffer_size(0)
         .protocols([TRANSPORT_WS, LEGACY_WS])
         .max_message_size(config.max_message_size)
         .max_frame_size(config.max_message_size);
