@@ -120,7 +120,12 @@ async fn serve_events(source: Arc<Source>, mut socket: WebSocket) {
     loop {
         tokio::select! {
             message = socket.recv() => {
-                let Some(Ok(AxMessage::Text(text))) = message else { return };
+                let text = match message {
+                    Some(Ok(AxMessage::Text(text))) => text,
+                    // axum answers the router's keep-alive pings itself.
+                    Some(Ok(AxMessage::Ping(_) | AxMessage::Pong(_))) => continue,
+                    _ => return,
+                };
                 let Ok(message) = serde_json::from_str::<Value>(text.as_str()) else { return };
                 let reply = match message["type"].as_str() {
                     Some("connection_init") => json!({"type": "connection_ack"}),

@@ -623,3 +623,38 @@ async fn disabled_subscriptions_refuse_both_transports() {
         "UNSUPPORTED_OPERATION"
     );
 }
+
+#[tokio::test]
+async fn sse_keeps_idle_streams_alive_and_counts_against_the_connection_limit() {
+    let env = start(|config| {
+        config.subscriptions.keep_alive = std::time::Duration::from_millis(300);
+        config.subscriptions.max_connections = 1;
+    })
+    .await;
+    let client = reqwest::Client::new();
+    let sse = || {
+        client
+            .post(&env.url)
+            .header("content-type", "application/json")
+            .header("accept", "text/event-stream")
+            .header("authorization", format!("Bearer {}", token("alice")))
+            .body(json!({"query": TICKS, "variables": {"from": 1}}).to_string())
+            .send()
+    };
+    let mut response = sse().await.unwrap();
+    assert_eq!(response.status(), 200);
+    let chunk = tokio::time::timeout(WAIT, response.chunk())
+        .await
+        .expect("a keep-alive in time")
+        .unwrap()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&chunk), ":\n\n");
+    // The one connection slot is taken by the stream.
+    assert_eq!(sse().await.unwrap().status(), 503);
+    drop(response);
+    env.until("the slot to be freed", || {
+        env.router.subscription_connections() == 0
+    })
+    .await;
+    assert_eq!(sse().await.unwrap().status(), 200);
+}

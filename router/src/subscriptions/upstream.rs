@@ -53,8 +53,8 @@ pub enum UpstreamEvent {
 pub struct UpstreamSubscription {
     socket: WebSocketStream<MaybeTlsStream<TcpStream>>,
     keep_alive: tokio::time::Interval,
-    /// A ping was sent and nothing has come back since.
-    awaiting_pong: bool,
+    /// Pings sent since the subgraph last sent anything.
+    unanswered: u8,
 }
 
 #[derive(Deserialize)]
@@ -156,28 +156,29 @@ impl UpstreamSubscription {
         Ok(UpstreamSubscription {
             socket,
             keep_alive,
-            awaiting_pong: false,
+            unanswered: 0,
         })
     }
 
     /// The next event. Answers pings, and pings the subgraph every `keep_alive`: a subgraph that
-    /// stays silent for a whole interval after a ping is taken as gone.
+    /// stays silent for two whole intervals after a ping is taken as gone (one interval would be
+    /// too little on a loaded machine).
     pub async fn next(&mut self) -> UpstreamEvent {
         loop {
             let message = tokio::select! {
                 message = self.socket.next() => message,
                 _ = self.keep_alive.tick() => {
-                    if self.awaiting_pong {
-                        return UpstreamEvent::Closed("no answer to a keep-alive ping".into());
+                    if self.unanswered >= 2 {
+                        return UpstreamEvent::Closed("no answer to keep-alive pings".into());
                     }
-                    self.awaiting_pong = true;
+                    self.unanswered += 1;
                     if let Err(error) = self.socket.send(Message::Ping(Bytes::new())).await {
                         return UpstreamEvent::Closed(error.to_string());
                     }
                     continue;
                 }
             };
-            self.awaiting_pong = false;
+            self.unanswered = 0;
             let text = match message {
                 Some(Ok(Message::Text(text))) => text,
                 Some(Ok(Message::Close(frame))) => {
