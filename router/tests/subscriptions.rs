@@ -658,3 +658,26 @@ async fn sse_keeps_idle_streams_alive_and_counts_against_the_connection_limit() 
     .await;
     assert_eq!(sse().await.unwrap().status(), 200);
 }
+
+#[tokio::test]
+async fn a_reload_that_changes_the_rules_makes_clients_reconnect() {
+    let env = start(|_| {}).await;
+    let mut client = Client::init(&env.ws_url, &token("alice")).await;
+    client.subscribe("r", TICKS, json!({"from": 1})).await;
+    env.until("the upstream subscription", || env.events.open() == 1)
+        .await;
+    let mut config = shippy_router::RouterConfig::default();
+    config.auth.jwt.secret = Some(shippy_router::config::Secret::new(support::SECRET));
+    config.auth.jwt.issuers = vec!["shippy".into()];
+    config.auth.jwt.audiences = vec!["shippy".into()];
+    config.limits.max_depth = 5;
+    assert!(env.router.reload(config.clone()).unwrap().applied);
+    assert_eq!(client.closed().await.0, 1012);
+    env.until("the upstream complete", || env.events.open() == 0)
+        .await;
+    // Reconnecting works, and a reload that changes nothing closes nothing.
+    let mut client = Client::init(&env.ws_url, &token("alice")).await;
+    assert!(!env.router.reload(config).unwrap().applied);
+    client.send(json!({"type": "ping"})).await;
+    assert_eq!(client.message().await, json!({"type": "pong"}));
+}

@@ -67,6 +67,8 @@ pub struct Hub {
     connections: AtomicUsize,
     streams: Mutex<HashMap<u128, Arc<Stream>>>,
     shutdown: watch::Sender<bool>,
+    /// Bumped when a reload changed the live configuration.
+    reloads: watch::Sender<u64>,
 }
 
 /// One upstream stream and its subscribers.
@@ -85,6 +87,7 @@ impl Hub {
             connections: AtomicUsize::new(0),
             streams: Mutex::new(HashMap::new()),
             shutdown: watch::channel(false).0,
+            reloads: watch::channel(0).0,
         }
     }
 
@@ -121,6 +124,22 @@ impl Hub {
             // An error means the hub is gone, which only happens at shutdown too.
             let _ = signal.wait_for(|down| *down).await;
         }
+    }
+
+    /// Completes at the next reload that changes the live configuration.
+    pub fn next_reload(&self) -> impl Future<Output = ()> + Send + 'static {
+        let mut signal = self.reloads.subscribe();
+        async move {
+            if signal.changed().await.is_err() {
+                std::future::pending::<()>().await;
+            }
+        }
+    }
+
+    /// Ends every subscription connection: they were admitted under rules (tokens, access,
+    /// limits) that just changed, and reconnecting re-admits them under the new ones.
+    pub fn reloaded(&self) {
+        self.reloads.send_modify(|generation| *generation += 1);
     }
 
     /// Tells every connection to close ("going away").

@@ -7,8 +7,9 @@
 //! the connection with 4403. Protocol errors close with the codes of graphql-transport-ws's
 //! PROTOCOL.md: 4400 invalid message, 4401 subscribe before `connection_ack`, 4408 no
 //! `connection_init` in time, 4409 a duplicate subscription id, 4429 a second `connection_init`.
-//! Router shutdown closes with 1001 (going away); a slow subscriber under the `close` policy with
-//! 1008 (policy violation).
+//! Router shutdown closes with 1001 (going away); a reload that changes the live configuration with
+//! 1012 (service restart: clients reconnect, and are admitted under the new rules); a slow subscriber
+//! under the `close` policy with 1008 (policy violation).
 //!
 //! Each connection is one task that reads the client, writes frames, and pings; each active
 //! subscription is a task that turns its stream's events into frames. Frames go through a bounded
@@ -51,6 +52,7 @@ pub mod close {
     pub const DUPLICATE_ID: u16 = 4409;
     pub const TOO_MANY_INITS: u16 = 4429;
     pub const GOING_AWAY: u16 = 1001;
+    pub const SERVICE_RESTART: u16 = 1012;
     pub const POLICY_VIOLATION: u16 = 1008;
 }
 
@@ -198,6 +200,8 @@ impl Connection {
         let config = self.state.subscriptions.config().clone();
         let shutdown = self.state.subscriptions.shutting_down();
         tokio::pin!(shutdown);
+        let reload = self.state.subscriptions.next_reload();
+        tokio::pin!(reload);
         let (mut sink, mut stream) = socket.split();
         let (frames, mut outbound) = mpsc::channel::<Outbound>(config.buffer_size);
         let (closer, mut closes) = mpsc::unbounded_channel::<(u16, String)>();
@@ -217,6 +221,12 @@ impl Connection {
                 biased;
                 () = &mut shutdown => {
                     break Some(close_with(close::GOING_AWAY, "Going away".into()));
+                }
+                () = &mut reload => {
+                    break Some(close_with(
+                        close::SERVICE_RESTART,
+                        "Configuration reloaded; reconnect".into(),
+                    ));
                 }
                 Some((code, reason)) = closes.recv() => break Some(close_with(code, reason)),
                 () = &mut init_deadline, if self.session.is_none() => {
