@@ -167,6 +167,12 @@ function say(text) {
   $("#status").textContent = text;
 }
 
+/** The live-updates line: news about consignments, or why updates stopped. */
+function live(text, problem = false) {
+  $("#live").textContent = text;
+  $("#live").classList.toggle("problem", problem);
+}
+
 // ---------------------------------------------------------------- session
 
 async function call(query, variables) {
@@ -288,7 +294,7 @@ function upsertConsignment(c) {
   state.consignments.set(c.id, c);
   renderConsignments();
   if (previous && previous.status !== c.status) {
-    $("#live").textContent = `${c.description} is now ${(STATUS[c.status] ?? { label: c.status }).label.toLowerCase()}.`;
+    live(`${c.description} is now ${(STATUS[c.status] ?? { label: c.status }).label.toLowerCase()}.`);
     // Capacity on the vessels changes when a consignment is booked or delivered.
     loadVessels();
   }
@@ -345,7 +351,7 @@ function startLive() {
   state.live = new SubscriptionClient({ connectionParams: { Authorization: `Bearer ${state.token}` } });
   const onError = (error) => {
     if (!state.user) return;
-    $("#live").textContent = error.message;
+    live(`${error.message} Reconnecting…`, true);
     for (const stop of state.stopLive) stop();
     state.stopLive = [];
     state.live?.close();
@@ -359,6 +365,7 @@ function startLive() {
     state.reconnect = setTimeout(() => {
       if (!state.user) return;
       startLive();
+      state.live.connect().then(() => live("Live updates are back."), () => {});
       loadAll();
     }, 3000);
   };
@@ -366,7 +373,7 @@ function startLive() {
     state.live.subscribe({ query: CONSIGNMENT_UPDATED }, {
       next: (result) => {
         if (result.data?.consignmentUpdated) upsertConsignment(result.data.consignmentUpdated);
-        else if (result.errors?.length) $("#live").textContent = result.errors[0].message;
+        else if (result.errors?.length) live(result.errors[0].message, true);
       },
       error: onError,
     }),
