@@ -66,10 +66,7 @@ async fn the_walkthrough_works_in_a_browser() {
     cmd.args(["--port-base", "0", "--data-dir"])
         .arg(dir.path().join("data"));
     let shippy = Running::start(cmd, "shippy is up").await;
-    let base = shippy
-        .url("router")
-        .trim_end_matches("/graphql")
-        .to_owned();
+    let base = shippy.url("router").trim_end_matches("/graphql").to_owned();
 
     let artifacts = root.join("target/browser-artifacts");
     // Screenshots of an earlier run must not pass for this one's.

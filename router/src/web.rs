@@ -141,21 +141,23 @@ pub fn routes(http: &HttpConfig) -> axum::Router {
     if ui || playground {
         router = router.route(
             "/assets/{name}",
-            get(move |Path(name): Path<String>, headers: HeaderMap| async move {
-                let served = [
-                    (Part::Ui, ui),
-                    (Part::Playground, playground),
-                    (Part::Both, true),
-                ];
-                match served
-                    .iter()
-                    .filter(|(_, on)| *on)
-                    .find_map(|(part, _)| asset(*part, &name))
-                {
-                    Some(found) => file(found, &headers),
-                    None => (StatusCode::NOT_FOUND, "no such file\n").into_response(),
-                }
-            }),
+            get(
+                move |Path(name): Path<String>, headers: HeaderMap| async move {
+                    let served = [
+                        (Part::Ui, ui),
+                        (Part::Playground, playground),
+                        (Part::Both, true),
+                    ];
+                    match served
+                        .iter()
+                        .filter(|(_, on)| *on)
+                        .find_map(|(part, _)| asset(*part, &name))
+                    {
+                        Some(found) => file(found, &headers),
+                        None => (StatusCode::NOT_FOUND, "no such file\n").into_response(),
+                    }
+                },
+            ),
         );
     }
     if ui {
@@ -310,7 +312,10 @@ mod tests {
         let cached = file(index, &headers);
         assert_eq!(cached.status(), StatusCode::NOT_MODIFIED);
         assert_eq!(cached.headers()[header::ETAG], index.1);
-        headers.insert(header::IF_NONE_MATCH, HeaderValue::from_static("\"0\", W/\"1\""));
+        headers.insert(
+            header::IF_NONE_MATCH,
+            HeaderValue::from_static("\"0\", W/\"1\""),
+        );
         assert_eq!(file(index, &headers).status(), StatusCode::OK);
         headers.insert(
             header::IF_NONE_MATCH,
