@@ -18,16 +18,21 @@ function clientFor(authorization) {
   return client;
 }
 
-/** Whether the operation GraphiQL runs is a subscription (parsed with GraphiQL's own graphql-js). */
-function isSubscription(params) {
+/**
+ * The operation GraphiQL asks to run: its type (parsed with GraphiQL's own graphql-js) and its name.
+ * GraphiQL can pass a stale operation name for a moment after the editor changed; with one operation
+ * in the document, that one is meant.
+ */
+function operationOf(params) {
   try {
     const document = window.GraphiQL.GraphQL.parse(params.query);
     const operations = document.definitions.filter((d) => d.kind === "OperationDefinition");
-    const chosen = params.operationName ? operations.find((o) => o.name?.value === params.operationName) : operations[0];
-    return chosen?.operation === "subscription";
+    const named = params.operationName ? operations.find((o) => o.name?.value === params.operationName) : undefined;
+    const chosen = named ?? (operations.length === 1 ? operations[0] : undefined);
+    return { type: chosen?.operation, operationName: chosen ? (chosen.name?.value ?? undefined) : (params.operationName ?? undefined) };
   } catch {
     // Let the server report the syntax error.
-    return false;
+    return { type: undefined, operationName: params.operationName ?? undefined };
   }
 }
 
@@ -38,17 +43,12 @@ function headerValue(headers, name) {
 
 async function fetcher(params, options = {}) {
   const headers = options.headers ?? {};
-  if (isSubscription(params)) {
-    return clientFor(headerValue(headers, "authorization")).iterate({
-      query: params.query,
-      variables: params.variables ?? {},
-      operationName: params.operationName ?? undefined,
-    });
+  const { type, operationName } = operationOf(params);
+  const payload = { query: params.query, variables: params.variables ?? {}, operationName };
+  if (type === "subscription") {
+    return clientFor(headerValue(headers, "authorization")).iterate(payload);
   }
-  const { status: _status, ...result } = await post(
-    { query: params.query, variables: params.variables ?? {}, operationName: params.operationName ?? undefined },
-    { headers },
-  );
+  const { status: _status, ...result } = await post(payload, { headers });
   return result;
 }
 
