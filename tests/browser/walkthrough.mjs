@@ -198,10 +198,10 @@ try {
       );
       throw new Error(`the page is ${overflow}px wider than a phone screen: ${wide.join(", ")}`);
     }
-    await page.setViewportSize({ width: 1280, height: 900 });
   });
 
   await step("playground-query", async () => {
+    await page.setViewportSize({ width: 1280, height: 900 });
     await page.getByRole("link", { name: "GraphQL playground" }).click();
     await page.locator(".graphiql-container").waitFor();
     await page.locator(".graphiql-query-editor .CodeMirror").waitFor();
