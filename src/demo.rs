@@ -210,7 +210,8 @@ impl Client {
         }
         let response = request.send().await.map_err(|e| DemoError::Unreachable {
             url: self.url.clone(),
-            reason: error_chain(&e),
+            // With its causes: "error sending request: ... Connection refused".
+            reason: format!("{:#}", anyhow::Error::from(e)),
         })?;
         let status = response.status().as_u16();
         let body: Value = response
@@ -232,18 +233,6 @@ impl Client {
             _ => Err(DemoError::NotGraphQL { step, status }),
         }
     }
-}
-
-/// reqwest's error with its causes ("error sending request: ... Connection refused").
-fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }
 
 #[cfg(test)]

@@ -10,7 +10,7 @@ mod support;
 
 use std::{path::Path, process::Stdio, time::Duration};
 
-use support::{Running, shippy};
+use support::Running;
 use tokio::process::Command;
 
 /// Where chromium is: `$CHROMIUM`, else Debian's.
@@ -62,11 +62,8 @@ async fn the_walkthrough_works_in_a_browser() {
     .await;
 
     let dir = tempfile::tempdir().unwrap();
-    let mut cmd = shippy();
-    cmd.args(["--port-base", "0", "--data-dir"])
-        .arg(dir.path().join("data"));
-    let shippy = Running::start(cmd, "shippy is up").await;
-    let base = shippy.url("router").trim_end_matches("/graphql").to_owned();
+    let shippy = Running::up(&dir.path().join("data")).await;
+    let base = shippy.router_base();
 
     let artifacts = root.join("target/browser-artifacts");
     // Screenshots of an earlier run must not pass for this one's.

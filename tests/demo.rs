@@ -30,12 +30,9 @@ async fn demo(args: &[&str]) -> (bool, String, String) {
 #[tokio::test]
 async fn demo_ships_a_consignment_through_the_router() {
     let dir = tempfile::tempdir().unwrap();
-    let mut cmd = shippy();
-    cmd.args(["--port-base", "0", "--data-dir"])
-        .arg(dir.path().join("data"));
-    let shippy = Running::start(cmd, "shippy is up").await;
+    let shippy = Running::up(&dir.path().join("data")).await;
     // The base URL works as well as the endpoint.
-    let base = shippy.url("router").trim_end_matches("/graphql").to_owned();
+    let base = shippy.router_base();
     let (ok, stdout, stderr) = demo(&["--router", &base]).await;
     assert!(ok, "{stdout}\n{stderr}");
     for line in [
