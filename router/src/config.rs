@@ -10,6 +10,7 @@
 mod auth;
 mod rate_limit;
 mod resilience;
+mod subscriptions;
 
 pub use auth::{AuthConfig, JwtConfig, PublicKeyAlgorithm, Secret};
 pub use rate_limit::{
@@ -17,6 +18,7 @@ pub use rate_limit::{
     RedisRateLimitConfig, RequestRateLimit,
 };
 pub use resilience::{CircuitBreakerConfig, HealthCheckConfig, LoadBalancing, RetryConfig};
+pub use subscriptions::{SlowClientPolicy, SubscriptionsConfig};
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -52,6 +54,8 @@ pub struct RouterConfig {
     pub subgraphs: BTreeMap<String, SubgraphOverride>,
     /// Watching the config file for changes (`shippy router --config`).
     pub reload: ReloadConfig,
+    /// Subscriptions over WebSocket and SSE.
+    pub subscriptions: SubscriptionsConfig,
 }
 
 impl Default for RouterConfig {
@@ -67,6 +71,7 @@ impl Default for RouterConfig {
             subgraph_defaults: SubgraphDefaults::default(),
             subgraphs: BTreeMap::new(),
             reload: ReloadConfig::default(),
+            subscriptions: SubscriptionsConfig::default(),
         }
     }
 }
@@ -440,6 +445,7 @@ impl RouterConfig {
                 &e.health_check,
             );
         }
+        self.subscriptions.check(&mut problems);
         if self.reload.interval.is_zero() {
             problems.push("`reload.interval` must be longer than zero".into());
         }
