@@ -163,6 +163,13 @@ function onSubmit(form, handler, options) {
   });
 }
 
+/** Shows a failed load in `element`; an ended session signs out instead. */
+function report(element, error) {
+  const described = describe(error);
+  if (described.signedOut) signOut(described.text);
+  else element.textContent = described.text;
+}
+
 function say(text) {
   $("#status").textContent = text;
 }
@@ -230,7 +237,7 @@ async function loadVessels() {
     if (!vessels.length) body.replaceChildren(emptyRow(5, "No vessels yet. Add one above."));
     $("#vessels-error").textContent = "";
   } catch (error) {
-    $("#vessels-error").textContent = describe(error).text;
+    report($("#vessels-error"), error);
   }
 }
 
@@ -244,7 +251,7 @@ async function loadConsignments() {
     renderConsignments();
     $("#consignments-error").textContent = "";
   } catch (error) {
-    $("#consignments-error").textContent = describe(error).text;
+    report($("#consignments-error"), error);
   }
 }
 
@@ -280,7 +287,9 @@ function consignmentRow(c) {
         upsertConsignment(updateConsignmentStatus);
       } catch (error) {
         button.disabled = false;
-        $("#consignments-error").textContent = `${c.description}: ${describe(error).text}`;
+        const described = describe(error);
+        if (described.signedOut) signOut(described.text);
+        else $("#consignments-error").textContent = `${c.description}: ${described.text}`;
       }
     });
     actions.append(button);
@@ -330,7 +339,7 @@ async function loadActivity() {
     $("#activity").replaceChildren(...(me?.activity ?? []).map(activityItem));
     $("#activity-error").textContent = "";
   } catch (error) {
-    $("#activity-error").textContent = describe(error).text;
+    report($("#activity-error"), error);
   }
 }
 

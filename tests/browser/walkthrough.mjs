@@ -30,11 +30,14 @@ const context = await browser.newContext({ viewport: { width: 1280, height: 900 
 context.setDefaultTimeout(WAIT);
 const page = await context.newPage();
 const problems = [];
+/** HTTP statuses the current step provokes on purpose. */
+const expectedStatuses = new Set();
 page.on("pageerror", (error) => problems.push(`page error: ${error.message}`));
 page.on("console", (message) => {
   // A CSP violation or a failed asset load shows up here as an error.
-  // (The browser also logs the rate-limited answer, a 429 the page expects and explains.)
-  if (message.type() === "error" && !message.text().includes("status of 429")) problems.push(`console error: ${message.text()}`);
+  // (The browser also logs the answers a step provokes on purpose, e.g. the 429 of the rate limit.)
+  const expected = [...expectedStatuses].some((status) => message.text().includes(`status of ${status}`));
+  if (message.type() === "error" && !expected) problems.push(`console error: ${message.text()}`);
 });
 // Nothing may be loaded from anywhere but the router (the playground works offline).
 const origin = new URL(base).origin;
@@ -50,9 +53,11 @@ async function shot(name) {
   await page.screenshot({ path: join(artifacts, `${String(shots).padStart(2, "0")}-${name}.png`), fullPage: true });
 }
 
-async function step(name, body) {
+async function step(name, body, statuses = []) {
   process.stdout.write(`step: ${name} ... `);
+  for (const status of statuses) expectedStatuses.add(status);
   await body();
+  expectedStatuses.clear();
   if (problems.length) throw new Error(`the page reported problems:\n${problems.join("\n")}`);
   await shot(name);
   steps += 1;
@@ -184,7 +189,7 @@ try {
     await form.getByRole("button", { name: "Ship it" }).click();
     await expectText(page.locator("#create-consignment-error"), /Too many attempts\. Try again in \d+ seconds?\./);
     if (!(await form.locator('button[type="submit"]').isDisabled())) throw new Error("the rate-limited button stayed enabled");
-  });
+  }, [429]);
 
   await step("phone-width", async () => {
     await page.setViewportSize({ width: 375, height: 800 });
@@ -231,6 +236,17 @@ try {
       await page.waitForTimeout(250);
     }
   });
+
+  await step("session-ended", async () => {
+    // A token that no longer verifies (expired, or the server's key changed): back to the log-in form, saying why.
+    await page.goto(`${base}/`);
+    // Signed in again from the tab's token first (so that check cannot overwrite the bad token).
+    await expectText(page.locator("#whoami"), "Signed in as Ada");
+    await page.evaluate(() => sessionStorage.setItem("shippy.token", "not.a.valid-token"));
+    await page.reload();
+    await expectText(page.locator("#status"), "Your session has ended. Log in again.");
+    await page.getByRole("heading", { name: "Welcome" }).waitFor();
+  }, [401]);
 
   await browser.close();
   console.log(`walkthrough: ${steps} steps passed; screenshots in ${artifacts}`);
