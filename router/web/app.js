@@ -235,6 +235,7 @@ async function loadVessels() {
       ),
     );
     if (!vessels.length) body.replaceChildren(emptyRow(5, "No vessels yet. Add one above."));
+    labelCells($("#vessels"));
     $("#vessels-error").textContent = "";
   } catch (error) {
     report($("#vessels-error"), error);
@@ -262,6 +263,7 @@ function renderConsignments() {
     return;
   }
   body.replaceChildren(...[...state.consignments.values()].map(consignmentRow));
+  labelCells($("#consignments"));
 }
 
 function consignmentRow(c) {
@@ -403,6 +405,16 @@ function loadAll() {
 }
 
 // ---------------------------------------------------------------- helpers
+
+/** Labels each cell of `table`'s body with its column's header, for the phone layout's cards. */
+function labelCells(table) {
+  const headers = [...table.querySelectorAll("thead th")].map((th) => th.textContent.trim());
+  for (const tr of table.querySelectorAll("tbody tr")) {
+    [...tr.children].forEach((td, i) => {
+      if (headers[i] && td.colSpan === 1) td.dataset.label = headers[i];
+    });
+  }
+}
 
 function row(cells) {
   const tr = document.createElement("tr");
