@@ -149,7 +149,8 @@ async fn graphql_ws_and_graphql_sse_clients_follow_a_consignment_through_the_rou
                 "containers": [{ "customerId": "c1", "origin": "Rotterdam" }] } });
             let shipped = router.query(SHIP, input, Some(ada)).await;
             assert_eq!(
-                shipped.data()["createConsignment"]["status"], "PENDING",
+                shipped.data()["createConsignment"]["status"],
+                "PENDING",
                 "{:?}",
                 shipped.body
             );

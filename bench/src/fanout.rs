@@ -9,8 +9,8 @@
 //! subscribers connect and once they all receive events: the difference per subscriber is what a
 //! subscription costs it.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
@@ -288,7 +288,9 @@ async fn receive(
             received.out_of_order += 1;
         }
         expected = seq + 1;
-        let sent = tick["sentAtMs"].as_f64().context("an event without sentAtMs")?;
+        let sent = tick["sentAtMs"]
+            .as_f64()
+            .context("an event without sentAtMs")?;
         received.latencies_ms.push(now - sent);
     }
     let _ = socket
