@@ -97,6 +97,12 @@ pub struct HttpConfig {
     /// first address is used). Unset: the TCP peer address. Only set it behind a proxy that
     /// overwrites the header, or clients choose their own rate-limit key.
     pub client_ip_header: Option<String>,
+    /// Serve the Shippy web UI at `/` (and its files under `/assets/`). Turn it off when the
+    /// router fronts subgraphs other than Shippy's.
+    pub ui: bool,
+    /// Serve the GraphiQL playground (assets embedded, no CDN) on `GET <graphql_path>` to browsers
+    /// (`Accept: text/html`); other GET requests are GraphQL queries as usual.
+    pub playground: bool,
 }
 
 impl Default for HttpConfig {
@@ -109,6 +115,8 @@ impl Default for HttpConfig {
             shutdown_timeout: Duration::from_secs(10),
             dedupe: true,
             client_ip_header: None,
+            ui: true,
+            playground: true,
         }
     }
 }

@@ -30,6 +30,7 @@ pub mod schema;
 pub mod subgraph;
 pub mod subscriptions;
 pub mod value;
+pub mod web;
 
 use std::future::{Future, IntoFuture};
 use std::sync::Arc;
@@ -135,8 +136,8 @@ impl Router {
     }
 
     /// The HTTP application: the GraphQL endpoint (behind the whole-request rate limit when
-    /// `rate_limit.requests` turns it on) and the health check (never limited, so probes keep
-    /// working under a flood).
+    /// `rate_limit.requests` turns it on; browsers loading it get the playground), the health
+    /// check (never limited, so probes keep working under a flood) and the web UI.
     pub fn app(&self) -> axum::Router {
         self.app_and_request_limiter().0
     }
@@ -146,10 +147,13 @@ impl Router {
     ) -> (axum::Router, Option<Arc<limits::requests::RequestLimiter>>) {
         let http = &self.state.config.http;
         let state = Arc::clone(&self.state);
-        let graphql = axum::Router::new().route(
+        let mut graphql = axum::Router::new().route(
             &http.graphql_path,
             any(move |request| pipeline::handle(Arc::clone(&state), request)),
         );
+        if http.playground {
+            graphql = graphql.route_layer(axum::middleware::from_fn(web::playground));
+        }
         let (graphql, limiter) = limits::requests::apply(
             graphql,
             &self.state.config.rate_limit.requests,
@@ -164,6 +168,7 @@ impl Router {
                 )
             }),
         );
+        let app = app.merge(web::routes(http));
         (app, limiter)
     }
 
