@@ -390,10 +390,7 @@ impl Connection {
                 format!("Subscriber for {id} already exists"),
             );
         }
-        let writer = Writer {
-            protocol: self.protocol,
-            id: id.clone(),
-        };
+        let writer = Writer::new(self.protocol, id.clone());
         let config = self.state.subscriptions.config();
         if self.active.len() >= config.max_subscriptions_per_connection {
             let error = GraphQLError::new(
@@ -433,14 +430,30 @@ impl Connection {
 struct Writer {
     protocol: Protocol,
     id: String,
+    /// `"id":<the id as JSON>`, written into every frame (encoded once, not per event).
+    id_field: String,
 }
 
 impl Writer {
+    fn new(protocol: Protocol, id: String) -> Writer {
+        let id_field = format!(r#""id":{}"#, serde_json::to_string(&id).unwrap_or_default());
+        Writer {
+            protocol,
+            id,
+            id_field,
+        }
+    }
+
     fn frame(&self, kind: &str, payload: Option<&[u8]>) -> String {
-        let id = serde_json::to_string(&self.id).unwrap_or_default();
-        let mut frame = format!(r#"{{"type":"{kind}","id":{id}"#);
+        let capacity = 32 + self.id_field.len() + payload.map_or(0, <[u8]>::len);
+        let mut frame = String::with_capacity(capacity);
+        frame.push_str(r#"{"type":""#);
+        frame.push_str(kind);
+        frame.push_str(r#"","#);
+        frame.push_str(&self.id_field);
         if let Some(payload) = payload {
             frame.push_str(r#","payload":"#);
+            // Payloads are JSON we rendered; the check only guards the frame's text type.
             frame.push_str(&String::from_utf8_lossy(payload));
         }
         frame.push('}');
@@ -550,5 +563,32 @@ impl SubscriptionTask {
                 frame,
             })
             .await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn frames_escape_the_id_and_follow_the_protocol() {
+        let writer = Writer::new(Protocol::Transport, "a\"b".into());
+        let next: serde_json::Value =
+            serde_json::from_str(&writer.next(br#"{"data":{"n":1}}"#)).unwrap();
+        assert_eq!(
+            next,
+            serde_json::json!({"type": "next", "id": "a\"b", "payload": {"data": {"n": 1}}})
+        );
+        let complete: serde_json::Value = serde_json::from_str(&writer.complete()).unwrap();
+        assert_eq!(
+            complete,
+            serde_json::json!({"type": "complete", "id": "a\"b"})
+        );
+        let legacy = Writer::new(Protocol::Legacy, "1".into());
+        let data: serde_json::Value = serde_json::from_str(&legacy.next(b"{}")).unwrap();
+        assert_eq!(data["type"], "data");
+        let error = GraphQLError::new("no", codes::BAD_REQUEST);
+        let error: serde_json::Value = serde_json::from_str(&legacy.error(&[error])).unwrap();
+        assert_eq!(error["payload"][0]["extensions"]["code"], "BAD_REQUEST");
     }
 }
