@@ -296,6 +296,13 @@ async fn queries_run_over_the_socket_and_legacy_graphql_ws_is_negotiated() {
     client.send(json!({"type": "stop", "id": "q"})).await;
     env.until("the upstream complete", || env.events.open() == 0)
         .await;
+    // A bad token: `connection_error`, then the close.
+    let mut refused = Client::connect(&env.ws_url, "graphql-ws").await;
+    refused
+        .send(json!({"type": "connection_init", "payload": {"authorization": "Bearer forged"}}))
+        .await;
+    assert_eq!(refused.message().await["type"], "connection_error");
+    assert_eq!(refused.closed().await.0, 4403);
     // A query over graphql-transport-ws: one `next`, then `complete`.
     let mut client = Client::init(&env.ws_url, &token("alice")).await;
     client

@@ -169,6 +169,7 @@ enum Flow {
     Continue,
     Reply(String),
     Close(u16, String),
+    ReplyThenClose(String, u16, String),
 }
 
 #[derive(Deserialize)]
@@ -277,6 +278,12 @@ impl Connection {
                             }
                         }
                         Flow::Close(code, reason) => break Some(close_with(code, reason)),
+                        Flow::ReplyThenClose(reply, code, reason) => {
+                            if sink.send(Message::text(reply)).await.is_err() {
+                                break None;
+                            }
+                            break Some(close_with(code, reason));
+                        }
                     }
                 }
             }
@@ -349,7 +356,7 @@ impl Connection {
                 Ok(value) => {
                     headers.insert(header_name.clone(), value);
                 }
-                Err(_) => return Flow::Close(close::FORBIDDEN, "Forbidden".into()),
+                Err(_) => return self.refuse_init(),
             }
         }
         let identity = match &live.verifier {
@@ -358,7 +365,7 @@ impl Connection {
                 Ok(identity) => identity.map(Arc::new),
                 Err(error) => {
                     tracing::debug!(%error, "subscription connection refused: bad token");
-                    return Flow::Close(close::FORBIDDEN, "Forbidden".into());
+                    return self.refuse_init();
                 }
             },
         };
@@ -369,6 +376,19 @@ impl Connection {
             authorization,
         });
         Flow::Reply(r#"{"type":"connection_ack"}"#.into())
+    }
+
+    /// A refused `connection_init`: graphql-transport-ws closes with 4403; the legacy protocol
+    /// says why in `connection_error` first.
+    fn refuse_init(&self) -> Flow {
+        match self.protocol {
+            Protocol::Transport => Flow::Close(close::FORBIDDEN, "Forbidden".into()),
+            Protocol::Legacy => Flow::ReplyThenClose(
+                r#"{"type":"connection_error","payload":{"message":"Forbidden"}}"#.into(),
+                close::FORBIDDEN,
+                "Forbidden".into(),
+            ),
+        }
     }
 
     fn subscribe(
