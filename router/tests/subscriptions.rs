@@ -688,3 +688,24 @@ async fn a_reload_that_changes_the_rules_makes_clients_reconnect() {
     client.send(json!({"type": "ping"})).await;
     assert_eq!(client.message().await, json!({"type": "pong"}));
 }
+
+#[tokio::test]
+async fn field_rate_limits_apply_to_subscriptions() {
+    let env = start(|config| {
+        config.rate_limit.fields.insert(
+            "Subscription.ticks".into(),
+            shippy_router::config::FieldRateLimit::parse("1 per 1h per user").unwrap(),
+        );
+    })
+    .await;
+    let mut client = Client::init(&env.ws_url, &token("alice")).await;
+    client.subscribe("1", TICKS, json!({"from": 1})).await;
+    env.until("the upstream subscription", || env.events.open() == 1)
+        .await;
+    client.subscribe("2", TICKS, json!({"from": 2})).await;
+    let message = client.message().await;
+    assert_eq!(message["type"], "error", "{message}");
+    assert_eq!(message["id"], "2");
+    assert_eq!(message["payload"][0]["extensions"]["code"], "RATE_LIMITED");
+    assert_eq!(env.events.subscribes.lock().unwrap().len(), 1);
+}
