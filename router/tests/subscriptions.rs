@@ -709,3 +709,36 @@ async fn field_rate_limits_apply_to_subscriptions() {
     assert_eq!(message["payload"][0]["extensions"]["code"], "RATE_LIMITED");
     assert_eq!(env.events.subscribes.lock().unwrap().len(), 1);
 }
+
+#[tokio::test]
+async fn router_shutdown_ends_sse_streams() {
+    let mut env = start(|_| {}).await;
+    let mut response = reqwest::Client::new()
+        .post(&env.url)
+        .header("content-type", "application/json")
+        .header("accept", "text/event-stream")
+        .header("authorization", format!("Bearer {}", token("alice")))
+        .body(json!({"query": TICKS, "variables": {"from": 1}}).to_string())
+        .send()
+        .await
+        .unwrap();
+    env.until("the upstream subscription", || env.events.open() == 1)
+        .await;
+    env.shut_down();
+    // The stream ends (keep-alive comments aside) and the router stops.
+    loop {
+        match tokio::time::timeout(WAIT, response.chunk()).await {
+            Ok(Ok(Some(chunk))) => assert_eq!(&chunk[..], b":\n\n", "an event after shutdown"),
+            Ok(Ok(None)) | Ok(Err(_)) => break,
+            Err(_) => panic!("the stream did not end"),
+        }
+    }
+    let served = env.served.take().unwrap();
+    tokio::time::timeout(WAIT, served)
+        .await
+        .expect("the router stopped")
+        .unwrap()
+        .unwrap();
+    env.until("the upstream complete", || env.events.open() == 0)
+        .await;
+}
