@@ -84,7 +84,11 @@ impl Router {
     /// up a client per subgraph. Fails with a clear error when anything cannot be used.
     pub fn from_supergraph_sdl(sdl: &str, config: RouterConfig) -> Result<Router, RouterError> {
         let planner = QueryPlanner::new(sdl)?;
-        for name in config.subgraphs.keys() {
+        for name in config
+            .subgraphs
+            .keys()
+            .chain(config.subscriptions.subgraph_urls.keys())
+        {
             if !planner.subgraphs().iter().any(|s| &s.name == name) {
                 return Err(RouterError::UnknownSubgraph(name.clone()));
             }
@@ -232,9 +236,10 @@ impl Router {
 
     /// Applies a new configuration while serving. The sections that are safe to change live
     /// (`limits`, `csrf`, `introspection`, `auth`, `rate_limit` except `rate_limit.requests`)
-    /// take effect for the next request; prepared operations are re-prepared under them. Changes
-    /// anywhere else are ignored and named in the outcome (they need a restart). An invalid
-    /// configuration changes nothing.
+    /// take effect for the next request; prepared operations are re-prepared under them, and
+    /// subscription connections are closed (WebSocket 1012) so that clients reconnect under
+    /// them. Changes anywhere else are ignored and named in the outcome (they need a restart).
+    /// An invalid configuration changes nothing.
     pub fn reload(&self, config: RouterConfig) -> Result<ReloadOutcome, RouterError> {
         config.check().map_err(RouterError::Config)?;
         let current = &self.state.config;
@@ -282,6 +287,8 @@ impl Router {
             self.state.live.store(Arc::new(live));
             // Operations prepared under the old limits must not be served again.
             self.state.operations.clear();
+            // Subscriptions admitted under the old rules reconnect under the new ones.
+            self.state.subscriptions.reloaded();
         }
         if !restart_required.is_empty() {
             tracing::warn!(
