@@ -667,7 +667,7 @@ async fn sse_keeps_idle_streams_alive_and_counts_against_the_connection_limit() 
     assert_eq!(sse().await.unwrap().status(), 200);
 }
 
-/// An SSE subscription to `TICKS` from `from`, as Alice.
+/// An SSE subscription to `TICKS` from `from`, authenticated with `token`.
 async fn sse_ticks(env: &support::Env, token: &str, from: i64) -> reqwest::Response {
     let response = reqwest::Client::new()
         .post(&env.url)
@@ -738,7 +738,7 @@ async fn an_expiring_token_ends_its_subscriptions_on_every_transport() {
         .unwrap()
         .as_secs();
     // Long enough to set everything up on a loaded machine, short enough to wait for.
-    let short = support::token_until("alice", now + 6);
+    let short = support::token_until("alice", now + 8);
     env.events.allow(&short);
     let mut modern = Client::init(&env.ws_url, &short).await;
     modern.subscribe("m", TICKS, json!({"from": 1})).await;
