@@ -239,8 +239,8 @@ impl Router {
     /// take effect for the next request; prepared operations are re-prepared under them, and
     /// subscription connections are closed (WebSocket 1012) so that clients reconnect under
     /// them, when the change can affect subscriptions (`auth`, `rate_limit`, a lower `limits`;
-    /// see `subscriptions::reload`). Changes anywhere else are ignored and named in the outcome (they need a restart).
-    /// An invalid configuration changes nothing.
+    /// see `subscriptions::reload`). Changes anywhere else are ignored and named in the outcome
+    /// (they need a restart). An invalid configuration changes nothing.
     pub fn reload(&self, config: RouterConfig) -> Result<ReloadOutcome, RouterError> {
         config.check().map_err(RouterError::Config)?;
         let current = &self.state.config;

@@ -114,9 +114,9 @@ async fn serve_events(events: Arc<Events>, mut socket: WebSocket) {
                 let message: Json = serde_json::from_str(text.as_str()).unwrap();
                 match message["type"].as_str().unwrap() {
                     "connection_init" => {
-                        allowed = message["payload"]["Authorization"]
-                            .as_str()
-                            .is_some_and(|presented| events.allowed.lock().unwrap().iter().any(|a| a == presented));
+                        let presented = message["payload"]["Authorization"].as_str();
+                        allowed = presented
+                            .is_some_and(|p| events.allowed.lock().unwrap().iter().any(|a| a == p));
                         events.inits.lock().unwrap().push(message["payload"].clone());
                         if events.ack.load(Ordering::SeqCst) {
                             let _ = socket.send(AxMessage::text(r#"{"type":"connection_ack"}"#)).await;
