@@ -238,8 +238,9 @@ impl Router {
     /// (`limits`, `csrf`, `introspection`, `auth`, `rate_limit` except `rate_limit.requests`)
     /// take effect for the next request; prepared operations are re-prepared under them, and
     /// subscription connections are closed (WebSocket 1012) so that clients reconnect under
-    /// them. Changes anywhere else are ignored and named in the outcome (they need a restart).
-    /// An invalid configuration changes nothing.
+    /// them, when the change can affect subscriptions (`auth`, `rate_limit`, a lower `limits`;
+    /// see `subscriptions::reload`). Changes anywhere else are ignored and named in the outcome
+    /// (they need a restart). An invalid configuration changes nothing.
     pub fn reload(&self, config: RouterConfig) -> Result<ReloadOutcome, RouterError> {
         config.check().map_err(RouterError::Config)?;
         let current = &self.state.config;
@@ -278,6 +279,8 @@ impl Router {
         live_config.rate_limit.requests = current.rate_limit.requests.clone();
         let previous = self.state.live.load_full();
         let changed = live_config != previous.config;
+        let closes_subscriptions =
+            subscriptions::reload::affects_subscriptions(&previous.config, &live_config);
         if changed {
             let live = pipeline::Live::new(
                 live_config,
@@ -287,6 +290,8 @@ impl Router {
             self.state.live.store(Arc::new(live));
             // Operations prepared under the old limits must not be served again.
             self.state.operations.clear();
+        }
+        if closes_subscriptions {
             // Subscriptions admitted under the old rules reconnect under the new ones.
             self.state.subscriptions.reloaded();
         }

@@ -1,6 +1,7 @@
 //! Federated subscriptions through the router over WebSocket: a scripted subgraph streams
 //! `Tick`s, the router completes each with `Tick.label` from a second subgraph. Event order,
-//! authentication, identity propagation, refusal, subgraph death, shutdown and the limits.
+//! authentication (and token expiry), identity propagation, refusal, subgraph death, shutdown,
+//! reloads and the limits.
 
 #[path = "subscriptions/support.rs"]
 mod support;
@@ -666,27 +667,123 @@ async fn sse_keeps_idle_streams_alive_and_counts_against_the_connection_limit() 
     assert_eq!(sse().await.unwrap().status(), 200);
 }
 
+/// An SSE subscription to `TICKS` from `from`, authenticated with `token`.
+async fn sse_ticks(env: &support::Env, token: &str, from: i64) -> reqwest::Response {
+    let response = reqwest::Client::new()
+        .post(&env.url)
+        .header("content-type", "application/json")
+        .header("accept", "text/event-stream")
+        .header("authorization", format!("Bearer {token}"))
+        .body(json!({"query": TICKS, "variables": {"from": from}}).to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    response
+}
+
+/// Reads `response` to its end, failing on anything but keep-alive comments.
+async fn sse_ends(response: &mut reqwest::Response) {
+    loop {
+        match tokio::time::timeout(WAIT, response.chunk()).await {
+            Ok(Ok(Some(chunk))) => assert_eq!(&chunk[..], b":\n\n", "an event after the end"),
+            Ok(Ok(None)) | Ok(Err(_)) => break,
+            Err(_) => panic!("the stream did not end"),
+        }
+    }
+}
+
 #[tokio::test]
-async fn a_reload_that_changes_the_rules_makes_clients_reconnect() {
+async fn a_reload_closes_subscriptions_only_when_it_changes_their_rules() {
     let env = start(|_| {}).await;
-    let mut client = Client::init(&env.ws_url, &token("alice")).await;
+    let alice = token("alice");
+    let mut client = Client::init(&env.ws_url, &alice).await;
     client.subscribe("r", TICKS, json!({"from": 1})).await;
-    env.until("the upstream subscription", || env.events.open() == 1)
+    let mut sse = sse_ticks(&env, &alice, 2).await;
+    env.until("the upstream subscriptions", || env.events.open() == 2)
         .await;
     let mut config = shippy_router::RouterConfig::default();
     config.auth.jwt.secret = Some(shippy_router::config::Secret::new(support::SECRET));
     config.auth.jwt.issuers = vec!["shippy".into()];
     config.auth.jwt.audiences = vec!["shippy".into()];
+    // CSRF and introspection cannot change what a subscription was admitted with: both stay.
+    config.csrf.enabled = false;
+    config.introspection = false;
+    assert!(env.router.reload(config.clone()).unwrap().applied);
+    env.events.tick(1);
+    let message = client.message().await;
+    assert_eq!(message["type"], "next", "{message}");
+    let events = sse_events(&mut sse, 1).await;
+    assert_eq!(events[0].0, "next", "{events:?}");
+    assert_eq!(env.events.open(), 2);
+    // A lower limit could refuse them: both end, and reconnect under it.
     config.limits.max_depth = 5;
     assert!(env.router.reload(config.clone()).unwrap().applied);
     assert_eq!(client.closed().await.0, 1012);
+    sse_ends(&mut sse).await;
     env.until("the upstream complete", || env.events.open() == 0)
         .await;
     // Reconnecting works, and a reload that changes nothing closes nothing.
-    let mut client = Client::init(&env.ws_url, &token("alice")).await;
+    let mut client = Client::init(&env.ws_url, &alice).await;
     assert!(!env.router.reload(config).unwrap().applied);
     client.send(json!({"type": "ping"})).await;
     assert_eq!(client.message().await, json!({"type": "pong"}));
+}
+
+#[tokio::test]
+async fn an_expiring_token_ends_its_subscriptions_on_every_transport() {
+    let env = start(|config| config.auth.jwt.leeway = std::time::Duration::ZERO).await;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    // Long enough to set everything up on a loaded machine, short enough to wait for.
+    let short = support::token_until("alice", now + 8);
+    env.events.allow(&short);
+    let mut modern = Client::init(&env.ws_url, &short).await;
+    modern.subscribe("m", TICKS, json!({"from": 1})).await;
+    let mut legacy = Client::connect(&env.ws_url, "graphql-ws").await;
+    legacy
+        .send(json!({"type": "connection_init", "payload": {"Authorization": format!("Bearer {short}")}}))
+        .await;
+    assert_eq!(legacy.message().await["type"], "connection_ack");
+    legacy
+        .send(json!({"type": "start", "id": "l", "payload": {"query": TICKS, "variables": {"from": 2}}}))
+        .await;
+    let mut sse = sse_ticks(&env, &short, 3).await;
+    // Anonymous and long-lived connections have nothing to expire.
+    let mut anonymous = Client::connect(&env.ws_url, "graphql-transport-ws").await;
+    anonymous.send(json!({"type": "connection_init"})).await;
+    assert_eq!(anonymous.message().await["type"], "connection_ack");
+    let mut lasting = Client::init(&env.ws_url, &token("alice")).await;
+    env.until("the upstream subscriptions", || env.events.open() == 3)
+        .await;
+    env.events.tick(1);
+    assert_eq!(modern.message().await["type"], "next");
+    assert_eq!(legacy.message().await["type"], "data");
+    assert_eq!(sse_events(&mut sse, 1).await[0].0, "next");
+
+    assert_eq!(
+        modern.closed().await,
+        (4403, "Forbidden: the token has expired".to_string())
+    );
+    let error = legacy.message().await;
+    assert_eq!(error["type"], "error", "{error}");
+    assert_eq!(error["id"], "l");
+    assert_eq!(error["payload"][0]["extensions"]["code"], "UNAUTHENTICATED");
+    assert_eq!(legacy.closed().await.0, 4403);
+    let events = sse_events(&mut sse, 2).await;
+    assert_eq!(events[0].0, "next");
+    let data: serde_json::Value = serde_json::from_str(&events[0].1).unwrap();
+    assert_eq!(data["errors"][0]["extensions"]["code"], "UNAUTHENTICATED");
+    assert_eq!(events[1].0, "complete");
+    sse_ends(&mut sse).await;
+    env.until("the upstream complete", || env.events.open() == 0)
+        .await;
+    for client in [&mut anonymous, &mut lasting] {
+        client.send(json!({"type": "ping"})).await;
+        assert_eq!(client.message().await, json!({"type": "pong"}));
+    }
 }
 
 #[tokio::test]
@@ -726,13 +823,7 @@ async fn router_shutdown_ends_sse_streams() {
         .await;
     env.shut_down();
     // The stream ends (keep-alive comments aside) and the router stops.
-    loop {
-        match tokio::time::timeout(WAIT, response.chunk()).await {
-            Ok(Ok(Some(chunk))) => assert_eq!(&chunk[..], b":\n\n", "an event after shutdown"),
-            Ok(Ok(None)) | Ok(Err(_)) => break,
-            Err(_) => panic!("the stream did not end"),
-        }
-    }
+    sse_ends(&mut response).await;
     let served = env.served.take().unwrap();
     tokio::time::timeout(WAIT, served)
         .await

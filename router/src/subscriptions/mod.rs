@@ -14,7 +14,12 @@
 //! per event; the rendered response is fanned out to every subscriber through a bounded
 //! broadcast buffer (`subscriptions.buffer_size`). A subscriber that falls that far behind is
 //! closed or loses events, by `subscriptions.slow_client`, so memory stays bounded.
+//!
+//! A connection or stream authenticated with a JWT ends when the token expires (`expiry`); a
+//! reload ends them only when it changes the rules they were admitted under (`reload`).
 
+pub mod expiry;
+pub mod reload;
 pub mod sse;
 pub mod upstream;
 pub mod ws;
@@ -67,7 +72,7 @@ pub struct Hub {
     connections: AtomicUsize,
     streams: Mutex<HashMap<u128, Arc<Stream>>>,
     shutdown: watch::Sender<bool>,
-    /// Bumped when a reload changed the live configuration.
+    /// Bumped when a reload changed the rules subscriptions were admitted under.
     reloads: watch::Sender<u64>,
 }
 
@@ -126,7 +131,7 @@ impl Hub {
         }
     }
 
-    /// Completes at the next reload that changes the live configuration.
+    /// Completes at the next reload that changes the rules subscriptions are admitted under.
     pub fn next_reload(&self) -> impl Future<Output = ()> + Send + 'static {
         let mut signal = self.reloads.subscribe();
         async move {
@@ -137,7 +142,8 @@ impl Hub {
     }
 
     /// Ends every subscription connection: they were admitted under rules (tokens, access,
-    /// limits) that just changed, and reconnecting re-admits them under the new ones.
+    /// limits) that just changed, and reconnecting re-admits them under the new ones. Called
+    /// only when [`reload::affects_subscriptions`] says so.
     pub fn reloaded(&self) {
         self.reloads.send_modify(|generation| *generation += 1);
     }

@@ -4,11 +4,14 @@
 //!
 //! Authentication: `connection_init`'s `Authorization` (or `authorization`) entry if present,
 //! else the upgrade request's header, verified like an HTTP request's token. A bad token closes
-//! the connection with 4403. Protocol errors close with the codes of graphql-transport-ws's
+//! the connection with 4403. So does the token expiring (`exp` plus `auth.jwt.leeway`) while the
+//! connection is open, with the reason "Forbidden: the token has expired"; under the legacy
+//! protocol each running subscription first gets an `error` (`UNAUTHENTICATED`), since its
+//! clients report the close only to the connection. Anonymous connections have no deadline. Protocol errors close with the codes of graphql-transport-ws's
 //! PROTOCOL.md: 4400 invalid message, 4401 subscribe before `connection_ack`, 4408 no
 //! `connection_init` in time, 4409 a duplicate subscription id, 4429 a second `connection_init`.
-//! Router shutdown closes with 1001 (going away); a reload that changes the live configuration with
-//! 1012 (service restart: clients reconnect, and are admitted under the new rules); a slow subscriber
+//! Router shutdown closes with 1001 (going away); a reload that changes the rules subscriptions are
+//! admitted under (see `super::reload`) with 1012 (service restart: clients reconnect, and are admitted under the new rules); a slow subscriber
 //! under the `close` policy with 1008 (policy violation).
 //!
 //! Each connection is one task that reads the client, writes frames, and pings; each active
@@ -17,7 +20,9 @@
 //! fall behind their streams, where the slow-client policy applies.
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::net::IpAddr;
+use std::pin::Pin;
 use std::sync::Arc;
 
 use axum::body::Body;
@@ -31,8 +36,8 @@ use tokio::sync::mpsc;
 use tokio::task::AbortHandle;
 
 use super::{
-    CONNECTIONS_GAUGE, ConnectionSlot, Event, Received, Started, Subscribing, request_from_payload,
-    start,
+    CONNECTIONS_GAUGE, ConnectionSlot, Event, Received, Started, Subscribing, expiry,
+    request_from_payload, start,
 };
 use crate::auth::Identity;
 use crate::config::SlowClientPolicy;
@@ -142,6 +147,8 @@ struct Session {
     headers: Arc<HeaderMap>,
     identity: Option<Arc<Identity>>,
     authorization: Option<HeaderValue>,
+    /// When the token stops being accepted; `None` for anonymous connections.
+    expires: Option<tokio::time::Instant>,
 }
 
 struct Connection {
@@ -211,13 +218,17 @@ impl Connection {
         let mut keep_alive = tokio::time::interval(config.keep_alive);
         keep_alive.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         keep_alive.reset();
+        // Armed once `connection_init` is accepted, with that token's deadline.
+        let mut expired: Pin<Box<dyn Future<Output = ()> + Send>> =
+            Box::pin(std::future::pending());
+        let mut armed = false;
         let close_with = |code: u16, reason: String| {
             Message::Close(Some(CloseFrame {
                 code,
                 reason: reason.into(),
             }))
         };
-        let final_frame: Option<Message> = loop {
+        let final_frame: Option<Message> = 'connection: loop {
             tokio::select! {
                 biased;
                 () = &mut shutdown => {
@@ -227,6 +238,22 @@ impl Connection {
                     break Some(close_with(
                         close::SERVICE_RESTART,
                         "Configuration reloaded; reconnect".into(),
+                    ));
+                }
+                () = &mut expired => {
+                    tracing::info!("closing a subscription connection: its token expired");
+                    if self.protocol == Protocol::Legacy {
+                        let error = [expiry::expired_error()];
+                        for id in self.active.keys() {
+                            let frame = Writer::new(self.protocol, id.clone()).error(&error);
+                            if sink.send(Message::text(frame)).await.is_err() {
+                                break 'connection None;
+                            }
+                        }
+                    }
+                    break Some(close_with(
+                        close::FORBIDDEN,
+                        "Forbidden: the token has expired".into(),
                     ));
                 }
                 Some((code, reason)) = closes.recv() => break Some(close_with(code, reason)),
@@ -270,7 +297,12 @@ impl Connection {
                         Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
                         Some(Ok(Message::Close(_))) | Some(Err(_)) | None => break None,
                     };
-                    match self.on_message(text.as_str(), &frames, &closer).await {
+                    let flow = self.on_message(text.as_str(), &frames, &closer).await;
+                    if !armed && let Some(session) = &self.session {
+                        expired = Box::pin(expiry::passed(session.expires));
+                        armed = true;
+                    }
+                    match flow {
                         Flow::Continue => {}
                         Flow::Reply(reply) => {
                             if sink.send(Message::text(reply)).await.is_err() {
@@ -370,10 +402,12 @@ impl Connection {
             },
         };
         let authorization = headers.get(&header_name).cloned();
+        let expires = expiry::deadline(identity.as_deref(), live.config.auth.jwt.leeway);
         self.session = Some(Session {
             headers: Arc::new(headers),
             identity,
             authorization,
+            expires,
         });
         Flow::Reply(r#"{"type":"connection_ack"}"#.into())
     }

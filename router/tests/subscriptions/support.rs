@@ -24,7 +24,12 @@ pub const WAIT: Duration = Duration::from_secs(20);
 /// A token for `sub`; the same text every time (the events subgraph compares it).
 pub fn token(sub: &str) -> String {
     // 2100-01-01: fixed, so that a token does not depend on the second it was made in.
-    let claims = json!({"sub": sub, "iss": "shippy", "aud": "shippy", "exp": 4_102_444_800u64});
+    token_until(sub, 4_102_444_800)
+}
+
+/// A token for `sub` that expires at `exp` (Unix seconds).
+pub fn token_until(sub: &str, exp: u64) -> String {
+    let claims = json!({"sub": sub, "iss": "shippy", "aud": "shippy", "exp": exp});
     jsonwebtoken::encode(
         &Header::new(Algorithm::HS256),
         &claims,
@@ -43,8 +48,8 @@ pub struct Events {
     pub subscribes: Mutex<Vec<Json>>,
     /// Subscriptions open right now.
     pub open: AtomicUsize,
-    /// Only this `Authorization` may subscribe; others get an `error` message.
-    pub allowed: String,
+    /// Only these `Authorization`s may subscribe; others get an `error` message.
+    pub allowed: Mutex<Vec<String>>,
     /// Set to drop every connection at once, as a dying process does.
     pub killed: tokio::sync::watch::Sender<bool>,
     /// Set to stop reading and answering on every connection (a hung process).
@@ -60,6 +65,11 @@ pub enum Command {
 }
 
 impl Events {
+    /// Lets `token` subscribe too.
+    pub fn allow(&self, token: &str) {
+        self.allowed.lock().unwrap().push(format!("Bearer {token}"));
+    }
+
     pub fn open(&self) -> usize {
         self.open.load(Ordering::SeqCst)
     }
@@ -104,7 +114,9 @@ async fn serve_events(events: Arc<Events>, mut socket: WebSocket) {
                 let message: Json = serde_json::from_str(text.as_str()).unwrap();
                 match message["type"].as_str().unwrap() {
                     "connection_init" => {
-                        allowed = message["payload"]["Authorization"] == events.allowed.as_str();
+                        let presented = message["payload"]["Authorization"].as_str();
+                        allowed = presented
+                            .is_some_and(|p| events.allowed.lock().unwrap().iter().any(|a| a == p));
                         events.inits.lock().unwrap().push(message["payload"].clone());
                         if events.ack.load(Ordering::SeqCst) {
                             let _ = socket.send(AxMessage::text(r#"{"type":"connection_ack"}"#)).await;
@@ -208,7 +220,7 @@ pub async fn start(configure: impl FnOnce(&mut RouterConfig)) -> Env {
         inits: Mutex::new(Vec::new()),
         subscribes: Mutex::new(Vec::new()),
         open: AtomicUsize::new(0),
-        allowed: format!("Bearer {}", token("alice")),
+        allowed: Mutex::new(vec![format!("Bearer {}", token("alice"))]),
         killed: tokio::sync::watch::channel(false).0,
         frozen: tokio::sync::watch::channel(false).0,
         ack: std::sync::atomic::AtomicBool::new(true),
