@@ -27,6 +27,7 @@ pub mod query_planner;
 pub mod resilience;
 pub mod schema;
 pub mod subgraph;
+pub mod telemetry;
 pub mod value;
 
 use std::future::{Future, IntoFuture};
@@ -41,6 +42,13 @@ pub use error::RouterError;
 use pipeline::RouterState;
 use query_planner::QueryPlanner;
 use subgraph::SubgraphClient;
+
+async fn health() -> impl axum::response::IntoResponse {
+    (
+        [(http::header::CONTENT_TYPE, "application/json")],
+        "{\"status\":\"pass\"}",
+    )
+}
 
 /// A router over one supergraph. Cheap to clone: the state is shared.
 #[derive(Clone)]
@@ -149,15 +157,19 @@ impl Router {
             &self.state.config.rate_limit.requests,
             self.state.client_ip_header.clone(),
         );
-        let app = graphql.route(
-            &http.health_path,
-            get(|| async {
-                (
-                    [(http::header::CONTENT_TYPE, "application/json")],
-                    "{\"status\":\"pass\"}",
-                )
-            }),
-        );
+        let metrics_state = Arc::clone(&self.state);
+        let app = graphql
+            .route(
+                "/metrics",
+                get(move || async move { telemetry::metrics_response(&metrics_state) }),
+            )
+            .route(&http.health_path, get(health));
+        // Stateless: ready as soon as it serves (what compose and load balancers probe).
+        let app = if http.health_path == "/ready" {
+            app
+        } else {
+            app.route("/ready", get(health))
+        };
         (app, limiter)
     }
 
@@ -171,6 +183,7 @@ impl Router {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
         let drain_timeout = self.state.config.http.shutdown_timeout;
+        telemetry::register_gauges();
         let (app, request_limiter) = self.app_and_request_limiter();
         let mut tasks = background::spawn(&self.state, request_limiter);
         let (signalled_tx, mut signalled_rx) = tokio::sync::watch::channel(false);
