@@ -66,3 +66,40 @@ impl MigrationTrait for CreateOutbox {
             .await
     }
 }
+
+/// Adds `outbox.traceparent`: the W3C trace position of the request that recorded the event, so
+/// the relay can put it on the stream entry and consumers can link their spans to that request.
+#[derive(DeriveMigrationName)]
+pub struct AddOutboxTraceparent;
+
+#[derive(DeriveIden)]
+enum OutboxTrace {
+    #[sea_orm(iden = "outbox")]
+    Table,
+    Traceparent,
+}
+
+#[async_trait::async_trait]
+impl MigrationTrait for AddOutboxTraceparent {
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        manager
+            .alter_table(
+                Table::alter()
+                    .table(OutboxTrace::Table)
+                    .add_column(string_null(OutboxTrace::Traceparent))
+                    .to_owned(),
+            )
+            .await
+    }
+
+    async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        manager
+            .alter_table(
+                Table::alter()
+                    .table(OutboxTrace::Table)
+                    .drop_column(OutboxTrace::Traceparent)
+                    .to_owned(),
+            )
+            .await
+    }
+}

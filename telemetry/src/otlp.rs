@@ -1,11 +1,17 @@
 //! The OTLP trace pipeline: an exporter (gRPC or HTTP/protobuf), a parent-based ratio sampler and a
 //! batch processor on the Tokio runtime, bridged to `tracing` by `tracing-opentelemetry`.
 
-use opentelemetry::trace::TracerProvider as _;
+use opentelemetry::{
+    Context, KeyValue,
+    trace::{Link, SpanKind, TraceContextExt, TraceId, TracerProvider as _},
+};
 use opentelemetry_otlp::{Protocol, WithExportConfig};
 use opentelemetry_sdk::{
     Resource,
-    trace::{Sampler, SdkTracerProvider, span_processor_with_async_runtime::BatchSpanProcessor},
+    trace::{
+        Sampler, SamplingDecision, SamplingResult, SdkTracerProvider, ShouldSample,
+        span_processor_with_async_runtime::BatchSpanProcessor,
+    },
 };
 use serde::{Deserialize, Serialize};
 use tracing_subscriber::registry::LookupSpan;
@@ -86,15 +92,55 @@ pub fn provider(
         BatchSpanProcessor::builder(exporter, opentelemetry_sdk::runtime::Tokio).build();
     Ok(SdkTracerProvider::builder()
         .with_span_processor(processor)
-        .with_sampler(Sampler::ParentBased(Box::new(Sampler::TraceIdRatioBased(
-            config.sampling_ratio,
-        ))))
+        .with_sampler(QuietRoots::new(config.sampling_ratio))
         .with_resource(
             Resource::builder()
                 .with_service_name(service_name.to_owned())
                 .build(),
         )
         .build())
+}
+
+/// Parent-based ratio sampling that also drops database spans that start a trace of their own.
+///
+/// SeaORM spans every statement; inside a request or an event handler that is what we want, but
+/// the outbox relay's and consumers' background polling would otherwise fill the trace store with
+/// one-span traces.
+#[derive(Debug, Clone)]
+pub struct QuietRoots {
+    inner: Sampler,
+}
+
+impl QuietRoots {
+    /// Samples `ratio` of new traces; children follow their parent.
+    pub fn new(ratio: f64) -> Self {
+        Self {
+            inner: Sampler::ParentBased(Box::new(Sampler::TraceIdRatioBased(ratio))),
+        }
+    }
+}
+
+impl ShouldSample for QuietRoots {
+    fn should_sample(
+        &self,
+        parent_context: Option<&Context>,
+        trace_id: TraceId,
+        name: &str,
+        span_kind: &SpanKind,
+        attributes: &[KeyValue],
+        links: &[Link],
+    ) -> SamplingResult {
+        let is_root = !parent_context.is_some_and(|cx| cx.has_active_span());
+        if is_root && name.starts_with("sea_orm.") {
+            return SamplingResult {
+                decision: SamplingDecision::Drop,
+                attributes: Vec::new(),
+                trace_state: Default::default(),
+            };
+        }
+        self.inner
+            .should_sample(parent_context, trace_id, name, span_kind, attributes, links)
+    }
 }
 
 /// The `tracing` layer that turns spans into OpenTelemetry spans of `provider`.
@@ -136,6 +182,44 @@ mod tests {
         assert_eq!("grpc".parse(), Ok(OtlpProtocol::Grpc));
         assert_eq!("http/protobuf".parse(), Ok(OtlpProtocol::HttpProtobuf));
         assert!("http/json".parse::<OtlpProtocol>().is_err());
+    }
+
+    #[test]
+    fn root_database_spans_are_dropped_and_request_spans_sampled() {
+        let sampler = QuietRoots::new(1.0);
+        let decide = |parent: Option<&Context>, name: &str| {
+            sampler
+                .should_sample(
+                    parent,
+                    TraceId::from(7u128),
+                    name,
+                    &SpanKind::Internal,
+                    &[],
+                    &[],
+                )
+                .decision
+        };
+        assert_eq!(decide(None, "sea_orm.query"), SamplingDecision::Drop);
+        assert_eq!(
+            decide(None, "router.request"),
+            SamplingDecision::RecordAndSample
+        );
+        let parent = Context::new().with_remote_span_context(
+            crate::propagation::span_context_from_traceparent(
+                "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+            )
+            .unwrap(),
+        );
+        assert_eq!(
+            decide(Some(&parent), "sea_orm.query"),
+            SamplingDecision::RecordAndSample
+        );
+        assert_eq!(
+            QuietRoots::new(0.0)
+                .should_sample(None, TraceId::from(7u128), "x", &SpanKind::Server, &[], &[])
+                .decision,
+            SamplingDecision::Drop
+        );
     }
 
     #[tokio::test]

@@ -87,6 +87,14 @@ pub fn span_context_from_traceparent(traceparent: &str) -> Option<SpanContext> {
     span_context.is_valid().then_some(span_context)
 }
 
+/// Makes `span` a child of the span a `traceparent` names (work done later on behalf of a request,
+/// such as publishing the events it recorded). Call it right after creating the span.
+pub fn set_parent_from_traceparent(span: &tracing::Span, traceparent: &str) {
+    if let Some(span_context) = span_context_from_traceparent(traceparent) {
+        let _ = span.set_parent(Context::new().with_remote_span_context(span_context));
+    }
+}
+
 /// Links `span` to the span a `traceparent` names (the producer of an event, for its consumer):
 /// a link, not a parent, since the consumer's work is its own trace that happens later.
 pub fn link_to_traceparent(span: &tracing::Span, traceparent: Option<&str>) {
