@@ -2,6 +2,11 @@
 
 use sea_orm_migration::{prelude::*, schema::*};
 
+/// Every outbox migration, in order: for tests and tools that need the table on its own.
+pub fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+    vec![Box::new(CreateOutbox), Box::new(AddOutboxTraceparent)]
+}
+
 /// Creates `outbox`.
 #[derive(DeriveMigrationName)]
 pub struct CreateOutbox;
@@ -69,8 +74,14 @@ impl MigrationTrait for CreateOutbox {
 
 /// Adds `outbox.traceparent`: the W3C trace position of the request that recorded the event, so
 /// the relay can put it on the stream entry and consumers can link their spans to that request.
-#[derive(DeriveMigrationName)]
 pub struct AddOutboxTraceparent;
+
+// Named by hand: the derived name is the file's (`outbox`), which `CreateOutbox` has already.
+impl MigrationName for AddOutboxTraceparent {
+    fn name(&self) -> &str {
+        "outbox_traceparent"
+    }
+}
 
 #[derive(DeriveIden)]
 enum OutboxTrace {

@@ -338,7 +338,7 @@ struct OutboxOnly;
 
 impl MigratorTrait for OutboxOnly {
     fn migrations() -> Vec<Box<dyn shippy_migrations::MigrationTrait>> {
-        vec![Box::new(shippy_migrations::outbox::CreateOutbox)]
+        shippy_migrations::outbox::migrations()
     }
 }
 
