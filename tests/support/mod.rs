@@ -29,6 +29,14 @@ pub fn shippy() -> Command {
         "SHIPPY_STREAM_PREFIX",
         "SHIPPY_CONSUMER_NAME",
         "SHIPPY_CLAIM_IDLE",
+        "SHIPPY_LOG_FORMAT",
+        "SHIPPY_OTLP_ENDPOINT",
+        "SHIPPY_OTLP_PROTOCOL",
+        "SHIPPY_TRACE_SAMPLING",
+        "OTEL_EXPORTER_OTLP_ENDPOINT",
+        "OTEL_EXPORTER_OTLP_PROTOCOL",
+        "OTEL_SERVICE_NAME",
+        "OTEL_TRACES_FILTER",
     ] {
         cmd.env_remove(var);
     }

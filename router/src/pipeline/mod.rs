@@ -615,8 +615,10 @@ async fn run(
     let _ = observed.kind.set(prepared.kind);
     let span = tracing::Span::current();
     span.record("graphql.operation.type", prepared.kind.as_str());
-    if let Some(name) = &request.operation_name {
-        span.record("graphql.operation.name", name.as_str());
+    let (_, _, _, name) =
+        operation_parts(operation_at(&prepared.document, prepared.operation_index));
+    if let Some(name) = name {
+        span.record("graphql.operation.name", name);
     }
     match prepared.kind {
         OperationKind::Mutation if request.is_get => {

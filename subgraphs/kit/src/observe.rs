@@ -43,6 +43,10 @@ pub fn instrument(app: Router, service: &str) -> Router {
         move |mut request: Request, next: Next| {
             let label = label.clone();
             async move {
+                // Probes and scrapes would bury the requests that matter under one-span traces.
+                if matches!(request.uri().path(), "/health" | "/ready" | "/metrics") {
+                    return next.run(request).await;
+                }
                 let span = tracing::info_span!(
                     "subgraph.request",
                     otel.kind = "server",
@@ -78,6 +82,9 @@ struct MetricsExtension {
     operations: Mutex<Vec<(Option<String>, OperationType)>>,
     /// The type of the operation executed.
     executed: Mutex<Option<OperationType>>,
+    /// The subgraph, from the request data (attached after the `request` hook starts, so read in
+    /// `execute`).
+    service: Mutex<Option<Arc<str>>>,
 }
 
 fn type_name(ty: OperationType) -> &'static str {
@@ -93,9 +100,13 @@ impl Extension for MetricsExtension {
     async fn request(&self, ctx: &ExtensionContext<'_>, next: NextRequest<'_>) -> Response {
         let started = Instant::now();
         let response = next.run(ctx).await;
-        let service = ctx
-            .data_opt::<ServiceLabel>()
-            .map_or_else(|| "unknown".to_owned(), |label| label.0.to_string());
+        let service = self
+            .service
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_deref()
+            .unwrap_or("unknown")
+            .to_owned();
         let operation_type = self
             .executed
             .lock()
@@ -148,6 +159,8 @@ impl Extension for MetricsExtension {
                 .map(|(_, ty)| *ty)
         };
         *self.executed.lock().unwrap_or_else(|p| p.into_inner()) = executed;
+        *self.service.lock().unwrap_or_else(|p| p.into_inner()) =
+            ctx.data_opt::<ServiceLabel>().map(|label| label.0.clone());
         next.run(ctx, operation_name).await
     }
 }
