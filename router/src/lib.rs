@@ -88,6 +88,8 @@ impl Router {
     /// Loads a supergraph (checks its `@link`s, builds the planner and the API schema) and sets
     /// up a client per subgraph. Fails with a clear error when anything cannot be used.
     pub fn from_supergraph_sdl(sdl: &str, config: RouterConfig) -> Result<Router, RouterError> {
+        // The metrics registry first, so nothing recorded from here on is lost.
+        telemetry::register_gauges();
         let planner = QueryPlanner::new(sdl)?;
         for name in config.subgraphs.keys() {
             if !planner.subgraphs().iter().any(|s| &s.name == name) {
@@ -183,7 +185,6 @@ impl Router {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
         let drain_timeout = self.state.config.http.shutdown_timeout;
-        telemetry::register_gauges();
         let (app, request_limiter) = self.app_and_request_limiter();
         let mut tasks = background::spawn(&self.state, request_limiter);
         let (signalled_tx, mut signalled_rx) = tokio::sync::watch::channel(false);
