@@ -7,6 +7,7 @@ use clap::{Args, Parser, Subcommand};
 use shippy_kit::{CancellationToken, db, events, shutdown};
 
 use crate::{
+    demo::{self, DemoArgs},
     schema_tool::{self, CheckOptions, ComposeOptions},
     services::{self, SUBGRAPHS},
     settings::{Settings, SettingsArgs},
@@ -42,6 +43,9 @@ pub enum Command {
     /// Schema tools.
     #[command(subcommand)]
     Schema(SchemaCommand),
+    /// Walk through Shippy via the router: register, log in, create a vessel, ship a consignment and
+    /// print it once assigned (against `shippy up` by default).
+    Demo(DemoArgs),
 }
 
 /// `shippy subgraph` arguments.
@@ -104,6 +108,10 @@ pub async fn run(cli: Cli, settings: Settings) -> anyhow::Result<ExitCode> {
             print!("{}", report.output);
             Ok(ExitCode::from(report.exit_code()))
         }
+        Command::Demo(args) => {
+            demo::run(&args).await?;
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Schema(SchemaCommand::Export { out }) => {
             for path in export_sdl(&out)? {
                 println!("wrote {}", path.display());
@@ -138,7 +146,7 @@ async fn run_service(command: Command, settings: Settings) -> anyhow::Result<()>
             );
             Ok(())
         }
-        Command::Schema(_) => bail!("schema commands do not run as services"),
+        Command::Schema(_) | Command::Demo(_) => bail!("this command does not run as a service"),
     }
 }
 

@@ -199,6 +199,13 @@ pub async fn run(
         };
         supervisor.spawn(service.name, (service.start)(ctx));
     }
+    // The router serves the web UI at `/` unless its configuration turns it off: that is the URL a
+    // person opens.
+    if let Some(router) = addresses.get("router")
+        && shippy_router::RouterConfig::load(None).is_ok_and(|config| config.http.ui)
+    {
+        println!("{:<12} http://{router}/", "web");
+    }
     println!("shippy is up; press Ctrl-C to stop");
     // Each service drains within the grace period itself; allow a little more for the services to wind down.
     let grace = settings.server.shutdown_grace + std::time::Duration::from_secs(2);

@@ -4,8 +4,10 @@
 //! The workload is the public federation gateway benchmark (graphql-hive/router `bench/`, MIT): four
 //! subgraphs, one nested query with an 87 KB response. `workload` holds it, `subgraphs` serves it,
 //! `load` measures a router under it and `report` turns many measurements into one markdown table.
+//! `fanout` is the subscription benchmark: WebSocket subscribers through a router, events fanned out.
 
 pub mod client;
+pub mod fanout;
 pub mod json;
 pub mod load;
 pub mod procfs;

@@ -10,6 +10,7 @@
 mod auth;
 mod rate_limit;
 mod resilience;
+mod subscriptions;
 
 pub use auth::{AuthConfig, JwtConfig, PublicKeyAlgorithm, Secret};
 pub use rate_limit::{
@@ -17,6 +18,7 @@ pub use rate_limit::{
     RedisRateLimitConfig, RequestRateLimit,
 };
 pub use resilience::{CircuitBreakerConfig, HealthCheckConfig, LoadBalancing, RetryConfig};
+pub use subscriptions::{SlowClientPolicy, SubscriptionsConfig};
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -52,6 +54,8 @@ pub struct RouterConfig {
     pub subgraphs: BTreeMap<String, SubgraphOverride>,
     /// Watching the config file for changes (`shippy router --config`).
     pub reload: ReloadConfig,
+    /// Subscriptions over WebSocket and SSE.
+    pub subscriptions: SubscriptionsConfig,
 }
 
 impl Default for RouterConfig {
@@ -67,6 +71,7 @@ impl Default for RouterConfig {
             subgraph_defaults: SubgraphDefaults::default(),
             subgraphs: BTreeMap::new(),
             reload: ReloadConfig::default(),
+            subscriptions: SubscriptionsConfig::default(),
         }
     }
 }
@@ -92,6 +97,12 @@ pub struct HttpConfig {
     /// first address is used). Unset: the TCP peer address. Only set it behind a proxy that
     /// overwrites the header, or clients choose their own rate-limit key.
     pub client_ip_header: Option<String>,
+    /// Serve the Shippy web UI at `/` (and its files under `/assets/`). Turn it off when the
+    /// router fronts subgraphs other than Shippy's.
+    pub ui: bool,
+    /// Serve the GraphiQL playground (assets embedded, no CDN) on `GET <graphql_path>` to browsers
+    /// (`Accept: text/html`); other GET requests are GraphQL queries as usual.
+    pub playground: bool,
 }
 
 impl Default for HttpConfig {
@@ -104,6 +115,8 @@ impl Default for HttpConfig {
             shutdown_timeout: Duration::from_secs(10),
             dedupe: true,
             client_ip_header: None,
+            ui: true,
+            playground: true,
         }
     }
 }
@@ -432,6 +445,7 @@ impl RouterConfig {
                 &e.health_check,
             );
         }
+        self.subscriptions.check(&mut problems);
         if self.reload.interval.is_zero() {
             problems.push("`reload.interval` must be longer than zero".into());
         }

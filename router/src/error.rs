@@ -83,6 +83,13 @@ pub mod codes {
     pub const SUBREQUEST_CIRCUIT_OPEN: &str = "SUBREQUEST_CIRCUIT_OPEN";
     /// Too many requests in flight to the subgraph (`circuit_breaker.max_concurrent_requests`).
     pub const SUBREQUEST_CONCURRENCY_EXCEEDED: &str = "SUBREQUEST_CONCURRENCY_EXCEEDED";
+    /// The subgraph serving a subscription closed its stream or went away.
+    pub const SUBSCRIPTION_UPSTREAM_CLOSED: &str = "SUBSCRIPTION_UPSTREAM_CLOSED";
+    /// A connection already runs `subscriptions.max_subscriptions_per_connection`.
+    pub const SUBSCRIPTION_LIMIT_EXCEEDED: &str = "SUBSCRIPTION_LIMIT_EXCEEDED";
+    /// A slow subscriber lost events (`subscriptions.slow_client: drop`); `extensions.dropped`
+    /// says how many.
+    pub const SUBSCRIPTION_EVENTS_DROPPED: &str = "SUBSCRIPTION_EVENTS_DROPPED";
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]

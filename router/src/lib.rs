@@ -13,7 +13,8 @@
 //! door to the planner crate, `subgraph` the outbound HTTP client (with `resilience`: breaker,
 //! replicas, retries), `auth` tokens and access rules, `limits` the rate limiters, `schema` the
 //! API schema index, `introspection` its resolver, `value` the executor's JSON, `config` the
-//! settings, `background` the tasks that run while serving.
+//! settings, `background` the tasks that run while serving, `subscriptions` WebSocket and SSE
+//! subscriptions (federated: entity fetches per event).
 
 pub mod auth;
 mod background;
@@ -27,8 +28,10 @@ pub mod query_planner;
 pub mod resilience;
 pub mod schema;
 pub mod subgraph;
+pub mod subscriptions;
 pub mod telemetry;
 pub mod value;
+pub mod web;
 
 use std::future::{Future, IntoFuture};
 use std::sync::Arc;
@@ -139,8 +142,8 @@ impl Router {
     }
 
     /// The HTTP application: the GraphQL endpoint (behind the whole-request rate limit when
-    /// `rate_limit.requests` turns it on) and the health check (never limited, so probes keep
-    /// working under a flood).
+    /// `rate_limit.requests` turns it on; browsers loading it get the playground), the health
+    /// check (never limited, so probes keep working under a flood) and the web UI.
     pub fn app(&self) -> axum::Router {
         self.app_and_request_limiter().0
     }
@@ -150,10 +153,13 @@ impl Router {
     ) -> (axum::Router, Option<Arc<limits::requests::RequestLimiter>>) {
         let http = &self.state.config.http;
         let state = Arc::clone(&self.state);
-        let graphql = axum::Router::new().route(
+        let mut graphql = axum::Router::new().route(
             &http.graphql_path,
             any(move |request| pipeline::handle(Arc::clone(&state), request)),
         );
+        if http.playground {
+            graphql = graphql.route_layer(axum::middleware::from_fn(web::playground));
+        }
         let (graphql, limiter) = limits::requests::apply(
             graphql,
             &self.state.config.rate_limit.requests,
@@ -172,6 +178,7 @@ impl Router {
         } else {
             app.route("/ready", get(health))
         };
+        let app = app.merge(web::routes(http));
         (app, limiter)
     }
 
@@ -187,6 +194,10 @@ impl Router {
         let drain_timeout = self.state.config.http.shutdown_timeout;
         let (app, request_limiter) = self.app_and_request_limiter();
         let mut tasks = background::spawn(&self.state, request_limiter);
+        // Upgraded WebSocket connections are not the HTTP server's any more: they close
+        // themselves ("going away") on the hub's signal, and serving ends once they have.
+        let hub = Arc::clone(&self.state.subscriptions);
+        let drained_hub = Arc::clone(&hub);
         let (signalled_tx, mut signalled_rx) = tokio::sync::watch::channel(false);
         let server = axum::serve(
             listener,
@@ -194,6 +205,7 @@ impl Router {
         )
         .with_graceful_shutdown(async move {
             shutdown.await;
+            hub.shut_down();
             let _ = signalled_tx.send(true);
         });
         let drain_deadline = async move {
@@ -210,8 +222,13 @@ impl Router {
                 None => std::future::pending().await,
             }
         };
+        let served = async move {
+            let result = server.into_future().await;
+            drained_hub.drained().await;
+            result
+        };
         tokio::select! {
-            result = server.into_future() => result,
+            result = served => result,
             () = drain_deadline => {
                 tracing::warn!(timeout = ?drain_timeout, "shutdown drain timed out; closing remaining connections");
                 Ok(())
@@ -253,6 +270,10 @@ impl Router {
         note("subgraphs", config.subgraphs != current.subgraphs);
         note("reload", config.reload != current.reload);
         note(
+            "subscriptions",
+            config.subscriptions != current.subscriptions,
+        );
+        note(
             "rate_limit.requests",
             config.rate_limit.requests != current.rate_limit.requests,
         );
@@ -262,6 +283,7 @@ impl Router {
         live_config.subgraph_defaults = current.subgraph_defaults.clone();
         live_config.subgraphs = current.subgraphs.clone();
         live_config.reload = current.reload.clone();
+        live_config.subscriptions = current.subscriptions.clone();
         live_config.rate_limit.requests = current.rate_limit.requests.clone();
         let previous = self.state.live.load_full();
         let changed = live_config != previous.config;
@@ -364,6 +386,16 @@ impl Router {
                 .map(|r| (r.uri.to_string(), r.is_healthy()))
                 .collect(),
         })
+    }
+
+    /// Open subscription connections (WebSocket and SSE).
+    pub fn subscription_connections(&self) -> usize {
+        self.state.subscriptions.connections()
+    }
+
+    /// Distinct upstream subscription streams running (identical subscriptions share one).
+    pub fn subscription_streams(&self) -> usize {
+        self.state.subscriptions.upstream_streams()
     }
 
     pub fn cache_stats(&self) -> CacheStats {

@@ -106,6 +106,18 @@ impl Running {
         Self { child, urls }
     }
 
+    /// `shippy up` on free ports with its data in `data_dir`, started and healthy.
+    pub async fn up(data_dir: &std::path::Path) -> Self {
+        let mut cmd = shippy();
+        cmd.args(["--port-base", "0", "--data-dir"]).arg(data_dir);
+        Self::start(cmd, "shippy is up").await
+    }
+
+    /// The router's base URL (where the web UI is), without `/graphql`.
+    pub fn router_base(&self) -> String {
+        self.url("router").trim_end_matches("/graphql").to_owned()
+    }
+
     /// The URL `service` printed.
     pub fn url(&self, service: &str) -> String {
         self.urls

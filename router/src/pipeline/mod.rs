@@ -36,6 +36,7 @@ pub mod shape;
 pub mod validate;
 pub mod variables;
 
+use std::borrow::Cow;
 use std::convert::Infallible;
 use std::net::IpAddr;
 use std::panic::AssertUnwindSafe;
@@ -70,7 +71,10 @@ use crate::auth::{Identity, JwtVerifier};
 use crate::config::{FieldRateLimit, RouterConfig};
 use crate::error::{GraphQLError, RouterError, codes};
 use crate::limits::RateLimits;
-use crate::query_planner::{NormalizedOperation, OperationKind, QueryPlan, QueryPlanner};
+use crate::query_planner::{
+    FetchNode, NormalizedOperation, OperationKind, PlanNode, QueryPlan, QueryPlanner,
+    SubscriptionNode,
+};
 use crate::schema::Schema;
 use crate::subgraph::{SubgraphClient, forwarded_headers};
 use crate::telemetry::{Observed, Outcome};
@@ -100,6 +104,8 @@ pub struct RouterState {
     pub rate_limit_directives: Vec<(String, FieldRateLimit)>,
     pub inbound: InboundDedupe,
     pub client_ip_header: Option<HeaderName>,
+    /// Subscription connections and the upstream streams they share.
+    pub subscriptions: Arc<crate::subscriptions::Hub>,
 }
 
 /// The configuration that can change while serving, with what is built from it.
@@ -222,6 +228,7 @@ impl RouterState {
                  **********************************************************************"
             );
         }
+        let subscriptions = Arc::new(crate::subscriptions::Hub::new(config.subscriptions.clone()));
         Ok(RouterState {
             config,
             live: ArcSwap::from_pointee(live),
@@ -237,6 +244,7 @@ impl RouterState {
             rate_limit_directives,
             inbound: InboundDedupe::default(),
             client_ip_header,
+            subscriptions,
         })
     }
 
@@ -435,7 +443,56 @@ impl RouterState {
         identity: Option<&Identity>,
         errors: Vec<GraphQLError>,
     ) -> Vec<u8> {
-        let initial_data = if prepared.has_introspection {
+        let plan_root = plan.and_then(|plan| plan.root.as_ref());
+        self.execute_from(
+            prepared, plan_root, None, variables, headers, identity, errors,
+        )
+        .await
+    }
+
+    /// Execute and respond for one event of a subscription: `payload` (the subgraph's `next`
+    /// payload) is the primary fetch's result, then the rest of the plan runs on it exactly as
+    /// a query's entity fetches do, and the response is shaped like a query's.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn execute_event(
+        &self,
+        prepared: &PreparedOperation,
+        subscription: &SubscriptionNode,
+        payload: Bytes,
+        variables: &serde_json::Map<String, serde_json::Value>,
+        headers: &HeaderMap,
+        identity: Option<&Identity>,
+        errors: Vec<GraphQLError>,
+    ) -> Vec<u8> {
+        self.execute_from(
+            prepared,
+            subscription.rest.as_deref(),
+            Some((&subscription.primary, payload)),
+            variables,
+            headers,
+            identity,
+            errors,
+        )
+        .await
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn execute_from(
+        &self,
+        prepared: &PreparedOperation,
+        plan_root: Option<&PlanNode>,
+        event: Option<(&FetchNode, Bytes)>,
+        variables: &serde_json::Map<String, serde_json::Value>,
+        headers: &HeaderMap,
+        identity: Option<&Identity>,
+        mut errors: Vec<GraphQLError>,
+    ) -> Vec<u8> {
+        let arena = ResponseArena::new();
+        let initial_data = if let Some((primary, payload)) = event {
+            let (data, event_errors) = execute::event_data(self, &arena, primary, payload);
+            errors.extend(event_errors);
+            data
+        } else if prepared.has_introspection {
             let (_, selection_set, _, _) =
                 operation_parts(operation_at(&prepared.document, prepared.operation_index));
             Value::Object(crate::introspection::resolve_root(
@@ -447,27 +504,12 @@ impl RouterState {
         } else {
             Value::Object(Vec::new())
         };
-        let arena = ResponseArena::new();
-        let plan_root = plan.and_then(|plan| plan.root.as_ref());
-        // The plan knows renamed variables by their new names.
-        let renamed;
-        let plan_variables = if prepared.variable_renames.is_empty() {
-            variables
-        } else {
-            let mut map = variables.clone();
-            for (new, old) in &prepared.variable_renames {
-                if let Some(value) = map.remove(old) {
-                    map.insert(new.clone(), value);
-                }
-            }
-            renamed = map;
-            &renamed
-        };
+        let plan_variables = plan_variables(prepared, variables);
         let mut output = execute(
             self,
             plan_root,
             prepared.kind,
-            plan_variables,
+            &plan_variables,
             headers,
             identity.map(|i| i.claims_json()),
             &arena,
@@ -498,9 +540,31 @@ impl RouterState {
     }
 }
 
+/// The client's variables under the names the plan knows them by (variables renamed before
+/// planning get their new names).
+pub fn plan_variables<'v>(
+    prepared: &PreparedOperation,
+    variables: &'v serde_json::Map<String, serde_json::Value>,
+) -> Cow<'v, serde_json::Map<String, serde_json::Value>> {
+    if prepared.variable_renames.is_empty() {
+        return Cow::Borrowed(variables);
+    }
+    let mut map = variables.clone();
+    for (new, old) in &prepared.variable_renames {
+        if let Some(value) = map.remove(old) {
+            map.insert(new.clone(), value);
+        }
+    }
+    Cow::Owned(map)
+}
+
 /// The GraphQL endpoint: any method reaches it so that the wrong ones get a GraphQL error.
 /// Each request runs in its own `router.request` span and is counted in the request series.
 pub async fn handle(state: Arc<RouterState>, request: http::Request<Body>) -> Response {
+    // A WebSocket lives for its connection: it has its own gauges, not a request span.
+    if crate::subscriptions::ws::is_upgrade(request.headers()) {
+        return crate::subscriptions::ws::handle(state, request).await;
+    }
     let span = crate::telemetry::request_span(request.headers());
     let started = std::time::Instant::now();
     let observed = Observed::default();
@@ -524,8 +588,11 @@ async fn handle_request(
 ) -> Response {
     let live = state.live.load_full();
     let (parts, body) = request.into_parts();
+    // GraphQL over SSE: errors before the stream starts are plain JSON.
+    let event_stream = crate::subscriptions::sse::accepts(&parts.headers);
     let media = match request::negotiate(&parts.headers) {
         Ok(media) => media,
+        Err(_) if event_stream => MediaType::Json,
         Err(error) => return request_error(MediaType::Json, error),
     };
     if let Err(error) = request::check_method(&parts.method) {
@@ -569,6 +636,15 @@ async fn handle_request(
             state.client_ip_header.as_ref(),
         ),
     };
+    if event_stream {
+        let mut response =
+            crate::subscriptions::sse::respond(&state, graphql, caller, identity.clone()).await;
+        // The stream started; what it carries later is the subscription's, not this request's.
+        if response.status() == StatusCode::OK {
+            response.extensions_mut().insert(Outcome::Ok);
+        }
+        return response;
+    }
     // A bug (here or in the planner) must cost one request, not a connection or the process.
     match AssertUnwindSafe(run(&state, &live, graphql, media, caller, observed))
         .catch_unwind()
@@ -591,10 +667,87 @@ async fn handle_request(
 
 /// Who sent a request: what `authorize`, `rate_limit` and `execute` need to know about them.
 #[derive(Clone, Copy)]
-struct Caller<'r> {
-    headers: &'r HeaderMap,
-    identity: Option<&'r Identity>,
-    ip: Option<IpAddr>,
+pub struct Caller<'r> {
+    pub headers: &'r HeaderMap,
+    pub identity: Option<&'r Identity>,
+    pub ip: Option<IpAddr>,
+}
+
+/// A prepared operation admitted for this caller: what `execute` needs.
+pub struct Admitted {
+    pub prepared: Arc<PreparedOperation>,
+    pub variables: serde_json::Map<String, serde_json::Value>,
+    /// Guarded selections removed for this caller (sorted node ids).
+    pub removed: Vec<u32>,
+    /// The plan of what is left.
+    pub plan: Option<Arc<QueryPlan>>,
+    /// Why fields were removed; first in the response.
+    pub errors: Vec<GraphQLError>,
+    /// The caller's headers forwarded to subgraphs.
+    pub headers: HeaderMap,
+}
+
+/// Why an operation was not admitted.
+pub enum Refusal {
+    /// Status under `application/graphql-response+json`, and the errors.
+    Rejected(StatusCode, Vec<GraphQLError>),
+    /// Every root field is over its rate limit; try again after the duration.
+    RateLimited(Vec<GraphQLError>, std::time::Duration),
+}
+
+/// The per-caller stages after `prepare`, shared by every transport: variables coerced, fields
+/// the caller may not see or is rate limited on removed (or the whole operation refused), and
+/// the plan of what is left.
+pub async fn admit(
+    state: &RouterState,
+    live: &Live,
+    prepared: Arc<PreparedOperation>,
+    raw_variables: &serde_json::Map<String, serde_json::Value>,
+    caller: Caller<'_>,
+) -> Result<Admitted, Refusal> {
+    let variables = variables::coerce(&state.schema, &prepared.variables, raw_variables)
+        .map_err(|errors| Refusal::Rejected(StatusCode::BAD_REQUEST, errors))?;
+    let guards = &prepared.guards;
+    let mut verdicts = Verdicts::new(guards, &variables);
+    if !guards.is_empty() {
+        authorize::authorize(
+            guards,
+            &mut verdicts,
+            caller.identity,
+            &live.config.auth.scopes_claim,
+        );
+        rate_limit::check(
+            guards,
+            &mut verdicts,
+            &live.rate_limits,
+            caller.identity,
+            caller.ip,
+        )
+        .await;
+        if let Some(wait) = rate_limit::whole_operation_limited(
+            guards,
+            &verdicts,
+            &variables,
+            prepared.has_introspection,
+        ) {
+            return Err(Refusal::RateLimited(verdicts.errors(guards), wait));
+        }
+    }
+    let removed = verdicts.removed_nodes(guards);
+    let plan = state
+        .plan_without(&prepared, &removed)
+        .await
+        .map_err(|rejection| Refusal::Rejected(rejection.status, rejection.errors.clone()))?;
+    let errors = verdicts.errors(guards);
+    let headers = forwarded_headers(&state.forward_headers, caller.headers);
+    Ok(Admitted {
+        prepared,
+        variables,
+        removed,
+        plan,
+        errors,
+        headers,
+    })
 }
 
 async fn run(
@@ -645,45 +798,19 @@ async fn run(
         }
         _ => {}
     }
-    let variables = match variables::coerce(&state.schema, &prepared.variables, &request.variables)
-    {
-        Ok(variables) => variables,
-        Err(errors) => return rejected(media, StatusCode::BAD_REQUEST, &errors),
+    let admitted = match admit(state, live, prepared, &request.variables, caller).await {
+        Ok(admitted) => admitted,
+        Err(Refusal::Rejected(status, errors)) => return rejected(media, status, &errors),
+        Err(Refusal::RateLimited(errors, wait)) => return too_many_requests(media, errors, wait),
     };
-
-    let guards = &prepared.guards;
-    let mut verdicts = Verdicts::new(guards, &variables);
-    if !guards.is_empty() {
-        authorize::authorize(
-            guards,
-            &mut verdicts,
-            caller.identity,
-            &live.config.auth.scopes_claim,
-        );
-        rate_limit::check(
-            guards,
-            &mut verdicts,
-            &live.rate_limits,
-            caller.identity,
-            caller.ip,
-        )
-        .await;
-        if let Some(wait) = rate_limit::whole_operation_limited(
-            guards,
-            &verdicts,
-            &variables,
-            prepared.has_introspection,
-        ) {
-            return too_many_requests(media, verdicts.errors(guards), wait);
-        }
-    }
-    let removed = verdicts.removed_nodes(guards);
-    let plan = match state.plan_without(&prepared, &removed).await {
-        Ok(plan) => plan,
-        Err(rejection) => return rejected(media, rejection.status, &rejection.errors),
-    };
-    let errors = verdicts.errors(guards);
-    let headers = forwarded_headers(&state.forward_headers, caller.headers);
+    let Admitted {
+        prepared,
+        variables,
+        removed,
+        plan,
+        errors,
+        headers,
+    } = admitted;
     let execute = || async {
         Bytes::from(
             state
@@ -719,7 +846,7 @@ async fn run(
 }
 
 /// Everything an executed query's response depends on.
-fn dedupe_key(
+pub fn dedupe_key(
     prepared: &PreparedOperation,
     removed: &[u32],
     variables: &serde_json::Map<String, serde_json::Value>,

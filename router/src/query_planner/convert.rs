@@ -19,10 +19,60 @@ pub(super) fn convert_plan(
         .as_ref()
         .map(|node| convert_node(node, subgraphs))
         .transpose()?;
+    let root = root
+        .map(serialize_mutations)
+        .map(hoist_subscription)
+        .transpose()?;
     Ok(QueryPlan {
-        root: root.map(serialize_mutations),
+        root,
         text: plan.to_string(),
     })
+}
+
+/// The planner puts a subscription's primary fetch first in a `Sequence` with the entity fetches
+/// that complete each event; ours keeps those as the subscription node's `rest`, so the executor
+/// can run them per event. A primary fetch anywhere else cannot be executed.
+fn hoist_subscription(root: PlanNode) -> Result<PlanNode, PlannerError> {
+    let misplaced =
+        || PlannerError::Planning("a subscription's primary fetch is not first in its plan".into());
+    match root {
+        PlanNode::Sequence(mut nodes)
+            if matches!(nodes.first(), Some(PlanNode::Subscription(_))) =>
+        {
+            let PlanNode::Subscription(mut subscription) = nodes.remove(0) else {
+                return Err(misplaced());
+            };
+            if nodes.iter().any(contains_subscription) {
+                return Err(misplaced());
+            }
+            subscription.rest = match nodes.len() {
+                0 => None,
+                1 => nodes.pop().map(Box::new),
+                _ => Some(Box::new(PlanNode::Sequence(nodes))),
+            };
+            Ok(PlanNode::Subscription(subscription))
+        }
+        PlanNode::Subscription(subscription) => Ok(PlanNode::Subscription(subscription)),
+        other if contains_subscription(&other) => Err(misplaced()),
+        other => Ok(other),
+    }
+}
+
+fn contains_subscription(node: &PlanNode) -> bool {
+    match node {
+        PlanNode::Subscription(_) => true,
+        PlanNode::Sequence(nodes) | PlanNode::Parallel(nodes) => {
+            nodes.iter().any(contains_subscription)
+        }
+        PlanNode::Condition(condition) => condition
+            .if_clause
+            .iter()
+            .chain(condition.else_clause.iter())
+            .any(|node| contains_subscription(node)),
+        PlanNode::Fetch(_) | PlanNode::Flatten(_) | PlanNode::BatchFetch(_) | PlanNode::Defer => {
+            false
+        }
+    }
 }
 
 fn is_mutation_fetch(node: &PlanNode) -> bool {
@@ -141,9 +191,10 @@ fn convert_node(
                 .map(|n| convert_node(n, subgraphs).map(Box::new))
                 .transpose()?,
         }),
-        HivePlanNode::Subscription(subscription) => {
-            PlanNode::Subscription(convert_fetch(&subscription.primary, subgraphs)?)
-        }
+        HivePlanNode::Subscription(subscription) => PlanNode::Subscription(SubscriptionNode {
+            primary: convert_fetch(&subscription.primary, subgraphs)?,
+            rest: None,
+        }),
         HivePlanNode::Defer(_) => PlanNode::Defer,
     })
 }

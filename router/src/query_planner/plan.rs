@@ -32,10 +32,18 @@ pub enum PlanNode {
     Parallel(Vec<PlanNode>),
     /// `@skip`/`@include` on a variable: the branch to run depends on the variable's value.
     Condition(ConditionNode),
-    /// Subscriptions are executed by the subscription transport (a later issue).
-    Subscription(FetchNode),
+    /// A subscription: `primary` opens the event stream on the subgraph that owns the root
+    /// field; `rest` runs for every event, on the event's data (entity fetches to other
+    /// subgraphs). Only ever the plan's root.
+    Subscription(SubscriptionNode),
     /// `@defer` is not planned by this planner version; kept so such a plan is refused cleanly.
     Defer,
+}
+
+#[derive(Debug, Clone)]
+pub struct SubscriptionNode {
+    pub primary: FetchNode,
+    pub rest: Option<Box<PlanNode>>,
 }
 
 #[derive(Debug, Clone)]

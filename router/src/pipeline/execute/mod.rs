@@ -97,6 +97,95 @@ pub async fn execute<'a>(
     }
 }
 
+/// Writes `{"query":…,"variables":{…}}` with the fetch's client variables (`variables`, as the
+/// plan names them) plus `extra` (representations), each given as already-serialized JSON, and
+/// the caller's claims for subgraphs that take them. Also the `subscribe` payload of a
+/// subscription's primary fetch.
+pub fn request_body(
+    state: &RouterState,
+    variables: &Map<String, Json>,
+    claims: Option<&Bytes>,
+    fetch: &FetchNode,
+    extra: &[(&str, &[u8])],
+) -> Bytes {
+    let extra_len: usize = extra.iter().map(|(_, v)| v.len() + 8).sum();
+    let mut body = Vec::with_capacity(fetch.query_json.len() + extra_len + 64);
+    body.extend_from_slice(b"{\"query\":");
+    body.extend_from_slice(fetch.query_json.as_bytes());
+    let mut first = true;
+    let mut separator = |body: &mut Vec<u8>| {
+        body.extend_from_slice(if first { b",\"variables\":{" } else { b"," });
+        first = false;
+    };
+    for (name, json) in extra {
+        separator(&mut body);
+        write_str(&mut body, name);
+        body.push(b':');
+        body.extend_from_slice(json);
+    }
+    for name in &fetch.variable_usages {
+        if let Some(value) = variables.get(name) {
+            separator(&mut body);
+            write_str(&mut body, name);
+            body.push(b':');
+            // Serializing a JSON value into a Vec cannot fail.
+            let _ = serde_json::to_writer(&mut body, value);
+        }
+    }
+    if !first {
+        body.push(b'}');
+    }
+    if let Some(claims) = claims
+        && state.subgraphs[fetch.subgraph].forward_claims
+    {
+        body.extend_from_slice(b",\"extensions\":{\"claims\":");
+        body.extend_from_slice(claims);
+        body.push(b'}');
+    }
+    body.push(b'}');
+    Bytes::from(body)
+}
+
+/// One event of a subscription (a GraphQL response from the subgraph's stream, `payload` of its
+/// `next` message) as the data the rest of the plan starts from, parsed into `arena`, with the
+/// primary fetch's output rewrites applied. Its errors are returned tagged with the subgraph.
+pub fn event_data<'a>(
+    state: &RouterState,
+    arena: &'a ResponseArena,
+    fetch: &FetchNode,
+    payload: Bytes,
+) -> (Value<'a>, Vec<GraphQLError>) {
+    let index = arena.push(payload);
+    let bytes: &'a [u8] = &arena[index];
+    let service = fetch.service.as_str();
+    match sonic_rs::from_slice::<SubgraphBody<'a>>(bytes) {
+        Ok(mut event) => {
+            let errors = event
+                .take_errors()
+                .unwrap_or_default()
+                .into_iter()
+                .map(|e| subgraph_error(e, service, Some))
+                .collect();
+            if !fetch.output_rewrites.is_empty() {
+                apply_rewrites(&state.schema, &mut event.data, &fetch.output_rewrites);
+            }
+            (event.data, errors)
+        }
+        Err(_) => {
+            tracing::warn!(
+                subgraph = service,
+                "subscription event is not a GraphQL response"
+            );
+            let error = GraphQLError::new(
+                format!("Subgraph \"{service}\" sent an invalid subscription event"),
+                codes::SUBREQUEST_MALFORMED_RESPONSE,
+            )
+            .with_extension("service", service.to_string());
+            (Value::Null, vec![error])
+        }
+    }
+}
+
 /// A subgraph response body: `data` borrows from the arena, `errors` are owned (they are rare).
 #[derive(Deserialize)]
 struct SubgraphBody<'a> {
@@ -149,6 +238,8 @@ impl<'a> Execution<'a> {
                         self.run(branch).await;
                     }
                 }
+                // A subscription's events are executed one by one from its `rest`
+                // (`RouterState::execute_event`); the node itself is never run.
                 PlanNode::Subscription(_) | PlanNode::Defer => self.push_error(GraphQLError::new(
                     "Subscriptions and @defer are not executed over this transport",
                     codes::UNSUPPORTED_OPERATION,
@@ -171,45 +262,8 @@ impl<'a> Execution<'a> {
             .extend(errors);
     }
 
-    /// Writes `{"query":…,"variables":{…}}` with the fetch's client variables plus `extra`
-    /// (representations), each given as already-serialized JSON.
     fn request_body(&self, fetch: &FetchNode, extra: &[(&str, &[u8])]) -> Bytes {
-        let extra_len: usize = extra.iter().map(|(_, v)| v.len() + 8).sum();
-        let mut body = Vec::with_capacity(fetch.query_json.len() + extra_len + 64);
-        body.extend_from_slice(b"{\"query\":");
-        body.extend_from_slice(fetch.query_json.as_bytes());
-        let mut first = true;
-        let mut separator = |body: &mut Vec<u8>| {
-            body.extend_from_slice(if first { b",\"variables\":{" } else { b"," });
-            first = false;
-        };
-        for (name, json) in extra {
-            separator(&mut body);
-            write_str(&mut body, name);
-            body.push(b':');
-            body.extend_from_slice(json);
-        }
-        for name in &fetch.variable_usages {
-            if let Some(value) = self.variables.get(name) {
-                separator(&mut body);
-                write_str(&mut body, name);
-                body.push(b':');
-                // Serializing a JSON value into a Vec cannot fail.
-                let _ = serde_json::to_writer(&mut body, value);
-            }
-        }
-        if !first {
-            body.push(b'}');
-        }
-        if let Some(claims) = self.claims
-            && self.state.subgraphs[fetch.subgraph].forward_claims
-        {
-            body.extend_from_slice(b",\"extensions\":{\"claims\":");
-            body.extend_from_slice(claims);
-            body.push(b'}');
-        }
-        body.push(b'}');
-        Bytes::from(body)
+        request_body(self.state, self.variables, self.claims, fetch, extra)
     }
 
     /// Sends a request and parses the response; on failure records an error naming the subgraph.
@@ -576,7 +630,7 @@ fn path_element(value: &Json) -> Option<PathElement> {
 /// Turns an error from a subgraph into a client error: its message and extensions are kept, it
 /// is tagged with the subgraph, given a code if it has none, and re-pathed by `repath` (which
 /// receives the subgraph's own path).
-fn subgraph_error(
+pub fn subgraph_error(
     error: Json,
     service: &str,
     repath: impl FnOnce(Vec<PathElement>) -> Option<Vec<PathElement>>,

@@ -1,0 +1,429 @@
+//! The subscription fan-out benchmark: N WebSocket subscribers (graphql-transport-ws) through a
+//! router, all on one subscription whose events a subgraph emits; each event is completed with an
+//! entity fetch to a second subgraph, as in a federated subscription.
+//!
+//! The event source and the subscribers run in this process and share one clock: each event
+//! carries the time it was emitted (`sentAtMs`, milliseconds since the run began), so a
+//! subscriber's delivery latency is its receive time minus that. The router runs in its own
+//! process (or in this one, for tests), so its resident memory can be read before the
+//! subscribers connect and once they all receive events: the difference per subscriber is what a
+//! subscription costs it.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use axum::extract::State;
+use axum::extract::ws::{Message as AxMessage, WebSocket, WebSocketUpgrade};
+use axum::response::IntoResponse;
+use futures::{SinkExt, StreamExt};
+use serde::Serialize;
+use serde_json::{Value, json};
+use tokio::sync::{Semaphore, broadcast};
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+
+/// What every subscriber runs.
+pub const SUBSCRIPTION: &str = "subscription { tick { seq sentAtMs label } }";
+
+/// The fan-out's parameters.
+#[derive(Debug, Clone)]
+pub struct FanoutOptions {
+    /// The router's GraphQL endpoint as a `ws://` URL.
+    pub url: String,
+    pub subscribers: usize,
+    /// Measured events.
+    pub events: usize,
+    /// Time between measured events.
+    pub interval: Duration,
+    /// Subscribers connecting at once.
+    pub connect_concurrency: usize,
+    /// The whole run (connecting included) fails after this long.
+    pub timeout: Duration,
+    /// The router process, to read its resident memory (`None`: not measured).
+    pub router_pid: Option<u32>,
+}
+
+/// What a run measured.
+#[derive(Debug, Clone, Serialize)]
+pub struct FanoutReport {
+    pub subscribers: usize,
+    pub events: usize,
+    /// Events received by all subscribers together (`subscribers * events` when none was lost).
+    pub delivered: u64,
+    /// Events that arrived out of order or not at all.
+    pub lost_or_reordered: u64,
+    pub latency_p50_ms: f64,
+    pub latency_p99_ms: f64,
+    pub latency_max_ms: f64,
+    /// Time to connect and subscribe everyone.
+    pub connect_seconds: f64,
+    /// Upstream subscriptions the source saw (identical subscriptions share one).
+    pub upstream_subscriptions: usize,
+    pub router_rss_before_mib: Option<f64>,
+    pub router_rss_after_mib: Option<f64>,
+    pub router_rss_per_subscriber_kib: Option<f64>,
+}
+
+/// The event source: a graphql-transport-ws subgraph (`/events`) and the HTTP subgraph that
+/// resolves `Tick.label` (`/labels`).
+pub struct Source {
+    feed: broadcast::Sender<Value>,
+    subscriptions: AtomicUsize,
+    epoch: Instant,
+}
+
+impl Source {
+    pub fn new() -> Arc<Source> {
+        Arc::new(Source {
+            feed: broadcast::channel(1024).0,
+            subscriptions: AtomicUsize::new(0),
+            epoch: Instant::now(),
+        })
+    }
+
+    /// Milliseconds since the source was created: the clock of `sentAtMs`.
+    pub fn now_ms(&self) -> f64 {
+        self.epoch.elapsed().as_secs_f64() * 1000.0
+    }
+
+    /// Emits event `seq` to every upstream subscription.
+    pub fn emit(&self, seq: i64) {
+        let payload = json!({"data": {"tick": {"__typename": "Tick", "id": seq.to_string(),
+            "seq": seq, "sentAtMs": self.now_ms()}}});
+        let _ = self.feed.send(payload);
+    }
+
+    /// Upstream subscriptions opened so far.
+    pub fn subscriptions(&self) -> usize {
+        self.subscriptions.load(Ordering::SeqCst)
+    }
+
+    /// The subgraphs' HTTP application.
+    pub fn app(self: &Arc<Self>) -> axum::Router {
+        axum::Router::new()
+            .route("/events", axum::routing::get(events))
+            .route("/labels", axum::routing::post(labels))
+            .with_state(Arc::clone(self))
+    }
+}
+
+async fn events(State(source): State<Arc<Source>>, ws: WebSocketUpgrade) -> impl IntoResponse {
+    ws.protocols(["graphql-transport-ws"])
+        .on_upgrade(move |socket| serve_events(source, socket))
+}
+
+async fn serve_events(source: Arc<Source>, mut socket: WebSocket) {
+    let mut feed = source.feed.subscribe();
+    let mut id: Option<String> = None;
+    loop {
+        tokio::select! {
+            message = socket.recv() => {
+                let Some(Ok(AxMessage::Text(text))) = message else { return };
+                let Ok(message) = serde_json::from_str::<Value>(text.as_str()) else { return };
+                let reply = match message["type"].as_str() {
+                    Some("connection_init") => json!({"type": "connection_ack"}),
+                    Some("ping") => json!({"type": "pong"}),
+                    Some("subscribe") => {
+                        id = message["id"].as_str().map(str::to_owned);
+                        source.subscriptions.fetch_add(1, Ordering::SeqCst);
+                        continue;
+                    }
+                    Some("complete") => return,
+                    _ => continue,
+                };
+                if socket.send(AxMessage::text(reply.to_string())).await.is_err() {
+                    return;
+                }
+            }
+            payload = feed.recv() => {
+                let Ok(payload) = payload else { continue };
+                let Some(id) = &id else { continue };
+                let frame = json!({"type": "next", "id": id, "payload": payload});
+                if socket.send(AxMessage::text(frame.to_string())).await.is_err() {
+                    return;
+                }
+            }
+        }
+    }
+}
+
+async fn labels(body: String) -> impl IntoResponse {
+    let body: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
+    let entities: Vec<Value> = body["variables"]["representations"]
+        .as_array()
+        .map(|reps| {
+            reps.iter()
+                .map(|r| json!({"__typename": "Tick", "label": format!("tick {}", r["id"].as_str().unwrap_or(""))}))
+                .collect()
+        })
+        .unwrap_or_default();
+    (
+        [(http::header::CONTENT_TYPE, "application/json")],
+        json!({"data": {"_entities": entities}}).to_string(),
+    )
+}
+
+/// The supergraph of the two source subgraphs served at `base` (`http://host:port`).
+pub fn supergraph(base: &str) -> String {
+    format!(
+        r#"schema
+  @link(url: "https://specs.apollo.dev/link/v1.0")
+  @link(url: "https://specs.apollo.dev/join/v0.3", for: EXECUTION) {{
+  query: Query
+  subscription: Subscription
+}}
+
+directive @join__enumValue(graph: join__Graph!) repeatable on ENUM_VALUE
+directive @join__field(graph: join__Graph, requires: join__FieldSet, provides: join__FieldSet, type: String, external: Boolean, override: String, usedOverridden: Boolean) repeatable on FIELD_DEFINITION | INPUT_FIELD_DEFINITION
+directive @join__graph(name: String!, url: String!) on ENUM_VALUE
+directive @join__implements(graph: join__Graph!, interface: String!) repeatable on OBJECT | INTERFACE
+directive @join__type(graph: join__Graph!, key: join__FieldSet, extension: Boolean! = false, resolvable: Boolean! = true, isInterfaceObject: Boolean! = false) repeatable on OBJECT | INTERFACE | UNION | ENUM | INPUT_OBJECT | SCALAR
+directive @join__unionMember(graph: join__Graph!, member: String!) repeatable on UNION
+directive @link(url: String, as: String, for: link__Purpose, import: [link__Import]) repeatable on SCHEMA
+
+scalar join__FieldSet
+scalar link__Import
+
+enum join__Graph {{
+  EVENTS @join__graph(name: "events", url: "{base}/events")
+  LABELS @join__graph(name: "labels", url: "{base}/labels")
+}}
+
+enum link__Purpose {{
+  SECURITY
+  EXECUTION
+}}
+
+type Query @join__type(graph: EVENTS) @join__type(graph: LABELS) {{
+  ping: Boolean @join__field(graph: EVENTS)
+}}
+
+type Subscription @join__type(graph: EVENTS) {{
+  tick: Tick! @join__field(graph: EVENTS)
+}}
+
+type Tick @join__type(graph: EVENTS, key: "id") @join__type(graph: LABELS, key: "id") {{
+  id: ID!
+  seq: Int! @join__field(graph: EVENTS)
+  sentAtMs: Float! @join__field(graph: EVENTS)
+  label: String! @join__field(graph: LABELS)
+}}
+"#
+    )
+}
+
+/// One subscriber's record: latencies of the measured events, in order of arrival.
+#[derive(Default)]
+struct Received {
+    latencies_ms: Vec<f64>,
+    out_of_order: u64,
+}
+
+type Socket =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+async fn subscribe(url: &str) -> anyhow::Result<Socket> {
+    let mut request = url.into_client_request()?;
+    request
+        .headers_mut()
+        .insert("sec-websocket-protocol", "graphql-transport-ws".parse()?);
+    let (mut socket, _) = tokio_tungstenite::connect_async(request).await?;
+    socket
+        .send(Message::text(r#"{"type":"connection_init"}"#))
+        .await?;
+    loop {
+        match socket.next().await {
+            Some(Ok(Message::Text(text))) if text.contains("connection_ack") => break,
+            Some(Ok(Message::Text(_) | Message::Ping(_) | Message::Pong(_))) => {}
+            other => bail!("no connection_ack: {other:?}"),
+        }
+    }
+    let subscribe = json!({"type": "subscribe", "id": "1", "payload": {"query": SUBSCRIPTION}});
+    socket.send(Message::text(subscribe.to_string())).await?;
+    Ok(socket)
+}
+
+/// Reads events until the measured ones (`seq >= first`, `events` of them) arrived. Warm-up
+/// events (`seq < first`) only mark the subscriber as attached.
+async fn receive(
+    mut socket: Socket,
+    source: Arc<Source>,
+    first: i64,
+    events: usize,
+    attached: Arc<AtomicUsize>,
+) -> anyhow::Result<Received> {
+    let mut received = Received::default();
+    let mut is_attached = false;
+    let mut expected = first;
+    while received.latencies_ms.len() < events {
+        let text = match socket.next().await {
+            Some(Ok(Message::Text(text))) => text,
+            Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
+            other => bail!("the subscription ended: {other:?}"),
+        };
+        let now = source.now_ms();
+        let message: Value = serde_json::from_str(text.as_str())?;
+        if message["type"] != "next" {
+            if message["type"] == "ping" {
+                socket.send(Message::text(r#"{"type":"pong"}"#)).await?;
+                continue;
+            }
+            bail!("unexpected message {message}");
+        }
+        let tick = &message["payload"]["data"]["tick"];
+        let seq = tick["seq"].as_i64().context("an event without seq")?;
+        if tick["label"] != format!("tick {seq}").as_str() {
+            bail!("the entity fetch did not complete event {seq}: {message}");
+        }
+        if !is_attached {
+            is_attached = true;
+            attached.fetch_add(1, Ordering::SeqCst);
+        }
+        if seq < first {
+            continue;
+        }
+        if seq != expected {
+            received.out_of_order += 1;
+        }
+        expected = seq + 1;
+        let sent = tick["sentAtMs"]
+            .as_f64()
+            .context("an event without sentAtMs")?;
+        received.latencies_ms.push(now - sent);
+    }
+    let _ = socket
+        .send(Message::text(r#"{"type":"complete","id":"1"}"#))
+        .await;
+    let _ = socket.close(None).await;
+    Ok(received)
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let rank = ((p / 100.0) * (sorted.len() - 1) as f64).round() as usize;
+    sorted[rank.min(sorted.len() - 1)]
+}
+
+fn rss_mib(pid: Option<u32>) -> Option<f64> {
+    let status = std::fs::read_to_string(format!("/proc/{}/status", pid?)).ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    let kib: f64 = line["VmRSS:".len()..]
+        .trim()
+        .strip_suffix("kB")?
+        .trim()
+        .parse()
+        .ok()?;
+    Some(kib / 1024.0)
+}
+
+/// Connects the subscribers, waits until all receive warm-up events, then emits the measured
+/// events and collects their delivery latencies.
+pub async fn run(source: Arc<Source>, options: &FanoutOptions) -> anyhow::Result<FanoutReport> {
+    let deadline = Instant::now() + options.timeout;
+    let rss_before = rss_mib(options.router_pid);
+    let started = Instant::now();
+    let permits = Arc::new(Semaphore::new(options.connect_concurrency.max(1)));
+    let attached = Arc::new(AtomicUsize::new(0));
+    // Measured events start at a sequence number far above the warm-ups.
+    let first: i64 = 1_000_000;
+    let mut connecting = Vec::with_capacity(options.subscribers);
+    for _ in 0..options.subscribers {
+        let permits = Arc::clone(&permits);
+        let url = options.url.clone();
+        connecting.push(tokio::spawn(async move {
+            let _permit = permits.acquire_owned().await?;
+            subscribe(&url).await
+        }));
+    }
+    let mut receivers = Vec::with_capacity(options.subscribers);
+    for connection in connecting {
+        let socket = connection.await??;
+        receivers.push(tokio::spawn(receive(
+            socket,
+            Arc::clone(&source),
+            first,
+            options.events,
+            Arc::clone(&attached),
+        )));
+    }
+    let connect_seconds = started.elapsed().as_secs_f64();
+    // Subscribers attach to the shared stream asynchronously: warm up until every one has an
+    // event.
+    let mut warmup = 0;
+    while attached.load(Ordering::SeqCst) < options.subscribers {
+        if Instant::now() > deadline {
+            bail!(
+                "only {} of {} subscribers received an event in time",
+                attached.load(Ordering::SeqCst),
+                options.subscribers
+            );
+        }
+        source.emit(warmup);
+        warmup += 1;
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // Let the last warm-up event drain before measuring.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let rss_after = rss_mib(options.router_pid);
+    for seq in 0..options.events {
+        source.emit(first + seq as i64);
+        tokio::time::sleep(options.interval).await;
+    }
+    let mut latencies = Vec::with_capacity(options.subscribers * options.events);
+    let mut lost_or_reordered = 0;
+    for receiver in receivers {
+        let remaining = deadline.saturating_duration_since(Instant::now());
+        let received = tokio::time::timeout(remaining, receiver)
+            .await
+            .context("subscribers still waiting for events at the timeout")???;
+        lost_or_reordered += received.out_of_order;
+        latencies.extend(received.latencies_ms);
+    }
+    let delivered = latencies.len() as u64;
+    lost_or_reordered += (options.subscribers * options.events) as u64 - delivered;
+    latencies.sort_by(f64::total_cmp);
+    let per_subscriber = match (rss_before, rss_after) {
+        (Some(before), Some(after)) => {
+            Some((after - before) * 1024.0 / options.subscribers.max(1) as f64)
+        }
+        _ => None,
+    };
+    Ok(FanoutReport {
+        subscribers: options.subscribers,
+        events: options.events,
+        delivered,
+        lost_or_reordered,
+        latency_p50_ms: percentile(&latencies, 50.0),
+        latency_p99_ms: percentile(&latencies, 99.0),
+        latency_max_ms: latencies.last().copied().unwrap_or(f64::NAN),
+        connect_seconds,
+        upstream_subscriptions: source.subscriptions(),
+        router_rss_before_mib: rss_before,
+        router_rss_after_mib: rss_after,
+        router_rss_per_subscriber_kib: per_subscriber,
+    })
+}
+
+/// The report in one line, for the log and the README.
+pub fn summary(report: &FanoutReport) -> String {
+    let rss = report
+        .router_rss_per_subscriber_kib
+        .map(|kib| format!(", router RSS {kib:.1} KiB per subscriber"))
+        .unwrap_or_default();
+    format!(
+        "{} subscribers x {} events: {} delivered, {} lost or reordered, p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms, connected in {:.1} s, {} upstream subscription(s){rss}",
+        report.subscribers,
+        report.events,
+        report.delivered,
+        report.lost_or_reordered,
+        report.latency_p50_ms,
+        report.latency_p99_ms,
+        report.latency_max_ms,
+        report.connect_seconds,
+        report.upstream_subscriptions,
+    )
+}

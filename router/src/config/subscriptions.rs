@@ -1,0 +1,91 @@
+//! Subscription settings: the client transports (WebSocket, SSE), their limits and keep-alive,
+//! and the upstream WebSocket connections to subgraphs.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+/// Subscriptions over WebSocket (`graphql-transport-ws`, legacy `graphql-ws`) and SSE on the
+/// GraphQL path. Restart-only: a reload that changes it is ignored and reported.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SubscriptionsConfig {
+    pub enabled: bool,
+    /// Open subscription connections (WebSocket connections plus SSE streams) the router
+    /// accepts at once; an upgrade beyond it gets HTTP 503.
+    pub max_connections: usize,
+    /// Subscriptions one WebSocket connection may run at once; one more is refused with an
+    /// `error` message (`SUBSCRIPTION_LIMIT_EXCEEDED`), the connection stays open.
+    pub max_subscriptions_per_connection: usize,
+    /// Events buffered per subscriber that the client has not read yet.
+    pub buffer_size: usize,
+    /// What happens when a subscriber's buffer is full.
+    pub slow_client: SlowClientPolicy,
+    /// How often the router pings idle WebSocket clients (and upstream subgraphs), and sends an
+    /// SSE comment, so that proxies keep the connection and dead peers are noticed.
+    #[serde(with = "humantime_serde")]
+    pub keep_alive: Duration,
+    /// How long a WebSocket client has to send `connection_init` (closed with 4408 after).
+    #[serde(with = "humantime_serde")]
+    pub connection_init_timeout: Duration,
+    /// How long the router waits for a subgraph to open its WebSocket and acknowledge
+    /// `connection_init`.
+    #[serde(with = "humantime_serde")]
+    pub upstream_connect_timeout: Duration,
+    /// Largest message accepted from a client or a subgraph, in bytes.
+    pub max_message_size: usize,
+}
+
+/// A subscriber whose buffer is full is either closed (it must resubscribe, and knows it:
+/// WebSocket close 4429 / an SSE error event) or loses the events that do not fit, each loss
+/// reported as an error item (`SUBSCRIPTION_EVENTS_DROPPED` with the count).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SlowClientPolicy {
+    Close,
+    Drop,
+}
+
+impl Default for SubscriptionsConfig {
+    fn default() -> Self {
+        SubscriptionsConfig {
+            enabled: true,
+            max_connections: 20_000,
+            max_subscriptions_per_connection: 100,
+            buffer_size: 128,
+            slow_client: SlowClientPolicy::Close,
+            keep_alive: Duration::from_secs(15),
+            connection_init_timeout: Duration::from_secs(10),
+            upstream_connect_timeout: Duration::from_secs(10),
+            max_message_size: 1024 * 1024,
+        }
+    }
+}
+
+impl SubscriptionsConfig {
+    /// Problems serde cannot find, for `RouterConfig::check`.
+    pub(crate) fn check(&self, problems: &mut Vec<String>) {
+        for (name, value) in [
+            ("max_connections", self.max_connections),
+            (
+                "max_subscriptions_per_connection",
+                self.max_subscriptions_per_connection,
+            ),
+            ("buffer_size", self.buffer_size),
+            ("max_message_size", self.max_message_size),
+        ] {
+            if value == 0 {
+                problems.push(format!("`subscriptions.{name}` must be at least 1"));
+            }
+        }
+        for (name, value) in [
+            ("keep_alive", self.keep_alive),
+            ("connection_init_timeout", self.connection_init_timeout),
+            ("upstream_connect_timeout", self.upstream_connect_timeout),
+        ] {
+            if value.is_zero() {
+                problems.push(format!("`subscriptions.{name}` must be longer than zero"));
+            }
+        }
+    }
+}

@@ -1,0 +1,512 @@
+//! Federated subscriptions: the engine shared by the client transports (`ws` for
+//! graphql-transport-ws and the legacy graphql-ws, `sse` for GraphQL over SSE) and the upstream
+//! WebSocket client (`upstream`).
+//!
+//! A subscription goes through exactly the stages an HTTP request does (`prepare`, then
+//! `admit`: variables, field authorization, rate limits, the plan of what is left). Its plan is a
+//! [`SubscriptionNode`]: the primary fetch opens a graphql-transport-ws stream on the subgraph that
+//! owns the root field, with the caller's `Authorization` in `connection_init`; for every event
+//! the rest of the plan (entity fetches to other subgraphs) runs on the event's data and the
+//! result is shaped like a query response.
+//!
+//! Identical subscriptions (same operation, variables, forwarded headers, identity and removed
+//! fields: the inbound deduplication key of queries) share one upstream stream and one execution
+//! per event; the rendered response is fanned out to every subscriber through a bounded
+//! broadcast buffer (`subscriptions.buffer_size`). A subscriber that falls that far behind is
+//! closed or loses events, by `subscriptions.slow_client`, so memory stays bounded.
+
+pub mod sse;
+pub mod upstream;
+pub mod ws;
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use http::{HeaderValue, StatusCode};
+use tokio::sync::{Notify, broadcast, watch};
+use xxhash_rust::xxh3::Xxh3;
+
+use self::upstream::{UpstreamEvent, UpstreamSubscription};
+use crate::auth::Identity;
+use crate::config::SubscriptionsConfig;
+use crate::error::{GraphQLError, codes};
+use crate::pipeline::request::GraphQLRequest;
+use crate::pipeline::{Admitted, Caller, Refusal, RouterState, admit, dedupe_key, plan_variables};
+use crate::query_planner::{OperationKind, PlanNode, QueryPlan};
+
+/// Gauge of open WebSocket connections (both protocols).
+pub const CONNECTIONS_GAUGE: &str = shippy_telemetry::metrics::names::ROUTER_WEBSOCKET_CONNECTIONS;
+/// Gauge of active client subscriptions (WebSocket and SSE).
+pub const SUBSCRIPTIONS_GAUGE: &str = shippy_telemetry::metrics::names::ROUTER_SUBSCRIPTIONS;
+
+/// What every subscriber of a stream receives.
+#[derive(Debug, Clone)]
+pub enum Event {
+    /// A response (`{"data":…}` with any errors), rendered once for all subscribers.
+    Next(Bytes),
+    /// The stream ended with these errors (the subgraph refused it, failed or went away).
+    Error(Arc<Vec<GraphQLError>>),
+    /// The subgraph completed the stream.
+    Complete,
+}
+
+/// What a subscriber gets from [`Subscriber::recv`].
+#[derive(Debug)]
+pub enum Received {
+    Event(Event),
+    /// The subscriber fell behind by more than the buffer; this many events were lost.
+    Lagged(u64),
+}
+
+/// The subscription state shared by every connection of a router.
+pub struct Hub {
+    config: SubscriptionsConfig,
+    connections: AtomicUsize,
+    streams: Mutex<HashMap<u128, Arc<Stream>>>,
+    shutdown: watch::Sender<bool>,
+}
+
+/// One upstream stream and its subscribers.
+struct Stream {
+    sender: broadcast::Sender<Event>,
+    /// Changed only under the hub's `streams` lock.
+    subscribers: AtomicUsize,
+    /// Woken when the last subscriber leaves.
+    idle: Notify,
+}
+
+impl Hub {
+    pub fn new(config: SubscriptionsConfig) -> Hub {
+        Hub {
+            config,
+            connections: AtomicUsize::new(0),
+            streams: Mutex::new(HashMap::new()),
+            shutdown: watch::channel(false).0,
+        }
+    }
+
+    pub fn config(&self) -> &SubscriptionsConfig {
+        &self.config
+    }
+
+    /// A connection slot, or `None` at `max_connections`.
+    pub fn connect(self: &Arc<Self>) -> Option<ConnectionSlot> {
+        let previous = self.connections.fetch_add(1, Ordering::AcqRel);
+        if previous >= self.config.max_connections {
+            self.connections.fetch_sub(1, Ordering::AcqRel);
+            return None;
+        }
+        Some(ConnectionSlot {
+            hub: Arc::clone(self),
+        })
+    }
+
+    /// Open subscription connections (WebSocket and SSE).
+    pub fn connections(&self) -> usize {
+        self.connections.load(Ordering::Acquire)
+    }
+
+    /// Distinct upstream streams running.
+    pub fn upstream_streams(&self) -> usize {
+        self.lock().len()
+    }
+
+    /// Completes once the router shuts down.
+    pub fn shutting_down(&self) -> impl Future<Output = ()> + Send + 'static {
+        let mut signal = self.shutdown.subscribe();
+        async move {
+            // An error means the hub is gone, which only happens at shutdown too.
+            let _ = signal.wait_for(|down| *down).await;
+        }
+    }
+
+    /// Tells every connection to close ("going away").
+    pub fn shut_down(&self) {
+        self.shutdown.send_replace(true);
+    }
+
+    /// Waits until every connection has closed.
+    pub async fn drained(&self) {
+        let mut signal = self.shutdown.subscribe();
+        while self.connections() > 0 {
+            // Connections close within a write; poll rather than track each one.
+            tokio::select! {
+                _ = signal.changed() => {}
+                () = tokio::time::sleep(std::time::Duration::from_millis(20)) => {}
+            }
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<u128, Arc<Stream>>> {
+        self.streams.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Joins the stream `key`, starting it with `start` when nobody runs it yet.
+    fn join(
+        self: &Arc<Self>,
+        key: u128,
+        start: impl FnOnce(Arc<Stream>) -> tokio::task::JoinHandle<()>,
+    ) -> Subscriber {
+        let mut streams = self.lock();
+        let stream = match streams.get(&key) {
+            Some(stream) => Arc::clone(stream),
+            None => {
+                let stream = Arc::new(Stream {
+                    sender: broadcast::channel(self.config.buffer_size).0,
+                    subscribers: AtomicUsize::new(0),
+                    idle: Notify::new(),
+                });
+                streams.insert(key, Arc::clone(&stream));
+                // The producer needs the lock only when it ends, after this returns.
+                drop(start(Arc::clone(&stream)));
+                stream
+            }
+        };
+        stream.subscribers.fetch_add(1, Ordering::AcqRel);
+        let receiver = stream.sender.subscribe();
+        metrics::gauge!(SUBSCRIPTIONS_GAUGE).increment(1.0);
+        Subscriber {
+            hub: Arc::clone(self),
+            key,
+            stream,
+            receiver,
+        }
+    }
+
+    /// Removes `stream` from the map (if it is still the one under `key`), so that nobody joins
+    /// it any more.
+    fn retire(&self, key: u128, stream: &Arc<Stream>) {
+        let mut streams = self.lock();
+        if streams.get(&key).is_some_and(|s| Arc::ptr_eq(s, stream)) {
+            streams.remove(&key);
+        }
+    }
+}
+
+/// Holds one of `max_connections`; released when dropped.
+pub struct ConnectionSlot {
+    hub: Arc<Hub>,
+}
+
+impl Drop for ConnectionSlot {
+    fn drop(&mut self) {
+        self.hub.connections.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// One client subscription on a shared stream. Leaving (drop) as the last subscriber stops the
+/// upstream stream.
+pub struct Subscriber {
+    hub: Arc<Hub>,
+    key: u128,
+    stream: Arc<Stream>,
+    receiver: broadcast::Receiver<Event>,
+}
+
+impl Subscriber {
+    /// The next event; `None` when the stream ended without a final event (its producer
+    /// stopped for the router's shutdown).
+    pub async fn recv(&mut self) -> Option<Received> {
+        match self.receiver.recv().await {
+            Ok(event) => Some(Received::Event(event)),
+            Err(broadcast::error::RecvError::Lagged(missed)) => Some(Received::Lagged(missed)),
+            Err(broadcast::error::RecvError::Closed) => None,
+        }
+    }
+}
+
+impl Drop for Subscriber {
+    fn drop(&mut self) {
+        metrics::gauge!(SUBSCRIPTIONS_GAUGE).decrement(1.0);
+        // Under the lock, so that nobody joins a stream whose last subscriber is leaving.
+        let mut streams = self.hub.lock();
+        if self.stream.subscribers.fetch_sub(1, Ordering::AcqRel) == 1 {
+            if streams
+                .get(&self.key)
+                .is_some_and(|s| Arc::ptr_eq(s, &self.stream))
+            {
+                streams.remove(&self.key);
+            }
+            // `notify_one` keeps a permit, so a producer not waiting yet still sees it.
+            self.stream.idle.notify_one();
+        }
+    }
+}
+
+/// What [`start`] made of an operation.
+pub enum Started {
+    /// A query or mutation sent over a subscription transport: its one response.
+    Single(Bytes),
+    /// A subscription.
+    Stream(Subscriber),
+}
+
+/// Why an operation was refused before it started: errors for the client and the HTTP status an
+/// SSE request answers with.
+#[derive(Debug)]
+pub struct Refused {
+    pub status: StatusCode,
+    pub errors: Vec<GraphQLError>,
+}
+
+impl Refused {
+    fn new(status: StatusCode, errors: Vec<GraphQLError>) -> Refused {
+        Refused { status, errors }
+    }
+}
+
+/// Who subscribes: the caller as the HTTP pipeline sees it, plus the credential to present to
+/// the subgraph's WebSocket in `connection_init`.
+pub struct Subscribing<'r> {
+    pub caller: Caller<'r>,
+    pub identity: Option<Arc<Identity>>,
+    pub authorization: Option<HeaderValue>,
+}
+
+/// Runs `request` for a subscription transport: refused, a single response (queries and
+/// mutations), or a subscriber on the (possibly shared) upstream stream.
+pub async fn start(
+    state: &Arc<RouterState>,
+    request: &GraphQLRequest,
+    who: Subscribing<'_>,
+) -> Result<Started, Refused> {
+    let live = state.live.load_full();
+    let prepared = state
+        .prepare(&request.query, request.operation_name.as_deref(), &live)
+        .await
+        .map_err(|rejection| Refused::new(rejection.status, rejection.errors.clone()))?;
+    if request.is_get && prepared.kind == OperationKind::Mutation {
+        return Err(Refused::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            vec![GraphQLError::new(
+                "Mutations cannot be sent with GET; use POST",
+                codes::OPERATION_NOT_ALLOWED,
+            )],
+        ));
+    }
+    let admitted = admit(state, &live, prepared, &request.variables, who.caller)
+        .await
+        .map_err(|refusal| match refusal {
+            Refusal::Rejected(status, errors) => Refused::new(status, errors),
+            Refusal::RateLimited(errors, _) => Refused::new(StatusCode::TOO_MANY_REQUESTS, errors),
+        })?;
+    if admitted.prepared.kind != OperationKind::Subscription {
+        let body = state
+            .execute(
+                &admitted.prepared,
+                admitted.plan.as_deref(),
+                &admitted.variables,
+                &admitted.headers,
+                who.caller.identity,
+                admitted.errors,
+            )
+            .await;
+        return Ok(Started::Single(Bytes::from(body)));
+    }
+    let Some(plan) = admitted
+        .plan
+        .clone()
+        .filter(|plan| matches!(plan.root, Some(PlanNode::Subscription(_))))
+    else {
+        // Everything subscribed to was removed (unauthorized or rate limited).
+        let mut errors = admitted.errors;
+        if errors.is_empty() {
+            errors.push(GraphQLError::new(
+                "The subscription has nothing to subscribe to",
+                codes::UNSUPPORTED_OPERATION,
+            ));
+        }
+        return Err(Refused::new(StatusCode::FORBIDDEN, errors));
+    };
+    let mut hasher = Xxh3::new();
+    let base = dedupe_key(
+        &admitted.prepared,
+        &admitted.removed,
+        &admitted.variables,
+        &admitted.headers,
+        who.caller.identity,
+        &admitted.errors,
+    );
+    hasher.update(&base.to_le_bytes());
+    if let Some(authorization) = &who.authorization {
+        hasher.update(authorization.as_bytes());
+    }
+    let key = hasher.digest128();
+    let hub = &state.subscriptions;
+    let producer = Producer {
+        state: Arc::clone(state),
+        plan,
+        admitted,
+        identity: who.identity,
+        authorization: who.authorization,
+        key,
+    };
+    Ok(Started::Stream(
+        hub.join(key, |stream| tokio::spawn(producer.run(stream))),
+    ))
+}
+
+/// Runs one upstream stream: opens it, executes the rest of the plan per event, broadcasts.
+struct Producer {
+    state: Arc<RouterState>,
+    plan: Arc<QueryPlan>,
+    admitted: Admitted,
+    identity: Option<Arc<Identity>>,
+    authorization: Option<HeaderValue>,
+    key: u128,
+}
+
+impl Producer {
+    async fn run(self, stream: Arc<Stream>) {
+        let Some(PlanNode::Subscription(node)) = &self.plan.root else {
+            return;
+        };
+        let hub = &self.state.subscriptions;
+        let shutdown = hub.shutting_down();
+        tokio::pin!(shutdown);
+        let service = node.primary.service.as_str();
+        let admitted = &self.admitted;
+        let variables = plan_variables(&admitted.prepared, &admitted.variables);
+        let body = crate::pipeline::execute::request_body(
+            &self.state,
+            &variables,
+            self.identity.as_deref().map(Identity::claims_json),
+            &node.primary,
+            &[],
+        );
+        let client = &self.state.subgraphs[node.primary.subgraph];
+        let opened = tokio::select! {
+            opened = UpstreamSubscription::open(
+                client,
+                &admitted.headers,
+                self.authorization.as_ref(),
+                body,
+                hub.config(),
+            ) => opened,
+            () = stream.idle.notified() => return,
+            () = &mut shutdown => return,
+        };
+        let mut upstream = match opened {
+            Ok(upstream) => upstream,
+            Err(error) => {
+                tracing::warn!(subgraph = service, %error, "subscription could not be opened upstream");
+                let error = GraphQLError::new(
+                    format!("Subgraph \"{service}\" could not be subscribed to"),
+                    codes::SUBREQUEST_HTTP_ERROR,
+                )
+                .with_extension("service", service.to_string());
+                self.finish(&stream, Event::Error(Arc::new(vec![error])));
+                return;
+            }
+        };
+        loop {
+            let event = tokio::select! {
+                event = upstream.next() => event,
+                () = stream.idle.notified() => {
+                    upstream.complete().await;
+                    return;
+                }
+                () = &mut shutdown => {
+                    upstream.complete().await;
+                    return;
+                }
+            };
+            match event {
+                UpstreamEvent::Next(payload) => {
+                    let body = self
+                        .state
+                        .execute_event(
+                            &admitted.prepared,
+                            node,
+                            payload,
+                            &admitted.variables,
+                            &admitted.headers,
+                            self.identity.as_deref(),
+                            admitted.errors.clone(),
+                        )
+                        .await;
+                    // No receivers only means the last one is leaving; `idle` ends the loop.
+                    let _ = stream.sender.send(Event::Next(Bytes::from(body)));
+                }
+                UpstreamEvent::Error(errors) => {
+                    let errors = errors
+                        .into_iter()
+                        .map(|e| crate::pipeline::execute::subgraph_error(e, service, Some))
+                        .collect();
+                    self.finish(&stream, Event::Error(Arc::new(errors)));
+                    return;
+                }
+                UpstreamEvent::Complete => {
+                    self.finish(&stream, Event::Complete);
+                    return;
+                }
+                UpstreamEvent::Closed(reason) => {
+                    tracing::warn!(
+                        subgraph = service,
+                        reason,
+                        "subgraph ended a subscription stream"
+                    );
+                    let error = GraphQLError::new(
+                        format!("Subgraph \"{service}\" closed the subscription stream"),
+                        codes::SUBSCRIPTION_UPSTREAM_CLOSED,
+                    )
+                    .with_extension("service", service.to_string());
+                    self.finish(&stream, Event::Error(Arc::new(vec![error])));
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Takes the stream out of the hub (so new subscribers start a fresh one), then sends the
+    /// final event to the ones it has.
+    fn finish(&self, stream: &Arc<Stream>, event: Event) {
+        self.state.subscriptions.retire(self.key, stream);
+        let _ = stream.sender.send(event);
+    }
+}
+
+/// The request in a `subscribe` (graphql-transport-ws), `start` (graphql-ws) or SSE payload.
+pub fn request_from_payload(payload: &serde_json::Value) -> Result<GraphQLRequest, GraphQLError> {
+    let bad = |message: &str| GraphQLError::new(message.to_string(), codes::BAD_REQUEST);
+    let object = payload
+        .as_object()
+        .ok_or_else(|| bad("The payload must be an object"))?;
+    let query = object
+        .get("query")
+        .and_then(|q| q.as_str())
+        .ok_or_else(|| bad("The payload has no `query` string"))?;
+    let operation_name = match object.get("operationName") {
+        None | Some(serde_json::Value::Null) => None,
+        Some(serde_json::Value::String(name)) => Some(name.clone()),
+        Some(_) => return Err(bad("`operationName` must be a string")),
+    };
+    let variables = match object.get("variables") {
+        None | Some(serde_json::Value::Null) => serde_json::Map::new(),
+        Some(serde_json::Value::Object(map)) => map.clone(),
+        Some(_) => return Err(bad("`variables` must be an object")),
+    };
+    let extensions = match object.get("extensions") {
+        Some(serde_json::Value::Object(map)) => map.clone(),
+        _ => serde_json::Map::new(),
+    };
+    Ok(GraphQLRequest {
+        query: query.to_string(),
+        operation_name,
+        variables,
+        extensions,
+        is_get: false,
+    })
+}
+
+/// The error item a subscriber gets in place of `missed` events under the `drop` policy.
+pub fn dropped_error(missed: u64) -> GraphQLError {
+    GraphQLError::new(
+        format!("{missed} events were dropped because the subscriber fell behind"),
+        codes::SUBSCRIPTION_EVENTS_DROPPED,
+    )
+    .with_extension("dropped", missed)
+}

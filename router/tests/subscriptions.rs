@@ -1,0 +1,388 @@
+//! Federated subscriptions through the router over WebSocket: a scripted subgraph streams
+//! `Tick`s, the router completes each with `Tick.label` from a second subgraph. Event order,
+//! authentication, identity propagation, refusal, subgraph death, shutdown and the limits.
+
+#[path = "subscriptions/support.rs"]
+mod support;
+
+use futures::SinkExt;
+use serde_json::json;
+use support::{Client, TICKS, WAIT, sse_events, start, token};
+
+#[tokio::test]
+async fn events_arrive_in_order_with_fields_from_another_subgraph() {
+    let env = start(|_| {}).await;
+    let alice = token("alice");
+    let mut client = Client::init(&env.ws_url, &alice).await;
+    client.subscribe("s1", TICKS, json!({"from": 1})).await;
+    env.until("the upstream subscription", || env.events.open() == 1)
+        .await;
+    for n in 1..=20 {
+        env.events.tick(n);
+    }
+    for n in 1..=20 {
+        let message = client.message().await;
+        assert_eq!(message["type"], "next", "{message}");
+        assert_eq!(message["id"], "s1");
+        assert_eq!(
+            message["payload"],
+            json!({"data": {"ticks": {"n": n, "label": format!("tick t{n}")}}})
+        );
+    }
+    // The caller's identity reached the subgraph: in connection_init for the stream, and as the
+    // forwarded header on every entity fetch.
+    let bearer = format!("Bearer {alice}");
+    assert_eq!(
+        env.events.inits.lock().unwrap()[0]["Authorization"],
+        bearer.as_str()
+    );
+    assert!(env.names_seen.lock().unwrap().iter().all(|h| *h == bearer));
+    assert_eq!(
+        env.events.subscribes.lock().unwrap()[0]["variables"],
+        json!({"from": 1})
+    );
+    // `complete` from the client ends the upstream subscription.
+    client.send(json!({"type": "complete", "id": "s1"})).await;
+    env.until("the upstream complete", || env.events.open() == 0)
+        .await;
+}
+
+#[tokio::test]
+async fn the_subgraph_completing_completes_the_client() {
+    let env = start(|_| {}).await;
+    let mut client = Client::init(&env.ws_url, &token("alice")).await;
+    client.subscribe("a", TICKS, json!({"from": 1})).await;
+    env.until("the upstream subscription", || env.events.open() == 1)
+        .await;
+    env.events.tick(1);
+    assert_eq!(client.message().await["type"], "next");
+    let _ = env.events.feed.send(support::Command::Complete);
+    assert_eq!(
+        client.message().await,
+        json!({"type": "complete", "id": "a"})
+    );
+    // The id is free again and the connection still works.
+    client.subscribe("a", TICKS, json!({"from": 2})).await;
+    env.until("a second upstream subscription", || env.events.open() == 1)
+        .await;
+}
+
+#[tokio::test]
+async fn identical_subscriptions_share_one_upstream_stream() {
+    let env = start(|_| {}).await;
+    let alice = token("alice");
+    let mut first = Client::init(&env.ws_url, &alice).await;
+    let mut second = Client::init(&env.ws_url, &alice).await;
+    first.subscribe("1", TICKS, json!({"from": 1})).await;
+    env.until("the upstream subscription", || env.events.open() == 1)
+        .await;
+    second.subscribe("1", TICKS, json!({"from": 1})).await;
+    env.until("the second subscriber", || {
+        env.router.subscription_streams() == 1 && env.router.subscription_connections() == 2
+    })
+    .await;
+    // The second joined the first's stream: wait until it is attached, then tick.
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    env.events.tick(7);
+    for client in [&mut first, &mut second] {
+        let message = client.message().await;
+        assert_eq!(message["payload"]["data"]["ticks"]["n"], 7, "{message}");
+    }
+    assert_eq!(env.events.subscribes.lock().unwrap().len(), 1);
+    // The stream lives while one subscriber is left, and stops with the last.
+    drop(first);
+    env.events.tick(8);
+    assert_eq!(second.message().await["payload"]["data"]["ticks"]["n"], 8);
+    second.send(json!({"type": "complete", "id": "1"})).await;
+    env.until("the upstream complete", || env.events.open() == 0)
+        .await;
+}
+
+#[tokio::test]
+async fn a_bad_token_closes_with_4403_and_no_token_is_refused_the_field() {
+    let env = start(|_| {}).await;
+    let mut client = Client::connect(&env.ws_url, "graphql-transport-ws").await;
+    client
+        .send(
+            json!({"type": "connection_init", "payload": {"Authorization": "Bearer not-a-token"}}),
+        )
+        .await;
+    assert_eq!(client.closed().await, (4403, "Forbidden".to_string()));
+
+    // The upgrade request's header counts when connection_init carries none.
+    let mut request =
+        tokio_tungstenite::tungstenite::client::IntoClientRequest::into_client_request(
+            env.ws_url.as_str(),
+        )
+        .unwrap();
+    request.headers_mut().insert(
+        "sec-websocket-protocol",
+        "graphql-transport-ws".parse().unwrap(),
+    );
+    request
+        .headers_mut()
+        .insert("authorization", "Bearer forged".parse().unwrap());
+    let (socket, _) = tokio_tungstenite::connect_async(request).await.unwrap();
+    let mut client = Client { socket };
+    client
+        .send(json!({"type": "connection_init", "payload": {}}))
+        .await;
+    assert_eq!(client.closed().await.0, 4403);
+
+    // Anonymous: connected, but `ticks` is @authenticated.
+    let mut client = Client::connect(&env.ws_url, "graphql-transport-ws").await;
+    client.send(json!({"type": "connection_init"})).await;
+    assert_eq!(client.message().await["type"], "connection_ack");
+    client.subscribe("x", TICKS, json!({"from": 1})).await;
+    let message = client.message().await;
+    assert_eq!(message["type"], "error", "{message}");
+    assert_eq!(
+        message["payload"][0]["extensions"]["code"],
+        "UNAUTHORIZED_FIELD_OR_TYPE"
+    );
+    assert!(env.events.subscribes.lock().unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn a_subgraph_refusal_reaches_the_client_as_an_error() {
+    let env = start(|_| {}).await;
+    // Bob's token is valid, but the subgraph only lets Alice subscribe.
+    let mut client = Client::init(&env.ws_url, &token("bob")).await;
+    client.subscribe("b", TICKS, json!({"from": 1})).await;
+    let message = client.message().await;
+    assert_eq!(message["type"], "error", "{message}");
+    assert_eq!(message["id"], "b");
+    assert_eq!(message["payload"][0]["extensions"]["code"], "FORBIDDEN");
+    assert_eq!(message["payload"][0]["extensions"]["service"], "events");
+    assert_eq!(
+        env.events.inits.lock().unwrap()[0]["Authorization"],
+        format!("Bearer {}", token("bob")).as_str()
+    );
+}
+
+#[tokio::test]
+async fn a_killed_subgraph_ends_the_subscription_with_an_error() {
+    let env = start(|_| {}).await;
+    let mut client = Client::init(&env.ws_url, &token("alice")).await;
+    client.subscribe("k", TICKS, json!({"from": 1})).await;
+    env.until("the upstream subscription", || env.events.open() == 1)
+        .await;
+    env.events.tick(1);
+    assert_eq!(client.message().await["type"], "next");
+    env.kill_events();
+    let message = client.message().await;
+    assert_eq!(message["type"], "error", "{message}");
+    assert_eq!(
+        message["payload"][0]["extensions"]["code"],
+        "SUBSCRIPTION_UPSTREAM_CLOSED"
+    );
+    // The connection stays usable.
+    client.send(json!({"type": "ping"})).await;
+    assert_eq!(client.message().await, json!({"type": "pong"}));
+}
+
+#[tokio::test]
+async fn router_shutdown_closes_with_going_away() {
+    let mut env = start(|_| {}).await;
+    let mut client = Client::init(&env.ws_url, &token("alice")).await;
+    client.subscribe("s", TICKS, json!({"from": 1})).await;
+    env.until("the upstream subscription", || env.events.open() == 1)
+        .await;
+    env.shut_down();
+    assert_eq!(client.closed().await, (1001, "Going away".to_string()));
+    let served = env.served.take().unwrap();
+    tokio::time::timeout(WAIT, served)
+        .await
+        .expect("the router stopped")
+        .unwrap()
+        .unwrap();
+    env.until("the upstream complete", || env.events.open() == 0)
+        .await;
+}
+
+#[tokio::test]
+async fn protocol_violations_close_with_the_spec_codes() {
+    let env = start(|config| {
+        config.subscriptions.connection_init_timeout = std::time::Duration::from_millis(300);
+    })
+    .await;
+    let alice = token("alice");
+    // subscribe before connection_init: 4401.
+    let mut client = Client::connect(&env.ws_url, "graphql-transport-ws").await;
+    client.subscribe("1", TICKS, json!({"from": 1})).await;
+    assert_eq!(client.closed().await.0, 4401);
+    // no connection_init in time: 4408.
+    let mut client = Client::connect(&env.ws_url, "graphql-transport-ws").await;
+    assert_eq!(client.closed().await.0, 4408);
+    // a second connection_init: 4429.
+    let mut client = Client::init(&env.ws_url, &alice).await;
+    client.send(json!({"type": "connection_init"})).await;
+    assert_eq!(client.closed().await.0, 4429);
+    // a duplicate id: 4409.
+    let mut client = Client::init(&env.ws_url, &alice).await;
+    client.subscribe("same", TICKS, json!({"from": 1})).await;
+    client.subscribe("same", TICKS, json!({"from": 1})).await;
+    assert_eq!(client.closed().await.0, 4409);
+    // not JSON: 4400.
+    let mut client = Client::init(&env.ws_url, &alice).await;
+    client
+        .socket
+        .send(tokio_tungstenite::tungstenite::Message::text("{nope"))
+        .await
+        .unwrap();
+    assert_eq!(client.closed().await.0, 4400);
+}
+
+#[tokio::test]
+async fn connection_and_per_connection_subscription_limits() {
+    let env = start(|config| {
+        config.subscriptions.max_connections = 1;
+        config.subscriptions.max_subscriptions_per_connection = 1;
+    })
+    .await;
+    let alice = token("alice");
+    let mut client = Client::init(&env.ws_url, &alice).await;
+    // A second connection is refused at the upgrade.
+    let mut request =
+        tokio_tungstenite::tungstenite::client::IntoClientRequest::into_client_request(
+            env.ws_url.as_str(),
+        )
+        .unwrap();
+    request.headers_mut().insert(
+        "sec-websocket-protocol",
+        "graphql-transport-ws".parse().unwrap(),
+    );
+    match tokio_tungstenite::connect_async(request).await {
+        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
+            assert_eq!(response.status(), 503)
+        }
+        other => panic!("expected 503, got {other:?}"),
+    }
+    client.subscribe("1", TICKS, json!({"from": 1})).await;
+    client.subscribe("2", TICKS, json!({"from": 2})).await;
+    let message = client.message().await;
+    assert_eq!(message["type"], "error");
+    assert_eq!(message["id"], "2");
+    assert_eq!(
+        message["payload"][0]["extensions"]["code"],
+        "SUBSCRIPTION_LIMIT_EXCEEDED"
+    );
+    // Freed when the connection goes.
+    drop(client);
+    env.until("the connection slot", || {
+        env.router.subscription_connections() == 0
+    })
+    .await;
+    let _again = Client::init(&env.ws_url, &alice).await;
+}
+
+#[tokio::test]
+async fn queries_run_over_the_socket_and_legacy_graphql_ws_is_negotiated() {
+    let env = start(|_| {}).await;
+    let mut client = Client::connect(&env.ws_url, "graphql-ws").await;
+    client
+        .send(json!({"type": "connection_init", "payload": {"authorization": format!("Bearer {}", token("alice"))}}))
+        .await;
+    assert_eq!(client.message().await["type"], "connection_ack");
+    client
+        .send(json!({"type": "start", "id": "q", "payload": {"query": TICKS, "variables": {"from": 1}}}))
+        .await;
+    env.until("the upstream subscription", || env.events.open() == 1)
+        .await;
+    env.events.tick(3);
+    let message = client.message().await;
+    assert_eq!(message["type"], "data", "{message}");
+    assert_eq!(message["payload"]["data"]["ticks"]["label"], "tick t3");
+    client.send(json!({"type": "stop", "id": "q"})).await;
+    env.until("the upstream complete", || env.events.open() == 0)
+        .await;
+    // A query over graphql-transport-ws: one `next`, then `complete`.
+    let mut client = Client::init(&env.ws_url, &token("alice")).await;
+    client
+        .send(json!({"type": "subscribe", "id": "q", "payload": {"query": "{ __typename }"}}))
+        .await;
+    assert_eq!(
+        client.message().await,
+        json!({"type": "next", "id": "q", "payload": {"data": {"__typename": "Query"}}})
+    );
+    assert_eq!(client.message().await["type"], "complete");
+}
+
+#[tokio::test]
+async fn sse_streams_events_and_reports_refusals_as_events() {
+    let env = start(|_| {}).await;
+    let client = reqwest::Client::new();
+    let body = json!({"query": TICKS, "variables": {"from": 1}}).to_string();
+    let mut response = client
+        .post(&env.url)
+        .header("content-type", "application/json")
+        .header("accept", "text/event-stream")
+        .header("authorization", format!("Bearer {}", token("alice")))
+        .body(body.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.headers()["content-type"], "text/event-stream");
+    env.until("the upstream subscription", || env.events.open() == 1)
+        .await;
+    env.events.tick(1);
+    env.events.tick(2);
+    let events = sse_events(&mut response, 2).await;
+    for (n, (event, data)) in events.iter().enumerate() {
+        assert_eq!(event, "next");
+        let data: serde_json::Value = serde_json::from_str(data).unwrap();
+        assert_eq!(data["data"]["ticks"]["label"], format!("tick t{}", n + 1));
+    }
+    // Closing the connection ends the subscription upstream.
+    drop(response);
+    env.until("the upstream complete", || env.events.open() == 0)
+        .await;
+
+    // Anonymous: accepted, then the refusal as a `next`, then `complete`.
+    let mut response = client
+        .post(&env.url)
+        .header("content-type", "application/json")
+        .header("accept", "text/event-stream")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    let events = sse_events(&mut response, 2).await;
+    assert_eq!(events[0].0, "next");
+    let data: serde_json::Value = serde_json::from_str(&events[0].1).unwrap();
+    assert_eq!(
+        data["errors"][0]["extensions"]["code"],
+        "UNAUTHORIZED_FIELD_OR_TYPE"
+    );
+    assert_eq!(events[1].0, "complete");
+    // A bad token is refused like any HTTP request.
+    let response = client
+        .post(&env.url)
+        .header("content-type", "application/json")
+        .header("accept", "text/event-stream")
+        .header("authorization", "Bearer forged")
+        .body(json!({"query": TICKS, "variables": {"from": 1}}).to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 401);
+}
+
+#[tokio::test]
+async fn plain_http_subscriptions_are_still_refused() {
+    let env = start(|_| {}).await;
+    let response = reqwest::Client::new()
+        .post(&env.url)
+        .header("content-type", "application/json")
+        .header("authorization", format!("Bearer {}", token("alice")))
+        .body(json!({"query": TICKS, "variables": {"from": 1}}).to_string())
+        .send()
+        .await
+        .unwrap();
+    let body: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(
+        body["errors"][0]["extensions"]["code"],
+        "UNSUPPORTED_OPERATION"
+    );
+}

@@ -1,0 +1,16 @@
+import { chromium } from "playwright-core";
+const browser = await chromium.launch({ executablePath: "/usr/bin/chromium", headless: true, args: ["--no-sandbox", "--disable-gpu"] });
+const page = await browser.newPage({ viewport: { width: 1280, height: 800 } });
+page.on("console", (m) => console.log("console", m.type(), m.text()));
+page.on("pageerror", (e) => console.log("pageerror", e.message));
+await page.goto("http://127.0.0.1:4600/");
+await page.evaluate(() => sessionStorage.setItem("shippy.token", "abc.def.ghi"));
+await page.goto("http://127.0.0.1:4600/graphql");
+await page.locator(".graphiql-container").waitFor({ timeout: 20000 });
+await page.evaluate((text) => document.querySelector(".graphiql-query-editor .CodeMirror").CodeMirror.setValue(text), "{ vessels { name } }");
+console.log(await page.evaluate(() => document.querySelector(".graphiql-editor-tool .CodeMirror")?.CodeMirror.getValue()));
+await page.locator(".graphiql-execute-button").click();
+await page.waitForTimeout(2000);
+console.log(await page.locator(".graphiql-response").innerText());
+await page.screenshot({ path: "/tmp/ui-run/pg.png" });
+await browser.close();
