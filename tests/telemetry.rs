@@ -24,6 +24,7 @@ use opentelemetry_proto::tonic::{
 };
 use prost::Message;
 use serde_json::json;
+use shippy_kit::testing::WsClient;
 use support::{Running, shippy};
 
 /// One exported span, reduced to what the assertions need.
@@ -356,10 +357,20 @@ async fn one_request_is_one_trace_across_router_and_subgraphs_and_metrics_have_e
     }
     assert!(limited, "createConsignment is rate limited");
 
+    // A client subscription over WebSocket, for the connection and subscription gauges.
+    let (mut ws, ack) = WsClient::connect(&shippy.url("router"), Some(&token)).await;
+    assert_eq!(ack["type"], "connection_ack");
+    ws.subscribe(
+        "mine",
+        "subscription { consignmentUpdated { id status } }",
+        json!({}),
+    )
+    .await;
+
     let metrics_url = shippy.url("router").replace("/graphql", "/metrics");
     let http = reqwest::Client::new();
     // Stream stats and the outbox backlog are sampled every 5s; wait for a sample that saw the
-    // consignment stream.
+    // consignment stream, and for the subscription to be counted.
     let mut text = String::new();
     for _ in 0..300 {
         text = http
@@ -372,6 +383,7 @@ async fn one_request_is_one_trace_across_router_and_subgraphs_and_metrics_have_e
             .unwrap();
         if text.contains("shippy_stream_consumer_lag{stream=\"consignment\",group=\"vessel\"}")
             && text.contains("shippy_outbox_backlog{service=\"consignment\"}")
+            && text.contains("shippy_router_subscriptions 1")
         {
             break;
         }
@@ -425,8 +437,8 @@ async fn one_request_is_one_trace_across_router_and_subgraphs_and_metrics_have_e
             &[("field", "Mutation.createConsignment")]
         ) >= 1.0
     );
-    expect("shippy_router_websocket_connections", &[]);
-    expect("shippy_router_subscriptions", &[]);
+    assert_eq!(expect("shippy_router_websocket_connections", &[]), 1.0);
+    assert_eq!(expect("shippy_router_subscriptions", &[]), 1.0);
     assert!(
         expect(
             "shippy_subgraph_requests_total",
