@@ -189,8 +189,9 @@ async fn one_request_is_one_trace_across_router_and_subgraphs_and_metrics_have_e
     let mut cmd = shippy();
     cmd.args(["--port-base", "0", "--data-dir"])
         .arg(dir.path())
-        .env("SHIPPY_OTLP_ENDPOINT", format!("http://{otlp}"))
-        .env("SHIPPY_OTLP_PROTOCOL", "http/protobuf")
+        // The standard OpenTelemetry variables (SHIPPY_OTLP_* set the same settings, see settings.rs).
+        .env("OTEL_EXPORTER_OTLP_ENDPOINT", format!("http://{otlp}"))
+        .env("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf")
         .env("OTEL_BSP_SCHEDULE_DELAY", "100");
     let shippy = Running::start(cmd, "shippy is up").await;
 

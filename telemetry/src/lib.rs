@@ -77,8 +77,17 @@ impl Drop for TelemetryGuard {
 }
 
 fn filter_from_env(variable: &str, default: &str) -> Result<EnvFilter, TelemetryError> {
-    match std::env::var(variable) {
-        Ok(value) if !value.trim().is_empty() => EnvFilter::try_new(&value)
+    filter(variable, std::env::var(variable).ok(), default)
+}
+
+/// `value` (from `variable`) as a filter, or `default` when it is unset or blank.
+fn filter(
+    variable: &str,
+    value: Option<String>,
+    default: &str,
+) -> Result<EnvFilter, TelemetryError> {
+    match value {
+        Some(value) if !value.trim().is_empty() => EnvFilter::try_new(&value)
             .map_err(|e| TelemetryError::Filter(format!("{variable}: {e}"))),
         _ => Ok(EnvFilter::new(default)),
     }
@@ -126,4 +135,26 @@ pub fn init(config: &TelemetryConfig) -> Result<TelemetryGuard, TelemetryError> 
         );
     }
     Ok(TelemetryGuard { provider })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn filters_fall_back_to_the_default_and_refuse_bad_directives() {
+        let shown = |value: Option<&str>, default: &str| {
+            filter("RUST_LOG", value.map(str::to_owned), default)
+                .unwrap()
+                .to_string()
+        };
+        assert_eq!(shown(None, "info"), "info");
+        assert_eq!(shown(Some("  "), "warn"), "warn");
+        assert_eq!(shown(Some("debug"), "warn"), "debug");
+        let error = filter("OTEL_TRACES_FILTER", Some("sea_orm=loud".into()), "info").unwrap_err();
+        assert!(
+            matches!(&error, TelemetryError::Filter(m) if m.starts_with("OTEL_TRACES_FILTER")),
+            "{error}"
+        );
+    }
 }

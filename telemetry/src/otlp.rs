@@ -223,6 +223,19 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_malformed_endpoint_is_refused() {
+        let config = OtlpConfig {
+            endpoint: "not a url".into(),
+            protocol: OtlpProtocol::HttpProtobuf,
+            sampling_ratio: 1.0,
+        };
+        assert!(matches!(
+            provider("t", &config),
+            Err(TelemetryError::Exporter(_))
+        ));
+    }
+
+    #[tokio::test]
     async fn a_sampling_ratio_outside_zero_to_one_is_refused() {
         let config = OtlpConfig {
             endpoint: "http://127.0.0.1:4318".into(),
