@@ -86,6 +86,18 @@ async fn two_routers_over_separate_subgraphs_share_one_rate_limit() {
         Running::start(router(&subgraphs, &ns.url, &ns.prefix), "router"),
         Running::start(router(&subgraphs, &ns.url, &ns.prefix), "router"),
     );
+    // What compose.yaml's health checks probe.
+    let http = reqwest::Client::new();
+    for url in [
+        a.url("router"),
+        b.url("router"),
+        user.url("user"),
+        log.url("log"),
+    ] {
+        let ready = url.replace("/graphql", "/ready");
+        let status = http.get(&ready).send().await.unwrap().status();
+        assert_eq!(status, 200, "{ready}");
+    }
     let (a, b) = (a.client("router"), b.client("router"));
 
     // Register through one router, read back through the other: both reach the same subgraphs.
