@@ -93,14 +93,17 @@ fn filter(
     }
 }
 
-/// Installs the global subscriber: logs filtered by `RUST_LOG` (text or JSON, with `trace_id` and
-/// `span_id` when a span is being traced), plus the OTLP layer when `config.otlp` is set (filtered
-/// separately, see [`DEFAULT_TRACE_FILTER`]), and the W3C trace-context propagator.
+/// Installs the Prometheus registry ([`metrics::install`]) and the global subscriber: logs
+/// filtered by `RUST_LOG` (text or JSON, with `trace_id` and `span_id` when a span is being
+/// traced), plus the OTLP layer when `config.otlp` is set (filtered separately, see
+/// [`DEFAULT_TRACE_FILTER`]), and the W3C trace-context propagator.
 ///
 /// Must run inside a Tokio runtime when exporting (the batch exporter is a Tokio task). If a
 /// subscriber is installed already (a second call, a test harness), that one is kept and the
 /// returned guard exports nothing.
 pub fn init(config: &TelemetryConfig) -> Result<TelemetryGuard, TelemetryError> {
+    // Metrics first: series recorded while services start (consumer stats) are kept for /metrics.
+    metrics::install();
     let log_filter = filter_from_env("RUST_LOG", DEFAULT_FILTER)?;
     let (otel_layer, provider) = match &config.otlp {
         None => (None, None),
