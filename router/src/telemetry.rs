@@ -57,8 +57,7 @@ pub struct Observed {
 
 /// The root span of a client request, a child of the caller's trace when the headers carry one.
 pub fn request_span(headers: &HeaderMap) -> Span {
-    let span = tracing::info_span!(
-        "router.request",
+    let span = tracing::info_span!(target: shippy_telemetry::SPANS, "router.request",
         otel.kind = "server",
         otel.status_code = tracing::field::Empty,
         graphql.operation.type = tracing::field::Empty,
@@ -104,8 +103,7 @@ pub fn operation_name(query: &str) -> Option<&str> {
 
 /// The span of one subgraph fetch (retries included).
 pub fn fetch_span(service: &str, kind: OperationKind, query: &str) -> Span {
-    tracing::info_span!(
-        "subgraph.fetch",
+    tracing::info_span!(target: shippy_telemetry::SPANS, "subgraph.fetch",
         otel.kind = "client",
         otel.status_code = tracing::field::Empty,
         subgraph.name = service,

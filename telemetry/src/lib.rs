@@ -27,6 +27,10 @@ pub const DEFAULT_FILTER: &str =
 pub const DEFAULT_TRACE_FILTER: &str =
     "info,sqlx=off,sea_orm_migration=warn,h2=off,hyper=off,tonic=off,tower=off,reqwest=off";
 
+/// The target of Shippy's trace spans (router stages, subgraph requests, event publish and consume).
+/// Without trace export they only cost time, so the default log filter then turns them off.
+pub const SPANS: &str = "shippy::span";
+
 /// How a process reports what it does.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TelemetryConfig {
@@ -93,6 +97,16 @@ fn filter(
     }
 }
 
+/// The log filter when `RUST_LOG` is unset. With export, log lines find their trace ids through
+/// the spans, so the log layer must see them; without, the spans would only cost time.
+fn default_log_filter(exporting: bool) -> String {
+    if exporting {
+        DEFAULT_FILTER.to_owned()
+    } else {
+        format!("{DEFAULT_FILTER},{SPANS}=off")
+    }
+}
+
 /// Installs the Prometheus registry ([`metrics::install`]) and the global subscriber: logs
 /// filtered by `RUST_LOG` (text or JSON, with `trace_id` and `span_id` when a span is being
 /// traced), plus the OTLP layer when `config.otlp` is set (filtered separately, see
@@ -104,7 +118,7 @@ fn filter(
 pub fn init(config: &TelemetryConfig) -> Result<TelemetryGuard, TelemetryError> {
     // Metrics first: series recorded while services start (consumer stats) are kept for /metrics.
     metrics::install();
-    let log_filter = filter_from_env("RUST_LOG", DEFAULT_FILTER)?;
+    let log_filter = filter_from_env("RUST_LOG", &default_log_filter(config.otlp.is_some()))?;
     let (otel_layer, provider) = match &config.otlp {
         None => (None, None),
         Some(otlp) => {
@@ -143,6 +157,17 @@ pub fn init(config: &TelemetryConfig) -> Result<TelemetryGuard, TelemetryError> 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn trace_spans_are_logged_only_while_exporting() {
+        let quiet = filter("RUST_LOG", None, &default_log_filter(false)).unwrap();
+        assert!(quiet.to_string().contains("shippy::span=off"), "{quiet}");
+        let exporting = filter("RUST_LOG", None, &default_log_filter(true)).unwrap();
+        assert!(
+            !exporting.to_string().contains("shippy::span"),
+            "{exporting}"
+        );
+    }
 
     #[test]
     fn filters_fall_back_to_the_default_and_refuse_bad_directives() {

@@ -258,7 +258,7 @@ impl RouterState {
         hasher.update(&live.generation.to_le_bytes());
         let key = hasher.digest128();
         let mut prepared_now = false;
-        let span = tracing::info_span!("prepare", cache.hit = tracing::field::Empty);
+        let span = tracing::info_span!(target: shippy_telemetry::SPANS, "prepare", cache.hit = tracing::field::Empty);
         let result = self
             .operations
             .get_or_insert_async(&key, async {
@@ -286,23 +286,25 @@ impl RouterState {
             Err(Arc::new(Rejection { errors, status }))
         };
         let limits = &live.config.limits;
-        let document =
-            match tracing::info_span!("parse").in_scope(|| parse::parse(text, limits.max_tokens)) {
-                Ok(document) => document,
-                Err(error) => return reject(vec![error], StatusCode::BAD_REQUEST),
-            };
+        let document = match tracing::info_span!(target: shippy_telemetry::SPANS, "parse")
+            .in_scope(|| parse::parse(text, limits.max_tokens))
+        {
+            Ok(document) => document,
+            Err(error) => return reject(vec![error], StatusCode::BAD_REQUEST),
+        };
         if let Err(error) = limit::check(&document, limits) {
             return reject(vec![error], StatusCode::BAD_REQUEST);
         }
-        let selected = match tracing::info_span!("validate").in_scope(|| {
-            validate::validate(
-                &self.schema,
-                &self.validation_rules,
-                &document,
-                operation_name,
-                live.config.introspection,
-            )
-        }) {
+        let selected = match tracing::info_span!(target: shippy_telemetry::SPANS, "validate")
+            .in_scope(|| {
+                validate::validate(
+                    &self.schema,
+                    &self.validation_rules,
+                    &document,
+                    operation_name,
+                    live.config.introspection,
+                )
+            }) {
             Ok(selected) => selected,
             Err(errors) => return reject(errors, StatusCode::BAD_REQUEST),
         };
@@ -822,7 +824,7 @@ async fn run(
                     caller.identity,
                     errors.clone(),
                 )
-                .instrument(tracing::info_span!("execute"))
+                .instrument(tracing::info_span!(target: shippy_telemetry::SPANS, "execute"))
                 .await,
         )
     };

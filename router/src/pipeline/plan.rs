@@ -78,7 +78,7 @@ impl PlanCache {
             operation.text()
         );
         let mut planned = false;
-        let span = tracing::info_span!("plan", cache.hit = tracing::field::Empty);
+        let span = tracing::info_span!(target: shippy_telemetry::SPANS, "plan", cache.hit = tracing::field::Empty);
         let result = self
             .cache
             .get_or_insert_async(&key, async {

@@ -205,8 +205,7 @@ impl<H: Handler> Consumer<H> {
     /// Handles one delivery in an `events.consume` span linked to the span that published it
     /// (a link, not a parent: the consumer's work is its own trace).
     async fn process(&self, reader: &mut dyn GroupReader, delivery: Delivery) -> Outcome {
-        let span = tracing::info_span!(
-            "events.consume",
+        let span = tracing::info_span!(target: shippy_telemetry::SPANS, "events.consume",
             otel.kind = "consumer",
             messaging.system = "shippy",
             messaging.destination.name = %self.stream,

@@ -47,8 +47,7 @@ pub fn instrument(app: Router, service: &str) -> Router {
                 if matches!(request.uri().path(), "/health" | "/ready" | "/metrics") {
                     return next.run(request).await;
                 }
-                let span = tracing::info_span!(
-                    "subgraph.request",
+                let span = tracing::info_span!(target: shippy_telemetry::SPANS, "subgraph.request",
                     otel.kind = "server",
                     shippy.service = %label.0,
                     http.request.method = %request.method(),

@@ -220,8 +220,7 @@ impl Relay {
     /// recorded it; the entry carries this span's position, so consumers link to the publish.
     async fn publish(&self, row: &entity::Model) -> Result<(), BusError> {
         let mut event = row.to_event();
-        let span = tracing::info_span!(
-            "events.publish",
+        let span = tracing::info_span!(target: shippy_telemetry::SPANS, "events.publish",
             otel.kind = "producer",
             messaging.system = "shippy",
             messaging.destination.name = %event.stream,
