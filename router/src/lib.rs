@@ -94,7 +94,11 @@ impl Router {
         // The metrics registry first, so nothing recorded from here on is lost.
         telemetry::register_gauges();
         let planner = QueryPlanner::new(sdl)?;
-        for name in config.subgraphs.keys() {
+        for name in config
+            .subgraphs
+            .keys()
+            .chain(config.subscriptions.subgraph_urls.keys())
+        {
             if !planner.subgraphs().iter().any(|s| &s.name == name) {
                 return Err(RouterError::UnknownSubgraph(name.clone()));
             }
@@ -246,9 +250,10 @@ impl Router {
 
     /// Applies a new configuration while serving. The sections that are safe to change live
     /// (`limits`, `csrf`, `introspection`, `auth`, `rate_limit` except `rate_limit.requests`)
-    /// take effect for the next request; prepared operations are re-prepared under them. Changes
-    /// anywhere else are ignored and named in the outcome (they need a restart). An invalid
-    /// configuration changes nothing.
+    /// take effect for the next request; prepared operations are re-prepared under them, and
+    /// subscription connections are closed (WebSocket 1012) so that clients reconnect under
+    /// them. Changes anywhere else are ignored and named in the outcome (they need a restart).
+    /// An invalid configuration changes nothing.
     pub fn reload(&self, config: RouterConfig) -> Result<ReloadOutcome, RouterError> {
         config.check().map_err(RouterError::Config)?;
         let current = &self.state.config;
@@ -296,6 +301,8 @@ impl Router {
             self.state.live.store(Arc::new(live));
             // Operations prepared under the old limits must not be served again.
             self.state.operations.clear();
+            // Subscriptions admitted under the old rules reconnect under the new ones.
+            self.state.subscriptions.reloaded();
         }
         if !restart_required.is_empty() {
             tracing::warn!(

@@ -7,7 +7,8 @@
 //! token is still a 401); once accepted, refusals (validation, authorization, rate limits) are
 //! `next` events carrying the errors, as the protocol asks. A subgraph that goes away ends the
 //! stream with a `next` carrying `SUBSCRIPTION_UPSTREAM_CLOSED`, then `complete`; router
-//! shutdown ends it without `complete`. Comments (`:`) every `keep_alive` keep proxies from
+//! shutdown, or a reload that changes the live configuration, ends it without `complete` (the
+//! client reconnects, and is admitted under the new rules). Comments (`:`) every `keep_alive` keep proxies from
 //! closing an idle stream.
 
 use std::sync::Arc;
@@ -47,6 +48,16 @@ pub async fn respond(
     caller: Caller<'_>,
     identity: Option<Arc<Identity>>,
 ) -> Response {
+    if !state.subscriptions.config().enabled {
+        return respond::http_response(
+            StatusCode::BAD_REQUEST,
+            MediaType::Json,
+            respond::render_errors(&[GraphQLError::new(
+                "Subscriptions are disabled on this router",
+                codes::UNSUPPORTED_OPERATION,
+            )]),
+        );
+    }
     let Some(slot) = state.subscriptions.connect() else {
         return respond::http_response(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -112,6 +123,7 @@ struct Streaming {
     subscriber: Subscriber,
     keep_alive: tokio::time::Interval,
     shutdown: std::pin::Pin<Box<dyn Future<Output = ()> + Send>>,
+    reload: std::pin::Pin<Box<dyn Future<Output = ()> + Send>>,
     policy: SlowClientPolicy,
     done: bool,
     _slot: ConnectionSlot,
@@ -128,6 +140,7 @@ fn stream_body(state: &Arc<RouterState>, subscriber: Subscriber, slot: Connectio
         subscriber,
         keep_alive,
         shutdown: Box::pin(hub.shutting_down()),
+        reload: Box::pin(hub.next_reload()),
         policy: hub.config().slow_client,
         done: false,
         _slot: slot,
@@ -138,6 +151,7 @@ fn stream_body(state: &Arc<RouterState>, subscriber: Subscriber, slot: Connectio
         }
         let chunk = tokio::select! {
             () = &mut s.shutdown => return None,
+            () = &mut s.reload => return None,
             _ = s.keep_alive.tick() => Bytes::from_static(b":\n\n"),
             received = s.subscriber.recv() => match received {
                 Some(Received::Event(Event::Next(body))) => next_event(&body),

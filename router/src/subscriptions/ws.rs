@@ -7,8 +7,9 @@
 //! the connection with 4403. Protocol errors close with the codes of graphql-transport-ws's
 //! PROTOCOL.md: 4400 invalid message, 4401 subscribe before `connection_ack`, 4408 no
 //! `connection_init` in time, 4409 a duplicate subscription id, 4429 a second `connection_init`.
-//! Router shutdown closes with 1001 (going away); a slow subscriber under the `close` policy with
-//! 1008 (policy violation).
+//! Router shutdown closes with 1001 (going away); a reload that changes the live configuration with
+//! 1012 (service restart: clients reconnect, and are admitted under the new rules); a slow subscriber
+//! under the `close` policy with 1008 (policy violation).
 //!
 //! Each connection is one task that reads the client, writes frames, and pings; each active
 //! subscription is a task that turns its stream's events into frames. Frames go through a bounded
@@ -51,6 +52,7 @@ pub mod close {
     pub const DUPLICATE_ID: u16 = 4409;
     pub const TOO_MANY_INITS: u16 = 4429;
     pub const GOING_AWAY: u16 = 1001;
+    pub const SERVICE_RESTART: u16 = 1012;
     pub const POLICY_VIOLATION: u16 = 1008;
 }
 
@@ -104,7 +106,12 @@ pub async fn handle(state: Arc<RouterState>, request: http::Request<Body>) -> Re
             codes::SUBSCRIPTION_LIMIT_EXCEEDED,
         );
     };
+    // tungstenite's defaults (128 KiB read buffer, allocated up front, and 128 KiB of writes
+    // gathered before a flush) would cost every connection a quarter MiB; GraphQL messages are
+    // small and each is flushed on its own.
     let upgrade = upgrade
+        .read_buffer_size(8 * 1024)
+        .write_buffer_size(0)
         .protocols([TRANSPORT_WS, LEGACY_WS])
         .max_message_size(config.max_message_size)
         .max_frame_size(config.max_message_size);
@@ -162,6 +169,7 @@ enum Flow {
     Continue,
     Reply(String),
     Close(u16, String),
+    ReplyThenClose(String, u16, String),
 }
 
 #[derive(Deserialize)]
@@ -193,6 +201,8 @@ impl Connection {
         let config = self.state.subscriptions.config().clone();
         let shutdown = self.state.subscriptions.shutting_down();
         tokio::pin!(shutdown);
+        let reload = self.state.subscriptions.next_reload();
+        tokio::pin!(reload);
         let (mut sink, mut stream) = socket.split();
         let (frames, mut outbound) = mpsc::channel::<Outbound>(config.buffer_size);
         let (closer, mut closes) = mpsc::unbounded_channel::<(u16, String)>();
@@ -212,6 +222,12 @@ impl Connection {
                 biased;
                 () = &mut shutdown => {
                     break Some(close_with(close::GOING_AWAY, "Going away".into()));
+                }
+                () = &mut reload => {
+                    break Some(close_with(
+                        close::SERVICE_RESTART,
+                        "Configuration reloaded; reconnect".into(),
+                    ));
                 }
                 Some((code, reason)) = closes.recv() => break Some(close_with(code, reason)),
                 () = &mut init_deadline, if self.session.is_none() => {
@@ -262,6 +278,12 @@ impl Connection {
                             }
                         }
                         Flow::Close(code, reason) => break Some(close_with(code, reason)),
+                        Flow::ReplyThenClose(reply, code, reason) => {
+                            if sink.send(Message::text(reply)).await.is_err() {
+                                break None;
+                            }
+                            break Some(close_with(code, reason));
+                        }
                     }
                 }
             }
@@ -334,7 +356,7 @@ impl Connection {
                 Ok(value) => {
                     headers.insert(header_name.clone(), value);
                 }
-                Err(_) => return Flow::Close(close::FORBIDDEN, "Forbidden".into()),
+                Err(_) => return self.refuse_init(),
             }
         }
         let identity = match &live.verifier {
@@ -343,7 +365,7 @@ impl Connection {
                 Ok(identity) => identity.map(Arc::new),
                 Err(error) => {
                     tracing::debug!(%error, "subscription connection refused: bad token");
-                    return Flow::Close(close::FORBIDDEN, "Forbidden".into());
+                    return self.refuse_init();
                 }
             },
         };
@@ -354,6 +376,19 @@ impl Connection {
             authorization,
         });
         Flow::Reply(r#"{"type":"connection_ack"}"#.into())
+    }
+
+    /// A refused `connection_init`: graphql-transport-ws closes with 4403; the legacy protocol
+    /// says why in `connection_error` first.
+    fn refuse_init(&self) -> Flow {
+        match self.protocol {
+            Protocol::Transport => Flow::Close(close::FORBIDDEN, "Forbidden".into()),
+            Protocol::Legacy => Flow::ReplyThenClose(
+                r#"{"type":"connection_error","payload":{"message":"Forbidden"}}"#.into(),
+                close::FORBIDDEN,
+                "Forbidden".into(),
+            ),
+        }
     }
 
     fn subscribe(
@@ -375,10 +410,7 @@ impl Connection {
                 format!("Subscriber for {id} already exists"),
             );
         }
-        let writer = Writer {
-            protocol: self.protocol,
-            id: id.clone(),
-        };
+        let writer = Writer::new(self.protocol, id.clone());
         let config = self.state.subscriptions.config();
         if self.active.len() >= config.max_subscriptions_per_connection {
             let error = GraphQLError::new(
@@ -418,14 +450,30 @@ impl Connection {
 struct Writer {
     protocol: Protocol,
     id: String,
+    /// `"id":<the id as JSON>`, written into every frame (encoded once, not per event).
+    id_field: String,
 }
 
 impl Writer {
+    fn new(protocol: Protocol, id: String) -> Writer {
+        let id_field = format!(r#""id":{}"#, serde_json::to_string(&id).unwrap_or_default());
+        Writer {
+            protocol,
+            id,
+            id_field,
+        }
+    }
+
     fn frame(&self, kind: &str, payload: Option<&[u8]>) -> String {
-        let id = serde_json::to_string(&self.id).unwrap_or_default();
-        let mut frame = format!(r#"{{"type":"{kind}","id":{id}"#);
+        let capacity = 32 + self.id_field.len() + payload.map_or(0, <[u8]>::len);
+        let mut frame = String::with_capacity(capacity);
+        frame.push_str(r#"{"type":""#);
+        frame.push_str(kind);
+        frame.push_str(r#"","#);
+        frame.push_str(&self.id_field);
         if let Some(payload) = payload {
             frame.push_str(r#","payload":"#);
+            // Payloads are JSON we rendered; the check only guards the frame's text type.
             frame.push_str(&String::from_utf8_lossy(payload));
         }
         frame.push('}');
@@ -535,5 +583,32 @@ impl SubscriptionTask {
                 frame,
             })
             .await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn frames_escape_the_id_and_follow_the_protocol() {
+        let writer = Writer::new(Protocol::Transport, "a\"b".into());
+        let next: serde_json::Value =
+            serde_json::from_str(&writer.next(br#"{"data":{"n":1}}"#)).unwrap();
+        assert_eq!(
+            next,
+            serde_json::json!({"type": "next", "id": "a\"b", "payload": {"data": {"n": 1}}})
+        );
+        let complete: serde_json::Value = serde_json::from_str(&writer.complete()).unwrap();
+        assert_eq!(
+            complete,
+            serde_json::json!({"type": "complete", "id": "a\"b"})
+        );
+        let legacy = Writer::new(Protocol::Legacy, "1".into());
+        let data: serde_json::Value = serde_json::from_str(&legacy.next(b"{}")).unwrap();
+        assert_eq!(data["type"], "data");
+        let error = GraphQLError::new("no", codes::BAD_REQUEST);
+        let error: serde_json::Value = serde_json::from_str(&legacy.error(&[error])).unwrap();
+        assert_eq!(error["payload"][0]["extensions"]["code"], "BAD_REQUEST");
     }
 }
