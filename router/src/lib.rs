@@ -29,6 +29,7 @@ pub mod resilience;
 pub mod schema;
 pub mod subgraph;
 pub mod subscriptions;
+pub mod telemetry;
 pub mod value;
 pub mod web;
 
@@ -44,6 +45,13 @@ pub use error::RouterError;
 use pipeline::RouterState;
 use query_planner::QueryPlanner;
 use subgraph::SubgraphClient;
+
+async fn health() -> impl axum::response::IntoResponse {
+    (
+        [(http::header::CONTENT_TYPE, "application/json")],
+        "{\"status\":\"pass\"}",
+    )
+}
 
 /// A router over one supergraph. Cheap to clone: the state is shared.
 #[derive(Clone)]
@@ -83,6 +91,8 @@ impl Router {
     /// Loads a supergraph (checks its `@link`s, builds the planner and the API schema) and sets
     /// up a client per subgraph. Fails with a clear error when anything cannot be used.
     pub fn from_supergraph_sdl(sdl: &str, config: RouterConfig) -> Result<Router, RouterError> {
+        // The metrics registry first, so nothing recorded from here on is lost.
+        telemetry::register_gauges();
         let planner = QueryPlanner::new(sdl)?;
         for name in config
             .subgraphs
@@ -159,15 +169,19 @@ impl Router {
             &self.state.config.rate_limit.requests,
             self.state.client_ip_header.clone(),
         );
-        let app = graphql.route(
-            &http.health_path,
-            get(|| async {
-                (
-                    [(http::header::CONTENT_TYPE, "application/json")],
-                    "{\"status\":\"pass\"}",
-                )
-            }),
-        );
+        let metrics_state = Arc::clone(&self.state);
+        let app = graphql
+            .route(
+                "/metrics",
+                get(move || async move { telemetry::metrics_response(&metrics_state) }),
+            )
+            .route(&http.health_path, get(health));
+        // Stateless: ready as soon as it serves (what compose and load balancers probe).
+        let app = if http.health_path == "/ready" {
+            app
+        } else {
+            app.route("/ready", get(health))
+        };
         let app = app.merge(web::routes(http));
         (app, limiter)
     }

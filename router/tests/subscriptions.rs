@@ -147,8 +147,10 @@ async fn a_bad_token_closes_with_4403_and_no_token_is_refused_the_field() {
 #[tokio::test]
 async fn a_subgraph_refusal_reaches_the_client_as_an_error() {
     let env = start(|_| {}).await;
-    // Bob's token is valid, but the subgraph only lets Alice subscribe.
-    let mut client = Client::init(&env.ws_url, &token("bob")).await;
+    // Bob's token is valid, but the subgraph only lets Alice subscribe. Made once: a token made
+    // again a second later has another `exp`.
+    let bob = token("bob");
+    let mut client = Client::init(&env.ws_url, &bob).await;
     client.subscribe("b", TICKS, json!({"from": 1})).await;
     let message = client.message().await;
     assert_eq!(message["type"], "error", "{message}");
@@ -157,7 +159,7 @@ async fn a_subgraph_refusal_reaches_the_client_as_an_error() {
     assert_eq!(message["payload"][0]["extensions"]["service"], "events");
     assert_eq!(
         env.events.inits.lock().unwrap()[0]["Authorization"],
-        format!("Bearer {}", token("bob")).as_str()
+        format!("Bearer {bob}").as_str()
     );
 }
 

@@ -43,9 +43,9 @@ use crate::pipeline::{Admitted, Caller, Refusal, RouterState, admit, dedupe_key,
 use crate::query_planner::{OperationKind, PlanNode, QueryPlan};
 
 /// Gauge of open WebSocket connections (both protocols).
-pub const CONNECTIONS_GAUGE: &str = "shippy_router_websocket_connections";
+pub const CONNECTIONS_GAUGE: &str = shippy_telemetry::metrics::names::ROUTER_WEBSOCKET_CONNECTIONS;
 /// Gauge of active client subscriptions (WebSocket and SSE).
-pub const SUBSCRIPTIONS_GAUGE: &str = "shippy_router_subscriptions";
+pub const SUBSCRIPTIONS_GAUGE: &str = shippy_telemetry::metrics::names::ROUTER_SUBSCRIPTIONS;
 
 /// What every subscriber of a stream receives.
 #[derive(Debug, Clone)]
