@@ -304,7 +304,18 @@ async fn queries_run_over_the_socket_and_legacy_graphql_ws_is_negotiated() {
     refused
         .send(json!({"type": "connection_init", "payload": {"authorization": "Bearer forged"}}))
         .await;
-    assert_eq!(refused.message().await["type"], "connection_error");
+    let refusal = refused.message().await;
+    assert_eq!(refusal["type"], "connection_error", "{refusal}");
+    assert_eq!(
+        refusal["payload"]["extensions"]["code"], "UNAUTHENTICATED",
+        "{refusal}"
+    );
+    assert!(
+        refusal["payload"]["message"]
+            .as_str()
+            .is_some_and(|m| m.starts_with("Invalid token:")),
+        "{refusal}"
+    );
     assert_eq!(refused.closed().await.0, 4403);
     // A query over graphql-transport-ws: one `next`, then `complete`.
     let mut client = Client::init(&env.ws_url, &token("alice")).await;

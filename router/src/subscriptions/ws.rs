@@ -388,7 +388,10 @@ impl Connection {
                 Ok(value) => {
                     headers.insert(header_name.clone(), value);
                 }
-                Err(_) => return self.refuse_init(),
+                Err(_) => {
+                    return self
+                        .refuse_init("Invalid token: the value is not a valid header value");
+                }
             }
         }
         let identity = match &live.verifier {
@@ -397,7 +400,7 @@ impl Connection {
                 Ok(identity) => identity.map(Arc::new),
                 Err(error) => {
                     tracing::debug!(%error, "subscription connection refused: bad token");
-                    return self.refuse_init();
+                    return self.refuse_init(&format!("Invalid token: {error}"));
                 }
             },
         };
@@ -413,12 +416,17 @@ impl Connection {
     }
 
     /// A refused `connection_init`: graphql-transport-ws closes with 4403; the legacy protocol
-    /// says why in `connection_error` first.
-    fn refuse_init(&self) -> Flow {
+    /// says why in `connection_error` first, with the message and code an HTTP request with the
+    /// same token gets.
+    fn refuse_init(&self, reason: &str) -> Flow {
         match self.protocol {
             Protocol::Transport => Flow::Close(close::FORBIDDEN, "Forbidden".into()),
             Protocol::Legacy => Flow::ReplyThenClose(
-                r#"{"type":"connection_error","payload":{"message":"Forbidden"}}"#.into(),
+                serde_json::json!({
+                    "type": "connection_error",
+                    "payload": GraphQLError::new(reason, codes::UNAUTHENTICATED),
+                })
+                .to_string(),
                 close::FORBIDDEN,
                 "Forbidden".into(),
             ),
