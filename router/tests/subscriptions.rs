@@ -8,7 +8,9 @@ mod support;
 
 use futures::SinkExt;
 use serde_json::json;
-use support::{Client, TICKS, WAIT, sse_events, start, token};
+use support::{
+    Client, TICKS, WAIT, refused_upgrade_status, sse_events, start, token, upgrade_request,
+};
 
 #[tokio::test]
 async fn events_arrive_in_order_with_fields_from_another_subgraph() {
@@ -111,15 +113,7 @@ async fn a_bad_token_closes_with_4403_and_no_token_is_refused_the_field() {
     assert_eq!(client.closed().await, (4403, "Forbidden".to_string()));
 
     // The upgrade request's header counts when connection_init carries none.
-    let mut request =
-        tokio_tungstenite::tungstenite::client::IntoClientRequest::into_client_request(
-            env.ws_url.as_str(),
-        )
-        .unwrap();
-    request.headers_mut().insert(
-        "sec-websocket-protocol",
-        "graphql-transport-ws".parse().unwrap(),
-    );
+    let mut request = upgrade_request(&env.ws_url);
     request
         .headers_mut()
         .insert("authorization", "Bearer forged".parse().unwrap());
@@ -246,21 +240,7 @@ async fn connection_and_per_connection_subscription_limits() {
     let alice = token("alice");
     let mut client = Client::init(&env.ws_url, &alice).await;
     // A second connection is refused at the upgrade.
-    let mut request =
-        tokio_tungstenite::tungstenite::client::IntoClientRequest::into_client_request(
-            env.ws_url.as_str(),
-        )
-        .unwrap();
-    request.headers_mut().insert(
-        "sec-websocket-protocol",
-        "graphql-transport-ws".parse().unwrap(),
-    );
-    match tokio_tungstenite::connect_async(request).await {
-        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
-            assert_eq!(response.status(), 503)
-        }
-        other => panic!("expected 503, got {other:?}"),
-    }
+    assert_eq!(refused_upgrade_status(&env.ws_url).await, 503);
     client.subscribe("1", TICKS, json!({"from": 1})).await;
     client.subscribe("2", TICKS, json!({"from": 2})).await;
     let message = client.message().await;
@@ -613,21 +593,7 @@ async fn a_subgraph_websocket_url_can_be_configured() {
 #[tokio::test]
 async fn disabled_subscriptions_refuse_both_transports() {
     let env = start(|config| config.subscriptions.enabled = false).await;
-    let mut request =
-        tokio_tungstenite::tungstenite::client::IntoClientRequest::into_client_request(
-            env.ws_url.as_str(),
-        )
-        .unwrap();
-    request.headers_mut().insert(
-        "sec-websocket-protocol",
-        "graphql-transport-ws".parse().unwrap(),
-    );
-    match tokio_tungstenite::connect_async(request).await {
-        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
-            assert_eq!(response.status(), 400)
-        }
-        other => panic!("expected 400, got {other:?}"),
-    }
+    assert_eq!(refused_upgrade_status(&env.ws_url).await, 400);
     let response = reqwest::Client::new()
         .post(&env.url)
         .header("content-type", "application/json")

@@ -319,12 +319,33 @@ pub enum Got {
     Closed(u16, String),
 }
 
+/// A graphql-transport-ws upgrade request for `url`, for tests that add headers or expect a refusal.
+pub fn upgrade_request(url: &str) -> tokio_tungstenite::tungstenite::handshake::client::Request {
+    upgrade_request_for(url, "graphql-transport-ws")
+}
+
+fn upgrade_request_for(
+    url: &str,
+    protocol: &str,
+) -> tokio_tungstenite::tungstenite::handshake::client::Request {
+    let mut request = url.into_client_request().unwrap();
+    request
+        .headers_mut()
+        .insert("sec-websocket-protocol", protocol.parse().unwrap());
+    request
+}
+
+/// The HTTP status of an upgrade the router refuses (panics if it accepts it).
+pub async fn refused_upgrade_status(url: &str) -> u16 {
+    match tokio_tungstenite::connect_async(upgrade_request(url)).await {
+        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => response.status().as_u16(),
+        other => panic!("expected the upgrade to be refused, got {other:?}"),
+    }
+}
+
 impl Client {
     pub async fn connect(url: &str, protocol: &str) -> Client {
-        let mut request = url.into_client_request().unwrap();
-        request
-            .headers_mut()
-            .insert("sec-websocket-protocol", protocol.parse().unwrap());
+        let request = upgrade_request_for(url, protocol);
         let (socket, response) = tokio_tungstenite::connect_async(request).await.unwrap();
         assert_eq!(
             response.headers()["sec-websocket-protocol"],
