@@ -5,6 +5,12 @@ use std::process::ExitCode;
 use clap::Parser;
 use shippy::cli::{self, Cli};
 
+// mimalloc, as Hive Router uses: with glibc malloc, fresh router processes sometimes ran their whole
+// life at about half the throughput (bench/README.md, "Known issue"), and mimalloc's thread-local
+// free lists cost fewer instructions per request on the router's allocation-heavy hot path.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() -> ExitCode {
     shippy_kit::install_crypto_provider();
