@@ -5,9 +5,8 @@ use std::process::ExitCode;
 use clap::Parser;
 use shippy::cli::{self, Cli};
 
-// mimalloc, as Hive Router uses: with glibc malloc, fresh router processes sometimes ran their whole
-// life at about half the throughput (bench/README.md, "Known issue"), and mimalloc's thread-local
-// free lists cost fewer instructions per request on the router's allocation-heavy hot path.
+// mimalloc (v2, see the workspace Cargo.toml), as Hive Router uses: its thread-local free lists
+// cost fewer instructions per request than glibc malloc on the router's allocation-heavy hot path.
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
