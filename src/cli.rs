@@ -10,7 +10,7 @@ use crate::{
     demo::{self, DemoArgs},
     schema_tool::{self, CheckOptions, ComposeOptions},
     services::{self, SUBGRAPHS},
-    settings::{LogFormat, Settings, SettingsArgs},
+    settings::{Settings, SettingsArgs},
     up,
 };
 
@@ -206,9 +206,14 @@ async fn run_subgraph(
     (subgraph.run)(listener, settings.subgraph_config(url), bus, shutdown).await
 }
 
-/// Whether logs should be JSON.
-pub fn json_logs(settings: &Settings) -> bool {
-    settings.log_format == LogFormat::Json
+/// The OpenTelemetry `service.name` of this invocation: `shippy-<subgraph>`, `shippy-router`, or
+/// `shippy` for everything in one process.
+pub fn service_name(cli: &Cli) -> String {
+    match &cli.command {
+        Some(Command::Subgraph(args)) => format!("shippy-{}", args.name),
+        Some(Command::Router(_)) => "shippy-router".to_owned(),
+        _ => "shippy".to_owned(),
+    }
 }
 
 #[cfg(test)]

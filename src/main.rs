@@ -1,4 +1,4 @@
-//! The `shippy` binary: parse, load settings, start logging, run.
+//! The `shippy` binary: parse, load settings, start logging and tracing, run.
 
 use std::process::ExitCode;
 
@@ -21,13 +21,25 @@ async fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    shippy_kit::telemetry::init(cli::json_logs(&settings));
-    match cli::run(cli, settings).await {
+    let telemetry = match settings
+        .telemetry_config(&cli::service_name(&cli))
+        .and_then(|config| Ok(shippy_kit::telemetry::init(&config)?))
+    {
+        Ok(guard) => guard,
+        Err(err) => {
+            eprintln!("shippy: {err:#}");
+            return ExitCode::from(2);
+        }
+    };
+    let code = match cli::run(cli, settings).await {
         Ok(code) => code,
         Err(err) => {
             tracing::error!("{err:#}");
             eprintln!("shippy: {err:#}");
             ExitCode::FAILURE
         }
-    }
+    };
+    // Flushes the spans still buffered for export.
+    drop(telemetry);
+    code
 }

@@ -16,6 +16,7 @@ use shippy_kit::{
     config::{AuthConfig, EventsConfig, RelayConfig, ServerConfig},
     db,
     server::SubgraphConfig,
+    telemetry::{OtlpConfig, OtlpProtocol, TelemetryConfig},
 };
 
 /// Everything `shippy` can be configured with. The config file has the same shape.
@@ -45,6 +46,33 @@ pub struct Settings {
     pub relay: RelayConfig,
     /// Event streams and consumers (`[events]`, `[events.consumer]`).
     pub events: EventsConfig,
+    /// Trace export (`[telemetry]`).
+    pub telemetry: TelemetrySettings,
+}
+
+/// Where traces go. Export is off unless an endpoint is set (here, by `SHIPPY_OTLP_ENDPOINT`, or by
+/// the standard `OTEL_EXPORTER_OTLP_ENDPOINT`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TelemetrySettings {
+    /// The OTLP collector's base URL, e.g. `http://jaeger:4317` (gRPC) or `http://jaeger:4318`
+    /// (HTTP/protobuf). Unset: no trace export.
+    pub otlp_endpoint: Option<String>,
+    /// `grpc` or `http/protobuf`. Default `grpc`.
+    pub otlp_protocol: OtlpProtocol,
+    /// Share of new traces recorded, 0 to 1 (requests that arrive with a `traceparent` follow their
+    /// caller's decision). Default 1.
+    pub sampling_ratio: f64,
+}
+
+impl Default for TelemetrySettings {
+    fn default() -> Self {
+        Self {
+            otlp_endpoint: None,
+            otlp_protocol: OtlpProtocol::Grpc,
+            sampling_ratio: 1.0,
+        }
+    }
 }
 
 /// Log line format.
@@ -70,6 +98,7 @@ impl Default for Settings {
             auth: AuthConfig::default(),
             relay: RelayConfig::default(),
             events: EventsConfig::default(),
+            telemetry: TelemetrySettings::default(),
         }
     }
 }
@@ -98,6 +127,36 @@ impl Settings {
                 Ok(db::with_database_name(url, &format!("{base}_{name}"))?)
             }
         }
+    }
+
+    /// The telemetry of a process called `service_name`. Without an endpoint in the settings, the
+    /// standard `OTEL_EXPORTER_OTLP_ENDPOINT` (and `OTEL_EXPORTER_OTLP_PROTOCOL`) still turn export on.
+    pub fn telemetry_config(&self, service_name: &str) -> anyhow::Result<TelemetryConfig> {
+        let standard = |name: &str| std::env::var(name).ok().filter(|v| !v.trim().is_empty());
+        let endpoint = self
+            .telemetry
+            .otlp_endpoint
+            .clone()
+            .filter(|v| !v.trim().is_empty())
+            .or_else(|| standard("OTEL_EXPORTER_OTLP_ENDPOINT"));
+        let protocol = match (
+            &self.telemetry.otlp_endpoint,
+            standard("OTEL_EXPORTER_OTLP_PROTOCOL"),
+        ) {
+            (None, Some(protocol)) => protocol
+                .parse()
+                .map_err(|e: String| anyhow::anyhow!("OTEL_EXPORTER_OTLP_PROTOCOL: {e}"))?,
+            _ => self.telemetry.otlp_protocol,
+        };
+        Ok(TelemetryConfig {
+            service_name: standard("OTEL_SERVICE_NAME").unwrap_or_else(|| service_name.to_owned()),
+            json_logs: self.log_format == LogFormat::Json,
+            otlp: endpoint.map(|endpoint| OtlpConfig {
+                endpoint,
+                protocol,
+                sampling_ratio: self.telemetry.sampling_ratio,
+            }),
+        })
     }
 
     /// The kit configuration of one subgraph.
@@ -228,6 +287,21 @@ pub struct SettingsArgs {
     /// Log format [default: text]. Filter with RUST_LOG.
     #[arg(long, env = "SHIPPY_LOG_FORMAT", global = true, value_parser = ["text", "json"])]
     pub log_format: Option<String>,
+    /// OTLP collector to export traces to, e.g. http://jaeger:4317; unset (and no
+    /// OTEL_EXPORTER_OTLP_ENDPOINT): no trace export.
+    #[arg(long, env = "SHIPPY_OTLP_ENDPOINT", global = true, value_name = "URL")]
+    pub otlp_endpoint: Option<String>,
+    /// OTLP protocol [default: grpc].
+    #[arg(long, env = "SHIPPY_OTLP_PROTOCOL", global = true, value_parser = ["grpc", "http/protobuf"])]
+    pub otlp_protocol: Option<String>,
+    /// Share of new traces recorded, 0 to 1 [default: 1].
+    #[arg(
+        long,
+        env = "SHIPPY_TRACE_SAMPLING",
+        global = true,
+        value_name = "RATIO"
+    )]
+    pub trace_sampling: Option<f64>,
 }
 
 fn put(map: &mut Map<String, Value>, path: &[&str], value: Value) {
@@ -247,7 +321,19 @@ impl SettingsArgs {
     /// The values given by flag or environment, shaped like [`Settings`].
     fn overrides(&self) -> Map<String, Value> {
         let mut map = Map::new();
-        let entries: [(&[&str], Option<Value>); 19] = [
+        let entries: [(&[&str], Option<Value>); 22] = [
+            (
+                &["telemetry", "otlp_endpoint"],
+                self.otlp_endpoint.as_ref().map(|v| json!(v)),
+            ),
+            (
+                &["telemetry", "otlp_protocol"],
+                self.otlp_protocol.as_ref().map(|v| json!(v)),
+            ),
+            (
+                &["telemetry", "sampling_ratio"],
+                self.trace_sampling.map(|v| json!(v)),
+            ),
             (&["host"], self.host.as_ref().map(|v| json!(v))),
             (&["port_base"], self.port_base.map(|v| json!(v))),
             (&["data_dir"], self.data_dir.as_ref().map(|v| json!(v))),
@@ -381,6 +467,35 @@ mod tests {
             settings.server.body_limit,
             ServerConfig::default().body_limit
         );
+        assert_eq!(settings.telemetry, TelemetrySettings::default());
+    }
+
+    #[test]
+    fn trace_export_is_configured_by_flags_or_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = write(
+            dir.path(),
+            "shippy.yaml",
+            "telemetry:\n  otlp_endpoint: http://collector:4318\n  otlp_protocol: http/protobuf\n",
+        );
+        let settings = SettingsArgs {
+            config: Some(file),
+            trace_sampling: Some(0.25),
+            ..SettingsArgs::default()
+        }
+        .load()
+        .unwrap();
+        let config = settings.telemetry_config("shippy-user").unwrap();
+        let otlp = config.otlp.expect("an endpoint turns export on");
+        assert_eq!(otlp.endpoint, "http://collector:4318");
+        assert_eq!(otlp.protocol, OtlpProtocol::HttpProtobuf);
+        assert_eq!(otlp.sampling_ratio, 0.25);
+
+        let bad = SettingsArgs {
+            otlp_protocol: Some("carrier-pigeon".into()),
+            ..SettingsArgs::default()
+        };
+        assert!(bad.load().is_err());
     }
 
     #[test]

@@ -11,7 +11,7 @@
 
 mod support;
 
-use std::{collections::HashSet, path::Path, time::Duration};
+use std::{collections::HashSet, time::Duration};
 
 use futures::future::join_all;
 use redis::AsyncCommands;
@@ -20,49 +20,7 @@ use serde_json::{Value, json};
 use shippy_kit::testing::{
     Backend, GraphQLClient, RedisNamespace, TcpProxy, TestDb, WsClient, test_redis_url,
 };
-use support::{Running, shippy};
-use tokio::process::Command;
-
-/// Fast pacing for tests: relays and consumers retry within half a second, idle entries are taken over
-/// after two.
-const CONFIG: &str = r#"
-[relay]
-poll_interval = "100ms"
-retry_initial = "50ms"
-retry_max = "500ms"
-[events]
-command_timeout = "2s"
-[events.consumer]
-block = "300ms"
-claim_idle = "2s"
-retry_initial = "50ms"
-retry_max = "500ms"
-"#;
-
-/// `shippy subgraph <name>` on a free port, on `database`, with events on `redis` under `prefix`.
-fn subgraph(
-    name: &str,
-    replica: &str,
-    database: &str,
-    redis: &str,
-    prefix: &str,
-    config: &Path,
-) -> Command {
-    let mut cmd = shippy();
-    cmd.args(["subgraph", name, "--listen", "127.0.0.1:0", "--config"])
-        .arg(config)
-        .env("DATABASE_URL", database)
-        .env("REDIS_URL", redis)
-        .env("SHIPPY_STREAM_PREFIX", prefix)
-        .env("SHIPPY_CONSUMER_NAME", format!("{name}-{replica}"));
-    cmd
-}
-
-fn config_file(dir: &Path) -> std::path::PathBuf {
-    let path = dir.join("shippy.toml");
-    std::fs::write(&path, CONFIG).unwrap();
-    path
-}
+use support::{Running, config_file, subgraph};
 
 const REGISTER: &str =
     "mutation($input: RegisterInput!) { register(input: $input) { token user { id } } }";

@@ -120,7 +120,12 @@ async fn serve_events(source: Arc<Source>, mut socket: WebSocket) {
     loop {
         tokio::select! {
             message = socket.recv() => {
-                let Some(Ok(AxMessage::Text(text))) = message else { return };
+                let text = match message {
+                    Some(Ok(AxMessage::Text(text))) => text,
+                    // axum answers the router's keep-alive pings itself.
+                    Some(Ok(AxMessage::Ping(_) | AxMessage::Pong(_))) => continue,
+                    _ => return,
+                };
                 let Ok(message) = serde_json::from_str::<Value>(text.as_str()) else { return };
                 let reply = match message["type"].as_str() {
                     Some("connection_init") => json!({"type": "connection_ack"}),
@@ -214,6 +219,31 @@ type Tick @join__type(graph: EVENTS, key: "id") @join__type(graph: LABELS, key: 
     )
 }
 
+#[derive(serde::Deserialize)]
+struct Frame<'a> {
+    #[serde(rename = "type", borrow)]
+    kind: &'a str,
+    payload: Option<FramePayload>,
+}
+
+#[derive(serde::Deserialize)]
+struct FramePayload {
+    data: Option<TickData>,
+}
+
+#[derive(serde::Deserialize)]
+struct TickData {
+    tick: TickEvent,
+}
+
+#[derive(serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct TickEvent {
+    seq: i64,
+    sent_at_ms: f64,
+    label: String,
+}
+
 /// One subscriber's record: latencies of the measured events, in order of arrival.
 #[derive(Default)]
 struct Received {
@@ -264,18 +294,24 @@ async fn receive(
             other => bail!("the subscription ended: {other:?}"),
         };
         let now = source.now_ms();
-        let message: Value = serde_json::from_str(text.as_str())?;
-        if message["type"] != "next" {
-            if message["type"] == "ping" {
+        // Typed and borrowed: 10,000 subscribers parse every event on the benchmark's own cores.
+        let message: Frame<'_> = serde_json::from_str(text.as_str())
+            .with_context(|| format!("unexpected message {text}"))?;
+        if message.kind != "next" {
+            if message.kind == "ping" {
                 socket.send(Message::text(r#"{"type":"pong"}"#)).await?;
                 continue;
             }
-            bail!("unexpected message {message}");
+            bail!("unexpected message {text}");
         }
-        let tick = &message["payload"]["data"]["tick"];
-        let seq = tick["seq"].as_i64().context("an event without seq")?;
-        if tick["label"] != format!("tick {seq}").as_str() {
-            bail!("the entity fetch did not complete event {seq}: {message}");
+        let tick = message
+            .payload
+            .and_then(|p| p.data)
+            .map(|d| d.tick)
+            .with_context(|| format!("an event without a tick: {text}"))?;
+        let seq = tick.seq;
+        if tick.label.strip_prefix("tick ") != Some(seq.to_string().as_str()) {
+            bail!("the entity fetch did not complete event {seq}: {text}");
         }
         if !is_attached {
             is_attached = true;
@@ -288,10 +324,7 @@ async fn receive(
             received.out_of_order += 1;
         }
         expected = seq + 1;
-        let sent = tick["sentAtMs"]
-            .as_f64()
-            .context("an event without sentAtMs")?;
-        received.latencies_ms.push(now - sent);
+        received.latencies_ms.push(now - tick.sent_at_ms);
     }
     let _ = socket
         .send(Message::text(r#"{"type":"complete","id":"1"}"#))

@@ -7,7 +7,7 @@ use std::{net::SocketAddr, path::PathBuf, process::ExitCode, time::Duration};
 use anyhow::{Context, bail};
 use clap::{Args, Parser, Subcommand};
 use shippy_bench::{
-    client,
+    client, fanout,
     json::Json,
     load::{self, Labels, LoadOptions, Stop, Watched},
     procfs, report,
@@ -50,6 +50,30 @@ enum Command {
     FreePort,
     /// Run our router (the same entry point as `shippy router`) until SIGINT or SIGTERM.
     Router(shippy_router::RouterArgs),
+    /// Subscription fan-out: N WebSocket subscribers through our router (started as a child
+    /// process) on one subscription; prints delivery latency and router RSS per subscriber.
+    Fanout(FanoutArgs),
+}
+
+#[derive(Args)]
+struct FanoutArgs {
+    #[arg(long, default_value_t = 1000)]
+    subscribers: usize,
+    /// Measured events.
+    #[arg(long, default_value_t = 20)]
+    events: usize,
+    /// Time between measured events.
+    #[arg(long, default_value = "250ms", value_parser = parse_duration)]
+    interval: Duration,
+    /// Subscribers connecting at once.
+    #[arg(long, default_value_t = 200)]
+    connect_concurrency: usize,
+    /// The run fails after this long.
+    #[arg(long, default_value = "10m", value_parser = parse_duration)]
+    timeout: Duration,
+    /// Write the JSON report here as well.
+    #[arg(long)]
+    out: Option<PathBuf>,
 }
 
 #[derive(Args)]
@@ -220,6 +244,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 .init();
             runtime(None)?.block_on(shippy_router::run(args, shutdown_signal()))?;
         }
+        Command::Fanout(args) => return runtime(None)?.block_on(fanout(args)),
         Command::FreePort => {
             let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
             println!("{}", listener.local_addr()?.port());
@@ -366,4 +391,60 @@ async fn load(args: LoadArgs) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::FAILURE);
     }
     Ok(ExitCode::SUCCESS)
+}
+
+async fn fanout(args: FanoutArgs) -> anyhow::Result<ExitCode> {
+    let source = fanout::Source::new();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let base = format!("http://{}", listener.local_addr()?);
+    let app = source.app();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    let supergraph =
+        std::env::temp_dir().join(format!("shippy-fanout-{}.graphql", std::process::id()));
+    std::fs::write(&supergraph, fanout::supergraph(&base))
+        .with_context(|| format!("writing {}", supergraph.display()))?;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port();
+    let mut router = tokio::process::Command::new(std::env::current_exe()?)
+        .arg("router")
+        .arg("--supergraph")
+        .arg(&supergraph)
+        .args(["--listen", &format!("127.0.0.1:{port}")])
+        .env("RUST_LOG", "warn")
+        .env(
+            "SHIPPY_ROUTER__SUBSCRIPTIONS__MAX_CONNECTIONS",
+            (args.subscribers + 100).to_string(),
+        )
+        .kill_on_drop(true)
+        .spawn()
+        .context("starting the router")?;
+    let health = format!("http://127.0.0.1:{port}/health");
+    if !client::wait_ready(&health, Duration::from_secs(30)).await? {
+        bail!("the router did not answer {health}");
+    }
+    let options = fanout::FanoutOptions {
+        url: format!("ws://127.0.0.1:{port}/graphql"),
+        subscribers: args.subscribers,
+        events: args.events,
+        interval: args.interval,
+        connect_concurrency: args.connect_concurrency,
+        timeout: args.timeout,
+        router_pid: router.id(),
+    };
+    let result = fanout::run(source, &options).await;
+    let _ = router.kill().await;
+    let _ = std::fs::remove_file(&supergraph);
+    let report = result?;
+    eprintln!("{}", fanout::summary(&report));
+    let json = serde_json::to_string_pretty(&report)?;
+    if let Some(path) = &args.out {
+        std::fs::write(path, &json).with_context(|| format!("writing {}", path.display()))?;
+    }
+    println!("{json}");
+    Ok(if report.lost_or_reordered == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }

@@ -11,6 +11,7 @@ impl MigratorTrait for Migrator {
             Box::new(crate::outbox::CreateOutbox),
             Box::new(crate::inbox::CreateInbox),
             Box::new(CreateConsignments),
+            Box::new(crate::outbox::AddOutboxTraceparent),
         ]
     }
 }

@@ -11,6 +11,7 @@ impl MigratorTrait for Migrator {
         vec![
             Box::new(crate::outbox::CreateOutbox),
             Box::new(CreateLogEntries),
+            Box::new(crate::outbox::AddOutboxTraceparent),
         ]
     }
 }

@@ -2,6 +2,11 @@
 
 use sea_orm_migration::{prelude::*, schema::*};
 
+/// Every outbox migration, in order: for tests and tools that need the table on its own.
+pub fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+    vec![Box::new(CreateOutbox), Box::new(AddOutboxTraceparent)]
+}
+
 /// Creates `outbox`.
 #[derive(DeriveMigrationName)]
 pub struct CreateOutbox;
@@ -63,6 +68,49 @@ impl MigrationTrait for CreateOutbox {
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
         manager
             .drop_table(Table::drop().table(Outbox::Table).to_owned())
+            .await
+    }
+}
+
+/// Adds `outbox.traceparent`: the W3C trace position of the request that recorded the event, so
+/// the relay can put it on the stream entry and consumers can link their spans to that request.
+pub struct AddOutboxTraceparent;
+
+// Named by hand: the derived name is the file's (`outbox`), which `CreateOutbox` has already.
+impl MigrationName for AddOutboxTraceparent {
+    fn name(&self) -> &str {
+        "outbox_traceparent"
+    }
+}
+
+#[derive(DeriveIden)]
+enum OutboxTrace {
+    #[sea_orm(iden = "outbox")]
+    Table,
+    Traceparent,
+}
+
+#[async_trait::async_trait]
+impl MigrationTrait for AddOutboxTraceparent {
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        manager
+            .alter_table(
+                Table::alter()
+                    .table(OutboxTrace::Table)
+                    .add_column(string_null(OutboxTrace::Traceparent))
+                    .to_owned(),
+            )
+            .await
+    }
+
+    async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        manager
+            .alter_table(
+                Table::alter()
+                    .table(OutboxTrace::Table)
+                    .drop_column(OutboxTrace::Traceparent)
+                    .to_owned(),
+            )
             .await
     }
 }

@@ -7,7 +7,11 @@ pub struct Migrator;
 
 impl MigratorTrait for Migrator {
     fn migrations() -> Vec<Box<dyn MigrationTrait>> {
-        vec![Box::new(crate::outbox::CreateOutbox), Box::new(CreateUsers)]
+        vec![
+            Box::new(crate::outbox::CreateOutbox),
+            Box::new(CreateUsers),
+            Box::new(crate::outbox::AddOutboxTraceparent),
+        ]
     }
 }
 

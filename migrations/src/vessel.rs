@@ -12,6 +12,7 @@ impl MigratorTrait for Migrator {
             Box::new(CreateVessels),
             Box::new(crate::inbox::CreateInbox),
             Box::new(CreateReservations),
+            Box::new(crate::outbox::AddOutboxTraceparent),
         ]
     }
 }

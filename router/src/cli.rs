@@ -39,7 +39,8 @@ pub async fn run(
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .with_context(|| format!("binding {listen}"))?;
-    tracing::info!(address = %listener.local_addr()?, "router listening");
+    // The same line `shippy up` and `shippy subgraph` print: what scripts and tests read.
+    println!("{:<12} http://{}/graphql", "router", listener.local_addr()?);
     // The watcher never ends on its own; it stops with the server.
     let watcher = match (&args.config, reload.watch) {
         (Some(path), true) => {

@@ -29,6 +29,7 @@ pub mod resilience;
 pub mod schema;
 pub mod subgraph;
 pub mod subscriptions;
+pub mod telemetry;
 pub mod value;
 pub mod web;
 
@@ -44,6 +45,13 @@ pub use error::RouterError;
 use pipeline::RouterState;
 use query_planner::QueryPlanner;
 use subgraph::SubgraphClient;
+
+async fn health() -> impl axum::response::IntoResponse {
+    (
+        [(http::header::CONTENT_TYPE, "application/json")],
+        "{\"status\":\"pass\"}",
+    )
+}
 
 /// A router over one supergraph. Cheap to clone: the state is shared.
 #[derive(Clone)]
@@ -83,8 +91,14 @@ impl Router {
     /// Loads a supergraph (checks its `@link`s, builds the planner and the API schema) and sets
     /// up a client per subgraph. Fails with a clear error when anything cannot be used.
     pub fn from_supergraph_sdl(sdl: &str, config: RouterConfig) -> Result<Router, RouterError> {
+        // The metrics registry first, so nothing recorded from here on is lost.
+        telemetry::register_gauges();
         let planner = QueryPlanner::new(sdl)?;
-        for name in config.subgraphs.keys() {
+        for name in config
+            .subgraphs
+            .keys()
+            .chain(config.subscriptions.subgraph_urls.keys())
+        {
             if !planner.subgraphs().iter().any(|s| &s.name == name) {
                 return Err(RouterError::UnknownSubgraph(name.clone()));
             }
@@ -155,15 +169,19 @@ impl Router {
             &self.state.config.rate_limit.requests,
             self.state.client_ip_header.clone(),
         );
-        let app = graphql.route(
-            &http.health_path,
-            get(|| async {
-                (
-                    [(http::header::CONTENT_TYPE, "application/json")],
-                    "{\"status\":\"pass\"}",
-                )
-            }),
-        );
+        let metrics_state = Arc::clone(&self.state);
+        let app = graphql
+            .route(
+                "/metrics",
+                get(move || async move { telemetry::metrics_response(&metrics_state) }),
+            )
+            .route(&http.health_path, get(health));
+        // Stateless: ready as soon as it serves (what compose and load balancers probe).
+        let app = if http.health_path == "/ready" {
+            app
+        } else {
+            app.route("/ready", get(health))
+        };
         let app = app.merge(web::routes(http));
         (app, limiter)
     }
@@ -232,9 +250,11 @@ impl Router {
 
     /// Applies a new configuration while serving. The sections that are safe to change live
     /// (`limits`, `csrf`, `introspection`, `auth`, `rate_limit` except `rate_limit.requests`)
-    /// take effect for the next request; prepared operations are re-prepared under them. Changes
-    /// anywhere else are ignored and named in the outcome (they need a restart). An invalid
-    /// configuration changes nothing.
+    /// take effect for the next request; prepared operations are re-prepared under them, and
+    /// subscription connections are closed (WebSocket 1012) so that clients reconnect under
+    /// them, when the change can affect subscriptions (`auth`, `rate_limit`, a lower `limits`;
+    /// see `subscriptions::reload`). Changes anywhere else are ignored and named in the outcome
+    /// (they need a restart). An invalid configuration changes nothing.
     pub fn reload(&self, config: RouterConfig) -> Result<ReloadOutcome, RouterError> {
         config.check().map_err(RouterError::Config)?;
         let current = &self.state.config;
@@ -273,6 +293,8 @@ impl Router {
         live_config.rate_limit.requests = current.rate_limit.requests.clone();
         let previous = self.state.live.load_full();
         let changed = live_config != previous.config;
+        let closes_subscriptions =
+            subscriptions::reload::affects_subscriptions(&previous.config, &live_config);
         if changed {
             let live = pipeline::Live::new(
                 live_config,
@@ -282,6 +304,10 @@ impl Router {
             self.state.live.store(Arc::new(live));
             // Operations prepared under the old limits must not be served again.
             self.state.operations.clear();
+        }
+        if closes_subscriptions {
+            // Subscriptions admitted under the old rules reconnect under the new ones.
+            self.state.subscriptions.reloaded();
         }
         if !restart_required.is_empty() {
             tracing::warn!(

@@ -311,6 +311,9 @@ impl SubgraphClient {
         for (name, value) in headers {
             request_headers.append(name.clone(), value.clone());
         }
+        // Our fetch span's position replaces a `traceparent` forwarded from the client, so the
+        // subgraph's spans hang under this fetch (the client's trace is still the parent of ours).
+        shippy_telemetry::propagation::inject_current(request_headers);
         let response = self.client.request(request).await.map_err(|e| {
             let reason = error_chain(&e);
             tracing::warn!(subgraph = %self.name, error = %reason, "subgraph request failed");

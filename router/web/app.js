@@ -20,12 +20,13 @@ const ACTIVITY = `query Activity { me { activity(first: 30) { id kind message cr
 const LOG_ADDED = `subscription LogAdded { logAdded { id kind message createdAt } }`;
 
 /** How each status reads, and the next step the vessel's owner may take. */
+// `stage` orders the lifecycle (it only moves forward), so a late answer cannot undo a newer event.
 const STATUS = {
-  PENDING: { label: "Pending: waiting for a vessel" },
-  ASSIGNED: { label: "Assigned", next: "IN_TRANSIT", action: "Mark in transit" },
-  UNASSIGNABLE: { label: "Unassignable: no vessel had room" },
-  IN_TRANSIT: { label: "In transit", next: "DELIVERED", action: "Mark delivered" },
-  DELIVERED: { label: "Delivered" },
+  PENDING: { stage: 0, label: "Pending: waiting for a vessel" },
+  ASSIGNED: { stage: 1, label: "Assigned", next: "IN_TRANSIT", action: "Mark in transit" },
+  UNASSIGNABLE: { stage: 1, label: "Unassignable: no vessel had room" },
+  IN_TRANSIT: { stage: 2, label: "In transit", next: "DELIVERED", action: "Mark delivered" },
+  DELIVERED: { stage: 3, label: "Delivered" },
 };
 
 const $ = (selector, root = document) => root.querySelector(selector);
@@ -302,6 +303,9 @@ function consignmentRow(c) {
 
 function upsertConsignment(c) {
   const previous = state.consignments.get(c.id);
+  // The subscription can deliver ASSIGNED before the createConsignment answer (PENDING) arrives;
+  // whichever comes last must not move the row back to an earlier stage.
+  if (previous && (STATUS[previous.status]?.stage ?? 0) > (STATUS[c.status]?.stage ?? 0)) return;
   state.consignments.set(c.id, c);
   renderConsignments();
   if (previous && previous.status !== c.status) {

@@ -4,7 +4,7 @@
 // Each test binary uses what it needs of this module.
 #![allow(dead_code)]
 
-use std::{collections::HashMap, process::Stdio, time::Duration};
+use std::{collections::HashMap, path::Path, process::Stdio, time::Duration};
 
 use shippy_kit::testing::{self, GraphQLClient};
 use tokio::{
@@ -29,6 +29,14 @@ pub fn shippy() -> Command {
         "SHIPPY_STREAM_PREFIX",
         "SHIPPY_CONSUMER_NAME",
         "SHIPPY_CLAIM_IDLE",
+        "SHIPPY_LOG_FORMAT",
+        "SHIPPY_OTLP_ENDPOINT",
+        "SHIPPY_OTLP_PROTOCOL",
+        "SHIPPY_TRACE_SAMPLING",
+        "OTEL_EXPORTER_OTLP_ENDPOINT",
+        "OTEL_EXPORTER_OTLP_PROTOCOL",
+        "OTEL_SERVICE_NAME",
+        "OTEL_TRACES_FILTER",
     ] {
         cmd.env_remove(var);
     }
@@ -141,4 +149,46 @@ impl Running {
             .expect("exits in time");
         exit.expect("wait").success()
     }
+}
+
+/// Fast pacing for tests: relays and consumers retry within half a second, idle entries are taken over
+/// after two.
+const CONFIG: &str = r#"
+[relay]
+poll_interval = "100ms"
+retry_initial = "50ms"
+retry_max = "500ms"
+[events]
+command_timeout = "2s"
+[events.consumer]
+block = "300ms"
+claim_idle = "2s"
+retry_initial = "50ms"
+retry_max = "500ms"
+"#;
+
+/// `shippy subgraph <name>` on a free port, on `database`, with events on `redis` under `prefix`.
+pub fn subgraph(
+    name: &str,
+    replica: &str,
+    database: &str,
+    redis: &str,
+    prefix: &str,
+    config: &Path,
+) -> Command {
+    let mut cmd = shippy();
+    cmd.args(["subgraph", name, "--listen", "127.0.0.1:0", "--config"])
+        .arg(config)
+        .env("DATABASE_URL", database)
+        .env("REDIS_URL", redis)
+        .env("SHIPPY_STREAM_PREFIX", prefix)
+        .env("SHIPPY_CONSUMER_NAME", format!("{name}-{replica}"));
+    cmd
+}
+
+/// Writes the fast-pacing config file into `dir`.
+pub fn config_file(dir: &Path) -> std::path::PathBuf {
+    let path = dir.join("shippy.toml");
+    std::fs::write(&path, CONFIG).unwrap();
+    path
 }

@@ -1,6 +1,7 @@
 //! Subscription settings: the client transports (WebSocket, SSE), their limits and keep-alive,
 //! and the upstream WebSocket connections to subgraphs.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -34,6 +35,10 @@ pub struct SubscriptionsConfig {
     pub upstream_connect_timeout: Duration,
     /// Largest message accepted from a client or a subgraph, in bytes.
     pub max_message_size: usize,
+    /// WebSocket URL (`ws://` or `wss://`) per subgraph name, for subgraphs that serve
+    /// subscriptions elsewhere than at their HTTP URL. Default: the subgraph's URL (its first
+    /// healthy replica's) with `http` turned into `ws`.
+    pub subgraph_urls: BTreeMap<String, String>,
 }
 
 /// A subscriber whose buffer is full is either closed (it must resubscribe, and knows it:
@@ -58,6 +63,7 @@ impl Default for SubscriptionsConfig {
             connection_init_timeout: Duration::from_secs(10),
             upstream_connect_timeout: Duration::from_secs(10),
             max_message_size: 1024 * 1024,
+            subgraph_urls: BTreeMap::new(),
         }
     }
 }
@@ -87,5 +93,57 @@ impl SubscriptionsConfig {
                 problems.push(format!("`subscriptions.{name}` must be longer than zero"));
             }
         }
+        for (name, url) in &self.subgraph_urls {
+            if !(url.starts_with("ws://") || url.starts_with("wss://")) {
+                problems.push(format!(
+                    "`subscriptions.subgraph_urls.{name}`: `{url}` is not a ws:// or wss:// URL"
+                ));
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_pass_and_zeros_are_refused() {
+        let mut problems = Vec::new();
+        SubscriptionsConfig::default().check(&mut problems);
+        assert!(problems.is_empty(), "{problems:?}");
+        let zero = SubscriptionsConfig {
+            max_connections: 0,
+            max_subscriptions_per_connection: 0,
+            buffer_size: 0,
+            max_message_size: 0,
+            keep_alive: Duration::ZERO,
+            connection_init_timeout: Duration::ZERO,
+            upstream_connect_timeout: Duration::ZERO,
+            ..SubscriptionsConfig::default()
+        };
+        zero.check(&mut problems);
+        assert_eq!(problems.len(), 7, "{problems:?}");
+        assert!(problems[0].contains("`subscriptions.max_connections` must be at least 1"));
+        let mut problems = Vec::new();
+        let mut urls = SubscriptionsConfig::default();
+        urls.subgraph_urls
+            .insert("events".into(), "http://events/graphql".into());
+        urls.check(&mut problems);
+        assert_eq!(
+            problems,
+            [
+                "`subscriptions.subgraph_urls.events`: `http://events/graphql` is not a ws:// or wss:// URL"
+            ]
+        );
+    }
+
+    #[test]
+    fn the_slow_client_policy_reads_from_config_text() {
+        let config: SubscriptionsConfig =
+            serde_json::from_str(r#"{"slow_client": "drop", "keep_alive": "5s"}"#).unwrap();
+        assert_eq!(config.slow_client, SlowClientPolicy::Drop);
+        assert_eq!(config.keep_alive, Duration::from_secs(5));
+        assert!(serde_json::from_str::<SubscriptionsConfig>(r#"{"slow_client": "wait"}"#).is_err());
     }
 }

@@ -55,6 +55,7 @@ use http::header::{ALLOW, HeaderName, HeaderValue, RETRY_AFTER};
 use http::{HeaderMap, Method, StatusCode};
 use http_body_util::{BodyExt, Limited};
 use quick_cache::sync::Cache;
+use tracing::Instrument;
 use xxhash_rust::xxh3::Xxh3;
 
 use self::authorize::{Guards, Verdicts};
@@ -76,6 +77,7 @@ use crate::query_planner::{
 };
 use crate::schema::Schema;
 use crate::subgraph::{SubgraphClient, forwarded_headers};
+use crate::telemetry::{Observed, Outcome};
 use crate::value::Value;
 
 /// Everything requests share, built once from the supergraph and configuration. Immutable
@@ -256,13 +258,16 @@ impl RouterState {
         hasher.update(&live.generation.to_le_bytes());
         let key = hasher.digest128();
         let mut prepared_now = false;
+        let span = tracing::info_span!(target: shippy_telemetry::SPANS, "prepare", cache.hit = tracing::field::Empty);
         let result = self
             .operations
             .get_or_insert_async(&key, async {
                 prepared_now = true;
                 Ok::<_, Infallible>(self.prepare_uncached(text, operation_name, live, key).await)
             })
+            .instrument(span.clone())
             .await;
+        span.record("cache.hit", !prepared_now);
         self.operation_counters.record("operation", !prepared_now);
         match result {
             Ok(prepared) => prepared,
@@ -281,20 +286,25 @@ impl RouterState {
             Err(Arc::new(Rejection { errors, status }))
         };
         let limits = &live.config.limits;
-        let document = match parse::parse(text, limits.max_tokens) {
+        let document = match tracing::info_span!(target: shippy_telemetry::SPANS, "parse")
+            .in_scope(|| parse::parse(text, limits.max_tokens))
+        {
             Ok(document) => document,
             Err(error) => return reject(vec![error], StatusCode::BAD_REQUEST),
         };
         if let Err(error) = limit::check(&document, limits) {
             return reject(vec![error], StatusCode::BAD_REQUEST);
         }
-        let selected = match validate::validate(
-            &self.schema,
-            &self.validation_rules,
-            &document,
-            operation_name,
-            live.config.introspection,
-        ) {
+        let selected = match tracing::info_span!(target: shippy_telemetry::SPANS, "validate")
+            .in_scope(|| {
+                validate::validate(
+                    &self.schema,
+                    &self.validation_rules,
+                    &document,
+                    operation_name,
+                    live.config.introspection,
+                )
+            }) {
             Ok(selected) => selected,
             Err(errors) => return reject(errors, StatusCode::BAD_REQUEST),
         };
@@ -551,10 +561,33 @@ pub fn plan_variables<'v>(
 }
 
 /// The GraphQL endpoint: any method reaches it so that the wrong ones get a GraphQL error.
+/// Each request runs in its own `router.request` span and is counted in the request series.
 pub async fn handle(state: Arc<RouterState>, request: http::Request<Body>) -> Response {
+    // A WebSocket lives for its connection: it has its own gauges, not a request span.
     if crate::subscriptions::ws::is_upgrade(request.headers()) {
         return crate::subscriptions::ws::handle(state, request).await;
     }
+    let span = crate::telemetry::request_span(request.headers());
+    let started = std::time::Instant::now();
+    let observed = Observed::default();
+    let response = handle_request(state, request, &observed)
+        .instrument(span.clone())
+        .await;
+    // Responses that did not reach execution carry no outcome: they were rejected.
+    let outcome = response
+        .extensions()
+        .get::<Outcome>()
+        .copied()
+        .unwrap_or(Outcome::Rejected);
+    crate::telemetry::record_request(&span, &observed, &response, outcome, started.elapsed());
+    response
+}
+
+async fn handle_request(
+    state: Arc<RouterState>,
+    request: http::Request<Body>,
+    observed: &Observed,
+) -> Response {
     let live = state.live.load_full();
     let (parts, body) = request.into_parts();
     // GraphQL over SSE: errors before the stream starts are plain JSON.
@@ -606,10 +639,16 @@ pub async fn handle(state: Arc<RouterState>, request: http::Request<Body>) -> Re
         ),
     };
     if event_stream {
-        return crate::subscriptions::sse::respond(&state, graphql, caller, identity.clone()).await;
+        let mut response =
+            crate::subscriptions::sse::respond(&state, graphql, caller, identity.clone()).await;
+        // The stream started; what it carries later is the subscription's, not this request's.
+        if response.status() == StatusCode::OK {
+            response.extensions_mut().insert(Outcome::Ok);
+        }
+        return response;
     }
     // A bug (here or in the planner) must cost one request, not a connection or the process.
-    match AssertUnwindSafe(run(&state, &live, graphql, media, caller))
+    match AssertUnwindSafe(run(&state, &live, graphql, media, caller, observed))
         .catch_unwind()
         .await
     {
@@ -617,11 +656,13 @@ pub async fn handle(state: Arc<RouterState>, request: http::Request<Body>) -> Re
         Err(_) => {
             tracing::error!("request handling panicked");
             let error = GraphQLError::new("Internal server error", codes::INTERNAL_SERVER_ERROR);
-            respond::http_response(
+            let mut response = respond::http_response(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 media,
                 respond::render_errors(&[error]),
-            )
+            );
+            response.extensions_mut().insert(Outcome::Error);
+            response
         }
     }
 }
@@ -717,6 +758,7 @@ async fn run(
     request: GraphQLRequest,
     media: MediaType,
     caller: Caller<'_>,
+    observed: &Observed,
 ) -> Response {
     let prepared = match state
         .prepare(&request.query, request.operation_name.as_deref(), live)
@@ -725,6 +767,14 @@ async fn run(
         Ok(prepared) => prepared,
         Err(rejection) => return rejected(media, rejection.status, &rejection.errors),
     };
+    let _ = observed.kind.set(prepared.kind);
+    let span = tracing::Span::current();
+    span.record("graphql.operation.type", prepared.kind.as_str());
+    let (_, _, _, name) =
+        operation_parts(operation_at(&prepared.document, prepared.operation_index));
+    if let Some(name) = name {
+        span.record("graphql.operation.name", name);
+    }
     match prepared.kind {
         OperationKind::Mutation if request.is_get => {
             let error = GraphQLError::new(
@@ -774,6 +824,7 @@ async fn run(
                     caller.identity,
                     errors.clone(),
                 )
+                .instrument(tracing::info_span!(target: shippy_telemetry::SPANS, "execute"))
                 .await,
         )
     };
@@ -790,7 +841,10 @@ async fn run(
     } else {
         execute().await
     };
-    respond::http_response(StatusCode::OK, media, body)
+    let outcome = Outcome::of_executed(&body);
+    let mut response = respond::http_response(StatusCode::OK, media, body);
+    response.extensions_mut().insert(outcome);
+    response
 }
 
 /// Everything an executed query's response depends on.

@@ -10,6 +10,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use quick_cache::sync::Cache;
+use tracing::Instrument;
 
 use crate::query_planner::{NormalizedOperation, PlannerError, QueryPlan, QueryPlanner};
 
@@ -77,6 +78,7 @@ impl PlanCache {
             operation.text()
         );
         let mut planned = false;
+        let span = tracing::info_span!(target: shippy_telemetry::SPANS, "plan", cache.hit = tracing::field::Empty);
         let result = self
             .cache
             .get_or_insert_async(&key, async {
@@ -93,7 +95,9 @@ impl PlanCache {
                 }
                 Ok::<_, Infallible>(result.map(Arc::new).map_err(Arc::new))
             })
+            .instrument(span.clone())
             .await;
+        span.record("cache.hit", !planned);
         self.counters.record("plan", !planned);
         match result {
             Ok(result) => result,

@@ -39,6 +39,7 @@ pub async fn check(
                 ?retry_after,
                 "rate limited"
             );
+            crate::telemetry::record_rate_limited(&guards.list[index].coordinate);
             verdicts.removals[index] = Some(Removal::RateLimited { retry_after });
         }
     }

@@ -371,4 +371,64 @@ mod tests {
         ]);
         assert_eq!(label(&serialize_mutations(plan)), "par[a,b]");
     }
+
+    fn subscription() -> PlanNode {
+        PlanNode::Subscription(SubscriptionNode {
+            primary: fetch("events", OperationKind::Subscription),
+            rest: None,
+        })
+    }
+
+    fn flatten(service: &str) -> PlanNode {
+        PlanNode::Flatten(FlattenNode {
+            path: vec![PathSegment::Field("tick".into())],
+            fetch: fetch(service, OperationKind::Query),
+        })
+    }
+
+    #[test]
+    fn a_subscription_keeps_the_rest_of_its_plan() {
+        let hoisted =
+            hoist_subscription(PlanNode::Sequence(vec![subscription(), flatten("names")])).unwrap();
+        let PlanNode::Subscription(node) = hoisted else {
+            panic!("not a subscription");
+        };
+        assert_eq!(node.primary.service, "events");
+        assert_eq!(label(node.rest.as_deref().unwrap()), "flatten:names");
+
+        let hoisted = hoist_subscription(PlanNode::Sequence(vec![
+            subscription(),
+            flatten("a"),
+            flatten("b"),
+        ]))
+        .unwrap();
+        let PlanNode::Subscription(node) = hoisted else {
+            panic!("not a subscription");
+        };
+        assert_eq!(
+            label(node.rest.as_deref().unwrap()),
+            "seq[flatten:a,flatten:b]"
+        );
+
+        let PlanNode::Subscription(alone) = hoist_subscription(subscription()).unwrap() else {
+            panic!("not a subscription");
+        };
+        assert!(alone.rest.is_none());
+        assert_eq!(
+            label(&hoist_subscription(flatten("q")).unwrap()),
+            "flatten:q"
+        );
+    }
+
+    #[test]
+    fn a_primary_fetch_anywhere_but_first_is_refused() {
+        for plan in [
+            PlanNode::Sequence(vec![flatten("a"), subscription()]),
+            PlanNode::Parallel(vec![subscription(), flatten("a")]),
+            PlanNode::Sequence(vec![subscription(), subscription()]),
+        ] {
+            let error = hoist_subscription(plan).unwrap_err().to_string();
+            assert!(error.contains("not first"), "{error}");
+        }
+    }
 }

@@ -14,7 +14,12 @@
 //! per event; the rendered response is fanned out to every subscriber through a bounded
 //! broadcast buffer (`subscriptions.buffer_size`). A subscriber that falls that far behind is
 //! closed or loses events, by `subscriptions.slow_client`, so memory stays bounded.
+//!
+//! A connection or stream authenticated with a JWT ends when the token expires (`expiry`); a
+//! reload ends them only when it changes the rules they were admitted under (`reload`).
 
+pub mod expiry;
+pub mod reload;
 pub mod sse;
 pub mod upstream;
 pub mod ws;
@@ -38,9 +43,9 @@ use crate::pipeline::{Admitted, Caller, Refusal, RouterState, admit, dedupe_key,
 use crate::query_planner::{OperationKind, PlanNode, QueryPlan};
 
 /// Gauge of open WebSocket connections (both protocols).
-pub const CONNECTIONS_GAUGE: &str = "shippy_router_websocket_connections";
+pub const CONNECTIONS_GAUGE: &str = shippy_telemetry::metrics::names::ROUTER_WEBSOCKET_CONNECTIONS;
 /// Gauge of active client subscriptions (WebSocket and SSE).
-pub const SUBSCRIPTIONS_GAUGE: &str = "shippy_router_subscriptions";
+pub const SUBSCRIPTIONS_GAUGE: &str = shippy_telemetry::metrics::names::ROUTER_SUBSCRIPTIONS;
 
 /// What every subscriber of a stream receives.
 #[derive(Debug, Clone)]
@@ -67,6 +72,8 @@ pub struct Hub {
     connections: AtomicUsize,
     streams: Mutex<HashMap<u128, Arc<Stream>>>,
     shutdown: watch::Sender<bool>,
+    /// Bumped when a reload changed the rules subscriptions were admitted under.
+    reloads: watch::Sender<u64>,
 }
 
 /// One upstream stream and its subscribers.
@@ -85,6 +92,7 @@ impl Hub {
             connections: AtomicUsize::new(0),
             streams: Mutex::new(HashMap::new()),
             shutdown: watch::channel(false).0,
+            reloads: watch::channel(0).0,
         }
     }
 
@@ -123,6 +131,23 @@ impl Hub {
         }
     }
 
+    /// Completes at the next reload that changes the rules subscriptions are admitted under.
+    pub fn next_reload(&self) -> impl Future<Output = ()> + Send + 'static {
+        let mut signal = self.reloads.subscribe();
+        async move {
+            if signal.changed().await.is_err() {
+                std::future::pending::<()>().await;
+            }
+        }
+    }
+
+    /// Ends every subscription connection: they were admitted under rules (tokens, access,
+    /// limits) that just changed, and reconnecting re-admits them under the new ones. Called
+    /// only when [`reload::affects_subscriptions`] says so.
+    pub fn reloaded(&self) {
+        self.reloads.send_modify(|generation| *generation += 1);
+    }
+
     /// Tells every connection to close ("going away").
     pub fn shut_down(&self) {
         self.shutdown.send_replace(true);
@@ -130,13 +155,9 @@ impl Hub {
 
     /// Waits until every connection has closed.
     pub async fn drained(&self) {
-        let mut signal = self.shutdown.subscribe();
+        // Connections close within a write once told; poll rather than track each one.
         while self.connections() > 0 {
-            // Connections close within a write; poll rather than track each one.
-            tokio::select! {
-                _ = signal.changed() => {}
-                () = tokio::time::sleep(std::time::Duration::from_millis(20)) => {}
-            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
         }
     }
 
@@ -361,8 +382,29 @@ struct Producer {
 
 impl Producer {
     async fn run(self, stream: Arc<Stream>) {
+        let mut ending = Ending {
+            hub: Arc::clone(&self.state.subscriptions),
+            key: self.key,
+            stream: Arc::clone(&stream),
+            finished: false,
+        };
+        let last = self.produce(&stream).await;
+        ending.finished = true;
+        if let Some(event) = last {
+            // Out of the hub first, so that new subscribers start a fresh stream.
+            self.state.subscriptions.retire(self.key, &stream);
+            let _ = stream.sender.send(event);
+        }
+    }
+
+    /// Runs the stream; returns the final event for the subscribers, or `None` when none is
+    /// owed (the last subscriber left, or the router is shutting down).
+    async fn produce(&self, stream: &Arc<Stream>) -> Option<Event> {
         let Some(PlanNode::Subscription(node)) = &self.plan.root else {
-            return;
+            return Some(Event::Error(Arc::new(vec![GraphQLError::new(
+                "The operation is not a subscription",
+                codes::INTERNAL_SERVER_ERROR,
+            )])));
         };
         let hub = &self.state.subscriptions;
         let shutdown = hub.shutting_down();
@@ -386,8 +428,8 @@ impl Producer {
                 body,
                 hub.config(),
             ) => opened,
-            () = stream.idle.notified() => return,
-            () = &mut shutdown => return,
+            () = stream.idle.notified() => return None,
+            () = &mut shutdown => return None,
         };
         let mut upstream = match opened {
             Ok(upstream) => upstream,
@@ -398,8 +440,7 @@ impl Producer {
                     codes::SUBREQUEST_HTTP_ERROR,
                 )
                 .with_extension("service", service.to_string());
-                self.finish(&stream, Event::Error(Arc::new(vec![error])));
-                return;
+                return Some(Event::Error(Arc::new(vec![error])));
             }
         };
         loop {
@@ -407,11 +448,11 @@ impl Producer {
                 event = upstream.next() => event,
                 () = stream.idle.notified() => {
                     upstream.complete().await;
-                    return;
+                    return None;
                 }
                 () = &mut shutdown => {
                     upstream.complete().await;
-                    return;
+                    return None;
                 }
             };
             match event {
@@ -436,12 +477,10 @@ impl Producer {
                         .into_iter()
                         .map(|e| crate::pipeline::execute::subgraph_error(e, service, Some))
                         .collect();
-                    self.finish(&stream, Event::Error(Arc::new(errors)));
-                    return;
+                    return Some(Event::Error(Arc::new(errors)));
                 }
                 UpstreamEvent::Complete => {
-                    self.finish(&stream, Event::Complete);
-                    return;
+                    return Some(Event::Complete);
                 }
                 UpstreamEvent::Closed(reason) => {
                     tracing::warn!(
@@ -454,18 +493,34 @@ impl Producer {
                         codes::SUBSCRIPTION_UPSTREAM_CLOSED,
                     )
                     .with_extension("service", service.to_string());
-                    self.finish(&stream, Event::Error(Arc::new(vec![error])));
-                    return;
+                    return Some(Event::Error(Arc::new(vec![error])));
                 }
             }
         }
     }
+}
 
-    /// Takes the stream out of the hub (so new subscribers start a fresh one), then sends the
-    /// final event to the ones it has.
-    fn finish(&self, stream: &Arc<Stream>, event: Event) {
-        self.state.subscriptions.retire(self.key, stream);
-        let _ = stream.sender.send(event);
+/// Ends a stream however its producer stops: a producer that panicked owes its subscribers an
+/// error (else they would wait forever on a stream nobody feeds).
+struct Ending {
+    hub: Arc<Hub>,
+    key: u128,
+    stream: Arc<Stream>,
+    finished: bool,
+}
+
+impl Drop for Ending {
+    fn drop(&mut self) {
+        if self.finished {
+            return;
+        }
+        tracing::error!("a subscription stream stopped unexpectedly");
+        self.hub.retire(self.key, &self.stream);
+        let error = GraphQLError::new(
+            "The subscription stopped unexpectedly",
+            codes::INTERNAL_SERVER_ERROR,
+        );
+        let _ = self.stream.sender.send(Event::Error(Arc::new(vec![error])));
     }
 }
 
@@ -509,4 +564,57 @@ pub fn dropped_error(missed: u64) -> GraphQLError {
         codes::SUBSCRIPTION_EVENTS_DROPPED,
     )
     .with_extension("dropped", missed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_producer_that_panics_ends_its_stream_with_an_error() {
+        let hub = Arc::new(Hub::new(SubscriptionsConfig::default()));
+        let producer_hub = Arc::clone(&hub);
+        let mut subscriber = hub.join(7, move |stream| {
+            tokio::spawn(async move {
+                let _ending = Ending {
+                    hub: producer_hub,
+                    key: 7,
+                    stream,
+                    finished: false,
+                };
+                tokio::task::yield_now().await;
+                panic!("a bug in a producer");
+            })
+        });
+        match subscriber.recv().await {
+            Some(Received::Event(Event::Error(errors))) => {
+                assert_eq!(errors[0].extensions["code"], codes::INTERNAL_SERVER_ERROR);
+            }
+            other => panic!("expected an error, got {other:?}"),
+        }
+        assert_eq!(
+            hub.upstream_streams(),
+            0,
+            "the dead stream is out of the hub"
+        );
+    }
+
+    #[tokio::test]
+    async fn the_last_subscriber_leaving_stops_the_stream() {
+        let hub = Arc::new(Hub::new(SubscriptionsConfig::default()));
+        let (idle_tx, idle_rx) = tokio::sync::oneshot::channel();
+        let first = hub.join(1, move |stream| {
+            tokio::spawn(async move {
+                stream.idle.notified().await;
+                let _ = idle_tx.send(());
+            })
+        });
+        let second = hub.join(1, |_| unreachable!("the stream is shared"));
+        assert_eq!(hub.upstream_streams(), 1);
+        drop(first);
+        assert_eq!(hub.upstream_streams(), 1, "one subscriber is left");
+        drop(second);
+        assert_eq!(hub.upstream_streams(), 0);
+        idle_rx.await.unwrap();
+    }
 }

@@ -6,9 +6,12 @@
 //! The request goes through the same HTTP stages as any other (method, CSRF, token: an invalid
 //! token is still a 401); once accepted, refusals (validation, authorization, rate limits) are
 //! `next` events carrying the errors, as the protocol asks. A subgraph that goes away ends the
-//! stream with a `next` carrying `SUBSCRIPTION_UPSTREAM_CLOSED`, then `complete`; router
-//! shutdown ends it without `complete`. Comments (`:`) every `keep_alive` keep proxies from
-//! closing an idle stream.
+//! stream with a `next` carrying `SUBSCRIPTION_UPSTREAM_CLOSED`, then `complete`; so does the
+//! caller's token expiring (`exp` plus `auth.jwt.leeway`), with `UNAUTHENTICATED` as an HTTP
+//! request with that token gets. Router shutdown, or a reload that changes the rules
+//! subscriptions are admitted under (see `super::reload`), ends it without `complete` (the client
+//! reconnects, and is admitted under the new rules). Comments (`:`) every `keep_alive` keep
+//! proxies from closing an idle stream.
 
 use std::sync::Arc;
 
@@ -19,7 +22,7 @@ use futures::StreamExt;
 use http::header::{ACCEPT, CACHE_CONTROL, CONTENT_TYPE};
 use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 
-use super::{ConnectionSlot, Event, Received, Started, Subscriber, Subscribing, start};
+use super::{ConnectionSlot, Event, Received, Started, Subscriber, Subscribing, expiry, start};
 use crate::auth::Identity;
 use crate::config::SlowClientPolicy;
 use crate::error::{GraphQLError, codes};
@@ -47,6 +50,16 @@ pub async fn respond(
     caller: Caller<'_>,
     identity: Option<Arc<Identity>>,
 ) -> Response {
+    if !state.subscriptions.config().enabled {
+        return respond::http_response(
+            StatusCode::BAD_REQUEST,
+            MediaType::Json,
+            respond::render_errors(&[GraphQLError::new(
+                "Subscriptions are disabled on this router",
+                codes::UNSUPPORTED_OPERATION,
+            )]),
+        );
+    }
     let Some(slot) = state.subscriptions.connect() else {
         return respond::http_response(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -67,6 +80,7 @@ pub async fn respond(
             .as_bytes(),
     )
     .unwrap_or(http::header::AUTHORIZATION);
+    let expires = expiry::deadline(identity.as_deref(), live.config.auth.jwt.leeway);
     let who = Subscribing {
         caller,
         identity,
@@ -78,7 +92,7 @@ pub async fn respond(
             Body::from(finished(&errors))
         }
         Ok(Started::Single(result)) => Body::from(finished(&result)),
-        Ok(Started::Stream(subscriber)) => stream_body(state, subscriber, slot),
+        Ok(Started::Stream(subscriber)) => stream_body(state, subscriber, slot, expires),
     };
     let mut response = Response::new(body);
     let headers = response.headers_mut();
@@ -112,6 +126,9 @@ struct Streaming {
     subscriber: Subscriber,
     keep_alive: tokio::time::Interval,
     shutdown: std::pin::Pin<Box<dyn Future<Output = ()> + Send>>,
+    reload: std::pin::Pin<Box<dyn Future<Output = ()> + Send>>,
+    /// The caller's token expiring.
+    expired: std::pin::Pin<Box<dyn Future<Output = ()> + Send>>,
     policy: SlowClientPolicy,
     done: bool,
     _slot: ConnectionSlot,
@@ -119,7 +136,12 @@ struct Streaming {
 
 /// The events of `subscriber` as an SSE body. Hyper polls it only as fast as the client reads,
 /// so a slow client makes its subscriber fall behind, where the slow-client policy applies.
-fn stream_body(state: &Arc<RouterState>, subscriber: Subscriber, slot: ConnectionSlot) -> Body {
+fn stream_body(
+    state: &Arc<RouterState>,
+    subscriber: Subscriber,
+    slot: ConnectionSlot,
+    expires: Option<tokio::time::Instant>,
+) -> Body {
     let hub = &state.subscriptions;
     let mut keep_alive = tokio::time::interval(hub.config().keep_alive);
     keep_alive.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -128,6 +150,8 @@ fn stream_body(state: &Arc<RouterState>, subscriber: Subscriber, slot: Connectio
         subscriber,
         keep_alive,
         shutdown: Box::pin(hub.shutting_down()),
+        reload: Box::pin(hub.next_reload()),
+        expired: Box::pin(expiry::passed(expires)),
         policy: hub.config().slow_client,
         done: false,
         _slot: slot,
@@ -138,6 +162,12 @@ fn stream_body(state: &Arc<RouterState>, subscriber: Subscriber, slot: Connectio
         }
         let chunk = tokio::select! {
             () = &mut s.shutdown => return None,
+            () = &mut s.reload => return None,
+            () = &mut s.expired => {
+                tracing::info!("ending a subscription stream: its token expired");
+                s.done = true;
+                finished(&respond::render_errors(&[expiry::expired_error()]))
+            }
             _ = s.keep_alive.tick() => Bytes::from_static(b":\n\n"),
             received = s.subscriber.recv() => match received {
                 Some(Received::Event(Event::Next(body))) => next_event(&body),

@@ -53,8 +53,8 @@ pub enum UpstreamEvent {
 pub struct UpstreamSubscription {
     socket: WebSocketStream<MaybeTlsStream<TcpStream>>,
     keep_alive: tokio::time::Interval,
-    /// A ping was sent and nothing has come back since.
-    awaiting_pong: bool,
+    /// Pings sent since the subgraph last sent anything.
+    unanswered: u8,
 }
 
 #[derive(Deserialize)]
@@ -66,7 +66,8 @@ struct Incoming<'a> {
 }
 
 impl UpstreamSubscription {
-    /// Connects to a replica of `client`, initializes with the caller's `authorization`, and
+    /// Connects to `client`'s WebSocket URL (`subscriptions.subgraph_urls`, else a replica's
+    /// URL as `ws://`), initializes with the caller's `authorization`, and
     /// subscribes with `body` (`{"query":…,"variables":…}`).
     pub async fn open(
         client: &SubgraphClient,
@@ -75,9 +76,13 @@ impl UpstreamSubscription {
         body: Bytes,
         config: &SubscriptionsConfig,
     ) -> Result<UpstreamSubscription, UpstreamError> {
-        let replica = client.replicas().pick(&[]);
-        let uri = &client.replicas().replicas()[replica].uri;
-        let url = websocket_url(&uri.to_string())?;
+        let url = match config.subgraph_urls.get(&client.name) {
+            Some(url) => url.clone(),
+            None => {
+                let replica = client.replicas().pick(&[]);
+                websocket_url(&client.replicas().replicas()[replica].uri.to_string())?
+            }
+        };
         let mut request = url
             .as_str()
             .into_client_request()
@@ -151,28 +156,29 @@ impl UpstreamSubscription {
         Ok(UpstreamSubscription {
             socket,
             keep_alive,
-            awaiting_pong: false,
+            unanswered: 0,
         })
     }
 
     /// The next event. Answers pings, and pings the subgraph every `keep_alive`: a subgraph that
-    /// stays silent for a whole interval after a ping is taken as gone.
+    /// stays silent for two whole intervals after a ping is taken as gone (one interval would be
+    /// too little on a loaded machine).
     pub async fn next(&mut self) -> UpstreamEvent {
         loop {
             let message = tokio::select! {
                 message = self.socket.next() => message,
                 _ = self.keep_alive.tick() => {
-                    if self.awaiting_pong {
-                        return UpstreamEvent::Closed("no answer to a keep-alive ping".into());
+                    if self.unanswered >= 2 {
+                        return UpstreamEvent::Closed("no answer to keep-alive pings".into());
                     }
-                    self.awaiting_pong = true;
+                    self.unanswered += 1;
                     if let Err(error) = self.socket.send(Message::Ping(Bytes::new())).await {
                         return UpstreamEvent::Closed(error.to_string());
                     }
                     continue;
                 }
             };
-            self.awaiting_pong = false;
+            self.unanswered = 0;
             let text = match message {
                 Some(Ok(Message::Text(text))) => text,
                 Some(Ok(Message::Close(frame))) => {

@@ -4,11 +4,15 @@
 //!
 //! Authentication: `connection_init`'s `Authorization` (or `authorization`) entry if present,
 //! else the upgrade request's header, verified like an HTTP request's token. A bad token closes
-//! the connection with 4403. Protocol errors close with the codes of graphql-transport-ws's
+//! the connection with 4403. So does the token expiring (`exp` plus `auth.jwt.leeway`) while the
+//! connection is open, with the reason "Forbidden: the token has expired"; under the legacy
+//! protocol each running subscription first gets an `error` (`UNAUTHENTICATED`), since its
+//! clients report the close only to the connection. Anonymous connections have no deadline. Protocol errors close with the codes of graphql-transport-ws's
 //! PROTOCOL.md: 4400 invalid message, 4401 subscribe before `connection_ack`, 4408 no
 //! `connection_init` in time, 4409 a duplicate subscription id, 4429 a second `connection_init`.
-//! Router shutdown closes with 1001 (going away); a slow subscriber under the `close` policy with
-//! 1008 (policy violation).
+//! Router shutdown closes with 1001 (going away); a reload that changes the rules subscriptions are
+//! admitted under (see `super::reload`) with 1012 (service restart: clients reconnect, and are admitted under the new rules); a slow subscriber
+//! under the `close` policy with 1008 (policy violation).
 //!
 //! Each connection is one task that reads the client, writes frames, and pings; each active
 //! subscription is a task that turns its stream's events into frames. Frames go through a bounded
@@ -16,7 +20,9 @@
 //! fall behind their streams, where the slow-client policy applies.
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::net::IpAddr;
+use std::pin::Pin;
 use std::sync::Arc;
 
 use axum::body::Body;
@@ -30,8 +36,8 @@ use tokio::sync::mpsc;
 use tokio::task::AbortHandle;
 
 use super::{
-    CONNECTIONS_GAUGE, ConnectionSlot, Event, Received, Started, Subscribing, request_from_payload,
-    start,
+    CONNECTIONS_GAUGE, ConnectionSlot, Event, Received, Started, Subscribing, expiry,
+    request_from_payload, start,
 };
 use crate::auth::Identity;
 use crate::config::SlowClientPolicy;
@@ -51,6 +57,7 @@ pub mod close {
     pub const DUPLICATE_ID: u16 = 4409;
     pub const TOO_MANY_INITS: u16 = 4429;
     pub const GOING_AWAY: u16 = 1001;
+    pub const SERVICE_RESTART: u16 = 1012;
     pub const POLICY_VIOLATION: u16 = 1008;
 }
 
@@ -104,7 +111,12 @@ pub async fn handle(state: Arc<RouterState>, request: http::Request<Body>) -> Re
             codes::SUBSCRIPTION_LIMIT_EXCEEDED,
         );
     };
+    // tungstenite's defaults (128 KiB read buffer, allocated up front, and 128 KiB of writes
+    // gathered before a flush) would cost every connection a quarter MiB; GraphQL messages are
+    // small and each is flushed on its own.
     let upgrade = upgrade
+        .read_buffer_size(8 * 1024)
+        .write_buffer_size(0)
         .protocols([TRANSPORT_WS, LEGACY_WS])
         .max_message_size(config.max_message_size)
         .max_frame_size(config.max_message_size);
@@ -135,6 +147,8 @@ struct Session {
     headers: Arc<HeaderMap>,
     identity: Option<Arc<Identity>>,
     authorization: Option<HeaderValue>,
+    /// When the token stops being accepted; `None` for anonymous connections.
+    expires: Option<tokio::time::Instant>,
 }
 
 struct Connection {
@@ -162,6 +176,7 @@ enum Flow {
     Continue,
     Reply(String),
     Close(u16, String),
+    ReplyThenClose(String, u16, String),
 }
 
 #[derive(Deserialize)]
@@ -193,6 +208,8 @@ impl Connection {
         let config = self.state.subscriptions.config().clone();
         let shutdown = self.state.subscriptions.shutting_down();
         tokio::pin!(shutdown);
+        let reload = self.state.subscriptions.next_reload();
+        tokio::pin!(reload);
         let (mut sink, mut stream) = socket.split();
         let (frames, mut outbound) = mpsc::channel::<Outbound>(config.buffer_size);
         let (closer, mut closes) = mpsc::unbounded_channel::<(u16, String)>();
@@ -201,17 +218,43 @@ impl Connection {
         let mut keep_alive = tokio::time::interval(config.keep_alive);
         keep_alive.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         keep_alive.reset();
+        // Armed once `connection_init` is accepted, with that token's deadline.
+        let mut expired: Pin<Box<dyn Future<Output = ()> + Send>> =
+            Box::pin(std::future::pending());
+        let mut armed = false;
         let close_with = |code: u16, reason: String| {
             Message::Close(Some(CloseFrame {
                 code,
                 reason: reason.into(),
             }))
         };
-        let final_frame: Option<Message> = loop {
+        let final_frame: Option<Message> = 'connection: loop {
             tokio::select! {
                 biased;
                 () = &mut shutdown => {
                     break Some(close_with(close::GOING_AWAY, "Going away".into()));
+                }
+                () = &mut reload => {
+                    break Some(close_with(
+                        close::SERVICE_RESTART,
+                        "Configuration reloaded; reconnect".into(),
+                    ));
+                }
+                () = &mut expired => {
+                    tracing::info!("closing a subscription connection: its token expired");
+                    if self.protocol == Protocol::Legacy {
+                        let error = [expiry::expired_error()];
+                        for id in self.active.keys() {
+                            let frame = Writer::new(self.protocol, id.clone()).error(&error);
+                            if sink.send(Message::text(frame)).await.is_err() {
+                                break 'connection None;
+                            }
+                        }
+                    }
+                    break Some(close_with(
+                        close::FORBIDDEN,
+                        "Forbidden: the token has expired".into(),
+                    ));
                 }
                 Some((code, reason)) = closes.recv() => break Some(close_with(code, reason)),
                 () = &mut init_deadline, if self.session.is_none() => {
@@ -254,7 +297,12 @@ impl Connection {
                         Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
                         Some(Ok(Message::Close(_))) | Some(Err(_)) | None => break None,
                     };
-                    match self.on_message(text.as_str(), &frames, &closer).await {
+                    let flow = self.on_message(text.as_str(), &frames, &closer).await;
+                    if !armed && let Some(session) = &self.session {
+                        expired = Box::pin(expiry::passed(session.expires));
+                        armed = true;
+                    }
+                    match flow {
                         Flow::Continue => {}
                         Flow::Reply(reply) => {
                             if sink.send(Message::text(reply)).await.is_err() {
@@ -262,6 +310,12 @@ impl Connection {
                             }
                         }
                         Flow::Close(code, reason) => break Some(close_with(code, reason)),
+                        Flow::ReplyThenClose(reply, code, reason) => {
+                            if sink.send(Message::text(reply)).await.is_err() {
+                                break None;
+                            }
+                            break Some(close_with(code, reason));
+                        }
                     }
                 }
             }
@@ -334,7 +388,7 @@ impl Connection {
                 Ok(value) => {
                     headers.insert(header_name.clone(), value);
                 }
-                Err(_) => return Flow::Close(close::FORBIDDEN, "Forbidden".into()),
+                Err(_) => return self.refuse_init(),
             }
         }
         let identity = match &live.verifier {
@@ -343,17 +397,32 @@ impl Connection {
                 Ok(identity) => identity.map(Arc::new),
                 Err(error) => {
                     tracing::debug!(%error, "subscription connection refused: bad token");
-                    return Flow::Close(close::FORBIDDEN, "Forbidden".into());
+                    return self.refuse_init();
                 }
             },
         };
         let authorization = headers.get(&header_name).cloned();
+        let expires = expiry::deadline(identity.as_deref(), live.config.auth.jwt.leeway);
         self.session = Some(Session {
             headers: Arc::new(headers),
             identity,
             authorization,
+            expires,
         });
         Flow::Reply(r#"{"type":"connection_ack"}"#.into())
+    }
+
+    /// A refused `connection_init`: graphql-transport-ws closes with 4403; the legacy protocol
+    /// says why in `connection_error` first.
+    fn refuse_init(&self) -> Flow {
+        match self.protocol {
+            Protocol::Transport => Flow::Close(close::FORBIDDEN, "Forbidden".into()),
+            Protocol::Legacy => Flow::ReplyThenClose(
+                r#"{"type":"connection_error","payload":{"message":"Forbidden"}}"#.into(),
+                close::FORBIDDEN,
+                "Forbidden".into(),
+            ),
+        }
     }
 
     fn subscribe(
@@ -375,10 +444,7 @@ impl Connection {
                 format!("Subscriber for {id} already exists"),
             );
         }
-        let writer = Writer {
-            protocol: self.protocol,
-            id: id.clone(),
-        };
+        let writer = Writer::new(self.protocol, id.clone());
         let config = self.state.subscriptions.config();
         if self.active.len() >= config.max_subscriptions_per_connection {
             let error = GraphQLError::new(
@@ -418,14 +484,30 @@ impl Connection {
 struct Writer {
     protocol: Protocol,
     id: String,
+    /// `"id":<the id as JSON>`, written into every frame (encoded once, not per event).
+    id_field: String,
 }
 
 impl Writer {
+    fn new(protocol: Protocol, id: String) -> Writer {
+        let id_field = format!(r#""id":{}"#, serde_json::to_string(&id).unwrap_or_default());
+        Writer {
+            protocol,
+            id,
+            id_field,
+        }
+    }
+
     fn frame(&self, kind: &str, payload: Option<&[u8]>) -> String {
-        let id = serde_json::to_string(&self.id).unwrap_or_default();
-        let mut frame = format!(r#"{{"type":"{kind}","id":{id}"#);
+        let capacity = 32 + self.id_field.len() + payload.map_or(0, <[u8]>::len);
+        let mut frame = String::with_capacity(capacity);
+        frame.push_str(r#"{"type":""#);
+        frame.push_str(kind);
+        frame.push_str(r#"","#);
+        frame.push_str(&self.id_field);
         if let Some(payload) = payload {
             frame.push_str(r#","payload":"#);
+            // Payloads are JSON we rendered; the check only guards the frame's text type.
             frame.push_str(&String::from_utf8_lossy(payload));
         }
         frame.push('}');
@@ -535,5 +617,32 @@ impl SubscriptionTask {
                 frame,
             })
             .await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn frames_escape_the_id_and_follow_the_protocol() {
+        let writer = Writer::new(Protocol::Transport, "a\"b".into());
+        let next: serde_json::Value =
+            serde_json::from_str(&writer.next(br#"{"data":{"n":1}}"#)).unwrap();
+        assert_eq!(
+            next,
+            serde_json::json!({"type": "next", "id": "a\"b", "payload": {"data": {"n": 1}}})
+        );
+        let complete: serde_json::Value = serde_json::from_str(&writer.complete()).unwrap();
+        assert_eq!(
+            complete,
+            serde_json::json!({"type": "complete", "id": "a\"b"})
+        );
+        let legacy = Writer::new(Protocol::Legacy, "1".into());
+        let data: serde_json::Value = serde_json::from_str(&legacy.next(b"{}")).unwrap();
+        assert_eq!(data["type"], "data");
+        let error = GraphQLError::new("no", codes::BAD_REQUEST);
+        let error: serde_json::Value = serde_json::from_str(&legacy.error(&[error])).unwrap();
+        assert_eq!(error["payload"][0]["extensions"]["code"], "BAD_REQUEST");
     }
 }

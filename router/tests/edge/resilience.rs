@@ -305,3 +305,75 @@ async fn least_outstanding_avoids_the_busy_replica() {
     let _ = tokio::join!(first, others);
     assert_eq!((busy.queries(), idle.queries()), (1, 4));
 }
+
+/// The value of the Prometheus sample `series` (name and labels exactly as rendered).
+fn metric(text: &str, series: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|line| line.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+}
+
+#[tokio::test]
+async fn fetch_failures_and_the_breaker_state_are_exported() {
+    let env = env()
+        .config(|c| {
+            c.subgraphs.insert(
+                "accounts".into(),
+                SubgraphOverride {
+                    circuit_breaker: Some(CircuitBreakerConfig {
+                        request_volume_threshold: 2,
+                        error_percent_threshold: 50,
+                        sleep_window: Duration::from_secs(60),
+                        ..CircuitBreakerConfig::default()
+                    }),
+                    retry: Some(no_retries()),
+                    dedupe: Some(false),
+                    ..Default::default()
+                },
+            );
+            c.http.dedupe = false;
+        })
+        .canned("accounts", |_| (500, "down".into()))
+        .start()
+        .await;
+    for _ in 0..3 {
+        post(&env, "{ me { name } }", Json::Null, &[]).await;
+    }
+    let scrape = env
+        .send(env.client.get(format!("{}/metrics", env.url)))
+        .await;
+    assert_eq!(scrape.status, 200);
+    assert!(
+        scrape.content_type.starts_with("text/plain"),
+        "{}",
+        scrape.content_type
+    );
+    let text = &scrape.text;
+    // Other tests of this binary fail fetches to `accounts` too: counters only grow.
+    let errors = |kind: &str| {
+        metric(
+            text,
+            &format!(
+                r#"shippy_router_subgraph_fetch_errors_total{{subgraph="accounts",kind="{kind}"}}"#
+            ),
+        )
+        .unwrap_or_else(|| panic!("no {kind} errors in\n{text}"))
+    };
+    assert!(errors("http_status") >= 2.0);
+    assert!(errors("circuit_open") >= 1.0);
+    assert!(
+        metric(
+            text,
+            r#"shippy_router_subgraph_fetch_duration_seconds_count{subgraph="accounts",result="error"}"#
+        )
+        .is_some_and(|n| n >= 3.0),
+        "{text}"
+    );
+    assert_eq!(
+        metric(
+            text,
+            r#"shippy_router_circuit_breaker_state{subgraph="accounts"}"#
+        ),
+        Some(2.0),
+        "open\n{text}"
+    );
+}

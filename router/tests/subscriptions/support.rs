@@ -21,9 +21,15 @@ pub const SECRET: &str = "subscription-tests-secret-0123456789";
 /// Generous: the machine is shared and loaded.
 pub const WAIT: Duration = Duration::from_secs(20);
 
+/// A token for `sub`; the same text every time (the events subgraph compares it).
 pub fn token(sub: &str) -> String {
-    let claims = json!({"sub": sub, "iss": "shippy", "aud": "shippy",
-        "exp": std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() + 600});
+    // 2100-01-01: fixed, so that a token does not depend on the second it was made in.
+    token_until(sub, 4_102_444_800)
+}
+
+/// A token for `sub` that expires at `exp` (Unix seconds).
+pub fn token_until(sub: &str, exp: u64) -> String {
+    let claims = json!({"sub": sub, "iss": "shippy", "aud": "shippy", "exp": exp});
     jsonwebtoken::encode(
         &Header::new(Algorithm::HS256),
         &claims,
@@ -42,10 +48,14 @@ pub struct Events {
     pub subscribes: Mutex<Vec<Json>>,
     /// Subscriptions open right now.
     pub open: AtomicUsize,
-    /// Only this `Authorization` may subscribe; others get an `error` message.
-    pub allowed: String,
+    /// Only these `Authorization`s may subscribe; others get an `error` message.
+    pub allowed: Mutex<Vec<String>>,
     /// Set to drop every connection at once, as a dying process does.
     pub killed: tokio::sync::watch::Sender<bool>,
+    /// Set to stop reading and answering on every connection (a hung process).
+    pub frozen: tokio::sync::watch::Sender<bool>,
+    /// Whether `connection_init` is acknowledged.
+    pub ack: std::sync::atomic::AtomicBool,
 }
 
 #[derive(Clone, Debug)]
@@ -55,6 +65,11 @@ pub enum Command {
 }
 
 impl Events {
+    /// Lets `token` subscribe too.
+    pub fn allow(&self, token: &str) {
+        self.allowed.lock().unwrap().push(format!("Bearer {token}"));
+    }
+
     pub fn open(&self) -> usize {
         self.open.load(Ordering::SeqCst)
     }
@@ -78,19 +93,34 @@ async fn events_socket(
 async fn serve_events(events: Arc<Events>, mut socket: WebSocket) {
     let mut feed = events.feed.subscribe();
     let mut killed = events.killed.subscribe();
+    let mut frozen = events.frozen.subscribe();
     let mut subscribed: Option<String> = None;
     let mut allowed = false;
     loop {
         tokio::select! {
             _ = killed.changed() => return,
+            _ = frozen.changed() => {
+                // Hold the socket without reading it: no pongs, no frames.
+                let _ = killed.changed().await;
+                return;
+            }
             message = socket.recv() => {
-                let Some(Ok(AxMessage::Text(text))) = message else { break };
+                let text = match message {
+                    Some(Ok(AxMessage::Text(text))) => text,
+                    // axum answers pings itself.
+                    Some(Ok(AxMessage::Ping(_) | AxMessage::Pong(_))) => continue,
+                    _ => break,
+                };
                 let message: Json = serde_json::from_str(text.as_str()).unwrap();
                 match message["type"].as_str().unwrap() {
                     "connection_init" => {
-                        allowed = message["payload"]["Authorization"] == events.allowed.as_str();
+                        let presented = message["payload"]["Authorization"].as_str();
+                        allowed = presented
+                            .is_some_and(|p| events.allowed.lock().unwrap().iter().any(|a| a == p));
                         events.inits.lock().unwrap().push(message["payload"].clone());
-                        let _ = socket.send(AxMessage::text(r#"{"type":"connection_ack"}"#)).await;
+                        if events.ack.load(Ordering::SeqCst) {
+                            let _ = socket.send(AxMessage::text(r#"{"type":"connection_ack"}"#)).await;
+                        }
                     }
                     "subscribe" => {
                         let id = message["id"].as_str().unwrap().to_string();
@@ -132,14 +162,24 @@ async fn serve_events(events: Arc<Events>, mut socket: WebSocket) {
     }
 }
 
-/// Answers `_entities` for `Tick` with `label: "tick <id>"`, recording the `authorization` headers.
+/// What the names subgraph saw and how it answers.
+#[derive(Default)]
+pub struct Names {
+    /// `authorization` headers received.
+    pub seen: Mutex<Vec<String>>,
+    /// Characters appended to every label (to make events large).
+    pub padding: AtomicUsize,
+}
+
+/// Answers `_entities` for `Tick` with `label: "tick <id>"` (plus padding), recording the
+/// `authorization` headers.
 async fn names(
-    State(seen): State<Arc<Mutex<Vec<String>>>>,
+    State(names): State<Arc<Names>>,
     headers: axum::http::HeaderMap,
     body: String,
 ) -> impl IntoResponse {
     let body: Json = serde_json::from_str(&body).unwrap();
-    seen.lock().unwrap().push(
+    names.seen.lock().unwrap().push(
         headers
             .get("authorization")
             .map(|v| v.to_str().unwrap().to_string())
@@ -149,7 +189,10 @@ async fn names(
         .as_array()
         .map(|reps| {
             reps.iter()
-                .map(|r| json!({"__typename": "Tick", "label": format!("tick {}", r["id"].as_str().unwrap())}))
+                .map(|r| {
+                    let padding = ".".repeat(names.padding.load(Ordering::SeqCst));
+                    json!({"__typename": "Tick", "label": format!("tick {}{padding}", r["id"].as_str().unwrap())})
+                })
                 .collect()
         })
         .unwrap_or_default();
@@ -164,8 +207,7 @@ pub struct Env {
     pub url: String,
     pub ws_url: String,
     pub events: Arc<Events>,
-    /// `authorization` headers the names subgraph received.
-    pub names_seen: Arc<Mutex<Vec<String>>>,
+    pub names: Arc<Names>,
     events_server: tokio::task::JoinHandle<()>,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
     pub served: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
@@ -178,8 +220,10 @@ pub async fn start(configure: impl FnOnce(&mut RouterConfig)) -> Env {
         inits: Mutex::new(Vec::new()),
         subscribes: Mutex::new(Vec::new()),
         open: AtomicUsize::new(0),
-        allowed: format!("Bearer {}", token("alice")),
+        allowed: Mutex::new(vec![format!("Bearer {}", token("alice"))]),
         killed: tokio::sync::watch::channel(false).0,
+        frozen: tokio::sync::watch::channel(false).0,
+        ack: std::sync::atomic::AtomicBool::new(true),
     });
     let events_app = axum::Router::new()
         .route("/graphql", axum::routing::get(events_socket))
@@ -189,10 +233,10 @@ pub async fn start(configure: impl FnOnce(&mut RouterConfig)) -> Env {
     let events_server = tokio::spawn(async move {
         axum::serve(listener, events_app).await.unwrap();
     });
-    let names_seen = Arc::new(Mutex::new(Vec::new()));
+    let names_state = Arc::new(Names::default());
     let names_app = axum::Router::new()
         .route("/graphql", axum::routing::post(names))
-        .with_state(Arc::clone(&names_seen));
+        .with_state(Arc::clone(&names_state));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let names_url = format!("http://{}/graphql", listener.local_addr().unwrap());
     tokio::spawn(async move { axum::serve(listener, names_app).await.unwrap() });
@@ -226,7 +270,7 @@ pub async fn start(configure: impl FnOnce(&mut RouterConfig)) -> Env {
         url: format!("http://{addr}/graphql"),
         ws_url: format!("ws://{addr}/graphql"),
         events,
-        names_seen,
+        names: names_state,
         events_server,
         shutdown: Some(tx),
         served: Some(served),
@@ -314,6 +358,11 @@ impl Client {
 
     /// The next protocol message or the close, skipping keep-alive pings.
     pub async fn next(&mut self) -> Got {
+        self.next_raw(true).await
+    }
+
+    /// The next protocol message or the close; keep-alive pings too unless `skip_pings`.
+    pub async fn next_raw(&mut self, skip_pings: bool) -> Got {
         loop {
             let message = tokio::time::timeout(WAIT, self.socket.next())
                 .await
@@ -321,7 +370,7 @@ impl Client {
             match message {
                 Some(Ok(Message::Text(text))) => {
                     let json: Json = serde_json::from_str(text.as_str()).unwrap();
-                    if json["type"] == "ping" || json["type"] == "ka" {
+                    if skip_pings && (json["type"] == "ping" || json["type"] == "ka") {
                         continue;
                     }
                     return Got::Message(json);

@@ -18,6 +18,7 @@
 use std::{sync::Arc, time::Duration};
 
 use tokio::time::Instant;
+use tracing::Instrument;
 
 use crate::{
     config::ConsumerConfig,
@@ -56,6 +57,9 @@ impl<H: Handler> Handler for Arc<H> {
         (**self).handle(event).await
     }
 }
+
+/// How often a consumer reports its group's lag and pending count (`XINFO GROUPS`).
+pub const STATS_EVERY: Duration = Duration::from_secs(5);
 
 /// What became of one delivery.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -122,9 +126,14 @@ impl<H: Handler> Consumer<H> {
         tracing::info!(stream = %self.stream, group = %self.group, consumer = %self.name, "consumer started");
 
         let mut next_claim = Instant::now();
+        let mut next_stats = Instant::now();
         loop {
             if shutdown.is_cancelled() {
                 return;
+            }
+            if Instant::now() >= next_stats {
+                next_stats = Instant::now() + STATS_EVERY;
+                self.report_stats(reader.as_mut()).await;
             }
             let read = if Instant::now() >= next_claim {
                 let claimed = reader.claim_idle(cfg.claim_idle, batch).await;
@@ -173,7 +182,53 @@ impl<H: Handler> Consumer<H> {
         }
     }
 
+    /// Sets the lag and pending gauges of this group.
+    async fn report_stats(&self, reader: &mut dyn GroupReader) {
+        use shippy_telemetry::metrics::names;
+        match reader.stats().await {
+            Ok(stats) => {
+                let labels = [
+                    ("stream", self.stream.clone()),
+                    ("group", self.group.clone()),
+                ];
+                if let Some(lag) = stats.lag {
+                    metrics::gauge!(names::STREAM_CONSUMER_LAG, &labels).set(lag as f64);
+                }
+                metrics::gauge!(names::STREAM_PENDING, &labels).set(stats.pending as f64);
+            }
+            Err(err) => {
+                tracing::debug!(stream = %self.stream, group = %self.group, error = %err, "cannot read consumer group stats")
+            }
+        }
+    }
+
+    /// Handles one delivery in an `events.consume` span linked to the span that published it
+    /// (a link, not a parent: the consumer's work is its own trace).
     async fn process(&self, reader: &mut dyn GroupReader, delivery: Delivery) -> Outcome {
+        let span = tracing::info_span!(target: shippy_telemetry::SPANS, "events.consume",
+            otel.kind = "consumer",
+            messaging.system = "shippy",
+            messaging.destination.name = %self.stream,
+            messaging.consumer.group.name = %self.group,
+            messaging.message.id = %delivery.id,
+            event.kind = tracing::field::Empty,
+            otel.status_code = tracing::field::Empty,
+        );
+        if let Ok(event) = &delivery.event {
+            span.record("event.kind", event.kind.as_str());
+            shippy_telemetry::propagation::link_to_traceparent(&span, event.traceparent.as_deref());
+        }
+        let outcome = self
+            .process_in_span(reader, delivery)
+            .instrument(span.clone())
+            .await;
+        if outcome == Outcome::Failed {
+            span.record("otel.status_code", "ERROR");
+        }
+        outcome
+    }
+
+    async fn process_in_span(&self, reader: &mut dyn GroupReader, delivery: Delivery) -> Outcome {
         let max = self.config.max_deliveries.max(1);
         if delivery.deliveries > max {
             let reason = format!("not handled after {max} deliveries");

@@ -1,4 +1,5 @@
-//! Schema-building defaults every subgraph applies: Federation v2, query depth and complexity limits, and
+//! Schema-building defaults every subgraph applies: Federation v2, query depth and complexity limits,
+//! tracing and metrics extensions (see [`crate::observe`]), and
 //! the directives our subgraphs put on fields for the router to enforce before a request reaches them:
 //! [`authenticated`] (the federation `@authenticated`, spelled `@federation__authenticated`),
 //! `requires_scopes = "admin"` (async-graphql's own
@@ -34,6 +35,9 @@ where
         .enable_subscription_in_federation()
         .limit_depth(server.max_query_depth)
         .limit_complexity(server.max_query_complexity)
+        // Spans for parsing, validation and every resolver, under the request's span.
+        .extension(async_graphql::extensions::Tracing)
+        .extension(crate::observe::GraphQLMetrics)
 }
 
 /// Where `@rateLimit` is specified; the router recognises this link.

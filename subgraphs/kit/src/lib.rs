@@ -10,6 +10,7 @@
 //! - [`consumer`] and [`inbox`]: consumer-group readers and the table that makes their handlers idempotent;
 //! - [`live`]: one reader per stream fanned out to GraphQL subscriptions;
 //! - [`server`]: the axum app around a GraphQL schema, and serving it until shutdown;
+//! - [`observe`] and [`telemetry`]: request spans, `/metrics`, and the logging/tracing set-up;
 //! - [`supervisor`] and [`shutdown`]: long-lived tasks that stop together and report why they stopped.
 
 pub mod auth;
@@ -21,6 +22,7 @@ pub mod events;
 pub mod graphql;
 pub mod inbox;
 pub mod live;
+pub mod observe;
 pub mod outbox;
 pub mod pagination;
 pub mod server;

@@ -15,6 +15,7 @@ use sea_orm::{
     sea_query::{Expr, LockBehavior, LockType},
 };
 use tokio::sync::Notify;
+use tracing::Instrument;
 
 use crate::{
     config::RelayConfig,
@@ -56,6 +57,8 @@ pub mod entity {
         pub attempts: i32,
         /// The last publish failure, for operators.
         pub last_error: Option<String>,
+        /// The W3C trace position of the request that recorded it.
+        pub traceparent: Option<String>,
     }
 
     /// No relations: the outbox stands alone.
@@ -76,6 +79,7 @@ pub mod entity {
                 message: self.message.clone(),
                 payload: self.payload.clone(),
                 occurred_at: self.occurred_at,
+                traceparent: self.traceparent.clone(),
             }
         }
     }
@@ -96,6 +100,7 @@ pub async fn record<C: ConnectionTrait>(conn: &C, event: &Event) -> Result<(), D
         published_at: Set(None),
         attempts: Set(0),
         last_error: Set(None),
+        traceparent: Set(event.traceparent.clone()),
     };
     entity::Entity::insert(row)
         .exec_without_returning(conn)
@@ -135,6 +140,8 @@ impl Outbox {
             bus,
             wake: self.wake.clone(),
             config,
+            service: None,
+            next_backlog_sample: std::time::Instant::now(),
         }
     }
 }
@@ -164,9 +171,75 @@ pub struct Relay {
     bus: Arc<dyn EventBus>,
     wake: Arc<Notify>,
     config: RelayConfig,
+    /// The subgraph it relays for; when set, the backlog is exported as `shippy_outbox_backlog`.
+    service: Option<String>,
+    /// When the backlog is counted next (at most every [`BACKLOG_SAMPLE_EVERY`]).
+    next_backlog_sample: std::time::Instant,
 }
 
+/// How often the relay counts its pending rows for the backlog gauge: often enough for alerts,
+/// rarely enough that the count costs nothing.
+pub const BACKLOG_SAMPLE_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
+
 impl Relay {
+    /// Exports this relay's backlog under `service`.
+    pub fn for_service(mut self, service: &str) -> Self {
+        self.service = Some(service.to_owned());
+        self
+    }
+
+    /// Rows recorded and not published yet.
+    pub async fn backlog(&self) -> Result<u64, DbErr> {
+        use sea_orm::PaginatorTrait;
+        entity::Entity::find()
+            .filter(entity::Column::PublishedAt.is_null())
+            .count(&self.db)
+            .await
+    }
+
+    /// Updates the backlog gauge when it is due.
+    async fn sample_backlog(&mut self) {
+        let Some(service) = &self.service else {
+            return;
+        };
+        if std::time::Instant::now() < self.next_backlog_sample {
+            return;
+        }
+        self.next_backlog_sample = std::time::Instant::now() + BACKLOG_SAMPLE_EVERY;
+        match self.backlog().await {
+            Ok(count) => metrics::gauge!(
+                shippy_telemetry::metrics::names::OUTBOX_BACKLOG,
+                "service" => service.clone()
+            )
+            .set(count as f64),
+            Err(err) => tracing::debug!(error = %err, "cannot count the outbox backlog"),
+        }
+    }
+
+    /// Publishes one row in an `events.publish` span that continues the trace of the request that
+    /// recorded it; the entry carries this span's position, so consumers link to the publish.
+    async fn publish(&self, row: &entity::Model) -> Result<(), BusError> {
+        let mut event = row.to_event();
+        let span = tracing::info_span!(target: shippy_telemetry::SPANS, "events.publish",
+            otel.kind = "producer",
+            messaging.system = "shippy",
+            messaging.destination.name = %event.stream,
+            messaging.message.id = %event.event_id,
+            event.kind = %event.kind,
+        );
+        if let Some(traceparent) = &event.traceparent {
+            shippy_telemetry::propagation::set_parent_from_traceparent(&span, traceparent);
+        }
+        async {
+            if let Some(own) = shippy_telemetry::propagation::current_traceparent() {
+                event.traceparent = Some(own);
+            }
+            self.bus.publish(&event).await
+        }
+        .instrument(span)
+        .await
+    }
+
     /// One round: publishes up to `batch_size` pending rows, stopping at the first failure so events leave in
     /// order. Returns how many were published.
     ///
@@ -188,7 +261,7 @@ impl Relay {
         let mut published = 0;
         let mut failure = None;
         for row in rows {
-            match self.bus.publish(&row.to_event()).await {
+            match self.publish(&row).await {
                 Ok(()) => {
                     Entity::update_many()
                         .col_expr(Column::PublishedAt, Expr::value(Utc::now()))
@@ -230,12 +303,13 @@ impl Relay {
     /// Runs until `shutdown` is cancelled: publishes whenever woken or every `poll_interval`, and after a
     /// failure waits with exponential backoff. Failures never end the task: rows wait in the table until the
     /// bus or database is back.
-    pub async fn run(self, shutdown: CancellationToken) {
+    pub async fn run(mut self, shutdown: CancellationToken) {
         let mut backoff = self.config.retry_initial;
         loop {
             if shutdown.is_cancelled() {
                 return;
             }
+            self.sample_backlog().await;
             match self.relay_once().await {
                 Ok(published) => {
                     backoff = self.config.retry_initial;

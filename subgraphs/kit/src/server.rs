@@ -205,16 +205,18 @@ impl IntoResponse for BadRequest {
 async fn graphql_post<E: Executor>(
     State(shared): State<Arc<Shared<E>>>,
     headers: HeaderMap,
+    label: Option<axum::Extension<crate::observe::ServiceLabel>>,
     request: GraphQLRequest<BadRequest>,
 ) -> Response {
     let caller = match shared.ctx.verifier.authenticate(&headers) {
         Ok(caller) => caller,
         Err(err) => return token_rejected(&err),
     };
-    let mut response = shared
-        .executor
-        .execute(request.into_inner().data(caller))
-        .await;
+    let mut request = request.into_inner().data(caller);
+    if let Some(axum::Extension(label)) = label {
+        request = request.data(label);
+    }
+    let mut response = shared.executor.execute(request).await;
     label_request_errors(&mut response.errors);
     GraphQLResponse::from(response).into_response()
 }
@@ -494,7 +496,9 @@ impl Runtime {
         let grace = self.config.server.shutdown_grace;
         let relay = self
             .outbox
-            .relay(self.db.clone(), self.bus.clone(), self.config.relay.clone());
+            .relay(self.db.clone(), self.bus.clone(), self.config.relay.clone())
+            .for_service(name);
+        let app = crate::observe::instrument(app, name);
         let mut supervisor = Supervisor::new(shutdown.clone());
         supervisor.spawn(
             format!("{name} http server"),

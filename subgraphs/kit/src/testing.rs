@@ -345,7 +345,7 @@ pub fn bus() -> Arc<dyn EventBus> {
 /// Installs the crypto provider and logging once per test binary.
 pub fn init() {
     crate::install_crypto_provider();
-    crate::telemetry::init(false);
+    crate::telemetry::init_for_tests();
 }
 
 /// A server running in the background on `127.0.0.1:0`. Dropping it shuts it down.

@@ -33,7 +33,10 @@ async fn replicas_starting_together_migrate_one_after_the_other() {
         .unwrap()
         .try_get::<i64>("", "n")
         .unwrap();
-    assert_eq!(applied, 3, "outbox, inbox, consignments: once each");
+    assert_eq!(
+        applied, 4,
+        "outbox, inbox, consignments, outbox traceparent: once each"
+    );
     for conn in conns {
         conn.close().await.unwrap();
     }

@@ -21,12 +21,12 @@ use shippy_kit::{
 };
 use shippy_migrations::MigratorTrait;
 
-/// Only the shared outbox migration, as every subgraph has it.
+/// Only the shared outbox migrations, as every subgraph has them.
 struct OutboxOnly;
 
 impl MigratorTrait for OutboxOnly {
     fn migrations() -> Vec<Box<dyn shippy_migrations::MigrationTrait>> {
-        vec![Box::new(shippy_migrations::outbox::CreateOutbox)]
+        shippy_migrations::outbox::migrations()
     }
 }
 

@@ -338,7 +338,7 @@ struct OutboxOnly;
 
 impl MigratorTrait for OutboxOnly {
     fn migrations() -> Vec<Box<dyn shippy_migrations::MigrationTrait>> {
-        vec![Box::new(shippy_migrations::outbox::CreateOutbox)]
+        shippy_migrations::outbox::migrations()
     }
 }
 
@@ -421,4 +421,75 @@ async fn the_relay_keeps_events_while_redis_is_down_and_publishes_each_once() {
     assert_eq!(published.iter().copied().collect::<HashSet<_>>(), recorded);
     shutdown.cancel();
     relay.await.unwrap();
+}
+
+#[tokio::test]
+async fn entries_carry_the_traceparent_and_groups_report_their_backlog() {
+    testing::init();
+    let ns = RedisNamespace::new();
+    const TRACEPARENT: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+    // Both publish paths: the once-only script (the default) and plain XADD (no dedupe window).
+    let plain = RedisBus::open(
+        &ns.url,
+        EventsConfig {
+            dedupe_window: Duration::ZERO,
+            ..ns.events()
+        },
+    )
+    .unwrap();
+    let buses: [Arc<dyn EventBus>; 2] = [ns.bus(), Arc::new(plain)];
+    let mut reader = buses[0].join_group(streams::LOG, "g", "c1").await.unwrap();
+    for (n, bus) in buses.iter().enumerate() {
+        let mut traced = event(n as i64);
+        traced.traceparent = Some(TRACEPARENT.into());
+        bus.publish(&traced).await.unwrap();
+    }
+    buses[0].publish(&event(2)).await.unwrap();
+
+    let mut conn = ns.connection().await;
+    let entries: redis::streams::StreamRangeReply = conn
+        .xrange_all(format!("{}{}", ns.prefix, streams::LOG))
+        .await
+        .unwrap();
+    let fields: Vec<Option<String>> = entries
+        .ids
+        .iter()
+        .map(|entry| entry.get("traceparent"))
+        .collect();
+    assert_eq!(
+        fields,
+        [
+            Some(TRACEPARENT.to_owned()),
+            Some(TRACEPARENT.to_owned()),
+            None
+        ],
+        "an entry has the field only when its event was traced"
+    );
+
+    assert_eq!(
+        reader.stats().await.unwrap(),
+        shippy_kit::events::GroupStats {
+            lag: Some(3),
+            pending: 0
+        }
+    );
+    let read = reader
+        .read_new(2, Duration::from_millis(100))
+        .await
+        .unwrap();
+    let traceparents: Vec<_> = read
+        .iter()
+        .map(|d| d.event.as_ref().unwrap().traceparent.clone())
+        .collect();
+    assert_eq!(
+        traceparents,
+        [Some(TRACEPARENT.to_owned()), Some(TRACEPARENT.to_owned())]
+    );
+    assert_eq!(
+        reader.stats().await.unwrap(),
+        shippy_kit::events::GroupStats {
+            lag: Some(1),
+            pending: 2
+        }
+    );
 }

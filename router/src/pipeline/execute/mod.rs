@@ -13,6 +13,7 @@ pub mod entities;
 
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
+use tracing::Instrument;
 
 use ahash::AHashMap;
 use bytes::Bytes;
@@ -269,8 +270,14 @@ impl<'a> Execution<'a> {
     async fn send(&self, fetch: &FetchNode, body: Bytes) -> Option<SubgraphBody<'a>> {
         let client = &self.state.subgraphs[fetch.subgraph];
         let deduplicable = self.deduplicable && fetch.operation_kind == OperationKind::Query;
-        let result = client.fetch(body, self.headers, deduplicable).await;
         let service = fetch.service.as_str();
+        let span = crate::telemetry::fetch_span(service, fetch.operation_kind, &fetch.query);
+        let started = std::time::Instant::now();
+        let result = client
+            .fetch(body, self.headers, deduplicable)
+            .instrument(span.clone())
+            .await;
+        crate::telemetry::record_fetch(&span, service, &result, started.elapsed());
         let failure = |code: &str, message: String| {
             GraphQLError::new(message, code).with_extension("service", service.to_string())
         };

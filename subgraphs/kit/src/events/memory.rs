@@ -19,7 +19,7 @@ use tokio::{
     time::Instant,
 };
 
-use super::{BusError, Delivery, Event, EventBus, EventStream, GroupReader, streams};
+use super::{BusError, Delivery, Event, EventBus, EventStream, GroupReader, GroupStats, streams};
 
 /// The embedded bus: one bounded stream per name, with a live broadcast and consumer groups.
 ///
@@ -345,6 +345,17 @@ impl GroupReader for MemoryGroupReader {
         Ok(())
     }
 
+    async fn stats(&mut self) -> Result<GroupStats, BusError> {
+        Ok(self.with_group(|stream, group| {
+            let end = stream.first_seq + stream.entries.len() as u64;
+            let state = &stream.groups[group];
+            GroupStats {
+                lag: Some(end.saturating_sub(state.next_seq)),
+                pending: state.pending.len() as u64,
+            }
+        }))
+    }
+
     async fn dead_letter(&mut self, delivery: &Delivery, reason: &str) -> Result<(), BusError> {
         tracing::error!(
             stream = %self.stream,
@@ -512,6 +523,32 @@ mod tests {
             numbers(&reader.read_new(10, Duration::ZERO).await.unwrap()),
             vec![3]
         );
+    }
+
+    #[tokio::test]
+    async fn stats_count_undelivered_and_unacknowledged_entries() {
+        let bus = InProcessBus::new(16);
+        let mut reader = bus.join_group("s", "g", "c1").await.unwrap();
+        for n in 0..3 {
+            bus.publish(&event("s", n)).await.unwrap();
+        }
+        assert_eq!(
+            reader.stats().await.unwrap(),
+            GroupStats {
+                lag: Some(3),
+                pending: 0
+            }
+        );
+        let read = reader.read_new(2, Duration::from_millis(10)).await.unwrap();
+        assert_eq!(
+            reader.stats().await.unwrap(),
+            GroupStats {
+                lag: Some(1),
+                pending: 2
+            }
+        );
+        reader.ack(&[read[0].id.clone()]).await.unwrap();
+        assert_eq!(reader.stats().await.unwrap().pending, 1);
     }
 
     #[tokio::test]

@@ -62,6 +62,10 @@ pub struct Event {
     pub payload: serde_json::Value,
     /// When the change happened.
     pub occurred_at: DateTime<Utc>,
+    /// The W3C `traceparent` of the request that caused it (when that request was traced), so the
+    /// work it triggers elsewhere links back to it. Absent in events from before tracing existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub traceparent: Option<String>,
 }
 
 impl Event {
@@ -84,6 +88,7 @@ impl Event {
             payload,
             // Microseconds: what PostgreSQL keeps, so an event read back from an outbox equals the original.
             occurred_at: Utc::now().trunc_subsecs(6),
+            traceparent: shippy_telemetry::propagation::current_traceparent(),
         }
     }
 
@@ -128,6 +133,16 @@ pub struct Delivery {
     pub deliveries: u64,
 }
 
+/// How far a consumer group is behind on its stream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct GroupStats {
+    /// Entries in the stream not yet delivered to the group; `None` when the bus cannot tell (Redis
+    /// after entries were deleted from the middle of a stream).
+    pub lag: Option<u64>,
+    /// Entries delivered to the group's consumers and not acknowledged yet.
+    pub pending: u64,
+}
+
 /// One consumer's handle on a consumer group. Entries read through it stay pending (owned by this consumer)
 /// until acknowledged or dead-lettered.
 #[async_trait::async_trait]
@@ -149,6 +164,9 @@ pub trait GroupReader: Send {
 
     /// Moves an entry to the dead-letter stream with `reason`, and acknowledges it, in one step.
     async fn dead_letter(&mut self, delivery: &Delivery, reason: &str) -> Result<(), BusError>;
+
+    /// The group's lag and pending count (`XINFO GROUPS`), for metrics.
+    async fn stats(&mut self) -> Result<GroupStats, BusError>;
 }
 
 /// Publishes events, feeds live subscribers and serves consumer groups.

@@ -1,8 +1,9 @@
 //! The Redis-streams bus: the only module that speaks to Redis about events.
 //!
 //! Layout in Redis, for a logical stream `log` and the default prefix `shippy:`:
-//! - `shippy:log`: the stream; each entry has the fields `event` (the [`Event`] as JSON) and `kind` (for
-//!   people reading it with `redis-cli`). Trimmed with `XADD ... MAXLEN ~ max_len`.
+//! - `shippy:log`: the stream; each entry has the fields `event` (the [`Event`] as JSON), `kind` (for
+//!   people reading it with `redis-cli`) and, when the event was recorded in a traced request,
+//!   `traceparent` (W3C trace context; consumers link their spans to it). Trimmed with `XADD ... MAXLEN ~ max_len`.
 //! - `shippy:log:dead`: entries a consumer group gave up on, with `source_id`, `group`, `consumer`,
 //!   `reason`, `deliveries` and the original `event`.
 //! - `shippy:published:<event_id>`: a marker set when an event is added, kept for `dedupe_window`, so a
@@ -20,18 +21,27 @@ use futures::StreamExt;
 use redis::{
     Client, RedisError,
     aio::{ConnectionManager, ConnectionManagerConfig},
-    streams::{StreamAutoClaimReply, StreamId, StreamPendingCountReply, StreamReadReply},
+    streams::{
+        StreamAutoClaimReply, StreamId, StreamInfoGroupsReply, StreamPendingCountReply,
+        StreamReadReply,
+    },
 };
 
-use super::{BusError, Delivery, Event, EventBus, EventStream, GroupReader, streams};
+use super::{BusError, Delivery, Event, EventBus, EventStream, GroupReader, GroupStats, streams};
 use crate::config::EventsConfig;
 
 /// Adds the event unless its marker says it was added already; returns the entry id either way.
-/// KEYS: stream, marker. ARGV: max_len, marker TTL in ms, event JSON, kind.
+/// KEYS: stream, marker. ARGV: max_len, marker TTL in ms, event JSON, kind, traceparent (may be
+/// empty: then the entry has no `traceparent` field).
 const PUBLISH_ONCE: &str = r"
 local prior = redis.call('GET', KEYS[2])
 if prior then return prior end
-local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', 'event', ARGV[3], 'kind', ARGV[4])
+local id
+if ARGV[5] ~= '' then
+  id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', 'event', ARGV[3], 'kind', ARGV[4], 'traceparent', ARGV[5])
+else
+  id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', 'event', ARGV[3], 'kind', ARGV[4])
+end
 redis.call('SET', KEYS[2], id, 'PX', ARGV[2])
 return id
 ";
@@ -98,7 +108,13 @@ fn decode(entry: &StreamId) -> Result<Event, String> {
     let json: String = entry
         .get("event")
         .ok_or_else(|| "the entry has no `event` field".to_owned())?;
-    serde_json::from_str(&json).map_err(|e| format!("the `event` field is not an event: {e}"))
+    let mut event: Event = serde_json::from_str(&json)
+        .map_err(|e| format!("the `event` field is not an event: {e}"))?;
+    // An entry added by hand (a dead letter replayed with XADD) may carry the field only.
+    if event.traceparent.is_none() {
+        event.traceparent = entry.get("traceparent");
+    }
+    Ok(event)
 }
 
 impl RedisBus {
@@ -176,6 +192,9 @@ impl EventBus for RedisBus {
                 .arg(&json)
                 .arg("kind")
                 .arg(&event.kind);
+            if let Some(traceparent) = &event.traceparent {
+                add.arg("traceparent").arg(traceparent);
+            }
             query::<String>(&mut conn, add, limit).await?;
         } else {
             let marker = format!("{}published:{}", self.config.stream_prefix, event.event_id);
@@ -185,7 +204,8 @@ impl EventBus for RedisBus {
                 .arg(self.config.max_len)
                 .arg(u64::try_from(window).unwrap_or(u64::MAX))
                 .arg(&json)
-                .arg(&event.kind);
+                .arg(&event.kind)
+                .arg(event.traceparent.as_deref().unwrap_or_default());
             bounded(limit, invocation.invoke_async::<String>(&mut conn)).await?;
         }
         Ok(())
@@ -440,6 +460,22 @@ impl GroupReader for RedisGroupReader {
         query::<u64>(&mut self.conn, cmd, self.limit)
             .await
             .map(drop)
+    }
+
+    async fn stats(&mut self) -> Result<GroupStats, BusError> {
+        let mut cmd = redis::cmd("XINFO");
+        cmd.arg("GROUPS").arg(&self.key);
+        let result = query::<StreamInfoGroupsReply>(&mut self.conn, cmd, self.limit).await;
+        let reply = self.recovering(result).await?;
+        let group = reply
+            .groups
+            .into_iter()
+            .find(|g| g.name == self.group)
+            .ok_or_else(|| BusError::Command(format!("NOGROUP {} on {}", self.group, self.key)))?;
+        Ok(GroupStats {
+            lag: group.lag.map(|lag| lag as u64),
+            pending: group.pending as u64,
+        })
     }
 
     async fn dead_letter(&mut self, delivery: &Delivery, reason: &str) -> Result<(), BusError> {

@@ -1,0 +1,45 @@
+//! The subscription fan-out benchmark at a small N (the CI run): every subscriber gets every
+//! measured event, in order, completed by the entity fetch, from one shared upstream stream.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use shippy_bench::fanout::{self, FanoutOptions, Source};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_subscriber_gets_every_event_in_order() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let source = Source::new();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let app = source.app();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    let router = shippy_router::Router::from_supergraph_sdl(
+        &fanout::supergraph(&base),
+        shippy_router::RouterConfig::default(),
+    )
+    .unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(router.serve(listener, std::future::pending()));
+    let options = FanoutOptions {
+        url: format!("ws://{addr}/graphql"),
+        subscribers: 50,
+        events: 10,
+        interval: Duration::from_millis(20),
+        connect_concurrency: 10,
+        timeout: Duration::from_secs(120),
+        // Measuring our own process would count the subscribers too.
+        router_pid: None,
+    };
+    let report = fanout::run(Arc::clone(&source), &options).await.unwrap();
+    assert_eq!(report.delivered, 500, "{}", fanout::summary(&report));
+    assert_eq!(report.lost_or_reordered, 0);
+    assert_eq!(
+        report.upstream_subscriptions, 1,
+        "identical subscriptions share one stream"
+    );
+    assert!(report.latency_p50_ms >= 0.0 && report.latency_p50_ms <= report.latency_p99_ms);
+    assert!(report.latency_p99_ms <= report.latency_max_ms);
+    assert!(report.router_rss_per_subscriber_kib.is_none());
+}

@@ -1,0 +1,174 @@
+//! The process's Prometheus registry: one global recorder for the `metrics` facade, the names and
+//! descriptions of Shippy's series, and the `/metrics` rendering.
+//!
+//! A process has one registry, so under `shippy up` (everything in one process) every service's
+//! `/metrics` shows the same, whole-process series; the `service`/`subgraph` labels tell them apart.
+
+use std::sync::OnceLock;
+
+use axum::response::{IntoResponse, Response};
+use http::{HeaderValue, header::CONTENT_TYPE};
+use metrics::{Unit, describe_counter, describe_gauge, describe_histogram};
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+
+/// The series Shippy records. Labels are listed with each.
+pub mod names {
+    /// Counter {operation_type, result}: GraphQL requests the router answered. `result` is `ok`,
+    /// `error` (the response has errors) or `rejected` (refused before execution).
+    pub const ROUTER_REQUESTS: &str = "shippy_router_requests_total";
+    /// Histogram {operation_type, result}: router request latency.
+    pub const ROUTER_REQUEST_DURATION: &str = "shippy_router_request_duration_seconds";
+    /// Histogram {subgraph, result}: one subgraph fetch, retries included.
+    pub const ROUTER_SUBGRAPH_FETCH_DURATION: &str =
+        "shippy_router_subgraph_fetch_duration_seconds";
+    /// Counter {subgraph, kind}: subgraph fetches that failed (`timeout`, `transport`,
+    /// `too_large`, `circuit_open`, `concurrency`, `http_status`).
+    pub const ROUTER_SUBGRAPH_FETCH_ERRORS: &str = "shippy_router_subgraph_fetch_errors_total";
+    /// Counter {cache}: cache hits (`plan`, `operation`).
+    pub const ROUTER_CACHE_HITS: &str = "shippy_router_cache_hits_total";
+    /// Counter {cache}: cache misses.
+    pub const ROUTER_CACHE_MISSES: &str = "shippy_router_cache_misses_total";
+    /// Gauge {subgraph}: circuit breaker state: 0 closed, 1 half-open, 2 open.
+    pub const ROUTER_CIRCUIT_BREAKER_STATE: &str = "shippy_router_circuit_breaker_state";
+    /// Counter {field}: selections refused by a field rate limit (`Type.field`).
+    pub const ROUTER_RATE_LIMIT_REJECTIONS: &str = "shippy_router_rate_limit_rejections_total";
+    /// Gauge: open client WebSocket connections.
+    pub const ROUTER_WEBSOCKET_CONNECTIONS: &str = "shippy_router_websocket_connections";
+    /// Gauge: active client subscriptions.
+    pub const ROUTER_SUBSCRIPTIONS: &str = "shippy_router_subscriptions";
+    /// Counter {service, operation_type, result}: GraphQL requests a subgraph executed.
+    pub const SUBGRAPH_REQUESTS: &str = "shippy_subgraph_requests_total";
+    /// Histogram {service, operation_type, result}: subgraph execution latency.
+    pub const SUBGRAPH_REQUEST_DURATION: &str = "shippy_subgraph_request_duration_seconds";
+    /// Gauge {stream, group}: entries of the stream the group has not read yet.
+    pub const STREAM_CONSUMER_LAG: &str = "shippy_stream_consumer_lag";
+    /// Gauge {stream, group}: entries read by the group and not acknowledged yet.
+    pub const STREAM_PENDING: &str = "shippy_stream_pending_entries";
+    /// Gauge {service}: outbox rows recorded and not published yet.
+    pub const OUTBOX_BACKLOG: &str = "shippy_outbox_backlog";
+}
+
+/// Latency buckets in seconds: from a cached plan's sub-millisecond answer to a request timeout.
+const LATENCY_BUCKETS: &[f64] = &[
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+];
+
+static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+
+/// The process's registry, installing it as the global `metrics` recorder on first use. If some
+/// other recorder was installed first, the registry stays empty (and says so in the log).
+pub fn handle() -> &'static PrometheusHandle {
+    HANDLE.get_or_init(|| {
+        let builder = PrometheusBuilder::new()
+            .set_buckets(LATENCY_BUCKETS)
+            .expect("the bucket list is not empty");
+        let recorder = builder.build_recorder();
+        let handle = recorder.handle();
+        if metrics::set_global_recorder(recorder).is_err() {
+            tracing::warn!("another metrics recorder is installed; /metrics will be empty");
+        }
+        describe();
+        handle
+    })
+}
+
+/// Installs the registry (idempotent). Call it at start-up so that series recorded before the
+/// first scrape are kept.
+pub fn install() {
+    handle();
+}
+
+fn describe() {
+    use names::*;
+    describe_counter!(ROUTER_REQUESTS, "GraphQL requests answered by the router");
+    describe_histogram!(
+        ROUTER_REQUEST_DURATION,
+        Unit::Seconds,
+        "Router request latency"
+    );
+    describe_histogram!(
+        ROUTER_SUBGRAPH_FETCH_DURATION,
+        Unit::Seconds,
+        "Latency of one subgraph fetch, retries included"
+    );
+    describe_counter!(ROUTER_SUBGRAPH_FETCH_ERRORS, "Subgraph fetches that failed");
+    describe_counter!(ROUTER_CACHE_HITS, "Router cache hits");
+    describe_counter!(ROUTER_CACHE_MISSES, "Router cache misses");
+    describe_gauge!(
+        ROUTER_CIRCUIT_BREAKER_STATE,
+        "Circuit breaker state per subgraph: 0 closed, 1 half-open, 2 open"
+    );
+    describe_counter!(
+        ROUTER_RATE_LIMIT_REJECTIONS,
+        "Selections refused by a field rate limit"
+    );
+    describe_gauge!(
+        ROUTER_WEBSOCKET_CONNECTIONS,
+        "Open client WebSocket connections"
+    );
+    describe_gauge!(ROUTER_SUBSCRIPTIONS, "Active client subscriptions");
+    describe_counter!(SUBGRAPH_REQUESTS, "GraphQL requests executed by a subgraph");
+    describe_histogram!(
+        SUBGRAPH_REQUEST_DURATION,
+        Unit::Seconds,
+        "Subgraph execution latency"
+    );
+    describe_gauge!(
+        STREAM_CONSUMER_LAG,
+        "Stream entries a consumer group has not read yet"
+    );
+    describe_gauge!(
+        STREAM_PENDING,
+        "Stream entries read by a consumer group and not acknowledged"
+    );
+    describe_gauge!(OUTBOX_BACKLOG, "Outbox events not published yet");
+}
+
+/// The registry in the Prometheus text format.
+pub fn render() -> String {
+    let handle = handle();
+    // Upkeep drains histogram samples recorded since the last scrape into their buckets.
+    handle.run_upkeep();
+    handle.render()
+}
+
+/// The `/metrics` response: [`render`] as `text/plain; version=0.0.4`.
+pub fn response() -> Response {
+    (
+        [(
+            CONTENT_TYPE,
+            HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+        )],
+        render(),
+    )
+        .into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn recorded_series_render_with_their_descriptions_and_buckets() {
+        install();
+        metrics::counter!(names::ROUTER_REQUESTS, "operation_type" => "query", "result" => "ok")
+            .increment(2);
+        metrics::histogram!(names::ROUTER_REQUEST_DURATION, "operation_type" => "query", "result" => "ok")
+            .record(0.003);
+        let text = render();
+        assert!(
+            text.contains(
+                "# HELP shippy_router_requests_total GraphQL requests answered by the router"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"shippy_router_requests_total{operation_type="query",result="ok"} 2"#),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"shippy_router_request_duration_seconds_bucket{operation_type="query",result="ok",le="0.005"} 1"#),
+            "{text}"
+        );
+    }
+}
