@@ -85,6 +85,14 @@ pub enum SchemaCommand {
 impl Cli {
     /// Loads the layered settings for this invocation.
     pub fn load_settings(&self) -> anyhow::Result<Settings> {
+        // `shippy router --config` names the router's configuration file; the global `--config`
+        // flag shares its name, so clap hands the router's file to both. The router reads it
+        // itself: loading it as `shippy` settings would reject every router key.
+        if matches!(self.command, Some(Command::Router(_))) {
+            let mut settings = self.settings.clone();
+            settings.config = None;
+            return settings.load();
+        }
         self.settings.load()
     }
 }
@@ -205,5 +213,37 @@ pub fn service_name(cli: &Cli) -> String {
         Some(Command::Subgraph(args)) => format!("shippy-{}", args.name),
         Some(Command::Router(_)) => "shippy-router".to_owned(),
         _ => "shippy".to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn router_config_file_is_the_routers_not_shippy_settings() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("router.yaml");
+        std::fs::write(&file, "http:\n  dedupe: false\n").unwrap();
+        let file_arg = file.to_str().unwrap();
+        let cli = Cli::try_parse_from([
+            "shippy",
+            "router",
+            "--supergraph",
+            "supergraph.graphql",
+            "--config",
+            file_arg,
+        ])
+        .unwrap();
+        cli.load_settings()
+            .expect("router keys are not shippy settings");
+        match cli.command {
+            Some(Command::Router(args)) => assert_eq!(args.config.as_deref(), Some(file.as_path())),
+            other => panic!("parsed as {other:?}"),
+        }
+        // Any other command still reads the file as `shippy` settings, and rejects router keys.
+        let up = Cli::try_parse_from(["shippy", "up", "--config", file_arg]).unwrap();
+        let error = up.load_settings().unwrap_err();
+        assert!(format!("{error:#}").contains("unknown field"), "{error:#}");
     }
 }

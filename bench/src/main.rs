@@ -179,6 +179,11 @@ fn parse_watched(text: &str) -> Result<Watched, String> {
     })
 }
 
+// The same allocator as the `shippy` binary, so that `shippy-bench router` measures what `shippy
+// router` runs (and the subgraphs and load generator allocate as cheaply).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     match run(Cli::parse()) {
         Ok(code) => code,
