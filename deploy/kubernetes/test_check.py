@@ -48,6 +48,15 @@ class CheckTest(unittest.TestCase):
     def test_the_manifests_pass(self) -> None:
         self.assertEqual(self.problems(shippy_bin()), [])
 
+    def test_an_image_from_a_registry_passes(self) -> None:
+        for file in ("deploy/kubernetes/kustomization.yaml", "deploy/kubernetes/migrate/kustomization.yaml"):
+            self.edit(file, "newTag: latest", "newName: registry.example.com:5000/team/shippy\n    newTag: 1.0.0")
+        self.assertEqual(self.problems(), [])
+
+    def test_another_image_fails(self) -> None:
+        self.edit("deploy/kubernetes/subgraph-user.yaml", "image: shippy", "image: nginx")
+        self.assert_fails("image nginx is not shippy")
+
     def test_schema_violations_fail(self) -> None:
         self.edit("deploy/kubernetes/router.yaml", "replicas: 2", "replicas: two")
         self.assert_fails("invalid for Kubernetes 1.30.0")
