@@ -12,7 +12,7 @@ printed, one per line, and the exit status is 1 if there was any. What it assert
 - every container runs the `shippy` image as non-root, read-only, without capabilities, with
   RuntimeDefault seccomp, requests and limits, and writes only to emptyDir volumes; no subPath mounts;
 - every Deployment has readiness on /ready and liveness on /health at the port it listens on (--listen),
-  a Service on that port and a PodDisruptionBudget; the router has 2+ replicas and a CPU autoscaler;
+  a Service on that port and a PodDisruptionBudget; the router has a CPU autoscaler keeping 2+ replicas;
 - every subcommand, flag and environment variable is one the binary has (its --help), the router
   starts with the ConfigMap's router.yaml and the Deployment's environment, and the subgraph
   environment is accepted by `shippy migrate` (on a throwaway SQLite file);
@@ -309,8 +309,8 @@ def check_deployment(obj: dict, objects: list[dict], problems: Problems) -> None
     if not pdbs:
         problems.add(where, "no PodDisruptionBudget selects its pods")
     if name == "router":
-        if obj["spec"].get("replicas", 1) < 2:
-            problems.add(where, "the router needs 2+ replicas")
+        if "replicas" in obj["spec"]:
+            problems.add(where, "the autoscaler owns the router's replicas: every apply would reset them")
         hpas = [o for o in objects if o["kind"] == "HorizontalPodAutoscaler"
                 and o["spec"]["scaleTargetRef"]["name"] == name]
         if not hpas or hpas[0]["apiVersion"] != "autoscaling/v2" or hpas[0]["spec"].get("minReplicas", 1) < 2 \
@@ -578,8 +578,9 @@ def check_compose(compose_path: Path, objects: list[dict], problems: Problems) -
             entry = kenv.get(key, {})
             if "value" in entry and "${" not in value and key not in DIFFERENT_VALUES and entry["value"] != value:
                 problems.add(f"compose.yaml {service_name}", f"{key} is {value!r} there, {entry['value']!r} here")
-    if deployments.get("router") and deployments["router"]["spec"].get("replicas", 1) < len(routers):
-        problems.add("compose.yaml", f"{len(routers)} routers there, fewer replicas here")
+    hpa = find(objects, "HorizontalPodAutoscaler", "router")
+    if hpa is None or hpa["spec"].get("minReplicas", 1) < len(routers):
+        problems.add("compose.yaml", f"{len(routers)} routers there, a lower minReplicas here")
     # The services Kubernetes does not run: reached on compose's ports.
     policy_ports = {port["port"] for o in objects if o["kind"] == "NetworkPolicy"
                     for rule in o["spec"].get("egress", []) for port in rule.get("ports", [])}

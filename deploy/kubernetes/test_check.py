@@ -58,8 +58,16 @@ class CheckTest(unittest.TestCase):
         self.assert_fails("image nginx is not shippy")
 
     def test_schema_violations_fail(self) -> None:
-        self.edit("deploy/kubernetes/router.yaml", "replicas: 2", "replicas: two")
+        self.edit("deploy/kubernetes/subgraph-user.yaml", "replicas: 2", "replicas: two")
         self.assert_fails("invalid for Kubernetes 1.30.0")
+
+    def test_router_replicas_fighting_the_autoscaler_fail(self) -> None:
+        self.edit("deploy/kubernetes/router.yaml", "  revisionHistoryLimit: 5", "  replicas: 2\n  revisionHistoryLimit: 5")
+        self.assert_fails("the autoscaler owns the router's replicas")
+
+    def test_fewer_routers_than_compose_fail(self) -> None:
+        self.edit("deploy/kubernetes/router.yaml", "minReplicas: 2", "minReplicas: 1")
+        self.assert_fails("2 routers there")
 
     def test_unknown_fields_fail(self) -> None:
         self.edit("deploy/kubernetes/subgraph-log.yaml", "revisionHistoryLimit", "revisionHistoryLimits")
