@@ -167,3 +167,12 @@ pub fn write_errors(out: &mut Vec<u8>, errors: &[GraphQLError]) {
     // Serializing plain data into a Vec cannot fail.
     let _ = serde_json::to_writer(&mut *out, errors);
 }
+
+/// Writes `{"errors":[…]}` for a request that was not executed.
+pub fn render_errors(errors: &[GraphQLError]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(128);
+    out.extend_from_slice(b"{\"errors\":");
+    write_errors(&mut out, errors);
+    out.push(b'}');
+    out
+}

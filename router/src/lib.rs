@@ -17,46 +17,36 @@
 //! subscriptions (federated: entity fetches per event).
 
 pub mod auth;
-mod background;
 pub mod cli;
 pub mod config;
 pub mod error;
-pub mod introspection;
-pub mod limits;
-pub mod pipeline;
+pub mod graphql;
+pub mod operation;
 pub mod query_planner;
-pub mod resilience;
-pub mod schema;
+pub mod rate_limit;
+pub mod server;
 pub mod subgraph;
 pub mod subscriptions;
 pub mod telemetry;
-pub mod value;
-pub mod web;
 
-use std::future::{Future, IntoFuture};
+use std::future::Future;
 use std::sync::Arc;
 
-use axum::routing::{any, get};
 use http::HeaderName;
 
 pub use cli::{RouterArgs, run};
 pub use config::RouterConfig;
 pub use error::RouterError;
-use pipeline::RouterState;
+use operation::RouterState;
 use query_planner::QueryPlanner;
+use server::AppState;
 use subgraph::SubgraphClient;
-
-async fn health() -> impl axum::response::IntoResponse {
-    (
-        [(http::header::CONTENT_TYPE, "application/json")],
-        "{\"status\":\"pass\"}",
-    )
-}
+use subscriptions::Hub;
 
 /// A router over one supergraph. Cheap to clone: the state is shared.
 #[derive(Clone)]
 pub struct Router {
-    state: Arc<RouterState>,
+    state: Arc<AppState>,
 }
 
 /// The state of one subgraph's resilience machinery, for diagnostics and tests.
@@ -140,8 +130,10 @@ impl Router {
                 })
             })
             .collect::<Result<Vec<_>, _>>()?;
+        let hub = Arc::new(Hub::new(config.subscriptions.clone()));
+        let core = Arc::new(RouterState::new(config, planner, clients, forward_headers)?);
         Ok(Router {
-            state: Arc::new(RouterState::new(config, planner, clients, forward_headers)?),
+            state: Arc::new(AppState { core, hub }),
         })
     }
 
@@ -149,41 +141,7 @@ impl Router {
     /// `rate_limit.requests` turns it on; browsers loading it get the playground), the health
     /// check (never limited, so probes keep working under a flood) and the web UI.
     pub fn app(&self) -> axum::Router {
-        self.app_and_request_limiter().0
-    }
-
-    fn app_and_request_limiter(
-        &self,
-    ) -> (axum::Router, Option<Arc<limits::requests::RequestLimiter>>) {
-        let http = &self.state.config.http;
-        let state = Arc::clone(&self.state);
-        let mut graphql = axum::Router::new().route(
-            &http.graphql_path,
-            any(move |request| pipeline::handle(Arc::clone(&state), request)),
-        );
-        if http.playground {
-            graphql = graphql.route_layer(axum::middleware::from_fn(web::playground));
-        }
-        let (graphql, limiter) = limits::requests::apply(
-            graphql,
-            &self.state.config.rate_limit.requests,
-            self.state.client_ip_header.clone(),
-        );
-        let metrics_state = Arc::clone(&self.state);
-        let app = graphql
-            .route(
-                "/metrics",
-                get(move || async move { telemetry::metrics_response(&metrics_state) }),
-            )
-            .route(&http.health_path, get(health));
-        // Stateless: ready as soon as it serves (what compose and load balancers probe).
-        let app = if http.health_path == "/ready" {
-            app
-        } else {
-            app.route("/ready", get(health))
-        };
-        let app = app.merge(web::routes(http));
-        (app, limiter)
+        server::app(&self.state).0
     }
 
     /// Serves on `listener` until `shutdown` completes, then drains in-flight requests for at most
@@ -195,57 +153,7 @@ impl Router {
         listener: tokio::net::TcpListener,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
-        let drain_timeout = self.state.config.http.shutdown_timeout;
-        let (app, request_limiter) = self.app_and_request_limiter();
-        let mut tasks = background::spawn(&self.state, request_limiter);
-        // Upgraded WebSocket connections are not the HTTP server's any more: they close
-        // themselves ("going away") on the hub's signal, and serving ends once they have.
-        let hub = Arc::clone(&self.state.subscriptions);
-        let drained_hub = Arc::clone(&hub);
-        let (signalled_tx, mut signalled_rx) = tokio::sync::watch::channel(false);
-        let server = axum::serve(
-            listener,
-            app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
-        )
-        .with_graceful_shutdown(async move {
-            shutdown.await;
-            hub.shut_down();
-            let _ = signalled_tx.send(true);
-        });
-        let drain_deadline = async move {
-            // Completes `drain_timeout` after the shutdown signal; never if the sender is dropped
-            // without signalling (the server then ended on its own).
-            if signalled_rx.wait_for(|signalled| *signalled).await.is_err() {
-                std::future::pending::<()>().await;
-            }
-            tokio::time::sleep(drain_timeout).await;
-        };
-        let stopped_task = async {
-            match tasks.join_next().await {
-                Some(ended) => ended,
-                None => std::future::pending().await,
-            }
-        };
-        let served = async move {
-            let result = server.into_future().await;
-            drained_hub.drained().await;
-            result
-        };
-        tokio::select! {
-            result = served => result,
-            () = drain_deadline => {
-                tracing::warn!(timeout = ?drain_timeout, "shutdown drain timed out; closing remaining connections");
-                Ok(())
-            }
-            ended = stopped_task => {
-                let reason = match ended {
-                    Ok(name) => format!("background task `{name}` stopped"),
-                    Err(error) => format!("a background task failed: {error}"),
-                };
-                tracing::error!(reason, "router stopping");
-                Err(std::io::Error::other(reason))
-            }
-        }
+        server::serve(self.state, listener, shutdown).await
     }
 
     /// Applies a new configuration while serving. The sections that are safe to change live
@@ -296,7 +204,7 @@ impl Router {
         let closes_subscriptions =
             subscriptions::reload::affects_subscriptions(&previous.config, &live_config);
         if changed {
-            let live = pipeline::Live::new(
+            let live = operation::Live::new(
                 live_config,
                 &self.state.rate_limit_directives,
                 previous.generation + 1,
@@ -307,7 +215,7 @@ impl Router {
         }
         if closes_subscriptions {
             // Subscriptions admitted under the old rules reconnect under the new ones.
-            self.state.subscriptions.reloaded();
+            self.state.hub.reloaded();
         }
         if !restart_required.is_empty() {
             tracing::warn!(
@@ -387,9 +295,9 @@ impl Router {
         let client = self.state.subgraphs.iter().find(|c| c.name == name)?;
         Some(SubgraphStatus {
             breaker: client.breaker().map(|b| match b.phase() {
-                resilience::breaker::Phase::Closed => "closed",
-                resilience::breaker::Phase::Open { .. } => "open",
-                resilience::breaker::Phase::HalfOpen { .. } => "half-open",
+                subgraph::resilience::breaker::Phase::Closed => "closed",
+                subgraph::resilience::breaker::Phase::Open { .. } => "open",
+                subgraph::resilience::breaker::Phase::HalfOpen { .. } => "half-open",
             }),
             replicas: client
                 .replicas()
@@ -402,12 +310,12 @@ impl Router {
 
     /// Open subscription connections (WebSocket and SSE).
     pub fn subscription_connections(&self) -> usize {
-        self.state.subscriptions.connections()
+        self.state.hub.connections()
     }
 
     /// Distinct upstream subscription streams running (identical subscriptions share one).
     pub fn subscription_streams(&self) -> usize {
-        self.state.subscriptions.upstream_streams()
+        self.state.hub.upstream_streams()
     }
 
     pub fn cache_stats(&self) -> CacheStats {

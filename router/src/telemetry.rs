@@ -13,9 +13,8 @@ use http::HeaderMap;
 use shippy_telemetry::metrics::names;
 use tracing::Span;
 
-use crate::pipeline::RouterState;
 use crate::query_planner::OperationKind;
-use crate::resilience::breaker::Phase;
+use crate::subgraph::resilience::breaker::Phase;
 use crate::subgraph::{FetchError, FetchResult};
 
 /// How a request ended, for `result` labels: `ok`, `error` (executed, with errors in the
@@ -155,19 +154,17 @@ pub fn register_gauges() {
     metrics::gauge!(names::ROUTER_SUBSCRIPTIONS).increment(0.0);
 }
 
-/// `/metrics`: breaker states are sampled now (they change on their own as time passes), then
-/// the whole registry is rendered.
-pub fn metrics_response(state: &RouterState) -> Response {
-    for client in &state.subgraphs {
-        if let Some(breaker) = client.breaker() {
-            let value = match breaker.phase() {
-                Phase::Closed => 0.0,
-                Phase::HalfOpen { .. } => 1.0,
-                Phase::Open { .. } => 2.0,
-            };
-            metrics::gauge!(names::ROUTER_CIRCUIT_BREAKER_STATE, "subgraph" => client.name.clone())
-                .set(value);
-        }
+/// `/metrics`: the breaker phases given (sampled by the caller now: they change on their own as
+/// time passes) are recorded, then the whole registry is rendered.
+pub fn metrics_response<'a>(breakers: impl IntoIterator<Item = (&'a str, Phase)>) -> Response {
+    for (subgraph, phase) in breakers {
+        let value = match phase {
+            Phase::Closed => 0.0,
+            Phase::HalfOpen { .. } => 1.0,
+            Phase::Open { .. } => 2.0,
+        };
+        metrics::gauge!(names::ROUTER_CIRCUIT_BREAKER_STATE, "subgraph" => subgraph.to_owned())
+            .set(value);
     }
     shippy_telemetry::metrics::response()
 }

@@ -13,7 +13,7 @@ use graphql_tools::parser::schema::{Definition, TypeDefinition};
 use graphql_tools::static_graphql::schema as ast;
 
 use super::Identity;
-use crate::schema::Schema;
+use crate::graphql::schema::Schema;
 
 /// What a selection needs from the caller. Every listed scope set must be satisfied.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

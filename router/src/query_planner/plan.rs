@@ -6,6 +6,8 @@
 
 use std::fmt;
 
+pub use crate::graphql::OperationKind;
+
 /// A plan for one operation; `root` is `None` when nothing needs to be fetched.
 #[derive(Debug, Clone)]
 pub struct QueryPlan {
@@ -57,23 +59,6 @@ pub struct ConditionNode {
 pub struct FlattenNode {
     pub path: Vec<PathSegment>,
     pub fetch: FetchNode,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum OperationKind {
-    Query,
-    Mutation,
-    Subscription,
-}
-
-impl OperationKind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            OperationKind::Query => "query",
-            OperationKind::Mutation => "mutation",
-            OperationKind::Subscription => "subscription",
-        }
-    }
 }
 
 #[derive(Debug, Clone)]

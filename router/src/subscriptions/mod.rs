@@ -1,6 +1,6 @@
-//! Federated subscriptions: the engine shared by the client transports (`ws` for
-//! graphql-transport-ws and the legacy graphql-ws, `sse` for GraphQL over SSE) and the upstream
-//! WebSocket client (`upstream`).
+//! Federated subscriptions: the engine shared by the client transports (`server::ws` for
+//! graphql-transport-ws and the legacy graphql-ws, `server::sse` for GraphQL over SSE) and the
+//! upstream WebSocket client (`upstream`). No transport lives here.
 //!
 //! A subscription goes through exactly the stages an HTTP request does (`prepare`, then
 //! `admit`: variables, field authorization, rate limits, the plan of what is left). Its plan is a
@@ -20,9 +20,7 @@
 
 pub mod expiry;
 pub mod reload;
-pub mod sse;
 pub mod upstream;
-pub mod ws;
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -38,8 +36,9 @@ use self::upstream::{UpstreamEvent, UpstreamSubscription};
 use crate::auth::Identity;
 use crate::config::SubscriptionsConfig;
 use crate::error::{GraphQLError, codes};
-use crate::pipeline::request::GraphQLRequest;
-use crate::pipeline::{Admitted, Caller, Refusal, RouterState, admit, dedupe_key, plan_variables};
+use crate::operation::{
+    Admitted, Caller, GraphQLRequest, Refusal, RouterState, admit, dedupe_key, plan_variables,
+};
 use crate::query_planner::{OperationKind, PlanNode, QueryPlan};
 
 /// Gauge of open WebSocket connections (both protocols).
@@ -291,6 +290,7 @@ pub struct Subscribing<'r> {
 /// mutations), or a subscriber on the (possibly shared) upstream stream.
 pub async fn start(
     state: &Arc<RouterState>,
+    hub: &Arc<Hub>,
     request: &GraphQLRequest,
     who: Subscribing<'_>,
 ) -> Result<Started, Refused> {
@@ -356,9 +356,9 @@ pub async fn start(
         hasher.update(authorization.as_bytes());
     }
     let key = hasher.digest128();
-    let hub = &state.subscriptions;
     let producer = Producer {
         state: Arc::clone(state),
+        hub: Arc::clone(hub),
         plan,
         admitted,
         identity: who.identity,
@@ -373,6 +373,7 @@ pub async fn start(
 /// Runs one upstream stream: opens it, executes the rest of the plan per event, broadcasts.
 struct Producer {
     state: Arc<RouterState>,
+    hub: Arc<Hub>,
     plan: Arc<QueryPlan>,
     admitted: Admitted,
     identity: Option<Arc<Identity>>,
@@ -383,7 +384,7 @@ struct Producer {
 impl Producer {
     async fn run(self, stream: Arc<Stream>) {
         let mut ending = Ending {
-            hub: Arc::clone(&self.state.subscriptions),
+            hub: Arc::clone(&self.hub),
             key: self.key,
             stream: Arc::clone(&stream),
             finished: false,
@@ -392,7 +393,7 @@ impl Producer {
         ending.finished = true;
         if let Some(event) = last {
             // Out of the hub first, so that new subscribers start a fresh stream.
-            self.state.subscriptions.retire(self.key, &stream);
+            self.hub.retire(self.key, &stream);
             let _ = stream.sender.send(event);
         }
     }
@@ -406,13 +407,13 @@ impl Producer {
                 codes::INTERNAL_SERVER_ERROR,
             )])));
         };
-        let hub = &self.state.subscriptions;
+        let hub = &self.hub;
         let shutdown = hub.shutting_down();
         tokio::pin!(shutdown);
         let service = node.primary.service.as_str();
         let admitted = &self.admitted;
         let variables = plan_variables(&admitted.prepared, &admitted.variables);
-        let body = crate::pipeline::execute::request_body(
+        let body = crate::operation::execute::request_body(
             &self.state,
             &variables,
             self.identity.as_deref().map(Identity::claims_json),
@@ -475,7 +476,7 @@ impl Producer {
                 UpstreamEvent::Error(errors) => {
                     let errors = errors
                         .into_iter()
-                        .map(|e| crate::pipeline::execute::subgraph_error(e, service, Some))
+                        .map(|e| crate::operation::execute::subgraph_error(e, service, Some))
                         .collect();
                     return Some(Event::Error(Arc::new(errors)));
                 }

@@ -13,9 +13,9 @@ use ahash::AHashMap;
 use xxhash_rust::xxh3::xxh3_128;
 
 use crate::error::PathElement;
+use crate::graphql::schema::Schema;
+use crate::graphql::value::{Value, deep_merge, key_eq, object_get, write_str};
 use crate::query_planner::{PathSegment, Rewrite, RewriteSegment, Selection, SelectionSet};
-use crate::schema::Schema;
-use crate::value::{Value, deep_merge, key_eq, object_get, write_str};
 
 /// Representations collected for one `_entities` call.
 #[derive(Debug, Default)]

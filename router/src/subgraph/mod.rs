@@ -1,6 +1,6 @@
 //! HTTP client for subgraphs: pooled keep-alive connections, a concurrency limit and a timeout per
 //! subgraph, outbound deduplication of identical in-flight queries, and the resilience of
-//! `crate::resilience`: a circuit breaker, several replicas with load balancing and health
+//! `resilience`: a circuit breaker, several replicas with load balancing and health
 //! checks, and retries of queries within a budget.
 //!
 //! One [`SubgraphClient`] per subgraph, built at start-up and shared by all requests. A request
@@ -10,6 +10,8 @@
 //! A fetch goes: dedupe (queries) → breaker admission → attempt on a replica (timeout) → on a
 //! connection error or 502/503/504, for queries only and while the budget allows, back off and
 //! try again (another replica first) → the final outcome is reported to the breaker.
+
+pub mod resilience;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -28,9 +30,9 @@ use tokio::sync::{OnceCell, Semaphore};
 use xxhash_rust::xxh3::Xxh3;
 
 use crate::config::{EffectiveSubgraphConfig, HealthCheckConfig, SubgraphDefaults};
-use crate::resilience::balancer::Balancer;
-use crate::resilience::breaker::{CircuitBreaker, Rejected};
-use crate::resilience::retry::{RetryPolicy, retryable_status};
+use crate::subgraph::resilience::balancer::Balancer;
+use crate::subgraph::resilience::breaker::{CircuitBreaker, Rejected};
+use crate::subgraph::resilience::retry::{RetryPolicy, retryable_status};
 
 /// Why a subgraph call produced no HTTP response. Cloneable so deduplicated waiters share it.
 #[derive(Debug, Clone, thiserror::Error)]

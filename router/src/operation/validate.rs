@@ -9,8 +9,8 @@ use graphql_tools::static_graphql::query;
 use graphql_tools::validation::validate::{ValidationPlan, validate as validate_document};
 
 use crate::error::{GraphQLError, Location, codes};
+use crate::graphql::schema::Schema;
 use crate::query_planner::OperationKind;
-use crate::schema::Schema;
 
 /// The operation of a valid document that this request runs.
 #[derive(Debug, Clone)]
@@ -300,7 +300,7 @@ mod tests {
         name: Option<&str>,
         introspection: bool,
     ) -> Result<SelectedOperation, Vec<GraphQLError>> {
-        let doc = crate::pipeline::parse::parse(query, 1000).unwrap();
+        let doc = crate::operation::parse::parse(query, 1000).unwrap();
         validate(
             &schema(),
             &default_rules_validation_plan(),

@@ -27,9 +27,9 @@ use self::entities::{
 };
 use super::RouterState;
 use crate::error::{GraphQLError, PathElement, codes};
+use crate::graphql::value::{Value, deep_merge, write_str};
 use crate::query_planner::{BatchFetchNode, FetchNode, FlattenNode, OperationKind, PlanNode};
 use crate::subgraph::FetchError;
-use crate::value::{Value, deep_merge, write_str};
 
 /// The merged data and errors of one execution.
 pub struct ExecutionOutput<'a> {

@@ -156,7 +156,7 @@ pub fn check(document: &query::Document, limits: &LimitsConfig) -> Result<(), Gr
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::pipeline::parse::parse;
+    use crate::operation::parse::parse;
 
     fn limits() -> LimitsConfig {
         LimitsConfig {

@@ -9,8 +9,8 @@ use axum::response::Response;
 use http::header::{HeaderValue, WWW_AUTHENTICATE};
 use http::{HeaderMap, StatusCode};
 
+use super::http::http_response;
 use super::request::MediaType;
-use super::respond;
 use crate::auth::{Identity, JwtVerifier};
 use crate::error::{GraphQLError, codes};
 
@@ -27,11 +27,11 @@ pub async fn authenticate(
         Ok(identity) => Ok(identity.map(Arc::new)),
         Err(error) => {
             tracing::debug!(error = %error, "token refused");
-            let body = respond::render_errors(&[GraphQLError::new(
+            let body = crate::error::render_errors(&[GraphQLError::new(
                 format!("Invalid token: {error}"),
                 codes::UNAUTHENTICATED,
             )]);
-            let mut response = respond::http_response(StatusCode::UNAUTHORIZED, media, body);
+            let mut response = http_response(StatusCode::UNAUTHORIZED, media, body);
             response.headers_mut().insert(
                 WWW_AUTHENTICATE,
                 HeaderValue::from_static("Bearer error=\"invalid_token\""),

@@ -14,8 +14,8 @@ use tower_governor::governor::GovernorConfigBuilder;
 use tower_governor::key_extractor::KeyExtractor;
 
 use crate::config::RequestRateLimit;
+use crate::error::render_errors;
 use crate::error::{GraphQLError, codes};
-use crate::pipeline::respond::render_errors;
 
 /// Keys requests by [`super::client_ip`]; requests whose IP cannot be told share one key.
 #[derive(Debug, Clone)]

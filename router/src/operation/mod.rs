@@ -1,68 +1,62 @@
-//! The request path, one module a stage, in the order a request goes through them:
+//! An operation's path from query text to response body, one module a stage, in the order an
+//! operation goes through them. Transports (`server::http`, `server::ws`, `server::sse`) turn
+//! their requests into a [`GraphQLRequest`] and call [`RouterState::prepare`], [`admit()`] and
+//! [`RouterState::execute`]; nothing here knows about HTTP.
 //!
-//! - `request`      HTTP to GraphQL request (GET/POST rules, media types, CSRF, body limit)
-//! - `authenticate` the bearer token to an identity (401 when invalid)
-//! - `parse`        query text to document (token limit)
-//! - `limit`        the document's shape against the operation limits (depth, aliases...)
-//! - `validate`     document against the API schema; the operation to run is selected
-//! - `normalize`    the planner's canonical form, minus what the router answers itself
-//! - `plan`         normalized operation to plan, cached; the selections that carry access
+//! - `parse`           query text to document (token limit)
+//! - `document_limits` the document's shape against the operation limits (depth, aliases...)
+//! - `validate`        document against the API schema; the operation to run is selected
+//! - `normalize`       the planner's canonical form, minus what the router answers itself
+//! - `plan`            normalized operation to plan, cached; the selections that carry access
 //!   rules or rate limits are found here too (`authorize::Guards`)
-//! - `variables`    coercion of the client's variables
-//! - `authorize`    fields the caller may not see are removed (`UNAUTHORIZED_FIELD_OR_TYPE`)
-//! - `rate_limit`   fields over their limit are removed (`RATE_LIMITED`), or the request gets 429
-//! - `plan`         again when fields were removed: the plan of what is left (cached)
-//! - `execute`      the plan against subgraphs, into one merged data tree; identical in-flight
+//! - `admit`           per caller: `variables` coerced, `authorize` removes fields the caller may
+//!   not see (`UNAUTHORIZED_FIELD_OR_TYPE`), rate-limited fields are removed (`RATE_LIMITED`) or
+//!   the whole operation refused (429), then `plan` again for what is left (cached)
+//! - `execute`         the plan against subgraphs, into one merged data tree; identical in-flight
 //!   queries share one execution (`dedupe`)
-//! - `respond`      the merged data shaped exactly as requested (`shape` compiles that shape)
+//! - `render`          the merged data shaped exactly as requested (`shape` compiles that shape)
 //!
-//! The stages from `parse` to the first `plan` depend only on the query text, operation name and the hot-reloadable part of the
-//! configuration, so their outcome (a [`PreparedOperation`], or the errors that rejected the
-//! query) is cached: a repeated query goes straight from `request` to `variables`. Stages 6 and 7
-//! depend on the caller and the moment, and run for every request on the prepared guards only.
+//! The stages from `parse` to the first `plan` depend only on the query text, operation name
+//! and the hot-reloadable part of the configuration, so their outcome (a [`PreparedOperation`],
+//! or the errors that rejected the query) is cached: a repeated query goes straight to
+//! `admit`. Admission depends on the caller and the moment, and runs for every request on the
+//! prepared guards only.
 
-pub mod authenticate;
+pub mod admit;
 pub mod authorize;
 pub mod dedupe;
+pub mod document_limits;
 pub mod execute;
-pub mod limit;
 pub mod normalize;
 pub mod parse;
 pub mod plan;
-pub mod rate_limit;
-pub mod request;
-pub mod respond;
+pub mod render;
 pub mod shape;
 pub mod validate;
 pub mod variables;
 
 use std::borrow::Cow;
 use std::convert::Infallible;
-use std::net::IpAddr;
-use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use arc_swap::ArcSwap;
-use axum::body::Body;
-use axum::response::Response;
 use bytes::Bytes;
-use futures::FutureExt;
 use graphql_tools::static_graphql::query;
 use graphql_tools::validation::rules::default_rules_validation_plan;
 use graphql_tools::validation::validate::ValidationPlan;
-use http::header::{ALLOW, HeaderName, HeaderValue, RETRY_AFTER};
-use http::{HeaderMap, Method, StatusCode};
-use http_body_util::{BodyExt, Limited};
+use http::header::HeaderName;
+use http::{HeaderMap, StatusCode};
 use quick_cache::sync::Cache;
+use serde_json::{Map, Value as Json};
 use tracing::Instrument;
 use xxhash_rust::xxh3::Xxh3;
 
-use self::authorize::{Guards, Verdicts};
+pub use self::admit::{Admitted, Caller, Refusal, admit};
+use self::authorize::Guards;
 use self::dedupe::InboundDedupe;
 use self::execute::{ResponseArena, execute};
 use self::plan::{CacheCounters, PlanCache};
-use self::request::{GraphQLRequest, MediaType, RequestError};
 use self::shape::ShapeCache;
 use self::validate::{operation_at, operation_parts};
 use self::variables::VariableDefinition;
@@ -70,15 +64,25 @@ use crate::auth::rules::AccessRules;
 use crate::auth::{Identity, JwtVerifier};
 use crate::config::{FieldRateLimit, RouterConfig};
 use crate::error::{GraphQLError, RouterError, codes};
-use crate::limits::RateLimits;
+use crate::graphql::schema::Schema;
+use crate::graphql::value::Value;
 use crate::query_planner::{
     FetchNode, NormalizedOperation, OperationKind, PlanNode, QueryPlan, QueryPlanner,
     SubscriptionNode,
 };
-use crate::schema::Schema;
-use crate::subgraph::{SubgraphClient, forwarded_headers};
-use crate::telemetry::{Observed, Outcome};
-use crate::value::Value;
+use crate::rate_limit::RateLimits;
+use crate::subgraph::SubgraphClient;
+
+/// A GraphQL request, as sent by the client (over any transport).
+#[derive(Debug, Clone, PartialEq)]
+pub struct GraphQLRequest {
+    pub query: String,
+    pub operation_name: Option<String>,
+    pub variables: Map<String, Json>,
+    pub extensions: Map<String, Json>,
+    /// True for GET, where only queries may run.
+    pub is_get: bool,
+}
 
 /// Everything requests share, built once from the supergraph and configuration. Immutable
 /// apart from the caches (internally synchronized) and `live`, swapped whole on reload.
@@ -104,8 +108,6 @@ pub struct RouterState {
     pub rate_limit_directives: Vec<(String, FieldRateLimit)>,
     pub inbound: InboundDedupe,
     pub client_ip_header: Option<HeaderName>,
-    /// Subscription connections and the upstream streams they share.
-    pub subscriptions: Arc<crate::subscriptions::Hub>,
 }
 
 /// The configuration that can change while serving, with what is built from it.
@@ -203,7 +205,7 @@ impl RouterState {
         );
         let access = AccessRules::from_supergraph(planner.supergraph());
         let rate_limit_directives =
-            crate::limits::directives::from_supergraph(planner.supergraph())
+            crate::rate_limit::directives::from_supergraph(planner.supergraph())
                 .map_err(RouterError::Config)?;
         let client_ip_header = config
             .http
@@ -228,7 +230,6 @@ impl RouterState {
                  **********************************************************************"
             );
         }
-        let subscriptions = Arc::new(crate::subscriptions::Hub::new(config.subscriptions.clone()));
         Ok(RouterState {
             config,
             live: ArcSwap::from_pointee(live),
@@ -244,7 +245,6 @@ impl RouterState {
             rate_limit_directives,
             inbound: InboundDedupe::default(),
             client_ip_header,
-            subscriptions,
         })
     }
 
@@ -292,7 +292,7 @@ impl RouterState {
             Ok(document) => document,
             Err(error) => return reject(vec![error], StatusCode::BAD_REQUEST),
         };
-        if let Err(error) = limit::check(&document, limits) {
+        if let Err(error) = document_limits::check(&document, limits) {
             return reject(vec![error], StatusCode::BAD_REQUEST);
         }
         let selected = match tracing::info_span!(target: shippy_telemetry::SPANS, "validate")
@@ -497,7 +497,7 @@ impl RouterState {
         } else if prepared.has_introspection {
             let (_, selection_set, _, _) =
                 operation_parts(operation_at(&prepared.document, prepared.operation_index));
-            Value::Object(crate::introspection::resolve_root(
+            Value::Object(crate::graphql::introspection::resolve_root(
                 &self.schema,
                 &prepared.document,
                 selection_set,
@@ -528,7 +528,7 @@ impl RouterState {
             variables,
         );
         let capacity = prepared.response_size_hint.load(Ordering::Relaxed);
-        let (body, _) = respond::render(
+        let (body, _) = render::render(
             &shape,
             &output.data,
             output.errors,
@@ -560,293 +560,6 @@ pub fn plan_variables<'v>(
     Cow::Owned(map)
 }
 
-/// The GraphQL endpoint: any method reaches it so that the wrong ones get a GraphQL error.
-/// Each request runs in its own `router.request` span and is counted in the request series.
-pub async fn handle(state: Arc<RouterState>, request: http::Request<Body>) -> Response {
-    // A WebSocket lives for its connection: it has its own gauges, not a request span.
-    if crate::subscriptions::ws::is_upgrade(request.headers()) {
-        return crate::subscriptions::ws::handle(state, request).await;
-    }
-    let span = crate::telemetry::request_span(request.headers());
-    let started = std::time::Instant::now();
-    let observed = Observed::default();
-    let response = handle_request(state, request, &observed)
-        .instrument(span.clone())
-        .await;
-    // Responses that did not reach execution carry no outcome: they were rejected.
-    let outcome = response
-        .extensions()
-        .get::<Outcome>()
-        .copied()
-        .unwrap_or(Outcome::Rejected);
-    crate::telemetry::record_request(&span, &observed, &response, outcome, started.elapsed());
-    response
-}
-
-async fn handle_request(
-    state: Arc<RouterState>,
-    request: http::Request<Body>,
-    observed: &Observed,
-) -> Response {
-    let live = state.live.load_full();
-    let (parts, body) = request.into_parts();
-    // GraphQL over SSE: errors before the stream starts are plain JSON.
-    let event_stream = crate::subscriptions::sse::accepts(&parts.headers);
-    let media = match request::negotiate(&parts.headers) {
-        Ok(media) => media,
-        Err(_) if event_stream => MediaType::Json,
-        Err(error) => return request_error(MediaType::Json, error),
-    };
-    if let Err(error) = request::check_method(&parts.method) {
-        let mut response = request_error(media, error);
-        response
-            .headers_mut()
-            .insert(ALLOW, HeaderValue::from_static("GET, POST"));
-        return response;
-    }
-    if live.config.csrf.enabled
-        && let Err(error) = request::check_csrf(&parts.headers, &live.csrf_headers)
-    {
-        return request_error(media, error);
-    }
-    let identity =
-        match authenticate::authenticate(live.verifier.as_deref(), &parts.headers, media).await {
-            Ok(identity) => identity,
-            Err(response) => return response,
-        };
-    let graphql = if parts.method == Method::GET {
-        request::from_get(parts.uri.query())
-    } else {
-        match request::check_content_type(&parts.headers) {
-            Ok(()) => match read_body(body, state.config.http.max_body_size).await {
-                Ok(bytes) => request::from_post(&bytes),
-                Err(error) => Err(error),
-            },
-            Err(error) => Err(error),
-        }
-    };
-    let graphql = match graphql {
-        Ok(graphql) => graphql,
-        Err(error) => return request_error(media, error),
-    };
-    let caller = Caller {
-        headers: &parts.headers,
-        identity: identity.as_deref(),
-        ip: crate::limits::client_ip(
-            &parts.headers,
-            &parts.extensions,
-            state.client_ip_header.as_ref(),
-        ),
-    };
-    if event_stream {
-        let mut response =
-            crate::subscriptions::sse::respond(&state, graphql, caller, identity.clone()).await;
-        // The stream started; what it carries later is the subscription's, not this request's.
-        if response.status() == StatusCode::OK {
-            response.extensions_mut().insert(Outcome::Ok);
-        }
-        return response;
-    }
-    // A bug (here or in the planner) must cost one request, not a connection or the process.
-    match AssertUnwindSafe(run(&state, &live, graphql, media, caller, observed))
-        .catch_unwind()
-        .await
-    {
-        Ok(response) => response,
-        Err(_) => {
-            tracing::error!("request handling panicked");
-            let error = GraphQLError::new("Internal server error", codes::INTERNAL_SERVER_ERROR);
-            let mut response = respond::http_response(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                media,
-                respond::render_errors(&[error]),
-            );
-            response.extensions_mut().insert(Outcome::Error);
-            response
-        }
-    }
-}
-
-/// Who sent a request: what `authorize`, `rate_limit` and `execute` need to know about them.
-#[derive(Clone, Copy)]
-pub struct Caller<'r> {
-    pub headers: &'r HeaderMap,
-    pub identity: Option<&'r Identity>,
-    pub ip: Option<IpAddr>,
-}
-
-/// A prepared operation admitted for this caller: what `execute` needs.
-pub struct Admitted {
-    pub prepared: Arc<PreparedOperation>,
-    pub variables: serde_json::Map<String, serde_json::Value>,
-    /// Guarded selections removed for this caller (sorted node ids).
-    pub removed: Vec<u32>,
-    /// The plan of what is left.
-    pub plan: Option<Arc<QueryPlan>>,
-    /// Why fields were removed; first in the response.
-    pub errors: Vec<GraphQLError>,
-    /// The caller's headers forwarded to subgraphs.
-    pub headers: HeaderMap,
-}
-
-/// Why an operation was not admitted.
-pub enum Refusal {
-    /// Status under `application/graphql-response+json`, and the errors.
-    Rejected(StatusCode, Vec<GraphQLError>),
-    /// Every root field is over its rate limit; try again after the duration.
-    RateLimited(Vec<GraphQLError>, std::time::Duration),
-}
-
-/// The per-caller stages after `prepare`, shared by every transport: variables coerced, fields
-/// the caller may not see or is rate limited on removed (or the whole operation refused), and
-/// the plan of what is left.
-pub async fn admit(
-    state: &RouterState,
-    live: &Live,
-    prepared: Arc<PreparedOperation>,
-    raw_variables: &serde_json::Map<String, serde_json::Value>,
-    caller: Caller<'_>,
-) -> Result<Admitted, Refusal> {
-    let variables = variables::coerce(&state.schema, &prepared.variables, raw_variables)
-        .map_err(|errors| Refusal::Rejected(StatusCode::BAD_REQUEST, errors))?;
-    let guards = &prepared.guards;
-    let mut verdicts = Verdicts::new(guards, &variables);
-    if !guards.is_empty() {
-        authorize::authorize(
-            guards,
-            &mut verdicts,
-            caller.identity,
-            &live.config.auth.scopes_claim,
-        );
-        rate_limit::check(
-            guards,
-            &mut verdicts,
-            &live.rate_limits,
-            caller.identity,
-            caller.ip,
-        )
-        .await;
-        if let Some(wait) = rate_limit::whole_operation_limited(
-            guards,
-            &verdicts,
-            &variables,
-            prepared.has_introspection,
-        ) {
-            return Err(Refusal::RateLimited(verdicts.errors(guards), wait));
-        }
-    }
-    let removed = verdicts.removed_nodes(guards);
-    let plan = state
-        .plan_without(&prepared, &removed)
-        .await
-        .map_err(|rejection| Refusal::Rejected(rejection.status, rejection.errors.clone()))?;
-    let errors = verdicts.errors(guards);
-    let headers = forwarded_headers(&state.forward_headers, caller.headers);
-    Ok(Admitted {
-        prepared,
-        variables,
-        removed,
-        plan,
-        errors,
-        headers,
-    })
-}
-
-async fn run(
-    state: &RouterState,
-    live: &Live,
-    request: GraphQLRequest,
-    media: MediaType,
-    caller: Caller<'_>,
-    observed: &Observed,
-) -> Response {
-    let prepared = match state
-        .prepare(&request.query, request.operation_name.as_deref(), live)
-        .await
-    {
-        Ok(prepared) => prepared,
-        Err(rejection) => return rejected(media, rejection.status, &rejection.errors),
-    };
-    let _ = observed.kind.set(prepared.kind);
-    let span = tracing::Span::current();
-    span.record("graphql.operation.type", prepared.kind.as_str());
-    let (_, _, _, name) =
-        operation_parts(operation_at(&prepared.document, prepared.operation_index));
-    if let Some(name) = name {
-        span.record("graphql.operation.name", name);
-    }
-    match prepared.kind {
-        OperationKind::Mutation if request.is_get => {
-            let error = GraphQLError::new(
-                "Mutations cannot be sent with GET; use POST",
-                codes::OPERATION_NOT_ALLOWED,
-            );
-            let mut response = respond::http_response(
-                StatusCode::METHOD_NOT_ALLOWED,
-                media,
-                respond::render_errors(&[error]),
-            );
-            response
-                .headers_mut()
-                .insert(ALLOW, HeaderValue::from_static("POST"));
-            return response;
-        }
-        OperationKind::Subscription => {
-            let error = GraphQLError::new(
-                "Subscriptions are not served over plain HTTP requests",
-                codes::UNSUPPORTED_OPERATION,
-            );
-            return rejected(media, StatusCode::BAD_REQUEST, &[error]);
-        }
-        _ => {}
-    }
-    let admitted = match admit(state, live, prepared, &request.variables, caller).await {
-        Ok(admitted) => admitted,
-        Err(Refusal::Rejected(status, errors)) => return rejected(media, status, &errors),
-        Err(Refusal::RateLimited(errors, wait)) => return too_many_requests(media, errors, wait),
-    };
-    let Admitted {
-        prepared,
-        variables,
-        removed,
-        plan,
-        errors,
-        headers,
-    } = admitted;
-    let execute = || async {
-        Bytes::from(
-            state
-                .execute(
-                    &prepared,
-                    plan.as_deref(),
-                    &variables,
-                    &headers,
-                    caller.identity,
-                    errors.clone(),
-                )
-                .instrument(tracing::info_span!(target: shippy_telemetry::SPANS, "execute"))
-                .await,
-        )
-    };
-    let body = if prepared.kind == OperationKind::Query && state.config.http.dedupe {
-        let key = dedupe_key(
-            &prepared,
-            &removed,
-            &variables,
-            &headers,
-            caller.identity,
-            &errors,
-        );
-        state.inbound.run(key, execute).await
-    } else {
-        execute().await
-    };
-    let outcome = Outcome::of_executed(&body);
-    let mut response = respond::http_response(StatusCode::OK, media, body);
-    response.extensions_mut().insert(outcome);
-    response
-}
-
 /// Everything an executed query's response depends on.
 pub fn dedupe_key(
     prepared: &PreparedOperation,
@@ -876,59 +589,4 @@ pub fn dedupe_key(
     hasher.update(&[0xfd]);
     hasher.update(&serde_json::to_vec(errors).unwrap_or_default());
     hasher.digest128()
-}
-
-/// 429 for an operation whose every root field is over its rate limit.
-fn too_many_requests(
-    media: MediaType,
-    errors: Vec<GraphQLError>,
-    wait: std::time::Duration,
-) -> Response {
-    let seconds = wait.as_secs_f64().ceil().max(1.0) as u64;
-    let mut response = respond::http_response(
-        StatusCode::TOO_MANY_REQUESTS,
-        media,
-        respond::render_errors(&errors),
-    );
-    response
-        .headers_mut()
-        .insert(RETRY_AFTER, HeaderValue::from(seconds));
-    response
-}
-
-async fn read_body(body: Body, limit: usize) -> Result<bytes::Bytes, RequestError> {
-    match Limited::new(body, limit).collect().await {
-        Ok(collected) => Ok(collected.to_bytes()),
-        Err(error)
-            if error
-                .downcast_ref::<http_body_util::LengthLimitError>()
-                .is_some() =>
-        {
-            Err(RequestError {
-                status: StatusCode::PAYLOAD_TOO_LARGE,
-                error: GraphQLError::new(
-                    format!("The request body exceeds {limit} bytes"),
-                    codes::MAX_BODY_SIZE_EXCEEDED,
-                )
-                .with_extension("limit", limit),
-            })
-        }
-        Err(_) => Err(RequestError {
-            status: StatusCode::BAD_REQUEST,
-            error: GraphQLError::new("The request body could not be read", codes::BAD_REQUEST),
-        }),
-    }
-}
-
-fn request_error(media: MediaType, error: RequestError) -> Response {
-    respond::http_response(error.status, media, respond::render_errors(&[error.error]))
-}
-
-/// A GraphQL-level rejection: the spec's status under the GraphQL media type, 200 under legacy JSON.
-fn rejected(media: MediaType, status: StatusCode, errors: &[GraphQLError]) -> Response {
-    let status = match media {
-        MediaType::GraphQLResponseJson => status,
-        MediaType::Json => StatusCode::OK,
-    };
-    respond::http_response(status, media, respond::render_errors(errors))
 }

@@ -10,10 +10,10 @@ use graphql_tools::parser::query::{Definition, Selection, Value as AstValue};
 use graphql_tools::static_graphql::query;
 use serde_json::{Map, Value as Json};
 
-use crate::schema::{
+use crate::graphql::schema::{
     DirectiveDef, EnumValueDef, FieldDef, InputValueDef, Schema, TypeDef, TypeKind, TypeRef,
 };
-use crate::value::{Value, deep_merge};
+use crate::graphql::value::{Value, deep_merge};
 
 /// Resolves the `__schema`/`__type` fields of a root selection set into `(response key, value)`
 /// pairs to merge into the response data.
@@ -128,7 +128,7 @@ impl<'s> Resolver<'s, '_> {
         let (_, value) = field.arguments.iter().find(|(n, _)| n == name)?;
         Some(match value {
             AstValue::Variable(v) => self.variables.get(v).cloned().unwrap_or(Json::Null),
-            other => crate::pipeline::variables::ast_to_json(other),
+            other => super::ast::ast_to_json(other),
         })
     }
 

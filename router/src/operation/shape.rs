@@ -14,7 +14,7 @@ use graphql_tools::static_graphql::query;
 use serde_json::{Map, Value as Json};
 
 use super::validate::{operation_at, operation_parts};
-use crate::schema::{Schema, TypeKind, TypeRef};
+use crate::graphql::schema::{Schema, TypeKind, TypeRef};
 
 /// The selection of one object, fields in response order.
 #[derive(Debug, Default)]
@@ -428,7 +428,7 @@ impl<'c> Compiler<'c> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::pipeline::parse::parse;
+    use crate::operation::parse::parse;
 
     fn schema() -> Schema {
         let doc = graphql_tools::parser::parse_schema::<String>(

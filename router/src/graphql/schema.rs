@@ -316,8 +316,8 @@ impl Schema {
         }
     }
 
-    pub fn root_type(&self, kind: crate::query_planner::OperationKind) -> Option<&str> {
-        use crate::query_planner::OperationKind;
+    pub fn root_type(&self, kind: crate::graphql::OperationKind) -> Option<&str> {
+        use crate::graphql::OperationKind;
         match kind {
             OperationKind::Query => Some(self.query_type.as_str()),
             OperationKind::Mutation => self.mutation_type.as_deref(),

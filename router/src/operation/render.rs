@@ -1,4 +1,4 @@
-//! Stage 7, respond: writes the client's response from the merged data, exactly in the shape the
+//! Last stage, render: writes the client's response from the merged data, exactly in the shape the
 //! operation asked for, streaming JSON into one buffer.
 //!
 //! Null propagation per the GraphQL spec without building a second tree: every nullable position
@@ -7,15 +7,9 @@
 
 use std::borrow::Cow;
 
-use axum::body::Body;
-use axum::response::Response;
-use http::StatusCode;
-use http::header::{CONTENT_TYPE, HeaderValue};
-
-use super::request::MediaType;
 use super::shape::{FieldKind, ObjectShape, Output, ResponseShape};
 use crate::error::{GraphQLError, PathElement, codes, write_errors};
-use crate::value::{Value, key_eq, write_str};
+use crate::graphql::value::{Value, key_eq, write_str};
 
 /// Marks that a null reached a non-null position and must propagate to the nearest nullable one.
 struct Bubble;
@@ -70,25 +64,6 @@ pub fn render(
     }
     out.push(b'}');
     (out, errors.len())
-}
-
-/// Writes `{"errors":[…]}` for a request that was not executed.
-pub fn render_errors(errors: &[GraphQLError]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(128);
-    out.extend_from_slice(b"{\"errors\":");
-    write_errors(&mut out, errors);
-    out.push(b'}');
-    out
-}
-
-/// The HTTP response for a body in the negotiated media type.
-pub fn http_response(status: StatusCode, media: MediaType, body: impl Into<Body>) -> Response {
-    let mut response = Response::new(body.into());
-    *response.status_mut() = status;
-    response
-        .headers_mut()
-        .insert(CONTENT_TYPE, HeaderValue::from_static(media.content_type()));
-    response
 }
 
 /// Finds `key` in an object, starting after the previous hit: subgraphs usually return fields in
@@ -306,9 +281,9 @@ mod tests {
     use std::sync::Arc;
 
     use super::*;
-    use crate::pipeline::parse::parse;
-    use crate::pipeline::shape::compile;
-    use crate::schema::Schema;
+    use crate::graphql::schema::Schema;
+    use crate::operation::parse::parse;
+    use crate::operation::shape::compile;
 
     const SDL: &str = r#"
         type Query { me: User, users: [User!], strict: User!, node: Node, color: Color }

@@ -9,7 +9,7 @@
 //! stream with a `next` carrying `SUBSCRIPTION_UPSTREAM_CLOSED`, then `complete`; so does the
 //! caller's token expiring (`exp` plus `auth.jwt.leeway`), with `UNAUTHENTICATED` as an HTTP
 //! request with that token gets. Router shutdown, or a reload that changes the rules
-//! subscriptions are admitted under (see `super::reload`), ends it without `complete` (the client
+//! subscriptions are admitted under (see `subscriptions::reload`), ends it without `complete` (the client
 //! reconnects, and is admitted under the new rules). Comments (`:`) every `keep_alive` keep
 //! proxies from closing an idle stream.
 
@@ -22,12 +22,17 @@ use futures::StreamExt;
 use http::header::{ACCEPT, CACHE_CONTROL, CONTENT_TYPE};
 use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 
-use super::{ConnectionSlot, Event, Received, Started, Subscriber, Subscribing, expiry, start};
+use super::AppState;
+use super::http::http_response;
+use super::request::MediaType;
 use crate::auth::Identity;
 use crate::config::SlowClientPolicy;
+use crate::error::render_errors;
 use crate::error::{GraphQLError, codes};
-use crate::pipeline::request::{GraphQLRequest, MediaType};
-use crate::pipeline::{Caller, RouterState, respond};
+use crate::operation::{Caller, GraphQLRequest};
+use crate::subscriptions::{
+    ConnectionSlot, Event, Received, Started, Subscriber, Subscribing, expiry, start,
+};
 
 /// Whether the client asks for an event stream.
 pub fn accepts(headers: &HeaderMap) -> bool {
@@ -45,26 +50,26 @@ pub fn accepts(headers: &HeaderMap) -> bool {
 
 /// The event stream for `request`.
 pub async fn respond(
-    state: &Arc<RouterState>,
+    state: &Arc<AppState>,
     request: GraphQLRequest,
     caller: Caller<'_>,
     identity: Option<Arc<Identity>>,
 ) -> Response {
-    if !state.subscriptions.config().enabled {
-        return respond::http_response(
+    if !state.hub.config().enabled {
+        return http_response(
             StatusCode::BAD_REQUEST,
             MediaType::Json,
-            respond::render_errors(&[GraphQLError::new(
+            render_errors(&[GraphQLError::new(
                 "Subscriptions are disabled on this router",
                 codes::UNSUPPORTED_OPERATION,
             )]),
         );
     }
-    let Some(slot) = state.subscriptions.connect() else {
-        return respond::http_response(
+    let Some(slot) = state.hub.connect() else {
+        return http_response(
             StatusCode::SERVICE_UNAVAILABLE,
             MediaType::Json,
-            respond::render_errors(&[GraphQLError::new(
+            render_errors(&[GraphQLError::new(
                 "Too many subscription connections",
                 codes::SUBSCRIPTION_LIMIT_EXCEEDED,
             )]),
@@ -86,9 +91,9 @@ pub async fn respond(
         identity,
         authorization: caller.headers.get(&header_name).cloned(),
     };
-    let body = match start(state, &request, who).await {
+    let body = match start(&state.core, &state.hub, &request, who).await {
         Err(refused) => {
-            let errors = respond::render_errors(&refused.errors);
+            let errors = render_errors(&refused.errors);
             Body::from(finished(&errors))
         }
         Ok(Started::Single(result)) => Body::from(finished(&result)),
@@ -137,12 +142,12 @@ struct Streaming {
 /// The events of `subscriber` as an SSE body. Hyper polls it only as fast as the client reads,
 /// so a slow client makes its subscriber fall behind, where the slow-client policy applies.
 fn stream_body(
-    state: &Arc<RouterState>,
+    state: &Arc<AppState>,
     subscriber: Subscriber,
     slot: ConnectionSlot,
     expires: Option<tokio::time::Instant>,
 ) -> Body {
-    let hub = &state.subscriptions;
+    let hub = &state.hub;
     let mut keep_alive = tokio::time::interval(hub.config().keep_alive);
     keep_alive.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     keep_alive.reset();
@@ -166,7 +171,7 @@ fn stream_body(
             () = &mut s.expired => {
                 tracing::info!("ending a subscription stream: its token expired");
                 s.done = true;
-                finished(&respond::render_errors(&[expiry::expired_error()]))
+                finished(&render_errors(&[expiry::expired_error()]))
             }
             _ = s.keep_alive.tick() => Bytes::from_static(b":\n\n"),
             received = s.subscriber.recv() => match received {
@@ -177,15 +182,15 @@ fn stream_body(
                 }
                 Some(Received::Event(Event::Error(errors))) => {
                     s.done = true;
-                    finished(&respond::render_errors(&errors))
+                    finished(&render_errors(&errors))
                 }
                 Some(Received::Lagged(missed)) => {
-                    let error = super::dropped_error(missed);
+                    let error = crate::subscriptions::dropped_error(missed);
                     if s.policy == SlowClientPolicy::Close {
                         s.done = true;
-                        finished(&respond::render_errors(&[error]))
+                        finished(&render_errors(&[error]))
                     } else {
-                        next_event(&respond::render_errors(&[error]))
+                        next_event(&render_errors(&[error]))
                     }
                 }
                 None => return None,

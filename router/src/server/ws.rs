@@ -11,7 +11,7 @@
 //! PROTOCOL.md: 4400 invalid message, 4401 subscribe before `connection_ack`, 4408 no
 //! `connection_init` in time, 4409 a duplicate subscription id, 4429 a second `connection_init`.
 //! Router shutdown closes with 1001 (going away); a reload that changes the rules subscriptions are
-//! admitted under (see `super::reload`) with 1012 (service restart: clients reconnect, and are admitted under the new rules); a slow subscriber
+//! admitted under (see `subscriptions::reload`) with 1012 (service restart: clients reconnect, and are admitted under the new rules); a slow subscriber
 //! under the `close` policy with 1008 (policy violation).
 //!
 //! Each connection is one task that reads the client, writes frames, and pings; each active
@@ -35,15 +35,18 @@ use serde::Deserialize;
 use tokio::sync::mpsc;
 use tokio::task::AbortHandle;
 
-use super::{
+use super::AppState;
+use super::http::http_response;
+use super::request::MediaType;
+use crate::auth::Identity;
+use crate::config::SlowClientPolicy;
+use crate::error::render_errors;
+use crate::error::{GraphQLError, codes};
+use crate::operation::Caller;
+use crate::subscriptions::{
     CONNECTIONS_GAUGE, ConnectionSlot, Event, Received, Started, Subscribing, expiry,
     request_from_payload, start,
 };
-use crate::auth::Identity;
-use crate::config::SlowClientPolicy;
-use crate::error::{GraphQLError, codes};
-use crate::pipeline::request::MediaType;
-use crate::pipeline::{Caller, RouterState, respond};
 
 pub const TRANSPORT_WS: &str = "graphql-transport-ws";
 pub const LEGACY_WS: &str = "graphql-ws";
@@ -79,16 +82,16 @@ pub fn is_upgrade(headers: &HeaderMap) -> bool {
 
 /// Upgrades the request to a subscription connection, or says why not (HTTP status with a
 /// GraphQL error body).
-pub async fn handle(state: Arc<RouterState>, request: http::Request<Body>) -> Response {
+pub async fn handle(state: Arc<AppState>, request: http::Request<Body>) -> Response {
     let (mut parts, _) = request.into_parts();
     let refuse = |status: StatusCode, message: &str, code: &str| {
-        respond::http_response(
+        http_response(
             status,
             MediaType::Json,
-            respond::render_errors(&[GraphQLError::new(message.to_string(), code)]),
+            render_errors(&[GraphQLError::new(message.to_string(), code)]),
         )
     };
-    let config = state.subscriptions.config().clone();
+    let config = state.hub.config().clone();
     if !config.enabled {
         return refuse(
             StatusCode::BAD_REQUEST,
@@ -100,7 +103,7 @@ pub async fn handle(state: Arc<RouterState>, request: http::Request<Body>) -> Re
         Ok(upgrade) => upgrade,
         Err(rejection) => return rejection.into_response(),
     };
-    let Some(slot) = state.subscriptions.connect() else {
+    let Some(slot) = state.hub.connect() else {
         tracing::warn!(
             limit = config.max_connections,
             "subscription connection refused: at the limit"
@@ -124,7 +127,7 @@ pub async fn handle(state: Arc<RouterState>, request: http::Request<Body>) -> Re
         Some(p) if p == LEGACY_WS => Protocol::Legacy,
         _ => Protocol::Transport,
     };
-    let ip = crate::limits::client_ip(
+    let ip = crate::rate_limit::client_ip(
         &parts.headers,
         &parts.extensions,
         state.client_ip_header.as_ref(),
@@ -152,7 +155,7 @@ struct Session {
 }
 
 struct Connection {
-    state: Arc<RouterState>,
+    state: Arc<AppState>,
     protocol: Protocol,
     headers: HeaderMap,
     ip: Option<IpAddr>,
@@ -205,10 +208,10 @@ impl Drop for Gauge {
 impl Connection {
     async fn run(mut self, socket: WebSocket, _slot: ConnectionSlot) {
         let _gauge = Gauge::open();
-        let config = self.state.subscriptions.config().clone();
-        let shutdown = self.state.subscriptions.shutting_down();
+        let config = self.state.hub.config().clone();
+        let shutdown = self.state.hub.shutting_down();
         tokio::pin!(shutdown);
-        let reload = self.state.subscriptions.next_reload();
+        let reload = self.state.hub.next_reload();
         tokio::pin!(reload);
         let (mut sink, mut stream) = socket.split();
         let (frames, mut outbound) = mpsc::channel::<Outbound>(config.buffer_size);
@@ -453,7 +456,7 @@ impl Connection {
             );
         }
         let writer = Writer::new(self.protocol, id.clone());
-        let config = self.state.subscriptions.config();
+        let config = self.state.hub.config();
         if self.active.len() >= config.max_subscriptions_per_connection {
             let error = GraphQLError::new(
                 format!(
@@ -542,7 +545,7 @@ impl Writer {
 
 /// One client subscription: starts it, then forwards its stream's events as frames.
 struct SubscriptionTask {
-    state: Arc<RouterState>,
+    state: Arc<AppState>,
     session: Session,
     ip: Option<IpAddr>,
     writer: Writer,
@@ -552,7 +555,7 @@ struct SubscriptionTask {
 }
 
 impl SubscriptionTask {
-    async fn run(self, request: crate::pipeline::request::GraphQLRequest) {
+    async fn run(self, request: crate::operation::GraphQLRequest) {
         let who = Subscribing {
             caller: Caller {
                 headers: &self.session.headers,
@@ -562,7 +565,7 @@ impl SubscriptionTask {
             identity: self.session.identity.clone(),
             authorization: self.session.authorization.clone(),
         };
-        let mut subscriber = match start(&self.state, &request, who).await {
+        let mut subscriber = match start(&self.state.core, &self.state.hub, &request, who).await {
             Err(refused) => {
                 self.finish(self.writer.error(&refused.errors)).await;
                 return;
@@ -598,7 +601,7 @@ impl SubscriptionTask {
                         return;
                     }
                     SlowClientPolicy::Drop => {
-                        let body = respond::render_errors(&[super::dropped_error(missed)]);
+                        let body = render_errors(&[crate::subscriptions::dropped_error(missed)]);
                         self.writer.next(&body)
                     }
                 },

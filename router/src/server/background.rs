@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use tokio::task::JoinSet;
 
-use crate::limits::requests::RequestLimiter;
-use crate::pipeline::RouterState;
+use crate::operation::RouterState;
+use crate::rate_limit::requests::RequestLimiter;
 
 /// How often idle rate-limit keys are dropped.
 const HOUSEKEEPING_INTERVAL: Duration = Duration::from_secs(60);

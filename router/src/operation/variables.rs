@@ -2,12 +2,12 @@
 //! definitions, defaults applied (the GraphQL spec's CoerceVariableValues). Subgraphs receive
 //! the coerced values; `@skip`/`@include` conditions are decided from them.
 
-use graphql_tools::parser::query::Value as AstValue;
 use graphql_tools::static_graphql::query;
-use serde_json::{Map, Number, Value as Json};
+use serde_json::{Map, Value as Json};
 
 use crate::error::{GraphQLError, codes};
-use crate::schema::{Schema, TypeKind, TypeRef};
+use crate::graphql::ast::ast_to_json;
+use crate::graphql::schema::{Schema, TypeKind, TypeRef};
 
 /// A variable the operation declares.
 #[derive(Debug, Clone)]
@@ -24,25 +24,6 @@ impl VariableDefinition {
             ty: TypeRef::from_ast(&definition.var_type),
             default: definition.default_value.as_ref().map(ast_to_json),
         }
-    }
-}
-
-/// Converts a literal (no variables) GraphQL value to JSON.
-pub fn ast_to_json(value: &AstValue<'static, String>) -> Json {
-    match value {
-        AstValue::Variable(_) | AstValue::Null => Json::Null,
-        AstValue::Int(n) => n.as_i64().map(Json::from).unwrap_or(Json::Null),
-        AstValue::Float(f) => Number::from_f64(*f).map(Json::Number).unwrap_or(Json::Null),
-        AstValue::String(s) => Json::String(s.clone()),
-        AstValue::Boolean(b) => Json::Bool(*b),
-        AstValue::Enum(e) => Json::String(e.clone()),
-        AstValue::List(items) => Json::Array(items.iter().map(ast_to_json).collect()),
-        AstValue::Object(fields) => Json::Object(
-            fields
-                .iter()
-                .map(|(k, v)| (k.clone(), ast_to_json(v)))
-                .collect(),
-        ),
     }
 }
 
@@ -253,9 +234,9 @@ mod tests {
     }
 
     fn definitions(query: &str) -> Vec<VariableDefinition> {
-        let doc = crate::pipeline::parse::parse(query, 1000).unwrap();
-        let operation = crate::pipeline::validate::operation_at(&doc, 0);
-        crate::pipeline::validate::operation_parts(operation)
+        let doc = crate::operation::parse::parse(query, 1000).unwrap();
+        let operation = crate::operation::validate::operation_at(&doc, 0);
+        crate::operation::validate::operation_parts(operation)
             .2
             .iter()
             .map(VariableDefinition::from_ast)

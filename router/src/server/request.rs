@@ -11,6 +11,7 @@ use http::{HeaderMap, Method, StatusCode};
 use serde_json::{Map, Value as Json};
 
 use crate::error::{GraphQLError, codes};
+use crate::operation::GraphQLRequest;
 
 /// The media type the response is written in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -44,17 +45,6 @@ impl RequestError {
             error: GraphQLError::new(message, codes::BAD_REQUEST),
         }
     }
-}
-
-/// A GraphQL request, as sent by the client.
-#[derive(Debug, Clone, PartialEq)]
-pub struct GraphQLRequest {
-    pub query: String,
-    pub operation_name: Option<String>,
-    pub variables: Map<String, Json>,
-    pub extensions: Map<String, Json>,
-    /// True for GET, where only queries may run.
-    pub is_get: bool,
 }
 
 /// Chooses the response media type from `Accept`. No `Accept` (or only wildcards) means the

@@ -18,9 +18,9 @@ use serde_json::{Map, Value as Json};
 use crate::auth::Identity;
 use crate::auth::rules::{AccessRules, Requirement};
 use crate::error::{GraphQLError, PathElement, codes};
-use crate::limits::RateLimits;
+use crate::graphql::schema::{Schema, TypeRef};
 use crate::query_planner::{NodeKind, OperationNode};
-use crate::schema::{Schema, TypeRef};
+use crate::rate_limit::RateLimits;
 
 /// A selection with a rule on it.
 #[derive(Debug, Clone)]
@@ -338,7 +338,7 @@ type User @join__type(graph: A, key: "id") {
         let planner = Arc::new(QueryPlanner::new(SUPERGRAPH).unwrap());
         let schema = Schema::new(Arc::clone(planner.api_schema()));
         let rules = AccessRules::from_supergraph(planner.supergraph());
-        let document = crate::pipeline::parse::parse(query, 1000).unwrap();
+        let document = crate::operation::parse::parse(query, 1000).unwrap();
         let normalized = planner.normalize(&document, None).unwrap();
         let limits = RateLimits::new(&RateLimitConfig::default(), Vec::new()).unwrap();
         let guards = Guards::build(
@@ -413,7 +413,7 @@ type User @join__type(graph: A, key: "id") {
     #[test]
     fn removal_keeps_the_operation_valid() {
         let (guards, planner) = guards("{ open me { email } }");
-        let document = crate::pipeline::parse::parse("{ open me { email } }", 1000).unwrap();
+        let document = crate::operation::parse::parse("{ open me { email } }", 1000).unwrap();
         let normalized = planner.normalize(&document, None).unwrap();
         let email = guards
             .list

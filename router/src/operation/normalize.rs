@@ -233,7 +233,7 @@ fn has_data_fields(document: &query::Document, operation_index: usize) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::pipeline::parse::parse;
+    use crate::operation::parse::parse;
 
     fn stripped(query: &str) -> (String, bool) {
         let mut doc = parse(query, 1000).unwrap();
