@@ -15,7 +15,7 @@ mod subscriptions;
 pub use auth::{AuthConfig, JwtConfig, PublicKeyAlgorithm, Secret};
 pub use rate_limit::{
     FailurePolicy, FieldRateLimit, LimitKey, RateLimitBackend, RateLimitConfig,
-    RedisRateLimitConfig, RequestRateLimit,
+    RedisRateLimitConfig, RequestRateLimit, RuleError,
 };
 pub use resilience::{CircuitBreakerConfig, HealthCheckConfig, LoadBalancing, RetryConfig};
 pub use subscriptions::{SlowClientPolicy, SubscriptionsConfig};
@@ -28,6 +28,25 @@ use std::time::Duration;
 use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml, Yaml};
 use serde::{Deserialize, Serialize};
+
+/// Why a configuration cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// Values serde cannot check: every problem found, one per line.
+    #[error("{}", .problems.join("\n"))]
+    Invalid {
+        /// One message per problem, naming the setting.
+        problems: Vec<String>,
+    },
+    /// A setting names an HTTP header that is not a valid header name.
+    #[error("`{setting}`: `{name}` is not a valid header name")]
+    HeaderName {
+        /// The setting, e.g. `csrf.required_headers`.
+        setting: &'static str,
+        /// The name given.
+        name: String,
+    },
+}
 
 /// Everything the router can be configured with. `RouterConfig::default()` is a working setup.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -76,6 +95,7 @@ impl Default for RouterConfig {
     }
 }
 
+/// Where and how the router serves HTTP. Restart-only.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct HttpConfig {
@@ -127,6 +147,7 @@ impl Default for HttpConfig {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct CsrfConfig {
+    /// Turns the CSRF check on.
     pub enabled: bool,
     /// Any one of these headers (with any value) proves a preflight.
     pub required_headers: Vec<String>,
@@ -195,6 +216,7 @@ impl Default for ReloadConfig {
     }
 }
 
+/// The planner and its caches. Restart-only.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct QueryPlanningConfig {
@@ -218,6 +240,7 @@ impl Default for QueryPlanningConfig {
     }
 }
 
+/// Settings for every subgraph unless `subgraphs.<name>` overrides them. Restart-only.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct SubgraphDefaults {
@@ -241,10 +264,13 @@ pub struct SubgraphDefaults {
     /// Send the verified JWT claims to subgraphs as `extensions.claims` of each request, so they
     /// can read them without parsing the token (they still verify the forwarded token).
     pub forward_claims: bool,
+    /// Fail fast on a subgraph that keeps failing.
     pub circuit_breaker: CircuitBreakerConfig,
+    /// Retries of failed queries (never mutations), within a budget.
     pub retry: RetryConfig,
     /// With several URLs: `round_robin` or `least_outstanding`.
     pub load_balancing: LoadBalancing,
+    /// Active health checks of replicas (only with several URLs).
     pub health_check: HealthCheckConfig,
 }
 
@@ -280,27 +306,43 @@ pub struct SubgraphOverride {
     pub url: Option<String>,
     /// Several replicas of the subgraph, load-balanced; replaces `url` and the supergraph's URL.
     pub urls: Vec<String>,
+    /// Overrides `subgraph_defaults.timeout`.
     #[serde(with = "humantime_serde::option")]
     pub timeout: Option<Duration>,
+    /// Overrides `subgraph_defaults.dedupe`.
     pub dedupe: Option<bool>,
+    /// Overrides `subgraph_defaults.max_connections`.
     pub max_connections: Option<usize>,
+    /// Overrides `subgraph_defaults.forward_claims`.
     pub forward_claims: Option<bool>,
+    /// Replaces `subgraph_defaults.circuit_breaker`.
     pub circuit_breaker: Option<CircuitBreakerConfig>,
+    /// Replaces `subgraph_defaults.retry`.
     pub retry: Option<RetryConfig>,
+    /// Overrides `subgraph_defaults.load_balancing`.
     pub load_balancing: Option<LoadBalancing>,
+    /// Replaces `subgraph_defaults.health_check`.
     pub health_check: Option<HealthCheckConfig>,
 }
 
 /// Settings of one subgraph after applying overrides to the defaults.
 #[derive(Debug, Clone, PartialEq)]
 pub struct EffectiveSubgraphConfig {
+    /// Time allowed for one request.
     pub timeout: Duration,
+    /// Whether identical in-flight queries share one call.
     pub dedupe: bool,
+    /// Most concurrent requests to the subgraph.
     pub max_connections: usize,
+    /// Whether verified JWT claims go to the subgraph.
     pub forward_claims: bool,
+    /// The circuit breaker.
     pub circuit_breaker: CircuitBreakerConfig,
+    /// Retries.
     pub retry: RetryConfig,
+    /// How replicas are picked.
     pub load_balancing: LoadBalancing,
+    /// Active health checks of replicas.
     pub health_check: HealthCheckConfig,
 }
 
@@ -333,12 +375,12 @@ impl RouterConfig {
             .map_err(Box::new)?;
         config
             .check()
-            .map_err(|e| Box::new(figment::Error::from(e)))?;
+            .map_err(|e| Box::new(figment::Error::from(e.to_string())))?;
         Ok(config)
     }
 
-    /// Checks values serde cannot: every problem found, one per line.
-    pub fn check(&self) -> Result<(), String> {
+    /// Checks values serde cannot: every problem found.
+    pub fn check(&self) -> Result<(), ConfigError> {
         let mut problems = Vec::new();
         let limits = &self.limits;
         for (name, value) in [
@@ -452,10 +494,11 @@ impl RouterConfig {
         if problems.is_empty() {
             Ok(())
         } else {
-            Err(problems.join("\n"))
+            Err(ConfigError::Invalid { problems })
         }
     }
 
+    /// The settings of subgraph `name`: its overrides applied to `subgraph_defaults`.
     pub fn subgraph(&self, name: &str) -> EffectiveSubgraphConfig {
         let o = self.subgraphs.get(name).cloned().unwrap_or_default();
         let d = &self.subgraph_defaults;

@@ -16,18 +16,20 @@
 //! settings, `background` the tasks that run while serving, `subscriptions` WebSocket and SSE
 //! subscriptions (federated: entity fetches per event).
 
-pub mod auth;
+#![warn(missing_docs)]
+
+mod auth;
 pub mod cli;
 pub mod config;
 pub mod error;
-pub mod graphql;
-pub mod operation;
-pub mod query_planner;
-pub mod rate_limit;
-pub mod server;
-pub mod subgraph;
-pub mod subscriptions;
-pub mod telemetry;
+mod graphql;
+mod operation;
+mod query_planner;
+mod rate_limit;
+mod server;
+mod subgraph;
+mod subscriptions;
+mod telemetry;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -36,12 +38,39 @@ use http::HeaderName;
 
 pub use cli::{RouterArgs, run};
 pub use config::RouterConfig;
-pub use error::RouterError;
 use operation::RouterState;
+pub use query_planner::PlannerError;
 use query_planner::QueryPlanner;
 use server::AppState;
 use subgraph::SubgraphClient;
 use subscriptions::Hub;
+
+/// Why a router could not be built from a supergraph and configuration.
+#[derive(Debug, thiserror::Error)]
+pub enum RouterError {
+    /// The supergraph could not be loaded.
+    #[error(transparent)]
+    Supergraph(#[from] PlannerError),
+    #[error(
+        "subgraph `{subgraph}` has no usable URL ({reason}); set it in the supergraph or under `subgraphs.{subgraph}.url`"
+    )]
+    /// A subgraph has no usable URL.
+    SubgraphUrl {
+        /// The subgraph's name.
+        subgraph: String,
+        /// What is wrong with its URL.
+        reason: subgraph::UrlError,
+    },
+    /// The configuration names a subgraph the supergraph does not declare.
+    #[error("the configuration names subgraph `{0}`, which the supergraph does not declare")]
+    UnknownSubgraph(String),
+    /// The configuration is invalid.
+    #[error("invalid configuration: {0}")]
+    Config(#[from] config::ConfigError),
+    /// The configuration cannot be applied (keys, rate limits, `@rateLimit` directives).
+    #[error("invalid configuration: {0}")]
+    Setup(#[from] operation::SetupError),
+}
 
 /// A router over one supergraph. Cheap to clone: the state is shared.
 #[derive(Clone)]
@@ -70,10 +99,15 @@ pub struct ReloadOutcome {
 /// Cache statistics, for tests and diagnostics (also exported as metrics).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct CacheStats {
+    /// Requests whose operation had a cached plan.
     pub plan_hits: u64,
+    /// Requests whose operation was planned.
     pub plan_misses: u64,
+    /// Plans in the cache.
     pub plans_cached: usize,
+    /// Requests whose query text was already prepared.
     pub operation_hits: u64,
+    /// Requests whose query text was prepared anew.
     pub operation_misses: u64,
 }
 
@@ -93,7 +127,7 @@ impl Router {
                 return Err(RouterError::UnknownSubgraph(name.clone()));
             }
         }
-        config.check().map_err(RouterError::Config)?;
+        config.check()?;
         let mut clients = Vec::with_capacity(planner.subgraphs().len());
         for subgraph in planner.subgraphs() {
             let overrides = config.subgraphs.get(&subgraph.name);
@@ -105,7 +139,7 @@ impl Router {
             if urls.iter().any(|url| url.trim().is_empty()) {
                 return Err(RouterError::SubgraphUrl {
                     subgraph: subgraph.name.clone(),
-                    reason: "it is empty".into(),
+                    reason: subgraph::UrlError::Empty,
                 });
             }
             let client = SubgraphClient::new(
@@ -126,7 +160,10 @@ impl Router {
             .iter()
             .map(|name| {
                 HeaderName::from_bytes(name.to_ascii_lowercase().as_bytes()).map_err(|_| {
-                    RouterError::Config(format!("`{name}` is not a valid header name"))
+                    config::ConfigError::HeaderName {
+                        setting: "subgraph_defaults.forward_headers",
+                        name: name.clone(),
+                    }
                 })
             })
             .collect::<Result<Vec<_>, _>>()?;
@@ -164,7 +201,7 @@ impl Router {
     /// see `subscriptions::reload`). Changes anywhere else are ignored and named in the outcome
     /// (they need a restart). An invalid configuration changes nothing.
     pub fn reload(&self, config: RouterConfig) -> Result<ReloadOutcome, RouterError> {
-        config.check().map_err(RouterError::Config)?;
+        config.check()?;
         let current = &self.state.config;
         let mut restart_required = Vec::new();
         let mut note = |name: &'static str, differs: bool| {
@@ -286,7 +323,7 @@ impl Router {
                 .as_ref()
                 .map(|p| p.text.clone())
                 .unwrap_or_default()),
-            Err(rejection) => Err(rejection.errors.clone()),
+            Err(rejection) => Err(rejection.errors().to_vec()),
         }
     }
 
@@ -318,6 +355,7 @@ impl Router {
         self.state.hub.upstream_streams()
     }
 
+    /// Hits and misses of the plan and prepared-operation caches.
     pub fn cache_stats(&self) -> CacheStats {
         let (plan_hits, plan_misses) = self.state.plans.counters.snapshot();
         let (operation_hits, operation_misses) = self.state.operation_counters.snapshot();

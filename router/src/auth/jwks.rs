@@ -26,15 +26,15 @@ const MAX_JWKS_SIZE: usize = 1024 * 1024;
 
 /// One usable key of a set.
 #[derive(Clone)]
-pub struct JwksKey {
-    pub kid: Option<String>,
-    pub algorithm: Algorithm,
-    pub key: DecodingKey,
+pub(crate) struct JwksKey {
+    pub(crate) kid: Option<String>,
+    pub(crate) algorithm: Algorithm,
+    pub(crate) key: DecodingKey,
 }
 
 /// Why a key set could not be fetched (logged; the token it was fetched for gets 401).
 #[derive(Debug, thiserror::Error)]
-pub enum JwksError {
+pub(crate) enum JwksError {
     #[error("fetching {url} failed: {reason}")]
     Fetch { url: String, reason: String },
     #[error("{url} answered HTTP {status}")]
@@ -48,7 +48,7 @@ pub enum JwksError {
 type HttpClient = Client<HttpsConnector<HttpConnector>, Empty<Bytes>>;
 
 /// A key set behind a URL.
-pub struct JwksSource {
+pub(crate) struct JwksSource {
     url: String,
     uri: Uri,
     timeout: Duration,
@@ -63,7 +63,7 @@ pub struct JwksSource {
 }
 
 impl JwksSource {
-    pub fn new(
+    pub(crate) fn new(
         url: &str,
         timeout: Duration,
         refresh_interval: Duration,
@@ -94,18 +94,18 @@ impl JwksSource {
         })
     }
 
-    pub fn url(&self) -> &str {
+    pub(crate) fn url(&self) -> &str {
         &self.url
     }
 
-    pub fn refresh_interval(&self) -> Duration {
+    pub(crate) fn refresh_interval(&self) -> Duration {
         self.refresh_interval
     }
 
     /// Keys usable for a token with this `kid` (if any) and algorithm. When none matches, waits
     /// for a fetch in flight (it may bring the key), then fetches the set itself if the last
     /// fetch is old enough (or there was none).
-    pub async fn keys_for(
+    pub(crate) async fn keys_for(
         &self,
         kid: Option<&str>,
         algorithm: Algorithm,
@@ -132,7 +132,7 @@ impl JwksSource {
     }
 
     /// Fetches the set now (the scheduled refresh); returns how many keys it holds.
-    pub async fn refresh(&self) -> Result<usize, JwksError> {
+    pub(crate) async fn refresh(&self) -> Result<usize, JwksError> {
         let _guard = self.fetching.lock().await;
         self.fetch_locked().await
     }
@@ -202,7 +202,7 @@ fn filter_algorithm(keys: Vec<JwksKey>, algorithm: Algorithm) -> Vec<JwksKey> {
 
 /// Parses `{"keys": [...]}`, skipping (and logging) keys we cannot use: encryption keys,
 /// symmetric keys, unknown types or algorithms.
-pub fn parse_key_set(body: &[u8]) -> Result<Vec<JwksKey>, String> {
+pub(crate) fn parse_key_set(body: &[u8]) -> Result<Vec<JwksKey>, String> {
     let json: Json = serde_json::from_slice(body).map_err(|e| e.to_string())?;
     let Some(items) = json.get("keys").and_then(Json::as_array) else {
         return Err("no `keys` array".into());

@@ -19,7 +19,7 @@ use crate::config::{JwtConfig, PublicKeyAlgorithm};
 
 /// Why a presented token was refused. The message is for the client (401 `UNAUTHENTICATED`).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum TokenError {
+pub(crate) enum TokenError {
     #[error("the {header} header must be `{prefix} <token>`")]
     NotBearer { header: String, prefix: String },
     #[error("the token is malformed")]
@@ -66,7 +66,7 @@ pub enum KeyError {
 }
 
 /// Verifies tokens against the configured keys, issuers and audiences.
-pub struct JwtVerifier {
+pub(crate) struct JwtVerifier {
     secret: Option<DecodingKey>,
     public_key: Option<(Algorithm, DecodingKey)>,
     jwks: Option<Arc<JwksSource>>,
@@ -89,7 +89,7 @@ impl std::fmt::Debug for JwtVerifier {
 
 impl JwtVerifier {
     /// The verifier `config` describes, or `None` when it configures no key at all.
-    pub fn from_config(config: &JwtConfig) -> Result<Option<JwtVerifier>, KeyError> {
+    pub(crate) fn from_config(config: &JwtConfig) -> Result<Option<JwtVerifier>, KeyError> {
         if !config.enabled() {
             return Ok(None);
         }
@@ -127,13 +127,16 @@ impl JwtVerifier {
         }))
     }
 
-    pub fn jwks(&self) -> Option<&Arc<JwksSource>> {
+    pub(crate) fn jwks(&self) -> Option<&Arc<JwksSource>> {
         self.jwks.as_ref()
     }
 
     /// Reads the token header: none is anonymous (`Ok(None)`); one that is not a valid token is
     /// an error, never silently anonymous.
-    pub async fn authenticate(&self, headers: &HeaderMap) -> Result<Option<Identity>, TokenError> {
+    pub(crate) async fn authenticate(
+        &self,
+        headers: &HeaderMap,
+    ) -> Result<Option<Identity>, TokenError> {
         let Some(value) = headers.get(&self.header_name) else {
             return Ok(None);
         };
@@ -158,7 +161,7 @@ impl JwtVerifier {
     }
 
     /// Verifies one compact JWT.
-    pub async fn verify(&self, token: &str) -> Result<Identity, TokenError> {
+    pub(crate) async fn verify(&self, token: &str) -> Result<Identity, TokenError> {
         let header = jsonwebtoken::decode_header(token).map_err(|e| match e.kind() {
             ErrorKind::InvalidAlgorithmName => TokenError::WrongAlgorithm,
             _ => TokenError::Malformed,

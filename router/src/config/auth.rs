@@ -109,6 +109,7 @@ pub enum PublicKeyAlgorithm {
 pub struct Secret(String);
 
 impl Secret {
+    /// Wraps a secret value (never printed by `Debug`).
     pub fn new(value: impl Into<String>) -> Secret {
         Secret(value.into())
     }

@@ -4,7 +4,7 @@ use graphql_tools::parser::query::Value as AstValue;
 use serde_json::{Number, Value as Json};
 
 /// Converts a literal (no variables) GraphQL value to JSON.
-pub fn ast_to_json(value: &AstValue<'static, String>) -> Json {
+pub(crate) fn ast_to_json(value: &AstValue<'static, String>) -> Json {
     match value {
         AstValue::Variable(_) | AstValue::Null => Json::Null,
         AstValue::Int(n) => n.as_i64().map(Json::from).unwrap_or(Json::Null),

@@ -17,7 +17,7 @@ use crate::graphql::value::{Value, deep_merge};
 
 /// Resolves the `__schema`/`__type` fields of a root selection set into `(response key, value)`
 /// pairs to merge into the response data.
-pub fn resolve_root<'s>(
+pub(crate) fn resolve_root<'s>(
     schema: &'s Schema,
     document: &'s query::Document,
     root: &'s query::SelectionSet,

@@ -2,21 +2,21 @@
 //! the introspection resolver over it (`introspection`), the executor's JSON tree (`value`) and
 //! helpers over the document AST (`ast`).
 
-pub mod ast;
-pub mod introspection;
-pub mod schema;
-pub mod value;
+pub(crate) mod ast;
+pub(crate) mod introspection;
+pub(crate) mod schema;
+pub(crate) mod value;
 
 /// The kind of a GraphQL operation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum OperationKind {
+pub(crate) enum OperationKind {
     Query,
     Mutation,
     Subscription,
 }
 
 impl OperationKind {
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             OperationKind::Query => "query",
             OperationKind::Mutation => "mutation",

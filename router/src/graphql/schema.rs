@@ -12,14 +12,14 @@ use graphql_tools::static_graphql::schema::{self as ast};
 
 /// A type reference: `Named`, `[T]` or `T!`.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum TypeRef {
+pub(crate) enum TypeRef {
     Named(String),
     List(Box<TypeRef>),
     NonNull(Box<TypeRef>),
 }
 
 impl TypeRef {
-    pub fn from_ast(ty: &ast::Type) -> TypeRef {
+    pub(crate) fn from_ast(ty: &ast::Type) -> TypeRef {
         match ty {
             ast::Type::NamedType(name) => TypeRef::Named(name.clone()),
             ast::Type::ListType(inner) => TypeRef::List(Box::new(TypeRef::from_ast(inner))),
@@ -28,14 +28,14 @@ impl TypeRef {
     }
 
     /// The named type at the bottom of the wrappers.
-    pub fn named(&self) -> &str {
+    pub(crate) fn named(&self) -> &str {
         match self {
             TypeRef::Named(name) => name,
             TypeRef::List(inner) | TypeRef::NonNull(inner) => inner.named(),
         }
     }
 
-    pub fn is_non_null(&self) -> bool {
+    pub(crate) fn is_non_null(&self) -> bool {
         matches!(self, TypeRef::NonNull(_))
     }
 }
@@ -51,7 +51,7 @@ impl std::fmt::Display for TypeRef {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum TypeKind {
+pub(crate) enum TypeKind {
     Scalar,
     Object,
     Interface,
@@ -62,7 +62,7 @@ pub enum TypeKind {
 
 impl TypeKind {
     /// The `__TypeKind` enum value.
-    pub fn introspection_name(self) -> &'static str {
+    pub(crate) fn introspection_name(self) -> &'static str {
         match self {
             TypeKind::Scalar => "SCALAR",
             TypeKind::Object => "OBJECT",
@@ -75,83 +75,79 @@ impl TypeKind {
 }
 
 #[derive(Debug, Clone)]
-pub struct InputValueDef {
-    pub name: String,
-    pub description: Option<String>,
-    pub ty: TypeRef,
-    pub default_value: Option<ast::Value>,
-    pub deprecation: Option<String>,
+pub(crate) struct InputValueDef {
+    pub(crate) name: String,
+    pub(crate) description: Option<String>,
+    pub(crate) ty: TypeRef,
+    pub(crate) default_value: Option<ast::Value>,
+    pub(crate) deprecation: Option<String>,
 }
 
 #[derive(Debug, Clone)]
-pub struct FieldDef {
-    pub name: String,
-    pub description: Option<String>,
-    pub args: Vec<InputValueDef>,
-    pub ty: TypeRef,
-    pub deprecation: Option<String>,
+pub(crate) struct FieldDef {
+    pub(crate) name: String,
+    pub(crate) description: Option<String>,
+    pub(crate) args: Vec<InputValueDef>,
+    pub(crate) ty: TypeRef,
+    pub(crate) deprecation: Option<String>,
 }
 
 #[derive(Debug, Clone)]
-pub struct EnumValueDef {
-    pub name: String,
-    pub description: Option<String>,
-    pub deprecation: Option<String>,
+pub(crate) struct EnumValueDef {
+    pub(crate) name: String,
+    pub(crate) description: Option<String>,
+    pub(crate) deprecation: Option<String>,
 }
 
 #[derive(Debug, Clone)]
-pub struct TypeDef {
-    pub name: String,
-    pub kind: TypeKind,
-    pub description: Option<String>,
+pub(crate) struct TypeDef {
+    pub(crate) name: String,
+    pub(crate) kind: TypeKind,
+    pub(crate) description: Option<String>,
     /// Output fields (objects, interfaces), in SDL order.
-    pub fields: Vec<FieldDef>,
+    pub(crate) fields: Vec<FieldDef>,
     field_index: AHashMap<String, usize>,
     /// Interfaces an object or interface implements.
-    pub interfaces: Vec<String>,
+    pub(crate) interfaces: Vec<String>,
     /// Object types an interface or union can be, sorted.
-    pub possible_types: Vec<String>,
-    pub enum_values: Vec<EnumValueDef>,
-    pub input_fields: Vec<InputValueDef>,
-    pub specified_by_url: Option<String>,
-    pub one_of: bool,
+    pub(crate) possible_types: Vec<String>,
+    pub(crate) enum_values: Vec<EnumValueDef>,
+    pub(crate) input_fields: Vec<InputValueDef>,
+    pub(crate) specified_by_url: Option<String>,
+    pub(crate) one_of: bool,
 }
 
 impl TypeDef {
-    pub fn field(&self, name: &str) -> Option<&FieldDef> {
+    pub(crate) fn field(&self, name: &str) -> Option<&FieldDef> {
         self.field_index.get(name).map(|&i| &self.fields[i])
     }
 
-    pub fn is_abstract(&self) -> bool {
+    pub(crate) fn is_abstract(&self) -> bool {
         matches!(self.kind, TypeKind::Interface | TypeKind::Union)
-    }
-
-    pub fn is_leaf(&self) -> bool {
-        matches!(self.kind, TypeKind::Scalar | TypeKind::Enum)
     }
 }
 
 #[derive(Debug, Clone)]
-pub struct DirectiveDef {
-    pub name: String,
-    pub description: Option<String>,
-    pub locations: Vec<String>,
-    pub args: Vec<InputValueDef>,
-    pub repeatable: bool,
+pub(crate) struct DirectiveDef {
+    pub(crate) name: String,
+    pub(crate) description: Option<String>,
+    pub(crate) locations: Vec<String>,
+    pub(crate) args: Vec<InputValueDef>,
+    pub(crate) repeatable: bool,
 }
 
 /// The API schema, indexed.
 #[derive(Debug)]
-pub struct Schema {
-    pub query_type: String,
-    pub mutation_type: Option<String>,
-    pub subscription_type: Option<String>,
+pub(crate) struct Schema {
+    pub(crate) query_type: String,
+    pub(crate) mutation_type: Option<String>,
+    pub(crate) subscription_type: Option<String>,
     /// Types in SDL order.
-    pub types: Vec<TypeDef>,
+    pub(crate) types: Vec<TypeDef>,
     type_index: AHashMap<String, usize>,
-    pub directives: Vec<DirectiveDef>,
+    pub(crate) directives: Vec<DirectiveDef>,
     /// The document it was built from.
-    pub document: Arc<ast::Document>,
+    pub(crate) document: Arc<ast::Document>,
 }
 
 fn directive_string_arg(
@@ -208,7 +204,7 @@ fn new_type(name: &str, kind: TypeKind, description: &Option<String>) -> TypeDef
 }
 
 impl Schema {
-    pub fn new(document: Arc<ast::Document>) -> Schema {
+    pub(crate) fn new(document: Arc<ast::Document>) -> Schema {
         let mut types = Vec::new();
         let mut directives = Vec::new();
         let mut query_type = None;
@@ -288,18 +284,18 @@ impl Schema {
         }
     }
 
-    pub fn get_type(&self, name: &str) -> Option<&TypeDef> {
+    pub(crate) fn get_type(&self, name: &str) -> Option<&TypeDef> {
         self.type_index.get(name).map(|&i| &self.types[i])
     }
 
     /// Can an object of type `object_type` appear where `type_condition` is expected?
     /// True when they are equal, or `object_type` is a possible type of the abstract condition.
-    pub fn satisfies(&self, object_type: &str, type_condition: &str) -> bool {
+    pub(crate) fn satisfies(&self, object_type: &str, type_condition: &str) -> bool {
         object_type == type_condition || self.is_possible_type(type_condition, object_type)
     }
 
     /// Is `object_type` a member of the abstract type (binary search over its sorted members)?
-    pub fn is_possible_type(&self, abstract_type: &str, object_type: &str) -> bool {
+    pub(crate) fn is_possible_type(&self, abstract_type: &str, object_type: &str) -> bool {
         self.get_type(abstract_type).is_some_and(|t| {
             t.possible_types
                 .binary_search_by(|p| p.as_str().cmp(object_type))
@@ -308,7 +304,7 @@ impl Schema {
     }
 
     /// The object types a type can be at run time: itself for objects, members for abstract types.
-    pub fn possible_types<'s>(&'s self, type_name: &'s str) -> Vec<&'s str> {
+    pub(crate) fn possible_types<'s>(&'s self, type_name: &'s str) -> Vec<&'s str> {
         match self.get_type(type_name) {
             Some(t) if t.is_abstract() => t.possible_types.iter().map(String::as_str).collect(),
             Some(t) if t.kind == TypeKind::Object => vec![t.name.as_str()],
@@ -316,7 +312,7 @@ impl Schema {
         }
     }
 
-    pub fn root_type(&self, kind: crate::graphql::OperationKind) -> Option<&str> {
+    pub(crate) fn root_type(&self, kind: crate::graphql::OperationKind) -> Option<&str> {
         use crate::graphql::OperationKind;
         match kind {
             OperationKind::Query => Some(self.query_type.as_str()),

@@ -15,7 +15,7 @@ use sonic_rs::format::{CompactFormatter, Formatter};
 
 /// A JSON value whose strings borrow from the buffer it was parsed from where possible.
 #[derive(Debug, Clone, PartialEq, Default)]
-pub enum Value<'a> {
+pub(crate) enum Value<'a> {
     #[default]
     Null,
     Bool(bool),
@@ -28,27 +28,20 @@ pub enum Value<'a> {
 }
 
 impl<'a> Value<'a> {
-    pub fn is_null(&self) -> bool {
+    pub(crate) fn is_null(&self) -> bool {
         matches!(self, Value::Null)
     }
 
-    pub fn as_str(&self) -> Option<&str> {
+    pub(crate) fn as_str(&self) -> Option<&str> {
         match self {
             Value::String(s) => Some(s),
             _ => None,
         }
     }
 
-    pub fn as_object(&self) -> Option<&[(Cow<'a, str>, Value<'a>)]> {
-        match self {
-            Value::Object(fields) => Some(fields),
-            _ => None,
-        }
-    }
-
     /// The value of `key` when this is an object that has it.
     #[inline]
-    pub fn get(&self, key: &str) -> Option<&Value<'a>> {
+    pub(crate) fn get(&self, key: &str) -> Option<&Value<'a>> {
         match self {
             Value::Object(fields) => object_get(fields, key),
             _ => None,
@@ -57,59 +50,12 @@ impl<'a> Value<'a> {
 
     /// The object's `__typename`, if it is an object that carries one.
     #[inline]
-    pub fn typename(&self) -> Option<&str> {
+    pub(crate) fn typename(&self) -> Option<&str> {
         self.get("__typename").and_then(Value::as_str)
     }
 
-    /// Converts to an owned value with the `'static` lifetime (copies borrowed strings).
-    pub fn into_static(self) -> Value<'static> {
-        match self {
-            Value::Null => Value::Null,
-            Value::Bool(b) => Value::Bool(b),
-            Value::I64(n) => Value::I64(n),
-            Value::U64(n) => Value::U64(n),
-            Value::F64(n) => Value::F64(n),
-            Value::String(s) => Value::String(Cow::Owned(s.into_owned())),
-            Value::Array(items) => {
-                Value::Array(items.into_iter().map(Value::into_static).collect())
-            }
-            Value::Object(fields) => Value::Object(
-                fields
-                    .into_iter()
-                    .map(|(k, v)| (Cow::Owned(k.into_owned()), v.into_static()))
-                    .collect(),
-            ),
-        }
-    }
-
-    /// Builds a value from a `serde_json` value (variables, configuration, introspection input).
-    pub fn from_json(json: &'a serde_json::Value) -> Value<'a> {
-        match json {
-            serde_json::Value::Null => Value::Null,
-            serde_json::Value::Bool(b) => Value::Bool(*b),
-            serde_json::Value::Number(n) => {
-                if let Some(u) = n.as_u64() {
-                    Value::U64(u)
-                } else if let Some(i) = n.as_i64() {
-                    Value::I64(i)
-                } else {
-                    Value::F64(n.as_f64().unwrap_or(0.0))
-                }
-            }
-            serde_json::Value::String(s) => Value::String(Cow::Borrowed(s)),
-            serde_json::Value::Array(items) => {
-                Value::Array(items.iter().map(Value::from_json).collect())
-            }
-            serde_json::Value::Object(map) => Value::Object(
-                map.iter()
-                    .map(|(k, v)| (Cow::Borrowed(k.as_str()), Value::from_json(v)))
-                    .collect(),
-            ),
-        }
-    }
-
     /// Appends this value as compact JSON.
-    pub fn write_json(&self, out: &mut Vec<u8>) {
+    pub(crate) fn write_json(&self, out: &mut Vec<u8>) {
         match self {
             Value::Null => out.extend_from_slice(b"null"),
             Value::Bool(true) => out.extend_from_slice(b"true"),
@@ -144,7 +90,8 @@ impl<'a> Value<'a> {
     }
 
     /// Compact JSON text of this value.
-    pub fn to_json_string(&self) -> String {
+    #[cfg(test)]
+    pub(crate) fn to_json_string(&self) -> String {
         let mut out = Vec::new();
         self.write_json(&mut out);
         // Only valid UTF-8 is ever written: keys and strings are `str`, the rest is ASCII.
@@ -156,14 +103,14 @@ impl<'a> Value<'a> {
 /// (`id`, `upc`, `name`, `body`): comparing the first byte inline rejects most mismatches
 /// without a call into `memcmp`.
 #[inline(always)]
-pub fn key_eq(a: &str, b: &str) -> bool {
+pub(crate) fn key_eq(a: &str, b: &str) -> bool {
     let (a, b) = (a.as_bytes(), b.as_bytes());
     a.len() == b.len() && a.first() == b.first() && a == b
 }
 
 /// Looks `key` up in an object's pairs.
 #[inline]
-pub fn object_get<'v, 'a>(
+pub(crate) fn object_get<'v, 'a>(
     fields: &'v [(Cow<'a, str>, Value<'a>)],
     key: &str,
 ) -> Option<&'v Value<'a>> {
@@ -175,7 +122,7 @@ pub fn object_get<'v, 'a>(
 /// A `null` coming from a later fetch never erases an object an earlier fetch produced (an entity
 /// the subgraph could not resolve leaves its already-known fields alone); scalars are replaced,
 /// which lets an entity fetch correct an `@interfaceObject`'s `__typename`.
-pub fn deep_merge<'a>(target: &mut Value<'a>, source: Value<'a>) {
+pub(crate) fn deep_merge<'a>(target: &mut Value<'a>, source: Value<'a>) {
     match (target, source) {
         (Value::Object(target_fields), Value::Object(source_fields)) => {
             for (key, value) in source_fields {
@@ -197,24 +144,24 @@ pub fn deep_merge<'a>(target: &mut Value<'a>, source: Value<'a>) {
 
 /// Appends `s` as a JSON string literal (quoted, escaped).
 #[inline]
-pub fn write_str(out: &mut Vec<u8>, s: &str) {
+pub(crate) fn write_str(out: &mut Vec<u8>, s: &str) {
     // Writing into a Vec cannot fail.
     let _ = CompactFormatter.write_string_fast(out, s, true);
 }
 
 #[inline]
-pub fn write_i64(out: &mut Vec<u8>, n: i64) {
+pub(crate) fn write_i64(out: &mut Vec<u8>, n: i64) {
     out.extend_from_slice(itoa::Buffer::new().format(n).as_bytes());
 }
 
 #[inline]
-pub fn write_u64(out: &mut Vec<u8>, n: u64) {
+pub(crate) fn write_u64(out: &mut Vec<u8>, n: u64) {
     out.extend_from_slice(itoa::Buffer::new().format(n).as_bytes());
 }
 
 /// Appends a float; JSON has no NaN or infinity, so those become `null`.
 #[inline]
-pub fn write_f64(out: &mut Vec<u8>, n: f64) {
+pub(crate) fn write_f64(out: &mut Vec<u8>, n: f64) {
     if n.is_finite() {
         out.extend_from_slice(ryu::Buffer::new().format_finite(n).as_bytes());
     } else {
@@ -253,7 +200,7 @@ impl Serialize for Value<'_> {
 /// Deepest nesting accepted when parsing. GraphQL data is about as deep as the query (the
 /// parser allows about 50 levels of selections, lists add some); the limit keeps a malicious or
 /// broken subgraph from exhausting the stack with `[[[[…`.
-pub const MAX_DEPTH: usize = 128;
+pub(crate) const MAX_DEPTH: usize = 128;
 
 impl<'de: 'a, 'a> Deserialize<'de> for Value<'a> {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {

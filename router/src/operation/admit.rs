@@ -19,7 +19,7 @@ use http::{HeaderMap, StatusCode};
 use serde_json::{Map, Value as Json};
 
 use super::authorize::{self, Guards, Removal, Verdicts, active};
-use super::{Live, PreparedOperation, RouterState, variables};
+use super::{Live, PipelineError, PreparedOperation, RouterState, variables};
 use crate::auth::Identity;
 use crate::error::GraphQLError;
 use crate::query_planner::QueryPlan;
@@ -28,46 +28,43 @@ use crate::subgraph::forwarded_headers;
 
 /// Who sent a request: what `authorize`, `rate_limit` and `execute` need to know about them.
 #[derive(Clone, Copy)]
-pub struct Caller<'r> {
-    pub headers: &'r HeaderMap,
-    pub identity: Option<&'r Identity>,
-    pub ip: Option<IpAddr>,
+pub(crate) struct Caller<'r> {
+    pub(crate) headers: &'r HeaderMap,
+    pub(crate) identity: Option<&'r Identity>,
+    pub(crate) ip: Option<IpAddr>,
 }
 
 /// A prepared operation admitted for this caller: what `execute` needs.
-pub struct Admitted {
-    pub prepared: Arc<PreparedOperation>,
-    pub variables: serde_json::Map<String, serde_json::Value>,
+pub(crate) struct Admitted {
+    pub(crate) prepared: Arc<PreparedOperation>,
+    pub(crate) variables: serde_json::Map<String, serde_json::Value>,
     /// Guarded selections removed for this caller (sorted node ids).
-    pub removed: Vec<u32>,
+    pub(crate) removed: Vec<u32>,
     /// The plan of what is left.
-    pub plan: Option<Arc<QueryPlan>>,
+    pub(crate) plan: Option<Arc<QueryPlan>>,
     /// Why fields were removed; first in the response.
-    pub errors: Vec<GraphQLError>,
+    pub(crate) errors: Vec<GraphQLError>,
     /// The caller's headers forwarded to subgraphs.
-    pub headers: HeaderMap,
-}
-
-/// Why an operation was not admitted.
-pub enum Refusal {
-    /// Status under `application/graphql-response+json`, and the errors.
-    Rejected(StatusCode, Vec<GraphQLError>),
-    /// Every root field is over its rate limit; try again after the duration.
-    RateLimited(Vec<GraphQLError>, std::time::Duration),
+    pub(crate) headers: HeaderMap,
 }
 
 /// The per-caller stages after `prepare`, shared by every transport: variables coerced, fields
 /// the caller may not see or is rate limited on removed (or the whole operation refused), and
 /// the plan of what is left.
-pub async fn admit(
+pub(crate) async fn admit(
     state: &RouterState,
     live: &Live,
     prepared: Arc<PreparedOperation>,
     raw_variables: &serde_json::Map<String, serde_json::Value>,
     caller: Caller<'_>,
-) -> Result<Admitted, Refusal> {
-    let variables = variables::coerce(&state.schema, &prepared.variables, raw_variables)
-        .map_err(|errors| Refusal::Rejected(StatusCode::BAD_REQUEST, errors))?;
+) -> Result<Admitted, PipelineError> {
+    let variables =
+        variables::coerce(&state.schema, &prepared.variables, raw_variables).map_err(|errors| {
+            PipelineError::Rejected {
+                status: StatusCode::BAD_REQUEST,
+                errors,
+            }
+        })?;
     let guards = &prepared.guards;
     let mut verdicts = Verdicts::new(guards, &variables);
     if !guards.is_empty() {
@@ -88,14 +85,14 @@ pub async fn admit(
         if let Some(wait) =
             whole_operation_limited(guards, &verdicts, &variables, prepared.has_introspection)
         {
-            return Err(Refusal::RateLimited(verdicts.errors(guards), wait));
+            return Err(PipelineError::RateLimited {
+                errors: verdicts.errors(guards),
+                retry_after: wait,
+            });
         }
     }
     let removed = verdicts.removed_nodes(guards);
-    let plan = state
-        .plan_without(&prepared, &removed)
-        .await
-        .map_err(|rejection| Refusal::Rejected(rejection.status, rejection.errors.clone()))?;
+    let plan = state.plan_without(&prepared, &removed).await?;
     let errors = verdicts.errors(guards);
     let headers = forwarded_headers(&state.forward_headers, caller.headers);
     Ok(Admitted {
@@ -109,7 +106,7 @@ pub async fn admit(
 }
 
 /// Counts the limited selections that are still in the operation.
-pub async fn check_rate_limits(
+pub(crate) async fn check_rate_limits(
     guards: &Guards,
     verdicts: &mut Verdicts,
     limits: &RateLimits,
@@ -139,7 +136,7 @@ pub async fn check_rate_limits(
 
 /// When every active root field is rate-limited: how long until one may run again (the
 /// shortest wait, rounded up to whole seconds for `Retry-After`).
-pub fn whole_operation_limited(
+pub(crate) fn whole_operation_limited(
     guards: &Guards,
     verdicts: &Verdicts,
     variables: &Map<String, Json>,

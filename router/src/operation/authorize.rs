@@ -24,40 +24,40 @@ use crate::rate_limit::RateLimits;
 
 /// A selection with a rule on it.
 #[derive(Debug, Clone)]
-pub struct Guard {
+pub(crate) struct Guard {
     /// Its id in the normalized operation.
-    pub node: u32,
+    pub(crate) node: u32,
     /// The nearest guard above it: when that one is removed, this one does not matter.
-    pub parent_guard: Option<usize>,
+    pub(crate) parent_guard: Option<usize>,
     /// `(client variable, value it must have)` of each `@skip`/`@include` on the way down.
-    pub conditions: Vec<(String, bool)>,
+    pub(crate) conditions: Vec<(String, bool)>,
     /// Response path, `"@"` for list positions.
-    pub path: Vec<PathElement>,
+    pub(crate) path: Vec<PathElement>,
     /// `Type.field`, or `... on Type` for a fragment.
-    pub coordinate: String,
-    pub requirement: Option<Requirement>,
+    pub(crate) coordinate: String,
+    pub(crate) requirement: Option<Requirement>,
     /// Index of the rate limit rule (in the `RateLimits` the guards were built with).
-    pub rate_limit: Option<usize>,
+    pub(crate) rate_limit: Option<usize>,
     /// A field at the root of the operation.
-    pub root: bool,
+    pub(crate) root: bool,
 }
 
 /// The guards of one prepared operation.
 #[derive(Debug, Default)]
-pub struct Guards {
-    pub list: Vec<Guard>,
+pub(crate) struct Guards {
+    pub(crate) list: Vec<Guard>,
     /// Conditions of each root data field, guarded or not (to tell when all are rate-limited).
-    pub root_fields: Vec<Vec<(String, bool)>>,
+    pub(crate) root_fields: Vec<Vec<(String, bool)>>,
 }
 
 impl Guards {
-    pub fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.list.is_empty()
     }
 
     /// Finds the guarded selections of `nodes`. `renames` maps variables the plan renamed back
     /// to the client's names (conditions are decided on the client's variables).
-    pub fn build(
+    pub(crate) fn build(
         schema: &Schema,
         nodes: &[OperationNode],
         root_type: &str,
@@ -180,7 +180,7 @@ impl Guards {
 }
 
 /// Whether a selection with these conditions runs for these variables.
-pub fn active(conditions: &[(String, bool)], variables: &Map<String, Json>) -> bool {
+pub(crate) fn active(conditions: &[(String, bool)], variables: &Map<String, Json>) -> bool {
     conditions.iter().all(|(name, wanted)| {
         variables.get(name).and_then(Json::as_bool).unwrap_or(false) == *wanted
     })
@@ -188,22 +188,22 @@ pub fn active(conditions: &[(String, bool)], variables: &Map<String, Json>) -> b
 
 /// Why a guarded selection was removed.
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub enum Removal {
+pub(crate) enum Removal {
     Unauthorized,
     RateLimited { retry_after: Duration },
 }
 
 /// Per-request state of the guards: which ones are removed, and why.
 #[derive(Debug, Default)]
-pub struct Verdicts {
+pub(crate) struct Verdicts {
     /// Indexed like `Guards::list`; `None`: kept (or not applicable).
-    pub removals: Vec<Option<Removal>>,
+    pub(crate) removals: Vec<Option<Removal>>,
     /// Skipped by its variables, or under a removed guard: not checked at all.
-    pub inactive: Vec<bool>,
+    pub(crate) inactive: Vec<bool>,
 }
 
 impl Verdicts {
-    pub fn new(guards: &Guards, variables: &Map<String, Json>) -> Verdicts {
+    pub(crate) fn new(guards: &Guards, variables: &Map<String, Json>) -> Verdicts {
         let mut inactive = Vec::with_capacity(guards.list.len());
         for guard in &guards.list {
             inactive.push(!active(&guard.conditions, variables));
@@ -215,7 +215,7 @@ impl Verdicts {
     }
 
     /// Whether guard `index` still needs checking: active and no guard above it removed.
-    pub fn pending(&self, guards: &Guards, index: usize) -> bool {
+    pub(crate) fn pending(&self, guards: &Guards, index: usize) -> bool {
         if self.inactive[index] || self.removals[index].is_some() {
             return false;
         }
@@ -230,7 +230,7 @@ impl Verdicts {
     }
 
     /// Node ids to remove from the operation, sorted.
-    pub fn removed_nodes(&self, guards: &Guards) -> Vec<u32> {
+    pub(crate) fn removed_nodes(&self, guards: &Guards) -> Vec<u32> {
         let mut nodes: Vec<u32> = guards
             .list
             .iter()
@@ -243,7 +243,7 @@ impl Verdicts {
     }
 
     /// One error per removed path (abstract types expand into several selections per path).
-    pub fn errors(&self, guards: &Guards) -> Vec<GraphQLError> {
+    pub(crate) fn errors(&self, guards: &Guards) -> Vec<GraphQLError> {
         let mut errors: Vec<GraphQLError> = Vec::new();
         for (guard, removal) in guards.list.iter().zip(&self.removals) {
             let Some(removal) = removal else { continue };
@@ -277,7 +277,7 @@ impl Verdicts {
 }
 
 /// Removes the guards the caller does not meet.
-pub fn authorize(
+pub(crate) fn authorize(
     guards: &Guards,
     verdicts: &mut Verdicts,
     identity: Option<&Identity>,

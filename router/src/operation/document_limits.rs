@@ -94,7 +94,7 @@ impl<'d> Measure<'d> {
 }
 
 /// Checks every operation of `document` against `limits`.
-pub fn check(document: &query::Document, limits: &LimitsConfig) -> Result<(), GraphQLError> {
+pub(crate) fn check(document: &query::Document, limits: &LimitsConfig) -> Result<(), GraphQLError> {
     let mut measure = Measure {
         fragments: document
             .definitions

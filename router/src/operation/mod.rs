@@ -22,18 +22,18 @@
 //! `admit`. Admission depends on the caller and the moment, and runs for every request on the
 //! prepared guards only.
 
-pub mod admit;
-pub mod authorize;
-pub mod dedupe;
-pub mod document_limits;
-pub mod execute;
-pub mod normalize;
-pub mod parse;
-pub mod plan;
-pub mod render;
-pub mod shape;
-pub mod validate;
-pub mod variables;
+pub(crate) mod admit;
+pub(crate) mod authorize;
+pub(crate) mod document_limits;
+pub(crate) mod error;
+pub(crate) mod execute;
+pub(crate) mod normalize;
+pub(crate) mod parse;
+pub(crate) mod plan;
+pub(crate) mod render;
+pub(crate) mod shape;
+pub(crate) mod validate;
+pub(crate) mod variables;
 
 use std::borrow::Cow;
 use std::convert::Infallible;
@@ -52,95 +52,115 @@ use serde_json::{Map, Value as Json};
 use tracing::Instrument;
 use xxhash_rust::xxh3::Xxh3;
 
-pub use self::admit::{Admitted, Caller, Refusal, admit};
+pub(crate) use self::admit::{Admitted, Caller, admit};
 use self::authorize::Guards;
-use self::dedupe::InboundDedupe;
+pub(crate) use self::error::PipelineError;
 use self::execute::{ResponseArena, execute};
 use self::plan::{CacheCounters, PlanCache};
 use self::shape::ShapeCache;
 use self::validate::{operation_at, operation_parts};
 use self::variables::VariableDefinition;
+use crate::auth::KeyError;
 use crate::auth::rules::AccessRules;
 use crate::auth::{Identity, JwtVerifier};
+use crate::config::ConfigError;
 use crate::config::{FieldRateLimit, RouterConfig};
-use crate::error::{GraphQLError, RouterError, codes};
+use crate::error::{GraphQLError, codes};
 use crate::graphql::schema::Schema;
 use crate::graphql::value::Value;
 use crate::query_planner::{
     FetchNode, NormalizedOperation, OperationKind, PlanNode, QueryPlan, QueryPlanner,
     SubscriptionNode,
 };
+use crate::rate_limit::LimitError;
 use crate::rate_limit::RateLimits;
+use crate::rate_limit::directives::DirectiveError;
 use crate::subgraph::SubgraphClient;
+use crate::subgraph::single_flight::SingleFlight;
 
 /// A GraphQL request, as sent by the client (over any transport).
 #[derive(Debug, Clone, PartialEq)]
-pub struct GraphQLRequest {
-    pub query: String,
-    pub operation_name: Option<String>,
-    pub variables: Map<String, Json>,
-    pub extensions: Map<String, Json>,
+pub(crate) struct GraphQLRequest {
+    pub(crate) query: String,
+    pub(crate) operation_name: Option<String>,
+    pub(crate) variables: Map<String, Json>,
+    pub(crate) extensions: Map<String, Json>,
     /// True for GET, where only queries may run.
-    pub is_get: bool,
+    pub(crate) is_get: bool,
+}
+
+/// Why the operation path could not be set up from a configuration and a supergraph.
+#[derive(Debug, thiserror::Error)]
+pub enum SetupError {
+    /// A setting is unusable.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// `auth.jwt` does not give a usable key.
+    #[error(transparent)]
+    Jwt(#[from] KeyError),
+    /// `rate_limit` cannot be set up.
+    #[error(transparent)]
+    RateLimit(#[from] LimitError),
+    /// A `@rateLimit` of the supergraph is malformed.
+    #[error(transparent)]
+    RateLimitDirective(#[from] DirectiveError),
 }
 
 /// Everything requests share, built once from the supergraph and configuration. Immutable
 /// apart from the caches (internally synchronized) and `live`, swapped whole on reload.
-pub struct RouterState {
+pub(crate) struct RouterState {
     /// The configuration the router started with; its non-reloadable parts (HTTP server,
     /// planning, subgraphs) are read from here.
-    pub config: RouterConfig,
+    pub(crate) config: RouterConfig,
     /// The hot-reloadable part, as of the last reload. A request loads it once and uses that
     /// snapshot throughout, so a reload never mixes two configurations in one request.
-    pub live: ArcSwap<Live>,
-    pub planner: Arc<QueryPlanner>,
-    pub schema: Schema,
+    pub(crate) live: ArcSwap<Live>,
+    pub(crate) planner: Arc<QueryPlanner>,
+    pub(crate) schema: Schema,
     /// Indexed like `QueryPlanner::subgraphs()`.
-    pub subgraphs: Vec<SubgraphClient>,
-    pub forward_headers: Vec<HeaderName>,
-    pub validation_rules: ValidationPlan,
-    pub operations: Cache<u128, Prepared>,
-    pub operation_counters: CacheCounters,
-    pub plans: PlanCache,
+    pub(crate) subgraphs: Vec<SubgraphClient>,
+    pub(crate) forward_headers: Vec<HeaderName>,
+    pub(crate) validation_rules: ValidationPlan,
+    pub(crate) operations: Cache<u128, Prepared>,
+    pub(crate) operation_counters: CacheCounters,
+    pub(crate) plans: PlanCache,
     /// `@authenticated` / `@requiresScopes` of the supergraph.
-    pub access: AccessRules,
+    pub(crate) access: AccessRules,
     /// `@rateLimit` of the supergraph, combined with `rate_limit.fields` on every (re)load.
-    pub rate_limit_directives: Vec<(String, FieldRateLimit)>,
-    pub inbound: InboundDedupe,
-    pub client_ip_header: Option<HeaderName>,
+    pub(crate) rate_limit_directives: Vec<(String, FieldRateLimit)>,
+    pub(crate) inbound: SingleFlight<Bytes>,
+    pub(crate) client_ip_header: Option<HeaderName>,
 }
 
 /// The configuration that can change while serving, with what is built from it.
-pub struct Live {
-    pub config: RouterConfig,
-    pub verifier: Option<Arc<JwtVerifier>>,
-    pub rate_limits: Arc<RateLimits>,
-    pub csrf_headers: Vec<HeaderName>,
+pub(crate) struct Live {
+    pub(crate) config: RouterConfig,
+    pub(crate) verifier: Option<Arc<JwtVerifier>>,
+    pub(crate) rate_limits: Arc<RateLimits>,
+    pub(crate) csrf_headers: Vec<HeaderName>,
     /// Bumped by every reload; part of the prepared-operation cache key, so operations prepared
     /// under an older configuration are never served under a newer one.
-    pub generation: u64,
+    pub(crate) generation: u64,
 }
 
 impl Live {
-    pub fn new(
+    pub(crate) fn new(
         config: RouterConfig,
         directives: &[(String, FieldRateLimit)],
         generation: u64,
-    ) -> Result<Live, RouterError> {
-        let verifier = JwtVerifier::from_config(&config.auth.jwt)
-            .map_err(|e| RouterError::Config(e.to_string()))?
-            .map(Arc::new);
-        let rate_limits = RateLimits::new(&config.rate_limit, directives.to_vec())
-            .map_err(|e| RouterError::Config(e.to_string()))?;
+    ) -> Result<Live, SetupError> {
+        let verifier = JwtVerifier::from_config(&config.auth.jwt)?.map(Arc::new);
+        let rate_limits = RateLimits::new(&config.rate_limit, directives.to_vec())?;
         let csrf_headers = config
             .csrf
             .required_headers
             .iter()
             .map(|name| {
                 HeaderName::from_bytes(name.to_ascii_lowercase().as_bytes()).map_err(|_| {
-                    RouterError::Config(format!(
-                        "`csrf.required_headers`: `{name}` is not a valid header name"
-                    ))
+                    ConfigError::HeaderName {
+                        setting: "csrf.required_headers",
+                        name: name.clone(),
+                    }
                 })
             })
             .collect::<Result<Vec<_>, _>>()?;
@@ -155,48 +175,41 @@ impl Live {
 }
 
 /// A query that passed stages 1–4.
-pub struct PreparedOperation {
-    pub kind: OperationKind,
-    pub document: query::Document,
-    pub operation_index: usize,
-    pub variables: Vec<VariableDefinition>,
+pub(crate) struct PreparedOperation {
+    pub(crate) kind: OperationKind,
+    pub(crate) document: query::Document,
+    pub(crate) operation_index: usize,
+    pub(crate) variables: Vec<VariableDefinition>,
     /// `None` when no subgraph is needed (only `__typename` and introspection).
-    pub plan: Option<Arc<QueryPlan>>,
+    pub(crate) plan: Option<Arc<QueryPlan>>,
     /// `(name in the plan, client name)` of client variables renamed before planning.
-    pub variable_renames: Vec<(String, String)>,
-    pub has_introspection: bool,
-    pub shapes: ShapeCache,
+    pub(crate) variable_renames: Vec<(String, String)>,
+    pub(crate) has_introspection: bool,
+    pub(crate) shapes: ShapeCache,
     /// Size of the last response, so the next one allocates its buffer once.
-    pub response_size_hint: AtomicUsize,
+    pub(crate) response_size_hint: AtomicUsize,
     /// Selections with access rules or rate limits, checked per request.
-    pub guards: Guards,
+    pub(crate) guards: Guards,
     /// The normalized operation, kept only when it has guards (to plan what is left after some
     /// are removed).
-    pub normalized: Option<NormalizedOperation>,
+    pub(crate) normalized: Option<NormalizedOperation>,
     /// Plans without some guarded selections, by the sorted ids removed. `Ok(None)`: nothing
     /// left to fetch. `Err`: planning failed.
-    pub variants: Cache<Vec<u32>, Result<Option<Arc<QueryPlan>>, ()>>,
+    pub(crate) variants: Cache<Vec<u32>, Result<Option<Arc<QueryPlan>>, ()>>,
     /// The prepared-operation cache key, reused in the inbound deduplication key.
-    pub key: u128,
+    pub(crate) key: u128,
 }
 
-/// Why a query was rejected before execution.
-#[derive(Debug)]
-pub struct Rejection {
-    pub errors: Vec<GraphQLError>,
-    /// Status under `application/graphql-response+json` (legacy JSON always gets 200).
-    pub status: StatusCode,
-}
-
-pub type Prepared = Result<Arc<PreparedOperation>, Arc<Rejection>>;
+/// The outcome of `prepare`, cached: shared by every request with the same text.
+pub(crate) type Prepared = Result<Arc<PreparedOperation>, Arc<PipelineError>>;
 
 impl RouterState {
-    pub fn new(
+    pub(crate) fn new(
         config: RouterConfig,
         planner: QueryPlanner,
         subgraphs: Vec<SubgraphClient>,
         forward_headers: Vec<HeaderName>,
-    ) -> Result<RouterState, RouterError> {
+    ) -> Result<RouterState, SetupError> {
         let schema = Schema::new(Arc::clone(planner.api_schema()));
         let operations = Cache::new(config.query_planning.operation_cache_size.max(1));
         let plans = PlanCache::new(
@@ -205,17 +218,17 @@ impl RouterState {
         );
         let access = AccessRules::from_supergraph(planner.supergraph());
         let rate_limit_directives =
-            crate::rate_limit::directives::from_supergraph(planner.supergraph())
-                .map_err(RouterError::Config)?;
+            crate::rate_limit::directives::from_supergraph(planner.supergraph())?;
         let client_ip_header = config
             .http
             .client_ip_header
             .as_deref()
             .map(|name| {
                 HeaderName::from_bytes(name.to_ascii_lowercase().as_bytes()).map_err(|_| {
-                    RouterError::Config(format!(
-                        "`http.client_ip_header`: `{name}` is not a valid header name"
-                    ))
+                    ConfigError::HeaderName {
+                        setting: "http.client_ip_header",
+                        name: name.to_string(),
+                    }
                 })
             })
             .transpose()?;
@@ -243,14 +256,19 @@ impl RouterState {
             plans,
             access,
             rate_limit_directives,
-            inbound: InboundDedupe::default(),
+            inbound: SingleFlight::default(),
             client_ip_header,
         })
     }
 
     /// The stages up to the first `plan` for a query text, cached by text, operation name and
     /// configuration generation.
-    pub async fn prepare(&self, text: &str, operation_name: Option<&str>, live: &Live) -> Prepared {
+    pub(crate) async fn prepare(
+        &self,
+        text: &str,
+        operation_name: Option<&str>,
+        live: &Live,
+    ) -> Prepared {
         let mut hasher = Xxh3::new();
         hasher.update(text.as_bytes());
         hasher.update(&[0xff]);
@@ -283,7 +301,7 @@ impl RouterState {
         key: u128,
     ) -> Prepared {
         let reject = |errors: Vec<GraphQLError>, status: StatusCode| {
-            Err(Arc::new(Rejection { errors, status }))
+            Err(Arc::new(PipelineError::Rejected { errors, status }))
         };
         let limits = &live.config.limits;
         let document = match tracing::info_span!(target: shippy_telemetry::SPANS, "parse")
@@ -393,11 +411,11 @@ impl RouterState {
     }
 
     /// The plan of `prepared` without the selections `removed` (sorted node ids).
-    pub async fn plan_without(
+    pub(crate) async fn plan_without(
         &self,
         prepared: &PreparedOperation,
         removed: &[u32],
-    ) -> Result<Option<Arc<QueryPlan>>, Arc<Rejection>> {
+    ) -> Result<Option<Arc<QueryPlan>>, PipelineError> {
         if removed.is_empty() {
             return Ok(prepared.plan.clone());
         }
@@ -422,13 +440,13 @@ impl RouterState {
             .await;
         match result {
             Ok(Ok(plan)) => Ok(plan),
-            Ok(Err(())) => Err(Arc::new(Rejection {
-                errors: vec![GraphQLError::new(
+            Ok(Err(())) => Err(PipelineError::rejected(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                GraphQLError::new(
                     "The operation could not be planned",
                     codes::QUERY_PLANNING_FAILED,
-                )],
-                status: StatusCode::INTERNAL_SERVER_ERROR,
-            })),
+                ),
+            )),
             Err(never) => match never {},
         }
     }
@@ -436,7 +454,7 @@ impl RouterState {
     /// Execute and respond for a prepared operation, the plan of what is left of it, and its
     /// coerced variables. `errors` (of removed fields) come first in the response.
     #[allow(clippy::too_many_arguments)]
-    pub async fn execute(
+    pub(crate) async fn execute(
         &self,
         prepared: &PreparedOperation,
         plan: Option<&QueryPlan>,
@@ -456,7 +474,7 @@ impl RouterState {
     /// payload) is the primary fetch's result, then the rest of the plan runs on it exactly as
     /// a query's entity fetches do, and the response is shaped like a query's.
     #[allow(clippy::too_many_arguments)]
-    pub async fn execute_event(
+    pub(crate) async fn execute_event(
         &self,
         prepared: &PreparedOperation,
         subscription: &SubscriptionNode,
@@ -544,7 +562,7 @@ impl RouterState {
 
 /// The client's variables under the names the plan knows them by (variables renamed before
 /// planning get their new names).
-pub fn plan_variables<'v>(
+pub(crate) fn plan_variables<'v>(
     prepared: &PreparedOperation,
     variables: &'v serde_json::Map<String, serde_json::Value>,
 ) -> Cow<'v, serde_json::Map<String, serde_json::Value>> {
@@ -561,7 +579,7 @@ pub fn plan_variables<'v>(
 }
 
 /// Everything an executed query's response depends on.
-pub fn dedupe_key(
+pub(crate) fn dedupe_key(
     prepared: &PreparedOperation,
     removed: &[u32],
     variables: &serde_json::Map<String, serde_json::Value>,

@@ -14,15 +14,15 @@ use super::validate::{SelectedOperation, operation_at, operation_parts};
 use crate::query_planner::{NormalizedOperation, PlannerError, QueryPlanner};
 
 /// The outcome of normalization.
-pub struct Normalized {
+pub(crate) struct Normalized {
     /// `None` when the operation has nothing subgraphs must answer.
-    pub operation: Option<NormalizedOperation>,
+    pub(crate) operation: Option<NormalizedOperation>,
     /// `(name in the plan, client name)` of renamed client variables.
-    pub variable_renames: Vec<(String, String)>,
+    pub(crate) variable_renames: Vec<(String, String)>,
 }
 
 /// Normalizes the operation for planning.
-pub fn normalize(
+pub(crate) fn normalize(
     planner: &QueryPlanner,
     document: &query::Document,
     operation: &SelectedOperation,

@@ -5,7 +5,7 @@ use graphql_tools::static_graphql::query;
 use crate::error::{GraphQLError, codes};
 
 /// Parses `text`, stopping after `max_tokens` lexical tokens so huge queries cost bounded work.
-pub fn parse(text: &str, max_tokens: usize) -> Result<query::Document, GraphQLError> {
+pub(crate) fn parse(text: &str, max_tokens: usize) -> Result<query::Document, GraphQLError> {
     graphql_tools::parser::parse_query_with_token_limit::<String>(text, max_tokens)
         .map(|document| document.into_static())
         .map_err(|error| {

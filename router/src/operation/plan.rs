@@ -14,17 +14,17 @@ use tracing::Instrument;
 
 use crate::query_planner::{NormalizedOperation, PlannerError, QueryPlan, QueryPlanner};
 
-pub type PlanResult = Result<Arc<QueryPlan>, Arc<PlannerError>>;
+pub(crate) type PlanResult = Result<Arc<QueryPlan>, Arc<PlannerError>>;
 
 /// Hit and miss counts of a cache, also exported as metrics.
 #[derive(Debug, Default)]
-pub struct CacheCounters {
-    pub hits: AtomicU64,
-    pub misses: AtomicU64,
+pub(crate) struct CacheCounters {
+    pub(crate) hits: AtomicU64,
+    pub(crate) misses: AtomicU64,
 }
 
 impl CacheCounters {
-    pub fn record(&self, cache: &'static str, hit: bool) {
+    pub(crate) fn record(&self, cache: &'static str, hit: bool) {
         if hit {
             self.hits.fetch_add(1, Ordering::Relaxed);
             metrics::counter!("shippy_router_cache_hits_total", "cache" => cache).increment(1);
@@ -34,7 +34,7 @@ impl CacheCounters {
         }
     }
 
-    pub fn snapshot(&self) -> (u64, u64) {
+    pub(crate) fn snapshot(&self) -> (u64, u64) {
         (
             self.hits.load(Ordering::Relaxed),
             self.misses.load(Ordering::Relaxed),
@@ -42,14 +42,14 @@ impl CacheCounters {
     }
 }
 
-pub struct PlanCache {
+pub(crate) struct PlanCache {
     cache: Cache<String, PlanResult>,
-    pub counters: CacheCounters,
+    pub(crate) counters: CacheCounters,
     timeout: Duration,
 }
 
 impl PlanCache {
-    pub fn new(capacity: usize, timeout: Duration) -> PlanCache {
+    pub(crate) fn new(capacity: usize, timeout: Duration) -> PlanCache {
         PlanCache {
             cache: Cache::new(capacity.max(1)),
             counters: CacheCounters::default(),
@@ -57,16 +57,12 @@ impl PlanCache {
         }
     }
 
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.cache.len()
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.cache.is_empty()
-    }
-
     /// The plan for `operation`, planned at most once at a time per key.
-    pub async fn plan(
+    pub(crate) async fn plan(
         &self,
         planner: &Arc<QueryPlanner>,
         operation: NormalizedOperation,

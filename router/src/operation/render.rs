@@ -30,7 +30,7 @@ struct Projector<'s> {
 }
 
 /// Writes `{"data":…,"errors":…}` for an executed operation; returns the body and error count.
-pub fn render(
+pub(crate) fn render(
     shape: &ResponseShape,
     data: &Value<'_>,
     errors: Vec<GraphQLError>,

@@ -18,19 +18,19 @@ use crate::graphql::schema::{Schema, TypeKind, TypeRef};
 
 /// The selection of one object, fields in response order.
 #[derive(Debug, Default)]
-pub struct ObjectShape {
-    pub fields: Vec<FieldShape>,
+pub(crate) struct ObjectShape {
+    pub(crate) fields: Vec<FieldShape>,
 }
 
 #[derive(Debug)]
-pub struct FieldShape {
-    pub response_key: Box<str>,
-    pub field_name: Box<str>,
-    pub kind: FieldKind,
+pub(crate) struct FieldShape {
+    pub(crate) response_key: Box<str>,
+    pub(crate) field_name: Box<str>,
+    pub(crate) kind: FieldKind,
 }
 
 #[derive(Debug)]
-pub enum FieldKind {
+pub(crate) enum FieldKind {
     /// `__typename`: the object's runtime type name, written by the router.
     Typename,
     Output(Output),
@@ -38,7 +38,7 @@ pub enum FieldKind {
 
 /// A field's output type with the client's sub-selection compiled in.
 #[derive(Debug)]
-pub enum Output {
+pub(crate) enum Output {
     NonNull(Box<Output>),
     List(Box<Output>),
     /// Built-in and custom scalars: the subgraph's value is copied as it is.
@@ -54,15 +54,15 @@ pub enum Output {
 
 /// An interface or union position: the shape depends on the value's `__typename`.
 #[derive(Debug)]
-pub struct AbstractShape {
-    pub type_name: Box<str>,
-    pub by_type: Vec<(Box<str>, Arc<ObjectShape>)>,
+pub(crate) struct AbstractShape {
+    pub(crate) type_name: Box<str>,
+    pub(crate) by_type: Vec<(Box<str>, Arc<ObjectShape>)>,
     /// Used when `__typename` is missing or unknown: only what applies to every possible type.
-    pub fallback: Arc<ObjectShape>,
+    pub(crate) fallback: Arc<ObjectShape>,
 }
 
 impl AbstractShape {
-    pub fn shape_for(&self, type_name: Option<&str>) -> &Arc<ObjectShape> {
+    pub(crate) fn shape_for(&self, type_name: Option<&str>) -> &Arc<ObjectShape> {
         type_name
             .and_then(|t| self.by_type.iter().find(|(name, _)| name.as_ref() == t))
             .map(|(_, shape)| shape)
@@ -72,14 +72,14 @@ impl AbstractShape {
 
 /// The compiled shape of a whole response.
 #[derive(Debug)]
-pub struct ResponseShape {
-    pub root_type: Arc<str>,
-    pub root: Arc<ObjectShape>,
+pub(crate) struct ResponseShape {
+    pub(crate) root_type: Arc<str>,
+    pub(crate) root: Arc<ObjectShape>,
 }
 
 /// Shapes of one operation, one per combination of the boolean variables its `@skip`/`@include`
 /// use, compiled on first use. Operations with many condition variables compile per request.
-pub struct ShapeCache {
+pub(crate) struct ShapeCache {
     condition_variables: Vec<String>,
     slots: Vec<OnceLock<Arc<ResponseShape>>>,
 }
@@ -88,7 +88,7 @@ pub struct ShapeCache {
 const MAX_CACHED_CONDITION_VARIABLES: usize = 6;
 
 impl ShapeCache {
-    pub fn new(document: &query::Document, operation_index: usize) -> ShapeCache {
+    pub(crate) fn new(document: &query::Document, operation_index: usize) -> ShapeCache {
         let condition_variables = condition_variables(document, operation_index);
         let slots = if condition_variables.len() <= MAX_CACHED_CONDITION_VARIABLES {
             (0..1usize << condition_variables.len())
@@ -104,7 +104,7 @@ impl ShapeCache {
     }
 
     /// The shape for these (coerced) variable values.
-    pub fn get(
+    pub(crate) fn get(
         &self,
         schema: &Schema,
         document: &query::Document,
@@ -171,7 +171,7 @@ fn condition_variables(document: &query::Document, operation_index: usize) -> Ve
 }
 
 /// Compiles the response shape of the operation at `operation_index`.
-pub fn compile(
+pub(crate) fn compile(
     schema: &Schema,
     document: &query::Document,
     operation_index: usize,

@@ -14,15 +14,15 @@ use crate::query_planner::OperationKind;
 
 /// The operation of a valid document that this request runs.
 #[derive(Debug, Clone)]
-pub struct SelectedOperation {
-    pub kind: OperationKind,
-    pub name: Option<String>,
+pub(crate) struct SelectedOperation {
+    pub(crate) kind: OperationKind,
+    pub(crate) name: Option<String>,
     /// Index of the operation in `document.definitions`.
-    pub index: usize,
+    pub(crate) index: usize,
 }
 
 /// Validates `document` and selects the operation named `operation_name` (or the only one).
-pub fn validate(
+pub(crate) fn validate(
     schema: &Schema,
     rules: &ValidationPlan,
     document: &query::Document,
@@ -163,7 +163,10 @@ fn edit_distance(a: &str, b: &str) -> usize {
     rows[a.len()][b.len()]
 }
 
-pub fn operation_at(document: &query::Document, index: usize) -> &query::OperationDefinition {
+pub(crate) fn operation_at(
+    document: &query::Document,
+    index: usize,
+) -> &query::OperationDefinition {
     match &document.definitions[index] {
         Definition::Operation(operation) => operation,
         Definition::Fragment(_) => {
@@ -173,7 +176,7 @@ pub fn operation_at(document: &query::Document, index: usize) -> &query::Operati
 }
 
 /// Kind, selection set, variable definitions and name of an operation.
-pub fn operation_parts(
+pub(crate) fn operation_parts(
     operation: &query::OperationDefinition,
 ) -> (
     OperationKind,
@@ -253,7 +256,10 @@ fn select_operation(
 }
 
 /// Does this root selection reach `__schema` or `__type` (directly or through fragments)?
-pub fn selects_introspection(document: &query::Document, items: &[query::Selection]) -> bool {
+pub(crate) fn selects_introspection(
+    document: &query::Document,
+    items: &[query::Selection],
+) -> bool {
     fn walk(document: &query::Document, items: &[query::Selection], depth: usize) -> bool {
         // Fragment cycles are rejected by validation; the depth bound is a second guard.
         if depth > 64 {

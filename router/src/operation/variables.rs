@@ -11,14 +11,14 @@ use crate::graphql::schema::{Schema, TypeKind, TypeRef};
 
 /// A variable the operation declares.
 #[derive(Debug, Clone)]
-pub struct VariableDefinition {
-    pub name: String,
-    pub ty: TypeRef,
-    pub default: Option<Json>,
+pub(crate) struct VariableDefinition {
+    pub(crate) name: String,
+    pub(crate) ty: TypeRef,
+    pub(crate) default: Option<Json>,
 }
 
 impl VariableDefinition {
-    pub fn from_ast(definition: &query::VariableDefinition) -> VariableDefinition {
+    pub(crate) fn from_ast(definition: &query::VariableDefinition) -> VariableDefinition {
         VariableDefinition {
             name: definition.name.clone(),
             ty: TypeRef::from_ast(&definition.var_type),
@@ -28,7 +28,7 @@ impl VariableDefinition {
 }
 
 /// Coerces `provided` against `definitions`; every problem is reported, not only the first.
-pub fn coerce(
+pub(crate) fn coerce(
     schema: &Schema,
     definitions: &[VariableDefinition],
     provided: &Map<String, Json>,

@@ -10,11 +10,13 @@ use graphql_tools::parser::schema::{Definition, TypeDefinition};
 use graphql_tools::static_graphql::schema as ast;
 
 use crate::auth::rules::linked_directive_name;
-use crate::config::{FieldRateLimit, LimitKey};
+use crate::config::{FieldRateLimit, LimitKey, RuleError};
 
 /// `(Type.field, limit)` of every `@rateLimit` in the supergraph. A malformed directive is an
 /// error: a limit silently ignored is worse than a router that does not start.
-pub fn from_supergraph(document: &ast::Document) -> Result<Vec<(String, FieldRateLimit)>, String> {
+pub(crate) fn from_supergraph(
+    document: &ast::Document,
+) -> Result<Vec<(String, FieldRateLimit)>, DirectiveError> {
     let Some(name) = linked_directive_name(document, "rate-limit", "rateLimit") else {
         return Ok(Vec::new());
     };
@@ -28,8 +30,11 @@ pub fn from_supergraph(document: &ast::Document) -> Result<Vec<(String, FieldRat
         for field in fields {
             for directive in field.directives.iter().filter(|d| d.name == name) {
                 let coordinate = format!("{type_name}.{}", field.name);
-                let rule =
-                    read(directive).map_err(|e| format!("`@{name}` on {coordinate}: {e}"))?;
+                let rule = read(directive).map_err(|problem| DirectiveError {
+                    directive: name.to_string(),
+                    coordinate: coordinate.clone(),
+                    problem: Box::new(problem),
+                })?;
                 rules.push((coordinate, rule));
             }
         }
@@ -37,7 +42,36 @@ pub fn from_supergraph(document: &ast::Document) -> Result<Vec<(String, FieldRat
     Ok(rules)
 }
 
-fn read(directive: &ast::Directive) -> Result<FieldRateLimit, String> {
+/// A `@rateLimit` of the supergraph that cannot be used.
+#[derive(Debug, thiserror::Error)]
+#[error("`@{directive}` on {coordinate}: {problem}")]
+pub struct DirectiveError {
+    directive: String,
+    coordinate: String,
+    problem: Box<Problem>,
+}
+
+/// What is wrong with one `@rateLimit`.
+#[derive(Debug, thiserror::Error)]
+pub enum Problem {
+    #[error("`limit` must be a positive whole number")]
+    Limit,
+    #[error("`limit` is missing or not an Int")]
+    LimitMissing,
+    #[error("`duration` `{text}` is not a duration ({reason})")]
+    Duration {
+        text: String,
+        reason: humantime::DurationError,
+    },
+    #[error("`duration` is missing or not a String")]
+    DurationMissing,
+    #[error("`by` must be a String")]
+    By,
+    #[error(transparent)]
+    Rule(#[from] RuleError),
+}
+
+fn read(directive: &ast::Directive) -> Result<FieldRateLimit, Problem> {
     let argument = |name: &str| {
         directive
             .arguments
@@ -49,20 +83,24 @@ fn read(directive: &ast::Directive) -> Result<FieldRateLimit, String> {
         Some(AstValue::Int(n)) => n
             .as_i64()
             .and_then(|n| u32::try_from(n).ok())
-            .ok_or("`limit` must be a positive whole number")?,
-        _ => return Err("`limit` is missing or not an Int".into()),
+            .ok_or(Problem::Limit)?,
+        _ => return Err(Problem::LimitMissing),
     };
     let duration = match argument("duration") {
-        Some(AstValue::String(text)) => humantime::parse_duration(text)
-            .map_err(|e| format!("`duration` `{text}` is not a duration ({e})"))?,
-        _ => return Err("`duration` is missing or not a String".into()),
+        Some(AstValue::String(text)) => {
+            humantime::parse_duration(text).map_err(|reason| Problem::Duration {
+                text: text.clone(),
+                reason,
+            })?
+        }
+        _ => return Err(Problem::DurationMissing),
     };
     let by = match argument("by") {
         None | Some(AstValue::Null) => LimitKey::User,
         Some(AstValue::String(text)) => LimitKey::parse(text)?,
-        Some(_) => return Err("`by` must be a String".into()),
+        Some(_) => return Err(Problem::By),
     };
-    FieldRateLimit::new(limit, duration, by)
+    Ok(FieldRateLimit::new(limit, duration, by)?)
 }
 
 #[cfg(test)]
@@ -82,6 +120,7 @@ mod tests {
                 .unwrap()
                 .into_static(),
         )
+        .map_err(|e| e.to_string())
     }
 
     #[test]

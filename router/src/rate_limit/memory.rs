@@ -16,7 +16,7 @@ use crate::config::FieldRateLimit;
 
 /// Tokio's (pausable) monotonic clock, as durations since the limiter was made.
 #[derive(Debug, Clone)]
-pub struct TokioClock {
+pub(crate) struct TokioClock {
     start: tokio::time::Instant,
 }
 
@@ -50,13 +50,13 @@ struct Limiter {
     emission: Duration,
 }
 
-pub struct MemoryLimiter {
+pub(crate) struct MemoryLimiter {
     limiters: Vec<Limiter>,
     max_keys: usize,
 }
 
 /// `limit` per `per` as a governor quota: one cell every `per / limit`, bursts of `limit`.
-pub fn quota(rule: &FieldRateLimit) -> (Quota, Duration) {
+pub(crate) fn quota(rule: &FieldRateLimit) -> (Quota, Duration) {
     let limit = NonZeroU32::new(rule.limit.max(1)).unwrap_or(NonZeroU32::MIN);
     let emission = (rule.per / limit.get()).max(Duration::from_nanos(1));
     let quota = Quota::with_period(emission)
@@ -66,7 +66,7 @@ pub fn quota(rule: &FieldRateLimit) -> (Quota, Duration) {
 }
 
 impl MemoryLimiter {
-    pub fn new<'a>(
+    pub(crate) fn new<'a>(
         rules: impl Iterator<Item = &'a FieldRateLimit>,
         max_keys: usize,
     ) -> MemoryLimiter {
@@ -87,7 +87,7 @@ impl MemoryLimiter {
         }
     }
 
-    pub fn check(&self, rule: usize, key: &str) -> Decision {
+    pub(crate) fn check(&self, rule: usize, key: &str) -> Decision {
         let Some(limiter) = self.limiters.get(rule) else {
             return Decision::Allowed;
         };
@@ -112,7 +112,7 @@ impl MemoryLimiter {
         }
     }
 
-    pub fn retain_recent(&self) {
+    pub(crate) fn retain_recent(&self) {
         for limiter in &self.limiters {
             limiter.limiter.retain_recent();
             limiter.limiter.shrink_to_fit();

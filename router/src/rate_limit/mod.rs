@@ -5,10 +5,10 @@
 //! to `limit`), counted either in this process (`memory`, with `governor`) or in Redis
 //! (`redis`, one atomic Lua script per check) so that router replicas share one quota.
 
-pub mod directives;
-pub mod memory;
-pub mod redis;
-pub mod requests;
+pub(crate) mod directives;
+pub(crate) mod memory;
+pub(crate) mod redis;
+pub(crate) mod requests;
 
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
@@ -22,7 +22,7 @@ use crate::config::{FieldRateLimit, LimitKey, RateLimitBackend, RateLimitConfig}
 
 /// The outcome of one check.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Decision {
+pub(crate) enum Decision {
     Allowed,
     /// Over the limit; one more selection is allowed after `retry_after`.
     Limited {
@@ -32,26 +32,29 @@ pub enum Decision {
 
 /// Where a limit was declared.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum RuleSource {
+pub(crate) enum RuleSource {
     Config,
     Directive,
 }
 
 /// A limit on one field coordinate.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Rule {
-    pub coordinate: String,
-    pub limit: FieldRateLimit,
-    pub source: RuleSource,
+pub(crate) struct Rule {
+    pub(crate) coordinate: String,
+    pub(crate) limit: FieldRateLimit,
+    pub(crate) source: RuleSource,
 }
 
 /// Why the rate limiter could not be set up.
 #[derive(Debug, thiserror::Error)]
 pub enum LimitError {
-    #[error("`rate_limit.redis.url`: {0}")]
-    Redis(String),
-    #[error("{0}")]
-    Directive(String),
+    #[error("`rate_limit.redis.url`: not set")]
+    RedisUrlMissing,
+    #[error("`rate_limit.redis.url`: `{url}`: {source}")]
+    RedisUrl {
+        url: String,
+        source: ::redis::RedisError,
+    },
 }
 
 enum Backend {
@@ -60,7 +63,7 @@ enum Backend {
 }
 
 /// Every field limit of one configuration and supergraph, and where they are counted.
-pub struct RateLimits {
+pub(crate) struct RateLimits {
     rules: Vec<Rule>,
     by_coordinate: AHashMap<String, usize>,
     key_claim: String,
@@ -69,7 +72,7 @@ pub struct RateLimits {
 
 impl RateLimits {
     /// Rules from `@rateLimit` (`directive_rules`), overridden by `config.fields`.
-    pub fn new(
+    pub(crate) fn new(
         config: &RateLimitConfig,
         directive_rules: Vec<(String, FieldRateLimit)>,
     ) -> Result<RateLimits, LimitError> {
@@ -100,9 +103,9 @@ impl RateLimits {
                 rules.iter().map(|r| &r.limit),
                 config.max_keys_per_limit,
             )),
-            RateLimitBackend::Redis => Backend::Redis(Box::new(
-                redis::RedisLimiter::new(&config.redis).map_err(LimitError::Redis)?,
-            )),
+            RateLimitBackend::Redis => {
+                Backend::Redis(Box::new(redis::RedisLimiter::new(&config.redis)?))
+            }
         };
         Ok(RateLimits {
             rules,
@@ -112,16 +115,12 @@ impl RateLimits {
         })
     }
 
-    pub fn rules(&self) -> &[Rule] {
-        &self.rules
-    }
-
-    pub fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.rules.is_empty()
     }
 
     /// The rule on `Type.field`, if any.
-    pub fn rule_for(&self, parent_type: &str, field: &str) -> Option<usize> {
+    pub(crate) fn rule_for(&self, parent_type: &str, field: &str) -> Option<usize> {
         if self.rules.is_empty() {
             return None;
         }
@@ -130,12 +129,13 @@ impl RateLimits {
             .copied()
     }
 
-    pub fn rule(&self, index: usize) -> &Rule {
+    #[cfg(test)]
+    pub(crate) fn rule(&self, index: usize) -> &Rule {
         &self.rules[index]
     }
 
     /// The key a selection is counted under: the rule's claim of the caller, else the client IP.
-    pub fn key(
+    pub(crate) fn key(
         &self,
         rule: usize,
         identity: Option<&Identity>,
@@ -158,7 +158,7 @@ impl RateLimits {
     }
 
     /// Counts one selection of `rule`'s field for `key`.
-    pub async fn check(&self, rule: usize, key: &str) -> Decision {
+    pub(crate) async fn check(&self, rule: usize, key: &str) -> Decision {
         match &self.backend {
             Backend::Memory(memory) => memory.check(rule, key),
             Backend::Redis(redis) => {
@@ -169,7 +169,7 @@ impl RateLimits {
     }
 
     /// Drops in-memory state of keys whose quota has fully recovered (called periodically).
-    pub fn housekeeping(&self) {
+    pub(crate) fn housekeeping(&self) {
         if let Backend::Memory(memory) = &self.backend {
             memory.retain_recent();
         }
@@ -178,7 +178,7 @@ impl RateLimits {
 
 /// The client's IP: from `header` (first address of a comma-separated list) when configured
 /// and present, else the TCP peer.
-pub fn client_ip(
+pub(crate) fn client_ip(
     headers: &HeaderMap,
     extensions: &Extensions,
     header: Option<&HeaderName>,

@@ -13,6 +13,7 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use tokio::sync::OnceCell;
 
 use super::Decision;
+use super::LimitError;
 use crate::config::{FailurePolicy, FieldRateLimit, RedisRateLimitConfig};
 
 /// KEYS[1]: the counter. ARGV[1]: emission interval in microseconds (period / limit).
@@ -35,7 +36,7 @@ redis.call('SET', KEYS[1], string.format('%.0f', new_tat), 'PX', math.max(1, mat
 return {1, 0}
 "#;
 
-pub struct RedisLimiter {
+pub(crate) struct RedisLimiter {
     client: redis::Client,
     /// Connected on first use (the constructor is synchronous and may run before a runtime);
     /// stays empty after a failed attempt so the next check tries again.
@@ -54,9 +55,12 @@ pub struct RedisLimiter {
 const FAILURE_LOG_INTERVAL_SECS: u64 = 10;
 
 impl RedisLimiter {
-    pub fn new(config: &RedisRateLimitConfig) -> Result<RedisLimiter, String> {
-        let url = config.url.as_deref().ok_or("not set")?;
-        let client = redis::Client::open(url).map_err(|e| format!("`{url}`: {e}"))?;
+    pub(crate) fn new(config: &RedisRateLimitConfig) -> Result<RedisLimiter, LimitError> {
+        let url = config.url.as_deref().ok_or(LimitError::RedisUrlMissing)?;
+        let client = redis::Client::open(url).map_err(|source| LimitError::RedisUrl {
+            url: url.to_string(),
+            source,
+        })?;
         Ok(RedisLimiter {
             client,
             connection: OnceCell::new(),
@@ -69,7 +73,12 @@ impl RedisLimiter {
         })
     }
 
-    pub async fn check(&self, coordinate: &str, rule: &FieldRateLimit, key: &str) -> Decision {
+    pub(crate) async fn check(
+        &self,
+        coordinate: &str,
+        rule: &FieldRateLimit,
+        key: &str,
+    ) -> Decision {
         match tokio::time::timeout(self.timeout, self.run(coordinate, rule, key)).await {
             Ok(Ok(decision)) => decision,
             Ok(Err(error)) => self.failed(coordinate, &error.to_string()),

@@ -19,7 +19,7 @@ use crate::error::{GraphQLError, codes};
 
 /// Keys requests by [`super::client_ip`]; requests whose IP cannot be told share one key.
 #[derive(Debug, Clone)]
-pub struct ClientIpKey {
+pub(crate) struct ClientIpKey {
     header: Option<HeaderName>,
 }
 
@@ -44,7 +44,7 @@ impl KeyExtractor for ClientIpKey {
 }
 
 /// The limiter shared by the layer, for periodic clean-up of idle keys.
-pub type RequestLimiter = governor::RateLimiter<
+pub(crate) type RequestLimiter = governor::RateLimiter<
     Option<IpAddr>,
     governor::state::keyed::DefaultKeyedStateStore<Option<IpAddr>>,
     governor::clock::QuantaClock,
@@ -52,7 +52,7 @@ pub type RequestLimiter = governor::RateLimiter<
 >;
 
 /// Wraps `app` in the limit, when enabled. Returns the limiter so its idle keys can be dropped.
-pub fn apply(
+pub(crate) fn apply(
     app: axum::Router,
     config: &RequestRateLimit,
     ip_header: Option<HeaderName>,

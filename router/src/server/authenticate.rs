@@ -15,7 +15,7 @@ use crate::auth::{Identity, JwtVerifier};
 use crate::error::{GraphQLError, codes};
 
 /// The caller, or the 401 response for an invalid token.
-pub async fn authenticate(
+pub(crate) async fn authenticate(
     verifier: Option<&JwtVerifier>,
     headers: &HeaderMap,
     media: MediaType,

@@ -13,7 +13,7 @@ use crate::rate_limit::requests::RequestLimiter;
 /// How often idle rate-limit keys are dropped.
 const HOUSEKEEPING_INTERVAL: Duration = Duration::from_secs(60);
 
-pub fn spawn(
+pub(crate) fn spawn(
     state: &Arc<RouterState>,
     request_limiter: Option<Arc<RequestLimiter>>,
 ) -> JoinSet<&'static str> {

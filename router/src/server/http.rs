@@ -15,12 +15,12 @@ use http::{Method, StatusCode};
 use http_body_util::{BodyExt, Limited};
 use tracing::Instrument;
 
-use super::request::{self, MediaType, RequestError};
+use super::request::{self, MediaType};
 use super::{AppState, sse, ws};
 use crate::error::{GraphQLError, codes, render_errors};
 use crate::operation::validate::{operation_at, operation_parts};
 use crate::operation::{
-    Admitted, Caller, GraphQLRequest, Live, Refusal, RouterState, admit, dedupe_key,
+    Admitted, Caller, GraphQLRequest, Live, PipelineError, RouterState, admit, dedupe_key,
 };
 use crate::query_planner::OperationKind;
 use crate::rate_limit::client_ip;
@@ -28,7 +28,7 @@ use crate::telemetry::{self, Observed, Outcome};
 
 /// The GraphQL endpoint: any method reaches it so that the wrong ones get a GraphQL error.
 /// Each request runs in its own `router.request` span and is counted in the request series.
-pub async fn handle(state: Arc<AppState>, request: http::Request<Body>) -> Response {
+pub(crate) async fn handle(state: Arc<AppState>, request: http::Request<Body>) -> Response {
     // A WebSocket lives for its connection: it has its own gauges, not a request span.
     if ws::is_upgrade(request.headers()) {
         return ws::handle(state, request).await;
@@ -61,10 +61,10 @@ async fn handle_request(
     let media = match request::negotiate(&parts.headers) {
         Ok(media) => media,
         Err(_) if event_stream => MediaType::Json,
-        Err(error) => return request_error(MediaType::Json, error),
+        Err(error) => return error_response(MediaType::Json, &error),
     };
     if let Err(error) = request::check_method(&parts.method) {
-        let mut response = request_error(media, error);
+        let mut response = error_response(media, &error);
         response
             .headers_mut()
             .insert(ALLOW, HeaderValue::from_static("GET, POST"));
@@ -73,7 +73,7 @@ async fn handle_request(
     if live.config.csrf.enabled
         && let Err(error) = request::check_csrf(&parts.headers, &live.csrf_headers)
     {
-        return request_error(media, error);
+        return error_response(media, &error);
     }
     let identity =
         match super::authenticate::authenticate(live.verifier.as_deref(), &parts.headers, media)
@@ -95,7 +95,7 @@ async fn handle_request(
     };
     let graphql = match graphql {
         Ok(graphql) => graphql,
-        Err(error) => return request_error(media, error),
+        Err(error) => return error_response(media, &error),
     };
     let caller = Caller {
         headers: &parts.headers,
@@ -147,7 +147,7 @@ async fn run(
         .await
     {
         Ok(prepared) => prepared,
-        Err(rejection) => return rejected(media, rejection.status, &rejection.errors),
+        Err(rejection) => return error_response(media, &rejection),
     };
     let _ = observed.kind.set(prepared.kind);
     let span = tracing::Span::current();
@@ -178,14 +178,16 @@ async fn run(
                 "Subscriptions are not served over plain HTTP requests",
                 codes::UNSUPPORTED_OPERATION,
             );
-            return rejected(media, StatusCode::BAD_REQUEST, &[error]);
+            return error_response(
+                media,
+                &PipelineError::rejected(StatusCode::BAD_REQUEST, error),
+            );
         }
         _ => {}
     }
     let admitted = match admit(state, live, prepared, &request.variables, caller).await {
         Ok(admitted) => admitted,
-        Err(Refusal::Rejected(status, errors)) => return rejected(media, status, &errors),
-        Err(Refusal::RateLimited(errors, wait)) => return too_many_requests(media, errors, wait),
+        Err(error) => return error_response(media, &error),
     };
     let Admitted {
         prepared,
@@ -219,7 +221,11 @@ async fn run(
             caller.identity,
             &errors,
         );
-        state.inbound.run(key, execute).await
+        let flight = state.inbound.run(key, execute).await;
+        if flight.shared {
+            metrics::counter!("shippy_router_inbound_deduplicated_total").increment(1);
+        }
+        flight.value
     } else {
         execute().await
     };
@@ -229,21 +235,7 @@ async fn run(
     response
 }
 
-/// 429 for an operation whose every root field is over its rate limit.
-fn too_many_requests(
-    media: MediaType,
-    errors: Vec<GraphQLError>,
-    wait: std::time::Duration,
-) -> Response {
-    let seconds = wait.as_secs_f64().ceil().max(1.0) as u64;
-    let mut response = http_response(StatusCode::TOO_MANY_REQUESTS, media, render_errors(&errors));
-    response
-        .headers_mut()
-        .insert(RETRY_AFTER, HeaderValue::from(seconds));
-    response
-}
-
-async fn read_body(body: Body, limit: usize) -> Result<bytes::Bytes, RequestError> {
+async fn read_body(body: Body, limit: usize) -> Result<bytes::Bytes, PipelineError> {
     match Limited::new(body, limit).collect().await {
         Ok(collected) => Ok(collected.to_bytes()),
         Err(error)
@@ -251,7 +243,7 @@ async fn read_body(body: Body, limit: usize) -> Result<bytes::Bytes, RequestErro
                 .downcast_ref::<http_body_util::LengthLimitError>()
                 .is_some() =>
         {
-            Err(RequestError {
+            Err(PipelineError::Request {
                 status: StatusCode::PAYLOAD_TOO_LARGE,
                 error: GraphQLError::new(
                     format!("The request body exceeds {limit} bytes"),
@@ -260,28 +252,39 @@ async fn read_body(body: Body, limit: usize) -> Result<bytes::Bytes, RequestErro
                 .with_extension("limit", limit),
             })
         }
-        Err(_) => Err(RequestError {
+        Err(_) => Err(PipelineError::Request {
             status: StatusCode::BAD_REQUEST,
             error: GraphQLError::new("The request body could not be read", codes::BAD_REQUEST),
         }),
     }
 }
 
-fn request_error(media: MediaType, error: RequestError) -> Response {
-    http_response(error.status, media, render_errors(&[error.error]))
-}
-
-/// A GraphQL-level rejection: the spec's status under the GraphQL media type, 200 under legacy JSON.
-fn rejected(media: MediaType, status: StatusCode, errors: &[GraphQLError]) -> Response {
-    let status = match media {
-        MediaType::GraphQLResponseJson => status,
-        MediaType::Json => StatusCode::OK,
+/// The response for a request that was not executed. A GraphQL-level rejection gets the
+/// spec's status under the GraphQL media type and 200 under legacy JSON; a malformed HTTP
+/// request gets its status under both; an operation whose every root field is over its rate
+/// limit gets 429 with `Retry-After`.
+fn error_response(media: MediaType, error: &PipelineError) -> Response {
+    tracing::debug!(code = error.code(), status = %error.status(), "request not executed");
+    let status = match (error, media) {
+        (PipelineError::Rejected { .. }, MediaType::Json) => StatusCode::OK,
+        _ => error.status(),
     };
-    http_response(status, media, render_errors(errors))
+    let mut response = http_response(status, media, render_errors(error.errors()));
+    if let PipelineError::RateLimited { retry_after, .. } = error {
+        let seconds = retry_after.as_secs_f64().ceil().max(1.0) as u64;
+        response
+            .headers_mut()
+            .insert(RETRY_AFTER, HeaderValue::from(seconds));
+    }
+    response
 }
 
 /// The HTTP response for a body in the negotiated media type.
-pub fn http_response(status: StatusCode, media: MediaType, body: impl Into<Body>) -> Response {
+pub(crate) fn http_response(
+    status: StatusCode,
+    media: MediaType,
+    body: impl Into<Body>,
+) -> Response {
     let mut response = Response::new(body.into());
     *response.status_mut() = status;
     response

@@ -5,13 +5,13 @@
 //!
 //! The transports share an [`AppState`]: the operation path's state plus the subscription hub.
 
-pub mod authenticate;
-pub mod background;
-pub mod http;
-pub mod request;
-pub mod sse;
-pub mod web;
-pub mod ws;
+pub(crate) mod authenticate;
+pub(crate) mod background;
+pub(crate) mod http;
+pub(crate) mod request;
+pub(crate) mod sse;
+pub(crate) mod web;
+pub(crate) mod ws;
 
 use std::future::{Future, IntoFuture};
 use std::ops::Deref;
@@ -25,11 +25,11 @@ use crate::subscriptions::Hub;
 use crate::telemetry;
 
 /// What the transports share: the operation path's state and the subscription hub.
-pub struct AppState {
+pub(crate) struct AppState {
     /// Everything operations share (caches, live configuration, subgraph clients).
-    pub core: Arc<RouterState>,
+    pub(crate) core: Arc<RouterState>,
     /// Subscription connections and the upstream streams they share.
-    pub hub: Arc<Hub>,
+    pub(crate) hub: Arc<Hub>,
 }
 
 impl Deref for AppState {
@@ -49,7 +49,7 @@ async fn health() -> impl axum::response::IntoResponse {
 
 /// The HTTP application and the whole-request rate limiter behind it (when
 /// `rate_limit.requests` turns one on), whose state the background tasks clean up.
-pub fn app(state: &Arc<AppState>) -> (axum::Router, Option<Arc<RequestLimiter>>) {
+pub(crate) fn app(state: &Arc<AppState>) -> (axum::Router, Option<Arc<RequestLimiter>>) {
     let http = &state.config.http;
     let handler_state = Arc::clone(state);
     let mut graphql = axum::Router::new().route(
@@ -91,7 +91,7 @@ pub fn app(state: &Arc<AppState>) -> (axum::Router, Option<Arc<RequestLimiter>>)
 /// `http.shutdown_timeout` before dropping the remaining connections. The background tasks
 /// (JWKS refresh, subgraph health checks, rate-limiter clean-up) run while it serves; if one
 /// stops, serving stops with an error naming it.
-pub async fn serve(
+pub(crate) async fn serve(
     state: Arc<AppState>,
     listener: tokio::net::TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,

@@ -11,11 +11,11 @@ use http::{HeaderMap, Method, StatusCode};
 use serde_json::{Map, Value as Json};
 
 use crate::error::{GraphQLError, codes};
-use crate::operation::GraphQLRequest;
+use crate::operation::{GraphQLRequest, PipelineError};
 
 /// The media type the response is written in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum MediaType {
+pub(crate) enum MediaType {
     /// `application/graphql-response+json`: request errors get 4xx statuses.
     GraphQLResponseJson,
     /// `application/json` (legacy): every GraphQL response is a 200.
@@ -23,7 +23,7 @@ pub enum MediaType {
 }
 
 impl MediaType {
-    pub fn content_type(self) -> &'static str {
+    pub(crate) fn content_type(self) -> &'static str {
         match self {
             MediaType::GraphQLResponseJson => "application/graphql-response+json; charset=utf-8",
             MediaType::Json => "application/json; charset=utf-8",
@@ -31,25 +31,9 @@ impl MediaType {
     }
 }
 
-/// A request that could not be turned into a GraphQL request.
-#[derive(Debug)]
-pub struct RequestError {
-    pub status: StatusCode,
-    pub error: GraphQLError,
-}
-
-impl RequestError {
-    fn new(status: StatusCode, message: impl Into<String>) -> RequestError {
-        RequestError {
-            status,
-            error: GraphQLError::new(message, codes::BAD_REQUEST),
-        }
-    }
-}
-
 /// Chooses the response media type from `Accept`. No `Accept` (or only wildcards) means the
 /// legacy `application/json`; asking only for types we cannot produce is a 406.
-pub fn negotiate(headers: &HeaderMap) -> Result<MediaType, RequestError> {
+pub(crate) fn negotiate(headers: &HeaderMap) -> Result<MediaType, PipelineError> {
     let mut best: Option<(MediaType, f32)> = None;
     let mut saw_any = false;
     for value in headers.get_all(ACCEPT) {
@@ -91,7 +75,7 @@ pub fn negotiate(headers: &HeaderMap) -> Result<MediaType, RequestError> {
     match best {
         Some((media, _)) => Ok(media),
         None if !saw_any => Ok(MediaType::Json),
-        None => Err(RequestError::new(
+        None => Err(PipelineError::bad_request(
             StatusCode::NOT_ACCEPTABLE,
             "The Accept header allows neither application/graphql-response+json nor application/json",
         )),
@@ -99,7 +83,7 @@ pub fn negotiate(headers: &HeaderMap) -> Result<MediaType, RequestError> {
 }
 
 /// Reads a GET request's URL parameters.
-pub fn from_get(query_string: Option<&str>) -> Result<GraphQLRequest, RequestError> {
+pub(crate) fn from_get(query_string: Option<&str>) -> Result<GraphQLRequest, PipelineError> {
     let mut query = None;
     let mut operation_name = None;
     let mut variables = None;
@@ -113,7 +97,7 @@ pub fn from_get(query_string: Option<&str>) -> Result<GraphQLRequest, RequestErr
             _ => continue,
         };
         if slot.is_some() {
-            return Err(RequestError::new(
+            return Err(PipelineError::bad_request(
                 StatusCode::BAD_REQUEST,
                 format!("The `{key}` parameter is repeated"),
             ));
@@ -121,22 +105,22 @@ pub fn from_get(query_string: Option<&str>) -> Result<GraphQLRequest, RequestErr
         *slot = Some(value.into_owned());
     }
     let Some(query) = query.filter(|q| !q.trim().is_empty()) else {
-        return Err(RequestError::new(
+        return Err(PipelineError::bad_request(
             StatusCode::BAD_REQUEST,
             "The `query` parameter is missing",
         ));
     };
     let parse_object =
-        |name: &str, text: Option<String>| -> Result<Map<String, Json>, RequestError> {
+        |name: &str, text: Option<String>| -> Result<Map<String, Json>, PipelineError> {
             match text.as_deref().map(str::trim) {
                 None | Some("") | Some("null") => Ok(Map::new()),
                 Some(text) => match serde_json::from_str::<Json>(text) {
                     Ok(Json::Object(map)) => Ok(map),
-                    Ok(_) => Err(RequestError::new(
+                    Ok(_) => Err(PipelineError::bad_request(
                         StatusCode::BAD_REQUEST,
                         format!("The `{name}` parameter must be a JSON object"),
                     )),
-                    Err(_) => Err(RequestError::new(
+                    Err(_) => Err(PipelineError::bad_request(
                         StatusCode::BAD_REQUEST,
                         format!("The `{name}` parameter is not valid JSON"),
                     )),
@@ -153,9 +137,9 @@ pub fn from_get(query_string: Option<&str>) -> Result<GraphQLRequest, RequestErr
 }
 
 /// Checks a POST's `Content-Type`: only JSON bodies are accepted.
-pub fn check_content_type(headers: &HeaderMap) -> Result<(), RequestError> {
+pub(crate) fn check_content_type(headers: &HeaderMap) -> Result<(), PipelineError> {
     let Some(value) = headers.get(CONTENT_TYPE) else {
-        return Err(RequestError::new(
+        return Err(PipelineError::bad_request(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             "A POST needs `Content-Type: application/json`",
         ));
@@ -171,7 +155,7 @@ pub fn check_content_type(headers: &HeaderMap) -> Result<(), RequestError> {
     if media == "application/json" {
         Ok(())
     } else {
-        Err(RequestError::new(
+        Err(PipelineError::bad_request(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             format!("Content-Type `{media}` is not supported; send `application/json`"),
         ))
@@ -179,11 +163,11 @@ pub fn check_content_type(headers: &HeaderMap) -> Result<(), RequestError> {
 }
 
 /// Parses a POST body (`{"query": ..., "operationName": ..., "variables": ..., "extensions": ...}`).
-pub fn from_post(body: &Bytes) -> Result<GraphQLRequest, RequestError> {
+pub(crate) fn from_post(body: &Bytes) -> Result<GraphQLRequest, PipelineError> {
     // serde_json stops at 128 levels of nesting; a parser without a limit would overflow the
     // stack on `[[[[…` and take the process down.
     let parsed: Json = serde_json::from_slice(body).map_err(|_| {
-        RequestError::new(
+        PipelineError::bad_request(
             StatusCode::BAD_REQUEST,
             "The request body is not valid JSON",
         )
@@ -194,24 +178,24 @@ pub fn from_post(body: &Bytes) -> Result<GraphQLRequest, RequestError> {
         } else {
             "The request body must be a JSON object"
         };
-        return Err(RequestError::new(StatusCode::BAD_REQUEST, message));
+        return Err(PipelineError::bad_request(StatusCode::BAD_REQUEST, message));
     };
     let query = match object.remove("query") {
         Some(Json::String(q)) if !q.trim().is_empty() => q,
         None | Some(Json::Null) => {
-            return Err(RequestError::new(
+            return Err(PipelineError::bad_request(
                 StatusCode::BAD_REQUEST,
                 "The request has no `query`",
             ));
         }
         Some(Json::String(_)) => {
-            return Err(RequestError::new(
+            return Err(PipelineError::bad_request(
                 StatusCode::BAD_REQUEST,
                 "The `query` is empty",
             ));
         }
         Some(_) => {
-            return Err(RequestError::new(
+            return Err(PipelineError::bad_request(
                 StatusCode::BAD_REQUEST,
                 "The `query` must be a string",
             ));
@@ -221,7 +205,7 @@ pub fn from_post(body: &Bytes) -> Result<GraphQLRequest, RequestError> {
         None | Some(Json::Null) => None,
         Some(Json::String(name)) => Some(name).filter(|n| !n.is_empty()),
         Some(_) => {
-            return Err(RequestError::new(
+            return Err(PipelineError::bad_request(
                 StatusCode::BAD_REQUEST,
                 "The `operationName` must be a string",
             ));
@@ -230,7 +214,7 @@ pub fn from_post(body: &Bytes) -> Result<GraphQLRequest, RequestError> {
     let object_field = |value: Option<Json>, name: &str| match value {
         None | Some(Json::Null) => Ok(Map::new()),
         Some(Json::Object(map)) => Ok(map),
-        Some(_) => Err(RequestError::new(
+        Some(_) => Err(PipelineError::bad_request(
             StatusCode::BAD_REQUEST,
             format!("The `{name}` must be a JSON object"),
         )),
@@ -248,7 +232,10 @@ pub fn from_post(body: &Bytes) -> Result<GraphQLRequest, RequestError> {
 /// cross-site without a CORS preflight (a GET, or a POST with no content type or a "simple"
 /// one: `text/plain`, `application/x-www-form-urlencoded`, `multipart/form-data`) must carry
 /// one of `required` headers, which no cross-site page can set without a preflight.
-pub fn check_csrf(headers: &HeaderMap, required: &[HeaderName]) -> Result<(), RequestError> {
+pub(crate) fn check_csrf(
+    headers: &HeaderMap,
+    required: &[HeaderName],
+) -> Result<(), PipelineError> {
     let simple_content_type = match headers.get(CONTENT_TYPE) {
         None => true,
         Some(value) => {
@@ -274,7 +261,7 @@ pub fn check_csrf(headers: &HeaderMap, required: &[HeaderName]) -> Result<(), Re
         .map(|n| format!("`{n}`"))
         .collect::<Vec<_>>()
         .join(" or ");
-    Err(RequestError {
+    Err(PipelineError::Request {
         status: StatusCode::BAD_REQUEST,
         error: GraphQLError::new(
             format!(
@@ -287,11 +274,11 @@ pub fn check_csrf(headers: &HeaderMap, required: &[HeaderName]) -> Result<(), Re
 }
 
 /// Methods other than GET and POST are refused before anything else.
-pub fn check_method(method: &Method) -> Result<(), RequestError> {
+pub(crate) fn check_method(method: &Method) -> Result<(), PipelineError> {
     if method == Method::GET || method == Method::POST {
         Ok(())
     } else {
-        Err(RequestError::new(
+        Err(PipelineError::bad_request(
             StatusCode::METHOD_NOT_ALLOWED,
             format!("Method {method} is not allowed; use GET or POST"),
         ))
@@ -336,7 +323,7 @@ mod tests {
             MediaType::Json
         );
         let err = negotiate(&accept("text/html")).unwrap_err();
-        assert_eq!(err.status, StatusCode::NOT_ACCEPTABLE);
+        assert_eq!(err.status(), StatusCode::NOT_ACCEPTABLE);
         assert!(negotiate(&accept("application/json;q=0")).is_err());
     }
 
@@ -361,7 +348,7 @@ mod tests {
             "]".repeat(depth)
         );
         let err = from_post(&Bytes::from(body)).unwrap_err();
-        assert_eq!(err.status, StatusCode::BAD_REQUEST);
+        assert_eq!(err.status(), StatusCode::BAD_REQUEST);
     }
 
     #[test]
@@ -379,12 +366,12 @@ mod tests {
         ] {
             let err = from_post(&Bytes::copy_from_slice(body)).unwrap_err();
             assert_eq!(
-                err.status,
+                err.status(),
                 StatusCode::BAD_REQUEST,
                 "{}",
                 String::from_utf8_lossy(body)
             );
-            assert_eq!(err.error.code(), Some(codes::BAD_REQUEST));
+            assert_eq!(err.code(), codes::BAD_REQUEST);
         }
     }
 
@@ -398,15 +385,18 @@ mod tests {
         assert_eq!(request.variables.get("x"), Some(&Json::from(1)));
         assert_eq!(request.operation_name.as_deref(), Some("Op"));
         assert!(request.is_get);
-        assert_eq!(from_get(None).unwrap_err().status, StatusCode::BAD_REQUEST);
         assert_eq!(
-            from_get(Some("query={a}&variables=nope"))
-                .unwrap_err()
-                .status,
+            from_get(None).unwrap_err().status(),
             StatusCode::BAD_REQUEST
         );
         assert_eq!(
-            from_get(Some("query={a}&query={b}")).unwrap_err().status,
+            from_get(Some("query={a}&variables=nope"))
+                .unwrap_err()
+                .status(),
+            StatusCode::BAD_REQUEST
+        );
+        assert_eq!(
+            from_get(Some("query={a}&query={b}")).unwrap_err().status(),
             StatusCode::BAD_REQUEST
         );
     }
@@ -416,7 +406,7 @@ mod tests {
         let required = [HeaderName::from_static("apollo-require-preflight")];
         let mut headers = HeaderMap::new();
         let err = check_csrf(&headers, &required).unwrap_err();
-        assert_eq!(err.error.code(), Some(codes::CSRF_PREFLIGHT_REQUIRED));
+        assert_eq!(err.code(), codes::CSRF_PREFLIGHT_REQUIRED);
         headers.insert(
             CONTENT_TYPE,
             HeaderValue::from_static("text/plain; charset=utf-8"),
@@ -438,7 +428,7 @@ mod tests {
     fn checks_content_type() {
         let mut headers = HeaderMap::new();
         assert_eq!(
-            check_content_type(&headers).unwrap_err().status,
+            check_content_type(&headers).unwrap_err().status(),
             StatusCode::UNSUPPORTED_MEDIA_TYPE
         );
         headers.insert(
@@ -448,7 +438,7 @@ mod tests {
         assert!(check_content_type(&headers).is_ok());
         headers.insert(CONTENT_TYPE, HeaderValue::from_static("text/plain"));
         assert_eq!(
-            check_content_type(&headers).unwrap_err().status,
+            check_content_type(&headers).unwrap_err().status(),
             StatusCode::UNSUPPORTED_MEDIA_TYPE
         );
     }

@@ -35,7 +35,7 @@ use crate::subscriptions::{
 };
 
 /// Whether the client asks for an event stream.
-pub fn accepts(headers: &HeaderMap) -> bool {
+pub(crate) fn accepts(headers: &HeaderMap) -> bool {
     headers.get_all(ACCEPT).iter().any(|value| {
         value.to_str().is_ok_and(|v| {
             v.split(',').any(|range| {
@@ -49,7 +49,7 @@ pub fn accepts(headers: &HeaderMap) -> bool {
 }
 
 /// The event stream for `request`.
-pub async fn respond(
+pub(crate) async fn respond(
     state: &Arc<AppState>,
     request: GraphQLRequest,
     caller: Caller<'_>,
@@ -93,7 +93,7 @@ pub async fn respond(
     };
     let body = match start(&state.core, &state.hub, &request, who).await {
         Err(refused) => {
-            let errors = render_errors(&refused.errors);
+            let errors = render_errors(refused.errors());
             Body::from(finished(&errors))
         }
         Ok(Started::Single(result)) => Body::from(finished(&result)),

@@ -135,7 +135,7 @@ const CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self'; img-
                    form-action 'self'; frame-ancestors 'none'";
 
 /// `/` and `/assets/{name}`, for the parts that are on. Empty when both are off.
-pub fn routes(http: &HttpConfig) -> axum::Router {
+pub(crate) fn routes(http: &HttpConfig) -> axum::Router {
     let (ui, playground) = (http.ui, http.playground);
     let mut router = axum::Router::new();
     if ui || playground {
@@ -172,7 +172,7 @@ pub fn routes(http: &HttpConfig) -> axum::Router {
 /// Answers browser page loads of the GraphQL endpoint with the playground and passes every other
 /// request (GraphQL GETs and POSTs, WebSocket upgrades) on to the endpoint. For `route_layer` on the
 /// GraphQL route, so unmatched paths still get a 404.
-pub async fn playground(request: Request, next: Next) -> Response {
+pub(crate) async fn playground(request: Request, next: Next) -> Response {
     if wants_playground(&request) {
         return page("playground.html", request.headers());
     }

@@ -48,20 +48,20 @@ use crate::subscriptions::{
     request_from_payload, start,
 };
 
-pub const TRANSPORT_WS: &str = "graphql-transport-ws";
-pub const LEGACY_WS: &str = "graphql-ws";
+pub(crate) const TRANSPORT_WS: &str = "graphql-transport-ws";
+pub(crate) const LEGACY_WS: &str = "graphql-ws";
 
 /// Close codes (graphql-transport-ws PROTOCOL.md, and RFC 6455 for the last two).
-pub mod close {
-    pub const BAD_REQUEST: u16 = 4400;
-    pub const UNAUTHORIZED: u16 = 4401;
-    pub const FORBIDDEN: u16 = 4403;
-    pub const INIT_TIMEOUT: u16 = 4408;
-    pub const DUPLICATE_ID: u16 = 4409;
-    pub const TOO_MANY_INITS: u16 = 4429;
-    pub const GOING_AWAY: u16 = 1001;
-    pub const SERVICE_RESTART: u16 = 1012;
-    pub const POLICY_VIOLATION: u16 = 1008;
+pub(crate) mod close {
+    pub(crate) const BAD_REQUEST: u16 = 4400;
+    pub(crate) const UNAUTHORIZED: u16 = 4401;
+    pub(crate) const FORBIDDEN: u16 = 4403;
+    pub(crate) const INIT_TIMEOUT: u16 = 4408;
+    pub(crate) const DUPLICATE_ID: u16 = 4409;
+    pub(crate) const TOO_MANY_INITS: u16 = 4429;
+    pub(crate) const GOING_AWAY: u16 = 1001;
+    pub(crate) const SERVICE_RESTART: u16 = 1012;
+    pub(crate) const POLICY_VIOLATION: u16 = 1008;
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -73,7 +73,7 @@ enum Protocol {
 }
 
 /// Whether `headers` ask for a WebSocket upgrade.
-pub fn is_upgrade(headers: &HeaderMap) -> bool {
+pub(crate) fn is_upgrade(headers: &HeaderMap) -> bool {
     headers
         .get(http::header::UPGRADE)
         .and_then(|v| v.to_str().ok())
@@ -82,7 +82,7 @@ pub fn is_upgrade(headers: &HeaderMap) -> bool {
 
 /// Upgrades the request to a subscription connection, or says why not (HTTP status with a
 /// GraphQL error body).
-pub async fn handle(state: Arc<AppState>, request: http::Request<Body>) -> Response {
+pub(crate) async fn handle(state: Arc<AppState>, request: http::Request<Body>) -> Response {
     let (mut parts, _) = request.into_parts();
     let refuse = |status: StatusCode, message: &str, code: &str| {
         http_response(
@@ -567,7 +567,7 @@ impl SubscriptionTask {
         };
         let mut subscriber = match start(&self.state.core, &self.state.hub, &request, who).await {
             Err(refused) => {
-                self.finish(self.writer.error(&refused.errors)).await;
+                self.finish(self.writer.error(refused.errors())).await;
                 return;
             }
             Ok(Started::Single(body)) => {

@@ -11,14 +11,13 @@
 //! connection error or 502/503/504, for queries only and while the budget allows, back off and
 //! try again (another replica first) → the final outcome is reported to the breaker.
 
-pub mod resilience;
+pub(crate) mod resilience;
+pub(crate) mod single_flight;
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
-use dashmap::DashMap;
 use http::header::{ACCEPT, CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue};
 use http::{Method, Request, StatusCode, Uri};
 use http_body_util::{BodyExt, Full, Limited};
@@ -26,9 +25,10 @@ use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
-use tokio::sync::{OnceCell, Semaphore};
+use tokio::sync::Semaphore;
 use xxhash_rust::xxh3::Xxh3;
 
+use self::single_flight::SingleFlight;
 use crate::config::{EffectiveSubgraphConfig, HealthCheckConfig, SubgraphDefaults};
 use crate::subgraph::resilience::balancer::Balancer;
 use crate::subgraph::resilience::breaker::{CircuitBreaker, Rejected};
@@ -36,7 +36,7 @@ use crate::subgraph::resilience::retry::{RetryPolicy, retryable_status};
 
 /// Why a subgraph call produced no HTTP response. Cloneable so deduplicated waiters share it.
 #[derive(Debug, Clone, thiserror::Error)]
-pub enum FetchError {
+pub(crate) enum FetchError {
     #[error("subgraph did not answer within {0:?}")]
     Timeout(Duration),
     #[error("subgraph request failed: {0}")]
@@ -51,19 +51,19 @@ pub enum FetchError {
 
 /// A subgraph's HTTP answer (any status; the executor decides what a non-2xx body means).
 #[derive(Debug, Clone)]
-pub struct SubgraphResponse {
-    pub status: StatusCode,
-    pub body: Bytes,
+pub(crate) struct SubgraphResponse {
+    pub(crate) status: StatusCode,
+    pub(crate) body: Bytes,
 }
 
-pub type FetchResult = Result<SubgraphResponse, FetchError>;
+pub(crate) type FetchResult = Result<SubgraphResponse, FetchError>;
 
 type HttpClient = Client<HttpsConnector<HttpConnector>, Full<Bytes>>;
 
-pub struct SubgraphClient {
-    pub name: String,
+pub(crate) struct SubgraphClient {
+    pub(crate) name: String,
     /// Whether requests carry the caller's verified claims in `extensions.claims`.
-    pub forward_claims: bool,
+    pub(crate) forward_claims: bool,
     /// The subgraph's URLs and their health.
     replicas: Balancer,
     breaker: Option<CircuitBreaker>,
@@ -80,33 +80,62 @@ pub struct SubgraphClient {
     /// initializes the cell; identical callers await it. The entry is removed once answered, so
     /// only truly concurrent requests share a response. If the first caller is cancelled, the
     /// cell stays empty and the next waiter performs the call.
-    in_flight: DashMap<u128, Arc<OnceCell<FetchResult>>, ahash::RandomState>,
+    in_flight: SingleFlight<FetchResult>,
 }
 
-fn parse_url(url: &str) -> Result<Uri, String> {
-    let uri: Uri = url
-        .parse()
-        .map_err(|e| format!("`{url}` is not a valid URL: {e}"))?;
+/// Why a subgraph URL cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum UrlError {
+    /// No URL at all.
+    #[error("no URL")]
+    Missing,
+    /// An empty URL.
+    #[error("it is empty")]
+    Empty,
+    /// Not a URL.
+    #[error("`{url}` is not a valid URL: {source}")]
+    Invalid {
+        /// The URL given.
+        url: String,
+        /// What the parser said.
+        source: http::uri::InvalidUri,
+    },
+    /// Not http:// or https://.
+    #[error("`{0}` must be an http:// or https:// URL")]
+    Scheme(String),
+    /// No host.
+    #[error("`{0}` has no host")]
+    NoHost(String),
+    /// The TLS connector could not be built.
+    #[error("TLS setup failed: {0}")]
+    Tls(rustls::Error),
+}
+
+fn parse_url(url: &str) -> Result<Uri, UrlError> {
+    let uri: Uri = url.parse().map_err(|source| UrlError::Invalid {
+        url: url.to_string(),
+        source,
+    })?;
     match uri.scheme_str() {
         Some("http" | "https") => {}
-        _ => return Err(format!("`{url}` must be an http:// or https:// URL")),
+        _ => return Err(UrlError::Scheme(url.to_string())),
     }
     if uri.host().is_none() {
-        return Err(format!("`{url}` has no host"));
+        return Err(UrlError::NoHost(url.to_string()));
     }
     Ok(uri)
 }
 
 impl SubgraphClient {
     /// A client for the replicas at `urls` (at least one).
-    pub fn new(
+    pub(crate) fn new(
         name: &str,
         urls: &[String],
         settings: &EffectiveSubgraphConfig,
         defaults: &SubgraphDefaults,
-    ) -> Result<SubgraphClient, String> {
+    ) -> Result<SubgraphClient, UrlError> {
         if urls.is_empty() {
-            return Err("no URL".into());
+            return Err(UrlError::Missing);
         }
         let uris = urls
             .iter()
@@ -119,7 +148,7 @@ impl SubgraphClient {
         http.set_connect_timeout(Some(settings.timeout));
         let connector = hyper_rustls::HttpsConnectorBuilder::new()
             .with_provider_and_webpki_roots(rustls::crypto::ring::default_provider())
-            .map_err(|e| format!("TLS setup failed: {e}"))?
+            .map_err(UrlError::Tls)?
             .https_or_http()
             .enable_http1()
             .wrap_connector(http);
@@ -153,49 +182,38 @@ impl SubgraphClient {
             timeout: settings.timeout,
             dedupe: settings.dedupe,
             max_response_size: defaults.max_response_size,
-            in_flight: DashMap::with_hasher(ahash::RandomState::new()),
+            in_flight: SingleFlight::default(),
         })
     }
 
-    /// The first replica's URL.
-    pub fn url(&self) -> &Uri {
-        &self.replicas.replicas()[0].uri
-    }
-
-    pub fn replicas(&self) -> &Balancer {
+    pub(crate) fn replicas(&self) -> &Balancer {
         &self.replicas
     }
 
-    pub fn breaker(&self) -> Option<&CircuitBreaker> {
+    pub(crate) fn breaker(&self) -> Option<&CircuitBreaker> {
         self.breaker.as_ref()
     }
 
     /// Sends `body` (a JSON GraphQL request). `is_query` is false for mutations, which must reach
     /// the subgraph once per client request: they are neither deduplicated nor retried.
-    pub async fn fetch(&self, body: Bytes, headers: &HeaderMap, is_query: bool) -> FetchResult {
+    pub(crate) async fn fetch(
+        &self,
+        body: Bytes,
+        headers: &HeaderMap,
+        is_query: bool,
+    ) -> FetchResult {
         if !(self.dedupe && is_query) {
             return self.send(body, headers, is_query).await;
         }
         let key = dedupe_key(&body, headers);
-        let cell = self
+        let flight = self
             .in_flight
-            .entry(key)
-            .or_insert_with(|| Arc::new(OnceCell::new()))
-            .clone();
-        let led = AtomicBool::new(false);
-        let result = cell
-            .get_or_init(|| {
-                led.store(true, Ordering::Relaxed);
-                self.send(body, headers, true)
-            })
-            .await
-            .clone();
-        self.in_flight
-            .remove_if(&key, |_, current| Arc::ptr_eq(current, &cell));
-        if !led.load(Ordering::Relaxed) {
+            .run(key, || self.send(body, headers, true))
+            .await;
+        if flight.shared {
             metrics::counter!("shippy_router_subgraph_deduplicated_total", "subgraph" => self.name.clone()).increment(1);
         }
-        result
+        flight.value
     }
 
     /// Breaker, attempts and retries for one fetch.
@@ -256,7 +274,7 @@ impl SubgraphClient {
     }
 
     /// Checks every replica once (`POST { __typename }`), reporting to the balancer.
-    pub async fn check_health(&self) {
+    pub(crate) async fn check_health(&self) {
         let checks = (0..self.replicas.replicas().len()).map(|replica| async move {
             let uri = &self.replicas.replicas()[replica].uri;
             let body =
@@ -274,13 +292,13 @@ impl SubgraphClient {
         futures::future::join_all(checks).await;
     }
 
-    pub fn health_check_enabled(&self) -> bool {
+    pub(crate) fn health_check_enabled(&self) -> bool {
         self.health_check.enabled
     }
 
     /// Runs health checks every `health_check.interval`, when this subgraph has several replicas
     /// and checks are enabled; returns at once otherwise.
-    pub async fn run_health_checks(&self) {
+    pub(crate) async fn run_health_checks(&self) {
         if self.replicas.replicas().len() < 2 || !self.health_check.enabled {
             return;
         }
@@ -363,7 +381,7 @@ fn dedupe_key(body: &[u8], headers: &HeaderMap) -> u128 {
 }
 
 /// Picks the client headers to forward to subgraphs, per `forward_headers`.
-pub fn forwarded_headers(names: &[HeaderName], client_headers: &HeaderMap) -> HeaderMap {
+pub(crate) fn forwarded_headers(names: &[HeaderName], client_headers: &HeaderMap) -> HeaderMap {
     let mut out = HeaderMap::new();
     for name in names {
         for value in client_headers.get_all(name) {

@@ -19,27 +19,27 @@ use crate::query_planner::{PathSegment, Rewrite, RewriteSegment, Selection, Sele
 
 /// Representations collected for one `_entities` call.
 #[derive(Debug, Default)]
-pub struct EntityBatch {
+pub(crate) struct EntityBatch {
     /// The JSON array of representations, ready to embed in the request body.
-    pub representations: Vec<u8>,
+    pub(crate) representations: Vec<u8>,
     /// How many distinct representations were written.
-    pub count: usize,
+    pub(crate) count: usize,
     /// The entities that were sent (deduplicated entities share a representation), in order.
-    pub entities: Vec<EntityRef>,
+    pub(crate) entities: Vec<EntityRef>,
     /// The entities' locations, concatenated (see [`EntityRef`]).
-    pub locations: Vec<u32>,
+    pub(crate) locations: Vec<u32>,
 }
 
 /// An entity that was sent: its representation index and its location in `locations`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct EntityRef {
-    pub representation: u32,
-    pub start: u32,
-    pub end: u32,
+pub(crate) struct EntityRef {
+    pub(crate) representation: u32,
+    pub(crate) start: u32,
+    pub(crate) end: u32,
 }
 
 impl EntityBatch {
-    pub fn location(&self, entity: &EntityRef) -> &[u32] {
+    pub(crate) fn location(&self, entity: &EntityRef) -> &[u32] {
         &self.locations[entity.start as usize..entity.end as usize]
     }
 }
@@ -54,7 +54,7 @@ fn matches_types(schema: &Schema, type_name: Option<&str>, types: &[String]) -> 
 
 /// Calls `f` for every entity object reached by `path` from `value`, in document order, with its
 /// location (`stack` holds the indexes taken so far).
-pub fn for_each_entity<'v, 'a>(
+pub(crate) fn for_each_entity<'v, 'a>(
     schema: &Schema,
     value: &'v Value<'a>,
     path: &[PathSegment],
@@ -95,7 +95,10 @@ pub fn for_each_entity<'v, 'a>(
 }
 
 /// The value at `location`, if the tree still has it.
-pub fn locate_mut<'v, 'a>(root: &'v mut Value<'a>, location: &[u32]) -> Option<&'v mut Value<'a>> {
+pub(crate) fn locate_mut<'v, 'a>(
+    root: &'v mut Value<'a>,
+    location: &[u32],
+) -> Option<&'v mut Value<'a>> {
     let mut value = root;
     for &index in location {
         value = match value {
@@ -108,7 +111,7 @@ pub fn locate_mut<'v, 'a>(root: &'v mut Value<'a>, location: &[u32]) -> Option<&
 }
 
 /// The response path of `location` (keys and list indexes), for re-pathing errors.
-pub fn response_path(root: &Value<'_>, location: &[u32]) -> Vec<PathElement> {
+pub(crate) fn response_path(root: &Value<'_>, location: &[u32]) -> Vec<PathElement> {
     let mut path = Vec::with_capacity(location.len());
     let mut value = root;
     for &index in location {
@@ -134,7 +137,7 @@ pub fn response_path(root: &Value<'_>, location: &[u32]) -> Vec<PathElement> {
 }
 
 /// Collects the deduplicated representations of the entities at `paths` into `batch`.
-pub fn collect_representations(
+pub(crate) fn collect_representations(
     schema: &Schema,
     data: &Value<'_>,
     paths: &[Vec<PathSegment>],
@@ -181,7 +184,7 @@ pub fn collect_representations(
 
 /// Writes the representation of `entity` (an object) for `requires`; false when no type
 /// condition of `requires` matches the entity, in which case nothing usable was written.
-pub fn write_representation(
+pub(crate) fn write_representation(
     schema: &Schema,
     entity: &Value<'_>,
     requires: &SelectionSet,
@@ -287,7 +290,7 @@ fn write_selected_value(
 }
 
 /// Applies the planner's rewrites to one entity (input) or one fetched value (output).
-pub fn apply_rewrites(schema: &Schema, value: &mut Value<'_>, rewrites: &[Rewrite]) {
+pub(crate) fn apply_rewrites(schema: &Schema, value: &mut Value<'_>, rewrites: &[Rewrite]) {
     for rewrite in rewrites {
         match rewrite {
             Rewrite::ValueSetter {

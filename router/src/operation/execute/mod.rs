@@ -9,7 +9,7 @@
 //! Failures never abort the plan: a fetch that fails records an error naming the subgraph and
 //! the rest of the plan runs on whatever data exists, giving partial results.
 
-pub mod entities;
+pub(crate) mod entities;
 
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -32,16 +32,16 @@ use crate::query_planner::{BatchFetchNode, FetchNode, FlattenNode, OperationKind
 use crate::subgraph::FetchError;
 
 /// The merged data and errors of one execution.
-pub struct ExecutionOutput<'a> {
-    pub data: Value<'a>,
-    pub errors: Vec<GraphQLError>,
+pub(crate) struct ExecutionOutput<'a> {
+    pub(crate) data: Value<'a>,
+    pub(crate) errors: Vec<GraphQLError>,
     /// Some fetch failed as a whole; fields missing from the data are explained by its error.
-    pub fetch_failed: bool,
+    pub(crate) fetch_failed: bool,
 }
 
 /// Keeps subgraph response bodies alive while the data tree borrows from them. Append-only and
 /// shareable between the concurrent fetches of one execution.
-pub type ResponseArena = boxcar::Vec<Bytes>;
+pub(crate) type ResponseArena = boxcar::Vec<Bytes>;
 
 struct Execution<'a> {
     state: &'a RouterState,
@@ -60,7 +60,7 @@ struct Execution<'a> {
 
 /// Runs `plan` (if any) starting from `initial_data`.
 #[allow(clippy::too_many_arguments)]
-pub async fn execute<'a>(
+pub(crate) async fn execute<'a>(
     state: &'a RouterState,
     plan: Option<&'a PlanNode>,
     kind: OperationKind,
@@ -101,7 +101,7 @@ pub async fn execute<'a>(
 /// plan names them) plus `extra` (representations), each given as already-serialized JSON, and
 /// the caller's claims for subgraphs that take them. Also the `subscribe` payload of a
 /// subscription's primary fetch.
-pub fn request_body(
+pub(crate) fn request_body(
     state: &RouterState,
     variables: &Map<String, Json>,
     claims: Option<&Bytes>,
@@ -149,7 +149,7 @@ pub fn request_body(
 /// One event of a subscription (a GraphQL response from the subgraph's stream, `payload` of its
 /// `next` message) as the data the rest of the plan starts from, parsed into `arena`, with the
 /// primary fetch's output rewrites applied. Its errors are returned tagged with the subgraph.
-pub fn event_data<'a>(
+pub(crate) fn event_data<'a>(
     state: &RouterState,
     arena: &'a ResponseArena,
     fetch: &FetchNode,
@@ -630,7 +630,7 @@ fn path_element(value: &Json) -> Option<PathElement> {
 /// Turns an error from a subgraph into a client error: its message and extensions are kept, it
 /// is tagged with the subgraph, given a code if it has none, and re-pathed by `repath` (which
 /// receives the subgraph's own path).
-pub fn subgraph_error(
+pub(crate) fn subgraph_error(
     error: Json,
     service: &str,
     repath: impl FnOnce(Vec<PathElement>) -> Option<Vec<PathElement>>,

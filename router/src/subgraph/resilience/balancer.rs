@@ -9,8 +9,8 @@ use http::Uri;
 
 use crate::config::LoadBalancing;
 
-pub struct Replica {
-    pub uri: Uri,
+pub(crate) struct Replica {
+    pub(crate) uri: Uri,
     outstanding: AtomicUsize,
     healthy: AtomicBool,
     failures: AtomicU32,
@@ -18,16 +18,16 @@ pub struct Replica {
 }
 
 impl Replica {
-    pub fn is_healthy(&self) -> bool {
+    pub(crate) fn is_healthy(&self) -> bool {
         self.healthy.load(Ordering::Acquire)
     }
 
-    pub fn outstanding(&self) -> usize {
+    pub(crate) fn outstanding(&self) -> usize {
         self.outstanding.load(Ordering::Relaxed)
     }
 }
 
-pub struct Balancer {
+pub(crate) struct Balancer {
     subgraph: String,
     replicas: Vec<Replica>,
     strategy: LoadBalancing,
@@ -39,7 +39,7 @@ pub struct Balancer {
 }
 
 /// Marks one request in flight to a replica, for least-outstanding balancing.
-pub struct Outstanding<'b> {
+pub(crate) struct Outstanding<'b> {
     replica: &'b Replica,
 }
 
@@ -50,7 +50,7 @@ impl Drop for Outstanding<'_> {
 }
 
 impl Balancer {
-    pub fn new(
+    pub(crate) fn new(
         subgraph: &str,
         uris: Vec<Uri>,
         strategy: LoadBalancing,
@@ -78,13 +78,13 @@ impl Balancer {
         }
     }
 
-    pub fn replicas(&self) -> &[Replica] {
+    pub(crate) fn replicas(&self) -> &[Replica] {
         &self.replicas
     }
 
     /// Picks a replica, preferring healthy ones not in `avoid` (replicas this request already
     /// tried). When every replica is unhealthy, all are candidates again.
-    pub fn pick(&self, avoid: &[usize]) -> usize {
+    pub(crate) fn pick(&self, avoid: &[usize]) -> usize {
         if self.replicas.len() == 1 {
             return 0;
         }
@@ -121,14 +121,14 @@ impl Balancer {
         }
     }
 
-    pub fn begin(&self, replica: usize) -> Outstanding<'_> {
+    pub(crate) fn begin(&self, replica: usize) -> Outstanding<'_> {
         let replica = &self.replicas[replica];
         replica.outstanding.fetch_add(1, Ordering::Relaxed);
         Outstanding { replica }
     }
 
     /// A real request reached the replica (`true`) or could not connect (`false`).
-    pub fn report_request(&self, replica: usize, reachable: bool) {
+    pub(crate) fn report_request(&self, replica: usize, reachable: bool) {
         let r = &self.replicas[replica];
         if reachable {
             r.failures.store(0, Ordering::Relaxed);
@@ -141,7 +141,7 @@ impl Balancer {
     }
 
     /// An active health check passed or failed.
-    pub fn report_check(&self, replica: usize, healthy: bool) {
+    pub(crate) fn report_check(&self, replica: usize, healthy: bool) {
         let r = &self.replicas[replica];
         if healthy {
             r.failures.store(0, Ordering::Relaxed);

@@ -16,7 +16,7 @@ use super::window::RollingWindow;
 use crate::config::CircuitBreakerConfig;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Phase {
+pub(crate) enum Phase {
     Closed,
     Open {
         until: Instant,
@@ -29,7 +29,7 @@ pub enum Phase {
 
 /// Why a request was not admitted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Rejected {
+pub(crate) enum Rejected {
     Open,
     Concurrency,
 }
@@ -40,7 +40,7 @@ struct State {
     window: RollingWindow,
 }
 
-pub struct CircuitBreaker {
+pub(crate) struct CircuitBreaker {
     subgraph: String,
     config: CircuitBreakerConfig,
     state: Mutex<State>,
@@ -48,14 +48,14 @@ pub struct CircuitBreaker {
 }
 
 /// An admitted request. Report its outcome with [`Permit::finish`].
-pub struct Permit<'b> {
+pub(crate) struct Permit<'b> {
     breaker: &'b CircuitBreaker,
     probe: bool,
     finished: bool,
 }
 
 impl Permit<'_> {
-    pub fn finish(mut self, success: bool) {
+    pub(crate) fn finish(mut self, success: bool) {
         self.finished = true;
         self.breaker.record(self.probe, success);
     }
@@ -74,7 +74,7 @@ impl Drop for Permit<'_> {
 }
 
 impl CircuitBreaker {
-    pub fn new(subgraph: &str, config: CircuitBreakerConfig) -> CircuitBreaker {
+    pub(crate) fn new(subgraph: &str, config: CircuitBreakerConfig) -> CircuitBreaker {
         CircuitBreaker {
             subgraph: subgraph.to_string(),
             state: Mutex::new(State {
@@ -90,12 +90,12 @@ impl CircuitBreaker {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    pub fn phase(&self) -> Phase {
+    pub(crate) fn phase(&self) -> Phase {
         self.lock().phase
     }
 
     /// Admits a request, or says why not.
-    pub fn admit(&self) -> Result<Permit<'_>, Rejected> {
+    pub(crate) fn admit(&self) -> Result<Permit<'_>, Rejected> {
         let probe = {
             let mut state = self.lock();
             match state.phase {

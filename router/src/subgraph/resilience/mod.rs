@@ -4,7 +4,7 @@
 //!
 //! All time comes from tokio (`tokio::time::Instant`), so tests pause and advance it.
 
-pub mod balancer;
-pub mod breaker;
-pub mod retry;
-pub mod window;
+pub(crate) mod balancer;
+pub(crate) mod breaker;
+pub(crate) mod retry;
+pub(crate) mod window;

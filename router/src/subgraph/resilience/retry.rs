@@ -11,7 +11,7 @@ use http::StatusCode;
 use super::window::RollingWindow;
 use crate::config::RetryConfig;
 
-pub struct RetryPolicy {
+pub(crate) struct RetryPolicy {
     config: RetryConfig,
     /// (requests, retries) over `budget_window`.
     budget: Mutex<RollingWindow>,
@@ -20,7 +20,7 @@ pub struct RetryPolicy {
 }
 
 impl RetryPolicy {
-    pub fn new(config: RetryConfig) -> RetryPolicy {
+    pub(crate) fn new(config: RetryConfig) -> RetryPolicy {
         RetryPolicy {
             budget: Mutex::new(RollingWindow::new(config.budget_window)),
             config,
@@ -29,12 +29,12 @@ impl RetryPolicy {
         }
     }
 
-    pub fn max_attempts(&self) -> u32 {
+    pub(crate) fn max_attempts(&self) -> u32 {
         self.config.max_attempts.max(1)
     }
 
     /// Counts a first attempt: it earns the budget `budget_ratio` retries.
-    pub fn record_request(&self) {
+    pub(crate) fn record_request(&self) {
         self.budget
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -42,7 +42,7 @@ impl RetryPolicy {
     }
 
     /// Takes one retry from the budget, if there is one left.
-    pub fn try_retry(&self) -> bool {
+    pub(crate) fn try_retry(&self) -> bool {
         let mut budget = self.budget.lock().unwrap_or_else(|p| p.into_inner());
         let (requests, retries) = budget.totals();
         let floor =
@@ -58,7 +58,7 @@ impl RetryPolicy {
 
     /// Wait before retry number `retry` (1 for the first): exponential, capped, with jitter
     /// between half and all of it so that clients retrying together spread out.
-    pub fn backoff(&self, retry: u32) -> Duration {
+    pub(crate) fn backoff(&self, retry: u32) -> Duration {
         let exponential = self
             .config
             .initial_backoff
@@ -73,7 +73,7 @@ impl RetryPolicy {
 }
 
 /// HTTP statuses that mean "this replica could not serve it now": safe to retry for queries.
-pub fn retryable_status(status: StatusCode) -> bool {
+pub(crate) fn retryable_status(status: StatusCode) -> bool {
     matches!(
         status,
         StatusCode::BAD_GATEWAY | StatusCode::SERVICE_UNAVAILABLE | StatusCode::GATEWAY_TIMEOUT

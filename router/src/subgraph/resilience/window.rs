@@ -8,7 +8,7 @@ use tokio::time::Instant;
 const BUCKETS: usize = 10;
 
 #[derive(Debug)]
-pub struct RollingWindow {
+pub(crate) struct RollingWindow {
     bucket_length: Duration,
     buckets: [(u64, u64); BUCKETS],
     /// Index of the current bucket and the time it started.
@@ -17,7 +17,7 @@ pub struct RollingWindow {
 }
 
 impl RollingWindow {
-    pub fn new(length: Duration) -> RollingWindow {
+    pub(crate) fn new(length: Duration) -> RollingWindow {
         RollingWindow {
             bucket_length: (length / BUCKETS as u32).max(Duration::from_millis(1)),
             buckets: [(0, 0); BUCKETS],
@@ -40,7 +40,7 @@ impl RollingWindow {
         self.current_start += Duration::from_nanos(u64::try_from(moved).unwrap_or(u64::MAX));
     }
 
-    pub fn add(&mut self, first: u64, second: u64) {
+    pub(crate) fn add(&mut self, first: u64, second: u64) {
         self.advance();
         let bucket = &mut self.buckets[self.current];
         bucket.0 += first;
@@ -48,14 +48,14 @@ impl RollingWindow {
     }
 
     /// Sums over the window.
-    pub fn totals(&mut self) -> (u64, u64) {
+    pub(crate) fn totals(&mut self) -> (u64, u64) {
         self.advance();
         self.buckets
             .iter()
             .fold((0, 0), |(a, b), (x, y)| (a + x, b + y))
     }
 
-    pub fn clear(&mut self) {
+    pub(crate) fn clear(&mut self) {
         self.buckets = [(0, 0); BUCKETS];
     }
 }
