@@ -346,6 +346,19 @@ pub struct EffectiveSubgraphConfig {
     pub health_check: HealthCheckConfig,
 }
 
+/// Parses the header name a setting gives (case-insensitive, stored lower-case).
+pub(crate) fn header_name(
+    setting: &'static str,
+    name: &str,
+) -> Result<http::HeaderName, ConfigError> {
+    http::HeaderName::from_bytes(name.to_ascii_lowercase().as_bytes()).map_err(|_| {
+        ConfigError::HeaderName {
+            setting,
+            name: name.to_string(),
+        }
+    })
+}
+
 impl RouterConfig {
     /// Loads defaults, then `file` (YAML or TOML by extension), then `SHIPPY_ROUTER__*` variables.
     pub fn load(file: Option<&Path>) -> Result<RouterConfig, Box<figment::Error>> {
@@ -452,9 +465,13 @@ impl RouterConfig {
             if retry.max_attempts == 0 {
                 problems.push(format!("`{at}.retry.max_attempts` must be at least 1"));
             }
-            if !(0.0..=10.0).contains(&retry.budget_ratio) || retry.budget_window.is_zero() {
+            // The window bounds are those of tower's `TpsBudget`, which keeps the budget.
+            if !(0.0..=10.0).contains(&retry.budget_ratio)
+                || !(Duration::from_secs(1)..=Duration::from_secs(60))
+                    .contains(&retry.budget_window)
+            {
                 problems.push(format!(
-                    "`{at}.retry` needs `budget_ratio` between 0 and 10 and a positive `budget_window`"
+                    "`{at}.retry` needs `budget_ratio` between 0 and 10 and a `budget_window` between 1s and 60s"
                 ));
             }
             if health.interval.is_zero()
@@ -529,6 +546,28 @@ fn is_name(text: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_retry_budget_window_stays_within_what_the_budget_supports() {
+        let mut config = RouterConfig::default();
+        config.subgraph_defaults.retry.budget_window = Duration::from_secs(120);
+        let error = config.check().unwrap_err().to_string();
+        assert!(error.contains("between 1s and 60s"), "{error}");
+        config.subgraph_defaults.retry.budget_window = Duration::from_secs(60);
+        config.check().unwrap();
+    }
+
+    #[test]
+    fn an_invalid_jwt_header_name_is_an_error_not_a_fallback() {
+        let mut config = RouterConfig::default();
+        config.auth.jwt.header_name = "bad header".into();
+        assert_eq!(
+            config.auth.jwt.header().unwrap_err().to_string(),
+            "`auth.jwt.header_name`: `bad header` is not a valid header name"
+        );
+        config.auth.jwt.header_name = "X-Token".into();
+        assert_eq!(config.auth.jwt.header().unwrap(), "x-token");
+    }
 
     fn write_temp(name: &str, contents: &str) -> std::path::PathBuf {
         let dir = std::env::temp_dir().join(format!(

@@ -30,11 +30,10 @@ mod server;
 mod subgraph;
 mod subscriptions;
 mod telemetry;
+mod tls;
 
 use std::future::Future;
 use std::sync::Arc;
-
-use http::HeaderName;
 
 pub use cli::{RouterArgs, run};
 pub use config::RouterConfig;
@@ -158,14 +157,7 @@ impl Router {
             .subgraph_defaults
             .forward_headers
             .iter()
-            .map(|name| {
-                HeaderName::from_bytes(name.to_ascii_lowercase().as_bytes()).map_err(|_| {
-                    config::ConfigError::HeaderName {
-                        setting: "subgraph_defaults.forward_headers",
-                        name: name.clone(),
-                    }
-                })
-            })
+            .map(|name| config::header_name("subgraph_defaults.forward_headers", name))
             .collect::<Result<Vec<_>, _>>()?;
         let hub = Arc::new(Hub::new(config.subscriptions.clone()));
         let core = Arc::new(RouterState::new(config, planner, clients, forward_headers)?);

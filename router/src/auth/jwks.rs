@@ -73,14 +73,9 @@ impl JwksSource {
             .parse()
             .map_err(|e| format!("`{url}` is not a valid URL: {e}"))?;
         let mut http = HttpConnector::new();
-        http.enforce_http(false);
         http.set_connect_timeout(Some(timeout));
-        let connector = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_provider_and_webpki_roots(rustls::crypto::ring::default_provider())
-            .map_err(|e| format!("TLS setup failed: {e}"))?
-            .https_or_http()
-            .enable_http1()
-            .wrap_connector(http);
+        let connector =
+            crate::tls::https_connector(http).map_err(|e| format!("TLS setup failed: {e}"))?;
         Ok(JwksSource {
             url: url.to_string(),
             uri,

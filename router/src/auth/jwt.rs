@@ -59,8 +59,8 @@ pub enum KeyError {
         algorithm: PublicKeyAlgorithm,
         reason: String,
     },
-    #[error("`auth.jwt.header_name` `{0}` is not a valid header name")]
-    HeaderName(String),
+    #[error(transparent)]
+    HeaderName(#[from] crate::config::ConfigError),
     #[error("`auth.jwt.jwks_url`: {0}")]
     Jwks(String),
 }
@@ -109,9 +109,7 @@ impl JwtVerifier {
                 .map_err(KeyError::Jwks)?,
             )),
         };
-        let header_name =
-            HeaderName::from_bytes(config.header_name.to_ascii_lowercase().as_bytes())
-                .map_err(|_| KeyError::HeaderName(config.header_name.clone()))?;
+        let header_name = config.header()?;
         Ok(Some(JwtVerifier {
             secret: config
                 .secret

@@ -65,7 +65,7 @@ pub struct RetryConfig {
     pub budget_ratio: f64,
     /// Retries allowed per second on top of the ratio, so a quiet subgraph can still retry.
     pub budget_min_per_second: u32,
-    /// Window over which requests and retries are counted for the budget.
+    /// Window over which requests and retries are counted for the budget (1s to 60s).
     #[serde(with = "humantime_serde")]
     pub budget_window: Duration,
 }

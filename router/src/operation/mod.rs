@@ -63,7 +63,7 @@ use self::variables::VariableDefinition;
 use crate::auth::KeyError;
 use crate::auth::rules::AccessRules;
 use crate::auth::{Identity, JwtVerifier};
-use crate::config::ConfigError;
+use crate::config::{ConfigError, header_name};
 use crate::config::{FieldRateLimit, RouterConfig};
 use crate::error::{GraphQLError, codes};
 use crate::graphql::schema::Schema;
@@ -138,6 +138,9 @@ pub(crate) struct Live {
     pub(crate) verifier: Option<Arc<JwtVerifier>>,
     pub(crate) rate_limits: Arc<RateLimits>,
     pub(crate) csrf_headers: Vec<HeaderName>,
+    /// `auth.jwt.header_name`, parsed once per (re)load: the header subscriptions forward to
+    /// subgraphs in `connection_init`.
+    pub(crate) auth_header: HeaderName,
     /// Bumped by every reload; part of the prepared-operation cache key, so operations prepared
     /// under an older configuration are never served under a newer one.
     pub(crate) generation: u64,
@@ -155,20 +158,15 @@ impl Live {
             .csrf
             .required_headers
             .iter()
-            .map(|name| {
-                HeaderName::from_bytes(name.to_ascii_lowercase().as_bytes()).map_err(|_| {
-                    ConfigError::HeaderName {
-                        setting: "csrf.required_headers",
-                        name: name.clone(),
-                    }
-                })
-            })
+            .map(|name| header_name("csrf.required_headers", name))
             .collect::<Result<Vec<_>, _>>()?;
+        let auth_header = config.auth.jwt.header()?;
         Ok(Live {
             config,
             verifier,
             rate_limits: Arc::new(rate_limits),
             csrf_headers,
+            auth_header,
             generation,
         })
     }
@@ -223,14 +221,7 @@ impl RouterState {
             .http
             .client_ip_header
             .as_deref()
-            .map(|name| {
-                HeaderName::from_bytes(name.to_ascii_lowercase().as_bytes()).map_err(|_| {
-                    ConfigError::HeaderName {
-                        setting: "http.client_ip_header",
-                        name: name.to_string(),
-                    }
-                })
-            })
+            .map(|name| header_name("http.client_ip_header", name))
             .transpose()?;
         let live = Live::new(config.clone(), &rate_limit_directives, 0)?;
         if !access.is_empty() && live.verifier.is_none() {

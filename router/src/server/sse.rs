@@ -76,15 +76,7 @@ pub(crate) async fn respond(
         );
     };
     let live = state.live.load_full();
-    let header_name = HeaderName::from_bytes(
-        live.config
-            .auth
-            .jwt
-            .header_name
-            .to_ascii_lowercase()
-            .as_bytes(),
-    )
-    .unwrap_or(http::header::AUTHORIZATION);
+    let header_name = live.auth_header.clone();
     let expires = expiry::deadline(identity.as_deref(), live.config.auth.jwt.leeway);
     let who = Subscribing {
         caller,

@@ -30,7 +30,7 @@ use axum::extract::FromRequestParts;
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
 use axum::response::{IntoResponse, Response};
 use futures::{SinkExt, StreamExt};
-use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
+use http::{HeaderMap, HeaderValue, StatusCode};
 use serde::Deserialize;
 use tokio::sync::mpsc;
 use tokio::task::AbortHandle;
@@ -371,15 +371,7 @@ impl Connection {
             );
         }
         let live = self.state.live.load_full();
-        let header_name = HeaderName::from_bytes(
-            live.config
-                .auth
-                .jwt
-                .header_name
-                .to_ascii_lowercase()
-                .as_bytes(),
-        )
-        .unwrap_or(http::header::AUTHORIZATION);
+        let header_name = live.auth_header.clone();
         let presented = payload.as_ref().and_then(|p| {
             p.get("Authorization")
                 .or_else(|| p.get("authorization"))

@@ -144,14 +144,8 @@ impl SubgraphClient {
         let health_checked = uris.len() > 1 && settings.health_check.enabled;
         let mut http = HttpConnector::new();
         http.set_nodelay(true);
-        http.enforce_http(false);
         http.set_connect_timeout(Some(settings.timeout));
-        let connector = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_provider_and_webpki_roots(rustls::crypto::ring::default_provider())
-            .map_err(UrlError::Tls)?
-            .https_or_http()
-            .enable_http1()
-            .wrap_connector(http);
+        let connector = crate::tls::https_connector(http).map_err(UrlError::Tls)?;
         let client = Client::builder(TokioExecutor::new())
             .pool_timer(TokioTimer::new())
             .pool_idle_timeout(defaults.pool_idle_timeout)

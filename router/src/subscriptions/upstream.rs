@@ -5,6 +5,7 @@
 //! on the upgrade request, and `Authorization` in the `connection_init` payload, which is where
 //! subgraphs (like the kit's server) read it for WebSocket connections.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -31,6 +32,8 @@ pub(crate) enum UpstreamError {
     Url(String),
     #[error("the WebSocket handshake failed: {0}")]
     Handshake(#[from] tungstenite::Error),
+    #[error("TLS setup failed: {0}")]
+    Tls(#[from] rustls::Error),
     #[error("no connection_ack within {0:?}")]
     Timeout(Duration),
     #[error("the subgraph refused connection_init: {0}")]
@@ -99,9 +102,14 @@ impl UpstreamSubscription {
             .max_frame_size(Some(config.max_message_size));
         let timeout = config.upstream_connect_timeout;
         let init = async {
-            let (mut socket, _) =
-                tokio_tungstenite::connect_async_with_config(request, Some(ws_config), true)
-                    .await?;
+            let tls = crate::tls::client_config()?;
+            let (mut socket, _) = tokio_tungstenite::connect_async_tls_with_config(
+                request,
+                Some(ws_config),
+                true,
+                Some(tokio_tungstenite::Connector::Rustls(Arc::new(tls))),
+            )
+            .await?;
             let payload = match authorization.and_then(|v| v.to_str().ok()) {
                 Some(value) => serde_json::json!({ "Authorization": value }),
                 None => serde_json::json!({}),

