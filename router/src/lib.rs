@@ -260,24 +260,34 @@ impl Router {
 
     /// Reloads `path` whenever its contents change (checked every `interval`), with the same
     /// layering as at start-up (environment variables still override it). A file that does not
-    /// load is logged and the running configuration kept. Runs until dropped.
-    pub async fn watch_config(self, path: std::path::PathBuf, interval: std::time::Duration) {
-        let fingerprint = |path: &std::path::Path| {
-            std::fs::read(path)
-                .ok()
-                .map(|b| xxhash_rust::xxh3::xxh3_64(&b))
-        };
+    /// load is logged and the running configuration kept. The file is read when this is called,
+    /// so a change made after the call is always seen, however late the future first runs. Runs
+    /// until dropped.
+    pub fn watch_config(
+        self,
+        path: std::path::PathBuf,
+        interval: std::time::Duration,
+    ) -> impl Future<Output = ()> + Send + 'static {
         let mut last = fingerprint(&path);
+        async move { self.watch_config_from(path, interval, &mut last).await }
+    }
+
+    async fn watch_config_from(
+        self,
+        path: std::path::PathBuf,
+        interval: std::time::Duration,
+        last: &mut Option<u64>,
+    ) {
         let mut ticker = tokio::time::interval(interval);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         ticker.tick().await;
         loop {
             ticker.tick().await;
             let now = fingerprint(&path);
-            if now == last {
+            if now == *last {
                 continue;
             }
-            last = now;
+            *last = now;
             match RouterConfig::load(Some(&path)) {
                 Err(error) => {
                     tracing::error!(file = %path.display(), %error, "config file not reloaded: it does not load")
@@ -342,6 +352,12 @@ impl Router {
         self.state.hub.connections()
     }
 
+    /// Client subscriptions attached to an upstream stream; a subscriber counts once it receives
+    /// every event the stream sends from then on.
+    pub fn subscriptions(&self) -> usize {
+        self.state.hub.subscribers()
+    }
+
     /// Distinct upstream subscription streams running (identical subscriptions share one).
     pub fn subscription_streams(&self) -> usize {
         self.state.hub.upstream_streams()
@@ -359,4 +375,11 @@ impl Router {
             operation_misses,
         }
     }
+}
+
+/// A hash of the file's contents, `None` when it cannot be read.
+fn fingerprint(path: &std::path::Path) -> Option<u64> {
+    std::fs::read(path)
+        .ok()
+        .map(|bytes| xxhash_rust::xxh3::xxh3_64(&bytes))
 }

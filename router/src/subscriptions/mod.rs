@@ -117,6 +117,14 @@ impl Hub {
         self.connections.load(Ordering::Acquire)
     }
 
+    /// Client subscriptions attached to a stream (each subscriber of a shared stream counts).
+    pub(crate) fn subscribers(&self) -> usize {
+        self.lock()
+            .values()
+            .map(|stream| stream.subscribers.load(Ordering::Acquire))
+            .sum()
+    }
+
     /// Distinct upstream streams running.
     pub(crate) fn upstream_streams(&self) -> usize {
         self.lock().len()
@@ -186,8 +194,9 @@ impl Hub {
                 stream
             }
         };
-        stream.subscribers.fetch_add(1, Ordering::AcqRel);
+        // Receiving first: once a subscriber is counted, it gets every event sent after.
         let receiver = stream.sender.subscribe();
+        stream.subscribers.fetch_add(1, Ordering::AcqRel);
         metrics::gauge!(SUBSCRIPTIONS_GAUGE).increment(1.0);
         Subscriber {
             hub: Arc::clone(self),
