@@ -346,6 +346,19 @@ pub struct EffectiveSubgraphConfig {
     pub health_check: HealthCheckConfig,
 }
 
+/// Keeps `running`'s value of a restart-only setting, noting `name` when `new` differs.
+fn keep_running<T: PartialEq + Clone>(
+    restart_required: &mut Vec<&'static str>,
+    name: &'static str,
+    new: T,
+    running: &T,
+) -> T {
+    if new != *running {
+        restart_required.push(name);
+    }
+    running.clone()
+}
+
 /// Parses the header name a setting gives (case-insensitive, stored lower-case).
 pub(crate) fn header_name(
     setting: &'static str,
@@ -360,6 +373,87 @@ pub(crate) fn header_name(
 }
 
 impl RouterConfig {
+    /// Splits a new configuration into what a reload applies while serving and what needs a
+    /// restart: returns `self` with every restart-only setting replaced by `running`'s, and the
+    /// names of those that differed. Every field is named here (no `..`), so a new setting does
+    /// not compile until it is classified as live or restart-only.
+    pub(crate) fn keep_restart_only(
+        self,
+        running: &RouterConfig,
+    ) -> (RouterConfig, Vec<&'static str>) {
+        let RouterConfig {
+            http,
+            csrf,
+            limits,
+            query_planning,
+            introspection,
+            auth,
+            rate_limit,
+            subgraph_defaults,
+            subgraphs,
+            reload,
+            subscriptions,
+        } = self;
+        let RateLimitConfig {
+            backend,
+            redis,
+            key_claim,
+            fields,
+            max_keys_per_limit,
+            requests,
+        } = rate_limit;
+        let mut restart = Vec::new();
+        let http = keep_running(&mut restart, "http", http, &running.http);
+        let query_planning = keep_running(
+            &mut restart,
+            "query_planning",
+            query_planning,
+            &running.query_planning,
+        );
+        let subgraph_defaults = keep_running(
+            &mut restart,
+            "subgraph_defaults",
+            subgraph_defaults,
+            &running.subgraph_defaults,
+        );
+        let subgraphs = keep_running(&mut restart, "subgraphs", subgraphs, &running.subgraphs);
+        let reload = keep_running(&mut restart, "reload", reload, &running.reload);
+        let subscriptions = keep_running(
+            &mut restart,
+            "subscriptions",
+            subscriptions,
+            &running.subscriptions,
+        );
+        let requests = keep_running(
+            &mut restart,
+            "rate_limit.requests",
+            requests,
+            &running.rate_limit.requests,
+        );
+        let live = RouterConfig {
+            http,
+            // Live: applied to the next request.
+            csrf,
+            limits,
+            query_planning,
+            introspection,
+            auth,
+            rate_limit: RateLimitConfig {
+                backend,
+                redis,
+                key_claim,
+                fields,
+                max_keys_per_limit,
+                requests,
+            },
+            subgraph_defaults,
+            subgraphs,
+            reload,
+            subscriptions,
+        };
+        (live, restart)
+    }
+
     /// Loads defaults, then `file` (YAML or TOML by extension), then `SHIPPY_ROUTER__*` variables.
     pub fn load(file: Option<&Path>) -> Result<RouterConfig, Box<figment::Error>> {
         RouterConfig::load_with_prefix(file, "SHIPPY_ROUTER__")

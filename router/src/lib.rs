@@ -9,12 +9,20 @@
 //! # Ok(()) }
 //! ```
 //!
-//! Module map: `pipeline` is the request path (one module a stage), `query_planner` the only
-//! door to the planner crate, `subgraph` the outbound HTTP client (with `resilience`: breaker,
-//! replicas, retries), `auth` tokens and access rules, `limits` the rate limiters, `schema` the
-//! API schema index, `introspection` its resolver, `value` the executor's JSON, `config` the
-//! settings, `background` the tasks that run while serving, `subscriptions` WebSocket and SSE
-//! subscriptions (federated: entity fetches per event).
+//! Module map, top down (a module uses only modules below it; `router/README.md` has the table):
+//!
+//! - `server`: routes, serving and draining, background tasks, and the transports (`http`,
+//!   `ws`, `sse`, the web UI) over an app state of operation state + subscription hub.
+//! - `subscriptions`: the hub, shared upstream streams (`upstream`), expiry and reload rules.
+//! - `operation`: an operation's path without HTTP: prepare (parse, document limits, validate,
+//!   normalize, plan), admit (variables, authorize, rate limits), execute, render; one
+//!   `PipelineError` for every refusal.
+//! - engines: `query_planner` (the only door to the planner crate), `auth` (tokens, JWKS, access
+//!   rules), `rate_limit` (rate limiters and `@rateLimit`), `subgraph` (the outbound client with
+//!   `resilience` and `single_flight`), `graphql` (API schema index, introspection, the
+//!   executor's JSON value, AST helpers).
+//! - leaves: `config` (settings), `telemetry` (spans and metrics from plain data), `tls` (the
+//!   one rustls client setup), `error` (client-facing GraphQL errors and codes).
 
 #![warn(missing_docs)]
 
@@ -194,40 +202,7 @@ impl Router {
     /// (they need a restart). An invalid configuration changes nothing.
     pub fn reload(&self, config: RouterConfig) -> Result<ReloadOutcome, RouterError> {
         config.check()?;
-        let current = &self.state.config;
-        let mut restart_required = Vec::new();
-        let mut note = |name: &'static str, differs: bool| {
-            if differs {
-                restart_required.push(name);
-            }
-        };
-        note("http", config.http != current.http);
-        note(
-            "query_planning",
-            config.query_planning != current.query_planning,
-        );
-        note(
-            "subgraph_defaults",
-            config.subgraph_defaults != current.subgraph_defaults,
-        );
-        note("subgraphs", config.subgraphs != current.subgraphs);
-        note("reload", config.reload != current.reload);
-        note(
-            "subscriptions",
-            config.subscriptions != current.subscriptions,
-        );
-        note(
-            "rate_limit.requests",
-            config.rate_limit.requests != current.rate_limit.requests,
-        );
-        let mut live_config = config;
-        live_config.http = current.http.clone();
-        live_config.query_planning = current.query_planning.clone();
-        live_config.subgraph_defaults = current.subgraph_defaults.clone();
-        live_config.subgraphs = current.subgraphs.clone();
-        live_config.reload = current.reload.clone();
-        live_config.subscriptions = current.subscriptions.clone();
-        live_config.rate_limit.requests = current.rate_limit.requests.clone();
+        let (live_config, restart_required) = config.keep_restart_only(&self.state.config);
         let previous = self.state.live.load_full();
         let changed = live_config != previous.config;
         let closes_subscriptions =
