@@ -4,24 +4,34 @@
 //! Unknown keys are rejected so a typo never silently falls back to a default. Durations are
 //! human-readable (`30s`, `1m`). [`RouterConfig::load`] also checks the values (a limit of 0, a
 //! malformed rate-limit rule, a breaker percentage above 100) so mistakes fail at start-up or
-//! reload, never at the first request. The sections of issue 6 live in submodules: `auth`,
-//! `rate_limit` and `resilience`.
+//! reload, never at the first request. `RouterConfig` and its checks live here, each section in
+//! its own file; `RouterConfig::keep_restart_only` says which sections are live (applied by a
+//! reload) and which need a restart.
 
 mod auth;
+mod http;
+mod limits;
+mod query_planning;
 mod rate_limit;
+mod reload;
 mod resilience;
+mod subgraphs;
 mod subscriptions;
 
 pub use auth::{AuthConfig, JwtConfig, PublicKeyAlgorithm, Secret};
+pub use http::{CsrfConfig, HttpConfig};
+pub use limits::LimitsConfig;
+pub use query_planning::QueryPlanningConfig;
 pub use rate_limit::{
     FailurePolicy, FieldRateLimit, LimitKey, RateLimitBackend, RateLimitConfig,
     RedisRateLimitConfig, RequestRateLimit, RuleError,
 };
+pub use reload::ReloadConfig;
 pub use resilience::{CircuitBreakerConfig, HealthCheckConfig, LoadBalancing, RetryConfig};
+pub use subgraphs::{EffectiveSubgraphConfig, SubgraphDefaults, SubgraphOverride};
 pub use subscriptions::{SlowClientPolicy, SubscriptionsConfig};
 
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
 
@@ -95,257 +105,6 @@ impl Default for RouterConfig {
     }
 }
 
-/// Where and how the router serves HTTP. Restart-only.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct HttpConfig {
-    /// Address to listen on (the `--listen` flag overrides it).
-    pub listen: SocketAddr,
-    /// Path of the GraphQL endpoint (GET and POST).
-    pub graphql_path: String,
-    /// Path of the health check, which answers 200 once the router serves.
-    pub health_path: String,
-    /// Largest accepted request body in bytes; larger bodies get 413.
-    pub max_body_size: usize,
-    /// How long shutdown waits for in-flight requests before closing connections.
-    #[serde(with = "humantime_serde")]
-    pub shutdown_timeout: Duration,
-    /// Identical queries in flight at the same time (same text, operation name, variables and
-    /// forwarded headers, so the same identity) share one execution and one response.
-    pub dedupe: bool,
-    /// Header holding the client IP as set by a trusted proxy (e.g. `x-forwarded-for`, whose
-    /// first address is used). Unset: the TCP peer address. Only set it behind a proxy that
-    /// overwrites the header, or clients choose their own rate-limit key.
-    pub client_ip_header: Option<String>,
-    /// Serve the Shippy web UI at `/` (and its files under `/assets/`). Turn it off when the
-    /// router fronts subgraphs other than Shippy's.
-    pub ui: bool,
-    /// Serve the GraphiQL playground (assets embedded, no CDN) on `GET <graphql_path>` to browsers
-    /// (`Accept: text/html`); other GET requests are GraphQL queries as usual.
-    pub playground: bool,
-}
-
-impl Default for HttpConfig {
-    fn default() -> Self {
-        HttpConfig {
-            listen: SocketAddr::from(([127, 0, 0, 1], 4000)),
-            graphql_path: "/graphql".to_string(),
-            health_path: "/health".to_string(),
-            max_body_size: 2 * 1024 * 1024,
-            shutdown_timeout: Duration::from_secs(10),
-            dedupe: true,
-            client_ip_header: None,
-            ui: true,
-            playground: true,
-        }
-    }
-}
-
-/// Rejects requests a browser could send cross-site without a CORS preflight: a GET (or a POST
-/// with a "simple" content type) must carry one of `required_headers`. POSTs with
-/// `Content-Type: application/json` always pass (they need a preflight).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct CsrfConfig {
-    /// Turns the CSRF check on.
-    pub enabled: bool,
-    /// Any one of these headers (with any value) proves a preflight.
-    pub required_headers: Vec<String>,
-}
-
-impl Default for CsrfConfig {
-    fn default() -> Self {
-        CsrfConfig {
-            enabled: true,
-            required_headers: vec![
-                "apollo-require-preflight".into(),
-                "x-apollo-operation-name".into(),
-            ],
-        }
-    }
-}
-
-/// Limits on an operation's shape, checked right after parsing. Each violation is a 400 with
-/// `extensions.code` naming the limit (`MAX_DEPTH_EXCEEDED`...) and `extensions.limit` its value.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct LimitsConfig {
-    /// Most lexical tokens a query may have before parsing stops (bounds parser work).
-    pub max_tokens: usize,
-    /// Deepest field nesting (`{ a { b } }` is 2), through fragments.
-    pub max_depth: usize,
-    /// Most aliased fields in the operation, fragments included.
-    pub max_aliases: usize,
-    /// Most fields selected at the root of the operation, fragments included.
-    pub max_root_fields: usize,
-    /// Most directives on one field, fragment spread or inline fragment.
-    pub max_directives_per_field: usize,
-}
-
-impl Default for LimitsConfig {
-    fn default() -> Self {
-        LimitsConfig {
-            max_tokens: 15_000,
-            max_depth: 64,
-            max_aliases: 256,
-            max_root_fields: 128,
-            max_directives_per_field: 16,
-        }
-    }
-}
-
-/// Hot reload of the config file. Sections that can change safely while serving (`limits`,
-/// `csrf`, `introspection`, `auth`, `rate_limit`) are applied at once; changes elsewhere are
-/// logged as needing a restart and ignored.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct ReloadConfig {
-    /// Watch the file given with `--config`.
-    pub watch: bool,
-    /// How often the file is checked for changes.
-    #[serde(with = "humantime_serde")]
-    pub interval: Duration,
-}
-
-impl Default for ReloadConfig {
-    fn default() -> Self {
-        ReloadConfig {
-            watch: true,
-            interval: Duration::from_secs(2),
-        }
-    }
-}
-
-/// The planner and its caches. Restart-only.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct QueryPlanningConfig {
-    /// Plans kept, keyed by normalized operation and operation name.
-    pub cache_size: usize,
-    /// Prepared operations kept, keyed by query text and operation name (skips parse, validate,
-    /// normalize and the plan lookup for repeated queries; rejected queries are cached too).
-    pub operation_cache_size: usize,
-    /// Planning gives up after this long and the request gets `QUERY_PLANNING_FAILED`.
-    #[serde(with = "humantime_serde")]
-    pub timeout: Duration,
-}
-
-impl Default for QueryPlanningConfig {
-    fn default() -> Self {
-        QueryPlanningConfig {
-            cache_size: 1024,
-            operation_cache_size: 2048,
-            timeout: Duration::from_secs(10),
-        }
-    }
-}
-
-/// Settings for every subgraph unless `subgraphs.<name>` overrides them. Restart-only.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct SubgraphDefaults {
-    /// Time allowed for one subgraph request (connect, send, full response).
-    #[serde(with = "humantime_serde")]
-    pub timeout: Duration,
-    /// Share one upstream call between identical in-flight queries (same URL, body and forwarded
-    /// headers). Mutations are never deduplicated.
-    pub dedupe: bool,
-    /// Most concurrent requests (HTTP/1.1 connections) to one subgraph; more wait for a free slot
-    /// within the request timeout.
-    pub max_connections: usize,
-    /// Idle keep-alive connections are closed after this long.
-    #[serde(with = "humantime_serde")]
-    pub pool_idle_timeout: Duration,
-    /// Largest subgraph response body accepted, in bytes.
-    pub max_response_size: usize,
-    /// Client request headers copied to subgraph requests (case-insensitive). The
-    /// `authorization` header is how subgraphs verify the caller themselves.
-    pub forward_headers: Vec<String>,
-    /// Send the verified JWT claims to subgraphs as `extensions.claims` of each request, so they
-    /// can read them without parsing the token (they still verify the forwarded token).
-    pub forward_claims: bool,
-    /// Fail fast on a subgraph that keeps failing.
-    pub circuit_breaker: CircuitBreakerConfig,
-    /// Retries of failed queries (never mutations), within a budget.
-    pub retry: RetryConfig,
-    /// With several URLs: `round_robin` or `least_outstanding`.
-    pub load_balancing: LoadBalancing,
-    /// Active health checks of replicas (only with several URLs).
-    pub health_check: HealthCheckConfig,
-}
-
-impl Default for SubgraphDefaults {
-    fn default() -> Self {
-        SubgraphDefaults {
-            timeout: Duration::from_secs(30),
-            dedupe: true,
-            max_connections: 256,
-            pool_idle_timeout: Duration::from_secs(90),
-            max_response_size: 64 * 1024 * 1024,
-            forward_headers: vec![
-                "authorization".into(),
-                "traceparent".into(),
-                "tracestate".into(),
-            ],
-            forward_claims: true,
-            circuit_breaker: CircuitBreakerConfig::default(),
-            retry: RetryConfig::default(),
-            load_balancing: LoadBalancing::RoundRobin,
-            health_check: HealthCheckConfig::default(),
-        }
-    }
-}
-
-/// Overrides for one subgraph; unset fields use `subgraph_defaults`. A section given here
-/// (`circuit_breaker`, `retry`, `health_check`) replaces the default section as a whole; its
-/// unset keys take the built-in defaults.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct SubgraphOverride {
-    /// Replaces the URL from the supergraph's `join__graph(url:)`.
-    pub url: Option<String>,
-    /// Several replicas of the subgraph, load-balanced; replaces `url` and the supergraph's URL.
-    pub urls: Vec<String>,
-    /// Overrides `subgraph_defaults.timeout`.
-    #[serde(with = "humantime_serde::option")]
-    pub timeout: Option<Duration>,
-    /// Overrides `subgraph_defaults.dedupe`.
-    pub dedupe: Option<bool>,
-    /// Overrides `subgraph_defaults.max_connections`.
-    pub max_connections: Option<usize>,
-    /// Overrides `subgraph_defaults.forward_claims`.
-    pub forward_claims: Option<bool>,
-    /// Replaces `subgraph_defaults.circuit_breaker`.
-    pub circuit_breaker: Option<CircuitBreakerConfig>,
-    /// Replaces `subgraph_defaults.retry`.
-    pub retry: Option<RetryConfig>,
-    /// Overrides `subgraph_defaults.load_balancing`.
-    pub load_balancing: Option<LoadBalancing>,
-    /// Replaces `subgraph_defaults.health_check`.
-    pub health_check: Option<HealthCheckConfig>,
-}
-
-/// Settings of one subgraph after applying overrides to the defaults.
-#[derive(Debug, Clone, PartialEq)]
-pub struct EffectiveSubgraphConfig {
-    /// Time allowed for one request.
-    pub timeout: Duration,
-    /// Whether identical in-flight queries share one call.
-    pub dedupe: bool,
-    /// Most concurrent requests to the subgraph.
-    pub max_connections: usize,
-    /// Whether verified JWT claims go to the subgraph.
-    pub forward_claims: bool,
-    /// The circuit breaker.
-    pub circuit_breaker: CircuitBreakerConfig,
-    /// Retries.
-    pub retry: RetryConfig,
-    /// How replicas are picked.
-    pub load_balancing: LoadBalancing,
-    /// Active health checks of replicas.
-    pub health_check: HealthCheckConfig,
-}
-
 /// Keeps `running`'s value of a restart-only setting, noting `name` when `new` differs.
 fn keep_running<T: PartialEq + Clone>(
     restart_required: &mut Vec<&'static str>,
@@ -363,8 +122,8 @@ fn keep_running<T: PartialEq + Clone>(
 pub(crate) fn header_name(
     setting: &'static str,
     name: &str,
-) -> Result<http::HeaderName, ConfigError> {
-    http::HeaderName::from_bytes(name.to_ascii_lowercase().as_bytes()).map_err(|_| {
+) -> Result<::http::HeaderName, ConfigError> {
+    ::http::HeaderName::from_bytes(name.to_ascii_lowercase().as_bytes()).map_err(|_| {
         ConfigError::HeaderName {
             setting,
             name: name.to_string(),

@@ -42,7 +42,32 @@ pub(crate) enum JwksError {
     #[error("{url} did not answer within {timeout:?}")]
     Timeout { url: String, timeout: Duration },
     #[error("{url} is not a JSON Web Key Set: {reason}")]
-    Invalid { url: String, reason: String },
+    Invalid { url: String, reason: KeySetError },
+}
+
+/// Why a JWKS URL cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum SourceError {
+    /// Not a URL.
+    #[error("`{url}` is not a valid URL: {source}")]
+    Url {
+        /// The URL given.
+        url: String,
+        /// What the parser said.
+        source: http::uri::InvalidUri,
+    },
+    /// The TLS connector could not be built.
+    #[error("TLS setup failed: {0}")]
+    Tls(#[from] rustls::Error),
+}
+
+/// Why a body is not a JSON Web Key Set.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum KeySetError {
+    #[error("{0}")]
+    Json(#[from] serde_json::Error),
+    #[error("no `keys` array")]
+    NoKeys,
 }
 
 type HttpClient = Client<HttpsConnector<HttpConnector>, Empty<Bytes>>;
@@ -68,14 +93,14 @@ impl JwksSource {
         timeout: Duration,
         refresh_interval: Duration,
         min_refresh_interval: Duration,
-    ) -> Result<JwksSource, String> {
-        let uri: Uri = url
-            .parse()
-            .map_err(|e| format!("`{url}` is not a valid URL: {e}"))?;
+    ) -> Result<JwksSource, SourceError> {
+        let uri: Uri = url.parse().map_err(|source| SourceError::Url {
+            url: url.to_string(),
+            source,
+        })?;
         let mut http = HttpConnector::new();
         http.set_connect_timeout(Some(timeout));
-        let connector =
-            crate::tls::https_connector(http).map_err(|e| format!("TLS setup failed: {e}"))?;
+        let connector = crate::tls::https_connector(http)?;
         Ok(JwksSource {
             url: url.to_string(),
             uri,
@@ -197,10 +222,10 @@ fn filter_algorithm(keys: Vec<JwksKey>, algorithm: Algorithm) -> Vec<JwksKey> {
 
 /// Parses `{"keys": [...]}`, skipping (and logging) keys we cannot use: encryption keys,
 /// symmetric keys, unknown types or algorithms.
-pub(crate) fn parse_key_set(body: &[u8]) -> Result<Vec<JwksKey>, String> {
-    let json: Json = serde_json::from_slice(body).map_err(|e| e.to_string())?;
+pub(crate) fn parse_key_set(body: &[u8]) -> Result<Vec<JwksKey>, KeySetError> {
+    let json: Json = serde_json::from_slice(body)?;
     let Some(items) = json.get("keys").and_then(Json::as_array) else {
-        return Err("no `keys` array".into());
+        return Err(KeySetError::NoKeys);
     };
     let mut keys = Vec::with_capacity(items.len());
     for item in items {

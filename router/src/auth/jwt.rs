@@ -62,7 +62,7 @@ pub enum KeyError {
     #[error(transparent)]
     HeaderName(#[from] crate::config::ConfigError),
     #[error("`auth.jwt.jwks_url`: {0}")]
-    Jwks(String),
+    Jwks(#[from] super::jwks::SourceError),
 }
 
 /// Verifies tokens against the configured keys, issuers and audiences.
