@@ -241,6 +241,7 @@ async fn own(ctx: &Context<'_>, owner: Uuid, id: Uuid) -> Result<Option<entity::
 }
 
 /// Queries.
+#[derive(Default)]
 pub struct Query;
 
 #[Object]
@@ -294,6 +295,7 @@ impl Query {
 }
 
 /// Mutations.
+#[derive(Default)]
 pub struct Mutation;
 
 #[Object]
@@ -337,6 +339,7 @@ impl Mutation {
 }
 
 /// Subscriptions (over WebSocket, graphql-transport-ws).
+#[derive(Default)]
 pub struct Subscription;
 
 #[Subscription]

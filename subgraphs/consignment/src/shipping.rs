@@ -11,11 +11,11 @@ use sea_orm::{
     ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseTransaction, DbErr, EntityTrait,
     QueryFilter, TransactionTrait, sea_query::Expr,
 };
-use serde::Deserialize;
 use serde_json::json;
+use shippy_contracts::{consignment as contract, log, streams, vessel};
 use shippy_kit::{
-    consumer::{HandleError, Handler},
-    events::{Event, streams},
+    consumer::{self, HandleError, Handler},
+    events::Event,
     inbox, outbox,
 };
 use uuid::Uuid;
@@ -49,20 +49,20 @@ fn now() -> DateTime<Utc> {
 /// The consignment as it is after a change: the `consignment.*` event for subscribers and the vessel
 /// subgraph.
 fn snapshot(kind: &str, row: &entity::Model, message: String) -> Result<Event, DbErr> {
-    let payload = serde_json::to_value(row).map_err(|e| DbErr::Custom(e.to_string()))?;
-    Ok(Event::new(
+    shippy_contracts::event(
         streams::CONSIGNMENT,
         NAME,
         kind,
         Some(row.owner_id.to_string()),
         message,
-        payload,
-    ))
+        &contract::Snapshot::from(row.clone()),
+    )
+    .map_err(|e| DbErr::Custom(e.to_string()))
 }
 
 /// The same change, for the activity log of `user`.
 fn log_entry(kind: &str, user: Uuid, row: &entity::Model, message: String) -> Event {
-    Event::log(
+    log::event(
         NAME,
         kind,
         Some(user.to_string()),
@@ -117,16 +117,8 @@ pub async fn create(
         "consignment {id} created: containers {}, weight {}",
         row.container_count, row.weight
     );
-    outbox::record(
-        &txn,
-        &snapshot("consignment.created", &row, summary.clone())?,
-    )
-    .await?;
-    outbox::record(
-        &txn,
-        &log_entry("consignment.created", owner, &row, summary),
-    )
-    .await?;
+    outbox::record(&txn, &snapshot(contract::CREATED, &row, summary.clone())?).await?;
+    outbox::record(&txn, &log_entry(contract::CREATED, owner, &row, summary)).await?;
     txn.commit().await?;
     state.outbox.wake();
     Ok(row)
@@ -202,14 +194,14 @@ pub async fn apply_answer(
             Status::Assigned,
             Some(*vessel_id),
             Some(*vessel_owner_id),
-            "consignment.assigned",
+            contract::ASSIGNED,
             format!("consignment {consignment} assigned to vessel {vessel_name}"),
         ),
         Answer::Unassignable { reason } => (
             Status::Unassignable,
             None,
             None,
-            "consignment.unassignable",
+            contract::UNASSIGNABLE,
             format!("consignment {consignment} could not be assigned: {reason}"),
         ),
     };
@@ -322,28 +314,10 @@ pub async fn update_status(
     if caller != row.owner_id {
         log_for.push(caller);
     }
-    record_change(&txn, "consignment.status_changed", &row, message, &log_for).await?;
+    record_change(&txn, contract::STATUS_CHANGED, &row, message, &log_for).await?;
     txn.commit().await?;
     state.outbox.wake();
     Ok(row)
-}
-
-/// `vessel.assigned` as the vessel subgraph sends it.
-#[derive(Debug, Deserialize)]
-struct Assigned {
-    consignment_id: Uuid,
-    vessel_id: Uuid,
-    vessel_owner_id: Uuid,
-    #[serde(default)]
-    vessel_name: String,
-}
-
-/// `vessel.unassignable` as the vessel subgraph sends it.
-#[derive(Debug, Deserialize)]
-struct Unassignable {
-    consignment_id: Uuid,
-    #[serde(default)]
-    reason: String,
 }
 
 /// The consumer's handler: applies `vessel.assigned` and `vessel.unassignable`, ignores the rest of the
@@ -359,17 +333,12 @@ impl VesselAnswers {
     }
 }
 
-fn payload<T: serde::de::DeserializeOwned>(event: &Event) -> Result<T, HandleError> {
-    serde_json::from_value(event.payload.clone())
-        .map_err(|e| HandleError::Reject(format!("bad `{}` payload: {e}", event.kind)))
-}
-
 #[async_trait::async_trait]
 impl Handler for VesselAnswers {
     async fn handle(&self, event: &Event) -> Result<(), HandleError> {
         let (consignment, answer) = match event.kind.as_str() {
-            "vessel.assigned" => {
-                let a: Assigned = payload(event)?;
+            vessel::ASSIGNED => {
+                let a: vessel::Assigned = consumer::payload(event)?;
                 (
                     a.consignment_id,
                     Answer::Assigned {
@@ -379,8 +348,8 @@ impl Handler for VesselAnswers {
                     },
                 )
             }
-            "vessel.unassignable" => {
-                let u: Unassignable = payload(event)?;
+            vessel::UNASSIGNABLE => {
+                let u: vessel::Unassignable = consumer::payload(event)?;
                 (u.consignment_id, Answer::Unassignable { reason: u.reason })
             }
             _ => return Ok(()),

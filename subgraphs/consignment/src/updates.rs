@@ -14,11 +14,8 @@ use std::collections::{HashMap, VecDeque};
 use chrono::{DateTime, Utc};
 use futures::{StreamExt, stream::BoxStream};
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
-use shippy_kit::{
-    error,
-    events::{Event, streams},
-    live::Live,
-};
+use shippy_contracts::{consignment::KIND_PREFIX, consignment::Snapshot, streams};
+use shippy_kit::{error, events::Event, live::Live};
 use uuid::Uuid;
 
 use crate::{
@@ -50,13 +47,13 @@ impl Watch {
     /// The consignment in `event`, if it is one of this subscriber's.
     fn relevant(&self, event: &Event) -> Option<entity::Model> {
         if event.stream != streams::CONSIGNMENT
-            || !event.kind.starts_with("consignment.")
+            || !event.kind.starts_with(KIND_PREFIX)
             || event.user_id.as_deref() != Some(self.owner_text.as_str())
         {
             return None;
         }
-        let row: entity::Model = match serde_json::from_value(event.payload.clone()) {
-            Ok(row) => row,
+        let row: entity::Model = match serde_json::from_value::<Snapshot>(event.payload.clone()) {
+            Ok(snapshot) => snapshot.into(),
             Err(err) => {
                 tracing::warn!(event_id = %event.event_id, error = %err, "consignment event without a consignment");
                 return None;

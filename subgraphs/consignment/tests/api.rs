@@ -1,6 +1,7 @@
 //! The consignment subgraph over HTTP and WebSocket on 127.0.0.1:0, with the vessel subgraph beside it on
 //! the same in-process bus (as `shippy up` runs them), each scenario on SQLite and on PostgreSQL.
 
+use shippy_contracts::streams;
 use std::{sync::Arc, time::Duration};
 
 use futures::StreamExt;
@@ -15,7 +16,7 @@ use shippy_consignment::{
 use shippy_kit::{
     CancellationToken,
     auth::TokenIssuer,
-    events::{Event, EventBus, streams},
+    events::{Event, EventBus},
     testing::{self, Backend, GraphQLClient, TestDb, TestServer, WsClient},
 };
 use uuid::Uuid;
@@ -34,12 +35,14 @@ async fn start(backend: Backend) -> Harness {
     let bus = testing::bus();
     let (config, run_bus) = (testing::subgraph_config(&cdb.url), bus.clone());
     let consignment = TestServer::spawn(move |listener, shutdown| {
-        shippy_consignment::run(listener, config, run_bus, shutdown)
+        shippy_kit::subgraph::run::<shippy_consignment::Consignment>(
+            listener, config, run_bus, shutdown,
+        )
     })
     .await;
     let (config, run_bus) = (testing::subgraph_config(&vdb.url), bus.clone());
     let vessel = TestServer::spawn(move |listener, shutdown| {
-        shippy_vessel::run(listener, config, run_bus, shutdown)
+        shippy_kit::subgraph::run::<shippy_vessel::Vessel>(listener, config, run_bus, shutdown)
     })
     .await;
     Harness {
@@ -288,7 +291,7 @@ async fn consignments_are_their_owners_only(backend: Backend) {
         .await;
     assert_eq!(
         sdl.data()["_service"]["sdl"].as_str().unwrap().trim(),
-        shippy_consignment::sdl().trim()
+        shippy_kit::subgraph::sdl::<shippy_consignment::Consignment>().trim()
     );
 }
 
@@ -432,9 +435,12 @@ fn new_consignment() -> NewConsignment {
 async fn answers_apply_once(backend: Backend) {
     testing::init();
     let db = TestDb::create(backend).await;
-    let service = shippy_consignment::start(testing::subgraph_config(&db.url), testing::bus())
-        .await
-        .unwrap();
+    let service = shippy_consignment::ConsignmentService::start(
+        testing::subgraph_config(&db.url),
+        testing::bus(),
+    )
+    .await
+    .unwrap();
     let state = service.state();
     let row = shipping::create(state, Uuid::now_v7(), new_consignment())
         .await
@@ -487,7 +493,7 @@ async fn a_lagging_subscriber_catches_up_from_the_database(backend: Backend) {
     let mut config = testing::subgraph_config(&db.url);
     // One event of room: the second event in a row makes a subscriber lag.
     config.events.live_capacity = 1;
-    let service = shippy_consignment::start(config, bus.clone())
+    let service = shippy_consignment::ConsignmentService::start(config, bus.clone())
         .await
         .unwrap();
     let state = service.state().clone();

@@ -100,12 +100,12 @@ impl LiveFeed {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::events::{InProcessBus, streams};
+    use crate::events::InProcessBus;
 
     #[tokio::test]
     async fn fans_out_and_reports_lag() {
         let bus: Arc<dyn EventBus> = Arc::new(InProcessBus::default());
-        let feed = LiveFeed::new(streams::LOG, 2);
+        let feed = LiveFeed::new("log", 2);
         let mut fast = feed.subscribe();
         let mut slow = feed.subscribe();
         let shutdown = CancellationToken::new();
@@ -113,7 +113,7 @@ mod tests {
         // Let the feed subscribe before publishing.
         tokio::time::sleep(Duration::from_millis(50)).await;
         for n in 0..4 {
-            let event = Event::log("t", "t.n", None, "n", serde_json::json!({ "n": n }));
+            let event = Event::new("log", "t", "t.n", None, "n", serde_json::json!({ "n": n }));
             bus.publish(&event).await.unwrap();
             let Some(Live::Event(got)) = fast.next().await else {
                 panic!("fast subscriber missed {n}");

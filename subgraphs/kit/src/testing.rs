@@ -144,7 +144,6 @@ pub fn auth_config() -> AuthConfig {
 pub fn subgraph_config(database_url: &str) -> SubgraphConfig {
     SubgraphConfig {
         database_url: database_url.to_owned(),
-        redis_url: None,
         auth: auth_config(),
         server: ServerConfig::default(),
         relay: RelayConfig {

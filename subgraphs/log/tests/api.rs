@@ -2,6 +2,7 @@
 //! the users they concern (admins see all), over HTTP and WebSocket, on SQLite and PostgreSQL; and, on
 //! real Redis, entries a crashed consumer read but never acknowledged are taken over and stored once.
 
+use shippy_contracts::streams;
 use std::{collections::HashSet, sync::Arc, time::Duration};
 
 use futures::StreamExt;
@@ -12,7 +13,7 @@ use shippy_kit::{
     CancellationToken,
     auth::{Caller, JwtVerifier, SCOPE_ADMIN, TokenIssuer},
     config::ServerConfig,
-    events::{Event, EventBus, RedisBus, streams},
+    events::{Event, EventBus, RedisBus},
     testing::{self, Backend, GraphQLClient, RedisNamespace, TestDb, TestServer, WsClient},
 };
 use uuid::Uuid;
@@ -29,7 +30,7 @@ async fn start(backend: Backend) -> Harness {
     let bus = testing::bus();
     let (config, run_bus) = (testing::subgraph_config(&db.url), bus.clone());
     let server = TestServer::spawn(move |listener, shutdown| {
-        shippy_log::run(listener, config, run_bus, shutdown)
+        shippy_kit::subgraph::run::<shippy_log::Log>(listener, config, run_bus, shutdown)
     })
     .await;
     Harness {
@@ -52,7 +53,7 @@ fn token(user: &str, scopes: &[&str]) -> String {
 }
 
 fn event(service: &str, kind: &str, user: Option<&str>, n: i64) -> Event {
-    Event::log(
+    shippy_contracts::log::event(
         service,
         kind,
         user.map(str::to_owned),
@@ -207,7 +208,7 @@ async fn activity_is_the_users_own(backend: Backend) {
         .await;
     assert_eq!(
         sdl.data()["_service"]["sdl"].as_str().unwrap().trim(),
-        shippy_log::sdl().trim()
+        shippy_kit::subgraph::sdl::<shippy_log::Log>().trim()
     );
 }
 
@@ -264,7 +265,9 @@ async fn a_lagging_subscriber_is_told_what_it_missed(backend: Backend) {
     let bus = testing::bus();
     let mut config = testing::subgraph_config(&db.url);
     config.events.live_capacity = 2;
-    let service = shippy_log::start(config, bus.clone()).await.unwrap();
+    let service = shippy_log::LogService::start(config, bus.clone())
+        .await
+        .unwrap();
     let state = service.state().clone();
     let shutdown = CancellationToken::new();
     let feed = tokio::spawn(state.live.clone().run(bus.clone(), shutdown.clone()));
@@ -275,7 +278,8 @@ async fn a_lagging_subscriber_is_told_what_it_missed(backend: Backend) {
         .unwrap()
         .verify(&token(&user, &[]))
         .unwrap();
-    let schema = shippy_log::schema(&ServerConfig::default(), Some(state));
+    let schema =
+        shippy_kit::subgraph::schema::<shippy_log::Log>(&ServerConfig::default(), Some(state));
     let mut stream = schema.execute_stream(
         async_graphql::Request::new("subscription { logAdded { payload } }")
             .data(Caller::User(claims)),
@@ -348,13 +352,12 @@ async fn entries_a_crashed_consumer_left_pending_are_stored_once() {
     drop(crashed);
 
     let mut config = testing::subgraph_config(&db.url);
-    config.redis_url = Some(ns.url.clone());
     config.events = ns.events();
     config.events.consumer.name = Some("rescuer".into());
     let run_bus: Arc<dyn EventBus> =
         Arc::new(RedisBus::open(&ns.url, config.events.clone()).unwrap());
     let _server = TestServer::spawn(move |listener, shutdown| {
-        shippy_log::run(listener, config, run_bus, shutdown)
+        shippy_kit::subgraph::run::<shippy_log::Log>(listener, config, run_bus, shutdown)
     })
     .await;
     let conn = shippy_kit::db::connect(&db.url).await.unwrap();

@@ -5,7 +5,8 @@ use sea_orm::{
     ActiveValue::Set, ColumnTrait, DbErr, EntityTrait, QueryFilter, SqlErr, TransactionTrait,
 };
 use serde_json::json;
-use shippy_kit::{auth::IssuedToken, auth::KeyError, events::Event, outbox};
+use shippy_contracts::log;
+use shippy_kit::{auth::IssuedToken, auth::KeyError, outbox};
 use uuid::Uuid;
 
 use crate::{
@@ -78,7 +79,7 @@ pub async fn register(
         .one(&txn)
         .await?
         .ok_or_else(|| DbErr::RecordNotFound(id.to_string()))?;
-    let event = Event::log(
+    let event = log::event(
         NAME,
         "user.registered",
         Some(id.to_string()),
@@ -115,7 +116,7 @@ pub async fn login(
     }
 
     let txn = state.db.begin().await?;
-    let event = Event::log(
+    let event = log::event(
         NAME,
         "user.logged_in",
         Some(user.id.to_string()),

@@ -176,6 +176,7 @@ async fn load(ctx: &Context<'_>, id: Uuid) -> Result<Option<User>> {
 }
 
 /// Queries.
+#[derive(Default)]
 pub struct Query;
 
 #[Object]
@@ -227,6 +228,7 @@ impl Query {
 }
 
 /// Mutations.
+#[derive(Default)]
 pub struct Mutation;
 
 #[Object]

@@ -18,11 +18,11 @@ use sea_orm::{
     ColumnTrait, DbErr, EntityTrait, QueryFilter, TransactionTrait,
     sea_query::{Expr, ExprTrait},
 };
-use serde::Deserialize;
 use serde_json::json;
+use shippy_contracts::{consignment, log, streams, vessel};
 use shippy_kit::{
-    consumer::{HandleError, Handler},
-    events::{Event, streams},
+    consumer::{self, HandleError, Handler},
+    events::Event,
     inbox, outbox,
 };
 use uuid::Uuid;
@@ -41,9 +41,8 @@ pub const GROUP: &str = "vessel";
 /// up for now (the event is then retried).
 const MAX_ATTEMPTS: usize = 16;
 
-/// What this subgraph reads from `consignment.created` (the consignment subgraph sends the whole
-/// consignment; these are the fields booking needs).
-#[derive(Debug, Clone, Deserialize)]
+/// What booking needs of a `consignment.created` [`consignment::Snapshot`].
+#[derive(Debug, Clone)]
 pub struct BookingRequest {
     /// The consignment.
     pub id: Uuid,
@@ -55,11 +54,15 @@ pub struct BookingRequest {
     pub container_count: i32,
 }
 
-/// What this subgraph reads from `consignment.status_changed`.
-#[derive(Debug, Clone, Deserialize)]
-struct StatusChange {
-    id: Uuid,
-    status: String,
+impl From<consignment::Snapshot> for BookingRequest {
+    fn from(snapshot: consignment::Snapshot) -> Self {
+        Self {
+            id: snapshot.id,
+            owner_id: snapshot.owner_id,
+            weight: snapshot.weight,
+            container_count: snapshot.container_count,
+        }
+    }
 }
 
 /// How a booking request ended.
@@ -152,23 +155,21 @@ pub async fn book(
             .one(&txn)
             .await?
             .ok_or_else(|| DbErr::RecordNotFound(vessel.id.to_string()))?;
-        let answer = Event::new(
-            streams::CONSIGNMENT,
-            NAME,
-            "vessel.assigned",
-            Some(request.owner_id.to_string()),
+        let answer = answer(
+            vessel::ASSIGNED,
+            request,
             format!(
                 "consignment {} assigned to vessel {}",
                 request.id, vessel.name
             ),
-            json!({
-                "consignment_id": request.id,
-                "vessel_id": vessel.id,
-                "vessel_owner_id": vessel.owner_id,
-                "vessel_name": vessel.name,
-            }),
-        );
-        let log = Event::log(
+            &vessel::Assigned {
+                consignment_id: request.id,
+                vessel_id: vessel.id,
+                vessel_owner_id: vessel.owner_id,
+                vessel_name: vessel.name.clone(),
+            },
+        )?;
+        let log = log::event(
             NAME,
             "vessel.reserved",
             Some(vessel.owner_id.to_string()),
@@ -196,6 +197,24 @@ pub async fn book(
     Err(BookingError::Contended)
 }
 
+/// The answer to `request` on the `consignment` stream, addressed to the consignment's owner.
+fn answer<P: serde::Serialize>(
+    kind: &str,
+    request: &BookingRequest,
+    message: String,
+    payload: &P,
+) -> Result<Event, DbErr> {
+    shippy_contracts::event(
+        streams::CONSIGNMENT,
+        NAME,
+        kind,
+        Some(request.owner_id.to_string()),
+        message,
+        payload,
+    )
+    .map_err(|e| DbErr::Custom(format!("cannot encode `{kind}`: {e}")))
+}
+
 async fn unassignable(
     state: &State,
     event_id: Uuid,
@@ -215,19 +234,17 @@ async fn unassignable_in(
     request: &BookingRequest,
     reason: &str,
 ) -> Result<Booking, BookingError> {
-    let answer = Event::new(
-        streams::CONSIGNMENT,
-        NAME,
-        "vessel.unassignable",
-        Some(request.owner_id.to_string()),
+    let answer = answer(
+        vessel::UNASSIGNABLE,
+        request,
         format!("no vessel for consignment {}: {reason}", request.id),
-        json!({
-            "consignment_id": request.id,
-            "reason": reason,
-            "container_count": request.container_count,
-            "weight": request.weight,
-        }),
-    );
+        &vessel::Unassignable {
+            consignment_id: request.id,
+            reason: reason.to_owned(),
+            container_count: request.container_count,
+            weight: request.weight,
+        },
+    )?;
     outbox::record(&txn, &answer).await?;
     txn.commit().await?;
     state.outbox.wake();
@@ -268,7 +285,7 @@ pub async fn release(state: &State, event_id: Uuid, consignment: Uuid) -> Result
         .exec(&txn)
         .await?;
     if let Some(vessel) = Vessels::find_by_id(booking.vessel_id).one(&txn).await? {
-        let log = Event::log(
+        let log = log::event(
             NAME,
             "vessel.released",
             Some(vessel.owner_id.to_string()),
@@ -302,22 +319,17 @@ impl Assigner {
     }
 }
 
-fn payload<T: serde::de::DeserializeOwned>(event: &Event) -> Result<T, HandleError> {
-    serde_json::from_value(event.payload.clone())
-        .map_err(|e| HandleError::Reject(format!("bad `{}` payload: {e}", event.kind)))
-}
-
 #[async_trait::async_trait]
 impl Handler for Assigner {
     async fn handle(&self, event: &Event) -> Result<(), HandleError> {
         match event.kind.as_str() {
-            "consignment.created" => {
-                let request: BookingRequest = payload(event)?;
-                book(&self.state, event.event_id, &request).await?;
+            consignment::CREATED => {
+                let created: consignment::Snapshot = consumer::payload(event)?;
+                book(&self.state, event.event_id, &created.into()).await?;
             }
-            "consignment.status_changed" => {
-                let change: StatusChange = payload(event)?;
-                if change.status == "DELIVERED" {
+            consignment::STATUS_CHANGED => {
+                let change: consignment::Snapshot = consumer::payload(event)?;
+                if change.status == consignment::status::DELIVERED {
                     release(&self.state, event.event_id, change.id).await?;
                 }
             }

@@ -8,7 +8,8 @@ use sea_orm::{
     sea_query::{Expr, ExprTrait, SimpleExpr},
 };
 use serde_json::json;
-use shippy_kit::{events::Event, outbox};
+use shippy_contracts::log;
+use shippy_kit::outbox;
 use uuid::Uuid;
 
 use crate::{
@@ -48,7 +49,7 @@ pub async fn create(state: &State, owner: Uuid, new: NewVessel) -> Result<entity
         .one(&txn)
         .await?
         .ok_or_else(|| DbErr::RecordNotFound(id.to_string()))?;
-    let event = Event::log(
+    let event = log::event(
         NAME,
         "vessel.created",
         Some(owner.to_string()),

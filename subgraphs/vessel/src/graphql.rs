@@ -148,6 +148,7 @@ async fn load(ctx: &Context<'_>, id: Uuid) -> Result<Option<Vessel>> {
 }
 
 /// Queries.
+#[derive(Default)]
 pub struct Query;
 
 #[Object]
@@ -204,6 +205,7 @@ impl Query {
 }
 
 /// Mutations.
+#[derive(Default)]
 pub struct Mutation;
 
 #[Object]

@@ -3,13 +3,14 @@
 //! delivery gives the capacity back once, and the running subgraph answers `consignment.created` events on
 //! the bus.
 
+use shippy_contracts::streams;
 use std::{sync::Arc, time::Duration};
 
 use futures::StreamExt;
 use sea_orm::{EntityTrait, PaginatorTrait};
 use serde_json::json;
 use shippy_kit::{
-    events::{Event, EventBus, streams},
+    events::{Event, EventBus},
     testing::{self, Backend, TestDb, TestServer},
 };
 use shippy_vessel::{
@@ -30,9 +31,10 @@ impl Harness {
     async fn start(backend: Backend) -> Self {
         testing::init();
         let db = TestDb::create(backend).await;
-        let service = shippy_vessel::start(testing::subgraph_config(&db.url), testing::bus())
-            .await
-            .unwrap();
+        let service =
+            shippy_vessel::VesselService::start(testing::subgraph_config(&db.url), testing::bus())
+                .await
+                .unwrap();
         Self { service, _db: db }
     }
 
@@ -217,6 +219,10 @@ fn created(consignment: Uuid, owner: Uuid, containers: i32, weight: f64) -> Even
             "containers": [],
             "container_count": containers,
             "status": "PENDING",
+            "vessel_id": null,
+            "vessel_owner_id": null,
+            "created_at": "2026-01-01T00:00:00Z",
+            "updated_at": "2026-01-01T00:00:00Z",
         }),
     )
 }
@@ -228,7 +234,7 @@ async fn the_running_subgraph_answers_on_the_bus(backend: Backend) {
     let config = testing::subgraph_config(&db.url);
     let run_bus = bus.clone();
     let server = TestServer::spawn(move |listener, shutdown| {
-        shippy_vessel::run(listener, config, run_bus, shutdown)
+        shippy_kit::subgraph::run::<shippy_vessel::Vessel>(listener, config, run_bus, shutdown)
     })
     .await;
     let token = shippy_kit::auth::TokenIssuer::from_config(&testing::auth_config())
