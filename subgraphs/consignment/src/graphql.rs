@@ -22,10 +22,10 @@ use uuid::Uuid;
 
 use crate::{
     State,
+    commands::{self, NewConsignment, StatusError},
+    consumers,
     domain::{self, ConsignmentWeight, Containers, Description, Status},
     entity::{self, Column, Entity as Consignments},
-    shipping::{self, NewConsignment, StatusError},
-    updates,
 };
 
 impl ErrorExtensions for StatusError {
@@ -313,7 +313,7 @@ impl Mutation {
     ) -> Result<Consignment> {
         let owner = caller_id(auth::require(ctx)?)?;
         let new = input.parse()?;
-        let row = shipping::create(state(ctx)?, owner, new)
+        let row = commands::create(state(ctx)?, owner, new)
             .await
             .map_err(|e| error::internal("creating consignment", e))?;
         Ok(Consignment(row))
@@ -331,7 +331,7 @@ impl Mutation {
     ) -> Result<Consignment> {
         let caller = caller_id(auth::require(ctx)?)?;
         let id = parse_id("id", &id)?;
-        let row = shipping::update_status(state(ctx)?, caller, id, status)
+        let row = commands::update_status(state(ctx)?, caller, id, status)
             .await
             .map_err(|e| e.extend())?;
         Ok(Consignment(row))
@@ -362,7 +362,7 @@ impl Subscription {
         {
             return Err(error::forbidden("no consignment of yours has this id"));
         }
-        Ok(updates::watch(state, feed, owner, only)
+        Ok(consumers::watch(state, feed, owner, only)
             .map(|row| row.map(Consignment))
             .boxed())
     }

@@ -2,20 +2,20 @@
 //!
 //! A consignment is created `PENDING` and recorded as `consignment.created` on the `consignment` stream;
 //! the vessel subgraph books it on a vessel and answers on the same stream, and this subgraph's
-//! consumer ([`shipping::VesselAnswers`], group `consignment`) makes it `ASSIGNED` or `UNASSIGNABLE`. The
+//! consumer ([`consumers::VesselAnswers`], group `consignment`) makes it `ASSIGNED` or `UNASSIGNABLE`. The
 //! vessel's owner then moves it `IN_TRANSIT` and `DELIVERED`. Every change reaches subscribers of
-//! `consignmentUpdated` on any replica through the stream ([`updates`]). The events and their payloads
+//! `consignmentUpdated` on any replica through the stream ([`consumers::watch`]). The events and their payloads
 //! are in `shippy_contracts`.
 //!
 //! [`Consignment`] says what is this subgraph's own; `shippy_kit::subgraph` starts, serves and describes
 //! it ([`ConsignmentService`]): the axum app, the outbox relay, the consumer and the live feed, until
 //! shutdown.
 
+pub mod commands;
+pub mod consumers;
 pub mod domain;
 pub mod entity;
 pub mod graphql;
-pub mod shipping;
-pub mod updates;
 
 use sea_orm::DatabaseConnection;
 use shippy_contracts::streams;
@@ -68,8 +68,8 @@ impl Subgraph for Consignment {
     fn consumers(state: &State) -> Vec<Consumes> {
         vec![Consumes {
             stream: streams::CONSIGNMENT,
-            group: shipping::GROUP,
-            handler: Box::new(shipping::VesselAnswers::new(state.clone())),
+            group: consumers::GROUP,
+            handler: Box::new(consumers::VesselAnswers::new(state.clone())),
         }]
     }
 

@@ -8,10 +8,10 @@ use futures::StreamExt;
 use sea_orm::EntityTrait;
 use serde_json::{Value, json};
 use shippy_consignment::{
+    commands::{self, Answer, AnswerError, NewConsignment},
+    consumers,
     domain::{ConsignmentWeight, Container, Containers, Description},
     entity,
-    shipping::{self, Answer, AnswerError, NewConsignment},
-    updates,
 };
 use shippy_kit::{
     CancellationToken,
@@ -442,7 +442,7 @@ async fn answers_apply_once(backend: Backend) {
     .await
     .unwrap();
     let state = service.state();
-    let row = shipping::create(state, Uuid::now_v7(), new_consignment())
+    let row = commands::create(state, Uuid::now_v7(), new_consignment())
         .await
         .unwrap();
     let assigned = Answer::Assigned {
@@ -451,14 +451,14 @@ async fn answers_apply_once(backend: Backend) {
         vessel_name: "Ship".into(),
     };
     let event = Uuid::now_v7();
-    let applied = shipping::apply_answer(state, event, row.id, &assigned)
+    let applied = commands::apply_answer(state, event, row.id, &assigned)
         .await
         .unwrap()
         .expect("applied");
     assert_eq!(applied.status, "ASSIGNED");
     assert!(applied.updated_at > row.updated_at);
     assert!(
-        shipping::apply_answer(state, event, row.id, &assigned)
+        commands::apply_answer(state, event, row.id, &assigned)
             .await
             .unwrap()
             .is_none(),
@@ -468,7 +468,7 @@ async fn answers_apply_once(backend: Backend) {
         reason: "late".into(),
     };
     assert!(
-        shipping::apply_answer(state, Uuid::now_v7(), row.id, &late)
+        commands::apply_answer(state, Uuid::now_v7(), row.id, &late)
             .await
             .unwrap()
             .is_none(),
@@ -481,7 +481,7 @@ async fn answers_apply_once(backend: Backend) {
         .unwrap();
     assert_eq!(stored.status, "ASSIGNED");
     assert!(matches!(
-        shipping::apply_answer(state, Uuid::now_v7(), Uuid::now_v7(), &late).await,
+        commands::apply_answer(state, Uuid::now_v7(), Uuid::now_v7(), &late).await,
         Err(AnswerError::UnknownConsignment(_))
     ));
 }
@@ -502,11 +502,11 @@ async fn a_lagging_subscriber_catches_up_from_the_database(backend: Backend) {
     tokio::time::sleep(Duration::from_millis(50)).await;
 
     let owner = Uuid::now_v7();
-    let mut watch = updates::watch(state.clone(), state.live.subscribe(), owner, None);
+    let mut watch = consumers::watch(state.clone(), state.live.subscribe(), owner, None);
     let mut created = Vec::new();
     for _ in 0..3 {
         created.push(
-            shipping::create(&state, owner, new_consignment())
+            commands::create(&state, owner, new_consignment())
                 .await
                 .unwrap(),
         );

@@ -5,9 +5,9 @@
 //! [`Log`] says what is this subgraph's own; `shippy_kit::subgraph` starts, serves and describes it
 //! ([`LogService`]): the axum app, the consumer and the live feed, until shutdown.
 
+pub mod consumers;
 pub mod entity;
 pub mod graphql;
-pub mod store;
 
 use async_graphql::EmptyMutation;
 use sea_orm::DatabaseConnection;
@@ -57,8 +57,8 @@ impl Subgraph for Log {
     fn consumers(state: &State) -> Vec<Consumes> {
         vec![Consumes {
             stream: streams::LOG,
-            group: store::GROUP,
-            handler: Box::new(store::Recorder::new(state.db.clone())),
+            group: consumers::GROUP,
+            handler: Box::new(consumers::Recorder::new(state.db.clone())),
         }]
     }
 

@@ -24,7 +24,7 @@ use uuid::Uuid;
 
 use crate::{
     State,
-    accounts::{self, AccountError, NewUser},
+    commands::{self, AccountError, NewUser},
     domain::{Company, Email, Password, PersonName},
     entity::{self, Column, Entity as Users},
 };
@@ -238,7 +238,7 @@ impl Mutation {
     #[graphql(directive = rate_limit::apply(5, "1h".into(), Some("ip".into())))]
     async fn register(&self, ctx: &Context<'_>, input: RegisterInput) -> Result<AuthPayload> {
         let new = input.parse()?;
-        let (row, token) = accounts::register(state(ctx)?, new)
+        let (row, token) = commands::register(state(ctx)?, new)
             .await
             .map_err(|e| e.extend())?;
         Ok(AuthPayload::new(row, token.token))
@@ -254,7 +254,7 @@ impl Mutation {
         email: String,
         password: String,
     ) -> Result<AuthPayload> {
-        let (row, token) = accounts::login(state(ctx)?, &email, &password)
+        let (row, token) = commands::login(state(ctx)?, &email, &password)
             .await
             .map_err(|e| e.extend())?;
         Ok(AuthPayload::new(row, token.token))

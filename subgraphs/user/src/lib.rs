@@ -3,11 +3,10 @@
 //! [`User`] says what is this subgraph's own; `shippy_kit::subgraph` starts (database migrated, keys
 //! loaded), serves and describes it ([`UserService`]): the axum app and the outbox relay, until shutdown.
 
-pub mod accounts;
+pub mod commands;
 pub mod domain;
 pub mod entity;
 pub mod graphql;
-pub mod password;
 
 use std::sync::Arc;
 

@@ -20,9 +20,9 @@ use uuid::Uuid;
 
 use crate::{
     State,
+    commands::{self, NewVessel},
     domain::{Capacity, VesselName, Weight},
     entity::{self, Column, Entity as Vessels},
-    fleet::{self, NewVessel},
 };
 
 /// Loads vessels by id in one query per batch.
@@ -187,7 +187,7 @@ impl Query {
     ) -> Result<Option<Vessel>> {
         let capacity = Capacity::parse(capacity).map_err(|e| error::bad_input("capacity", e))?;
         let max_weight = Weight::parse(max_weight).map_err(|e| error::bad_input("maxWeight", e))?;
-        let found = fleet::find_available(&state(ctx)?.db, capacity, max_weight)
+        let found = commands::find_available(&state(ctx)?.db, capacity, max_weight)
             .await
             .map_err(|e| error::internal("finding a vessel", e))?;
         Ok(found.map(Vessel))
@@ -217,7 +217,7 @@ impl Mutation {
         let owner = Uuid::parse_str(&claims.sub)
             .map_err(|_| error::unauthenticated("the token subject is not a user id"))?;
         let new = input.parse()?;
-        let row = fleet::create(state(ctx)?, owner, new)
+        let row = commands::create(state(ctx)?, owner, new)
             .await
             .map_err(|e| error::internal("creating vessel", e))?;
         Ok(Vessel(row))

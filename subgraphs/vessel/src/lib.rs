@@ -1,12 +1,12 @@
 //! The `vessel` subgraph: vessels, finding one that fits, and booking consignments on them.
 //!
 //! [`Vessel`] says what is this subgraph's own; `shippy_kit::subgraph` starts, serves and describes it
-//! ([`VesselService`]): the axum app, the outbox relay and the [`assignment`] consumer, until shutdown.
+//! ([`VesselService`]): the axum app, the outbox relay and the [`consumers`] (booking on `consignment` events), until shutdown.
 
-pub mod assignment;
+pub mod commands;
+pub mod consumers;
 pub mod domain;
 pub mod entity;
-pub mod fleet;
 pub mod graphql;
 
 use async_graphql::{EmptySubscription, dataloader::DataLoader};
@@ -64,8 +64,8 @@ impl Subgraph for Vessel {
     fn consumers(state: &State) -> Vec<Consumes> {
         vec![Consumes {
             stream: streams::CONSIGNMENT,
-            group: assignment::GROUP,
-            handler: Box::new(assignment::Assigner::new(state.clone())),
+            group: consumers::GROUP,
+            handler: Box::new(consumers::Assigner::new(state.clone())),
         }]
     }
 }

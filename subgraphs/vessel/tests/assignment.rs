@@ -15,10 +15,9 @@ use shippy_kit::{
 };
 use shippy_vessel::{
     State,
-    assignment::{self, Booking, BookingRequest},
+    commands::{self, Booking, BookingRequest, NewVessel},
     domain::{Capacity, VesselName, Weight},
     entity::{self, reservation},
-    fleet::{self, NewVessel},
 };
 use uuid::Uuid;
 
@@ -43,7 +42,7 @@ impl Harness {
     }
 
     async fn vessel(&self, name: &str, capacity: i32, max_weight: f64) -> entity::Model {
-        fleet::create(
+        commands::create(
             self.state(),
             Uuid::now_v7(),
             NewVessel {
@@ -80,7 +79,7 @@ async fn book_all(state: &State, requests: Vec<BookingRequest>) -> (usize, usize
         .into_iter()
         .map(|r| {
             let state = state.clone();
-            tokio::spawn(async move { assignment::book(&state, Uuid::now_v7(), &r).await })
+            tokio::spawn(async move { commands::book(&state, Uuid::now_v7(), &r).await })
         })
         .collect();
     let (mut assigned, mut unassignable) = (0, 0);
@@ -128,15 +127,15 @@ async fn a_redelivered_request_books_once(backend: Backend) {
     let vessel = h.vessel("Once", 10, 100.0).await;
     let event_id = Uuid::now_v7();
     let req = request(3, 30.0);
-    let first = assignment::book(h.state(), event_id, &req).await.unwrap();
+    let first = commands::book(h.state(), event_id, &req).await.unwrap();
     assert!(matches!(first, Booking::Assigned(v) if v.id == vessel.id));
-    let again = assignment::book(h.state(), event_id, &req).await.unwrap();
+    let again = commands::book(h.state(), event_id, &req).await.unwrap();
     assert_eq!(again, Booking::AlreadyHandled);
     assert_eq!(h.reload(vessel.id).await.reserved_containers, 3);
 }
 
 async fn pick(state: &State, containers: i32) -> Option<Uuid> {
-    match assignment::book(state, Uuid::now_v7(), &request(containers, 1.0))
+    match commands::book(state, Uuid::now_v7(), &request(containers, 1.0))
         .await
         .unwrap()
     {
@@ -167,7 +166,7 @@ async fn the_best_fitting_vessel_is_chosen(backend: Backend) {
         ..request(1, 1.0)
     };
     assert_eq!(
-        assignment::book(h.state(), Uuid::now_v7(), &absurd)
+        commands::book(h.state(), Uuid::now_v7(), &absurd)
             .await
             .unwrap(),
         Booking::Unassignable
@@ -178,24 +177,24 @@ async fn delivery_gives_the_capacity_back_once(backend: Backend) {
     let h = Harness::start(backend).await;
     let vessel = h.vessel("Loop", 4, 100.0).await;
     let req = request(4, 40.0);
-    assignment::book(h.state(), Uuid::now_v7(), &req)
+    commands::book(h.state(), Uuid::now_v7(), &req)
         .await
         .unwrap();
     assert_eq!(h.reload(vessel.id).await.remaining_capacity(), 0);
     let delivered = Uuid::now_v7();
     assert!(
-        assignment::release(h.state(), delivered, req.id)
+        commands::release(h.state(), delivered, req.id)
             .await
             .unwrap()
     );
     assert!(
-        !assignment::release(h.state(), delivered, req.id)
+        !commands::release(h.state(), delivered, req.id)
             .await
             .unwrap(),
         "the same event again"
     );
     assert!(
-        !assignment::release(h.state(), Uuid::now_v7(), req.id)
+        !commands::release(h.state(), Uuid::now_v7(), req.id)
             .await
             .unwrap(),
         "already released"

@@ -1,6 +1,6 @@
-//! The consignment subgraph's domain operations, independent of GraphQL: creating consignments, applying
-//! the vessel subgraph's answers (its consumer of the `consignment` stream), and moving a consignment
-//! along on its carrier's word.
+//! The consignment subgraph's commands, independent of GraphQL: creating consignments, applying the
+//! vessel subgraph's answers (which [`crate::consumers`] decode from the `consignment` stream), and moving
+//! a consignment along on its carrier's word.
 //!
 //! Every change commits together with its events: a `consignment.*` event on the `consignment` stream
 //! whose payload is the consignment after the change (read by the vessel subgraph and by live
@@ -12,22 +12,16 @@ use sea_orm::{
     QueryFilter, TransactionTrait, sea_query::Expr,
 };
 use serde_json::json;
-use shippy_contracts::{consignment as contract, log, streams, vessel};
-use shippy_kit::{
-    consumer::{self, HandleError, Handler},
-    events::Event,
-    inbox, outbox,
-};
+use shippy_contracts::{consignment as contract, log, streams};
+use shippy_kit::{consumer::HandleError, events::Event, inbox, outbox};
 use uuid::Uuid;
 
 use crate::{
     NAME, State,
+    consumers::GROUP,
     domain::{ConsignmentWeight, Containers, Description, Status},
     entity::{self, Column, Entity as Consignments},
 };
-
-/// The consignment subgraph's consumer group on the `consignment` stream.
-pub const GROUP: &str = "consignment";
 
 /// A validated new consignment.
 #[derive(Debug, Clone)]
@@ -318,43 +312,4 @@ pub async fn update_status(
     txn.commit().await?;
     state.outbox.wake();
     Ok(row)
-}
-
-/// The consumer's handler: applies `vessel.assigned` and `vessel.unassignable`, ignores the rest of the
-/// stream (including this subgraph's own events).
-pub struct VesselAnswers {
-    state: State,
-}
-
-impl VesselAnswers {
-    /// A handler working on `state`'s database.
-    pub fn new(state: State) -> Self {
-        Self { state }
-    }
-}
-
-#[async_trait::async_trait]
-impl Handler for VesselAnswers {
-    async fn handle(&self, event: &Event) -> Result<(), HandleError> {
-        let (consignment, answer) = match event.kind.as_str() {
-            vessel::ASSIGNED => {
-                let a: vessel::Assigned = consumer::payload(event)?;
-                (
-                    a.consignment_id,
-                    Answer::Assigned {
-                        vessel_id: a.vessel_id,
-                        vessel_owner_id: a.vessel_owner_id,
-                        vessel_name: a.vessel_name,
-                    },
-                )
-            }
-            vessel::UNASSIGNABLE => {
-                let u: vessel::Unassignable = consumer::payload(event)?;
-                (u.consignment_id, Answer::Unassignable { reason: u.reason })
-            }
-            _ => return Ok(()),
-        };
-        apply_answer(&self.state, event.event_id, consignment, &answer).await?;
-        Ok(())
-    }
 }

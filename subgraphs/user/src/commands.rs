@@ -1,4 +1,4 @@
-//! Registering and logging in: the user subgraph's domain operations, independent of GraphQL.
+//! The user subgraph's commands, independent of GraphQL: registering and logging in.
 
 use chrono::Utc;
 use sea_orm::{
@@ -11,9 +11,11 @@ use uuid::Uuid;
 
 use crate::{
     NAME, State,
-    domain::{Company, Email, Password, PersonName},
+    domain::{
+        Company, Email, Password, PersonName,
+        password::{self, HashError},
+    },
     entity::{self, Column, Entity as Users},
-    password::{self, HashError},
 };
 
 /// A validated registration.
