@@ -583,3 +583,23 @@ async fn a_failing_background_task_stops_the_subgraph() {
         "the server and relay were told to stop"
     );
 }
+
+#[tokio::test]
+#[should_panic(expected = "failed: no database for you")]
+async fn a_test_server_that_fails_says_why_instead_of_timing_out() {
+    TestServer::spawn(|_listener, _shutdown| async {
+        Err::<(), _>(std::io::Error::other("no database for you"))
+    })
+    .await;
+}
+
+#[tokio::test]
+#[should_panic(expected = "the server panicked")]
+async fn a_test_server_that_panics_passes_the_panic_on() {
+    TestServer::spawn(|_listener, _shutdown| async {
+        panic!("the server panicked");
+        #[allow(unreachable_code)]
+        Ok::<(), std::io::Error>(())
+    })
+    .await;
+}
