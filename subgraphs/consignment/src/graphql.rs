@@ -15,7 +15,7 @@ use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
 use shippy_kit::{
     auth::{self, Claims},
     error,
-    graphql::{authenticated, rate_limit},
+    graphql::{self, authenticated, rate_limit},
     pagination::{Page, parse_id},
 };
 use uuid::Uuid;
@@ -207,8 +207,7 @@ impl CreateConsignmentInput {
 }
 
 fn state<'a>(ctx: &'a Context<'_>) -> Result<&'a State> {
-    ctx.data::<State>()
-        .map_err(|_| error::internal("consignment schema", "State missing from schema data"))
+    graphql::schema_data(ctx)
 }
 
 fn caller_id(claims: &Claims) -> Result<Uuid> {

@@ -15,7 +15,7 @@ use shippy_kit::{
     auth::{self, Claims, SCOPE_ADMIN},
     error,
     events::Event,
-    graphql::authenticated,
+    graphql::{self, authenticated},
     live::Live,
     pagination::{Page, parse_id},
 };
@@ -139,8 +139,7 @@ impl LogFilter {
 }
 
 fn state<'a>(ctx: &'a Context<'_>) -> Result<&'a State> {
-    ctx.data::<State>()
-        .map_err(|_| error::internal("log schema", "State missing from schema data"))
+    graphql::schema_data(ctx)
 }
 
 async fn fetch(ctx: &Context<'_>, query: Select<Entries>) -> Result<Vec<LogEntry>> {

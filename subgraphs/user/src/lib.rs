@@ -20,7 +20,7 @@ use shippy_kit::{
 };
 
 pub use graphql::UserSchema;
-use graphql::{Mutation, Query, UserLoader};
+use graphql::{Mutation, Query};
 
 /// The subgraph's name (service name in events, file name of its SDL and database).
 pub const NAME: &str = "user";
@@ -59,6 +59,9 @@ impl Subgraph for User {
     }
 
     fn data(builder: SchemaBuilderOf<Self>, state: &State) -> SchemaBuilderOf<Self> {
-        builder.data(DataLoader::new(UserLoader(state.db.clone()), tokio::spawn))
+        builder.data(DataLoader::new(
+            graphql::user_loader(state.db.clone()),
+            tokio::spawn,
+        ))
     }
 }

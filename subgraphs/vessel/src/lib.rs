@@ -19,7 +19,7 @@ use shippy_kit::{
 };
 
 pub use graphql::VesselSchema;
-use graphql::{Mutation, Query, VesselLoader};
+use graphql::{Mutation, Query};
 
 /// The subgraph's name (service name in events, file name of its SDL and database).
 pub const NAME: &str = "vessel";
@@ -56,7 +56,7 @@ impl Subgraph for Vessel {
 
     fn data(builder: SchemaBuilderOf<Self>, state: &State) -> SchemaBuilderOf<Self> {
         builder.data(DataLoader::new(
-            VesselLoader(state.db.clone()),
+            graphql::vessel_loader(state.db.clone()),
             tokio::spawn,
         ))
     }
