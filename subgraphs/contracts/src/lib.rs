@@ -40,3 +40,66 @@ pub fn event<P: Serialize>(
         serde_json::to_value(payload)?,
     ))
 }
+
+#[cfg(test)]
+mod tests {
+    //! The payloads as the subgraphs wrote them with `json!` before these types existed: entries already
+    //! in outboxes and streams must still decode, and new ones must read the same.
+
+    use chrono::{TimeZone, Utc};
+    use serde_json::json;
+    use uuid::Uuid;
+
+    use crate::{consignment, vessel};
+
+    #[test]
+    fn answers_keep_their_json() {
+        let (c, v, o) = (Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7());
+        let old = json!({
+            "consignment_id": c, "vessel_id": v, "vessel_owner_id": o, "vessel_name": "Ever Given",
+        });
+        let assigned = vessel::Assigned {
+            consignment_id: c,
+            vessel_id: v,
+            vessel_owner_id: o,
+            vessel_name: "Ever Given".into(),
+        };
+        assert_eq!(serde_json::to_value(&assigned).unwrap(), old);
+        assert_eq!(
+            serde_json::from_value::<vessel::Assigned>(old).unwrap(),
+            assigned
+        );
+
+        let old = json!({
+            "consignment_id": c, "reason": "no room", "container_count": 3, "weight": 2.5,
+        });
+        let refused = vessel::Unassignable {
+            consignment_id: c,
+            reason: "no room".into(),
+            container_count: 3,
+            weight: 2.5,
+        };
+        assert_eq!(serde_json::to_value(&refused).unwrap(), old);
+        assert_eq!(
+            serde_json::from_value::<vessel::Unassignable>(old).unwrap(),
+            refused
+        );
+    }
+
+    #[test]
+    fn a_snapshot_is_the_consignment_row() {
+        let at = Utc.with_ymd_and_hms(2026, 1, 2, 3, 4, 5).unwrap();
+        let (id, owner) = (Uuid::now_v7(), Uuid::now_v7());
+        let old = json!({
+            "id": id, "owner_id": owner, "description": "Tea", "weight": 10.0,
+            "containers": [{ "customer_id": "c1", "origin": "Rotterdam" }], "container_count": 1,
+            "status": "PENDING", "vessel_id": null, "vessel_owner_id": null,
+            "created_at": at, "updated_at": at,
+        });
+        let snapshot: consignment::Snapshot = serde_json::from_value(old.clone()).unwrap();
+        assert_eq!(snapshot.status, consignment::status::PENDING);
+        assert_eq!(serde_json::to_value(&snapshot).unwrap(), old);
+        let missing_id = json!({ "owner_id": owner });
+        assert!(serde_json::from_value::<consignment::Snapshot>(missing_id).is_err());
+    }
+}
