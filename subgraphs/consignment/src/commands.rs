@@ -1,6 +1,6 @@
-//! The consignment subgraph's domain operations, independent of GraphQL: creating consignments, applying
-//! the vessel subgraph's answers (its consumer of the `consignment` stream), and moving a consignment
-//! along on its carrier's word.
+//! The consignment subgraph's commands, independent of GraphQL: creating consignments, applying the
+//! vessel subgraph's answers (which [`crate::consumers`] decode from the `consignment` stream), and moving
+//! a consignment along on its carrier's word.
 //!
 //! Every change commits together with its events: a `consignment.*` event on the `consignment` stream
 //! whose payload is the consignment after the change (read by the vessel subgraph and by live
@@ -11,23 +11,17 @@ use sea_orm::{
     ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseTransaction, DbErr, EntityTrait,
     QueryFilter, TransactionTrait, sea_query::Expr,
 };
-use serde::Deserialize;
 use serde_json::json;
-use shippy_kit::{
-    consumer::{HandleError, Handler},
-    events::{Event, streams},
-    inbox, outbox,
-};
+use shippy_contracts::{consignment as contract, log, streams};
+use shippy_kit::{consumer::HandleError, events::Event, inbox, outbox};
 use uuid::Uuid;
 
 use crate::{
     NAME, State,
+    consumers::GROUP,
     domain::{ConsignmentWeight, Containers, Description, Status},
     entity::{self, Column, Entity as Consignments},
 };
-
-/// The consignment subgraph's consumer group on the `consignment` stream.
-pub const GROUP: &str = "consignment";
 
 /// A validated new consignment.
 #[derive(Debug, Clone)]
@@ -49,20 +43,20 @@ fn now() -> DateTime<Utc> {
 /// The consignment as it is after a change: the `consignment.*` event for subscribers and the vessel
 /// subgraph.
 fn snapshot(kind: &str, row: &entity::Model, message: String) -> Result<Event, DbErr> {
-    let payload = serde_json::to_value(row).map_err(|e| DbErr::Custom(e.to_string()))?;
-    Ok(Event::new(
+    shippy_contracts::event(
         streams::CONSIGNMENT,
         NAME,
         kind,
         Some(row.owner_id.to_string()),
         message,
-        payload,
-    ))
+        &contract::Snapshot::from(row.clone()),
+    )
+    .map_err(|e| DbErr::Custom(e.to_string()))
 }
 
 /// The same change, for the activity log of `user`.
 fn log_entry(kind: &str, user: Uuid, row: &entity::Model, message: String) -> Event {
-    Event::log(
+    log::event(
         NAME,
         kind,
         Some(user.to_string()),
@@ -117,16 +111,8 @@ pub async fn create(
         "consignment {id} created: containers {}, weight {}",
         row.container_count, row.weight
     );
-    outbox::record(
-        &txn,
-        &snapshot("consignment.created", &row, summary.clone())?,
-    )
-    .await?;
-    outbox::record(
-        &txn,
-        &log_entry("consignment.created", owner, &row, summary),
-    )
-    .await?;
+    outbox::record(&txn, &snapshot(contract::CREATED, &row, summary.clone())?).await?;
+    outbox::record(&txn, &log_entry(contract::CREATED, owner, &row, summary)).await?;
     txn.commit().await?;
     state.outbox.wake();
     Ok(row)
@@ -202,14 +188,14 @@ pub async fn apply_answer(
             Status::Assigned,
             Some(*vessel_id),
             Some(*vessel_owner_id),
-            "consignment.assigned",
+            contract::ASSIGNED,
             format!("consignment {consignment} assigned to vessel {vessel_name}"),
         ),
         Answer::Unassignable { reason } => (
             Status::Unassignable,
             None,
             None,
-            "consignment.unassignable",
+            contract::UNASSIGNABLE,
             format!("consignment {consignment} could not be assigned: {reason}"),
         ),
     };
@@ -322,70 +308,8 @@ pub async fn update_status(
     if caller != row.owner_id {
         log_for.push(caller);
     }
-    record_change(&txn, "consignment.status_changed", &row, message, &log_for).await?;
+    record_change(&txn, contract::STATUS_CHANGED, &row, message, &log_for).await?;
     txn.commit().await?;
     state.outbox.wake();
     Ok(row)
-}
-
-/// `vessel.assigned` as the vessel subgraph sends it.
-#[derive(Debug, Deserialize)]
-struct Assigned {
-    consignment_id: Uuid,
-    vessel_id: Uuid,
-    vessel_owner_id: Uuid,
-    #[serde(default)]
-    vessel_name: String,
-}
-
-/// `vessel.unassignable` as the vessel subgraph sends it.
-#[derive(Debug, Deserialize)]
-struct Unassignable {
-    consignment_id: Uuid,
-    #[serde(default)]
-    reason: String,
-}
-
-/// The consumer's handler: applies `vessel.assigned` and `vessel.unassignable`, ignores the rest of the
-/// stream (including this subgraph's own events).
-pub struct VesselAnswers {
-    state: State,
-}
-
-impl VesselAnswers {
-    /// A handler working on `state`'s database.
-    pub fn new(state: State) -> Self {
-        Self { state }
-    }
-}
-
-fn payload<T: serde::de::DeserializeOwned>(event: &Event) -> Result<T, HandleError> {
-    serde_json::from_value(event.payload.clone())
-        .map_err(|e| HandleError::Reject(format!("bad `{}` payload: {e}", event.kind)))
-}
-
-#[async_trait::async_trait]
-impl Handler for VesselAnswers {
-    async fn handle(&self, event: &Event) -> Result<(), HandleError> {
-        let (consignment, answer) = match event.kind.as_str() {
-            "vessel.assigned" => {
-                let a: Assigned = payload(event)?;
-                (
-                    a.consignment_id,
-                    Answer::Assigned {
-                        vessel_id: a.vessel_id,
-                        vessel_owner_id: a.vessel_owner_id,
-                        vessel_name: a.vessel_name,
-                    },
-                )
-            }
-            "vessel.unassignable" => {
-                let u: Unassignable = payload(event)?;
-                (u.consignment_id, Answer::Unassignable { reason: u.reason })
-            }
-            _ => return Ok(()),
-        };
-        apply_answer(&self.state, event.event_id, consignment, &answer).await?;
-        Ok(())
-    }
 }

@@ -1,18 +1,21 @@
-//! Registering and logging in: the user subgraph's domain operations, independent of GraphQL.
+//! The user subgraph's commands, independent of GraphQL: registering and logging in.
 
 use chrono::Utc;
 use sea_orm::{
     ActiveValue::Set, ColumnTrait, DbErr, EntityTrait, QueryFilter, SqlErr, TransactionTrait,
 };
 use serde_json::json;
-use shippy_kit::{auth::IssuedToken, auth::KeyError, events::Event, outbox};
+use shippy_contracts::log;
+use shippy_kit::{auth::IssuedToken, auth::KeyError, outbox};
 use uuid::Uuid;
 
 use crate::{
     NAME, State,
-    domain::{Company, Email, Password, PersonName},
+    domain::{
+        Company, Email, Password, PersonName,
+        password::{self, HashError},
+    },
     entity::{self, Column, Entity as Users},
-    password::{self, HashError},
 };
 
 /// A validated registration.
@@ -78,7 +81,7 @@ pub async fn register(
         .one(&txn)
         .await?
         .ok_or_else(|| DbErr::RecordNotFound(id.to_string()))?;
-    let event = Event::log(
+    let event = log::event(
         NAME,
         "user.registered",
         Some(id.to_string()),
@@ -115,7 +118,7 @@ pub async fn login(
     }
 
     let txn = state.db.begin().await?;
-    let event = Event::log(
+    let event = log::event(
         NAME,
         "user.logged_in",
         Some(user.id.to_string()),

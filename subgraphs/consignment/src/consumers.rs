@@ -1,6 +1,8 @@
-//! Live consignment updates: what `consignmentUpdated` streams to one subscriber.
+//! What the consignment subgraph reads from the `consignment` stream: the vessel subgraph's answers,
+//! through its consumer group [`GROUP`] ([`VesselAnswers`]), and live consignment updates, through the
+//! process's live feed: what `consignmentUpdated` streams to one subscriber ([`watch`]).
 //!
-//! Every replica follows the `consignment` stream through its [`LiveFeed`], so a subscriber connected to
+//! Live updates: every replica follows the `consignment` stream through its [`LiveFeed`], so a subscriber connected to
 //! any replica sees changes made by any other. Each `consignment.*` event carries the consignment as it was
 //! after the change; a subscriber gets those of its own consignments (one, or all), never older than what it
 //! already got (replicas may publish two changes of one consignment out of order).
@@ -14,17 +16,23 @@ use std::collections::{HashMap, VecDeque};
 use chrono::{DateTime, Utc};
 use futures::{StreamExt, stream::BoxStream};
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
+use shippy_contracts::{consignment::KIND_PREFIX, consignment::Snapshot, streams, vessel};
 use shippy_kit::{
+    consumer::{self, HandleError, Handler},
     error,
-    events::{Event, streams},
+    events::Event,
     live::Live,
 };
 use uuid::Uuid;
 
 use crate::{
     State,
+    commands::{Answer, apply_answer},
     entity::{self, Column, Entity as Consignments},
 };
+
+/// The consignment subgraph's consumer group on the `consignment` stream (also its inbox's key).
+pub const GROUP: &str = "consignment";
 
 /// Most consignments read from the database to catch up after a lag.
 const CATCH_UP_LIMIT: u64 = 1000;
@@ -50,13 +58,13 @@ impl Watch {
     /// The consignment in `event`, if it is one of this subscriber's.
     fn relevant(&self, event: &Event) -> Option<entity::Model> {
         if event.stream != streams::CONSIGNMENT
-            || !event.kind.starts_with("consignment.")
+            || !event.kind.starts_with(KIND_PREFIX)
             || event.user_id.as_deref() != Some(self.owner_text.as_str())
         {
             return None;
         }
-        let row: entity::Model = match serde_json::from_value(event.payload.clone()) {
-            Ok(row) => row,
+        let row: entity::Model = match serde_json::from_value::<Snapshot>(event.payload.clone()) {
+            Ok(snapshot) => snapshot.into(),
             Err(err) => {
                 tracing::warn!(event_id = %event.event_id, error = %err, "consignment event without a consignment");
                 return None;
@@ -151,4 +159,43 @@ pub fn watch(
         Some((item, watch))
     })
     .boxed()
+}
+
+/// The consumer's handler: applies `vessel.assigned` and `vessel.unassignable`, ignores the rest of the
+/// stream (including this subgraph's own events).
+pub struct VesselAnswers {
+    state: State,
+}
+
+impl VesselAnswers {
+    /// A handler working on `state`'s database.
+    pub fn new(state: State) -> Self {
+        Self { state }
+    }
+}
+
+#[async_trait::async_trait]
+impl Handler for VesselAnswers {
+    async fn handle(&self, event: &Event) -> Result<(), HandleError> {
+        let (consignment, answer) = match event.kind.as_str() {
+            vessel::ASSIGNED => {
+                let a: vessel::Assigned = consumer::payload(event)?;
+                (
+                    a.consignment_id,
+                    Answer::Assigned {
+                        vessel_id: a.vessel_id,
+                        vessel_owner_id: a.vessel_owner_id,
+                        vessel_name: a.vessel_name,
+                    },
+                )
+            }
+            vessel::UNASSIGNABLE => {
+                let u: vessel::Unassignable = consumer::payload(event)?;
+                (u.consignment_id, Answer::Unassignable { reason: u.reason })
+            }
+            _ => return Ok(()),
+        };
+        apply_answer(&self.state, event.event_id, consignment, &answer).await?;
+        Ok(())
+    }
 }

@@ -1,4 +1,7 @@
-//! User input, parsed once into types that cannot hold invalid values.
+//! User input, parsed once into types that cannot hold invalid values, and how passwords are kept
+//! ([`password`]).
+
+pub mod password;
 
 use std::fmt;
 

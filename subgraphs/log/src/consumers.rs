@@ -1,4 +1,4 @@
-//! Storing the log: the log subgraph's consumer (group `log`) of the `log` stream.
+//! The log subgraph's consumer (group [`GROUP`]) of the `log` stream: storing the log.
 //!
 //! Each event becomes one row keyed by its event id; a redelivered event hits the key and changes
 //! nothing, so the log holds every event exactly once even though delivery is at least once.

@@ -1,10 +1,13 @@
-//! Vessel assignment: the vessel subgraph's consumer of the `consignment` stream.
+//! The vessel subgraph's commands, independent of GraphQL: creating vessels, finding one that fits, and
+//! booking consignments on them (and giving the capacity back), which the [`crate::consumers`] run on
+//! the saga's events.
 //!
-//! On `consignment.created` it books the consignment on the available vessel with the least room that
-//! still fits it, and answers on the same stream with `vessel.assigned` or `vessel.unassignable` (which
-//! the consignment subgraph applies). On `consignment.status_changed` to `DELIVERED` it gives the capacity
-//! back. Every change happens in one transaction with its inbox row and outbox events, so a redelivered
-//! event changes nothing and an answer is published if and only if the booking committed.
+//! Booking: on `consignment.created` the consignment is booked on the available vessel with the least
+//! room that still fits it, and answered on the same stream with `vessel.assigned` or
+//! `vessel.unassignable` (which the consignment subgraph applies). On `consignment.status_changed` to
+//! `DELIVERED` the capacity is given back. Every change happens in one transaction with its inbox row and
+//! outbox events, so a redelivered event changes nothing and an answer is published if and only if the
+//! booking committed.
 //!
 //! No overbooking: the booking is a conditional update, `reserved + n <= capacity` (and the same for
 //! weight) checked by the database on the row it updates. On PostgreSQL two transactions booking the same
@@ -15,35 +18,106 @@
 use chrono::Utc;
 use sea_orm::{
     ActiveValue::Set,
-    ColumnTrait, DbErr, EntityTrait, QueryFilter, TransactionTrait,
-    sea_query::{Expr, ExprTrait},
+    ColumnTrait, ConnectionTrait, DbErr, EntityTrait, Order, QueryFilter, QueryOrder, QuerySelect,
+    TransactionTrait,
+    sea_query::{Expr, ExprTrait, SimpleExpr},
 };
-use serde::Deserialize;
 use serde_json::json;
-use shippy_kit::{
-    consumer::{HandleError, Handler},
-    events::{Event, streams},
-    inbox, outbox,
-};
+use shippy_contracts::{consignment, log, streams, vessel};
+use shippy_kit::{consumer::HandleError, events::Event, inbox, outbox};
 use uuid::Uuid;
 
 use crate::{
     NAME, State,
-    domain::{Capacity, Weight},
+    consumers::GROUP,
+    domain::{Capacity, VesselName, Weight},
     entity::{self, Column, Entity as Vessels, reservation},
-    fleet,
 };
 
-/// The vessel subgraph's consumer group on the `consignment` stream.
-pub const GROUP: &str = "vessel";
+/// A validated new vessel.
+#[derive(Debug, Clone)]
+pub struct NewVessel {
+    /// Name.
+    pub name: VesselName,
+    /// Capacity in containers.
+    pub capacity: Capacity,
+    /// Max weight.
+    pub max_weight: Weight,
+}
+
+/// Creates an available vessel owned by `owner` and records `vessel.created` in the same transaction.
+pub async fn create(state: &State, owner: Uuid, new: NewVessel) -> Result<entity::Model, DbErr> {
+    let id = Uuid::now_v7();
+    let row = entity::ActiveModel {
+        id: Set(id),
+        name: Set(new.name.as_str().to_owned()),
+        capacity: Set(new.capacity.get()),
+        max_weight: Set(new.max_weight.get()),
+        available: Set(true),
+        owner_id: Set(owner),
+        created_at: Set(Utc::now()),
+        reserved_containers: Set(0),
+        reserved_weight: Set(0.0),
+    };
+    let txn = state.db.begin().await?;
+    Vessels::insert(row).exec_without_returning(&txn).await?;
+    let vessel = Vessels::find_by_id(id)
+        .one(&txn)
+        .await?
+        .ok_or_else(|| DbErr::RecordNotFound(id.to_string()))?;
+    let event = log::event(
+        NAME,
+        "vessel.created",
+        Some(owner.to_string()),
+        format!("vessel {} created", vessel.name),
+        json!({
+            "vessel_id": id,
+            "name": vessel.name,
+            "capacity": vessel.capacity,
+            "max_weight": vessel.max_weight,
+        }),
+    );
+    outbox::record(&txn, &event).await?;
+    txn.commit().await?;
+    state.outbox.wake();
+    Ok(vessel)
+}
+
+/// Containers still free on a vessel, as SQL.
+pub(crate) fn remaining_capacity() -> SimpleExpr {
+    Expr::col(Column::Capacity).sub(Expr::col(Column::ReservedContainers))
+}
+
+/// Weight still free on a vessel, as SQL.
+pub(crate) fn remaining_weight() -> SimpleExpr {
+    Expr::col(Column::MaxWeight).sub(Expr::col(Column::ReservedWeight))
+}
+
+/// The available vessel with the least room that still takes `capacity` more containers weighing
+/// `max_weight` more (best fit, so roomy vessels stay free for big consignments), or `None`.
+pub async fn find_available<C: ConnectionTrait>(
+    db: &C,
+    capacity: Capacity,
+    max_weight: Weight,
+) -> Result<Option<entity::Model>, DbErr> {
+    Vessels::find()
+        .filter(Column::Available.eq(true))
+        .filter(remaining_capacity().gte(capacity.get()))
+        .filter(remaining_weight().gte(max_weight.get()))
+        .order_by(remaining_capacity(), Order::Asc)
+        .order_by(remaining_weight(), Order::Asc)
+        .order_by_asc(Column::Id)
+        .limit(1)
+        .one(db)
+        .await
+}
 
 /// How often a booking looks for another vessel after losing one to a concurrent booking before giving
 /// up for now (the event is then retried).
 const MAX_ATTEMPTS: usize = 16;
 
-/// What this subgraph reads from `consignment.created` (the consignment subgraph sends the whole
-/// consignment; these are the fields booking needs).
-#[derive(Debug, Clone, Deserialize)]
+/// What booking needs of a `consignment.created` [`consignment::Snapshot`].
+#[derive(Debug, Clone)]
 pub struct BookingRequest {
     /// The consignment.
     pub id: Uuid,
@@ -55,11 +129,15 @@ pub struct BookingRequest {
     pub container_count: i32,
 }
 
-/// What this subgraph reads from `consignment.status_changed`.
-#[derive(Debug, Clone, Deserialize)]
-struct StatusChange {
-    id: Uuid,
-    status: String,
+impl From<consignment::Snapshot> for BookingRequest {
+    fn from(snapshot: consignment::Snapshot) -> Self {
+        Self {
+            id: snapshot.id,
+            owner_id: snapshot.owner_id,
+            weight: snapshot.weight,
+            container_count: snapshot.container_count,
+        }
+    }
 }
 
 /// How a booking request ended.
@@ -115,7 +193,7 @@ pub async fn book(
         return Ok(Booking::AlreadyHandled);
     }
     for _ in 0..MAX_ATTEMPTS {
-        let Some(vessel) = fleet::find_available(&txn, containers, weight).await? else {
+        let Some(vessel) = find_available(&txn, containers, weight).await? else {
             return unassignable_in(txn, state, request, "no available vessel has room for it")
                 .await;
         };
@@ -130,8 +208,8 @@ pub async fn book(
             )
             .filter(Column::Id.eq(vessel.id))
             .filter(Column::Available.eq(true))
-            .filter(fleet::remaining_capacity().gte(containers.get()))
-            .filter(fleet::remaining_weight().gte(weight.get()))
+            .filter(remaining_capacity().gte(containers.get()))
+            .filter(remaining_weight().gte(weight.get()))
             .exec(&txn)
             .await?;
         if booked.rows_affected == 0 {
@@ -152,23 +230,21 @@ pub async fn book(
             .one(&txn)
             .await?
             .ok_or_else(|| DbErr::RecordNotFound(vessel.id.to_string()))?;
-        let answer = Event::new(
-            streams::CONSIGNMENT,
-            NAME,
-            "vessel.assigned",
-            Some(request.owner_id.to_string()),
+        let answer = answer(
+            vessel::ASSIGNED,
+            request,
             format!(
                 "consignment {} assigned to vessel {}",
                 request.id, vessel.name
             ),
-            json!({
-                "consignment_id": request.id,
-                "vessel_id": vessel.id,
-                "vessel_owner_id": vessel.owner_id,
-                "vessel_name": vessel.name,
-            }),
-        );
-        let log = Event::log(
+            &vessel::Assigned {
+                consignment_id: request.id,
+                vessel_id: vessel.id,
+                vessel_owner_id: vessel.owner_id,
+                vessel_name: vessel.name.clone(),
+            },
+        )?;
+        let log = log::event(
             NAME,
             "vessel.reserved",
             Some(vessel.owner_id.to_string()),
@@ -196,6 +272,24 @@ pub async fn book(
     Err(BookingError::Contended)
 }
 
+/// The answer to `request` on the `consignment` stream, addressed to the consignment's owner.
+fn answer<P: serde::Serialize>(
+    kind: &str,
+    request: &BookingRequest,
+    message: String,
+    payload: &P,
+) -> Result<Event, DbErr> {
+    shippy_contracts::event(
+        streams::CONSIGNMENT,
+        NAME,
+        kind,
+        Some(request.owner_id.to_string()),
+        message,
+        payload,
+    )
+    .map_err(|e| DbErr::Custom(format!("cannot encode `{kind}`: {e}")))
+}
+
 async fn unassignable(
     state: &State,
     event_id: Uuid,
@@ -215,19 +309,17 @@ async fn unassignable_in(
     request: &BookingRequest,
     reason: &str,
 ) -> Result<Booking, BookingError> {
-    let answer = Event::new(
-        streams::CONSIGNMENT,
-        NAME,
-        "vessel.unassignable",
-        Some(request.owner_id.to_string()),
+    let answer = answer(
+        vessel::UNASSIGNABLE,
+        request,
         format!("no vessel for consignment {}: {reason}", request.id),
-        json!({
-            "consignment_id": request.id,
-            "reason": reason,
-            "container_count": request.container_count,
-            "weight": request.weight,
-        }),
-    );
+        &vessel::Unassignable {
+            consignment_id: request.id,
+            reason: reason.to_owned(),
+            container_count: request.container_count,
+            weight: request.weight,
+        },
+    )?;
     outbox::record(&txn, &answer).await?;
     txn.commit().await?;
     state.outbox.wake();
@@ -268,7 +360,7 @@ pub async fn release(state: &State, event_id: Uuid, consignment: Uuid) -> Result
         .exec(&txn)
         .await?;
     if let Some(vessel) = Vessels::find_by_id(booking.vessel_id).one(&txn).await? {
-        let log = Event::log(
+        let log = log::event(
             NAME,
             "vessel.released",
             Some(vessel.owner_id.to_string()),
@@ -288,41 +380,4 @@ pub async fn release(state: &State, event_id: Uuid, consignment: Uuid) -> Result
     txn.commit().await?;
     state.outbox.wake();
     Ok(true)
-}
-
-/// The consumer's handler: books created consignments, releases delivered ones, ignores the rest.
-pub struct Assigner {
-    state: State,
-}
-
-impl Assigner {
-    /// A handler working on `state`'s database.
-    pub fn new(state: State) -> Self {
-        Self { state }
-    }
-}
-
-fn payload<T: serde::de::DeserializeOwned>(event: &Event) -> Result<T, HandleError> {
-    serde_json::from_value(event.payload.clone())
-        .map_err(|e| HandleError::Reject(format!("bad `{}` payload: {e}", event.kind)))
-}
-
-#[async_trait::async_trait]
-impl Handler for Assigner {
-    async fn handle(&self, event: &Event) -> Result<(), HandleError> {
-        match event.kind.as_str() {
-            "consignment.created" => {
-                let request: BookingRequest = payload(event)?;
-                book(&self.state, event.event_id, &request).await?;
-            }
-            "consignment.status_changed" => {
-                let change: StatusChange = payload(event)?;
-                if change.status == "DELIVERED" {
-                    release(&self.state, event.event_id, change.id).await?;
-                }
-            }
-            _ => {}
-        }
-        Ok(())
-    }
 }
