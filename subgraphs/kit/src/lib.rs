@@ -11,6 +11,7 @@
 //! - [`live`]: one reader per stream fanned out to GraphQL subscriptions;
 //! - [`server`]: the axum app around a GraphQL schema, and serving it until shutdown;
 //! - [`observe`] and [`telemetry`]: request spans, `/metrics`, and the logging/tracing set-up;
+//! - [`text`]: refusing invisible characters that disguise how a name displays;
 //! - [`supervisor`] and [`shutdown`]: long-lived tasks that stop together and report why they stopped.
 
 pub mod auth;
@@ -31,6 +32,7 @@ pub mod supervisor;
 pub mod telemetry;
 #[cfg(feature = "testing")]
 pub mod testing;
+pub mod text;
 
 pub use shutdown::CancellationToken;
 
