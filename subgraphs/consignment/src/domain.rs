@@ -34,6 +34,11 @@ impl Description {
         if text.chars().any(|c| c.is_control() && c != '\n') {
             return Err(Invalid("must not contain control characters"));
         }
+        if shippy_kit::text::spoofing_char(text).is_some() {
+            return Err(Invalid(
+                "must not contain invisible or text-direction characters",
+            ));
+        }
         Ok(Self(text.to_owned()))
     }
 
@@ -76,6 +81,11 @@ fn label(raw: &str) -> Result<String, Invalid> {
     }
     if text.chars().any(char::is_control) {
         return Err(Invalid("must not contain control characters"));
+    }
+    if shippy_kit::text::spoofing_char(text).is_some() {
+        return Err(Invalid(
+            "must not contain invisible or text-direction characters",
+        ));
     }
     Ok(text.to_owned())
 }
@@ -192,6 +202,12 @@ mod tests {
         assert!(Description::parse(&"x".repeat(501)).is_err());
         assert!(Description::parse(&"x".repeat(500)).is_ok());
         assert!(Description::parse("bell\u{7}").is_err());
+        assert_eq!(
+            Description::parse("Tea\u{2066}x"),
+            Err(Invalid(
+                "must not contain invisible or text-direction characters"
+            ))
+        );
     }
 
     #[test]
@@ -214,6 +230,17 @@ mod tests {
         assert_eq!(Container::parse("", "x").unwrap_err().0, "customerId");
         assert_eq!(
             Container::parse("c", &"o".repeat(101)).unwrap_err().0,
+            "origin"
+        );
+        assert_eq!(
+            Container::parse("c\u{FEFF}", "o").unwrap_err(),
+            (
+                "customerId",
+                Invalid("must not contain invisible or text-direction characters")
+            )
+        );
+        assert_eq!(
+            Container::parse("c", "Rotter\u{202D}dam").unwrap_err().0,
             "origin"
         );
         let one = Container::parse("c", "o").unwrap();

@@ -13,6 +13,7 @@
 //! - [`subgraph`]: the [`subgraph::Subgraph`] trait, which a subgraph implements to say what is its own,
 //!   and the start, app, serve, run and SDL export every subgraph shares;
 //! - [`observe`] and [`telemetry`]: request spans, `/metrics`, and the logging/tracing set-up;
+//! - [`text`]: refusing invisible characters that disguise how a name displays;
 //! - [`supervisor`] and [`shutdown`]: long-lived tasks that stop together and report why they stopped.
 
 pub mod auth;
@@ -34,6 +35,7 @@ pub mod supervisor;
 pub mod telemetry;
 #[cfg(feature = "testing")]
 pub mod testing;
+pub mod text;
 
 pub use shutdown::CancellationToken;
 

@@ -209,6 +209,15 @@ async fn bad_inputs_name_the_field(backend: Backend) {
             json!({ "name": "A", "email": "a@b.co", "password": "p".repeat(129) }),
             "input.password",
         ),
+        // Display spoofing: a right-to-left override and a zero-width space.
+        (
+            json!({ "name": "Ada\u{202E}ecalevoL", "email": "a@b.co", "password": "12345678" }),
+            "input.name",
+        ),
+        (
+            json!({ "name": "A", "company": "Ac\u{200B}me", "email": "a@b.co", "password": "12345678" }),
+            "input.company",
+        ),
     ];
     for (input, field) in cases {
         let resp = h

@@ -29,6 +29,11 @@ impl VesselName {
         if name.chars().any(char::is_control) {
             return Err(Invalid("must not contain control characters"));
         }
+        if shippy_kit::text::spoofing_char(name).is_some() {
+            return Err(Invalid(
+                "must not contain invisible or text-direction characters",
+            ));
+        }
         Ok(Self(name.to_owned()))
     }
 
@@ -95,6 +100,13 @@ mod tests {
         assert!(VesselName::parse("").is_err());
         assert!(VesselName::parse(&"x".repeat(101)).is_err());
         assert!(VesselName::parse("bad\nname").is_err());
+        assert_eq!(
+            VesselName::parse("Ever\u{202E}neviG"),
+            Err(Invalid(
+                "must not contain invisible or text-direction characters"
+            ))
+        );
+        assert!(VesselName::parse("Ever\u{200B}Given").is_err());
     }
 
     #[test]

@@ -44,6 +44,7 @@ impl Email {
         if local.is_empty()
             || !domain_ok
             || email.chars().any(|c| c.is_whitespace() || c.is_control())
+            || shippy_kit::text::spoofing_char(email).is_some()
         {
             return Err(Invalid("is not an email address"));
         }
@@ -71,6 +72,11 @@ fn short_text(raw: &str) -> Result<String, Invalid> {
     }
     if text.chars().any(char::is_control) {
         return Err(Invalid("must not contain control characters"));
+    }
+    if shippy_kit::text::spoofing_char(text).is_some() {
+        return Err(Invalid(
+            "must not contain invisible or text-direction characters",
+        ));
     }
     Ok(text.to_owned())
 }
@@ -170,6 +176,14 @@ mod tests {
         assert!(PersonName::parse(&"x".repeat(101)).is_err());
         assert!(PersonName::parse(&"é".repeat(100)).is_ok());
         assert!(Company::parse("Acme\u{0}").is_err());
+        assert_eq!(
+            PersonName::parse("Ada\u{202E}ecalevoL"),
+            Err(Invalid(
+                "must not contain invisible or text-direction characters"
+            ))
+        );
+        assert!(Company::parse("Ac\u{200B}me").is_err());
+        assert!(Email::parse("ad\u{200D}a@example.com").is_err());
     }
 
     #[test]

@@ -1,0 +1,1 @@
+//! One JWT verification policy (RFC 8725) for the router and the subgraphs.

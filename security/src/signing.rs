@@ -1,0 +1,1 @@
+//! Router-to-subgraph request credentials: the router signs every request; subgraphs verify.

@@ -1,0 +1,1 @@
+//! Limits of GraphQL WebSocket connections, shared by the router and the subgraphs.
