@@ -13,7 +13,7 @@ use figment::{
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 use shippy_kit::{
-    config::{AuthConfig, EventsConfig, RelayConfig, ServerConfig},
+    config::{AccessConfig, AuthConfig, EventsConfig, RelayConfig, ServerConfig},
     db,
     server::SubgraphConfig,
     telemetry::{OtlpConfig, OtlpProtocol, TelemetryConfig},
@@ -42,6 +42,8 @@ pub struct Settings {
     pub server: ServerConfig,
     /// Token issuing and verification.
     pub auth: AuthConfig,
+    /// Who may call the subgraphs: routers only, by their signing key or a shared secret (`[access]`).
+    pub access: AccessConfig,
     /// Outbox relay pacing.
     pub relay: RelayConfig,
     /// Event streams and consumers (`[events]`, `[events.consumer]`).
@@ -96,6 +98,7 @@ impl Default for Settings {
             log_format: LogFormat::Text,
             server: ServerConfig::default(),
             auth: AuthConfig::default(),
+            access: AccessConfig::default(),
             relay: RelayConfig::default(),
             events: EventsConfig::default(),
             telemetry: TelemetrySettings::default(),
@@ -165,6 +168,7 @@ impl Settings {
             database_url,
             redis_url: self.redis_url.clone(),
             auth: self.auth.clone(),
+            access: self.access.clone(),
             server: self.server.clone(),
             relay: self.relay.clone(),
             events: self.events.clone(),
@@ -207,8 +211,8 @@ pub struct SettingsArgs {
         value_name = "URL"
     )]
     pub redis_url: Option<String>,
-    /// HS256 secret, 32+ bytes. Prefer the environment variable: flags show in process lists.
-    /// Unset: a development secret with a loud warning.
+    /// HS256 secret, 32+ bytes, the same for every process. Prefer the environment variable: flags show
+    /// in process lists. Required by `shippy subgraph`; `shippy up` generates one in the data directory.
     #[arg(
         long,
         env = "SHIPPY_JWT_SECRET",
@@ -217,6 +221,48 @@ pub struct SettingsArgs {
         value_name = "SECRET"
     )]
     pub jwt_secret: Option<String>,
+    /// The key the router signs subgraph requests with (its `subgraph_signing.key`), 32+ bytes: a
+    /// subgraph answers requests signed with it. `shippy up` generates one in the data directory.
+    #[arg(
+        long,
+        env = "SHIPPY_ROUTER_SIGNING_KEY",
+        global = true,
+        hide_env_values = true,
+        value_name = "KEY"
+    )]
+    pub router_signing_key: Option<String>,
+    /// A second router key a subgraph accepts, while keys are rotated.
+    #[arg(
+        long,
+        env = "SHIPPY_ROUTER_SIGNING_KEY_PREVIOUS",
+        global = true,
+        hide_env_values = true,
+        value_name = "KEY"
+    )]
+    pub router_signing_key_previous: Option<String>,
+    /// A secret a subgraph accepts in the `shippy-subgraph-secret` header (what a third-party router
+    /// sends), 32+ bytes.
+    #[arg(
+        long,
+        env = "SHIPPY_SUBGRAPH_SECRET",
+        global = true,
+        hide_env_values = true,
+        value_name = "SECRET"
+    )]
+    pub subgraph_secret: Option<String>,
+    /// A second shared secret a subgraph accepts, while secrets are rotated.
+    #[arg(
+        long,
+        env = "SHIPPY_SUBGRAPH_SECRET_PREVIOUS",
+        global = true,
+        hide_env_values = true,
+        value_name = "SECRET"
+    )]
+    pub subgraph_secret_previous: Option<String>,
+    /// Let a subgraph answer requests without a router credential (development only: GraphiQL on the
+    /// subgraph; the router's protections are bypassed) [default: false].
+    #[arg(long, env = "SHIPPY_SUBGRAPH_OPEN", global = true, value_name = "BOOL")]
+    pub subgraph_open: Option<bool>,
     /// JWT algorithm [default: HS256].
     #[arg(long, env = "SHIPPY_JWT_ALGORITHM", global = true, value_parser = ["HS256", "RS256", "ES256"])]
     pub jwt_algorithm: Option<String>,
@@ -321,7 +367,24 @@ impl SettingsArgs {
     /// The values given by flag or environment, shaped like [`Settings`].
     fn overrides(&self) -> Map<String, Value> {
         let mut map = Map::new();
-        let entries: [(&[&str], Option<Value>); 22] = [
+        let entries: [(&[&str], Option<Value>); 27] = [
+            (
+                &["access", "router_key"],
+                self.router_signing_key.as_ref().map(|v| json!(v)),
+            ),
+            (
+                &["access", "router_key_previous"],
+                self.router_signing_key_previous.as_ref().map(|v| json!(v)),
+            ),
+            (
+                &["access", "shared_secret"],
+                self.subgraph_secret.as_ref().map(|v| json!(v)),
+            ),
+            (
+                &["access", "shared_secret_previous"],
+                self.subgraph_secret_previous.as_ref().map(|v| json!(v)),
+            ),
+            (&["access", "open"], self.subgraph_open.map(|v| json!(v))),
             (
                 &["telemetry", "otlp_endpoint"],
                 self.otlp_endpoint.as_ref().map(|v| json!(v)),

@@ -38,6 +38,7 @@ use std::sync::Arc;
 
 use axum::routing::{any, get};
 use http::HeaderName;
+use shippy_security::signing::RequestSigner;
 
 pub use cli::{RouterArgs, run};
 pub use config::RouterConfig;
@@ -104,6 +105,13 @@ impl Router {
             }
         }
         config.check().map_err(RouterError::Config)?;
+        let signer = match &config.subgraph_signing.key {
+            Some(key) => Some(Arc::new(
+                RequestSigner::new(key.expose().as_bytes())
+                    .map_err(|e| RouterError::Config(format!("`subgraph_signing.key`: {e}")))?,
+            )),
+            None => None,
+        };
         let mut clients = Vec::with_capacity(planner.subgraphs().len());
         for subgraph in planner.subgraphs() {
             let overrides = config.subgraphs.get(&subgraph.name);
@@ -123,6 +131,7 @@ impl Router {
                 &urls,
                 &config.subgraph(&subgraph.name),
                 &config.subgraph_defaults,
+                signer.clone(),
             )
             .map_err(|reason| RouterError::SubgraphUrl {
                 subgraph: subgraph.name.clone(),
@@ -143,6 +152,12 @@ impl Router {
         Ok(Router {
             state: Arc::new(RouterState::new(config, planner, clients, forward_headers)?),
         })
+    }
+
+    /// Whether the supergraph has `@authenticated` or `@requiresScopes` fields, which only a
+    /// verified token can open.
+    pub fn requires_identity(&self) -> bool {
+        !self.state.access.is_empty()
     }
 
     /// The HTTP application: the GraphQL endpoint (behind the whole-request rate limit when

@@ -87,7 +87,8 @@ pub async fn start(
     config: SubgraphConfig,
     bus: Arc<dyn EventBus>,
 ) -> Result<ConsignmentService, Error> {
-    let runtime = Runtime::start::<shippy_migrations::consignment::Migrator>(config, bus).await?;
+    let runtime =
+        Runtime::start::<shippy_migrations::consignment::Migrator>(NAME, config, bus).await?;
     let state = State {
         db: runtime.db.clone(),
         outbox: runtime.outbox.clone(),

@@ -31,8 +31,9 @@ use tokio::net::TcpListener;
 use tower_http::{limit::RequestBodyLimitLayer, timeout::TimeoutLayer, trace::TraceLayer};
 
 use crate::{
+    access::{self, AccessError, Gate},
     auth::{Caller, JwtVerifier, KeyError, TokenError},
-    config::{AuthConfig, EventsConfig, RelayConfig, ServerConfig},
+    config::{AccessConfig, AuthConfig, EventsConfig, RelayConfig, ServerConfig},
     consumer::{Consumer, Handler},
     db::{self, DbError},
     events::EventBus,
@@ -103,6 +104,8 @@ impl ReadinessCheck for RedisCheck {
 pub struct HttpContext {
     /// Verifies bearer tokens on every request and WebSocket.
     pub verifier: Arc<JwtVerifier>,
+    /// Who may call the GraphQL routes: only a router, unless open.
+    pub gate: Gate,
     /// Checked by `/ready`.
     pub checks: Vec<Arc<dyn ReadinessCheck>>,
     /// Limits.
@@ -120,9 +123,15 @@ struct Shared<E> {
 pub fn app<E: Executor>(executor: E, ctx: HttpContext) -> Router {
     let body_limit = ctx.server.body_limit;
     let timeout = ctx.server.request_timeout;
+    let gate = ctx.gate.clone();
     let shared = Arc::new(Shared { executor, ctx });
     Router::new()
         .route("/graphql", get(graphql_get::<E>).post(graphql_post::<E>))
+        // Only the GraphQL routes (those added so far) answer routers only; probes stay open.
+        .route_layer(axum::middleware::from_fn_with_state(
+            gate,
+            access::require_router,
+        ))
         .route("/health", get(|| async { "ok" }))
         .route("/ready", get(ready::<E>))
         .with_state(shared)
@@ -357,6 +366,8 @@ pub struct SubgraphConfig {
     pub redis_url: Option<String>,
     /// Token verification (and issuing, for the user subgraph).
     pub auth: AuthConfig,
+    /// Who may call it: routers only (their credentials), or anyone in development.
+    pub access: AccessConfig,
     /// HTTP limits.
     pub server: ServerConfig,
     /// Outbox relay pacing.
@@ -374,6 +385,9 @@ pub enum StartError {
     /// JWT keys.
     #[error(transparent)]
     Keys(#[from] KeyError),
+    /// Router credentials.
+    #[error(transparent)]
+    Access(#[from] AccessError),
     /// `redis_url` is not a Redis URL.
     #[error("invalid REDIS_URL: {0}")]
     Redis(#[from] redis::RedisError),
@@ -386,6 +400,8 @@ pub struct Runtime {
     pub db: DatabaseConnection,
     /// Token verifier.
     pub verifier: Arc<JwtVerifier>,
+    /// Who may call the GraphQL routes.
+    pub gate: Gate,
     /// Where domain changes record events.
     pub outbox: Outbox,
     /// Where the relay publishes them.
@@ -397,12 +413,15 @@ pub struct Runtime {
 }
 
 impl Runtime {
-    /// Connects to the database, applies the migrations of `M`, and sets up the verifier and outbox.
+    /// Connects to the database, applies the migrations of `M`, and sets up the verifier, the access
+    /// check of subgraph `name` (the audience of router signatures) and the outbox.
     pub async fn start<M: MigratorTrait>(
+        name: &str,
         config: SubgraphConfig,
         bus: Arc<dyn EventBus>,
     ) -> Result<Self, StartError> {
         let verifier = Arc::new(JwtVerifier::from_config(&config.auth)?);
+        let gate = Gate::from_config(name, &config.access)?;
         let db = db::connect_and_migrate::<M>(&config.database_url).await?;
         let mut checks: Vec<Arc<dyn ReadinessCheck>> = vec![
             Arc::new(DatabaseCheck(db.clone())),
@@ -414,6 +433,7 @@ impl Runtime {
         Ok(Self {
             db,
             verifier,
+            gate,
             outbox: Outbox::new(),
             bus,
             checks,
@@ -425,6 +445,7 @@ impl Runtime {
     pub fn http_context(&self, shutdown: CancellationToken) -> HttpContext {
         HttpContext {
             verifier: self.verifier.clone(),
+            gate: self.gate.clone(),
             checks: self.checks.clone(),
             server: self.config.server.clone(),
             shutdown,

@@ -13,7 +13,10 @@ use serde_json::{Value, json};
 use tokio::{net::TcpListener, task::JoinHandle};
 
 use crate::{
-    config::{AuthConfig, ConsumerConfig, EventsConfig, RelayConfig, Secret, ServerConfig},
+    access::SHARED_SECRET_HEADER,
+    config::{
+        AccessConfig, AuthConfig, ConsumerConfig, EventsConfig, RelayConfig, Secret, ServerConfig,
+    },
     db,
     events::{EventBus, InProcessBus},
     server::SubgraphConfig,
@@ -23,6 +26,13 @@ use crate::{
 
 /// The HS256 secret test tokens are signed with.
 pub const TEST_SECRET: &str = "shippy-test-secret-0123456789abcdef";
+
+/// The router signing key test subgraphs accept ([`access_config`]).
+pub const TEST_ROUTER_KEY: &str = "shippy-test-router-key-0123456789abcdef";
+
+/// The shared secret test subgraphs accept ([`access_config`]) and [`GraphQLClient`] and [`WsClient`]
+/// send by default, so tests reach subgraphs the way a third-party router does.
+pub const TEST_SUBGRAPH_SECRET: &str = "shippy-test-subgraph-secret-0123456789abcdef";
 
 /// Which database a test runs against.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -140,12 +150,22 @@ pub fn auth_config() -> AuthConfig {
     }
 }
 
-/// A subgraph configuration for tests: the given database, test auth, a quick relay.
+/// Access settings tests use: only routers, with the test signing key or the test shared secret.
+pub fn access_config() -> AccessConfig {
+    AccessConfig {
+        router_key: Some(Secret::new(TEST_ROUTER_KEY)),
+        shared_secret: Some(Secret::new(TEST_SUBGRAPH_SECRET)),
+        ..AccessConfig::default()
+    }
+}
+
+/// A subgraph configuration for tests: the given database, test auth and access, a quick relay.
 pub fn subgraph_config(database_url: &str) -> SubgraphConfig {
     SubgraphConfig {
         database_url: database_url.to_owned(),
         redis_url: None,
         auth: auth_config(),
+        access: access_config(),
         server: ServerConfig::default(),
         relay: RelayConfig {
             poll_interval: Duration::from_millis(50),
@@ -449,11 +469,23 @@ impl GqlResponse {
     }
 }
 
-/// Sends GraphQL over HTTP POST.
+/// The router credential a test client presents to subgraphs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RouterCredential {
+    /// None: what a direct caller sends.
+    None,
+    /// [`TEST_SUBGRAPH_SECRET`] in `shippy-subgraph-secret`, as a third-party router sends it.
+    SharedSecret,
+    /// A signature with [`TEST_ROUTER_KEY`] for the named subgraph, as our router makes it.
+    Signed(String),
+}
+
+/// Sends GraphQL over HTTP POST, with [`RouterCredential::SharedSecret`] unless told otherwise.
 #[derive(Debug, Clone)]
 pub struct GraphQLClient {
     http: reqwest::Client,
     url: String,
+    credential: RouterCredential,
 }
 
 impl GraphQLClient {
@@ -462,15 +494,50 @@ impl GraphQLClient {
         Self {
             http: reqwest::Client::new(),
             url,
+            credential: RouterCredential::SharedSecret,
         }
+    }
+
+    /// The same client presenting `credential` instead.
+    pub fn with_credential(self, credential: RouterCredential) -> Self {
+        Self { credential, ..self }
     }
 
     /// Runs `query` with `variables`, as the bearer of `token` if given.
     pub async fn query(&self, query: &str, variables: Value, token: Option<&str>) -> GqlResponse {
+        self.post(
+            json!({ "query": query, "variables": variables }).to_string(),
+            token,
+        )
+        .await
+    }
+
+    /// Posts `body` as it is (a GraphQL request, or anything a test wants to try).
+    pub async fn post(&self, body: String, token: Option<&str>) -> GqlResponse {
         let mut req = self
             .http
             .post(&self.url)
-            .json(&json!({ "query": query, "variables": variables }));
+            .header(reqwest::header::CONTENT_TYPE, "application/json");
+        match &self.credential {
+            RouterCredential::None => {}
+            RouterCredential::SharedSecret => {
+                req = req.header(SHARED_SECRET_HEADER.as_str(), TEST_SUBGRAPH_SECRET);
+            }
+            RouterCredential::Signed(audience) => {
+                let uri: axum::http::Uri = self.url.parse().expect("a URL");
+                let signature =
+                    shippy_security::signing::RequestSigner::new(TEST_ROUTER_KEY.as_bytes())
+                        .expect("the test key is long enough")
+                        .sign(
+                            audience,
+                            &axum::http::Method::POST,
+                            shippy_security::signing::path_and_query(&uri),
+                            body.as_bytes(),
+                        );
+                req = req.header(crate::access::SIGNATURE_HEADER.as_str(), signature);
+            }
+        }
+        let mut req = req.body(body);
         if let Some(token) = token {
             req = req.bearer_auth(token);
         }
@@ -502,6 +569,11 @@ impl WsClient {
         request.headers_mut().insert(
             "Sec-WebSocket-Protocol",
             "graphql-transport-ws".parse().expect("header"),
+        );
+        // The router credential subgraphs require on the upgrade (routers ignore it).
+        request.headers_mut().insert(
+            SHARED_SECRET_HEADER,
+            TEST_SUBGRAPH_SECRET.parse().expect("header"),
         );
         let (socket, _) = tokio_tungstenite::connect_async(request)
             .await

@@ -75,7 +75,7 @@ pub struct LogService {
 
 /// Migrates the database.
 pub async fn start(config: SubgraphConfig, bus: Arc<dyn EventBus>) -> Result<LogService, Error> {
-    let runtime = Runtime::start::<shippy_migrations::log::Migrator>(config, bus).await?;
+    let runtime = Runtime::start::<shippy_migrations::log::Migrator>(NAME, config, bus).await?;
     let state = State {
         db: runtime.db.clone(),
         live: runtime.live_feed(streams::LOG),

@@ -82,7 +82,7 @@ pub struct UserService {
 /// Migrates the database and loads keys.
 pub async fn start(config: SubgraphConfig, bus: Arc<dyn EventBus>) -> Result<UserService, Error> {
     let tokens = Arc::new(TokenIssuer::from_config(&config.auth).map_err(StartError::from)?);
-    let runtime = Runtime::start::<shippy_migrations::user::Migrator>(config, bus).await?;
+    let runtime = Runtime::start::<shippy_migrations::user::Migrator>(NAME, config, bus).await?;
     let state = State {
         db: runtime.db.clone(),
         tokens,

@@ -82,7 +82,7 @@ pub struct VesselService {
 
 /// Migrates the database.
 pub async fn start(config: SubgraphConfig, bus: Arc<dyn EventBus>) -> Result<VesselService, Error> {
-    let runtime = Runtime::start::<shippy_migrations::vessel::Migrator>(config, bus).await?;
+    let runtime = Runtime::start::<shippy_migrations::vessel::Migrator>(NAME, config, bus).await?;
     let state = State {
         db: runtime.db.clone(),
         outbox: runtime.outbox.clone(),
