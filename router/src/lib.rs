@@ -288,6 +288,10 @@ impl Router {
             "subgraph_defaults",
             config.subgraph_defaults != current.subgraph_defaults,
         );
+        note(
+            "subgraph_signing",
+            config.subgraph_signing != current.subgraph_signing,
+        );
         note("subgraphs", config.subgraphs != current.subgraphs);
         note("reload", config.reload != current.reload);
         note(
@@ -302,6 +306,7 @@ impl Router {
         live_config.http = current.http.clone();
         live_config.query_planning = current.query_planning.clone();
         live_config.subgraph_defaults = current.subgraph_defaults.clone();
+        live_config.subgraph_signing = current.subgraph_signing.clone();
         live_config.subgraphs = current.subgraphs.clone();
         live_config.reload = current.reload.clone();
         live_config.subscriptions = current.subscriptions.clone();
