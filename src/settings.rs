@@ -596,6 +596,56 @@ mod tests {
     }
 
     #[test]
+    fn router_credentials_come_from_flags_or_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = write(
+            dir.path(),
+            "shippy.toml",
+            "[access]\nshared_secret = \"from-the-file-0123456789abcdef-0123\"\nmax_skew = \"30s\"\n",
+        );
+        let settings = SettingsArgs {
+            config: Some(file),
+            router_signing_key: Some("the-router-key-0123456789abcdef-0123".into()),
+            router_signing_key_previous: Some("the-old-router-key-0123456789abcdef".into()),
+            subgraph_secret_previous: Some("the-old-shared-secret-0123456789abc".into()),
+            subgraph_open: Some(true),
+            ..SettingsArgs::default()
+        }
+        .load()
+        .unwrap();
+        let access = &settings.access;
+        let expose =
+            |s: &Option<shippy_kit::config::Secret>| s.as_ref().map(|s| s.expose().to_owned());
+        assert_eq!(
+            expose(&access.router_key).unwrap(),
+            "the-router-key-0123456789abcdef-0123"
+        );
+        assert_eq!(
+            expose(&access.router_key_previous).unwrap(),
+            "the-old-router-key-0123456789abcdef"
+        );
+        assert_eq!(
+            expose(&access.shared_secret).unwrap(),
+            "from-the-file-0123456789abcdef-0123"
+        );
+        assert_eq!(
+            expose(&access.shared_secret_previous).unwrap(),
+            "the-old-shared-secret-0123456789abc"
+        );
+        assert!(access.open);
+        assert_eq!(access.max_skew, Duration::from_secs(30));
+        // Handed to every subgraph, and never printed.
+        assert_eq!(
+            settings.subgraph_config("sqlite::memory:".into()).access,
+            *access
+        );
+        assert!(!format!("{settings:?}").contains("the-router-key"));
+        // Closed and without credentials unless configured.
+        let default = SettingsArgs::default().load().unwrap().access;
+        assert!(!default.open && default.router_key.is_none() && default.shared_secret.is_none());
+    }
+
+    #[test]
     fn database_urls() {
         let mut settings = Settings {
             data_dir: "/d".into(),

@@ -228,34 +228,29 @@ async fn processes_refuse_to_start_without_their_credentials() {
         assert!(stderr.contains(hint), "{stderr}");
     }
 
-    // A router without a signing key.
-    let supergraph = concat!(env!("CARGO_MANIFEST_DIR"), "/schema/supergraph.graphql");
-    let mut cmd = shippy();
-    cmd.env_remove("SHIPPY_ROUTER__SUBGRAPH_SIGNING__KEY")
-        .env("SHIPPY_ROUTER__AUTH__JWT__SECRET", support::SECRET)
-        .args([
+    // A router without a signing key, and one over Shippy's supergraph (it has @authenticated
+    // fields) without a token key.
+    let router = || {
+        let supergraph = concat!(env!("CARGO_MANIFEST_DIR"), "/schema/supergraph.graphql");
+        let mut cmd = shippy();
+        cmd.args([
             "router",
             "--listen",
             "127.0.0.1:0",
             "--supergraph",
             supergraph,
         ]);
+        cmd
+    };
+    let mut cmd = router();
+    cmd.env_remove("SHIPPY_ROUTER__SUBGRAPH_SIGNING__KEY")
+        .env("SHIPPY_ROUTER__AUTH__JWT__SECRET", support::SECRET);
     let stderr = fails_with(cmd).await;
     assert!(
         stderr.contains("SHIPPY_ROUTER__SUBGRAPH_SIGNING__KEY"),
         "{stderr}"
     );
-
-    // A router over Shippy's supergraph (it has @authenticated fields) without a token key.
-    let mut cmd = shippy();
-    cmd.args([
-        "router",
-        "--listen",
-        "127.0.0.1:0",
-        "--supergraph",
-        supergraph,
-    ]);
-    let stderr = fails_with(cmd).await;
+    let stderr = fails_with(router()).await;
     assert!(
         stderr.contains("SHIPPY_ROUTER__AUTH__JWT__SECRET"),
         "{stderr}"
