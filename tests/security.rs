@@ -155,10 +155,12 @@ async fn default_up_generates_private_secrets_and_refuses_forged_tokens() {
             .status,
         401
     );
-    let health = reqwest::get(shippy.url("user").replace("/graphql", "/health"))
-        .await
-        .unwrap();
-    assert_eq!(health.status(), 200);
+    for probe in ["/health", "/ready", "/metrics"] {
+        let resp = reqwest::get(shippy.url("user").replace("/graphql", probe))
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200, "{probe}");
+    }
     assert!(shippy.stop("-TERM").await);
 
     // A restart reuses the files: the token issued before still works.
