@@ -128,6 +128,16 @@ pub struct RelayConfig {
     /// Longest wait between retries. Default `30s`.
     #[serde(with = "humantime_serde")]
     pub retry_max: Duration,
+    /// While waiting after a failed round, how often the relay probes what failed (the bus with `PING`, the
+    /// database with a ping); the first probe that succeeds ends the wait, so publishing resumes within this
+    /// long of Redis or the database answering again. Default `250ms`.
+    #[serde(with = "humantime_serde")]
+    pub probe_interval: Duration,
+    /// How long published rows stay in the outbox. Within this window, a Redis that comes back empty (it
+    /// restarted without persistence) gets them published again, so no event is lost; older rows are
+    /// deleted. Default `24h`.
+    #[serde(with = "humantime_serde")]
+    pub retention: Duration,
 }
 
 impl Default for RelayConfig {
@@ -137,6 +147,8 @@ impl Default for RelayConfig {
             poll_interval: Duration::from_secs(1),
             retry_initial: Duration::from_millis(200),
             retry_max: Duration::from_secs(30),
+            probe_interval: Duration::from_millis(250),
+            retention: Duration::from_secs(24 * 3600),
         }
     }
 }
@@ -207,6 +219,15 @@ pub struct ConsumerConfig {
     /// Longest pause between retries. Default `30s`.
     #[serde(with = "humantime_serde")]
     pub retry_max: Duration,
+    /// While pausing after a bus failure, how often the consumer probes the bus (`PING`); the first probe
+    /// that succeeds ends the pause, so work resumes within this long of Redis answering again. Default
+    /// `250ms`.
+    #[serde(with = "humantime_serde")]
+    pub probe_interval: Duration,
+    /// Consumers of the group idle for longer than this and holding no pending entries (replicas that
+    /// stopped or restarted under a new name) are removed from the group. `0s` keeps them. Default `1h`.
+    #[serde(with = "humantime_serde")]
+    pub prune_idle: Duration,
 }
 
 impl Default for ConsumerConfig {
@@ -219,6 +240,8 @@ impl Default for ConsumerConfig {
             max_deliveries: 10,
             retry_initial: Duration::from_millis(200),
             retry_max: Duration::from_secs(30),
+            probe_interval: Duration::from_millis(250),
+            prune_idle: Duration::from_secs(3600),
         }
     }
 }
