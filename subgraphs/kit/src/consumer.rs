@@ -675,4 +675,76 @@ mod tests {
         shutdown.cancel();
         task.await.unwrap();
     }
+
+    #[tokio::test]
+    async fn transient_failures_are_retried_past_max_deliveries_and_never_dead_lettered() {
+        let bus = Arc::new(InProcessBus::default());
+        let mut dead = bus
+            .join_group(&dead_letters("log"), "ops", "t")
+            .await
+            .unwrap();
+        // Three times max_deliveries transient failures (the database was down), then it works.
+        let outage = Scripted::new(
+            9,
+            HandleError::from(sea_orm::DbErr::Conn(sea_orm::RuntimeErr::Internal(
+                "connection refused".into(),
+            ))),
+        );
+        assert!(outage.error.is_transient());
+        let shutdown = CancellationToken::new();
+        let task = tokio::spawn(
+            Consumer::new(bus.clone(), "log", "g", outage.clone(), config()).run(shutdown.clone()),
+        );
+        bus.publish(&event(4)).await.unwrap();
+        eventually("the event after the outage", || {
+            *outage.handled.lock().unwrap() == [4]
+        })
+        .await;
+        assert_eq!(outage.attempts.lock().unwrap().values().sum::<usize>(), 10);
+        assert!(
+            dead.read_new(10, Duration::ZERO).await.unwrap().is_empty(),
+            "an outage dead-letters nothing"
+        );
+        shutdown.cancel();
+        task.await.unwrap();
+    }
+
+    #[test]
+    fn database_errors_are_classified() {
+        use std::sync::Arc as A;
+
+        use sea_orm::{DbErr, RuntimeErr, sqlx::Error as Sqlx};
+        let sqlx = |e: Sqlx| DbErr::Query(RuntimeErr::SqlxError(A::new(e)));
+        for transient in [
+            DbErr::Conn(RuntimeErr::Internal("refused".into())),
+            DbErr::ConnectionAcquire(sea_orm::error::ConnAcquireErr::Timeout),
+            sqlx(Sqlx::PoolTimedOut),
+            sqlx(Sqlx::Io(std::io::Error::from(
+                std::io::ErrorKind::ConnectionReset,
+            ))),
+        ] {
+            assert!(is_transient_db_error(&transient), "{transient}");
+            assert!(HandleError::from(transient).is_transient());
+        }
+        for permanent in [
+            DbErr::Custom("bad".into()),
+            DbErr::RecordNotFound("x".into()),
+            sqlx(Sqlx::RowNotFound),
+            DbErr::Exec(RuntimeErr::Internal("syntax".into())),
+        ] {
+            assert!(!is_transient_db_error(&permanent), "{permanent}");
+            assert!(matches!(
+                HandleError::from(permanent),
+                HandleError::Retry(_)
+            ));
+        }
+        for code in [
+            "08006", "08001", "40001", "40P01", "55P03", "57014", "57P01", "53300", "5", "517", "6",
+        ] {
+            assert!(transient_sql_state(code), "{code}");
+        }
+        for code in ["23505", "22012", "42P01", "19", "2067"] {
+            assert!(!transient_sql_state(code), "{code}");
+        }
+    }
 }
