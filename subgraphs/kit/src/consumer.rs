@@ -89,17 +89,31 @@ pub fn is_transient_db_error(err: &sea_orm::DbErr) -> bool {
         | Sqlx::PoolClosed
         | Sqlx::WorkerCrashed
         | Sqlx::Protocol(_) => true,
-        Sqlx::Database(db) => db.code().is_some_and(|code| transient_sql_state(&code)),
+        Sqlx::Database(db) => {
+            let sqlite = db
+                .try_downcast_ref::<sea_orm::sqlx::sqlite::SqliteError>()
+                .is_some();
+            db.code().is_some_and(|code| {
+                if sqlite {
+                    transient_sqlite_code(&code)
+                } else {
+                    transient_sql_state(&code)
+                }
+            })
+        }
         _ => false,
     }
 }
 
-/// The PostgreSQL SQLSTATEs and SQLite result codes of [`is_transient_db_error`].
+/// The SQLite result codes of [`is_transient_db_error`]: extended codes keep the primary code in the low
+/// byte, BUSY = 5 and LOCKED = 6.
+fn transient_sqlite_code(code: &str) -> bool {
+    code.parse::<u32>()
+        .is_ok_and(|code| matches!(code & 0xff, 5 | 6))
+}
+
+/// The PostgreSQL SQLSTATEs of [`is_transient_db_error`].
 fn transient_sql_state(code: &str) -> bool {
-    if let Ok(sqlite) = code.parse::<u32>() {
-        // SQLite extended codes keep the primary code in the low byte: BUSY = 5, LOCKED = 6.
-        return matches!(sqlite & 0xff, 5 | 6);
-    }
     code.starts_with("08")
         || code.starts_with("53")
         || matches!(
@@ -739,12 +753,18 @@ mod tests {
             ));
         }
         for code in [
-            "08006", "08001", "40001", "40P01", "55P03", "57014", "57P01", "53300", "5", "517", "6",
+            "08006", "08001", "40001", "40P01", "55P03", "57014", "57P01", "53300",
         ] {
             assert!(transient_sql_state(code), "{code}");
         }
-        for code in ["23505", "22012", "42P01", "19", "2067"] {
+        for code in ["23505", "22012", "42P01"] {
             assert!(!transient_sql_state(code), "{code}");
+        }
+        for code in ["5", "517", "6", "262"] {
+            assert!(transient_sqlite_code(code), "{code}");
+        }
+        for code in ["19", "2067", "1"] {
+            assert!(!transient_sqlite_code(code), "{code}");
         }
     }
 }
