@@ -319,6 +319,28 @@ mod tests {
     }
 
     #[test]
+    fn recovery_settings_have_their_documented_defaults_and_can_be_set() {
+        let consumer = ConsumerConfig::default();
+        assert_eq!(consumer.probe_interval, Duration::from_millis(250));
+        assert_eq!(consumer.prune_idle, Duration::from_secs(3600));
+        let relay = RelayConfig::default();
+        assert_eq!(relay.probe_interval, Duration::from_millis(250));
+        assert_eq!(relay.retention, Duration::from_secs(24 * 3600));
+
+        let consumer: ConsumerConfig = serde_json::from_value(
+            serde_json::json!({"probe_interval": "100ms", "prune_idle": "0s"}),
+        )
+        .unwrap();
+        assert_eq!(consumer.probe_interval, Duration::from_millis(100));
+        assert!(consumer.prune_idle.is_zero());
+        let relay: RelayConfig =
+            serde_json::from_value(serde_json::json!({"probe_interval": "1s", "retention": "7d"}))
+                .unwrap();
+        assert_eq!(relay.probe_interval, Duration::from_secs(1));
+        assert_eq!(relay.retention, Duration::from_secs(7 * 24 * 3600));
+    }
+
+    #[test]
     fn secrets_do_not_leak_through_debug() {
         let cfg = AuthConfig {
             secret: Some(Secret::new("hunter2-hunter2")),
