@@ -138,6 +138,11 @@ pub struct RelayConfig {
     /// deleted. Default `24h`.
     #[serde(with = "humantime_serde")]
     pub retention: Duration,
+    /// How long a relay holds the rows it claimed for one round (it publishes them outside any
+    /// transaction); a relay that dies mid-batch leaves them to another replica after this. Must exceed
+    /// the time to publish a batch. Default `60s`.
+    #[serde(with = "humantime_serde")]
+    pub lease: Duration,
 }
 
 impl Default for RelayConfig {
@@ -149,6 +154,7 @@ impl Default for RelayConfig {
             retry_max: Duration::from_secs(30),
             probe_interval: Duration::from_millis(250),
             retention: Duration::from_secs(24 * 3600),
+            lease: Duration::from_secs(60),
         }
     }
 }
@@ -326,6 +332,7 @@ mod tests {
         let relay = RelayConfig::default();
         assert_eq!(relay.probe_interval, Duration::from_millis(250));
         assert_eq!(relay.retention, Duration::from_secs(24 * 3600));
+        assert_eq!(relay.lease, Duration::from_secs(60));
 
         let consumer: ConsumerConfig = serde_json::from_value(
             serde_json::json!({"probe_interval": "100ms", "prune_idle": "0s"}),

@@ -15,7 +15,7 @@
 
 use std::sync::Arc;
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use sea_orm::{
     ActiveValue::{NotSet, Set},
     ColumnTrait, ConnectionTrait, DatabaseBackend, DatabaseConnection, DbErr, EntityTrait,
@@ -67,6 +67,8 @@ pub mod entity {
         pub last_error: Option<String>,
         /// The W3C trace position of the request that recorded it.
         pub traceparent: Option<String>,
+        /// Until when a relay has claimed the row to publish it; other relays skip it until then.
+        pub leased_until: Option<DateTimeUtc>,
     }
 
     /// No relations: the outbox stands alone.
@@ -109,6 +111,7 @@ pub async fn record<C: ConnectionTrait>(conn: &C, event: &Event) -> Result<(), D
         attempts: Set(0),
         last_error: Set(None),
         traceparent: Set(event.traceparent.clone()),
+        leased_until: Set(None),
     };
     entity::Entity::insert(row)
         .exec_without_returning(conn)
@@ -234,7 +237,7 @@ impl Relay {
         let result = Entity::update_many()
             .col_expr(
                 Column::PublishedAt,
-                Expr::value(Option::<chrono::DateTime<Utc>>::None),
+                Expr::value(Option::<DateTime<Utc>>::None),
             )
             .filter(Column::PublishedAt.gte(since))
             .exec(&self.db)
@@ -336,11 +339,15 @@ impl Relay {
         .await
     }
 
-    /// One round: publishes up to `batch_size` pending rows, stopping at the first failure so events leave in
-    /// order. Returns how many were published.
+    /// One round: claims up to `batch_size` pending rows, publishes them, and marks them; stops at the first
+    /// failure so events leave in order. Returns how many were published.
     ///
-    /// On PostgreSQL the rows are locked with `FOR UPDATE SKIP LOCKED` for the round, so relays of several
-    /// replicas sharing a database never publish the same row concurrently. SQLite has one writer anyway.
+    /// No transaction or row lock is held while Redis is called: the rows are claimed first in a short
+    /// transaction (their `leased_until` set `lease` ahead; on PostgreSQL chosen with `FOR UPDATE SKIP
+    /// LOCKED`, so relays of several replicas sharing a database never claim the same row), published, then
+    /// marked sent one by one. A slow Redis therefore stalls only this relay's batch, never another
+    /// replica's. Rows of a relay that died mid-batch are claimed by another once the lease runs out (they
+    /// may then be published twice, which the bus's dedupe marker and the consumers absorb).
     pub async fn relay_once(&self) -> Result<usize, RelayError> {
         use entity::{Column, Entity};
 
@@ -354,20 +361,12 @@ impl Relay {
             Err(err) => return Err(err),
         }
 
-        let txn = self.db.begin().await?;
-        let mut pending = Entity::find()
-            .filter(Column::PublishedAt.is_null())
-            .order_by_asc(Column::Id)
-            .limit(self.config.batch_size);
-        if self.db.get_database_backend() == DatabaseBackend::Postgres {
-            pending = pending.lock_with_behavior(LockType::Update, LockBehavior::SkipLocked);
-        }
-        let rows = pending.all(&txn).await?;
-
+        let rows = self.claim().await?;
         let mut published = 0;
         let mut failure = None;
-        for row in rows {
-            match self.publish(&row).await {
+        let mut rest = rows.iter();
+        for row in rest.by_ref() {
+            match self.publish(row).await {
                 Ok(()) => {
                     Entity::update_many()
                         .col_expr(Column::PublishedAt, Expr::value(Utc::now()))
@@ -375,8 +374,12 @@ impl Relay {
                             Column::Attempts,
                             Expr::value(row.attempts.saturating_add(1)),
                         )
+                        .col_expr(
+                            Column::LeasedUntil,
+                            Expr::value(Option::<DateTime<Utc>>::None),
+                        )
                         .filter(Column::Id.eq(row.id))
-                        .exec(&txn)
+                        .exec(&self.db)
                         .await?;
                     published += 1;
                 }
@@ -387,15 +390,30 @@ impl Relay {
                             Expr::value(row.attempts.saturating_add(1)),
                         )
                         .col_expr(Column::LastError, Expr::value(err.to_string()))
+                        .col_expr(
+                            Column::LeasedUntil,
+                            Expr::value(Option::<DateTime<Utc>>::None),
+                        )
                         .filter(Column::Id.eq(row.id))
-                        .exec(&txn)
+                        .exec(&self.db)
                         .await?;
                     failure = Some((row.event_id, err));
                     break;
                 }
             }
         }
-        txn.commit().await?;
+        // Rows claimed but not tried (after a failure) are released for the next round.
+        let untried: Vec<i64> = rest.map(|row| row.id).collect();
+        if !untried.is_empty() {
+            Entity::update_many()
+                .col_expr(
+                    Column::LeasedUntil,
+                    Expr::value(Option::<DateTime<Utc>>::None),
+                )
+                .filter(Column::Id.is_in(untried))
+                .exec(&self.db)
+                .await?;
+        }
         match failure {
             Some((event_id, source)) => Err(RelayError::Publish {
                 published,
@@ -404,6 +422,41 @@ impl Relay {
             }),
             None => Ok(published),
         }
+    }
+
+    /// Claims up to `batch_size` pending rows whose lease is free or ran out, oldest first, in one short
+    /// transaction.
+    async fn claim(&self) -> Result<Vec<entity::Model>, DbErr> {
+        use entity::{Column, Entity};
+
+        let now = Utc::now();
+        let txn = self.db.begin().await?;
+        let mut pending = Entity::find()
+            .filter(Column::PublishedAt.is_null())
+            .filter(
+                sea_orm::Condition::any()
+                    .add(Column::LeasedUntil.is_null())
+                    .add(Column::LeasedUntil.lt(now)),
+            )
+            .order_by_asc(Column::Id)
+            .limit(self.config.batch_size);
+        if self.db.get_database_backend() == DatabaseBackend::Postgres {
+            pending = pending.lock_with_behavior(LockType::Update, LockBehavior::SkipLocked);
+        }
+        let rows = pending.all(&txn).await?;
+        if !rows.is_empty() {
+            let until = chrono::Duration::from_std(self.config.lease)
+                .ok()
+                .and_then(|lease| now.checked_add_signed(lease))
+                .unwrap_or(chrono::DateTime::<Utc>::MAX_UTC);
+            Entity::update_many()
+                .col_expr(Column::LeasedUntil, Expr::value(until))
+                .filter(Column::Id.is_in(rows.iter().map(|row| row.id)))
+                .exec(&txn)
+                .await?;
+        }
+        txn.commit().await?;
+        Ok(rows)
     }
 
     /// Runs until `shutdown` is cancelled: publishes whenever woken or every `poll_interval`, and after a

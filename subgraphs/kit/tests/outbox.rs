@@ -321,7 +321,101 @@ async fn a_reset_bus_gets_the_retained_rows_again_and_old_rows_are_pruned(backen
     assert_eq!(entity::Entity::find().count(&db).await.unwrap(), 2);
 }
 
+/// A bus whose publishes hang until `release` is notified.
+struct HangingBus {
+    inner: InProcessBus,
+    release: tokio::sync::Notify,
+}
+
+#[async_trait::async_trait]
+impl EventBus for HangingBus {
+    async fn publish(&self, event: &Event) -> Result<(), BusError> {
+        self.release.notified().await;
+        self.inner.publish(event).await
+    }
+    async fn subscribe(&self, stream: &str) -> Result<EventStream, BusError> {
+        self.inner.subscribe(stream).await
+    }
+    async fn join_group(
+        &self,
+        stream: &str,
+        group: &str,
+        consumer: &str,
+    ) -> Result<Box<dyn GroupReader>, BusError> {
+        self.inner.join_group(stream, group, consumer).await
+    }
+    async fn ping(&self) -> Result<(), BusError> {
+        Ok(())
+    }
+    async fn mark_epoch(&self, _holder: &str) -> Result<bool, BusError> {
+        Ok(false)
+    }
+}
+
+/// A relay stuck in a publish holds no transaction or lock: another relay on the same database publishes
+/// the rows recorded meanwhile at once, skips the stuck relay's claimed rows while their lease lasts, and
+/// takes them over once it has run out.
+async fn a_stuck_relay_blocks_no_other_and_its_lease_runs_out(backend: Backend) {
+    let (_guard, db) = database(backend).await;
+    let stuck_bus = Arc::new(HangingBus {
+        inner: InProcessBus::default(),
+        release: tokio::sync::Notify::new(),
+    });
+    let lease = std::time::Duration::from_millis(500);
+    let stuck = Outbox::new().relay(
+        db.clone(),
+        stuck_bus.clone(),
+        RelayConfig {
+            lease,
+            ..RelayConfig::default()
+        },
+    );
+    for n in 1..=3 {
+        outbox::record(&db, &event(n)).await.unwrap();
+    }
+    let stuck_round = tokio::spawn(async move { stuck.relay_once().await });
+    // Wait until the stuck relay has claimed its rows.
+    tokio::time::timeout(std::time::Duration::from_secs(5), async {
+        loop {
+            let leased = entity::Entity::find()
+                .filter(entity::Column::LeasedUntil.is_not_null())
+                .count(&db)
+                .await
+                .unwrap();
+            if leased == 3 {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .expect("rows claimed");
+
+    let bus = Arc::new(InProcessBus::default());
+    let mut feed = bus.subscribe("log").await.unwrap();
+    let other = Outbox::new().relay(db.clone(), bus.clone(), RelayConfig::default());
+    outbox::record(&db, &event(4)).await.unwrap();
+    let published = tokio::time::timeout(std::time::Duration::from_secs(2), other.relay_once())
+        .await
+        .expect("the other relay is not blocked by the stuck one")
+        .unwrap();
+    assert_eq!(published, 1, "only the unclaimed row");
+    assert_eq!(feed.next().await.unwrap().payload["n"], 4);
+
+    tokio::time::sleep(lease + std::time::Duration::from_millis(100)).await;
+    assert_eq!(other.relay_once().await.unwrap(), 3, "the lease ran out");
+    for n in 1..=3 {
+        assert_eq!(feed.next().await.unwrap().payload["n"], n);
+    }
+    assert_eq!(pending(&db).await, 0);
+
+    stuck_bus.release.notify_one();
+    stuck_round.abort();
+    let _ = stuck_round.await;
+}
+
 shippy_kit::backend_tests!(
+    a_stuck_relay_blocks_no_other_and_its_lease_runs_out,
     a_reset_bus_gets_the_retained_rows_again_and_old_rows_are_pruned,
     running_relay_retries_until_the_bus_is_back,
     committed_events_are_published_once_rolled_back_never,
