@@ -147,15 +147,17 @@ mod tests {
 
     fn settings() -> Option<Settings> {
         let url = std::env::var("TEST_REDIS_URL").ok()?;
-        let mut settings = Settings::default();
-        settings.redis_url = Some(url);
-        // A prefix of its own: other tests share this Redis.
-        settings.events = EventsConfig {
+        let mut events = EventsConfig {
+            // A prefix of its own: other tests share this Redis.
             stream_prefix: format!("dl-{}:", uuid::Uuid::now_v7()),
             ..EventsConfig::default()
         };
-        settings.events.consumer.block = Duration::from_millis(100);
-        Some(settings)
+        events.consumer.block = Duration::from_millis(100);
+        Some(Settings {
+            redis_url: Some(url),
+            events,
+            ..Settings::default()
+        })
     }
 
     fn ids(listing: &str) -> Vec<String> {
