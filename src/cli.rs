@@ -7,6 +7,7 @@ use clap::{Args, Parser, Subcommand};
 use shippy_kit::{CancellationToken, db, events, shutdown};
 
 use crate::{
+    dead_letters::{self, EventsCommand},
     demo::{self, DemoArgs},
     schema_tool::{self, CheckOptions, ComposeOptions},
     services::{self, SUBGRAPHS},
@@ -46,6 +47,9 @@ pub enum Command {
     /// Walk through Shippy via the router: register, log in, create a vessel, ship a consignment and
     /// print it once assigned (against `shippy up` by default).
     Demo(DemoArgs),
+    /// The Redis event streams' dead letters (needs REDIS_URL).
+    #[command(subcommand)]
+    Events(EventsCommand),
 }
 
 /// `shippy subgraph` arguments.
@@ -120,6 +124,10 @@ pub async fn run(cli: Cli, settings: Settings) -> anyhow::Result<ExitCode> {
             demo::run(&args).await?;
             Ok(ExitCode::SUCCESS)
         }
+        Command::Events(command) => {
+            print!("{}", dead_letters::run(command, &settings).await?);
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Schema(SchemaCommand::Export { out }) => {
             for path in export_sdl(&out)? {
                 println!("wrote {}", path.display());
@@ -154,7 +162,9 @@ async fn run_service(command: Command, settings: Settings) -> anyhow::Result<()>
             );
             Ok(())
         }
-        Command::Schema(_) | Command::Demo(_) => bail!("this command does not run as a service"),
+        Command::Schema(_) | Command::Demo(_) | Command::Events(_) => {
+            bail!("this command does not run as a service")
+        }
     }
 }
 

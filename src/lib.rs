@@ -4,6 +4,7 @@
 //! [`services`] lists what can run, and [`up`] runs everything in one process.
 
 pub mod cli;
+pub mod dead_letters;
 pub mod demo;
 pub mod schema_tool;
 pub mod services;

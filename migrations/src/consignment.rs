@@ -12,6 +12,7 @@ impl MigratorTrait for Migrator {
             Box::new(crate::inbox::CreateInbox),
             Box::new(CreateConsignments),
             Box::new(crate::outbox::AddOutboxTraceparent),
+            Box::new(crate::outbox::AddOutboxLease),
         ]
     }
 }

@@ -12,6 +12,7 @@ impl MigratorTrait for Migrator {
             Box::new(crate::outbox::CreateOutbox),
             Box::new(CreateLogEntries),
             Box::new(crate::outbox::AddOutboxTraceparent),
+            Box::new(crate::outbox::AddOutboxLease),
         ]
     }
 }

@@ -4,7 +4,11 @@ use sea_orm_migration::{prelude::*, schema::*};
 
 /// Every outbox migration, in order: for tests and tools that need the table on its own.
 pub fn migrations() -> Vec<Box<dyn MigrationTrait>> {
-    vec![Box::new(CreateOutbox), Box::new(AddOutboxTraceparent)]
+    vec![
+        Box::new(CreateOutbox),
+        Box::new(AddOutboxTraceparent),
+        Box::new(AddOutboxLease),
+    ]
 }
 
 /// Creates `outbox`.
@@ -109,6 +113,49 @@ impl MigrationTrait for AddOutboxTraceparent {
                 Table::alter()
                     .table(OutboxTrace::Table)
                     .drop_column(OutboxTrace::Traceparent)
+                    .to_owned(),
+            )
+            .await
+    }
+}
+
+/// Adds `outbox.leased_until`: a relay claims a batch of rows by setting it, publishes them outside any
+/// transaction, then marks them sent; other relay replicas skip rows whose lease has not run out, and take
+/// over the rows of a relay that died mid-batch once it has.
+pub struct AddOutboxLease;
+
+impl MigrationName for AddOutboxLease {
+    fn name(&self) -> &str {
+        "outbox_lease"
+    }
+}
+
+#[derive(DeriveIden)]
+enum OutboxLease {
+    #[sea_orm(iden = "outbox")]
+    Table,
+    LeasedUntil,
+}
+
+#[async_trait::async_trait]
+impl MigrationTrait for AddOutboxLease {
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        manager
+            .alter_table(
+                Table::alter()
+                    .table(OutboxLease::Table)
+                    .add_column(timestamp_with_time_zone_null(OutboxLease::LeasedUntil))
+                    .to_owned(),
+            )
+            .await
+    }
+
+    async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        manager
+            .alter_table(
+                Table::alter()
+                    .table(OutboxLease::Table)
+                    .drop_column(OutboxLease::LeasedUntil)
                     .to_owned(),
             )
             .await

@@ -11,6 +11,7 @@ impl MigratorTrait for Migrator {
             Box::new(crate::outbox::CreateOutbox),
             Box::new(CreateUsers),
             Box::new(crate::outbox::AddOutboxTraceparent),
+            Box::new(crate::outbox::AddOutboxLease),
         ]
     }
 }

@@ -13,6 +13,7 @@ impl MigratorTrait for Migrator {
             Box::new(crate::inbox::CreateInbox),
             Box::new(CreateReservations),
             Box::new(crate::outbox::AddOutboxTraceparent),
+            Box::new(crate::outbox::AddOutboxLease),
         ]
     }
 }

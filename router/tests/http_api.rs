@@ -367,12 +367,36 @@ async fn a_subgraph_that_is_down_gives_partial_data_and_a_named_error() {
         json["data"],
         json!({"topProducts": [{"upc": "1", "name": "Table", "inStock": null}, {"upc": "2", "name": "Couch", "inStock": null}]})
     );
-    assert_eq!(json["errors"].as_array().unwrap().len(), 1, "{json}");
+    // One error per field the failed fetch left null, each with the code and the subgraph.
+    let errors = json["errors"].as_array().unwrap();
+    let paths: Vec<&Json> = errors.iter().map(|e| &e["path"]).collect();
     assert_eq!(
-        json["errors"][0]["extensions"]["code"],
-        "SUBREQUEST_HTTP_ERROR"
+        paths,
+        vec![
+            &json!(["topProducts", 0, "inStock"]),
+            &json!(["topProducts", 1, "inStock"])
+        ],
+        "{json}"
     );
-    assert_eq!(json["errors"][0]["extensions"]["service"], "inventory");
+    for error in errors {
+        assert_eq!(error["extensions"]["code"], "SUBREQUEST_HTTP_ERROR");
+        assert_eq!(error["extensions"]["service"], "inventory");
+    }
+}
+
+#[tokio::test]
+async fn a_failed_root_fetch_names_each_root_field_it_left_null() {
+    let env = env().down("accounts").start().await;
+    let reply = env.post("{ me { id } alias: me { name } }").await;
+    let json = reply.json();
+    assert_eq!(json["data"], json!({"me": null, "alias": null}));
+    let errors = json["errors"].as_array().unwrap();
+    let paths: Vec<&Json> = errors.iter().map(|e| &e["path"]).collect();
+    assert_eq!(paths, vec![&json!(["me"]), &json!(["alias"])], "{json}");
+    for error in errors {
+        assert_eq!(error["extensions"]["code"], "SUBREQUEST_HTTP_ERROR");
+        assert_eq!(error["extensions"]["service"], "accounts");
+    }
 }
 
 #[tokio::test]
@@ -407,6 +431,7 @@ async fn a_slow_subgraph_times_out_without_hanging_the_request() {
         "SUBREQUEST_TIMEOUT"
     );
     assert_eq!(json["errors"][0]["extensions"]["service"], "reviews");
+    assert_eq!(json["errors"][0]["path"], json!(["me", "reviews"]));
 }
 
 #[tokio::test]

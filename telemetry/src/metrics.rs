@@ -48,6 +48,18 @@ pub mod names {
     pub const OUTBOX_BACKLOG: &str = "shippy_outbox_backlog";
     /// Gauge {stream}: GraphQL subscriptions of this subgraph process listening to a stream's live feed.
     pub const SUBGRAPH_LIVE_SUBSCRIBERS: &str = "shippy_subgraph_live_subscribers";
+    /// Counter {stream, group}: handler failures classified transient (database down, lock or
+    /// serialization conflict); they are retried and never dead-letter an event.
+    pub const CONSUMER_TRANSIENT_FAILURES: &str = "shippy_consumer_transient_failures_total";
+    /// Counter {service}: times the relay found the event bus reset (Redis restarted empty) and published
+    /// its retained outbox rows again.
+    pub const OUTBOX_REPUBLISHES: &str = "shippy_outbox_republishes_total";
+    /// Counter {service}: outbox rows published again after a bus reset.
+    pub const OUTBOX_REPUBLISHED_EVENTS: &str = "shippy_outbox_republished_events_total";
+    /// Counter {stream, group}: consumer groups found missing (Redis lost its data) and created again.
+    pub const STREAM_GROUPS_RECREATED: &str = "shippy_stream_groups_recreated_total";
+    /// Counter {stream, group}: idle consumers without pending entries removed from a group.
+    pub const STREAM_CONSUMERS_PRUNED: &str = "shippy_stream_consumers_pruned_total";
 }
 
 /// Latency buckets in seconds: from a cached plan's sub-millisecond answer to a request timeout.
@@ -127,6 +139,26 @@ fn describe() {
     describe_gauge!(
         SUBGRAPH_LIVE_SUBSCRIBERS,
         "Subscriptions listening to a stream's live feed in this process"
+    );
+    describe_counter!(
+        CONSUMER_TRANSIENT_FAILURES,
+        "Handler failures classified transient (retried, never dead-lettered)"
+    );
+    describe_counter!(
+        OUTBOX_REPUBLISHES,
+        "Event bus resets detected by the outbox relay (retained events published again)"
+    );
+    describe_counter!(
+        OUTBOX_REPUBLISHED_EVENTS,
+        "Outbox events published again after an event bus reset"
+    );
+    describe_counter!(
+        STREAM_GROUPS_RECREATED,
+        "Consumer groups found missing (Redis lost its data) and created again"
+    );
+    describe_counter!(
+        STREAM_CONSUMERS_PRUNED,
+        "Idle consumers without pending entries removed from a consumer group"
     );
 }
 

@@ -168,6 +168,21 @@ pub struct RelayConfig {
     /// Longest wait between retries. Default `30s`.
     #[serde(with = "humantime_serde")]
     pub retry_max: Duration,
+    /// While waiting after a failed round, how often the relay probes what failed (the bus with `PING`, the
+    /// database with a ping); the first probe that succeeds ends the wait, so publishing resumes within this
+    /// long of Redis or the database answering again. Default `250ms`.
+    #[serde(with = "humantime_serde")]
+    pub probe_interval: Duration,
+    /// How long published rows stay in the outbox. Within this window, a Redis that comes back empty (it
+    /// restarted without persistence) gets them published again, so no event is lost; older rows are
+    /// deleted. Default `24h`.
+    #[serde(with = "humantime_serde")]
+    pub retention: Duration,
+    /// How long a relay holds the rows it claimed for one round (it publishes them outside any
+    /// transaction); a relay that dies mid-batch leaves them to another replica after this. Must exceed
+    /// the time to publish a batch. Default `60s`.
+    #[serde(with = "humantime_serde")]
+    pub lease: Duration,
 }
 
 impl Default for RelayConfig {
@@ -177,6 +192,9 @@ impl Default for RelayConfig {
             poll_interval: Duration::from_secs(1),
             retry_initial: Duration::from_millis(200),
             retry_max: Duration::from_secs(30),
+            probe_interval: Duration::from_millis(250),
+            retention: Duration::from_secs(24 * 3600),
+            lease: Duration::from_secs(60),
         }
     }
 }
@@ -247,6 +265,15 @@ pub struct ConsumerConfig {
     /// Longest pause between retries. Default `30s`.
     #[serde(with = "humantime_serde")]
     pub retry_max: Duration,
+    /// While pausing after a bus failure, how often the consumer probes the bus (`PING`); the first probe
+    /// that succeeds ends the pause, so work resumes within this long of Redis answering again. Default
+    /// `250ms`.
+    #[serde(with = "humantime_serde")]
+    pub probe_interval: Duration,
+    /// Consumers of the group idle for longer than this and holding no pending entries (replicas that
+    /// stopped or restarted under a new name) are removed from the group. `0s` keeps them. Default `1h`.
+    #[serde(with = "humantime_serde")]
+    pub prune_idle: Duration,
 }
 
 impl Default for ConsumerConfig {
@@ -259,6 +286,8 @@ impl Default for ConsumerConfig {
             max_deliveries: 10,
             retry_initial: Duration::from_millis(200),
             retry_max: Duration::from_secs(30),
+            probe_interval: Duration::from_millis(250),
+            prune_idle: Duration::from_secs(3600),
         }
     }
 }
@@ -333,6 +362,29 @@ mod tests {
             default.ends_with(&format!("-{}", std::process::id())),
             "{default}"
         );
+    }
+
+    #[test]
+    fn recovery_settings_have_their_documented_defaults_and_can_be_set() {
+        let consumer = ConsumerConfig::default();
+        assert_eq!(consumer.probe_interval, Duration::from_millis(250));
+        assert_eq!(consumer.prune_idle, Duration::from_secs(3600));
+        let relay = RelayConfig::default();
+        assert_eq!(relay.probe_interval, Duration::from_millis(250));
+        assert_eq!(relay.retention, Duration::from_secs(24 * 3600));
+        assert_eq!(relay.lease, Duration::from_secs(60));
+
+        let consumer: ConsumerConfig = serde_json::from_value(
+            serde_json::json!({"probe_interval": "100ms", "prune_idle": "0s"}),
+        )
+        .unwrap();
+        assert_eq!(consumer.probe_interval, Duration::from_millis(100));
+        assert!(consumer.prune_idle.is_zero());
+        let relay: RelayConfig =
+            serde_json::from_value(serde_json::json!({"probe_interval": "1s", "retention": "7d"}))
+                .unwrap();
+        assert_eq!(relay.probe_interval, Duration::from_secs(1));
+        assert_eq!(relay.retention, Duration::from_secs(7 * 24 * 3600));
     }
 
     #[test]

@@ -5,15 +5,19 @@
 //! 1. every `claim_idle / 2`, take over entries that any consumer of the group left unacknowledged for
 //!    `claim_idle` (a crashed replica, or a handler that failed): `XAUTOCLAIM`;
 //! 2. otherwise wait up to `block` for new entries: `XREADGROUP ... >`;
-//! 3. hand each entry to the handler: success is acknowledged (`XACK`); [`HandleError::Retry`] leaves it
-//!    pending, so it comes back through step 1, and pauses the consumer with exponential backoff;
-//!    [`HandleError::Reject`], an undecodable entry, or an entry already delivered `max_deliveries` times
-//!    goes to the dead-letter stream.
+//! 3. hand each entry to the handler: success is acknowledged (`XACK`); [`HandleError::Retry`] and
+//!    [`HandleError::Transient`] leave it pending, so it comes back through step 1, and pause the consumer
+//!    with exponential backoff; [`HandleError::Reject`], an undecodable entry, or an entry already
+//!    delivered `max_deliveries` times goes to the dead-letter stream. Deliveries that failed with
+//!    [`HandleError::Transient`] (the database was down, a lock or serialization conflict) do not count
+//!    toward `max_deliveries`: a shared outage must not dead-letter every event that arrived during it.
 //!
 //! Delivery is at least once: a consumer can stop after the handler committed but before the
 //! acknowledgement. Handlers are therefore idempotent by `event_id` (see [`crate::inbox`]).
 //!
 //! Bus failures (Redis down) never end the loop: it waits with backoff and tries again, until shutdown.
+//! While it waits it probes the bus every `probe_interval`, and goes back to work as soon as a probe
+//! succeeds, so a long backoff never delays the recovery once Redis answers again.
 
 use std::{sync::Arc, time::Duration};
 
@@ -29,18 +33,93 @@ use crate::{
 /// Why a handler did not handle an event.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum HandleError {
-    /// Might work later (the database is unavailable...): the entry stays pending and is retried.
+    /// A fault of the event's own that might still pass (a reference not there yet...): the entry stays
+    /// pending and is retried; after `max_deliveries` deliveries it is dead-lettered.
     #[error("will retry: {0}")]
     Retry(String),
+    /// A shared fault that passes by itself (database connection lost, timeout, lock or serialization
+    /// conflict): the entry stays pending and is retried with backoff, and the failed delivery does not
+    /// count toward `max_deliveries`, so an outage never dead-letters an event.
+    #[error("transient failure, will retry: {0}")]
+    Transient(String),
     /// Can never work (a payload that does not parse, a reference to nothing): dead-lettered at once.
     #[error("rejected: {0}")]
     Reject(String),
 }
 
+impl HandleError {
+    /// Whether this failure says nothing about the event itself (see [`HandleError::Transient`]).
+    pub fn is_transient(&self) -> bool {
+        matches!(self, HandleError::Transient(_))
+    }
+}
+
+/// A database error classified: [`HandleError::Transient`] when [`is_transient_db_error`] says so, else
+/// [`HandleError::Retry`] (the event is retried, and dead-lettered after `max_deliveries`).
 impl From<sea_orm::DbErr> for HandleError {
     fn from(err: sea_orm::DbErr) -> Self {
-        HandleError::Retry(format!("database error: {err}"))
+        if is_transient_db_error(&err) {
+            HandleError::Transient(format!("database unavailable: {err}"))
+        } else {
+            HandleError::Retry(format!("database error: {err}"))
+        }
     }
+}
+
+/// Whether a database error is a passing, shared fault rather than one of the statement or its data:
+/// no connection (refused, dropped, pool timed out or closed), an I/O or TLS failure, a timeout, or one of
+/// the errors PostgreSQL asks clients to retry (connection exception `08*`, serialization failure `40001`,
+/// deadlock `40P01`, lock not available `55P03`, statement cancelled `57014`, server shutting down or
+/// starting `57P01`-`57P03`, out of resources `53*`) or SQLite's busy and locked (`5`, `6` and their
+/// extended codes).
+pub fn is_transient_db_error(err: &sea_orm::DbErr) -> bool {
+    use sea_orm::{DbErr, RuntimeErr, sqlx::Error as Sqlx};
+    let runtime = match err {
+        DbErr::ConnectionAcquire(_) | DbErr::Conn(_) => return true,
+        DbErr::Exec(runtime) | DbErr::Query(runtime) => runtime,
+        _ => return false,
+    };
+    let RuntimeErr::SqlxError(sqlx) = runtime else {
+        return false;
+    };
+    match sqlx.as_ref() {
+        Sqlx::Io(_)
+        | Sqlx::Tls(_)
+        | Sqlx::PoolTimedOut
+        | Sqlx::PoolClosed
+        | Sqlx::WorkerCrashed
+        | Sqlx::Protocol(_) => true,
+        Sqlx::Database(db) => {
+            let sqlite = db
+                .try_downcast_ref::<sea_orm::sqlx::sqlite::SqliteError>()
+                .is_some();
+            db.code().is_some_and(|code| {
+                if sqlite {
+                    transient_sqlite_code(&code)
+                } else {
+                    transient_sql_state(&code)
+                }
+            })
+        }
+        _ => false,
+    }
+}
+
+/// The SQLite result codes of [`is_transient_db_error`]: extended codes keep the primary code in the low
+/// byte, BUSY = 5 and LOCKED = 6.
+fn transient_sqlite_code(code: &str) -> bool {
+    code.parse::<u32>()
+        .is_ok_and(|code| matches!(code & 0xff, 5 | 6))
+}
+
+/// The PostgreSQL SQLSTATEs of [`is_transient_db_error`].
+fn transient_sql_state(code: &str) -> bool {
+    code.starts_with("08")
+        || code.starts_with("53")
+        || matches!(
+            code,
+            "40001" | "40P01" | "55P03" | "57014" | "57P01" | "57P02" | "57P03"
+        )
 }
 
 /// Handles the events of one stream for one consumer group. Must be idempotent by `event.event_id`.
@@ -130,10 +209,18 @@ impl<H: Handler> Consumer<H> {
                 Ok(reader) => break reader,
                 Err(err) => {
                     tracing::warn!(stream = %self.stream, group = %self.group, error = %err, retry_in = ?bus_backoff, "cannot join consumer group; retrying");
-                    if !pause(&shutdown, bus_backoff).await {
-                        return;
+                    match pause_probing(
+                        &shutdown,
+                        self.bus.as_ref(),
+                        bus_backoff,
+                        cfg.probe_interval,
+                    )
+                    .await
+                    {
+                        Pause::Shutdown => return,
+                        Pause::BusAnswered => bus_backoff = cfg.retry_initial,
+                        Pause::Elapsed => bus_backoff = (bus_backoff * 2).min(cfg.retry_max),
                     }
-                    bus_backoff = (bus_backoff * 2).min(cfg.retry_max);
                 }
             }
         };
@@ -141,6 +228,7 @@ impl<H: Handler> Consumer<H> {
 
         let mut next_claim = Instant::now();
         let mut next_stats = Instant::now();
+        let mut transient = TransientFailures::default();
         loop {
             if shutdown.is_cancelled() {
                 return;
@@ -148,6 +236,7 @@ impl<H: Handler> Consumer<H> {
             if Instant::now() >= next_stats {
                 next_stats = Instant::now() + STATS_EVERY;
                 self.report_stats(reader.as_mut()).await;
+                self.prune_consumers(reader.as_mut()).await;
             }
             let read = if Instant::now() >= next_claim {
                 let claimed = reader.claim_idle(cfg.claim_idle, batch).await;
@@ -169,17 +258,34 @@ impl<H: Handler> Consumer<H> {
                 }
                 Err(err) => {
                     tracing::warn!(stream = %self.stream, group = %self.group, error = %err, retry_in = ?bus_backoff, "consumer cannot read; retrying");
-                    if !pause(&shutdown, bus_backoff).await {
-                        return;
+                    match pause_probing(
+                        &shutdown,
+                        self.bus.as_ref(),
+                        bus_backoff,
+                        cfg.probe_interval,
+                    )
+                    .await
+                    {
+                        Pause::Shutdown => return,
+                        Pause::BusAnswered => {
+                            tracing::info!(stream = %self.stream, group = %self.group, "event bus answers again; consumer resumes");
+                            bus_backoff = cfg.retry_initial;
+                            // Entries left pending during the outage are taken back first.
+                            next_claim = Instant::now();
+                        }
+                        Pause::Elapsed => bus_backoff = (bus_backoff * 2).min(cfg.retry_max),
                     }
-                    bus_backoff = (bus_backoff * 2).min(cfg.retry_max);
                     continue;
                 }
             };
 
             let mut failed = false;
             for delivery in deliveries {
-                if self.process(reader.as_mut(), delivery).await == Outcome::Failed {
+                if self
+                    .process(reader.as_mut(), delivery, &mut transient)
+                    .await
+                    == Outcome::Failed
+                {
                     failed = true;
                 }
             }
@@ -216,9 +322,33 @@ impl<H: Handler> Consumer<H> {
         }
     }
 
+    /// Removes consumers idle past `prune_idle` that hold no pending entry (dead replicas), when enabled.
+    async fn prune_consumers(&self, reader: &mut dyn GroupReader) {
+        if self.config.prune_idle.is_zero() {
+            return;
+        }
+        match reader.prune_consumers(self.config.prune_idle).await {
+            Ok(pruned) if !pruned.is_empty() => metrics::counter!(
+                shippy_telemetry::metrics::names::STREAM_CONSUMERS_PRUNED,
+                "stream" => self.stream.clone(),
+                "group" => self.group.clone()
+            )
+            .increment(pruned.len() as u64),
+            Ok(_) => {}
+            Err(err) => {
+                tracing::debug!(stream = %self.stream, group = %self.group, error = %err, "cannot prune idle consumers")
+            }
+        }
+    }
+
     /// Handles one delivery in an `events.consume` span linked to the span that published it
     /// (a link, not a parent: the consumer's work is its own trace).
-    async fn process(&self, reader: &mut dyn GroupReader, delivery: Delivery) -> Outcome {
+    async fn process(
+        &self,
+        reader: &mut dyn GroupReader,
+        delivery: Delivery,
+        transient: &mut TransientFailures,
+    ) -> Outcome {
         let span = tracing::info_span!(target: shippy_telemetry::SPANS, "events.consume",
             otel.kind = "consumer",
             messaging.system = "shippy",
@@ -233,7 +363,7 @@ impl<H: Handler> Consumer<H> {
             shippy_telemetry::propagation::link_to_traceparent(&span, event.traceparent.as_deref());
         }
         let outcome = self
-            .process_in_span(reader, delivery)
+            .process_in_span(reader, delivery, transient)
             .instrument(span.clone())
             .await;
         if outcome == Outcome::Failed {
@@ -242,9 +372,15 @@ impl<H: Handler> Consumer<H> {
         outcome
     }
 
-    async fn process_in_span(&self, reader: &mut dyn GroupReader, delivery: Delivery) -> Outcome {
+    async fn process_in_span(
+        &self,
+        reader: &mut dyn GroupReader,
+        delivery: Delivery,
+        transient: &mut TransientFailures,
+    ) -> Outcome {
         let max = self.config.max_deliveries.max(1);
-        if delivery.deliveries > max {
+        if transient.counted(&delivery) > max {
+            transient.forget(&delivery.id);
             let reason = format!("not handled after {max} deliveries");
             return self.dead_letter(reader, &delivery, &reason).await;
         }
@@ -255,7 +391,11 @@ impl<H: Handler> Consumer<H> {
                 return self.dead_letter(reader, &delivery, &reason).await;
             }
         };
-        match self.handler.handle(event).await {
+        let result = self.handler.handle(event).await;
+        if !matches!(result, Err(HandleError::Transient(_))) {
+            transient.forget(&delivery.id);
+        }
+        match result {
             Ok(()) => {
                 if let Err(err) = reader.ack(std::slice::from_ref(&delivery.id)).await {
                     // Handled and committed: a redelivery is absorbed by the handler's idempotency.
@@ -264,6 +404,25 @@ impl<H: Handler> Consumer<H> {
                 Outcome::Done
             }
             Err(HandleError::Reject(reason)) => self.dead_letter(reader, &delivery, &reason).await,
+            Err(HandleError::Transient(reason)) => {
+                transient.record(&delivery.id);
+                metrics::counter!(
+                    shippy_telemetry::metrics::names::CONSUMER_TRANSIENT_FAILURES,
+                    "stream" => self.stream.clone(),
+                    "group" => self.group.clone()
+                )
+                .increment(1);
+                tracing::warn!(
+                    stream = %self.stream,
+                    group = %self.group,
+                    entry = %delivery.id,
+                    event_id = %event.event_id,
+                    kind = %event.kind,
+                    %reason,
+                    "handler failed transiently; the event stays pending, is retried and will not be dead-lettered for it"
+                );
+                Outcome::Failed
+            }
             Err(HandleError::Retry(reason)) => {
                 tracing::warn!(
                     stream = %self.stream,
@@ -292,6 +451,71 @@ impl<H: Handler> Consumer<H> {
                 tracing::warn!(stream = %self.stream, group = %self.group, entry = %delivery.id, error = %err, "cannot dead-letter; the entry stays pending");
                 Outcome::Failed
             }
+        }
+    }
+}
+
+/// Entries whose deliveries failed transiently in this consumer, with how many did: those deliveries do
+/// not count toward `max_deliveries`. Kept per consumer (a takeover by another replica starts afresh, which
+/// errs on the side of retrying) and bounded, since entries taken over elsewhere are never forgotten here.
+#[derive(Debug, Default)]
+struct TransientFailures(std::collections::HashMap<String, u64>);
+
+/// Most entries [`TransientFailures`] remembers; past it, it starts afresh.
+const TRANSIENT_MEMORY: usize = 10_000;
+
+impl TransientFailures {
+    /// The deliveries of `delivery` that count toward `max_deliveries`.
+    fn counted(&self, delivery: &Delivery) -> u64 {
+        delivery
+            .deliveries
+            .saturating_sub(self.0.get(&delivery.id).copied().unwrap_or(0))
+    }
+
+    fn record(&mut self, id: &str) {
+        if self.0.len() >= TRANSIENT_MEMORY && !self.0.contains_key(id) {
+            self.0.clear();
+        }
+        *self.0.entry(id.to_owned()).or_default() += 1;
+    }
+
+    fn forget(&mut self, id: &str) {
+        self.0.remove(id);
+    }
+}
+
+/// How a [`pause_probing`] ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Pause {
+    /// Shutdown came first.
+    Shutdown,
+    /// The whole wait passed without the bus answering a probe.
+    Elapsed,
+    /// A probe (`PING`) succeeded: the bus is back, the wait was cut short.
+    BusAnswered,
+}
+
+/// Waits up to `wait` after a bus failure, probing the bus every `probe_every`; ends as soon as a probe
+/// succeeds, so the backoff never outlasts the outage by more than one probe interval.
+async fn pause_probing(
+    shutdown: &CancellationToken,
+    bus: &dyn EventBus,
+    wait: Duration,
+    probe_every: Duration,
+) -> Pause {
+    let probe_every = probe_every.max(Duration::from_millis(10));
+    let deadline = Instant::now() + wait;
+    loop {
+        let now = Instant::now();
+        if now >= deadline {
+            return Pause::Elapsed;
+        }
+        let nap = probe_every.min(deadline - now);
+        if !pause(shutdown, nap).await {
+            return Pause::Shutdown;
+        }
+        if Instant::now() < deadline && bus.ping().await.is_ok() {
+            return Pause::BusAnswered;
         }
     }
 }
@@ -464,5 +688,83 @@ mod tests {
         );
         shutdown.cancel();
         task.await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn transient_failures_are_retried_past_max_deliveries_and_never_dead_lettered() {
+        let bus = Arc::new(InProcessBus::default());
+        let mut dead = bus
+            .join_group(&dead_letters("log"), "ops", "t")
+            .await
+            .unwrap();
+        // Three times max_deliveries transient failures (the database was down), then it works.
+        let outage = Scripted::new(
+            9,
+            HandleError::from(sea_orm::DbErr::Conn(sea_orm::RuntimeErr::Internal(
+                "connection refused".into(),
+            ))),
+        );
+        assert!(outage.error.is_transient());
+        let shutdown = CancellationToken::new();
+        let task = tokio::spawn(
+            Consumer::new(bus.clone(), "log", "g", outage.clone(), config()).run(shutdown.clone()),
+        );
+        bus.publish(&event(4)).await.unwrap();
+        eventually("the event after the outage", || {
+            *outage.handled.lock().unwrap() == [4]
+        })
+        .await;
+        assert_eq!(outage.attempts.lock().unwrap().values().sum::<usize>(), 10);
+        assert!(
+            dead.read_new(10, Duration::ZERO).await.unwrap().is_empty(),
+            "an outage dead-letters nothing"
+        );
+        shutdown.cancel();
+        task.await.unwrap();
+    }
+
+    #[test]
+    fn database_errors_are_classified() {
+        use std::sync::Arc as A;
+
+        use sea_orm::{DbErr, RuntimeErr, sqlx::Error as Sqlx};
+        let sqlx = |e: Sqlx| DbErr::Query(RuntimeErr::SqlxError(A::new(e)));
+        for transient in [
+            DbErr::Conn(RuntimeErr::Internal("refused".into())),
+            DbErr::ConnectionAcquire(sea_orm::error::ConnAcquireErr::Timeout),
+            sqlx(Sqlx::PoolTimedOut),
+            sqlx(Sqlx::Io(std::io::Error::from(
+                std::io::ErrorKind::ConnectionReset,
+            ))),
+        ] {
+            assert!(is_transient_db_error(&transient), "{transient}");
+            assert!(HandleError::from(transient).is_transient());
+        }
+        for permanent in [
+            DbErr::Custom("bad".into()),
+            DbErr::RecordNotFound("x".into()),
+            sqlx(Sqlx::RowNotFound),
+            DbErr::Exec(RuntimeErr::Internal("syntax".into())),
+        ] {
+            assert!(!is_transient_db_error(&permanent), "{permanent}");
+            assert!(matches!(
+                HandleError::from(permanent),
+                HandleError::Retry(_)
+            ));
+        }
+        for code in [
+            "08006", "08001", "40001", "40P01", "55P03", "57014", "57P01", "53300",
+        ] {
+            assert!(transient_sql_state(code), "{code}");
+        }
+        for code in ["23505", "22012", "42P01"] {
+            assert!(!transient_sql_state(code), "{code}");
+        }
+        for code in ["5", "517", "6", "262"] {
+            assert!(transient_sqlite_code(code), "{code}");
+        }
+        for code in ["19", "2067", "1"] {
+            assert!(!transient_sqlite_code(code), "{code}");
+        }
     }
 }

@@ -4,10 +4,18 @@
 //! A change that rolls back takes its outbox row with it, so nothing is ever published for it; a crash
 //! between publishing and marking means the row is published again later (at least once), which consumers
 //! absorb by ignoring an `event_id` they have already handled.
+//!
+//! Published rows are kept for `retention` (default 24 h), then deleted. Within that window they are a copy
+//! of what the bus should hold: each round the relay checks its marker on the bus
+//! ([`EventBus::mark_epoch`]), and when the marker is gone (Redis restarted empty) it marks every retained
+//! row unpublished again, so the events the bus lost are published again instead of silently missing.
+//!
+//! After a failed round the relay waits with backoff, probing what failed every `probe_interval`; the
+//! first probe that succeeds ends the wait.
 
 use std::sync::Arc;
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use sea_orm::{
     ActiveValue::{NotSet, Set},
     ColumnTrait, ConnectionTrait, DatabaseBackend, DatabaseConnection, DbErr, EntityTrait,
@@ -59,6 +67,8 @@ pub mod entity {
         pub last_error: Option<String>,
         /// The W3C trace position of the request that recorded it.
         pub traceparent: Option<String>,
+        /// Until when a relay has claimed the row to publish it; other relays skip it until then.
+        pub leased_until: Option<DateTimeUtc>,
     }
 
     /// No relations: the outbox stands alone.
@@ -101,6 +111,7 @@ pub async fn record<C: ConnectionTrait>(conn: &C, event: &Event) -> Result<(), D
         attempts: Set(0),
         last_error: Set(None),
         traceparent: Set(event.traceparent.clone()),
+        leased_until: Set(None),
     };
     entity::Entity::insert(row)
         .exec_without_returning(conn)
@@ -142,8 +153,17 @@ impl Outbox {
             config,
             service: None,
             next_backlog_sample: std::time::Instant::now(),
+            next_prune: std::time::Instant::now(),
         }
     }
+}
+
+/// The oldest `published_at` a row may have and still be retained.
+fn retention_start(retention: std::time::Duration) -> chrono::DateTime<Utc> {
+    chrono::Duration::from_std(retention)
+        .ok()
+        .and_then(|window| Utc::now().checked_sub_signed(window))
+        .unwrap_or(chrono::DateTime::<Utc>::MIN_UTC)
 }
 
 /// Why a relay round failed; the relay logs it and retries with backoff.
@@ -152,6 +172,9 @@ pub enum RelayError {
     /// Reading or marking rows failed.
     #[error("outbox database error: {0}")]
     Db(#[from] DbErr),
+    /// The bus did not answer the check for a reset ([`EventBus::mark_epoch`]).
+    #[error("cannot check the event bus: {0}")]
+    Bus(#[source] BusError),
     /// The bus refused an event; it stays pending.
     #[error("publishing event {event_id} failed after {published} were sent this round: {source}")]
     Publish {
@@ -175,7 +198,12 @@ pub struct Relay {
     service: Option<String>,
     /// When the backlog is counted next (at most every [`BACKLOG_SAMPLE_EVERY`]).
     next_backlog_sample: std::time::Instant,
+    /// When rows past `retention` are deleted next (at most every [`PRUNE_EVERY`]).
+    next_prune: std::time::Instant,
 }
+
+/// How often the relay deletes published rows older than `retention`.
+pub const PRUNE_EVERY: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// How often the relay counts its pending rows for the backlog gauge: often enough for alerts,
 /// rarely enough that the count costs nothing.
@@ -186,6 +214,77 @@ impl Relay {
     pub fn for_service(mut self, service: &str) -> Self {
         self.service = Some(service.to_owned());
         self
+    }
+
+    /// The relay's name for its marker on the bus: its service, or `outbox`.
+    fn holder(&self) -> &str {
+        self.service.as_deref().unwrap_or("outbox")
+    }
+
+    /// When the bus lost this relay's marker (it restarted empty), marks every row published within
+    /// `retention` as unpublished again, so this round and the next publish them anew. Returns how many.
+    pub async fn recover_bus_reset(&self) -> Result<u64, RelayError> {
+        use entity::{Column, Entity};
+        let reset = self
+            .bus
+            .mark_epoch(self.holder())
+            .await
+            .map_err(RelayError::Bus)?;
+        if !reset {
+            return Ok(0);
+        }
+        let since = retention_start(self.config.retention);
+        let result = Entity::update_many()
+            .col_expr(
+                Column::PublishedAt,
+                Expr::value(Option::<DateTime<Utc>>::None),
+            )
+            .filter(Column::PublishedAt.gte(since))
+            .exec(&self.db)
+            .await?;
+        let republish = result.rows_affected;
+        if republish > 0 {
+            tracing::warn!(
+                service = self.holder(),
+                republish,
+                retention = ?self.config.retention,
+                "the event bus lost its data (Redis restarted empty?); publishing the retained outbox events again"
+            );
+            metrics::counter!(
+                shippy_telemetry::metrics::names::OUTBOX_REPUBLISHES,
+                "service" => self.holder().to_owned()
+            )
+            .increment(1);
+            metrics::counter!(
+                shippy_telemetry::metrics::names::OUTBOX_REPUBLISHED_EVENTS,
+                "service" => self.holder().to_owned()
+            )
+            .increment(republish);
+        }
+        Ok(republish)
+    }
+
+    /// Deletes published rows older than `retention`; returns how many.
+    pub async fn prune(&self) -> Result<u64, DbErr> {
+        use entity::{Column, Entity};
+        let result = Entity::delete_many()
+            .filter(Column::PublishedAt.lt(retention_start(self.config.retention)))
+            .exec(&self.db)
+            .await?;
+        Ok(result.rows_affected)
+    }
+
+    /// Runs [`prune`](Self::prune) when it is due.
+    async fn prune_when_due(&mut self) {
+        if std::time::Instant::now() < self.next_prune {
+            return;
+        }
+        self.next_prune = std::time::Instant::now() + PRUNE_EVERY;
+        match self.prune().await {
+            Ok(0) => {}
+            Ok(deleted) => tracing::debug!(deleted, "deleted published outbox rows past retention"),
+            Err(err) => tracing::debug!(error = %err, "cannot delete old outbox rows"),
+        }
     }
 
     /// Rows recorded and not published yet.
@@ -240,28 +339,34 @@ impl Relay {
         .await
     }
 
-    /// One round: publishes up to `batch_size` pending rows, stopping at the first failure so events leave in
-    /// order. Returns how many were published.
+    /// One round: claims up to `batch_size` pending rows, publishes them, and marks them; stops at the first
+    /// failure so events leave in order. Returns how many were published.
     ///
-    /// On PostgreSQL the rows are locked with `FOR UPDATE SKIP LOCKED` for the round, so relays of several
-    /// replicas sharing a database never publish the same row concurrently. SQLite has one writer anyway.
+    /// No transaction or row lock is held while Redis is called: the rows are claimed first in a short
+    /// transaction (their `leased_until` set `lease` ahead; on PostgreSQL chosen with `FOR UPDATE SKIP
+    /// LOCKED`, so relays of several replicas sharing a database never claim the same row), published, then
+    /// marked sent one by one. A slow Redis therefore stalls only this relay's batch, never another
+    /// replica's. Rows of a relay that died mid-batch are claimed by another once the lease runs out (they
+    /// may then be published twice, which the bus's dedupe marker and the consumers absorb).
     pub async fn relay_once(&self) -> Result<usize, RelayError> {
         use entity::{Column, Entity};
 
-        let txn = self.db.begin().await?;
-        let mut pending = Entity::find()
-            .filter(Column::PublishedAt.is_null())
-            .order_by_asc(Column::Id)
-            .limit(self.config.batch_size);
-        if self.db.get_database_backend() == DatabaseBackend::Postgres {
-            pending = pending.lock_with_behavior(LockType::Update, LockBehavior::SkipLocked);
+        // A bus that does not answer the check will not take the rows either: go on, so the failed publish
+        // is recorded on the oldest row (`attempts`, `last_error`) for operators; the next round checks again.
+        match self.recover_bus_reset().await {
+            Ok(_) => {}
+            Err(RelayError::Bus(err)) => {
+                tracing::debug!(error = %err, "cannot check the event bus for a reset this round");
+            }
+            Err(err) => return Err(err),
         }
-        let rows = pending.all(&txn).await?;
 
+        let rows = self.claim().await?;
         let mut published = 0;
         let mut failure = None;
-        for row in rows {
-            match self.publish(&row).await {
+        let mut rest = rows.iter();
+        for row in rest.by_ref() {
+            match self.publish(row).await {
                 Ok(()) => {
                     Entity::update_many()
                         .col_expr(Column::PublishedAt, Expr::value(Utc::now()))
@@ -269,8 +374,12 @@ impl Relay {
                             Column::Attempts,
                             Expr::value(row.attempts.saturating_add(1)),
                         )
+                        .col_expr(
+                            Column::LeasedUntil,
+                            Expr::value(Option::<DateTime<Utc>>::None),
+                        )
                         .filter(Column::Id.eq(row.id))
-                        .exec(&txn)
+                        .exec(&self.db)
                         .await?;
                     published += 1;
                 }
@@ -281,15 +390,30 @@ impl Relay {
                             Expr::value(row.attempts.saturating_add(1)),
                         )
                         .col_expr(Column::LastError, Expr::value(err.to_string()))
+                        .col_expr(
+                            Column::LeasedUntil,
+                            Expr::value(Option::<DateTime<Utc>>::None),
+                        )
                         .filter(Column::Id.eq(row.id))
-                        .exec(&txn)
+                        .exec(&self.db)
                         .await?;
                     failure = Some((row.event_id, err));
                     break;
                 }
             }
         }
-        txn.commit().await?;
+        // Rows claimed but not tried (after a failure) are released for the next round.
+        let untried: Vec<i64> = rest.map(|row| row.id).collect();
+        if !untried.is_empty() {
+            Entity::update_many()
+                .col_expr(
+                    Column::LeasedUntil,
+                    Expr::value(Option::<DateTime<Utc>>::None),
+                )
+                .filter(Column::Id.is_in(untried))
+                .exec(&self.db)
+                .await?;
+        }
         match failure {
             Some((event_id, source)) => Err(RelayError::Publish {
                 published,
@@ -298,6 +422,41 @@ impl Relay {
             }),
             None => Ok(published),
         }
+    }
+
+    /// Claims up to `batch_size` pending rows whose lease is free or ran out, oldest first, in one short
+    /// transaction.
+    async fn claim(&self) -> Result<Vec<entity::Model>, DbErr> {
+        use entity::{Column, Entity};
+
+        let now = Utc::now();
+        let txn = self.db.begin().await?;
+        let mut pending = Entity::find()
+            .filter(Column::PublishedAt.is_null())
+            .filter(
+                sea_orm::Condition::any()
+                    .add(Column::LeasedUntil.is_null())
+                    .add(Column::LeasedUntil.lt(now)),
+            )
+            .order_by_asc(Column::Id)
+            .limit(self.config.batch_size);
+        if self.db.get_database_backend() == DatabaseBackend::Postgres {
+            pending = pending.lock_with_behavior(LockType::Update, LockBehavior::SkipLocked);
+        }
+        let rows = pending.all(&txn).await?;
+        if !rows.is_empty() {
+            let until = chrono::Duration::from_std(self.config.lease)
+                .ok()
+                .and_then(|lease| now.checked_add_signed(lease))
+                .unwrap_or(chrono::DateTime::<Utc>::MAX_UTC);
+            Entity::update_many()
+                .col_expr(Column::LeasedUntil, Expr::value(until))
+                .filter(Column::Id.is_in(rows.iter().map(|row| row.id)))
+                .exec(&txn)
+                .await?;
+        }
+        txn.commit().await?;
+        Ok(rows)
     }
 
     /// Runs until `shutdown` is cancelled: publishes whenever woken or every `poll_interval`, and after a
@@ -310,6 +469,7 @@ impl Relay {
                 return;
             }
             self.sample_backlog().await;
+            self.prune_when_due().await;
             match self.relay_once().await {
                 Ok(published) => {
                     backoff = self.config.retry_initial;
@@ -325,11 +485,31 @@ impl Relay {
                 }
                 Err(err) => {
                     tracing::warn!(error = %err, retry_in = ?backoff, "outbox relay round failed");
-                    tokio::select! {
-                        () = shutdown.cancelled() => return,
-                        () = tokio::time::sleep(backoff) => {}
-                    }
+                    let deadline = tokio::time::Instant::now() + backoff;
                     backoff = (backoff * 2).min(self.config.retry_max);
+                    // Probe what failed until it answers or the backoff is over, whichever comes first.
+                    let probe_every = self
+                        .config
+                        .probe_interval
+                        .max(std::time::Duration::from_millis(10));
+                    while tokio::time::Instant::now() < deadline {
+                        let nap = probe_every.min(deadline - tokio::time::Instant::now());
+                        tokio::select! {
+                            () = shutdown.cancelled() => return,
+                            () = tokio::time::sleep(nap) => {}
+                        }
+                        let answered = match &err {
+                            RelayError::Db(_) => self.db.ping().await.is_ok(),
+                            RelayError::Bus(_) | RelayError::Publish { .. } => {
+                                self.bus.ping().await.is_ok()
+                            }
+                        };
+                        if answered {
+                            tracing::info!("outbox relay: what failed answers again; resuming");
+                            backoff = self.config.retry_initial;
+                            break;
+                        }
+                    }
                 }
             }
         }

@@ -58,10 +58,11 @@ async fn pending(db: &DatabaseConnection) -> u64 {
         .unwrap()
 }
 
-/// A bus that fails while `down` is set.
+/// A bus that fails to publish while `down` is set, and reports a reset (lost data) once after `reset` is set.
 struct FlakyBus {
     inner: InProcessBus,
     down: AtomicBool,
+    reset: AtomicBool,
 }
 
 #[async_trait::async_trait]
@@ -85,6 +86,9 @@ impl EventBus for FlakyBus {
     }
     async fn ping(&self) -> Result<(), BusError> {
         Ok(())
+    }
+    async fn mark_epoch(&self, _holder: &str) -> Result<bool, BusError> {
+        Ok(self.reset.swap(false, Ordering::SeqCst))
     }
 }
 
@@ -129,6 +133,7 @@ async fn failed_publishes_stay_pending_and_keep_order(backend: Backend) {
     let bus = Arc::new(FlakyBus {
         inner: InProcessBus::default(),
         down: AtomicBool::new(true),
+        reset: AtomicBool::new(false),
     });
     let mut feed = bus.subscribe("log").await.unwrap();
     let relay = Outbox::new().relay(db.clone(), bus.clone(), RelayConfig::default());
@@ -200,6 +205,7 @@ async fn running_relay_retries_until_the_bus_is_back(backend: Backend) {
     let bus = Arc::new(FlakyBus {
         inner: InProcessBus::default(),
         down: AtomicBool::new(true),
+        reset: AtomicBool::new(false),
     });
     let mut feed = bus.subscribe("log").await.unwrap();
     let config = RelayConfig {
@@ -249,7 +255,168 @@ async fn running_relay_retries_until_the_bus_is_back(backend: Backend) {
     task.await.unwrap();
 }
 
+/// A bus that lost its data gets every row published within `retention` again, and only those; rows past
+/// `retention` are deleted by `prune`.
+async fn a_reset_bus_gets_the_retained_rows_again_and_old_rows_are_pruned(backend: Backend) {
+    let (_guard, db) = database(backend).await;
+    let bus = Arc::new(FlakyBus {
+        inner: InProcessBus::default(),
+        down: AtomicBool::new(false),
+        reset: AtomicBool::new(false),
+    });
+    let mut feed = bus.subscribe("log").await.unwrap();
+    let config = RelayConfig {
+        retention: std::time::Duration::from_secs(3600),
+        ..RelayConfig::default()
+    };
+    let relay = Outbox::new().relay(db.clone(), bus.clone(), config);
+    for n in 1..=3 {
+        outbox::record(&db, &event(n)).await.unwrap();
+    }
+    assert_eq!(relay.relay_once().await.unwrap(), 3);
+    // Row 1 was published two hours ago: past retention.
+    let first = entity::Entity::find()
+        .order_by_asc(entity::Column::Id)
+        .one(&db)
+        .await
+        .unwrap()
+        .unwrap();
+    entity::Entity::update_many()
+        .col_expr(
+            entity::Column::PublishedAt,
+            sea_orm::sea_query::Expr::value(chrono::Utc::now() - chrono::Duration::hours(2)),
+        )
+        .filter(entity::Column::Id.eq(first.id))
+        .exec(&db)
+        .await
+        .unwrap();
+
+    assert_eq!(
+        relay.relay_once().await.unwrap(),
+        0,
+        "no reset: nothing again"
+    );
+    bus.reset.store(true, Ordering::SeqCst);
+    assert_eq!(
+        relay.relay_once().await.unwrap(),
+        2,
+        "after a reset the two retained rows are published again"
+    );
+    let mut seen = Vec::new();
+    for _ in 0..5 {
+        let got = tokio::time::timeout(std::time::Duration::from_secs(5), feed.next())
+            .await
+            .expect("event")
+            .unwrap();
+        seen.push(got.payload["n"].as_i64().unwrap());
+    }
+    assert_eq!(seen, [1, 2, 3, 2, 3]);
+    assert_eq!(pending(&db).await, 0);
+
+    assert_eq!(
+        relay.prune().await.unwrap(),
+        1,
+        "the row past retention goes"
+    );
+    assert_eq!(entity::Entity::find().count(&db).await.unwrap(), 2);
+}
+
+/// A bus whose publishes hang until `release` is notified.
+struct HangingBus {
+    inner: InProcessBus,
+    release: tokio::sync::Notify,
+}
+
+#[async_trait::async_trait]
+impl EventBus for HangingBus {
+    async fn publish(&self, event: &Event) -> Result<(), BusError> {
+        self.release.notified().await;
+        self.inner.publish(event).await
+    }
+    async fn subscribe(&self, stream: &str) -> Result<EventStream, BusError> {
+        self.inner.subscribe(stream).await
+    }
+    async fn join_group(
+        &self,
+        stream: &str,
+        group: &str,
+        consumer: &str,
+    ) -> Result<Box<dyn GroupReader>, BusError> {
+        self.inner.join_group(stream, group, consumer).await
+    }
+    async fn ping(&self) -> Result<(), BusError> {
+        Ok(())
+    }
+    async fn mark_epoch(&self, _holder: &str) -> Result<bool, BusError> {
+        Ok(false)
+    }
+}
+
+/// A relay stuck in a publish holds no transaction or lock: another relay on the same database publishes
+/// the rows recorded meanwhile at once, skips the stuck relay's claimed rows while their lease lasts, and
+/// takes them over once it has run out.
+async fn a_stuck_relay_blocks_no_other_and_its_lease_runs_out(backend: Backend) {
+    let (_guard, db) = database(backend).await;
+    let stuck_bus = Arc::new(HangingBus {
+        inner: InProcessBus::default(),
+        release: tokio::sync::Notify::new(),
+    });
+    let lease = std::time::Duration::from_millis(500);
+    let stuck = Outbox::new().relay(
+        db.clone(),
+        stuck_bus.clone(),
+        RelayConfig {
+            lease,
+            ..RelayConfig::default()
+        },
+    );
+    for n in 1..=3 {
+        outbox::record(&db, &event(n)).await.unwrap();
+    }
+    let stuck_round = tokio::spawn(async move { stuck.relay_once().await });
+    // Wait until the stuck relay has claimed its rows.
+    tokio::time::timeout(std::time::Duration::from_secs(5), async {
+        loop {
+            let leased = entity::Entity::find()
+                .filter(entity::Column::LeasedUntil.is_not_null())
+                .count(&db)
+                .await
+                .unwrap();
+            if leased == 3 {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .expect("rows claimed");
+
+    let bus = Arc::new(InProcessBus::default());
+    let mut feed = bus.subscribe("log").await.unwrap();
+    let other = Outbox::new().relay(db.clone(), bus.clone(), RelayConfig::default());
+    outbox::record(&db, &event(4)).await.unwrap();
+    let published = tokio::time::timeout(std::time::Duration::from_secs(2), other.relay_once())
+        .await
+        .expect("the other relay is not blocked by the stuck one")
+        .unwrap();
+    assert_eq!(published, 1, "only the unclaimed row");
+    assert_eq!(feed.next().await.unwrap().payload["n"], 4);
+
+    tokio::time::sleep(lease + std::time::Duration::from_millis(100)).await;
+    assert_eq!(other.relay_once().await.unwrap(), 3, "the lease ran out");
+    for n in 1..=3 {
+        assert_eq!(feed.next().await.unwrap().payload["n"], n);
+    }
+    assert_eq!(pending(&db).await, 0);
+
+    stuck_bus.release.notify_one();
+    stuck_round.abort();
+    let _ = stuck_round.await;
+}
+
 shippy_kit::backend_tests!(
+    a_stuck_relay_blocks_no_other_and_its_lease_runs_out,
+    a_reset_bus_gets_the_retained_rows_again_and_old_rows_are_pruned,
     running_relay_retries_until_the_bus_is_back,
     committed_events_are_published_once_rolled_back_never,
     failed_publishes_stay_pending_and_keep_order,

@@ -328,25 +328,35 @@ async fn unassignable_in(
 
 /// Gives back the capacity booked for `consignment` (it was delivered). `false` when there was nothing to
 /// release (already released, never booked, or this event was handled before).
+///
+/// Idempotent by itself, whatever the event ids: the booking is marked released by a conditional
+/// update (`released_at IS NULL`) and the capacity is given back only when that update changed a row.
+/// Two deliveries racing on PostgreSQL serialize on the booking's row lock, and the second one's
+/// condition, re-checked against the first's commit, matches no row.
 pub async fn release(state: &State, event_id: Uuid, consignment: Uuid) -> Result<bool, DbErr> {
     let txn = state.db.begin().await?;
     if !inbox::first_time(&txn, GROUP, event_id).await? {
         return Ok(false);
     }
-    let Some(booking) = reservation::Entity::find_by_id(consignment)
+    let marked = reservation::Entity::update_many()
+        .col_expr(reservation::Column::ReleasedAt, Expr::value(Utc::now()))
+        .filter(reservation::Column::ConsignmentId.eq(consignment))
         .filter(reservation::Column::ReleasedAt.is_null())
-        .one(&txn)
-        .await?
-    else {
+        .exec(&txn)
+        .await?;
+    let booking = match marked.rows_affected {
+        1 => {
+            reservation::Entity::find_by_id(consignment)
+                .one(&txn)
+                .await?
+        }
+        _ => None,
+    };
+    let Some(booking) = booking else {
         txn.commit().await?;
         tracing::warn!(%consignment, "delivered consignment has no active booking (never booked, or released already)");
         return Ok(false);
     };
-    reservation::Entity::update_many()
-        .col_expr(reservation::Column::ReleasedAt, Expr::value(Utc::now()))
-        .filter(reservation::Column::ConsignmentId.eq(consignment))
-        .exec(&txn)
-        .await?;
     Vessels::update_many()
         .col_expr(
             Column::ReservedContainers,

@@ -1,6 +1,6 @@
 //! Booking consignments on vessels, on SQLite and PostgreSQL: many bookings at once never exceed a
 //! vessel's capacity or max weight, a redelivered request books once, the best-fitting vessel is chosen,
-//! delivery gives the capacity back once, and the running subgraph answers `consignment.created` events on
+//! delivery gives the capacity back once (also when duplicated deliveries race), and the running subgraph answers `consignment.created` events on
 //! the bus.
 
 use shippy_contracts::streams;
@@ -203,6 +203,39 @@ async fn delivery_gives_the_capacity_back_once(backend: Backend) {
     assert_eq!((after.reserved_containers, after.reserved_weight), (0, 0.0));
 }
 
+/// Duplicated DELIVERED events (distinct event ids, as a re-published or replayed event has) racing each
+/// other free the capacity exactly once.
+async fn duplicated_deliveries_free_the_capacity_once(backend: Backend) {
+    let h = Harness::start(backend).await;
+    let vessel = h.vessel("Twice", 10, 1_000.0).await;
+    let (kept, delivered) = (request(3, 30.0), request(4, 40.0));
+    for req in [&kept, &delivered] {
+        commands::book(h.state(), Uuid::now_v7(), req)
+            .await
+            .unwrap();
+    }
+    let tasks: Vec<_> = (0..8)
+        .map(|_| {
+            let state = h.state().clone();
+            let id = delivered.id;
+            tokio::spawn(async move { commands::release(&state, Uuid::now_v7(), id).await })
+        })
+        .collect();
+    let mut released = 0;
+    for task in tasks {
+        if task.await.unwrap().expect("release") {
+            released += 1;
+        }
+    }
+    assert_eq!(released, 1, "exactly one delivery releases");
+    let after = h.reload(vessel.id).await;
+    assert_eq!(
+        (after.reserved_containers, after.reserved_weight),
+        (3, 30.0),
+        "only the delivered booking's capacity came back"
+    );
+}
+
 fn created(consignment: Uuid, owner: Uuid, containers: i32, weight: f64) -> Event {
     Event::new(
         streams::CONSIGNMENT,
@@ -301,5 +334,6 @@ shippy_kit::backend_tests!(
     a_redelivered_request_books_once,
     the_best_fitting_vessel_is_chosen,
     delivery_gives_the_capacity_back_once,
+    duplicated_deliveries_free_the_capacity_once,
     the_running_subgraph_answers_on_the_bus,
 );

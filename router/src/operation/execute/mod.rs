@@ -6,10 +6,12 @@
 //! mutex that is only ever held for synchronous work (collecting representations, merging a
 //! result) and never across an await, so it is uncontended apart from those short sections.
 //!
-//! Failures never abort the plan: a fetch that fails records an error naming the subgraph and
+//! Failures never abort the plan: a fetch that fails records an error naming the subgraph, once
+//! for each response path it leaves null (its root fields, or each entity's fetched fields), and
 //! the rest of the plan runs on whatever data exists, giving partial results.
 
 pub(crate) mod entities;
+mod missing;
 
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -266,8 +268,47 @@ impl<'a> Execution<'a> {
         request_body(self.state, self.variables, self.claims, fetch, extra)
     }
 
-    /// Sends a request and parses the response; on failure records an error naming the subgraph.
-    async fn send(&self, fetch: &FetchNode, body: Bytes) -> Option<SubgraphBody<'a>> {
+    /// Records a failed fetch: `error` (naming the subgraph) once per response path it left
+    /// null, or once without a path when no path is known.
+    fn fail(&self, error: GraphQLError, paths: Vec<Vec<PathElement>>) {
+        self.fetch_failed.store(true, Ordering::Relaxed);
+        if paths.is_empty() {
+            self.push_error(error);
+        } else {
+            self.push_errors(paths.into_iter().map(|path| error.clone().with_path(path)));
+        }
+    }
+
+    /// The response paths an entity fetch that failed leaves null: each entity's path followed
+    /// by each field the fetch selects under `entities_key` (the entity's own path when the
+    /// fields cannot be read).
+    fn entity_paths(
+        &self,
+        fetch: &FetchNode,
+        entities_key: &str,
+        batch: &EntityBatch,
+    ) -> Vec<Vec<PathElement>> {
+        let fields = missing::entity_fields(&fetch.query, entities_key);
+        let data = self.data.lock().unwrap_or_else(|p| p.into_inner());
+        let mut paths = Vec::with_capacity(batch.entities.len() * fields.len().max(1));
+        for entity in &batch.entities {
+            let base = response_path(&data, batch.location(entity));
+            if fields.is_empty() {
+                paths.push(base);
+                continue;
+            }
+            for field in &fields {
+                let mut path = base.clone();
+                path.push(PathElement::Key(field.clone()));
+                paths.push(path);
+            }
+        }
+        paths
+    }
+
+    /// Sends a request and parses the response; a failure is returned as an error naming the
+    /// subgraph (without a path: the caller knows which paths the fetch leaves null).
+    async fn send(&self, fetch: &FetchNode, body: Bytes) -> Result<SubgraphBody<'a>, GraphQLError> {
         let client = &self.state.subgraphs[fetch.subgraph];
         let deduplicable = self.deduplicable && fetch.operation_kind == OperationKind::Query;
         let service = fetch.service.as_str();
@@ -309,9 +350,7 @@ impl<'a> Execution<'a> {
                         format!("Subgraph \"{service}\" has too many requests in flight"),
                     ),
                 };
-                self.fetch_failed.store(true, Ordering::Relaxed);
-                self.push_error(failure(code, message));
-                return None;
+                return Err(failure(code, message));
             }
         };
         let status = response.status;
@@ -321,39 +360,42 @@ impl<'a> Execution<'a> {
             Ok(parsed)
                 if status.is_success() || !parsed.data.is_null() || parsed.errors.is_some() =>
             {
-                Some(parsed)
+                Ok(parsed)
             }
             Ok(_) | Err(_) if !status.is_success() => {
                 tracing::warn!(subgraph = service, %status, "subgraph answered with an HTTP error");
-                self.fetch_failed.store(true, Ordering::Relaxed);
-                self.push_error(failure(
+                Err(failure(
                     codes::SUBREQUEST_HTTP_ERROR,
                     format!(
                         "Subgraph \"{service}\" answered with HTTP {}",
                         status.as_u16()
                     ),
-                ));
-                None
+                ))
             }
             _ => {
                 tracing::warn!(
                     subgraph = service,
                     "subgraph response is not a GraphQL response"
                 );
-                self.fetch_failed.store(true, Ordering::Relaxed);
-                self.push_error(failure(
+                Err(failure(
                     codes::SUBREQUEST_MALFORMED_RESPONSE,
                     format!("Subgraph \"{service}\" sent an invalid GraphQL response"),
-                ));
-                None
+                ))
             }
         }
     }
 
     async fn run_root_fetch(&self, fetch: &'a FetchNode) {
         let body = self.request_body(fetch, &[]);
-        let Some(mut response) = self.send(fetch, body).await else {
-            return;
+        let mut response = match self.send(fetch, body).await {
+            Ok(response) => response,
+            Err(error) => {
+                let paths = missing::root_fields(&fetch.query)
+                    .into_iter()
+                    .map(|key| vec![PathElement::Key(key)])
+                    .collect();
+                return self.fail(error, paths);
+            }
         };
         if let Some(errors) = response.take_errors() {
             self.push_errors(
@@ -399,8 +441,9 @@ impl<'a> Execution<'a> {
             return;
         }
         let body = self.request_body(fetch, &[("representations", &batch.representations)]);
-        let Some(mut response) = self.send(fetch, body).await else {
-            return;
+        let mut response = match self.send(fetch, body).await {
+            Ok(response) => response,
+            Err(error) => return self.fail(error, self.entity_paths(fetch, "_entities", &batch)),
         };
         let entities = take_entities(&mut response.data, "_entities");
         self.merge_entities(
@@ -445,8 +488,20 @@ impl<'a> Execution<'a> {
             .map(|(name, b)| (*name, b.representations.as_slice()))
             .collect();
         let body = self.request_body(&node.fetch, &extra);
-        let Some(mut response) = self.send(&node.fetch, body).await else {
-            return;
+        let mut response = match self.send(&node.fetch, body).await {
+            Ok(response) => response,
+            Err(error) => {
+                let mut paths = Vec::new();
+                for alias in &node.aliases {
+                    if let Some((_, batch)) = batches
+                        .iter()
+                        .find(|(name, _)| *name == alias.representations_variable)
+                    {
+                        paths.extend(self.entity_paths(&node.fetch, &alias.alias, batch));
+                    }
+                }
+                return self.fail(error, paths);
+            }
         };
         let mut errors = response.take_errors().unwrap_or_default();
         for alias in &node.aliases {

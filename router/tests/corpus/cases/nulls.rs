@@ -187,21 +187,25 @@ pub async fn run() {
                 {"upc": "p1", "stock": null},
                 {"upc": "p2", "stock": null},
                 {"upc": "p3", "stock": null}
-            ]}, "errors": [{"extensions": {"code": "<any>", "service": "warehouse"}}]}"#,
+            ]}, "errors": [
+                {"path": ["products", 0, "stock"], "extensions": {"code": "<any>", "service": "warehouse"}},
+                {"path": ["products", 1, "stock"], "extensions": {"code": "<any>", "service": "warehouse"}},
+                {"path": ["products", 2, "stock"], "extensions": {"code": "<any>", "service": "warehouse"}}
+            ]}"#,
     )
     .await;
 
     run.check("subgraph_down_root_field", "{ products { name } warehouseStatus }")
         .expect(
             r#"{"data": {"products": [{"name": "Anchor"}, {"name": "Buoy"}, {"name": "Rope"}], "warehouseStatus": null},
-                "errors": [{"extensions": {"code": "<any>", "service": "warehouse"}}]}"#,
+                "errors": [{"path": ["warehouseStatus"], "extensions": {"code": "<any>", "service": "warehouse"}}]}"#,
         )
         .await;
 
     run.check("subgraph_http_500", "{ legacyNote }")
         .expect(
             r#"{"data": {"legacyNote": null},
-                "errors": [{"extensions": {"code": "<any>", "service": "legacy"}}]}"#,
+                "errors": [{"path": ["legacyNote"], "extensions": {"code": "<any>", "service": "legacy"}}]}"#,
         )
         .await;
 
@@ -216,7 +220,9 @@ pub async fn run() {
                 {"upc": "p3", "price": 300, "stock": null}
             ]}, "errors": [
                 {"message": "no price for p2", "path": ["products", 1, "price"]},
-                {"extensions": {"code": "<any>", "service": "warehouse"}}
+                {"path": ["products", 0, "stock"], "extensions": {"code": "<any>", "service": "warehouse"}},
+                {"path": ["products", 1, "stock"], "extensions": {"code": "<any>", "service": "warehouse"}},
+                {"path": ["products", 2, "stock"], "extensions": {"code": "<any>", "service": "warehouse"}}
             ]}"#,
     )
     .await;

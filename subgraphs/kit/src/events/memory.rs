@@ -209,6 +209,12 @@ impl EventBus for InProcessBus {
     async fn ping(&self) -> Result<(), BusError> {
         Ok(())
     }
+
+    /// Always `false`: the in-process bus cannot lose its data while its process (and relay) lives, and a
+    /// new process is a new bus whose relay starts from its outbox's unpublished rows, as it always did.
+    async fn mark_epoch(&self, _holder: &str) -> Result<bool, BusError> {
+        Ok(false)
+    }
 }
 
 /// One consumer of an in-process consumer group.
@@ -356,6 +362,12 @@ impl GroupReader for MemoryGroupReader {
                 pending: state.pending.len() as u64,
             }
         }))
+    }
+
+    /// Nothing to prune: in-process groups keep no list of consumers (only a pending entry names one), and
+    /// they end with their process.
+    async fn prune_consumers(&mut self, _idle: Duration) -> Result<Vec<String>, BusError> {
+        Ok(Vec::new())
     }
 
     async fn dead_letter(&mut self, delivery: &Delivery, reason: &str) -> Result<(), BusError> {

@@ -36,6 +36,28 @@ pub fn dead_letters(stream: &str) -> String {
     format!("{stream}:dead")
 }
 
+/// One entry of a dead-letter stream (see [`RedisBus::dead_letters`]): an event a consumer group gave up
+/// on, and why.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DeadLetter {
+    /// The logical stream the event was read from (`log`, not `shippy:log:dead`).
+    pub stream: String,
+    /// The dead-letter entry's id (in `<stream>:dead`); what `replay` takes.
+    pub id: String,
+    /// The id the entry had in its own stream.
+    pub source_id: String,
+    /// The consumer group that gave up.
+    pub group: String,
+    /// The consumer that gave up.
+    pub consumer: String,
+    /// Why.
+    pub reason: String,
+    /// How many times it had been delivered.
+    pub deliveries: u64,
+    /// The event, or why the entry holds none that decodes (it cannot be replayed then).
+    pub event: Result<Event, String>,
+}
+
 /// One event, as recorded in an outbox and carried by the bus.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Event {
@@ -149,6 +171,10 @@ pub trait GroupReader: Send {
 
     /// The group's lag and pending count (`XINFO GROUPS`), for metrics.
     async fn stats(&mut self) -> Result<GroupStats, BusError>;
+
+    /// Removes the group's other consumers that have been idle for longer than `idle` and hold no pending
+    /// entry (`XGROUP DELCONSUMER`): replicas that stopped, or restarted under a new name. Returns their names.
+    async fn prune_consumers(&mut self, idle: Duration) -> Result<Vec<String>, BusError>;
 }
 
 /// Publishes events, feeds live subscribers and serves consumer groups.
@@ -175,6 +201,11 @@ pub trait EventBus: Send + Sync + 'static {
 
     /// Whether the bus is reachable (for `/ready`).
     async fn ping(&self) -> Result<(), BusError>;
+
+    /// Makes sure the bus holds `holder`'s marker, setting it when missing; `true` when it was missing. An
+    /// outbox relay calls it every round: a marker that vanished means the bus lost its data (Redis restarted
+    /// without persistence), so the relay publishes its retained rows again.
+    async fn mark_epoch(&self, holder: &str) -> Result<bool, BusError>;
 }
 
 /// The bus a process should use: Redis streams when `redis_url` is set, else a fresh in-process bus.

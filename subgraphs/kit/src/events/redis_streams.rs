@@ -8,6 +8,8 @@
 //!   `reason`, `deliveries` and the original `event`.
 //! - `shippy:published:<event_id>`: a marker set when an event is added, kept for `dedupe_window`, so a
 //!   publish retried after a lost reply finds the marker and does not add the event twice.
+//! - `shippy:epoch:<holder>`: a marker each outbox relay keeps (see [`EventBus::mark_epoch`]); when it is
+//!   gone, Redis lost its data and the relay publishes its retained rows again.
 //!
 //! Connections: publishing, acknowledging and `PING` share one multiplexed connection manager; every group
 //! reader and live feed has its own, since a blocking read (`XREADGROUP`/`XREAD ... BLOCK`) holds its
@@ -28,7 +30,8 @@ use redis::{
 };
 
 use super::{
-    BusError, Delivery, Event, EventBus, EventStream, GroupReader, GroupStats, dead_letters,
+    BusError, DeadLetter, Delivery, Event, EventBus, EventStream, GroupReader, GroupStats,
+    dead_letters,
 };
 use crate::config::EventsConfig;
 
@@ -139,6 +142,109 @@ impl RedisBus {
         format!("{}{stream}", self.config.stream_prefix)
     }
 
+    /// The logical streams that have a dead-letter stream, sorted (`SCAN` for `<prefix>*:dead`).
+    pub async fn dead_letter_streams(&self) -> Result<Vec<String>, BusError> {
+        let mut conn = self.conn.clone();
+        let pattern = format!("{}*:dead", self.config.stream_prefix);
+        let mut cursor = 0u64;
+        let mut streams = std::collections::BTreeSet::new();
+        loop {
+            let mut cmd = redis::cmd("SCAN");
+            cmd.arg(cursor)
+                .arg("MATCH")
+                .arg(&pattern)
+                .arg("COUNT")
+                .arg(1000)
+                .arg("TYPE")
+                .arg("stream");
+            let (next, keys): (u64, Vec<String>) =
+                query(&mut conn, cmd, self.config.command_timeout).await?;
+            streams.extend(keys.into_iter().filter_map(|key| {
+                key.strip_prefix(&self.config.stream_prefix)
+                    .and_then(|k| k.strip_suffix(":dead"))
+                    .map(str::to_owned)
+            }));
+            if next == 0 {
+                return Ok(streams.into_iter().collect());
+            }
+            cursor = next;
+        }
+    }
+
+    /// Up to `count` dead letters of `stream` (a logical stream such as `vessel`), oldest first.
+    pub async fn dead_letters(
+        &self,
+        stream: &str,
+        count: usize,
+    ) -> Result<Vec<DeadLetter>, BusError> {
+        let mut cmd = redis::cmd("XRANGE");
+        cmd.arg(self.key(&dead_letters(stream)))
+            .arg("-")
+            .arg("+")
+            .arg("COUNT")
+            .arg(count);
+        let mut conn = self.conn.clone();
+        let entries: redis::streams::StreamRangeReply =
+            query(&mut conn, cmd, self.config.command_timeout).await?;
+        Ok(entries
+            .ids
+            .iter()
+            .map(|entry| dead_letter_of(stream, entry))
+            .collect())
+    }
+
+    /// Publishes dead letter `id` of `stream` again to `stream`, where every group sees it anew (groups that
+    /// handled it already ignore it by event id), and removes it from the dead letters, in one step. Returns
+    /// the dead letter, or `None` when `stream` has no dead letter `id`. A dead letter without a decodable
+    /// event cannot be replayed ([`BusError::Command`]).
+    pub async fn replay_dead_letter(
+        &self,
+        stream: &str,
+        id: &str,
+    ) -> Result<Option<DeadLetter>, BusError> {
+        let dead_key = self.key(&dead_letters(stream));
+        let mut cmd = redis::cmd("XRANGE");
+        cmd.arg(&dead_key).arg(id).arg(id);
+        let mut conn = self.conn.clone();
+        let limit = self.config.command_timeout;
+        let entries: redis::streams::StreamRangeReply = query(&mut conn, cmd, limit).await?;
+        let Some(entry) = entries.ids.first() else {
+            return Ok(None);
+        };
+        let letter = dead_letter_of(stream, entry);
+        let event = letter.event.as_ref().map_err(|reason| {
+            BusError::Command(format!(
+                "dead letter {id} of {stream} cannot be replayed: {reason}"
+            ))
+        })?;
+        let json = serde_json::to_string(event).map_err(|e| BusError::Encode(e.to_string()))?;
+        // A plain XADD, not the publish-once script: the event's dedupe marker still says it was published.
+        let mut add = redis::cmd("XADD");
+        add.arg(self.key(stream))
+            .arg("MAXLEN")
+            .arg("~")
+            .arg(self.config.max_len)
+            .arg("*")
+            .arg("event")
+            .arg(&json)
+            .arg("kind")
+            .arg(&event.kind);
+        if let Some(traceparent) = &event.traceparent {
+            add.arg("traceparent").arg(traceparent);
+        }
+        let mut pipe = redis::pipe();
+        pipe.atomic()
+            .add_command(add)
+            .ignore()
+            .cmd("XDEL")
+            .arg(&dead_key)
+            .arg(id)
+            .ignore();
+        bounded(limit, pipe.query_async::<()>(&mut conn)).await?;
+        tracing::info!(stream, dead_letter = id, event_id = %event.event_id, "dead letter replayed");
+        Ok(Some(letter))
+    }
+
     /// A connection of its own for blocking reads: its response timeout covers the block time.
     fn blocking_manager(&self) -> Result<ConnectionManager, BusError> {
         manager(
@@ -168,6 +274,21 @@ async fn ensure_group(
         Err(_) => Err(BusError::Unavailable(format!(
             "Redis did not answer within {limit:?}"
         ))),
+    }
+}
+
+/// A dead-letter stream entry as a [`DeadLetter`] of logical stream `stream`.
+fn dead_letter_of(stream: &str, entry: &StreamId) -> DeadLetter {
+    let field = |name: &str| entry.get::<String>(name).unwrap_or_default();
+    DeadLetter {
+        stream: stream.to_owned(),
+        id: entry.id.clone(),
+        source_id: field("source_id"),
+        group: field("group"),
+        consumer: field("consumer"),
+        reason: field("reason"),
+        deliveries: entry.get("deliveries").unwrap_or(0),
+        event: decode(entry),
     }
 }
 
@@ -275,6 +396,17 @@ impl EventBus for RedisBus {
             .await
             .map(drop)
     }
+
+    async fn mark_epoch(&self, holder: &str) -> Result<bool, BusError> {
+        let mut conn = self.conn.clone();
+        let mut cmd = redis::cmd("SET");
+        cmd.arg(format!("{}epoch:{holder}", self.config.stream_prefix))
+            .arg(chrono::Utc::now().to_rfc3339())
+            .arg("NX");
+        // `SET ... NX` answers OK when it set the key (it was missing), nil when the key was there.
+        let set: Option<String> = query(&mut conn, cmd, self.config.command_timeout).await?;
+        Ok(set.is_some())
+    }
 }
 
 /// A live feed's position in one stream.
@@ -356,14 +488,26 @@ struct RedisGroupReader {
 }
 
 impl RedisGroupReader {
-    /// Runs `op`; when the group is gone (Redis restarted without persistence, the key was deleted),
-    /// creates it again and reports the failure so the caller simply reads again.
-    async fn recovering<T>(&mut self, result: Result<T, BusError>) -> Result<T, BusError> {
+    /// Passes `result` on; when the group is gone (Redis restarted without persistence, the key was
+    /// deleted), creates it again and answers `empty` instead: the group is back and simply has nothing for
+    /// this call, so the consumer goes on reading at once rather than backing off.
+    async fn recovering<T>(
+        &mut self,
+        result: Result<T, BusError>,
+        empty: T,
+    ) -> Result<T, BusError> {
         match result {
             Err(err) if is_nogroup(&err) => {
-                tracing::warn!(stream = %self.key, group = %self.group, "consumer group missing; creating it again");
+                tracing::warn!(stream = %self.key, group = %self.group, "consumer group missing (Redis lost its data?); creating it again");
+                metrics::counter!(
+                    shippy_telemetry::metrics::names::STREAM_GROUPS_RECREATED,
+                    "stream" => self.key.clone(),
+                    "group" => self.group.clone()
+                )
+                .increment(1);
                 ensure_group(&mut self.conn, &self.key, &self.group, self.limit).await?;
-                Err(err)
+                self.claim_cursor = "0-0".into();
+                Ok(empty)
             }
             other => other,
         }
@@ -386,7 +530,9 @@ impl GroupReader for RedisGroupReader {
             .arg("COUNT")
             .arg(count);
         let result = query::<StreamAutoClaimReply>(&mut self.conn, cmd, self.limit).await;
-        let reply = self.recovering(result).await?;
+        let Some(reply) = self.recovering(result.map(Some), None).await? else {
+            return Ok(Vec::new());
+        };
         self.claim_cursor = reply.next_stream_id;
         if !reply.deleted_ids.is_empty() {
             tracing::error!(
@@ -438,7 +584,7 @@ impl GroupReader for RedisGroupReader {
             .arg(">");
         let result =
             query::<Option<StreamReadReply>>(&mut self.conn, cmd, block + self.limit).await;
-        let Some(reply) = self.recovering(result).await? else {
+        let Some(reply) = self.recovering(result, None).await? else {
             return Ok(Vec::new());
         };
         Ok(reply
@@ -468,7 +614,9 @@ impl GroupReader for RedisGroupReader {
         let mut cmd = redis::cmd("XINFO");
         cmd.arg("GROUPS").arg(&self.key);
         let result = query::<StreamInfoGroupsReply>(&mut self.conn, cmd, self.limit).await;
-        let reply = self.recovering(result).await?;
+        let Some(reply) = self.recovering(result.map(Some), None).await? else {
+            return Ok(GroupStats::default());
+        };
         let group = reply
             .groups
             .into_iter()
@@ -478,6 +626,37 @@ impl GroupReader for RedisGroupReader {
             lag: group.lag.map(|lag| lag as u64),
             pending: group.pending as u64,
         })
+    }
+
+    async fn prune_consumers(&mut self, idle: Duration) -> Result<Vec<String>, BusError> {
+        let mut cmd = redis::cmd("XINFO");
+        cmd.arg("CONSUMERS").arg(&self.key).arg(&self.group);
+        let reply: redis::streams::StreamInfoConsumersReply =
+            query(&mut self.conn, cmd, self.limit).await?;
+        let idle_ms = u64::try_from(idle.as_millis()).unwrap_or(u64::MAX);
+        let mut pruned = Vec::new();
+        for consumer in reply.consumers {
+            if consumer.name == self.consumer
+                || consumer.pending > 0
+                || (consumer.idle as u64) <= idle_ms
+            {
+                continue;
+            }
+            let mut del = redis::cmd("XGROUP");
+            del.arg("DELCONSUMER")
+                .arg(&self.key)
+                .arg(&self.group)
+                .arg(&consumer.name);
+            // DELCONSUMER answers how many pending entries the consumer held: it may have read something
+            // since XINFO; those entries then simply wait to be claimed by another consumer.
+            let dropped: u64 = query(&mut self.conn, del, self.limit).await?;
+            if dropped > 0 {
+                tracing::warn!(stream = %self.key, group = %self.group, consumer = %consumer.name, dropped, "a pruned consumer had just taken entries; they will be claimed by another");
+            }
+            tracing::info!(stream = %self.key, group = %self.group, consumer = %consumer.name, idle_ms = consumer.idle, "removed an idle consumer with no pending entries");
+            pruned.push(consumer.name);
+        }
+        Ok(pruned)
     }
 
     async fn dead_letter(&mut self, delivery: &Delivery, reason: &str) -> Result<(), BusError> {
