@@ -293,19 +293,26 @@ impl RefusalLog {
 #[derive(Debug, thiserror::Error)]
 pub enum BodyError {
     /// The client did not send the whole body within `body_read_timeout` of its headers.
-    #[error("the request body did not arrive within {0:?}")]
+    #[error("{BODY_TIMEOUT_MESSAGE} {0:?}")]
     Timeout(Duration),
     /// The connection failed while reading it.
     #[error(transparent)]
     Read(#[from] hyper::Error),
 }
 
+/// How the message of [`BodyError::Timeout`] begins (the duration follows).
+pub const BODY_TIMEOUT_MESSAGE: &str = "the request body did not arrive within";
+
 /// Whether `err`, or an error it wraps, is a [`BodyError::Timeout`]: for handlers that answer it
 /// with `408 Request Timeout` rather than a generic bad request.
 pub fn is_body_timeout(err: &(dyn std::error::Error + 'static)) -> bool {
     let mut source = Some(err);
     while let Some(err) = source {
-        if matches!(err.downcast_ref::<BodyError>(), Some(BodyError::Timeout(_))) {
+        // Extractors in between may turn the error into its message (async-graphql's does), so
+        // the message counts as much as the type.
+        if matches!(err.downcast_ref::<BodyError>(), Some(BodyError::Timeout(_)))
+            || err.to_string().starts_with(BODY_TIMEOUT_MESSAGE)
+        {
             return true;
         }
         source = err.source();
@@ -505,13 +512,14 @@ const REFUSED_RESPONSE: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\ncontent-ty
 /// metrics and logs. Upgraded connections (WebSockets) are not waited for: they close on their own
 /// shutdown signal.
 pub async fn serve(
-    server: &str,
+    server: impl Into<String>,
     listener: TcpListener,
     app: axum::Router,
-    limits: &ConnectionLimits,
+    limits: ConnectionLimits,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> io::Result<()> {
-    let gate = ConnectionGate::new(server, limits);
+    let server = server.into();
+    let gate = ConnectionGate::new(server.clone(), &limits);
     let mut builder = auto::Builder::new(TokioExecutor::new());
     // Our own deadlines replace hyper's header timeout, which would also count the idle time
     // between keep-alive requests.
@@ -529,7 +537,7 @@ pub async fn serve(
             accepted = listener.accept() => match accepted {
                 Ok(accepted) => accepted,
                 Err(err) => {
-                    accept_failed(server, &err).await;
+                    accept_failed(&server, &err).await;
                     continue;
                 }
             },

@@ -99,7 +99,7 @@ async fn start(limits: ConnectionLimits) -> Server {
     let addr = listener.local_addr().unwrap();
     let (stop, stopped) = oneshot::channel::<()>();
     let task = tokio::spawn(async move {
-        serve("test", listener, app(), &limits, async move {
+        serve("test", listener, app(), limits, async move {
             let _ = stopped.await;
         })
         .await

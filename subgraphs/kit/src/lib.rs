@@ -33,6 +33,7 @@ pub mod telemetry;
 #[cfg(feature = "testing")]
 pub mod testing;
 pub mod text;
+mod websocket;
 
 pub use shutdown::CancellationToken;
 
