@@ -50,10 +50,9 @@ use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, watch};
 use tokio::time::{Instant, Sleep};
 use tower::ServiceExt;
 
-/// Connections refused at accept, by `server` and `reason` (`total` or `per_ip`).
-pub const REFUSED_METRIC: &str = "shippy_connections_refused_total";
-/// Open HTTP connections (upgraded ones included), by `server`.
-pub const OPEN_METRIC: &str = "shippy_connections_open";
+use shippy_telemetry::metrics::names::{
+    CONNECTIONS_OPEN as OPEN_METRIC, CONNECTIONS_REFUSED as REFUSED_METRIC,
+};
 /// Refusals are logged at most this often, each line with the number left out since the last.
 pub const REFUSAL_LOG_INTERVAL: Duration = Duration::from_secs(10);
 
