@@ -78,7 +78,9 @@ pub struct ConnectionLimits {
     #[serde(with = "humantime_serde")]
     pub body_read_timeout: Duration,
     /// A keep-alive connection with no request in flight is closed after this long. Streaming
-    /// responses and WebSocket connections are not idle. Default `60s`.
+    /// responses and WebSocket connections are not idle. Default `120s`: longer than the router
+    /// keeps an idle pooled connection to a subgraph (`subgraph_defaults.pool_idle_timeout`, 90 s),
+    /// so that the router drops its end first and never reuses one a subgraph is closing.
     #[serde(with = "humantime_serde")]
     pub idle_timeout: Duration,
 }
@@ -90,7 +92,7 @@ impl Default for ConnectionLimits {
             max_connections_per_ip: 1_024,
             header_read_timeout: Duration::from_secs(10),
             body_read_timeout: Duration::from_secs(30),
-            idle_timeout: Duration::from_secs(60),
+            idle_timeout: Duration::from_secs(120),
         }
     }
 }

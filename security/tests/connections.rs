@@ -179,7 +179,7 @@ fn limits_have_documented_defaults_and_refuse_what_cannot_work() {
     assert_eq!(defaults.max_connections_per_ip, 1_024);
     assert_eq!(defaults.header_read_timeout, Duration::from_secs(10));
     assert_eq!(defaults.body_read_timeout, Duration::from_secs(30));
-    assert_eq!(defaults.idle_timeout, Duration::from_secs(60));
+    assert_eq!(defaults.idle_timeout, Duration::from_secs(120));
     assert!(defaults.check().is_empty());
     let broken = ConnectionLimits {
         max_connections: 0,
