@@ -8,7 +8,8 @@
 //!   [`ConnectionLimits::max_connections_per_ip`] from one peer address. A connection past a cap
 //!   is answered `503` (best effort, one non-blocking write) and closed at accept, before any of
 //!   its bytes are read, so refusing costs next to nothing while requests on open connections are
-//!   served. Refusals are counted (`shippy_connections_refused_total{server, reason}`) and logged
+//!   served. [`cap_process_connections`] adds one total over every server of the process (for
+//!   `shippy up`). Refusals are counted (`shippy_connections_refused_total{server, reason}`) and logged
 //!   at most once per [`REFUSAL_LOG_INTERVAL`] with the number left out. A connection keeps its
 //!   place until its socket closes, also after an upgrade to WebSocket.
 //! - **header read**: a new connection, and a keep-alive connection once a client starts sending its
@@ -34,7 +35,7 @@ use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -149,11 +150,28 @@ impl ConnectionLimits {
     }
 }
 
+/// The total shared by every server of this process, once [`cap_process_connections`] set it.
+static PROCESS_TOTAL: OnceLock<Arc<Semaphore>> = OnceLock::new();
+
+/// Caps the open connections of every server this process runs from now on, together, at `max`
+/// (each server's own caps still apply). For `shippy up`, whose router and subgraphs share one
+/// process and so one file-descriptor limit: per-server caps alone would add up past it. Only the
+/// first call counts; it says whether it was this one.
+pub fn cap_process_connections(max: usize) -> bool {
+    PROCESS_TOTAL
+        .set(Arc::new(Semaphore::new(
+            max.clamp(1, Semaphore::MAX_PERMITS),
+        )))
+        .is_ok()
+}
+
 /// Why a connection was refused at accept.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Refusal {
     /// `max_connections` are open.
     Total,
+    /// The process-wide total of [`cap_process_connections`] is open.
+    Process,
     /// `max_connections_per_ip` are open from this peer's address.
     PerIp,
 }
@@ -163,6 +181,7 @@ impl Refusal {
     pub fn label(self) -> &'static str {
         match self {
             Refusal::Total => "total",
+            Refusal::Process => "process",
             Refusal::PerIp => "per_ip",
         }
     }
@@ -175,6 +194,8 @@ pub struct ConnectionGate {
     per_ip_cap: usize,
     /// One permit per open connection; `try_acquire` at accept, so a full server never waits.
     total: Arc<Semaphore>,
+    /// The process-wide total, when set before this gate was made; used like `total`.
+    process: Option<Arc<Semaphore>>,
     /// Open connections per peer address; entries are removed when they reach zero, so the map
     /// holds at most `max_connections` entries. Never locked across an `.await`.
     per_ip: Mutex<HashMap<IpAddr, usize>>,
@@ -189,6 +210,7 @@ impl ConnectionGate {
             server: server.into(),
             per_ip_cap: limits.max_connections_per_ip.max(1),
             total: Arc::new(Semaphore::new(total)),
+            process: PROCESS_TOTAL.get().cloned(),
             per_ip: Mutex::new(HashMap::new()),
             refusals: RefusalLog::default(),
         })
@@ -209,6 +231,14 @@ impl ConnectionGate {
         let permit = Arc::clone(&self.total)
             .try_acquire_owned()
             .map_err(|_| Refusal::Total)?;
+        let process_permit = match &self.process {
+            Some(process) => Some(
+                Arc::clone(process)
+                    .try_acquire_owned()
+                    .map_err(|_| Refusal::Process)?,
+            ),
+            None => None,
+        };
         {
             let mut per_ip = self.per_ip.lock().unwrap_or_else(PoisonError::into_inner);
             let open = per_ip.entry(ip).or_insert(0);
@@ -222,6 +252,7 @@ impl ConnectionGate {
             gate: Arc::clone(self),
             ip,
             _permit: permit,
+            _process_permit: process_permit,
         })
     }
 
@@ -241,6 +272,8 @@ pub struct Admission {
     ip: IpAddr,
     /// Held for the connection's life: its share of `max_connections`.
     _permit: OwnedSemaphorePermit,
+    /// And of the process-wide total, when there is one.
+    _process_permit: Option<OwnedSemaphorePermit>,
 }
 
 impl Drop for Admission {
