@@ -19,7 +19,7 @@ use crate::config::{JwtConfig, PublicKeyAlgorithm};
 
 /// Why a presented token was refused. The message is for the client (401 `UNAUTHENTICATED`).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum TokenError {
+pub(crate) enum TokenError {
     #[error("the {header} header must be `{prefix} <token>`")]
     NotBearer { header: String, prefix: String },
     #[error("the token is malformed")]
@@ -59,14 +59,14 @@ pub enum KeyError {
         algorithm: PublicKeyAlgorithm,
         reason: String,
     },
-    #[error("`auth.jwt.header_name` `{0}` is not a valid header name")]
-    HeaderName(String),
+    #[error(transparent)]
+    HeaderName(#[from] crate::config::ConfigError),
     #[error("`auth.jwt.jwks_url`: {0}")]
-    Jwks(String),
+    Jwks(#[from] super::jwks::SourceError),
 }
 
 /// Verifies tokens against the configured keys, issuers and audiences.
-pub struct JwtVerifier {
+pub(crate) struct JwtVerifier {
     secret: Option<DecodingKey>,
     public_key: Option<(Algorithm, DecodingKey)>,
     jwks: Option<Arc<JwksSource>>,
@@ -89,7 +89,7 @@ impl std::fmt::Debug for JwtVerifier {
 
 impl JwtVerifier {
     /// The verifier `config` describes, or `None` when it configures no key at all.
-    pub fn from_config(config: &JwtConfig) -> Result<Option<JwtVerifier>, KeyError> {
+    pub(crate) fn from_config(config: &JwtConfig) -> Result<Option<JwtVerifier>, KeyError> {
         if !config.enabled() {
             return Ok(None);
         }
@@ -109,9 +109,7 @@ impl JwtVerifier {
                 .map_err(KeyError::Jwks)?,
             )),
         };
-        let header_name =
-            HeaderName::from_bytes(config.header_name.to_ascii_lowercase().as_bytes())
-                .map_err(|_| KeyError::HeaderName(config.header_name.clone()))?;
+        let header_name = config.header()?;
         Ok(Some(JwtVerifier {
             secret: config
                 .secret
@@ -127,13 +125,16 @@ impl JwtVerifier {
         }))
     }
 
-    pub fn jwks(&self) -> Option<&Arc<JwksSource>> {
+    pub(crate) fn jwks(&self) -> Option<&Arc<JwksSource>> {
         self.jwks.as_ref()
     }
 
     /// Reads the token header: none is anonymous (`Ok(None)`); one that is not a valid token is
     /// an error, never silently anonymous.
-    pub async fn authenticate(&self, headers: &HeaderMap) -> Result<Option<Identity>, TokenError> {
+    pub(crate) async fn authenticate(
+        &self,
+        headers: &HeaderMap,
+    ) -> Result<Option<Identity>, TokenError> {
         let Some(value) = headers.get(&self.header_name) else {
             return Ok(None);
         };
@@ -158,7 +159,7 @@ impl JwtVerifier {
     }
 
     /// Verifies one compact JWT.
-    pub async fn verify(&self, token: &str) -> Result<Identity, TokenError> {
+    pub(crate) async fn verify(&self, token: &str) -> Result<Identity, TokenError> {
         let header = jsonwebtoken::decode_header(token).map_err(|e| match e.kind() {
             ErrorKind::InvalidAlgorithmName => TokenError::WrongAlgorithm,
             _ => TokenError::Malformed,

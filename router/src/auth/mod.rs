@@ -5,25 +5,25 @@
 //! The pipeline's `authenticate` stage turns the request's token into an [`Identity`]; its
 //! `authorize` stage checks the operation's fields against the [`rules::AccessRules`].
 
-pub mod jwks;
-pub mod jwt;
-pub mod rules;
+pub(crate) mod jwks;
+pub(crate) mod jwt;
+pub(crate) mod rules;
 
 use bytes::Bytes;
 use serde_json::{Map, Value as Json};
 
-pub use jwt::{JwtVerifier, KeyError, TokenError};
+pub(crate) use jwt::{JwtVerifier, KeyError, TokenError};
 
 /// A caller whose token was verified: its claims, as the issuer wrote them.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Identity {
+pub(crate) struct Identity {
     claims: Map<String, Json>,
     /// The claims as JSON, written once for every subgraph request that carries them.
     claims_json: Bytes,
 }
 
 impl Identity {
-    pub fn new(claims: Map<String, Json>) -> Identity {
+    pub(crate) fn new(claims: Map<String, Json>) -> Identity {
         let claims_json = Bytes::from(serde_json::to_vec(&claims).unwrap_or_default());
         Identity {
             claims,
@@ -31,16 +31,16 @@ impl Identity {
         }
     }
 
-    pub fn claims(&self) -> &Map<String, Json> {
+    pub(crate) fn claims(&self) -> &Map<String, Json> {
         &self.claims
     }
 
-    pub fn claims_json(&self) -> &Bytes {
+    pub(crate) fn claims_json(&self) -> &Bytes {
         &self.claims_json
     }
 
     /// A claim as text, for rate-limit keys: strings as they are, numbers and booleans printed.
-    pub fn claim_text(&self, name: &str) -> Option<String> {
+    pub(crate) fn claim_text(&self, name: &str) -> Option<String> {
         match self.claims.get(name)? {
             Json::String(s) if !s.is_empty() => Some(s.clone()),
             Json::Number(n) => Some(n.to_string()),
@@ -50,7 +50,7 @@ impl Identity {
     }
 
     /// The scopes in `claim`: a JSON array of strings or one space-separated string.
-    pub fn scopes(&self, claim: &str) -> Vec<&str> {
+    pub(crate) fn scopes(&self, claim: &str) -> Vec<&str> {
         match self.claims.get(claim) {
             Some(Json::String(text)) => text.split_whitespace().collect(),
             Some(Json::Array(items)) => items.iter().filter_map(Json::as_str).collect(),
