@@ -15,7 +15,7 @@
 //! [`serve`] runs the app under `server.connections`: caps on open connections (total and per client IP)
 //! and header, body and idle timeouts (`shippy_security::connections`).
 
-use std::{convert::Infallible, sync::Arc};
+use std::{convert::Infallible, sync::Arc, time::Duration};
 
 use async_graphql::{
     Executor, ParseRequestError,
