@@ -805,3 +805,130 @@ fn unusable_configuration_is_a_startup_error() {
     .to_string();
     assert!(err.contains("accounts"), "{err}");
 }
+
+/// The slow-client attack on the router: idle sockets past the connection cap are refused at
+/// once, a client already connected keeps being answered in time, and once the header timeout has
+/// closed the idle ones a new client gets in.
+#[tokio::test]
+async fn idle_connections_cannot_starve_the_router() {
+    use tokio::io::AsyncReadExt;
+    let env = env()
+        .config(|c| {
+            c.http.connections.max_connections = 16;
+            c.http.connections.max_connections_per_ip = 16;
+            c.http.connections.header_read_timeout = Duration::from_millis(1500);
+        })
+        .start()
+        .await;
+    let addr = env.url.trim_start_matches("http://").to_owned();
+    // Connected before the flood (reqwest keeps the connection for the next request).
+    assert_eq!(env.post("{ me { id } }").await.status, 200);
+
+    let mut idle = Vec::new();
+    for _ in 0..60 {
+        idle.push(tokio::net::TcpStream::connect(&addr).await.unwrap());
+    }
+    let outcomes = futures::future::join_all(idle.into_iter().map(|mut stream| async move {
+        let mut first = [0u8; 64];
+        match tokio::time::timeout(Duration::from_millis(500), stream.read(&mut first)).await {
+            // Refused: a 503 and the close.
+            Ok(_) => None,
+            Err(_) => Some(stream),
+        }
+    }))
+    .await;
+    let held: Vec<_> = outcomes.into_iter().flatten().collect();
+    assert_eq!(
+        held.len(),
+        15,
+        "the cap of 16 holds the client and 15 idle sockets"
+    );
+
+    let started = Instant::now();
+    let reply = env.post("{ me { id } }").await;
+    assert_eq!(reply.status, 200, "{}", reply.text);
+    assert!(started.elapsed() < Duration::from_secs(1));
+
+    for mut stream in held {
+        let mut rest = Vec::new();
+        let read =
+            tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut rest)).await;
+        assert!(
+            read.is_ok(),
+            "an idle connection outlived the header timeout"
+        );
+    }
+    let fresh = reqwest::Client::new()
+        .post(format!("{}/graphql", env.url))
+        .header("content-type", "application/json")
+        .body(json!({"query": "{ me { id } }"}).to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(fresh.status(), 200);
+}
+
+#[tokio::test]
+async fn one_client_address_cannot_take_every_connection() {
+    let env = env()
+        .config(|c| c.http.connections.max_connections_per_ip = 2)
+        .start()
+        .await;
+    let addr: std::net::SocketAddr = env.url.trim_start_matches("http://").parse().unwrap();
+    let connect_from = |ip: [u8; 4]| async move {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.bind((ip, 0).into()).unwrap();
+        socket.connect(addr).await.unwrap()
+    };
+    let status_on = |mut stream: tokio::net::TcpStream| async move {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let _ = stream
+            .write_all(b"GET /health HTTP/1.1\r\nhost: router\r\n\r\n")
+            .await;
+        let mut head = [0u8; 12];
+        let status = match stream.read_exact(&mut head).await {
+            Ok(_) => String::from_utf8_lossy(&head[9..12]).into_owned(),
+            Err(_) => "closed".to_owned(),
+        };
+        (status, stream)
+    };
+    let (first, _a) = status_on(connect_from([127, 0, 0, 1]).await).await;
+    let (second, _b) = status_on(connect_from([127, 0, 0, 1]).await).await;
+    assert_eq!((first.as_str(), second.as_str()), ("200", "200"));
+    let (third, _) = status_on(connect_from([127, 0, 0, 1]).await).await;
+    assert_eq!(third, "503", "a third connection from the same address");
+    let (other, _) = status_on(connect_from([127, 0, 0, 2]).await).await;
+    assert_eq!(other, "200", "another address still gets in");
+}
+
+#[tokio::test]
+async fn a_body_that_does_not_arrive_in_time_gets_408() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let env = env()
+        .config(|c| c.http.connections.body_read_timeout = Duration::from_millis(300))
+        .start()
+        .await;
+    let addr = env.url.trim_start_matches("http://").to_owned();
+    let mut stream = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    stream
+        .write_all(b"POST /graphql HTTP/1.1\r\nhost: router\r\ncontent-type: application/json\r\ncontent-length: 100\r\n\r\n{\"query\":")
+        .await
+        .unwrap();
+    let mut response = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(5), async {
+        let mut buf = [0u8; 1024];
+        while let Ok(n) = stream.read(&mut buf).await {
+            if n == 0 {
+                break;
+            }
+            response.extend_from_slice(&buf[..n]);
+            if String::from_utf8_lossy(&response).contains("REQUEST_TIMEOUT") {
+                break;
+            }
+        }
+    })
+    .await;
+    let response = String::from_utf8_lossy(&response);
+    assert!(response.starts_with("HTTP/1.1 408"), "{response}");
+    assert!(response.contains("\"REQUEST_TIMEOUT\""), "{response}");
+}
