@@ -15,6 +15,7 @@ use serde_json::{Value as Json, json};
 
 use http_api::harness::{env, fixture};
 use http_api::subgraphs::Mode;
+use shippy_security::connections::testing::{idle_connections, stalled_body};
 
 const GRAPHQL_RESPONSE: &str = "application/graphql-response+json";
 
@@ -824,20 +825,7 @@ async fn idle_connections_cannot_starve_the_router() {
     // Connected before the flood (reqwest keeps the connection for the next request).
     assert_eq!(env.post("{ me { id } }").await.status, 200);
 
-    let mut idle = Vec::new();
-    for _ in 0..60 {
-        idle.push(tokio::net::TcpStream::connect(&addr).await.unwrap());
-    }
-    let outcomes = futures::future::join_all(idle.into_iter().map(|mut stream| async move {
-        let mut first = [0u8; 64];
-        match tokio::time::timeout(Duration::from_millis(500), stream.read(&mut first)).await {
-            // Refused: a 503 and the close.
-            Ok(_) => None,
-            Err(_) => Some(stream),
-        }
-    }))
-    .await;
-    let held: Vec<_> = outcomes.into_iter().flatten().collect();
+    let held = idle_connections(addr.parse().unwrap(), 60).await;
     assert_eq!(
         held.len(),
         15,
@@ -903,32 +891,12 @@ async fn one_client_address_cannot_take_every_connection() {
 
 #[tokio::test]
 async fn a_body_that_does_not_arrive_in_time_gets_408() {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let env = env()
         .config(|c| c.http.connections.body_read_timeout = Duration::from_millis(300))
         .start()
         .await;
-    let addr = env.url.trim_start_matches("http://").to_owned();
-    let mut stream = tokio::net::TcpStream::connect(&addr).await.unwrap();
-    stream
-        .write_all(b"POST /graphql HTTP/1.1\r\nhost: router\r\ncontent-type: application/json\r\ncontent-length: 100\r\n\r\n{\"query\":")
-        .await
-        .unwrap();
-    let mut response = Vec::new();
-    let _ = tokio::time::timeout(Duration::from_secs(5), async {
-        let mut buf = [0u8; 1024];
-        while let Ok(n) = stream.read(&mut buf).await {
-            if n == 0 {
-                break;
-            }
-            response.extend_from_slice(&buf[..n]);
-            if String::from_utf8_lossy(&response).contains("REQUEST_TIMEOUT") {
-                break;
-            }
-        }
-    })
-    .await;
-    let response = String::from_utf8_lossy(&response);
+    let addr = env.url.trim_start_matches("http://").parse().unwrap();
+    let response = stalled_body(addr, "/graphql").await;
     assert!(response.starts_with("HTTP/1.1 408"), "{response}");
     assert!(response.contains("\"REQUEST_TIMEOUT\""), "{response}");
 }

@@ -28,6 +28,9 @@
 //! axum's `ConnectInfo<SocketAddr>` with the peer address, as `into_make_service_with_connect_info`
 //! would give it.
 
+#[cfg(feature = "testing")]
+pub mod testing;
+
 use std::collections::HashMap;
 use std::convert::Infallible;
 use std::future::Future;

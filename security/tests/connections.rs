@@ -14,9 +14,10 @@ use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::routing::{get, post};
 use futures::{SinkExt, StreamExt};
+use shippy_security::connections::testing::{closed_within, connect_from, idle_connections};
 use shippy_security::connections::{ConnectionLimits, LimitsError, is_body_timeout, serve};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpSocket, TcpStream};
+use tokio::net::TcpStream;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use tokio::time::{Instant, timeout};
@@ -111,12 +112,6 @@ async fn start(limits: ConnectionLimits) -> Server {
     }
 }
 
-async fn connect_from(ip: IpAddr, addr: SocketAddr) -> TcpStream {
-    let socket = TcpSocket::new_v4().unwrap();
-    socket.bind(SocketAddr::new(ip, 0)).unwrap();
-    socket.connect(addr).await.unwrap()
-}
-
 /// Reads one HTTP/1.1 response with a `content-length` or chunked body (the chunk framing is left
 /// in the body); `None` if the connection closed first.
 async fn read_response(stream: &mut TcpStream) -> Option<(u16, String)> {
@@ -155,21 +150,6 @@ async fn get_on(stream: &mut TcpStream, path: &str) -> Option<(u16, String)> {
     let request = format!("GET {path} HTTP/1.1\r\nhost: test\r\n\r\n");
     stream.write_all(request.as_bytes()).await.ok()?;
     read_response(stream).await
-}
-
-/// Whether the server closes `stream` within `within` (reading whatever it sends first).
-async fn closed_within(stream: &mut TcpStream, within: Duration) -> bool {
-    let mut sink = [0u8; 1024];
-    timeout(within, async {
-        loop {
-            match stream.read(&mut sink).await {
-                Ok(0) | Err(_) => return,
-                Ok(_) => {}
-            }
-        }
-    })
-    .await
-    .is_ok()
 }
 
 #[test]
@@ -227,28 +207,7 @@ async fn past_the_cap_connections_are_refused_while_open_ones_are_served() {
         Some((200, "ok".into()))
     );
 
-    let mut idle = Vec::new();
-    for _ in 0..200 {
-        idle.push(TcpStream::connect(server.addr).await.unwrap());
-    }
-    // All read at once: the held ones are closed by the header timeout later, not in this window.
-    let outcomes = futures::future::join_all(idle.into_iter().map(|mut stream| async move {
-        let mut first = [0u8; 12];
-        match timeout(Duration::from_millis(500), stream.read(&mut first)).await {
-            // Refused: the 503 and the close, or the close alone.
-            Ok(Ok(n)) => {
-                assert!(
-                    n == 0 || first[..n].starts_with(b"HTTP/1.1 503"),
-                    "{first:?}"
-                );
-                None
-            }
-            Ok(Err(_)) => None,
-            Err(_) => Some(stream),
-        }
-    }))
-    .await;
-    let held: Vec<TcpStream> = outcomes.into_iter().flatten().collect();
+    let held = idle_connections(server.addr, 200).await;
     let refused = 200 - held.len();
     assert_eq!(
         refused,

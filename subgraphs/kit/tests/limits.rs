@@ -6,22 +6,26 @@
 use std::{sync::Arc, time::Duration};
 
 use async_graphql::{Context, EmptyMutation, Object, Result, Schema, Subscription};
-use futures::{SinkExt, Stream, StreamExt};
+use futures::{Stream, StreamExt};
 use serde_json::{Value, json};
 use shippy_kit::{
     CancellationToken,
     auth::{self, JwtVerifier, TokenIssuer},
     config::ServerConfig,
     server::{self, HttpContext},
-    testing::{self, TestServer},
+    testing::{self, TestServer, WsClient},
 };
-use shippy_security::{connections::ConnectionLimits, websocket::WebSocketLimits};
+use shippy_security::{
+    connections::{
+        ConnectionLimits,
+        testing::{idle_connections, stalled_body},
+    },
+    websocket::WebSocketLimits,
+};
 use tokio::{
-    io::{AsyncReadExt, AsyncWriteExt},
-    net::TcpStream,
+    io::AsyncReadExt,
     time::{Instant, timeout},
 };
-use tokio_tungstenite::tungstenite::{Message, client::IntoClientRequest};
 
 struct Query;
 
@@ -78,57 +82,19 @@ fn with_websocket(limits: WebSocketLimits) -> ServerConfig {
     }
 }
 
-type Socket =
-    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+/// Long enough for any message the tests expect.
+const WAIT: Duration = Duration::from_secs(10);
 
-async fn ws_connect(server: &TestServer) -> Socket {
-    let mut req = format!("ws://{}/graphql", server.addr)
-        .into_client_request()
-        .unwrap();
-    req.headers_mut().insert(
-        "Sec-WebSocket-Protocol",
-        "graphql-transport-ws".parse().unwrap(),
-    );
-    tokio_tungstenite::connect_async(req)
-        .await
-        .expect("websocket")
-        .0
+/// A WebSocket that has sent nothing yet.
+async fn ws_connect(server: &TestServer) -> WsClient {
+    WsClient::open(&server.url("/graphql")).await
 }
 
-async fn send(ws: &mut Socket, message: Value) {
-    ws.send(Message::Text(message.to_string().into()))
-        .await
-        .unwrap();
-}
-
-/// The next text message as JSON, or `{"close": code, "reason": ...}` for a close frame; `None` when
-/// the connection ended without one.
-async fn next_json(ws: &mut Socket) -> Option<Value> {
-    loop {
-        match timeout(Duration::from_secs(10), ws.next())
-            .await
-            .expect("message in time")?
-        {
-            Ok(Message::Text(text)) => return Some(serde_json::from_str(&text).unwrap()),
-            Ok(Message::Close(frame)) => {
-                return Some(json!({
-                    "close": frame.as_ref().map(|f| u16::from(f.code)),
-                    "reason": frame.map(|f| f.reason.to_string()),
-                }));
-            }
-            Ok(_) => continue,
-            Err(_) => return None,
-        }
-    }
-}
-
-async fn init(ws: &mut Socket, token: Option<&str>) {
-    let payload = match token {
-        Some(token) => json!({ "Authorization": format!("Bearer {token}") }),
-        None => json!({}),
-    };
-    send(ws, json!({ "type": "connection_init", "payload": payload })).await;
-    assert_eq!(next_json(ws).await.unwrap()["type"], "connection_ack");
+/// A WebSocket whose `connection_init` (with `token`, if any) was acknowledged.
+async fn ws_initialised(server: &TestServer, token: Option<&str>) -> WsClient {
+    let (ws, first) = WsClient::connect(&server.url("/graphql"), token).await;
+    assert_eq!(first["type"], "connection_ack", "{first}");
+    ws
 }
 
 fn subscribe(id: &str, query: &str) -> Value {
@@ -144,18 +110,17 @@ async fn a_websocket_without_connection_init_is_closed_with_4408() {
     .await;
     let mut idle = ws_connect(&server).await;
     let started = Instant::now();
-    let closed = next_json(&mut idle).await.unwrap();
+    let closed = idle.next(WAIT).await.unwrap();
     assert_eq!(closed["close"], 4408, "{closed}");
     assert_eq!(closed["reason"], "Connection initialisation timeout");
     assert!(started.elapsed() >= Duration::from_millis(250));
 
     // One that initialises in time stays open past the timeout.
-    let mut ok = ws_connect(&server).await;
-    init(&mut ok, None).await;
+    let mut ok = ws_initialised(&server, None).await;
     tokio::time::sleep(Duration::from_millis(600)).await;
-    send(&mut ok, subscribe("1", "subscription { quiet }")).await;
-    send(&mut ok, json!({ "type": "ping" })).await;
-    assert_eq!(next_json(&mut ok).await.unwrap()["type"], "pong");
+    ok.send(subscribe("1", "subscription { quiet }")).await;
+    ok.send(json!({ "type": "ping" })).await;
+    assert_eq!(ok.next(WAIT).await.unwrap()["type"], "pong");
 }
 
 #[tokio::test]
@@ -165,12 +130,11 @@ async fn subscriptions_past_the_per_connection_cap_are_refused_and_the_connectio
         ..WebSocketLimits::default()
     }))
     .await;
-    let mut ws = ws_connect(&server).await;
-    init(&mut ws, None).await;
-    send(&mut ws, subscribe("1", "subscription { quiet }")).await;
-    send(&mut ws, subscribe("2", "subscription { quiet }")).await;
-    send(&mut ws, subscribe("3", "subscription { quiet }")).await;
-    let refused = next_json(&mut ws).await.unwrap();
+    let mut ws = ws_initialised(&server, None).await;
+    ws.send(subscribe("1", "subscription { quiet }")).await;
+    ws.send(subscribe("2", "subscription { quiet }")).await;
+    ws.send(subscribe("3", "subscription { quiet }")).await;
+    let refused = ws.next(WAIT).await.unwrap();
     assert_eq!(refused["type"], "error", "{refused}");
     assert_eq!(refused["id"], "3");
     assert_eq!(
@@ -180,12 +144,12 @@ async fn subscriptions_past_the_per_connection_cap_are_refused_and_the_connectio
     assert_eq!(refused["payload"][0]["extensions"]["limit"], 2);
 
     // Ending one makes room for another on the same connection.
-    send(&mut ws, json!({ "id": "1", "type": "complete" })).await;
-    let complete = next_json(&mut ws).await.unwrap();
+    ws.send(json!({ "id": "1", "type": "complete" })).await;
+    let complete = ws.next(WAIT).await.unwrap();
     assert_eq!(complete, json!({ "type": "complete", "id": "1" }));
-    send(&mut ws, subscribe("4", "subscription { quiet }")).await;
-    send(&mut ws, subscribe("5", "subscription { quiet }")).await;
-    let refused = next_json(&mut ws).await.unwrap();
+    ws.send(subscribe("4", "subscription { quiet }")).await;
+    ws.send(subscribe("5", "subscription { quiet }")).await;
+    let refused = ws.next(WAIT).await.unwrap();
     assert_eq!(refused["id"], "5", "{refused}");
     assert_eq!(refused["type"], "error");
 }
@@ -197,25 +161,16 @@ async fn an_oversized_message_closes_the_websocket_with_1009() {
         ..WebSocketLimits::default()
     }))
     .await;
-    let mut ws = ws_connect(&server).await;
-    init(&mut ws, None).await;
+    let mut ws = ws_initialised(&server, None).await;
     let padding = "x".repeat(2048);
-    send(
-        &mut ws,
-        subscribe("1", &format!("subscription {{ quiet }} # {padding}")),
-    )
+    ws.send(subscribe(
+        "1",
+        &format!("subscription {{ quiet }} # {padding}"),
+    ))
     .await;
-    let closed = next_json(&mut ws).await.unwrap();
+    let closed = ws.next(WAIT).await.unwrap();
     assert_eq!(closed["close"], 1009, "{closed}");
     assert_eq!(closed["reason"], "Message too big");
-    assert!(
-        timeout(Duration::from_secs(5), async {
-            while let Some(Ok(_)) = ws.next().await {}
-        })
-        .await
-        .is_ok(),
-        "the connection stayed open"
-    );
 }
 
 #[tokio::test]
@@ -229,20 +184,18 @@ async fn a_subscription_ends_when_its_token_expires() {
         .issue_at("user-1", "u@example.com", vec![], issued_at)
         .unwrap()
         .token;
-    let mut ws = ws_connect(&server).await;
-    init(&mut ws, Some(&token)).await;
-    send(&mut ws, subscribe("1", "subscription { caller }")).await;
-    let next = next_json(&mut ws).await.unwrap();
+    let mut ws = ws_initialised(&server, Some(&token)).await;
+    ws.send(subscribe("1", "subscription { caller }")).await;
+    let next = ws.next(WAIT).await.unwrap();
     assert_eq!(next["payload"]["data"]["caller"], "user-1", "{next}");
-    let closed = next_json(&mut ws).await.unwrap();
+    let closed = ws.next(WAIT).await.unwrap();
     assert_eq!(closed["close"], 4403, "{closed}");
     assert_eq!(closed["reason"], "Forbidden: the token has expired");
 
     // An anonymous connection has no deadline: still open after the token's would have passed.
-    let mut anon = ws_connect(&server).await;
-    init(&mut anon, None).await;
-    send(&mut anon, json!({ "type": "ping" })).await;
-    assert_eq!(next_json(&mut anon).await.unwrap()["type"], "pong");
+    let mut anon = ws_initialised(&server, None).await;
+    anon.send(json!({ "type": "ping" })).await;
+    assert_eq!(anon.next(WAIT).await.unwrap()["type"], "pong");
 }
 
 /// Many idle or slow connections: past the cap they are refused at once, a client that was already
@@ -270,19 +223,7 @@ async fn idle_connections_cannot_starve_the_subgraph() {
     };
     assert_eq!(query().await.unwrap().status(), 200);
 
-    let mut idle = Vec::new();
-    for _ in 0..60 {
-        idle.push(TcpStream::connect(server.addr).await.unwrap());
-    }
-    let outcomes = futures::future::join_all(idle.into_iter().map(|mut stream| async move {
-        let mut first = [0u8; 64];
-        match timeout(Duration::from_millis(500), stream.read(&mut first)).await {
-            Ok(_) => None,
-            Err(_) => Some(stream),
-        }
-    }))
-    .await;
-    let held: Vec<TcpStream> = outcomes.into_iter().flatten().collect();
+    let held = idle_connections(server.addr, 60).await;
     assert_eq!(
         held.len(),
         15,
@@ -324,28 +265,7 @@ async fn a_body_that_does_not_arrive_in_time_gets_408() {
         ..ServerConfig::default()
     })
     .await;
-    let mut stream = TcpStream::connect(server.addr).await.unwrap();
-    stream
-        .write_all(
-            b"POST /graphql HTTP/1.1\r\nhost: test\r\ncontent-type: application/json\r\ncontent-length: 100\r\n\r\n{\"query\":",
-        )
-        .await
-        .unwrap();
-    let mut response = Vec::new();
-    let _ = timeout(Duration::from_secs(5), async {
-        let mut buf = [0u8; 1024];
-        while let Ok(n) = stream.read(&mut buf).await {
-            if n == 0 {
-                break;
-            }
-            response.extend_from_slice(&buf[..n]);
-            if String::from_utf8_lossy(&response).contains("REQUEST_TIMEOUT") {
-                break;
-            }
-        }
-    })
-    .await;
-    let response = String::from_utf8_lossy(&response);
+    let response = stalled_body(server.addr, "/graphql").await;
     assert!(response.starts_with("HTTP/1.1 408"), "{response}");
     assert!(response.contains("\"REQUEST_TIMEOUT\""), "{response}");
 }
