@@ -243,6 +243,11 @@ pub async fn run(
             .map(|(service, listener)| Ok((service.name, listener.local_addr()?)))
             .collect::<std::io::Result<BTreeMap<_, _>>>()?,
     );
+    // Five servers, one process, one file-descriptor limit: their connections share one total on top of
+    // each server's own caps, so that a flood on all of them cannot exhaust the descriptors.
+    shippy_security::connections::cap_process_connections(
+        settings.server.connections.max_connections,
+    );
     let bus: Arc<dyn EventBus> = events::connect(settings.redis_url.as_deref(), &settings.events)?;
     let mut supervisor = Supervisor::new(shutdown.clone());
     for (service, listener) in bound {

@@ -416,6 +416,16 @@ async fn fanout(args: FanoutArgs) -> anyhow::Result<ExitCode> {
             "SHIPPY_ROUTER__SUBSCRIPTIONS__MAX_CONNECTIONS",
             (args.subscribers + 100).to_string(),
         )
+        // Every subscriber connects from 127.0.0.1: the connection caps (total and per client
+        // IP) must fit them all.
+        .env(
+            "SHIPPY_ROUTER__HTTP__CONNECTIONS__MAX_CONNECTIONS",
+            (args.subscribers + 100).to_string(),
+        )
+        .env(
+            "SHIPPY_ROUTER__HTTP__CONNECTIONS__MAX_CONNECTIONS_PER_IP",
+            (args.subscribers + 100).to_string(),
+        )
         .kill_on_drop(true)
         .spawn()
         .context("starting the router")?;

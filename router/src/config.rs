@@ -277,6 +277,13 @@ impl RouterConfig {
                 problems.push(format!("`{name}` must be at least 1"));
             }
         }
+        problems.extend(
+            self.http
+                .connections
+                .check()
+                .into_iter()
+                .map(|problem| format!("http.connections: {problem}")),
+        );
         if self.csrf.enabled && self.csrf.required_headers.is_empty() {
             problems.push("`csrf.required_headers` is empty while `csrf.enabled` is true".into());
         }
@@ -525,6 +532,42 @@ mod tests {
             assert_eq!(config.auth.jwt.issuers, vec!["a".to_string(), "b".into()]);
             Ok(())
         });
+    }
+
+    #[test]
+    #[allow(clippy::result_large_err)] // figment's own error type, in a test
+    fn connection_limits_read_from_file_and_environment_and_are_checked() {
+        let path = write_temp(
+            "connections.yaml",
+            "http:\n  connections:\n    max_connections_per_ip: 64\n    idle_timeout: 30s\n",
+        );
+        figment::Jail::expect_with(|jail| {
+            jail.set_env(
+                "SHIPPY_ROUTER_CONNTEST__HTTP__CONNECTIONS__MAX_CONNECTIONS",
+                "500",
+            );
+            let config =
+                RouterConfig::load_with_prefix(Some(&path), "SHIPPY_ROUTER_CONNTEST__").unwrap();
+            let connections = &config.http.connections;
+            assert_eq!(connections.max_connections, 500);
+            assert_eq!(connections.max_connections_per_ip, 64);
+            assert_eq!(connections.idle_timeout, Duration::from_secs(30));
+            assert_eq!(connections.header_read_timeout, Duration::from_secs(10));
+            Ok(())
+        });
+        let path = write_temp(
+            "badconnections.yaml",
+            "http:\n  connections:\n    max_connections: 10\n    max_connections_per_ip: 20\n    header_read_timeout: 0s\n",
+        );
+        let err = RouterConfig::load(Some(&path)).unwrap_err().to_string();
+        assert!(
+            err.contains("http.connections: `header_read_timeout` must be longer than zero"),
+            "{err}"
+        );
+        assert!(
+            err.contains("`max_connections_per_ip` (20) must not exceed `max_connections` (10)"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -52,6 +52,8 @@ pub mod codes {
     pub const CSRF_PREFLIGHT_REQUIRED: &str = "CSRF_PREFLIGHT_REQUIRED";
     /// The request body is larger than `http.max_body_size` (HTTP 413).
     pub const MAX_BODY_SIZE_EXCEEDED: &str = "MAX_BODY_SIZE_EXCEEDED";
+    /// The request body did not arrive within `http.connections.body_read_timeout` (408).
+    pub const REQUEST_TIMEOUT: &str = "REQUEST_TIMEOUT";
     /// The query has more lexical tokens than `limits.max_tokens`.
     pub const MAX_TOKENS_EXCEEDED: &str = "MAX_TOKENS_EXCEEDED";
     /// Fields nest deeper than `limits.max_depth`.

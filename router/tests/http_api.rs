@@ -15,6 +15,7 @@ use serde_json::{Value as Json, json};
 
 use http_api::harness::{env, fixture};
 use http_api::subgraphs::Mode;
+use shippy_security::connections::testing::{idle_connections, stalled_body};
 
 const GRAPHQL_RESPONSE: &str = "application/graphql-response+json";
 
@@ -829,4 +830,98 @@ fn unusable_configuration_is_a_startup_error() {
     .unwrap()
     .to_string();
     assert!(err.contains("accounts"), "{err}");
+}
+
+/// The slow-client attack on the router: idle sockets past the connection cap are refused at
+/// once, a client already connected keeps being answered in time, and once the header timeout has
+/// closed the idle ones a new client gets in.
+#[tokio::test]
+async fn idle_connections_cannot_starve_the_router() {
+    use tokio::io::AsyncReadExt;
+    let env = env()
+        .config(|c| {
+            c.http.connections.max_connections = 16;
+            c.http.connections.max_connections_per_ip = 16;
+            c.http.connections.header_read_timeout = Duration::from_millis(1500);
+        })
+        .start()
+        .await;
+    let addr = env.url.trim_start_matches("http://").to_owned();
+    // Connected before the flood (reqwest keeps the connection for the next request).
+    assert_eq!(env.post("{ me { id } }").await.status, 200);
+
+    let held = idle_connections(addr.parse().unwrap(), 60).await;
+    assert_eq!(
+        held.len(),
+        15,
+        "the cap of 16 holds the client and 15 idle sockets"
+    );
+
+    let started = Instant::now();
+    let reply = env.post("{ me { id } }").await;
+    assert_eq!(reply.status, 200, "{}", reply.text);
+    assert!(started.elapsed() < Duration::from_secs(1));
+
+    for mut stream in held {
+        let mut rest = Vec::new();
+        let read =
+            tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut rest)).await;
+        assert!(
+            read.is_ok(),
+            "an idle connection outlived the header timeout"
+        );
+    }
+    let fresh = reqwest::Client::new()
+        .post(format!("{}/graphql", env.url))
+        .header("content-type", "application/json")
+        .body(json!({"query": "{ me { id } }"}).to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(fresh.status(), 200);
+}
+
+#[tokio::test]
+async fn one_client_address_cannot_take_every_connection() {
+    let env = env()
+        .config(|c| c.http.connections.max_connections_per_ip = 2)
+        .start()
+        .await;
+    let addr: std::net::SocketAddr = env.url.trim_start_matches("http://").parse().unwrap();
+    let connect_from = |ip: [u8; 4]| async move {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.bind((ip, 0).into()).unwrap();
+        socket.connect(addr).await.unwrap()
+    };
+    let status_on = |mut stream: tokio::net::TcpStream| async move {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let _ = stream
+            .write_all(b"GET /health HTTP/1.1\r\nhost: router\r\n\r\n")
+            .await;
+        let mut head = [0u8; 12];
+        let status = match stream.read_exact(&mut head).await {
+            Ok(_) => String::from_utf8_lossy(&head[9..12]).into_owned(),
+            Err(_) => "closed".to_owned(),
+        };
+        (status, stream)
+    };
+    let (first, _a) = status_on(connect_from([127, 0, 0, 1]).await).await;
+    let (second, _b) = status_on(connect_from([127, 0, 0, 1]).await).await;
+    assert_eq!((first.as_str(), second.as_str()), ("200", "200"));
+    let (third, _) = status_on(connect_from([127, 0, 0, 1]).await).await;
+    assert_eq!(third, "503", "a third connection from the same address");
+    let (other, _) = status_on(connect_from([127, 0, 0, 2]).await).await;
+    assert_eq!(other, "200", "another address still gets in");
+}
+
+#[tokio::test]
+async fn a_body_that_does_not_arrive_in_time_gets_408() {
+    let env = env()
+        .config(|c| c.http.connections.body_read_timeout = Duration::from_millis(300))
+        .start()
+        .await;
+    let addr = env.url.trim_start_matches("http://").parse().unwrap();
+    let response = stalled_body(addr, "/graphql").await;
+    assert!(response.starts_with("HTTP/1.1 408"), "{response}");
+    assert!(response.contains("\"REQUEST_TIMEOUT\""), "{response}");
 }

@@ -60,6 +60,10 @@ pub mod names {
     pub const STREAM_GROUPS_RECREATED: &str = "shippy_stream_groups_recreated_total";
     /// Counter {stream, group}: idle consumers without pending entries removed from a group.
     pub const STREAM_CONSUMERS_PRUNED: &str = "shippy_stream_consumers_pruned_total";
+    /// Counter {server, reason}: connections refused at accept past a cap (`total`, `per_ip`).
+    pub const CONNECTIONS_REFUSED: &str = "shippy_connections_refused_total";
+    /// Gauge {server}: open HTTP connections, upgraded ones (WebSockets) included.
+    pub const CONNECTIONS_OPEN: &str = "shippy_connections_open";
 }
 
 /// Latency buckets in seconds: from a cached plan's sub-millisecond answer to a request timeout.
@@ -121,6 +125,14 @@ fn describe() {
         "Open client WebSocket connections"
     );
     describe_gauge!(ROUTER_SUBSCRIPTIONS, "Active client subscriptions");
+    describe_counter!(
+        CONNECTIONS_REFUSED,
+        "Connections refused at accept because a connection cap was reached"
+    );
+    describe_gauge!(
+        CONNECTIONS_OPEN,
+        "Open HTTP connections, WebSockets included"
+    );
     describe_counter!(SUBGRAPH_REQUESTS, "GraphQL requests executed by a subgraph");
     describe_histogram!(
         SUBGRAPH_REQUEST_DURATION,

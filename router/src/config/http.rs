@@ -4,6 +4,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
+use shippy_security::connections::ConnectionLimits;
 
 /// Where and how the router serves HTTP. Restart-only.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -33,6 +34,9 @@ pub struct HttpConfig {
     /// Serve the GraphiQL playground (assets embedded, no CDN) on `GET <graphql_path>` to browsers
     /// (`Accept: text/html`); other GET requests are GraphQL queries as usual.
     pub playground: bool,
+    /// Caps on open connections (total and per client IP) and header, body and idle timeouts;
+    /// the subgraphs' `[server.connections]` has the same keys and defaults.
+    pub connections: ConnectionLimits,
 }
 
 impl Default for HttpConfig {
@@ -47,6 +51,7 @@ impl Default for HttpConfig {
             client_ip_header: None,
             ui: true,
             playground: true,
+            connections: ConnectionLimits::default(),
         }
     }
 }

@@ -1,10 +1,13 @@
 //! Subscription settings: the client transports (WebSocket, SSE), their limits and keep-alive,
-//! and the upstream WebSocket connections to subgraphs.
+//! and the upstream WebSocket connections to subgraphs. The WebSocket limits
+//! (`connection_init_timeout`, `max_subscriptions_per_connection`, `max_message_size`) take their
+//! defaults from `shippy_security::websocket::WebSocketLimits`, which the subgraphs apply too.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
+use shippy_security::websocket::WebSocketLimits;
 
 /// Subscriptions over WebSocket (`graphql-transport-ws`, legacy `graphql-ws`) and SSE on the
 /// GraphQL path. Restart-only: a reload that changes it is ignored and reported.
@@ -59,13 +62,13 @@ impl Default for SubscriptionsConfig {
         SubscriptionsConfig {
             enabled: true,
             max_connections: 20_000,
-            max_subscriptions_per_connection: 100,
+            max_subscriptions_per_connection: WebSocketLimits::MAX_SUBSCRIPTIONS_PER_CONNECTION,
             buffer_size: 128,
             slow_client: SlowClientPolicy::Close,
             keep_alive: Duration::from_secs(15),
-            connection_init_timeout: Duration::from_secs(10),
+            connection_init_timeout: WebSocketLimits::CONNECTION_INIT_TIMEOUT,
             upstream_connect_timeout: Duration::from_secs(10),
-            max_message_size: 1024 * 1024,
+            max_message_size: WebSocketLimits::MAX_MESSAGE_SIZE,
             subgraph_urls: BTreeMap::new(),
         }
     }

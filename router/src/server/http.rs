@@ -252,6 +252,15 @@ async fn read_body(body: Body, limit: usize) -> Result<bytes::Bytes, PipelineErr
                 .with_extension("limit", limit),
             })
         }
+        Err(error) if shippy_security::connections::is_body_timeout(&*error) => {
+            Err(PipelineError::Request {
+                status: StatusCode::REQUEST_TIMEOUT,
+                error: GraphQLError::new(
+                    "The request body did not arrive in time",
+                    codes::REQUEST_TIMEOUT,
+                ),
+            })
+        }
         Err(_) => Err(PipelineError::Request {
             status: StatusCode::BAD_REQUEST,
             error: GraphQLError::new("The request body could not be read", codes::BAD_REQUEST),

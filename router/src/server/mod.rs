@@ -13,7 +13,7 @@ pub(crate) mod sse;
 pub(crate) mod web;
 pub(crate) mod ws;
 
-use std::future::{Future, IntoFuture};
+use std::future::Future;
 use std::ops::Deref;
 use std::sync::Arc;
 
@@ -104,15 +104,19 @@ pub(crate) async fn serve(
     let hub = Arc::clone(&state.hub);
     let drained_hub = Arc::clone(&hub);
     let (signalled_tx, mut signalled_rx) = tokio::sync::watch::channel(false);
-    let server = axum::serve(
+    // Our accept loop (connection caps, header/body/idle timeouts) gives every request its
+    // `ConnectInfo<SocketAddr>`, as `into_make_service_with_connect_info` did.
+    let server = shippy_security::connections::serve(
+        "router",
         listener,
-        app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
-    )
-    .with_graceful_shutdown(async move {
-        shutdown.await;
-        hub.shut_down();
-        let _ = signalled_tx.send(true);
-    });
+        app,
+        state.config.http.connections.clone(),
+        async move {
+            shutdown.await;
+            hub.shut_down();
+            let _ = signalled_tx.send(true);
+        },
+    );
     let drain_deadline = async move {
         // Completes `drain_timeout` after the shutdown signal; never if the sender is dropped
         // without signalling (the server then ended on its own).
@@ -128,7 +132,7 @@ pub(crate) async fn serve(
         }
     };
     let served = async move {
-        let result = server.into_future().await;
+        let result = server.await;
         drained_hub.drained().await;
         result
     };

@@ -51,18 +51,9 @@ use crate::subscriptions::{
 pub(crate) const TRANSPORT_WS: &str = "graphql-transport-ws";
 pub(crate) const LEGACY_WS: &str = "graphql-ws";
 
-/// Close codes (graphql-transport-ws PROTOCOL.md, and RFC 6455 for the last two).
-pub(crate) mod close {
-    pub(crate) const BAD_REQUEST: u16 = 4400;
-    pub(crate) const UNAUTHORIZED: u16 = 4401;
-    pub(crate) const FORBIDDEN: u16 = 4403;
-    pub(crate) const INIT_TIMEOUT: u16 = 4408;
-    pub(crate) const DUPLICATE_ID: u16 = 4409;
-    pub(crate) const TOO_MANY_INITS: u16 = 4429;
-    pub(crate) const GOING_AWAY: u16 = 1001;
-    pub(crate) const SERVICE_RESTART: u16 = 1012;
-    pub(crate) const POLICY_VIOLATION: u16 = 1008;
-}
+/// Close codes and reasons (graphql-transport-ws PROTOCOL.md, and RFC 6455), shared with the
+/// subgraphs' WebSockets.
+pub(crate) use shippy_security::websocket::close;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Protocol {
@@ -256,14 +247,14 @@ impl Connection {
                     }
                     break Some(close_with(
                         close::FORBIDDEN,
-                        "Forbidden: the token has expired".into(),
+                        close::TOKEN_EXPIRED_REASON.into(),
                     ));
                 }
                 Some((code, reason)) = closes.recv() => break Some(close_with(code, reason)),
                 () = &mut init_deadline, if self.session.is_none() => {
                     break Some(close_with(
                         close::INIT_TIMEOUT,
-                        "Connection initialisation timeout".into(),
+                        close::INIT_TIMEOUT_REASON.into(),
                     ));
                 }
                 Some(out) = outbound.recv() => {

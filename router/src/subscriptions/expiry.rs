@@ -1,7 +1,7 @@
 //! Token expiry for live subscriptions: a connection or stream authenticated with a JWT ends when
 //! the token's `exp` passes, as an HTTP request with that token would be refused from then on.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use tokio::time::Instant;
 
@@ -14,16 +14,8 @@ use crate::error::{GraphQLError, codes};
 pub(crate) fn deadline(identity: Option<&Identity>, leeway: Duration) -> Option<Instant> {
     // The verifier requires a numeric `exp`; an identity without one was not made from a token.
     let exp = identity?.claims().get("exp")?.as_f64()?;
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or_default()
-        .as_secs_f64();
-    // Whole seconds, as the verifier applies it.
-    let remaining = exp + leeway.as_secs() as f64 - now;
-    if remaining <= 0.0 {
-        return Some(Instant::now());
-    }
-    Instant::now().checked_add(Duration::try_from_secs_f64(remaining).ok()?)
+    // The rule the subgraphs' WebSockets apply too.
+    shippy_security::websocket::token_deadline(exp, leeway)
 }
 
 /// Completes at `deadline`; never without one.
@@ -47,6 +39,7 @@ pub(crate) fn expired_error() -> GraphQLError {
 mod tests {
     use super::*;
     use serde_json::json;
+    use std::time::{SystemTime, UNIX_EPOCH};
 
     fn identity(exp: serde_json::Value) -> Identity {
         let serde_json::Value::Object(claims) = json!({"sub": "alice", "exp": exp}) else {

@@ -7,6 +7,7 @@
 use std::{fmt, path::PathBuf, time::Duration};
 
 use serde::{Deserialize, Serialize};
+use shippy_security::{connections::ConnectionLimits, websocket::WebSocketLimits};
 
 /// HTTP server limits.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -24,6 +25,12 @@ pub struct ServerConfig {
     pub max_query_depth: usize,
     /// Largest GraphQL query complexity (roughly: number of fields selected) accepted. Default 1000.
     pub max_query_complexity: usize,
+    /// Connection caps and header, body and idle timeouts (`[server.connections]`); the router's
+    /// `http.connections` has the same keys and defaults.
+    pub connections: ConnectionLimits,
+    /// Limits of GraphQL WebSocket connections (`[server.websocket]`): the router's subscription
+    /// limits, with the same keys and defaults.
+    pub websocket: WebSocketLimits,
 }
 
 impl Default for ServerConfig {
@@ -34,6 +41,8 @@ impl Default for ServerConfig {
             shutdown_grace: Duration::from_secs(10),
             max_query_depth: 16,
             max_query_complexity: 1000,
+            connections: ConnectionLimits::default(),
+            websocket: WebSocketLimits::default(),
         }
     }
 }

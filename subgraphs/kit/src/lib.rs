@@ -38,6 +38,7 @@ pub mod telemetry;
 #[cfg(feature = "testing")]
 pub mod testing;
 pub mod text;
+mod websocket;
 
 pub use shutdown::CancellationToken;
 

@@ -8,15 +8,20 @@
 //!
 //! WebSocket clients may send their token in the upgrade request's `Authorization` header or in the
 //! `connection_init` payload (`{"Authorization": "Bearer ..."}`); a refused token closes the connection with
-//! code 1002 and the reason (async-graphql's choice; graphql-transport-ws suggests 4403).
+//! code 1002 and the reason (async-graphql's choice; graphql-transport-ws suggests 4403). WebSocket
+//! connections run under the router's limits (see the `websocket` module): `connection_init` in time,
+//! subscriptions per connection, message size, and the token's expiry.
+//!
+//! [`serve`] runs the app under `server.connections`: caps on open connections (total and per client IP)
+//! and header, body and idle timeouts (`shippy_security::connections`).
 
-use std::{convert::Infallible, sync::Arc};
+use std::{convert::Infallible, sync::Arc, time::Duration};
 
 use async_graphql::{
-    Data, Executor, ParseRequestError,
-    http::{ALL_WEBSOCKET_PROTOCOLS, GraphiQLSource},
+    Executor, ParseRequestError,
+    http::{ALL_WEBSOCKET_PROTOCOLS, GraphiQLSource, WebSocketProtocols},
 };
-use async_graphql_axum::{GraphQLProtocol, GraphQLRequest, GraphQLResponse, GraphQLWebSocket};
+use async_graphql_axum::{GraphQLRequest, GraphQLResponse};
 use axum::{
     Json, Router,
     extract::{FromRequestParts, Request, State, WebSocketUpgrade},
@@ -29,6 +34,8 @@ use sea_orm_migration::MigratorTrait;
 use serde_json::json;
 use tokio::net::TcpListener;
 use tower_http::{limit::RequestBodyLimitLayer, timeout::TimeoutLayer, trace::TraceLayer};
+
+use shippy_security::connections::{self, ConnectionLimits};
 
 use crate::{
     access::{self, AccessError, Gate},
@@ -91,6 +98,9 @@ pub struct HttpContext {
     pub server: ServerConfig,
     /// Cancelled at shutdown; open WebSockets close when it is.
     pub shutdown: CancellationToken,
+    /// The verifier's clock leeway (`auth.leeway`): a WebSocket authenticated with a token closes when
+    /// `exp` plus this passes.
+    pub token_leeway: Duration,
 }
 
 struct Shared<E> {
@@ -174,6 +184,11 @@ fn is_length_limit(err: &ParseRequestError) -> bool {
 impl IntoResponse for BadRequest {
     fn into_response(self) -> Response {
         match self.0 {
+            ParseRequestError::Io(io) if connections::is_body_timeout(&io) => error_response(
+                StatusCode::REQUEST_TIMEOUT,
+                "REQUEST_TIMEOUT",
+                "the request body did not arrive in time",
+            ),
             err if matches!(err, ParseRequestError::PayloadTooLarge) || is_length_limit(&err) => {
                 error_response(
                     StatusCode::PAYLOAD_TOO_LARGE,
@@ -241,15 +256,22 @@ async fn graphql_get<E: Executor>(
         .into_response();
     }
 
-    let protocol = match GraphQLProtocol::from_request_parts(&mut parts, &()).await {
-        Ok(protocol) => protocol,
-        Err(status) => {
-            return error_response(
-                status,
-                "BAD_REQUEST",
-                "unsupported WebSocket subprotocol: use graphql-transport-ws",
-            );
-        }
+    // The first subprotocol asked for that async-graphql speaks (as its `GraphQLProtocol` extractor picks it).
+    let protocol = parts
+        .headers
+        .get(header::SEC_WEBSOCKET_PROTOCOL)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|asked| {
+            asked
+                .split(',')
+                .find_map(|name| name.trim().parse::<WebSocketProtocols>().ok())
+        });
+    let Some(protocol) = protocol else {
+        return error_response(
+            StatusCode::BAD_REQUEST,
+            "BAD_REQUEST",
+            "unsupported WebSocket subprotocol: use graphql-transport-ws",
+        );
     };
     let upgrade = match WebSocketUpgrade::from_request_parts(&mut parts, &()).await {
         Ok(upgrade) => upgrade,
@@ -260,45 +282,49 @@ async fn graphql_get<E: Executor>(
         Ok(caller) => caller,
         Err(err) => return token_rejected(&err),
     };
+    let limits = shared.ctx.server.websocket.clone();
     let shared = shared.clone();
     upgrade
         .protocols(ALL_WEBSOCKET_PROTOCOLS)
+        // Bounds what one message can make us buffer; past it the connection closes with 1009.
+        .max_message_size(limits.max_message_size)
+        .max_frame_size(limits.max_message_size)
         .on_upgrade(move |socket| async move {
             let verifier = shared.ctx.verifier.clone();
-            let shutdown = shared.ctx.shutdown.clone();
-            let ws = GraphQLWebSocket::new(socket, shared.executor.clone(), protocol)
-                .on_connection_init(move |payload| async move {
-                    connection_data(&verifier, header_caller, &payload)
-                });
-            tokio::select! {
-                () = ws.serve() => {}
-                () = shutdown.cancelled() => tracing::debug!("closing WebSocket for shutdown"),
-            }
+            let settings = crate::websocket::Settings {
+                limits,
+                token_leeway: shared.ctx.token_leeway,
+                shutdown: shared.ctx.shutdown.clone(),
+            };
+            crate::websocket::serve(
+                socket,
+                shared.executor.clone(),
+                protocol,
+                settings,
+                move |payload| connection_caller(&verifier, header_caller, payload),
+            )
+            .await;
         })
         .into_response()
 }
 
-/// The context of a WebSocket connection: the caller from `connection_init`'s `Authorization` (or
-/// `authorization`) entry if present, else from the upgrade request's header. A bad token refuses the
-/// connection (graphql-transport-ws closes it with 4403).
-fn connection_data(
+/// The caller of a WebSocket connection: from `connection_init`'s `Authorization` (or `authorization`)
+/// entry if present, else from the upgrade request's header. A bad token refuses the connection.
+fn connection_caller(
     verifier: &JwtVerifier,
     header_caller: Caller,
     payload: &serde_json::Value,
-) -> async_graphql::Result<Data> {
+) -> async_graphql::Result<Caller> {
     let presented = payload
         .get("Authorization")
         .or_else(|| payload.get("authorization"))
         .and_then(|v| v.as_str());
-    let caller = match presented {
+    match presented {
         Some(value) => verifier
             .authenticate_value(value)
-            .map_err(|err| async_graphql::Error::new(err.to_string()))?,
-        None => header_caller,
-    };
-    let mut data = Data::default();
-    data.insert(caller);
-    Ok(data)
+            .map_err(|err| async_graphql::Error::new(err.to_string())),
+        None => Ok(header_caller),
+    }
 }
 
 async fn ready<E: Executor>(State(shared): State<Arc<Shared<E>>>) -> Response {
@@ -324,16 +350,17 @@ async fn ready<E: Executor>(State(shared): State<Arc<Shared<E>>>) -> Response {
     (status, Json(serde_json::Value::Object(report))).into_response()
 }
 
-/// Serves `app` on `listener` until `shutdown` is cancelled, then stops accepting and lets in-flight requests
-/// finish (the caller bounds how long).
+/// Serves `app` on `listener` under `limits` (connection caps, header/body/idle timeouts) until `shutdown` is
+/// cancelled, then stops accepting and lets in-flight requests finish (the caller bounds how long). `name`
+/// labels the connection metrics and log lines.
 pub async fn serve(
+    name: impl Into<String>,
     listener: TcpListener,
     app: Router,
+    limits: ConnectionLimits,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown.cancelled_owned())
-        .await
+    connections::serve(name, listener, app, limits, shutdown.cancelled_owned()).await
 }
 
 /// Everything a subgraph process is configured with, besides its own domain settings.
@@ -421,6 +448,7 @@ impl Runtime {
             checks: self.checks.clone(),
             server: self.config.server.clone(),
             shutdown,
+            token_leeway: self.config.auth.leeway,
         }
     }
 
@@ -484,7 +512,13 @@ impl Runtime {
         let mut supervisor = Supervisor::new(shutdown.clone());
         supervisor.spawn(
             format!("{name} http server"),
-            serve(listener, app, shutdown.clone()),
+            serve(
+                name.to_owned(),
+                listener,
+                app,
+                self.config.server.connections.clone(),
+                shutdown.clone(),
+            ),
         );
         let token = shutdown.clone();
         supervisor.spawn(format!("{name} outbox relay"), async move {

@@ -52,6 +52,7 @@ fn app(access: &AccessConfig) -> Router {
             checks: vec![],
             server,
             shutdown: CancellationToken::new(),
+            token_leeway: std::time::Duration::ZERO,
         },
     )
 }
@@ -235,7 +236,13 @@ fn a_subgraph_without_any_credential_does_not_start() {
 async fn websocket_upgrades_need_a_router_credential_and_test_clients_present_one() {
     let access = testing::access_config();
     let server = TestServer::spawn(move |listener, shutdown| {
-        server::serve(listener, app(&access), shutdown)
+        server::serve(
+            "user",
+            listener,
+            app(&access),
+            shippy_security::connections::ConnectionLimits::default(),
+            shutdown,
+        )
     })
     .await;
 

@@ -102,6 +102,7 @@ fn app_with(
             checks,
             server,
             shutdown,
+            token_leeway: Duration::ZERO,
         },
     )
 }
@@ -504,7 +505,7 @@ async fn next_json(
 async fn websocket_subscriptions_authenticate_and_close_on_shutdown() {
     let server = TestServer::spawn(|listener, shutdown| {
         let app = app_with(ServerConfig::default(), vec![], shutdown.clone());
-        server::serve(listener, app, shutdown)
+        server::serve("test", listener, app, Default::default(), shutdown)
     })
     .await;
 

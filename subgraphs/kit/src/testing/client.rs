@@ -122,7 +122,23 @@ impl WsClient {
     /// if any. Returns the server's first answer as well: `connection_ack`, or the close frame
     /// (`{"close": code, "reason": ...}`) when the token is refused.
     pub async fn connect(url: &str, token: Option<&str>) -> (Self, Value) {
-        use futures::SinkExt;
+        let mut client = Self::open(url).await;
+        let payload = match token {
+            Some(token) => json!({ "Authorization": format!("Bearer {token}") }),
+            None => json!({}),
+        };
+        client
+            .send(json!({ "type": "connection_init", "payload": payload }))
+            .await;
+        let first = client
+            .next(Duration::from_secs(10))
+            .await
+            .expect("an answer to connection_init");
+        (client, first)
+    }
+
+    /// Opens the WebSocket to `url` (`http://.../graphql` or `ws://...`) and sends nothing yet.
+    pub async fn open(url: &str) -> Self {
         use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 
         let url = url.replacen("http://", "ws://", 1);
@@ -139,41 +155,28 @@ impl WsClient {
         let (socket, _) = tokio_tungstenite::connect_async(request)
             .await
             .expect("WebSocket connects");
-        let mut client = Self { socket };
-        let payload = match token {
-            Some(token) => json!({ "Authorization": format!("Bearer {token}") }),
-            None => json!({}),
-        };
-        client
-            .socket
-            .send(tokio_tungstenite::tungstenite::Message::Text(
-                json!({ "type": "connection_init", "payload": payload })
-                    .to_string()
-                    .into(),
-            ))
-            .await
-            .expect("connection_init sent");
-        let first = client
-            .next(Duration::from_secs(10))
-            .await
-            .expect("an answer to connection_init");
-        (client, first)
+        Self { socket }
     }
 
-    /// Starts subscription `id`.
-    pub async fn subscribe(&mut self, id: &str, query: &str, variables: Value) {
+    /// Sends one message as JSON text.
+    pub async fn send(&mut self, message: Value) {
         use futures::SinkExt;
-        let message = json!({
-            "id": id,
-            "type": "subscribe",
-            "payload": { "query": query, "variables": variables },
-        });
         self.socket
             .send(tokio_tungstenite::tungstenite::Message::Text(
                 message.to_string().into(),
             ))
             .await
-            .expect("subscribe sent");
+            .expect("message sent");
+    }
+
+    /// Starts subscription `id`.
+    pub async fn subscribe(&mut self, id: &str, query: &str, variables: Value) {
+        self.send(json!({
+            "id": id,
+            "type": "subscribe",
+            "payload": { "query": query, "variables": variables },
+        }))
+        .await;
     }
 
     /// The next message (pings answered and skipped), or `None` if nothing came within `wait` or the
