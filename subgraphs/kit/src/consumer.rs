@@ -18,6 +18,9 @@
 //! Bus failures (Redis down) never end the loop: it waits with backoff and tries again, until shutdown.
 //! While it waits it probes the bus every `probe_interval`, and goes back to work as soon as a probe
 //! succeeds, so a long backoff never delays the recovery once Redis answers again.
+//!
+//! Every [`STATS_EVERY`] a consumer also removes the group's consumers idle past `prune_idle` that hold no
+//! pending entry (replicas that stopped or restarted under a new name), so groups do not collect them.
 
 use std::{sync::Arc, time::Duration};
 
@@ -209,17 +212,8 @@ impl<H: Handler> Consumer<H> {
                 Ok(reader) => break reader,
                 Err(err) => {
                     tracing::warn!(stream = %self.stream, group = %self.group, error = %err, retry_in = ?bus_backoff, "cannot join consumer group; retrying");
-                    match pause_probing(
-                        &shutdown,
-                        self.bus.as_ref(),
-                        bus_backoff,
-                        cfg.probe_interval,
-                    )
-                    .await
-                    {
-                        Pause::Shutdown => return,
-                        Pause::BusAnswered => bus_backoff = cfg.retry_initial,
-                        Pause::Elapsed => bus_backoff = (bus_backoff * 2).min(cfg.retry_max),
+                    if self.bus_pause(&shutdown, &mut bus_backoff).await.is_none() {
+                        return;
                     }
                 }
             }
@@ -258,22 +252,14 @@ impl<H: Handler> Consumer<H> {
                 }
                 Err(err) => {
                     tracing::warn!(stream = %self.stream, group = %self.group, error = %err, retry_in = ?bus_backoff, "consumer cannot read; retrying");
-                    match pause_probing(
-                        &shutdown,
-                        self.bus.as_ref(),
-                        bus_backoff,
-                        cfg.probe_interval,
-                    )
-                    .await
-                    {
-                        Pause::Shutdown => return,
-                        Pause::BusAnswered => {
+                    match self.bus_pause(&shutdown, &mut bus_backoff).await {
+                        None => return,
+                        Some(true) => {
                             tracing::info!(stream = %self.stream, group = %self.group, "event bus answers again; consumer resumes");
-                            bus_backoff = cfg.retry_initial;
                             // Entries left pending during the outage are taken back first.
                             next_claim = Instant::now();
                         }
-                        Pause::Elapsed => bus_backoff = (bus_backoff * 2).min(cfg.retry_max),
+                        Some(false) => {}
                     }
                     continue;
                 }
@@ -298,6 +284,28 @@ impl<H: Handler> Consumer<H> {
                 handler_backoff = (handler_backoff * 2).min(cfg.retry_max);
             } else {
                 handler_backoff = cfg.retry_initial;
+            }
+        }
+    }
+
+    /// Pauses after a bus failure ([`pause_probing`]) and moves `backoff` on: back to `retry_initial` when
+    /// the bus answered, doubled (up to `retry_max`) when the whole wait passed. `None` on shutdown, else
+    /// whether the bus answered.
+    async fn bus_pause(
+        &self,
+        shutdown: &CancellationToken,
+        backoff: &mut Duration,
+    ) -> Option<bool> {
+        let cfg = &self.config;
+        match pause_probing(shutdown, self.bus.as_ref(), *backoff, cfg.probe_interval).await {
+            Pause::Shutdown => None,
+            Pause::BusAnswered => {
+                *backoff = cfg.retry_initial;
+                Some(true)
+            }
+            Pause::Elapsed => {
+                *backoff = (*backoff * 2).min(cfg.retry_max);
+                Some(false)
             }
         }
     }

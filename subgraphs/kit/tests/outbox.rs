@@ -58,11 +58,26 @@ async fn pending(db: &DatabaseConnection) -> u64 {
         .unwrap()
 }
 
-/// A bus that fails to publish while `down` is set, and reports a reset (lost data) once after `reset` is set.
+/// A bus that fails to publish while `down` is set, reports a reset (lost data) once after `reset` is set,
+/// and, with `hang`, lets each publish wait until `release` is notified.
 struct FlakyBus {
     inner: InProcessBus,
     down: AtomicBool,
     reset: AtomicBool,
+    hang: bool,
+    release: tokio::sync::Notify,
+}
+
+impl FlakyBus {
+    fn new(down: bool) -> Self {
+        Self {
+            inner: InProcessBus::default(),
+            down: AtomicBool::new(down),
+            reset: AtomicBool::new(false),
+            hang: false,
+            release: tokio::sync::Notify::new(),
+        }
+    }
 }
 
 #[async_trait::async_trait]
@@ -70,6 +85,9 @@ impl EventBus for FlakyBus {
     async fn publish(&self, event: &Event) -> Result<(), BusError> {
         if self.down.load(Ordering::SeqCst) {
             return Err(BusError::Unavailable("test bus is down".into()));
+        }
+        if self.hang {
+            self.release.notified().await;
         }
         self.inner.publish(event).await
     }
@@ -130,11 +148,7 @@ async fn committed_events_are_published_once_rolled_back_never(backend: Backend)
 
 async fn failed_publishes_stay_pending_and_keep_order(backend: Backend) {
     let (_guard, db) = database(backend).await;
-    let bus = Arc::new(FlakyBus {
-        inner: InProcessBus::default(),
-        down: AtomicBool::new(true),
-        reset: AtomicBool::new(false),
-    });
+    let bus = Arc::new(FlakyBus::new(true));
     let mut feed = bus.subscribe("log").await.unwrap();
     let relay = Outbox::new().relay(db.clone(), bus.clone(), RelayConfig::default());
 
@@ -202,11 +216,7 @@ async fn running_relay_is_woken_by_commits_and_stops_on_shutdown(backend: Backen
 
 async fn running_relay_retries_until_the_bus_is_back(backend: Backend) {
     let (_guard, db) = database(backend).await;
-    let bus = Arc::new(FlakyBus {
-        inner: InProcessBus::default(),
-        down: AtomicBool::new(true),
-        reset: AtomicBool::new(false),
-    });
+    let bus = Arc::new(FlakyBus::new(true));
     let mut feed = bus.subscribe("log").await.unwrap();
     let config = RelayConfig {
         retry_initial: std::time::Duration::from_millis(10),
@@ -259,11 +269,7 @@ async fn running_relay_retries_until_the_bus_is_back(backend: Backend) {
 /// `retention` are deleted by `prune`.
 async fn a_reset_bus_gets_the_retained_rows_again_and_old_rows_are_pruned(backend: Backend) {
     let (_guard, db) = database(backend).await;
-    let bus = Arc::new(FlakyBus {
-        inner: InProcessBus::default(),
-        down: AtomicBool::new(false),
-        reset: AtomicBool::new(false),
-    });
+    let bus = Arc::new(FlakyBus::new(false));
     let mut feed = bus.subscribe("log").await.unwrap();
     let config = RelayConfig {
         retention: std::time::Duration::from_secs(3600),
@@ -321,45 +327,14 @@ async fn a_reset_bus_gets_the_retained_rows_again_and_old_rows_are_pruned(backen
     assert_eq!(entity::Entity::find().count(&db).await.unwrap(), 2);
 }
 
-/// A bus whose publishes hang until `release` is notified.
-struct HangingBus {
-    inner: InProcessBus,
-    release: tokio::sync::Notify,
-}
-
-#[async_trait::async_trait]
-impl EventBus for HangingBus {
-    async fn publish(&self, event: &Event) -> Result<(), BusError> {
-        self.release.notified().await;
-        self.inner.publish(event).await
-    }
-    async fn subscribe(&self, stream: &str) -> Result<EventStream, BusError> {
-        self.inner.subscribe(stream).await
-    }
-    async fn join_group(
-        &self,
-        stream: &str,
-        group: &str,
-        consumer: &str,
-    ) -> Result<Box<dyn GroupReader>, BusError> {
-        self.inner.join_group(stream, group, consumer).await
-    }
-    async fn ping(&self) -> Result<(), BusError> {
-        Ok(())
-    }
-    async fn mark_epoch(&self, _holder: &str) -> Result<bool, BusError> {
-        Ok(false)
-    }
-}
-
 /// A relay stuck in a publish holds no transaction or lock: another relay on the same database publishes
 /// the rows recorded meanwhile at once, skips the stuck relay's claimed rows while their lease lasts, and
 /// takes them over once it has run out.
 async fn a_stuck_relay_blocks_no_other_and_its_lease_runs_out(backend: Backend) {
     let (_guard, db) = database(backend).await;
-    let stuck_bus = Arc::new(HangingBus {
-        inner: InProcessBus::default(),
-        release: tokio::sync::Notify::new(),
+    let stuck_bus = Arc::new(FlakyBus {
+        hang: true,
+        ..FlakyBus::new(false)
     });
     let lease = std::time::Duration::from_millis(500);
     let stuck = Outbox::new().relay(

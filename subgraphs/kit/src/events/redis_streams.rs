@@ -142,6 +142,24 @@ impl RedisBus {
         format!("{}{stream}", self.config.stream_prefix)
     }
 
+    /// `XADD` of `event` (encoded as `json`) to the stream at `key`, trimmed to about `max_len`.
+    fn xadd(&self, key: &str, json: &str, event: &Event) -> redis::Cmd {
+        let mut add = redis::cmd("XADD");
+        add.arg(key)
+            .arg("MAXLEN")
+            .arg("~")
+            .arg(self.config.max_len)
+            .arg("*")
+            .arg("event")
+            .arg(json)
+            .arg("kind")
+            .arg(&event.kind);
+        if let Some(traceparent) = &event.traceparent {
+            add.arg("traceparent").arg(traceparent);
+        }
+        add
+    }
+
     /// The logical streams that have a dead-letter stream, sorted (`SCAN` for `<prefix>*:dead`).
     pub async fn dead_letter_streams(&self) -> Result<Vec<String>, BusError> {
         let mut conn = self.conn.clone();
@@ -219,19 +237,7 @@ impl RedisBus {
         })?;
         let json = serde_json::to_string(event).map_err(|e| BusError::Encode(e.to_string()))?;
         // A plain XADD, not the publish-once script: the event's dedupe marker still says it was published.
-        let mut add = redis::cmd("XADD");
-        add.arg(self.key(stream))
-            .arg("MAXLEN")
-            .arg("~")
-            .arg(self.config.max_len)
-            .arg("*")
-            .arg("event")
-            .arg(&json)
-            .arg("kind")
-            .arg(&event.kind);
-        if let Some(traceparent) = &event.traceparent {
-            add.arg("traceparent").arg(traceparent);
-        }
+        let add = self.xadd(&self.key(stream), &json, event);
         let mut pipe = redis::pipe();
         pipe.atomic()
             .add_command(add)
@@ -305,19 +311,7 @@ impl EventBus for RedisBus {
         let limit = self.config.command_timeout;
         let window = self.config.dedupe_window.as_millis();
         if window == 0 {
-            let mut add = redis::cmd("XADD");
-            add.arg(&key)
-                .arg("MAXLEN")
-                .arg("~")
-                .arg(self.config.max_len)
-                .arg("*")
-                .arg("event")
-                .arg(&json)
-                .arg("kind")
-                .arg(&event.kind);
-            if let Some(traceparent) = &event.traceparent {
-                add.arg("traceparent").arg(traceparent);
-            }
+            let add = self.xadd(&key, &json, event);
             query::<String>(&mut conn, add, limit).await?;
         } else {
             let marker = format!("{}published:{}", self.config.stream_prefix, event.event_id);
