@@ -113,6 +113,14 @@ pub async fn require_router(State(gate): State<Gate>, request: Request, next: Ne
                 "request body too large",
             );
         }
+        // The connection's body-read timeout: the client is too slow, not wrong (408, as on open routes).
+        Err(err) if shippy_security::connections::is_body_timeout(&err) => {
+            return error_response(
+                StatusCode::REQUEST_TIMEOUT,
+                "REQUEST_TIMEOUT",
+                "the request body did not arrive in time",
+            );
+        }
         Err(err) => {
             tracing::debug!(error = %err, "could not read a request body");
             return error_response(

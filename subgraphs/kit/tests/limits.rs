@@ -20,6 +20,7 @@ use shippy_security::{
         ConnectionLimits,
         testing::{idle_connections, stalled_body},
     },
+    signing::SHARED_SECRET_HEADER,
     websocket::WebSocketLimits,
 };
 use tokio::{
@@ -219,6 +220,7 @@ async fn idle_connections_cannot_starve_the_subgraph() {
     let query = || {
         client
             .post(server.url("/graphql"))
+            .header(SHARED_SECRET_HEADER, testing::TEST_SUBGRAPH_SECRET)
             .json(&json!({ "query": "{ ping }" }))
             .send()
     };
@@ -246,6 +248,7 @@ async fn idle_connections_cannot_starve_the_subgraph() {
     }
     let fresh: Value = reqwest::Client::new()
         .post(server.url("/graphql"))
+        .header(SHARED_SECRET_HEADER, testing::TEST_SUBGRAPH_SECRET)
         .json(&json!({ "query": "{ ping }" }))
         .send()
         .await
