@@ -10,5 +10,7 @@
 
 pub mod claims;
 pub mod connections;
+pub mod login_limits;
+pub mod revocation;
 pub mod signing;
 pub mod websocket;
