@@ -18,6 +18,7 @@ use std::time::Duration;
 use jsonwebtoken::errors::ErrorKind;
 use jsonwebtoken::{Algorithm, DecodingKey, Header, Validation};
 use serde::de::DeserializeOwned;
+use serde_json::{Map, Value as Json};
 
 /// The leeway both ends use unless configured otherwise: enough for ordinary clock skew between
 /// hosts, short enough that an expired token dies within half a minute.
@@ -141,6 +142,9 @@ impl ClaimPolicy {
 
     /// Verifies `token` with `key`, whose algorithm is `algorithm` (from configuration, never from
     /// the token), and returns its claims.
+    ///
+    /// The claims are checked as a JSON object first and only then read as `T`, so a token that
+    /// lacks a claim `T` needs is refused for that claim, not as "malformed".
     pub fn decode<T: DeserializeOwned>(
         &self,
         token: &str,
@@ -151,9 +155,11 @@ impl ClaimPolicy {
         if header.alg != algorithm {
             return Err(ClaimError::WrongAlgorithm);
         }
-        jsonwebtoken::decode::<T>(token, key, &self.validation(algorithm))
-            .map(|data| data.claims)
-            .map_err(|e| classify(e.into_kind()))
+        let claims =
+            jsonwebtoken::decode::<Map<String, Json>>(token, key, &self.validation(algorithm))
+                .map_err(|e| classify(e.into_kind()))?
+                .claims;
+        serde_json::from_value(Json::Object(claims)).map_err(|_| ClaimError::Malformed)
     }
 }
 
@@ -193,7 +199,7 @@ pub fn classify(kind: ErrorKind) -> ClaimError {
 #[cfg(test)]
 mod tests {
     use jsonwebtoken::EncodingKey;
-    use serde_json::{Map, Value as Json, json};
+    use serde_json::json;
 
     use super::*;
 

@@ -2,16 +2,19 @@
 //!
 //! The key is chosen by the token header's `alg` (and `kid` for a key set), and a key is only
 //! ever used with its own algorithm: an HS256 token is never checked against an RSA public key
-//! read as an HMAC secret, `alg: none` is never accepted.
+//! read as an HMAC secret, `alg: none` is never accepted. What a token must say besides its
+//! signature (`exp`, `nbf`, `iss`, `aud`) is `shippy_security::claims`' one policy, the subgraphs'
+//! too. A token with a `jti` is then looked up in the revocation store, when there is one.
 
 use std::path::Path;
 use std::sync::Arc;
 
 use http::HeaderMap;
 use http::header::HeaderName;
-use jsonwebtoken::errors::ErrorKind;
-use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+use jsonwebtoken::{Algorithm, DecodingKey};
 use serde_json::{Map, Value as Json};
+use shippy_security::claims::{self, ClaimError, ClaimPolicy};
+use shippy_security::revocation::RevocationStore;
 
 use super::Identity;
 use super::jwks::JwksSource;
@@ -42,6 +45,27 @@ pub enum TokenError {
     MissingClaim(String),
     #[error("the token cannot be verified right now")]
     KeysUnavailable,
+    /// Its `jti` was revoked (`logout`) and the token has not expired yet.
+    #[error("the token has been revoked")]
+    Revoked,
+    /// The revocation store did not answer, so the token cannot be trusted.
+    #[error("the token cannot be checked for revocation right now")]
+    RevocationUnavailable,
+}
+
+impl From<ClaimError> for TokenError {
+    fn from(error: ClaimError) -> Self {
+        match error {
+            ClaimError::Malformed => TokenError::Malformed,
+            ClaimError::WrongAlgorithm => TokenError::WrongAlgorithm,
+            ClaimError::BadSignature => TokenError::BadSignature,
+            ClaimError::Expired => TokenError::Expired,
+            ClaimError::NotYetValid => TokenError::NotYetValid,
+            ClaimError::WrongIssuer => TokenError::WrongIssuer,
+            ClaimError::WrongAudience => TokenError::WrongAudience,
+            ClaimError::MissingClaim(claim) => TokenError::MissingClaim(claim),
+        }
+    }
 }
 
 /// Why the verifier could not be set up (an operator error at start-up or reload).
@@ -70,9 +94,9 @@ pub struct JwtVerifier {
     secret: Option<DecodingKey>,
     public_key: Option<(Algorithm, DecodingKey)>,
     jwks: Option<Arc<JwksSource>>,
-    issuers: Vec<String>,
-    audiences: Vec<String>,
-    leeway: u64,
+    policy: ClaimPolicy,
+    /// Where `logout` records revoked token ids; `None` checks nothing.
+    revocations: Option<Arc<dyn RevocationStore>>,
     header_name: HeaderName,
     header_prefix: String,
 }
@@ -119,12 +143,19 @@ impl JwtVerifier {
                 .map(|s| DecodingKey::from_secret(s.expose().as_bytes())),
             public_key,
             jwks,
-            issuers: config.issuers.clone(),
-            audiences: config.audiences.clone(),
-            leeway: config.leeway.as_secs(),
+            policy: ClaimPolicy::new(config.leeway)
+                .with_issuers(config.issuers.iter().cloned())
+                .with_audiences(config.audiences.iter().cloned()),
+            revocations: None,
             header_name,
             header_prefix: config.header_prefix.clone(),
         }))
+    }
+
+    /// Checks every token that has a `jti` against `store` from now on.
+    pub fn with_revocations(mut self, store: Arc<dyn RevocationStore>) -> JwtVerifier {
+        self.revocations = Some(store);
+        self
     }
 
     pub fn jwks(&self) -> Option<&Arc<JwksSource>> {
@@ -159,10 +190,14 @@ impl JwtVerifier {
 
     /// Verifies one compact JWT.
     pub async fn verify(&self, token: &str) -> Result<Identity, TokenError> {
-        let header = jsonwebtoken::decode_header(token).map_err(|e| match e.kind() {
-            ErrorKind::InvalidAlgorithmName => TokenError::WrongAlgorithm,
-            _ => TokenError::Malformed,
-        })?;
+        let identity = self.verify_signed(token).await?;
+        self.check_revoked(&identity).await?;
+        Ok(identity)
+    }
+
+    /// Signature and claims, without the revocation check.
+    async fn verify_signed(&self, token: &str) -> Result<Identity, TokenError> {
+        let header = claims::header(token)?;
         let algorithm = header.alg;
         let keys: Vec<DecodingKey> = match algorithm {
             Algorithm::HS256 => self.secret.iter().cloned().collect(),
@@ -195,13 +230,17 @@ impl JwtVerifier {
                 TokenError::WrongAlgorithm
             });
         }
-        let validation = self.validation(algorithm);
         let mut last = TokenError::BadSignature;
         for key in &keys {
-            match jsonwebtoken::decode::<Map<String, Json>>(token, key, &validation) {
-                Ok(data) => return Ok(Identity::new(data.claims)),
+            // Every key here is one configured for `algorithm`, so pinning to it is pinning to
+            // the key.
+            match self
+                .policy
+                .decode::<Map<String, Json>>(token, key, algorithm)
+            {
+                Ok(claims) => return Ok(Identity::new(claims)),
                 Err(error) => {
-                    last = classify(error.into_kind());
+                    last = error.into();
                     // Only a signature mismatch means another key of the set may fit.
                     if last != TokenError::BadSignature {
                         return Err(last);
@@ -223,37 +262,21 @@ impl JwtVerifier {
         }
     }
 
-    fn validation(&self, algorithm: Algorithm) -> Validation {
-        let mut validation = Validation::new(algorithm);
-        validation.leeway = self.leeway;
-        validation.validate_exp = true;
-        validation.validate_nbf = true;
-        validation.set_required_spec_claims(&["exp"]);
-        if !self.issuers.is_empty() {
-            validation.set_issuer(&self.issuers);
+    /// Refuses a token whose `jti` was revoked; a store that cannot answer refuses too, since a
+    /// revoked token must never pass for want of an answer.
+    async fn check_revoked(&self, identity: &Identity) -> Result<(), TokenError> {
+        let (Some(store), Some(jti)) = (&self.revocations, identity.claim_text("jti")) else {
+            return Ok(());
+        };
+        match store.is_revoked(&jti).await {
+            Ok(false) => Ok(()),
+            Ok(true) => Err(TokenError::Revoked),
+            Err(error) => {
+                tracing::warn!(%error, "revocation store unavailable; refusing the token");
+                metrics::counter!("shippy_router_revocation_store_errors_total").increment(1);
+                Err(TokenError::RevocationUnavailable)
+            }
         }
-        if self.audiences.is_empty() {
-            validation.validate_aud = false;
-        } else {
-            validation.set_audience(&self.audiences);
-        }
-        validation
-    }
-}
-
-fn classify(kind: ErrorKind) -> TokenError {
-    match kind {
-        ErrorKind::InvalidSignature => TokenError::BadSignature,
-        ErrorKind::ExpiredSignature => TokenError::Expired,
-        ErrorKind::ImmatureSignature => TokenError::NotYetValid,
-        ErrorKind::InvalidIssuer => TokenError::WrongIssuer,
-        ErrorKind::InvalidAudience => TokenError::WrongAudience,
-        ErrorKind::InvalidAlgorithm
-        | ErrorKind::InvalidAlgorithmName
-        | ErrorKind::MissingAlgorithm
-        | ErrorKind::InvalidKeyFormat => TokenError::WrongAlgorithm,
-        ErrorKind::MissingRequiredClaim(claim) => TokenError::MissingClaim(claim),
-        _ => TokenError::Malformed,
     }
 }
 
@@ -486,6 +509,108 @@ mod tests {
         assert_eq!(
             verifier.verify(&hs256(&no_exp)).await,
             Err(TokenError::MissingClaim("exp".into()))
+        );
+    }
+
+    /// The claim matrix of issue 14 on the router side: the subgraphs' policy too.
+    #[tokio::test]
+    async fn claim_matrix() {
+        let verifier = JwtVerifier::from_config(&JwtConfig {
+            leeway: std::time::Duration::from_secs(30),
+            ..config()
+        })
+        .unwrap()
+        .unwrap();
+        let with = |field: &str, value: Json| {
+            let mut claims = claims();
+            claims[field] = value;
+            hs256(&claims)
+        };
+        let without = |field: &str| {
+            let mut claims = claims();
+            claims.as_object_mut().unwrap().remove(field);
+            hs256(&claims)
+        };
+        // `nbf` and `exp` share the leeway.
+        assert!(
+            verifier
+                .verify(&with("nbf", json!(now() + 20)))
+                .await
+                .is_ok()
+        );
+        assert_eq!(
+            verifier.verify(&with("nbf", json!(now() + 60))).await,
+            Err(TokenError::NotYetValid)
+        );
+        assert!(
+            verifier
+                .verify(&with("exp", json!(now() - 20)))
+                .await
+                .is_ok()
+        );
+        assert_eq!(
+            verifier.verify(&with("exp", json!(now() - 60))).await,
+            Err(TokenError::Expired)
+        );
+        // Issuers and audiences are configured: a token without them is refused.
+        for claim in ["iss", "aud"] {
+            assert_eq!(
+                verifier.verify(&without(claim)).await,
+                Err(TokenError::MissingClaim(claim.into()))
+            );
+        }
+        // Not configured: not required.
+        let open = JwtVerifier::from_config(&JwtConfig {
+            issuers: Vec::new(),
+            audiences: Vec::new(),
+            ..config()
+        })
+        .unwrap()
+        .unwrap();
+        assert!(open.verify(&without("iss")).await.is_ok());
+        assert!(open.verify(&without("aud")).await.is_ok());
+        // `alg: none` is a wrong algorithm, whatever its case.
+        let payload = hs256(&claims()).split('.').nth(1).unwrap().to_owned();
+        // {"alg":"none","typ":"JWT"}
+        let none = format!("eyJhbGciOiJub25lIiwidHlwIjoiSldUIn0.{payload}.");
+        assert_eq!(
+            verifier.verify(&none).await,
+            Err(TokenError::WrongAlgorithm)
+        );
+    }
+
+    #[tokio::test]
+    async fn revoked_tokens_are_refused_until_they_expire() {
+        use shippy_security::revocation::MemoryRevocations;
+        let store = Arc::new(MemoryRevocations::default());
+        let verifier = verifier().with_revocations(store.clone());
+        let mut revoked = claims();
+        revoked["jti"] = json!("token-1");
+        let mut other = claims();
+        other["jti"] = json!("token-2");
+        assert!(verifier.verify(&hs256(&revoked)).await.is_ok());
+        store.revoke("token-1", now() + 600).await.unwrap();
+        assert_eq!(
+            verifier.verify(&hs256(&revoked)).await,
+            Err(TokenError::Revoked)
+        );
+        assert!(verifier.verify(&hs256(&other)).await.is_ok());
+        // Tokens without an id cannot be revoked; they pass as before.
+        assert!(verifier.verify(&hs256(&claims())).await.is_ok());
+        // A store that cannot answer refuses the token rather than letting it through.
+        let down = shippy_security::revocation::RedisRevocations::new(
+            "redis://127.0.0.1:1",
+            "x:",
+            std::time::Duration::from_millis(200),
+        )
+        .unwrap();
+        let verifier = JwtVerifier::from_config(&config())
+            .unwrap()
+            .unwrap()
+            .with_revocations(Arc::new(down));
+        assert_eq!(
+            verifier.verify(&hs256(&other)).await,
+            Err(TokenError::RevocationUnavailable)
         );
     }
 

@@ -13,8 +13,9 @@ use std::{
 
 use async_graphql::Context;
 use axum::http::{HeaderMap, header::AUTHORIZATION};
-use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation, errors::ErrorKind};
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header};
 use serde::{Deserialize, Serialize};
+use shippy_security::claims::{ClaimError, ClaimPolicy};
 
 use crate::{
     config::{AuthConfig, JwtAlgorithm},
@@ -46,6 +47,10 @@ pub struct Claims {
     pub iss: String,
     /// Audience; verifiers accept only the configured one.
     pub aud: String,
+    /// The token's id (a UUID), the handle `logout` revokes it by. Tokens issued before ids were
+    /// introduced have none and cannot be revoked; they expire as usual.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jti: Option<String>,
 }
 
 impl Claims {
@@ -80,9 +85,12 @@ pub enum TokenError {
     /// Signed with an algorithm we do not accept.
     #[error("the token algorithm is not accepted")]
     WrongAlgorithm,
-    /// `exp` is in the past.
+    /// `exp` is in the past (beyond the leeway).
     #[error("the token has expired")]
     Expired,
+    /// `nbf` is in the future (beyond the leeway).
+    #[error("the token is not valid yet")]
+    NotYetValid,
     /// `iss` is not ours.
     #[error("the token issuer is not accepted")]
     WrongIssuer,
@@ -92,6 +100,21 @@ pub enum TokenError {
     /// A required claim is absent.
     #[error("the token lacks the `{0}` claim")]
     MissingClaim(String),
+}
+
+impl From<ClaimError> for TokenError {
+    fn from(error: ClaimError) -> Self {
+        match error {
+            ClaimError::Malformed => TokenError::Malformed,
+            ClaimError::WrongAlgorithm => TokenError::WrongAlgorithm,
+            ClaimError::BadSignature => TokenError::BadSignature,
+            ClaimError::Expired => TokenError::Expired,
+            ClaimError::NotYetValid => TokenError::NotYetValid,
+            ClaimError::WrongIssuer => TokenError::WrongIssuer,
+            ClaimError::WrongAudience => TokenError::WrongAudience,
+            ClaimError::MissingClaim(claim) => TokenError::MissingClaim(claim),
+        }
+    }
 }
 
 /// Why the JWT keys could not be set up (a start-up error for the operator).
@@ -183,17 +206,21 @@ fn invalid(path: &Path, algorithm: JwtAlgorithm, err: jsonwebtoken::errors::Erro
     }
 }
 
-/// Verifies bearer tokens against the configured key, issuer and audience.
+/// Verifies bearer tokens against the configured key, issuer and audience, under the claim policy
+/// the router applies too (`shippy_security::claims`).
 #[derive(Clone)]
 pub struct JwtVerifier {
     key: DecodingKey,
-    validation: Validation,
+    /// The configured algorithm; a token whose header names another is refused.
+    algorithm: Algorithm,
+    policy: ClaimPolicy,
 }
 
 impl std::fmt::Debug for JwtVerifier {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("JwtVerifier")
-            .field("algorithms", &self.validation.algorithms)
+            .field("algorithm", &self.algorithm)
+            .field("policy", &self.policy)
             .finish_non_exhaustive()
     }
 }
@@ -212,29 +239,22 @@ impl JwtVerifier {
                 DecodingKey::from_ec_pem(&pem).map_err(|e| invalid(&path, alg, e))?
             }
         };
-        let mut validation = Validation::new(algorithm(cfg.algorithm));
-        validation.set_issuer(&[&cfg.issuer]);
-        validation.set_audience(&[&cfg.audience]);
-        validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
-        validation.leeway = cfg.leeway.as_secs();
-        Ok(Self { key, validation })
+        let policy = ClaimPolicy::new(cfg.leeway)
+            .with_issuers([cfg.issuer.clone()])
+            .with_audiences([cfg.audience.clone()])
+            .requiring_subject();
+        Ok(Self {
+            key,
+            algorithm: algorithm(cfg.algorithm),
+            policy,
+        })
     }
 
     /// Verifies a token and returns its claims.
     pub fn verify(&self, token: &str) -> Result<Claims, TokenError> {
-        jsonwebtoken::decode::<Claims>(token, &self.key, &self.validation)
-            .map(|data| data.claims)
-            .map_err(|err| match err.into_kind() {
-                ErrorKind::InvalidSignature => TokenError::BadSignature,
-                ErrorKind::ExpiredSignature => TokenError::Expired,
-                ErrorKind::InvalidIssuer => TokenError::WrongIssuer,
-                ErrorKind::InvalidAudience => TokenError::WrongAudience,
-                ErrorKind::InvalidAlgorithm
-                | ErrorKind::InvalidAlgorithmName
-                | ErrorKind::MissingAlgorithm => TokenError::WrongAlgorithm,
-                ErrorKind::MissingRequiredClaim(claim) => TokenError::MissingClaim(claim),
-                _ => TokenError::Malformed,
-            })
+        Ok(self
+            .policy
+            .decode::<Claims>(token, &self.key, self.algorithm)?)
     }
 
     /// Reads the `Authorization` header: no header is [`Caller::Anonymous`]; a header that is not a valid
@@ -338,6 +358,7 @@ impl TokenIssuer {
             exp: issued_at.saturating_add(ttl),
             iss: self.issuer.clone(),
             aud: self.audience.clone(),
+            jti: Some(uuid::Uuid::new_v4().to_string()),
         };
         let token = jsonwebtoken::encode(&self.header, &claims, &self.key)
             .map_err(|e| KeyError::Sign(e.to_string()))?;
@@ -436,6 +457,89 @@ mod tests {
         .unwrap();
         let token = other.issue("u1", "a@b.co", vec![]).unwrap().token;
         assert_eq!(verifier.verify(&token), Err(TokenError::BadSignature));
+    }
+
+    /// The claim matrix of issue 14 on the subgraph side: the same policy as the router's.
+    #[test]
+    fn claim_matrix() {
+        let cfg = AuthConfig {
+            leeway: Duration::from_secs(30),
+            ..cfg()
+        };
+        let verifier = JwtVerifier::from_config(&cfg).unwrap();
+        let now = chrono::Utc::now().timestamp();
+        let sign = |claims: serde_json::Value, alg: Algorithm| {
+            jsonwebtoken::encode(
+                &Header::new(alg),
+                &claims,
+                &EncodingKey::from_secret(b"0123456789abcdef0123456789abcdef"),
+            )
+            .unwrap()
+        };
+        let claims = |edit: &dyn Fn(&mut serde_json::Map<String, serde_json::Value>)| {
+            let mut claims = serde_json::json!({
+                "sub": "u1", "email": "a@b.co", "iat": now, "exp": now + 600,
+                "iss": "shippy", "aud": "shippy", "jti": "t1"
+            });
+            edit(claims.as_object_mut().unwrap());
+            sign(claims, Algorithm::HS256)
+        };
+        let set = |key: &'static str, value: i64| {
+            move |c: &mut serde_json::Map<String, serde_json::Value>| {
+                c.insert(key.into(), value.into());
+            }
+        };
+        let remove = |key: &'static str| {
+            move |c: &mut serde_json::Map<String, serde_json::Value>| {
+                c.remove(key);
+            }
+        };
+        let ok = verifier.verify(&claims(&|_| {})).unwrap();
+        assert_eq!(ok.jti.as_deref(), Some("t1"));
+        // `nbf` and `exp` within the leeway pass, beyond it fail, an hour ahead fails.
+        assert!(verifier.verify(&claims(&set("nbf", now + 20))).is_ok());
+        assert_eq!(
+            verifier.verify(&claims(&set("nbf", now + 60))),
+            Err(TokenError::NotYetValid)
+        );
+        assert_eq!(
+            verifier.verify(&claims(&set("nbf", now + 3600))),
+            Err(TokenError::NotYetValid)
+        );
+        assert!(verifier.verify(&claims(&set("exp", now - 20))).is_ok());
+        assert_eq!(
+            verifier.verify(&claims(&set("exp", now - 60))),
+            Err(TokenError::Expired)
+        );
+        // `iss`, `aud`, `exp` and `sub` are required.
+        for claim in ["iss", "aud", "exp", "sub"] {
+            assert_eq!(
+                verifier.verify(&claims(&remove(claim))),
+                Err(TokenError::MissingClaim(claim.into())),
+                "{claim}"
+            );
+        }
+        // Another HMAC algorithm with the same secret, and `alg: none`.
+        let hs512 = sign(
+            serde_json::json!({"sub": "u1", "email": "a@b.co", "iat": now, "exp": now + 600,
+                "iss": "shippy", "aud": "shippy"}),
+            Algorithm::HS512,
+        );
+        assert_eq!(verifier.verify(&hs512), Err(TokenError::WrongAlgorithm));
+        let good = claims(&|_| {});
+        let payload = good.split('.').nth(1).unwrap();
+        // {"alg":"none","typ":"JWT"}
+        let none = format!("eyJhbGciOiJub25lIiwidHlwIjoiSldUIn0.{payload}.");
+        assert_eq!(verifier.verify(&none), Err(TokenError::WrongAlgorithm));
+    }
+
+    #[test]
+    fn issued_tokens_carry_a_unique_id() {
+        let issuer = TokenIssuer::from_config(&cfg()).unwrap();
+        let a = issuer.issue("u1", "a@b.co", vec![]).unwrap().claims.jti;
+        let b = issuer.issue("u1", "a@b.co", vec![]).unwrap().claims.jti;
+        assert!(a.is_some() && b.is_some());
+        assert_ne!(a, b);
     }
 
     #[test]

@@ -92,7 +92,7 @@ pub struct AuthConfig {
     /// Lifetime of issued tokens (`exp - iat`). Default `1h`.
     #[serde(with = "humantime_serde")]
     pub token_ttl: Duration,
-    /// Clock skew tolerated when checking `exp`. Default `30s`.
+    /// Clock skew tolerated when checking `exp` and `nbf` alike. Default `30s`.
     #[serde(with = "humantime_serde")]
     pub leeway: Duration,
 }
