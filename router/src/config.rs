@@ -12,7 +12,7 @@ mod rate_limit;
 mod resilience;
 mod subscriptions;
 
-pub use auth::{AuthConfig, JwtConfig, PublicKeyAlgorithm, Secret};
+pub use auth::{AuthConfig, JwtConfig, PublicKeyAlgorithm, RevocationConfig, Secret};
 pub use rate_limit::{
     FailurePolicy, FieldRateLimit, LimitKey, RateLimitBackend, RateLimitConfig,
     RedisRateLimitConfig, RequestRateLimit,
