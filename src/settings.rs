@@ -168,6 +168,7 @@ impl Settings {
             server: self.server.clone(),
             relay: self.relay.clone(),
             events: self.events.clone(),
+            revocations: None,
         }
     }
 }

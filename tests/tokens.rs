@@ -8,7 +8,8 @@ use serde_json::json;
 use support::Running;
 
 const REGISTER: &str = "mutation($input: RegisterInput!) { register(input: $input) { token } }";
-const LOGIN: &str = "mutation($e: String!, $p: String!) { login(email: $e, password: $p) { token } }";
+const LOGIN: &str =
+    "mutation($e: String!, $p: String!) { login(email: $e, password: $p) { token } }";
 const LOGOUT: &str = "mutation { logout }";
 const ME: &str = "{ me { email } }";
 
@@ -53,7 +54,10 @@ async fn logout_revokes_the_token_at_the_router_and_a_new_login_works() {
     let other = router.query(ME, json!({}), Some(&second)).await;
     assert_eq!(other.data()["me"]["email"], "ada@example.com");
     let relogin = router.query(LOGIN, credentials, None).await;
-    let third = relogin.data()["login"]["token"].as_str().unwrap().to_owned();
+    let third = relogin.data()["login"]["token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     let me = router.query(ME, json!({}), Some(&third)).await;
     assert_eq!(me.data()["me"]["email"], "ada@example.com");
 

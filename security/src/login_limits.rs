@@ -22,6 +22,10 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 
+/// The header a router puts the caller's IP address in on every subgraph request (replacing any
+/// the client sent), so that a subgraph behind it can limit per client, not per router.
+pub const CLIENT_IP_HEADER: &str = "shippy-client-ip";
+
 /// Login limit settings (`SHIPPY_LOGIN_LIMITS__...` in the user subgraph).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]

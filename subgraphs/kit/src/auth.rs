@@ -366,6 +366,29 @@ impl TokenIssuer {
     }
 }
 
+/// The client's IP address, put into every HTTP request's context by the server: the
+/// `shippy-client-ip` header a router sets ([`shippy_security::login_limits::CLIENT_IP_HEADER`]),
+/// else the TCP peer when the server knows it. Used for per-client limits (login), never for access.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ClientIp(pub Option<std::net::IpAddr>);
+
+impl ClientIp {
+    /// Reads the router's header (first address of a list), falling back to `peer`.
+    pub fn from_request(headers: &HeaderMap, peer: Option<std::net::IpAddr>) -> Self {
+        let forwarded = headers
+            .get(shippy_security::login_limits::CLIENT_IP_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split(',').next())
+            .and_then(|v| v.trim().parse().ok());
+        Self(forwarded.or(peer))
+    }
+}
+
+/// The client's IP address, if the request said or the server knew it.
+pub fn client_ip(ctx: &Context<'_>) -> Option<std::net::IpAddr> {
+    ctx.data_opt::<ClientIp>().and_then(|ip| ip.0)
+}
+
 /// The caller's claims, if a valid token came with the request.
 pub fn caller<'a>(ctx: &'a Context<'_>) -> Option<&'a Claims> {
     match ctx.data_opt::<Caller>() {
@@ -540,6 +563,27 @@ mod tests {
         let b = issuer.issue("u1", "a@b.co", vec![]).unwrap().claims.jti;
         assert!(a.is_some() && b.is_some());
         assert_ne!(a, b);
+    }
+
+    #[test]
+    fn client_ip_prefers_the_router_header_then_the_peer() {
+        let peer: std::net::IpAddr = "10.0.0.1".parse().unwrap();
+        let mut headers = HeaderMap::new();
+        assert_eq!(ClientIp::from_request(&headers, None), ClientIp(None));
+        assert_eq!(
+            ClientIp::from_request(&headers, Some(peer)),
+            ClientIp(Some(peer))
+        );
+        headers.insert("shippy-client-ip", "203.0.113.7, 10.0.0.2".parse().unwrap());
+        assert_eq!(
+            ClientIp::from_request(&headers, Some(peer)),
+            ClientIp(Some("203.0.113.7".parse().unwrap()))
+        );
+        headers.insert("shippy-client-ip", "not an address".parse().unwrap());
+        assert_eq!(
+            ClientIp::from_request(&headers, Some(peer)),
+            ClientIp(Some(peer))
+        );
     }
 
     #[test]

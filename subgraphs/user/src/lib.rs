@@ -23,6 +23,10 @@ use shippy_kit::{
     shutdown::CancellationToken,
     supervisor::SupervisorError,
 };
+use shippy_security::{
+    login_limits::LoginLimiter,
+    revocation::{MemoryRevocations, RevocationStore},
+};
 use tokio::net::TcpListener;
 
 pub use graphql::UserSchema;
@@ -40,6 +44,10 @@ pub struct State {
     pub tokens: Arc<TokenIssuer>,
     /// Wakes the relay after a commit that recorded events.
     pub outbox: Outbox,
+    /// Where `logout` records revoked token ids (the router reads them).
+    pub revocations: Arc<dyn RevocationStore>,
+    /// Login limits per account and per client IP.
+    pub login_limits: Arc<LoginLimiter>,
 }
 
 /// Builds the schema; without `state` it can only describe itself (for SDL export).
@@ -79,6 +87,17 @@ pub struct UserService {
     state: State,
 }
 
+/// The store `logout` writes to: the one the process was given, else one of this subgraph's own (which
+/// only a router in the same process could read, so say so).
+fn revocation_store(config: &SubgraphConfig) -> Arc<dyn RevocationStore> {
+    config.revocations.clone().unwrap_or_else(|| {
+        tracing::warn!(
+            "no revocation store configured: logouts are kept in this process only, where no router sees them"
+        );
+        Arc::new(MemoryRevocations::default())
+    })
+}
+
 /// Migrates the database and loads keys.
 pub async fn start(config: SubgraphConfig, bus: Arc<dyn EventBus>) -> Result<UserService, Error> {
     let tokens = Arc::new(TokenIssuer::from_config(&config.auth).map_err(StartError::from)?);
@@ -87,6 +106,8 @@ pub async fn start(config: SubgraphConfig, bus: Arc<dyn EventBus>) -> Result<Use
         db: runtime.db.clone(),
         tokens,
         outbox: runtime.outbox.clone(),
+        revocations: revocation_store(&runtime.config),
+        login_limits: Arc::new(LoginLimiter::new(&runtime.config.auth.login_limits)),
     };
     Ok(UserService { runtime, state })
 }
