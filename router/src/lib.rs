@@ -91,6 +91,19 @@ impl Router {
     /// Loads a supergraph (checks its `@link`s, builds the planner and the API schema) and sets
     /// up a client per subgraph. Fails with a clear error when anything cannot be used.
     pub fn from_supergraph_sdl(sdl: &str, config: RouterConfig) -> Result<Router, RouterError> {
+        let revocations = auth::revocation_store(&config.auth.revocation, &config.rate_limit)
+            .map_err(RouterError::Config)?;
+        Router::from_supergraph_sdl_with_revocations(sdl, config, revocations)
+    }
+
+    /// Like [`from_supergraph_sdl`](Self::from_supergraph_sdl), with revoked token ids read from
+    /// `revocations` instead of the store `auth.revocation` describes: `shippy up` shares one with
+    /// its user subgraph, so that a `logout` there is seen here.
+    pub fn from_supergraph_sdl_with_revocations(
+        sdl: &str,
+        config: RouterConfig,
+        revocations: Arc<dyn shippy_security::revocation::RevocationStore>,
+    ) -> Result<Router, RouterError> {
         // The metrics registry first, so nothing recorded from here on is lost.
         telemetry::register_gauges();
         let planner = QueryPlanner::new(sdl)?;
@@ -141,7 +154,13 @@ impl Router {
             })
             .collect::<Result<Vec<_>, _>>()?;
         Ok(Router {
-            state: Arc::new(RouterState::new(config, planner, clients, forward_headers)?),
+            state: Arc::new(RouterState::new(
+                config,
+                planner,
+                clients,
+                forward_headers,
+                revocations,
+            )?),
         })
     }
 
@@ -283,6 +302,10 @@ impl Router {
             "rate_limit.requests",
             config.rate_limit.requests != current.rate_limit.requests,
         );
+        note(
+            "auth.revocation",
+            config.auth.revocation != current.auth.revocation,
+        );
         let mut live_config = config;
         live_config.http = current.http.clone();
         live_config.query_planning = current.query_planning.clone();
@@ -291,6 +314,7 @@ impl Router {
         live_config.reload = current.reload.clone();
         live_config.subscriptions = current.subscriptions.clone();
         live_config.rate_limit.requests = current.rate_limit.requests.clone();
+        live_config.auth.revocation = current.auth.revocation.clone();
         let previous = self.state.live.load_full();
         let changed = live_config != previous.config;
         let closes_subscriptions =
@@ -300,6 +324,7 @@ impl Router {
                 live_config,
                 &self.state.rate_limit_directives,
                 previous.generation + 1,
+                &self.state.revocations,
             )?;
             self.state.live.store(Arc::new(live));
             // Operations prepared under the old limits must not be served again.

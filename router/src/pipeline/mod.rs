@@ -55,6 +55,8 @@ use http::header::{ALLOW, HeaderName, HeaderValue, RETRY_AFTER};
 use http::{HeaderMap, Method, StatusCode};
 use http_body_util::{BodyExt, Limited};
 use quick_cache::sync::Cache;
+use shippy_security::login_limits::CLIENT_IP_HEADER;
+use shippy_security::revocation::RevocationStore;
 use tracing::Instrument;
 use xxhash_rust::xxh3::Xxh3;
 
@@ -106,6 +108,9 @@ pub struct RouterState {
     pub client_ip_header: Option<HeaderName>,
     /// Subscription connections and the upstream streams they share.
     pub subscriptions: Arc<crate::subscriptions::Hub>,
+    /// Revoked token ids (the user subgraph's `logout`). Made once at start-up, so that `shippy up`
+    /// can share its store with the user subgraph; every verifier a reload builds checks it.
+    pub revocations: Arc<dyn RevocationStore>,
 }
 
 /// The configuration that can change while serving, with what is built from it.
@@ -124,10 +129,11 @@ impl Live {
         config: RouterConfig,
         directives: &[(String, FieldRateLimit)],
         generation: u64,
+        revocations: &Arc<dyn RevocationStore>,
     ) -> Result<Live, RouterError> {
         let verifier = JwtVerifier::from_config(&config.auth.jwt)
             .map_err(|e| RouterError::Config(e.to_string()))?
-            .map(Arc::new);
+            .map(|verifier| Arc::new(verifier.with_revocations(Arc::clone(revocations))));
         let rate_limits = RateLimits::new(&config.rate_limit, directives.to_vec())
             .map_err(|e| RouterError::Config(e.to_string()))?;
         let csrf_headers = config
@@ -194,6 +200,7 @@ impl RouterState {
         planner: QueryPlanner,
         subgraphs: Vec<SubgraphClient>,
         forward_headers: Vec<HeaderName>,
+        revocations: Arc<dyn RevocationStore>,
     ) -> Result<RouterState, RouterError> {
         let schema = Schema::new(Arc::clone(planner.api_schema()));
         let operations = Cache::new(config.query_planning.operation_cache_size.max(1));
@@ -217,7 +224,7 @@ impl RouterState {
                 })
             })
             .transpose()?;
-        let live = Live::new(config.clone(), &rate_limit_directives, 0)?;
+        let live = Live::new(config.clone(), &rate_limit_directives, 0, &revocations)?;
         if !access.is_empty() && live.verifier.is_none() {
             tracing::warn!(
                 "**********************************************************************\n\
@@ -245,6 +252,7 @@ impl RouterState {
             inbound: InboundDedupe::default(),
             client_ip_header,
             subscriptions,
+            revocations,
         })
     }
 
@@ -741,7 +749,17 @@ pub async fn admit(
         .await
         .map_err(|rejection| Refusal::Rejected(rejection.status, rejection.errors.clone()))?;
     let errors = verdicts.errors(guards);
-    let headers = forwarded_headers(&state.forward_headers, caller.headers);
+    let mut headers = forwarded_headers(&state.forward_headers, caller.headers);
+    // The client's address, for the user subgraph's login limits: set by the router alone (a
+    // client's own value is never passed on), and only on mutations, so that identical queries
+    // of different clients still share one subgraph fetch.
+    headers.remove(CLIENT_IP_HEADER);
+    if prepared.kind == OperationKind::Mutation
+        && let Some(ip) = caller.ip
+        && let Ok(value) = HeaderValue::from_str(&ip.to_string())
+    {
+        headers.insert(CLIENT_IP_HEADER, value);
+    }
     Ok(Admitted {
         prepared,
         variables,
