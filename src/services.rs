@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use futures::future::BoxFuture;
-use shippy_kit::{CancellationToken, db, events::EventBus, server::SubgraphConfig};
+use shippy_kit::{CancellationToken, db, events::EventBus, server::SubgraphConfig, subgraph};
 use tokio::net::TcpListener;
 
 /// Runs a subgraph on a bound listener until shutdown.
@@ -39,39 +39,48 @@ pub const SUBGRAPHS: &[Subgraph] = &[
         name: shippy_user::NAME,
         port_offset: 1,
         run: |listener, config, bus, shutdown| {
-            Box::pin(async move { Ok(shippy_user::run(listener, config, bus, shutdown).await?) })
+            Box::pin(async move {
+                Ok(subgraph::run::<shippy_user::User>(listener, config, bus, shutdown).await?)
+            })
         },
         migrate: |url| Box::pin(migrate::<shippy_migrations::user::Migrator>(url)),
-        sdl: shippy_user::sdl,
+        sdl: subgraph::sdl::<shippy_user::User>,
     },
     Subgraph {
         name: shippy_vessel::NAME,
         port_offset: 2,
         run: |listener, config, bus, shutdown| {
-            Box::pin(async move { Ok(shippy_vessel::run(listener, config, bus, shutdown).await?) })
+            Box::pin(async move {
+                Ok(subgraph::run::<shippy_vessel::Vessel>(listener, config, bus, shutdown).await?)
+            })
         },
         migrate: |url| Box::pin(migrate::<shippy_migrations::vessel::Migrator>(url)),
-        sdl: shippy_vessel::sdl,
+        sdl: subgraph::sdl::<shippy_vessel::Vessel>,
     },
     Subgraph {
         name: shippy_consignment::NAME,
         port_offset: 3,
         run: |listener, config, bus, shutdown| {
-            Box::pin(
-                async move { Ok(shippy_consignment::run(listener, config, bus, shutdown).await?) },
-            )
+            Box::pin(async move {
+                Ok(subgraph::run::<shippy_consignment::Consignment>(
+                    listener, config, bus, shutdown,
+                )
+                .await?)
+            })
         },
         migrate: |url| Box::pin(migrate::<shippy_migrations::consignment::Migrator>(url)),
-        sdl: shippy_consignment::sdl,
+        sdl: subgraph::sdl::<shippy_consignment::Consignment>,
     },
     Subgraph {
         name: shippy_log::NAME,
         port_offset: 4,
         run: |listener, config, bus, shutdown| {
-            Box::pin(async move { Ok(shippy_log::run(listener, config, bus, shutdown).await?) })
+            Box::pin(async move {
+                Ok(subgraph::run::<shippy_log::Log>(listener, config, bus, shutdown).await?)
+            })
         },
         migrate: |url| Box::pin(migrate::<shippy_migrations::log::Migrator>(url)),
-        sdl: shippy_log::sdl,
+        sdl: subgraph::sdl::<shippy_log::Log>,
     },
 ];
 

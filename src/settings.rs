@@ -187,7 +187,6 @@ impl Settings {
     pub fn subgraph_config(&self, database_url: String) -> SubgraphConfig {
         SubgraphConfig {
             database_url,
-            redis_url: self.redis_url.clone(),
             auth: self.auth.clone(),
             server: self.server.clone(),
             relay: self.relay.clone(),

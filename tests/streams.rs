@@ -340,7 +340,15 @@ async fn no_event_is_lost_while_redis_is_unreachable() {
     .await
     .unwrap();
     assert_eq!(ready.status(), 503);
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    // The relay tried (and failed) at least twice during the outage before anything is counted.
+    let retried = "SELECT count(*) FROM outbox WHERE published_at IS NULL AND attempts >= 2";
+    for _ in 0..300 {
+        if count(&cdb, retried).await >= 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(count(&cdb, retried).await >= 1, "the relay keeps trying");
     assert_eq!(
         count(
             &cdb,
@@ -360,16 +368,27 @@ async fn no_event_is_lost_while_redis_is_unreachable() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert_eq!(count(&ldb, stored).await, 11, "every event arrived");
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // Settled: the outbox is empty and the log's group has read and acknowledged everything, so no
+    // duplicate is still on its way.
+    let unsent = "SELECT count(*) FROM outbox WHERE published_at IS NULL";
+    let mut redis = ns.connection().await;
+    let mut settled = false;
+    for _ in 0..300 {
+        let groups: redis::streams::StreamInfoGroupsReply = redis
+            .xinfo_groups(format!("{}log", ns.prefix))
+            .await
+            .unwrap();
+        let log_group = groups.groups.iter().find(|g| g.name == "log");
+        if count(&cdb, unsent).await == 0
+            && log_group.is_some_and(|g| g.lag == Some(0) && g.pending == 0)
+        {
+            settled = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(settled, "everything published, read and acknowledged");
     assert_eq!(count(&ldb, stored).await, 11, "and only once");
-    assert_eq!(
-        count(
-            &cdb,
-            "SELECT count(*) FROM outbox WHERE published_at IS NULL"
-        )
-        .await,
-        0
-    );
     let found: i64 = count(
         &ldb,
         &format!(
@@ -388,7 +407,6 @@ async fn no_event_is_lost_while_redis_is_unreachable() {
     );
 
     // Published once each, too: the log stream holds 11 consignment.created entries, no more.
-    let mut redis = ns.connection().await;
     let entries: redis::streams::StreamRangeReply =
         redis.xrange_all(format!("{}log", ns.prefix)).await.unwrap();
     let kinds: Vec<String> = entries

@@ -4,8 +4,12 @@
 //! (whose objects are sorted maps unless `preserve_order` is on workspace-wide) cannot judge them.
 //! [`Json`] keeps objects as ordered key/value lists, and [`first_difference`] names the first place
 //! two documents part, which is what a failing benchmark run needs to print.
+//!
+//! This is the one order-keeping JSON tree of the workspace: the router's federation corpus
+//! (`router/tests/corpus/harness/json.rs`) includes this file for its tree and adds its own
+//! response comparison on top.
 
-use std::fmt;
+use std::fmt::{self, Write as _};
 
 use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
 
@@ -21,8 +25,10 @@ pub enum Json {
 }
 
 impl Json {
-    pub fn parse(bytes: &[u8]) -> Result<Json, serde_json::Error> {
-        serde_json::from_slice(bytes)
+    /// Parses JSON text (a `&str` or bytes), keeping object key order. A duplicate key is an
+    /// error: it would make the order of a response ambiguous.
+    pub fn parse(bytes: impl AsRef<[u8]>) -> Result<Json, serde_json::Error> {
+        serde_json::from_slice(bytes.as_ref())
     }
 
     /// The value under `key` if this is an object that has it.
@@ -30,6 +36,110 @@ impl Json {
         match self {
             Json::Object(fields) => fields.iter().find(|(k, _)| k == key).map(|(_, v)| v),
             _ => None,
+        }
+    }
+
+    /// The mutable value under `key` when this is an object.
+    pub fn get_mut(&mut self, key: &str) -> Option<&mut Json> {
+        match self {
+            Json::Object(entries) => entries.iter_mut().find(|(k, _)| k == key).map(|(_, v)| v),
+            _ => None,
+        }
+    }
+
+    /// Follows a path of object keys and array indexes (given as decimal strings).
+    pub fn pointer_mut(&mut self, path: &[&str]) -> Option<&mut Json> {
+        let mut current = self;
+        for segment in path {
+            current = match current {
+                Json::Object(_) => current.get_mut(segment)?,
+                Json::Array(items) => items.get_mut(segment.parse::<usize>().ok()?)?,
+                _ => return None,
+            };
+        }
+        Some(current)
+    }
+
+    /// Reverses the key order of every object in the tree and adds `key: value` to each object
+    /// that has no such key: a subgraph answering out of selection order and with fields nobody
+    /// asked for, which a router must neither pass on nor depend on.
+    pub fn scramble(&mut self, key: &str, value: &Json) {
+        match self {
+            Json::Object(entries) => {
+                entries.reverse();
+                for (_, child) in entries.iter_mut() {
+                    child.scramble(key, value);
+                }
+                if !entries.iter().any(|(k, _)| k == key) {
+                    entries.push((key.to_owned(), value.clone()));
+                }
+            }
+            Json::Array(items) => items.iter_mut().for_each(|item| item.scramble(key, value)),
+            _ => {}
+        }
+    }
+
+    /// Compact JSON text, keys in their stored order.
+    pub fn to_compact(&self) -> String {
+        let mut out = String::new();
+        self.write(&mut out, None, 0);
+        out
+    }
+
+    /// Indented JSON text, keys in their stored order.
+    pub fn to_pretty(&self) -> String {
+        let mut out = String::new();
+        self.write(&mut out, Some(2), 0);
+        out
+    }
+
+    fn write(&self, out: &mut String, indent: Option<usize>, depth: usize) {
+        let newline = |out: &mut String, depth: usize| {
+            if let Some(width) = indent {
+                out.push('\n');
+                out.extend(std::iter::repeat_n(' ', width * depth));
+            }
+        };
+        match self {
+            Json::Null => out.push_str("null"),
+            Json::Bool(b) => {
+                let _ = write!(out, "{b}");
+            }
+            Json::Number(n) => {
+                let _ = write!(out, "{n}");
+            }
+            Json::String(s) => out.push_str(&serde_json::Value::String(s.clone()).to_string()),
+            Json::Array(items) if items.is_empty() => out.push_str("[]"),
+            Json::Object(entries) if entries.is_empty() => out.push_str("{}"),
+            Json::Array(items) => {
+                out.push('[');
+                for (i, item) in items.iter().enumerate() {
+                    if i > 0 {
+                        out.push(',');
+                    }
+                    newline(out, depth + 1);
+                    item.write(out, indent, depth + 1);
+                }
+                newline(out, depth);
+                out.push(']');
+            }
+            Json::Object(entries) => {
+                out.push('{');
+                for (i, (key, value)) in entries.iter().enumerate() {
+                    if i > 0 {
+                        out.push(',');
+                    }
+                    newline(out, depth + 1);
+                    out.push_str(&serde_json::Value::String(key.clone()).to_string());
+                    out.push(':');
+                    if indent.is_some() {
+                        out.push(' ');
+                    }
+                    value.write(out, indent, depth + 1);
+                }
+                newline(out, depth);
+                out.push('}');
+            }
         }
     }
 
@@ -49,6 +159,29 @@ impl Json {
                 format!("an object with keys [{}]", keys.join(", "))
             }
         }
+    }
+}
+
+impl From<&serde_json::Value> for Json {
+    fn from(value: &serde_json::Value) -> Json {
+        match value {
+            serde_json::Value::Null => Json::Null,
+            serde_json::Value::Bool(b) => Json::Bool(*b),
+            serde_json::Value::Number(n) => Json::Number(n.clone()),
+            serde_json::Value::String(s) => Json::String(s.clone()),
+            serde_json::Value::Array(items) => Json::Array(items.iter().map(Json::from).collect()),
+            serde_json::Value::Object(map) => Json::Object(
+                map.iter()
+                    .map(|(k, v)| (k.clone(), Json::from(v)))
+                    .collect(),
+            ),
+        }
+    }
+}
+
+impl fmt::Display for Json {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.to_compact())
     }
 }
 
@@ -208,8 +341,11 @@ impl<'de> Visitor<'de> for JsonVisitor {
     }
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Json, A::Error> {
-        let mut fields = Vec::with_capacity(map.size_hint().unwrap_or(0));
+        let mut fields: Vec<(String, Json)> = Vec::with_capacity(map.size_hint().unwrap_or(0));
         while let Some((key, value)) = map.next_entry::<String, Json>()? {
+            if fields.iter().any(|(k, _)| *k == key) {
+                return Err(de::Error::custom(format!("duplicate key {key:?}")));
+            }
             fields.push((key, value));
         }
         Ok(Json::Object(fields))
@@ -219,7 +355,6 @@ impl<'de> Visitor<'de> for JsonVisitor {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::workload::EXPECTED_RESPONSE;
 
     fn json(text: &str) -> Json {
         Json::parse(text.as_bytes()).unwrap()
@@ -231,7 +366,7 @@ mod tests {
 
     #[test]
     fn identical_documents_have_no_difference() {
-        let expected = json(EXPECTED_RESPONSE);
+        let expected = json(r#"{"data":{"users":[{"id":"1","name":"Ada"}]},"errors":[]}"#);
         assert_eq!(first_difference(&expected, &expected.clone()), None);
         assert_eq!(
             diff(
@@ -295,6 +430,16 @@ mod tests {
         let long = "x".repeat(100);
         let message = diff(&format!("[\"{long}\"]"), "[\"y\"]").unwrap();
         assert!(message.len() < 100, "{message}");
+    }
+
+    #[test]
+    fn text_keeps_key_order_and_duplicates_are_refused() {
+        let text = r#"{"b":1,"a":[true,null,"x"]}"#;
+        assert_eq!(Json::parse(text).unwrap().to_compact(), text);
+        assert!(
+            Json::parse(r#"{"a":1,"a":2}"#).is_err(),
+            "a duplicate key is an error"
+        );
     }
 
     #[test]

@@ -37,6 +37,15 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_expected_response_equals_itself_in_the_order_keeping_tree() {
+        let expected = crate::json::Json::parse(EXPECTED_RESPONSE).unwrap();
+        assert_eq!(
+            crate::json::first_difference(&expected, &expected.clone()),
+            None
+        );
+    }
+
+    #[test]
     fn supergraph_urls_are_rewritten_for_every_subgraph() {
         let sdl = supergraph_for("http://127.0.0.1:5123/");
         assert!(!sdl.contains(PUBLISHED_SUBGRAPHS_URL));

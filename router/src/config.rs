@@ -4,30 +4,59 @@
 //! Unknown keys are rejected so a typo never silently falls back to a default. Durations are
 //! human-readable (`30s`, `1m`). [`RouterConfig::load`] also checks the values (a limit of 0, a
 //! malformed rate-limit rule, a breaker percentage above 100) so mistakes fail at start-up or
-//! reload, never at the first request. The sections of issue 6 live in submodules: `auth`,
-//! `rate_limit` and `resilience`.
+//! reload, never at the first request. `RouterConfig` and its checks live here, each section in
+//! its own file; `RouterConfig::keep_restart_only` says which sections are live (applied by a
+//! reload) and which need a restart.
 
 mod auth;
+mod http;
+mod limits;
+mod query_planning;
 mod rate_limit;
+mod reload;
 mod resilience;
+mod subgraphs;
 mod subscriptions;
 
 pub use auth::{AuthConfig, JwtConfig, PublicKeyAlgorithm, RevocationConfig, Secret};
+pub use http::{CsrfConfig, HttpConfig};
+pub use limits::LimitsConfig;
+pub use query_planning::QueryPlanningConfig;
 pub use rate_limit::{
     FailurePolicy, FieldRateLimit, LimitKey, RateLimitBackend, RateLimitConfig,
-    RedisRateLimitConfig, RequestRateLimit,
+    RedisRateLimitConfig, RequestRateLimit, RuleError,
 };
+pub use reload::ReloadConfig;
 pub use resilience::{CircuitBreakerConfig, HealthCheckConfig, LoadBalancing, RetryConfig};
+pub use subgraphs::{EffectiveSubgraphConfig, SubgraphDefaults, SubgraphOverride};
 pub use subscriptions::{SlowClientPolicy, SubscriptionsConfig};
 
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
 
 use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml, Yaml};
 use serde::{Deserialize, Serialize};
+
+/// Why a configuration cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// Values serde cannot check: every problem found, one per line.
+    #[error("{}", .problems.join("\n"))]
+    Invalid {
+        /// One message per problem, naming the setting.
+        problems: Vec<String>,
+    },
+    /// A setting names an HTTP header that is not a valid header name.
+    #[error("`{setting}`: `{name}` is not a valid header name")]
+    HeaderName {
+        /// The setting, e.g. `csrf.required_headers`.
+        setting: &'static str,
+        /// The name given.
+        name: String,
+    },
+}
 
 /// Everything the router can be configured with. `RouterConfig::default()` is a working setup.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -76,235 +105,130 @@ impl Default for RouterConfig {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct HttpConfig {
-    /// Address to listen on (the `--listen` flag overrides it).
-    pub listen: SocketAddr,
-    /// Path of the GraphQL endpoint (GET and POST).
-    pub graphql_path: String,
-    /// Path of the health check, which answers 200 once the router serves.
-    pub health_path: String,
-    /// Largest accepted request body in bytes; larger bodies get 413.
-    pub max_body_size: usize,
-    /// How long shutdown waits for in-flight requests before closing connections.
-    #[serde(with = "humantime_serde")]
-    pub shutdown_timeout: Duration,
-    /// Identical queries in flight at the same time (same text, operation name, variables and
-    /// forwarded headers, so the same identity) share one execution and one response.
-    pub dedupe: bool,
-    /// Header holding the client IP as set by a trusted proxy (e.g. `x-forwarded-for`, whose
-    /// first address is used). Unset: the TCP peer address. Only set it behind a proxy that
-    /// overwrites the header, or clients choose their own rate-limit key.
-    pub client_ip_header: Option<String>,
-    /// Serve the Shippy web UI at `/` (and its files under `/assets/`). Turn it off when the
-    /// router fronts subgraphs other than Shippy's.
-    pub ui: bool,
-    /// Serve the GraphiQL playground (assets embedded, no CDN) on `GET <graphql_path>` to browsers
-    /// (`Accept: text/html`); other GET requests are GraphQL queries as usual.
-    pub playground: bool,
-}
-
-impl Default for HttpConfig {
-    fn default() -> Self {
-        HttpConfig {
-            listen: SocketAddr::from(([127, 0, 0, 1], 4000)),
-            graphql_path: "/graphql".to_string(),
-            health_path: "/health".to_string(),
-            max_body_size: 2 * 1024 * 1024,
-            shutdown_timeout: Duration::from_secs(10),
-            dedupe: true,
-            client_ip_header: None,
-            ui: true,
-            playground: true,
-        }
+/// Keeps `running`'s value of a restart-only setting, noting `name` when `new` differs.
+fn keep_running<T: PartialEq + Clone>(
+    restart_required: &mut Vec<&'static str>,
+    name: &'static str,
+    new: T,
+    running: &T,
+) -> T {
+    if new != *running {
+        restart_required.push(name);
     }
+    running.clone()
 }
 
-/// Rejects requests a browser could send cross-site without a CORS preflight: a GET (or a POST
-/// with a "simple" content type) must carry one of `required_headers`. POSTs with
-/// `Content-Type: application/json` always pass (they need a preflight).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct CsrfConfig {
-    pub enabled: bool,
-    /// Any one of these headers (with any value) proves a preflight.
-    pub required_headers: Vec<String>,
-}
-
-impl Default for CsrfConfig {
-    fn default() -> Self {
-        CsrfConfig {
-            enabled: true,
-            required_headers: vec![
-                "apollo-require-preflight".into(),
-                "x-apollo-operation-name".into(),
-            ],
+/// Parses the header name a setting gives (case-insensitive, stored lower-case).
+pub(crate) fn header_name(
+    setting: &'static str,
+    name: &str,
+) -> Result<::http::HeaderName, ConfigError> {
+    ::http::HeaderName::from_bytes(name.to_ascii_lowercase().as_bytes()).map_err(|_| {
+        ConfigError::HeaderName {
+            setting,
+            name: name.to_string(),
         }
-    }
-}
-
-/// Limits on an operation's shape, checked right after parsing. Each violation is a 400 with
-/// `extensions.code` naming the limit (`MAX_DEPTH_EXCEEDED`...) and `extensions.limit` its value.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct LimitsConfig {
-    /// Most lexical tokens a query may have before parsing stops (bounds parser work).
-    pub max_tokens: usize,
-    /// Deepest field nesting (`{ a { b } }` is 2), through fragments.
-    pub max_depth: usize,
-    /// Most aliased fields in the operation, fragments included.
-    pub max_aliases: usize,
-    /// Most fields selected at the root of the operation, fragments included.
-    pub max_root_fields: usize,
-    /// Most directives on one field, fragment spread or inline fragment.
-    pub max_directives_per_field: usize,
-}
-
-impl Default for LimitsConfig {
-    fn default() -> Self {
-        LimitsConfig {
-            max_tokens: 15_000,
-            max_depth: 64,
-            max_aliases: 256,
-            max_root_fields: 128,
-            max_directives_per_field: 16,
-        }
-    }
-}
-
-/// Hot reload of the config file. Sections that can change safely while serving (`limits`,
-/// `csrf`, `introspection`, `auth`, `rate_limit`) are applied at once; changes elsewhere are
-/// logged as needing a restart and ignored.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct ReloadConfig {
-    /// Watch the file given with `--config`.
-    pub watch: bool,
-    /// How often the file is checked for changes.
-    #[serde(with = "humantime_serde")]
-    pub interval: Duration,
-}
-
-impl Default for ReloadConfig {
-    fn default() -> Self {
-        ReloadConfig {
-            watch: true,
-            interval: Duration::from_secs(2),
-        }
-    }
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct QueryPlanningConfig {
-    /// Plans kept, keyed by normalized operation and operation name.
-    pub cache_size: usize,
-    /// Prepared operations kept, keyed by query text and operation name (skips parse, validate,
-    /// normalize and the plan lookup for repeated queries; rejected queries are cached too).
-    pub operation_cache_size: usize,
-    /// Planning gives up after this long and the request gets `QUERY_PLANNING_FAILED`.
-    #[serde(with = "humantime_serde")]
-    pub timeout: Duration,
-}
-
-impl Default for QueryPlanningConfig {
-    fn default() -> Self {
-        QueryPlanningConfig {
-            cache_size: 1024,
-            operation_cache_size: 2048,
-            timeout: Duration::from_secs(10),
-        }
-    }
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct SubgraphDefaults {
-    /// Time allowed for one subgraph request (connect, send, full response).
-    #[serde(with = "humantime_serde")]
-    pub timeout: Duration,
-    /// Share one upstream call between identical in-flight queries (same URL, body and forwarded
-    /// headers). Mutations are never deduplicated.
-    pub dedupe: bool,
-    /// Most concurrent requests (HTTP/1.1 connections) to one subgraph; more wait for a free slot
-    /// within the request timeout.
-    pub max_connections: usize,
-    /// Idle keep-alive connections are closed after this long.
-    #[serde(with = "humantime_serde")]
-    pub pool_idle_timeout: Duration,
-    /// Largest subgraph response body accepted, in bytes.
-    pub max_response_size: usize,
-    /// Client request headers copied to subgraph requests (case-insensitive). The
-    /// `authorization` header is how subgraphs verify the caller themselves.
-    pub forward_headers: Vec<String>,
-    /// Send the verified JWT claims to subgraphs as `extensions.claims` of each request, so they
-    /// can read them without parsing the token (they still verify the forwarded token).
-    pub forward_claims: bool,
-    pub circuit_breaker: CircuitBreakerConfig,
-    pub retry: RetryConfig,
-    /// With several URLs: `round_robin` or `least_outstanding`.
-    pub load_balancing: LoadBalancing,
-    pub health_check: HealthCheckConfig,
-}
-
-impl Default for SubgraphDefaults {
-    fn default() -> Self {
-        SubgraphDefaults {
-            timeout: Duration::from_secs(30),
-            dedupe: true,
-            max_connections: 256,
-            pool_idle_timeout: Duration::from_secs(90),
-            max_response_size: 64 * 1024 * 1024,
-            forward_headers: vec![
-                "authorization".into(),
-                "traceparent".into(),
-                "tracestate".into(),
-            ],
-            forward_claims: true,
-            circuit_breaker: CircuitBreakerConfig::default(),
-            retry: RetryConfig::default(),
-            load_balancing: LoadBalancing::RoundRobin,
-            health_check: HealthCheckConfig::default(),
-        }
-    }
-}
-
-/// Overrides for one subgraph; unset fields use `subgraph_defaults`. A section given here
-/// (`circuit_breaker`, `retry`, `health_check`) replaces the default section as a whole; its
-/// unset keys take the built-in defaults.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct SubgraphOverride {
-    /// Replaces the URL from the supergraph's `join__graph(url:)`.
-    pub url: Option<String>,
-    /// Several replicas of the subgraph, load-balanced; replaces `url` and the supergraph's URL.
-    pub urls: Vec<String>,
-    #[serde(with = "humantime_serde::option")]
-    pub timeout: Option<Duration>,
-    pub dedupe: Option<bool>,
-    pub max_connections: Option<usize>,
-    pub forward_claims: Option<bool>,
-    pub circuit_breaker: Option<CircuitBreakerConfig>,
-    pub retry: Option<RetryConfig>,
-    pub load_balancing: Option<LoadBalancing>,
-    pub health_check: Option<HealthCheckConfig>,
-}
-
-/// Settings of one subgraph after applying overrides to the defaults.
-#[derive(Debug, Clone, PartialEq)]
-pub struct EffectiveSubgraphConfig {
-    pub timeout: Duration,
-    pub dedupe: bool,
-    pub max_connections: usize,
-    pub forward_claims: bool,
-    pub circuit_breaker: CircuitBreakerConfig,
-    pub retry: RetryConfig,
-    pub load_balancing: LoadBalancing,
-    pub health_check: HealthCheckConfig,
+    })
 }
 
 impl RouterConfig {
+    /// Splits a new configuration into what a reload applies while serving and what needs a
+    /// restart: returns `self` with every restart-only setting replaced by `running`'s, and the
+    /// names of those that differed. Every field is named here (no `..`), so a new setting does
+    /// not compile until it is classified as live or restart-only.
+    pub(crate) fn keep_restart_only(
+        self,
+        running: &RouterConfig,
+    ) -> (RouterConfig, Vec<&'static str>) {
+        let RouterConfig {
+            http,
+            csrf,
+            limits,
+            query_planning,
+            introspection,
+            auth,
+            rate_limit,
+            subgraph_defaults,
+            subgraphs,
+            reload,
+            subscriptions,
+        } = self;
+        let RateLimitConfig {
+            backend,
+            redis,
+            key_claim,
+            fields,
+            max_keys_per_limit,
+            requests,
+        } = rate_limit;
+        let AuthConfig {
+            jwt,
+            scopes_claim,
+            revocation,
+        } = auth;
+        let mut restart = Vec::new();
+        let http = keep_running(&mut restart, "http", http, &running.http);
+        // The store is made once at start-up (and may be shared with a user subgraph).
+        let revocation = keep_running(
+            &mut restart,
+            "auth.revocation",
+            revocation,
+            &running.auth.revocation,
+        );
+        let query_planning = keep_running(
+            &mut restart,
+            "query_planning",
+            query_planning,
+            &running.query_planning,
+        );
+        let subgraph_defaults = keep_running(
+            &mut restart,
+            "subgraph_defaults",
+            subgraph_defaults,
+            &running.subgraph_defaults,
+        );
+        let subgraphs = keep_running(&mut restart, "subgraphs", subgraphs, &running.subgraphs);
+        let reload = keep_running(&mut restart, "reload", reload, &running.reload);
+        let subscriptions = keep_running(
+            &mut restart,
+            "subscriptions",
+            subscriptions,
+            &running.subscriptions,
+        );
+        let requests = keep_running(
+            &mut restart,
+            "rate_limit.requests",
+            requests,
+            &running.rate_limit.requests,
+        );
+        let live = RouterConfig {
+            http,
+            // Live: applied to the next request.
+            csrf,
+            limits,
+            query_planning,
+            introspection,
+            auth: AuthConfig {
+                jwt,
+                scopes_claim,
+                revocation,
+            },
+            rate_limit: RateLimitConfig {
+                backend,
+                redis,
+                key_claim,
+                fields,
+                max_keys_per_limit,
+                requests,
+            },
+            subgraph_defaults,
+            subgraphs,
+            reload,
+            subscriptions,
+        };
+        (live, restart)
+    }
+
     /// Loads defaults, then `file` (YAML or TOML by extension), then `SHIPPY_ROUTER__*` variables.
     pub fn load(file: Option<&Path>) -> Result<RouterConfig, Box<figment::Error>> {
         RouterConfig::load_with_prefix(file, "SHIPPY_ROUTER__")
@@ -333,12 +257,12 @@ impl RouterConfig {
             .map_err(Box::new)?;
         config
             .check()
-            .map_err(|e| Box::new(figment::Error::from(e)))?;
+            .map_err(|e| Box::new(figment::Error::from(e.to_string())))?;
         Ok(config)
     }
 
-    /// Checks values serde cannot: every problem found, one per line.
-    pub fn check(&self) -> Result<(), String> {
+    /// Checks values serde cannot: every problem found.
+    pub fn check(&self) -> Result<(), ConfigError> {
         let mut problems = Vec::new();
         let limits = &self.limits;
         for (name, value) in [
@@ -410,9 +334,13 @@ impl RouterConfig {
             if retry.max_attempts == 0 {
                 problems.push(format!("`{at}.retry.max_attempts` must be at least 1"));
             }
-            if !(0.0..=10.0).contains(&retry.budget_ratio) || retry.budget_window.is_zero() {
+            // The window bounds are those of tower's `TpsBudget`, which keeps the budget.
+            if !(0.0..=10.0).contains(&retry.budget_ratio)
+                || !(Duration::from_secs(1)..=Duration::from_secs(60))
+                    .contains(&retry.budget_window)
+            {
                 problems.push(format!(
-                    "`{at}.retry` needs `budget_ratio` between 0 and 10 and a positive `budget_window`"
+                    "`{at}.retry` needs `budget_ratio` between 0 and 10 and a `budget_window` between 1s and 60s"
                 ));
             }
             if health.interval.is_zero()
@@ -452,10 +380,11 @@ impl RouterConfig {
         if problems.is_empty() {
             Ok(())
         } else {
-            Err(problems.join("\n"))
+            Err(ConfigError::Invalid { problems })
         }
     }
 
+    /// The settings of subgraph `name`: its overrides applied to `subgraph_defaults`.
     pub fn subgraph(&self, name: &str) -> EffectiveSubgraphConfig {
         let o = self.subgraphs.get(name).cloned().unwrap_or_default();
         let d = &self.subgraph_defaults;
@@ -486,6 +415,28 @@ fn is_name(text: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_retry_budget_window_stays_within_what_the_budget_supports() {
+        let mut config = RouterConfig::default();
+        config.subgraph_defaults.retry.budget_window = Duration::from_secs(120);
+        let error = config.check().unwrap_err().to_string();
+        assert!(error.contains("between 1s and 60s"), "{error}");
+        config.subgraph_defaults.retry.budget_window = Duration::from_secs(60);
+        config.check().unwrap();
+    }
+
+    #[test]
+    fn an_invalid_jwt_header_name_is_an_error_not_a_fallback() {
+        let mut config = RouterConfig::default();
+        config.auth.jwt.header_name = "bad header".into();
+        assert_eq!(
+            config.auth.jwt.header().unwrap_err().to_string(),
+            "`auth.jwt.header_name`: `bad header` is not a valid header name"
+        );
+        config.auth.jwt.header_name = "X-Token".into();
+        assert_eq!(config.auth.jwt.header().unwrap(), "x-token");
+    }
 
     fn write_temp(name: &str, contents: &str) -> std::path::PathBuf {
         let dir = std::env::temp_dir().join(format!(

@@ -1,27 +1,10 @@
-//! Errors: start-up failures ([`RouterError`]), and the GraphQL errors clients receive.
+//! The GraphQL errors clients receive, and their stable codes.
 //!
 //! Client-facing errors always carry a stable `extensions.code`. Internal details (planner
 //! messages, connection errors) are logged where they happen and replaced by a generic message.
 
 use serde::Serialize;
 use serde_json::{Map, Value as Json};
-
-use crate::query_planner::PlannerError;
-
-/// Why a router could not be built from a supergraph and configuration.
-#[derive(Debug, thiserror::Error)]
-pub enum RouterError {
-    #[error(transparent)]
-    Supergraph(#[from] PlannerError),
-    #[error(
-        "subgraph `{subgraph}` has no usable URL ({reason}); set it in the supergraph or under `subgraphs.{subgraph}.url`"
-    )]
-    SubgraphUrl { subgraph: String, reason: String },
-    #[error("the configuration names subgraph `{0}`, which the supergraph does not declare")]
-    UnknownSubgraph(String),
-    #[error("invalid configuration: {0}")]
-    Config(String),
-}
 
 /// Stable `extensions.code` values of the errors the router itself produces.
 pub mod codes {
@@ -92,9 +75,12 @@ pub mod codes {
     pub const SUBSCRIPTION_EVENTS_DROPPED: &str = "SUBSCRIPTION_EVENTS_DROPPED";
 }
 
+/// A position in the query text (1-based).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub struct Location {
+    /// Line, from 1.
     pub line: usize,
+    /// Column, from 1.
     pub column: usize,
 }
 
@@ -102,7 +88,9 @@ pub struct Location {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(untagged)]
 pub enum PathElement {
+    /// A response key.
     Key(String),
+    /// A list index.
     Index(usize),
 }
 
@@ -121,16 +109,21 @@ impl From<usize> for PathElement {
 /// An error in a GraphQL response, in the spec's shape.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct GraphQLError {
+    /// What went wrong, for the client.
     pub message: String,
+    /// Where in the query text.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub locations: Vec<Location>,
+    /// Where in the response.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub path: Option<Vec<PathElement>>,
+    /// `code` (always) and other details.
     #[serde(skip_serializing_if = "Map::is_empty")]
     pub extensions: Map<String, Json>,
 }
 
 impl GraphQLError {
+    /// An error with `extensions.code` set to `code`.
     pub fn new(message: impl Into<String>, code: &str) -> GraphQLError {
         let mut extensions = Map::new();
         extensions.insert("code".to_string(), Json::String(code.to_string()));
@@ -142,28 +135,41 @@ impl GraphQLError {
         }
     }
 
+    /// Sets `path`.
     pub fn with_path(mut self, path: Vec<PathElement>) -> GraphQLError {
         self.path = Some(path);
         self
     }
 
+    /// Sets `locations`.
     pub fn with_locations(mut self, locations: Vec<Location>) -> GraphQLError {
         self.locations = locations;
         self
     }
 
+    /// Adds an entry to `extensions`.
     pub fn with_extension(mut self, key: &str, value: impl Into<Json>) -> GraphQLError {
         self.extensions.insert(key.to_string(), value.into());
         self
     }
 
+    /// The `extensions.code`.
     pub fn code(&self) -> Option<&str> {
         self.extensions.get("code").and_then(Json::as_str)
     }
 }
 
 /// Appends `errors` as a JSON array.
-pub fn write_errors(out: &mut Vec<u8>, errors: &[GraphQLError]) {
+pub(crate) fn write_errors(out: &mut Vec<u8>, errors: &[GraphQLError]) {
     // Serializing plain data into a Vec cannot fail.
     let _ = serde_json::to_writer(&mut *out, errors);
+}
+
+/// Writes `{"errors":[…]}` for a request that was not executed.
+pub(crate) fn render_errors(errors: &[GraphQLError]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(128);
+    out.extend_from_slice(b"{\"errors\":");
+    write_errors(&mut out, errors);
+    out.push(b'}');
+    out
 }

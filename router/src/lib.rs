@@ -9,54 +9,80 @@
 //! # Ok(()) }
 //! ```
 //!
-//! Module map: `pipeline` is the request path (one module a stage), `query_planner` the only
-//! door to the planner crate, `subgraph` the outbound HTTP client (with `resilience`: breaker,
-//! replicas, retries), `auth` tokens and access rules, `limits` the rate limiters, `schema` the
-//! API schema index, `introspection` its resolver, `value` the executor's JSON, `config` the
-//! settings, `background` the tasks that run while serving, `subscriptions` WebSocket and SSE
-//! subscriptions (federated: entity fetches per event).
+//! Module map, top down (a module uses only modules below it; `router/README.md` has the table):
+//!
+//! - `server`: routes, serving and draining, background tasks, and the transports (`http`,
+//!   `ws`, `sse`, the web UI) over an app state of operation state + subscription hub.
+//! - `subscriptions`: the hub, shared upstream streams (`upstream`), expiry and reload rules.
+//! - `operation`: an operation's path without HTTP: prepare (parse, document limits, validate,
+//!   normalize, plan), admit (variables, authorize, rate limits), execute, render; one
+//!   `PipelineError` for every refusal.
+//! - engines: `query_planner` (the only door to the planner crate), `auth` (tokens, JWKS, access
+//!   rules), `rate_limit` (rate limiters and `@rateLimit`), `subgraph` (the outbound client with
+//!   `resilience` and `single_flight`), `graphql` (API schema index, introspection, the
+//!   executor's JSON value, AST helpers).
+//! - leaves: `config` (settings), `telemetry` (spans and metrics from plain data), `tls` (the
+//!   one rustls client setup), `error` (client-facing GraphQL errors and codes).
 
-pub mod auth;
-mod background;
+#![warn(missing_docs)]
+
+mod auth;
 pub mod cli;
 pub mod config;
 pub mod error;
-pub mod introspection;
-pub mod limits;
-pub mod pipeline;
-pub mod query_planner;
-pub mod resilience;
-pub mod schema;
-pub mod subgraph;
-pub mod subscriptions;
-pub mod telemetry;
-pub mod value;
-pub mod web;
+mod graphql;
+mod operation;
+mod query_planner;
+mod rate_limit;
+mod server;
+mod subgraph;
+mod subscriptions;
+mod telemetry;
+mod tls;
 
-use std::future::{Future, IntoFuture};
+use std::future::Future;
 use std::sync::Arc;
-
-use axum::routing::{any, get};
-use http::HeaderName;
 
 pub use cli::{RouterArgs, run};
 pub use config::RouterConfig;
-pub use error::RouterError;
-use pipeline::RouterState;
+use operation::RouterState;
+pub use query_planner::PlannerError;
 use query_planner::QueryPlanner;
+use server::AppState;
 use subgraph::SubgraphClient;
+use subscriptions::Hub;
 
-async fn health() -> impl axum::response::IntoResponse {
-    (
-        [(http::header::CONTENT_TYPE, "application/json")],
-        "{\"status\":\"pass\"}",
-    )
+/// Why a router could not be built from a supergraph and configuration.
+#[derive(Debug, thiserror::Error)]
+pub enum RouterError {
+    /// The supergraph could not be loaded.
+    #[error(transparent)]
+    Supergraph(#[from] PlannerError),
+    #[error(
+        "subgraph `{subgraph}` has no usable URL ({reason}); set it in the supergraph or under `subgraphs.{subgraph}.url`"
+    )]
+    /// A subgraph has no usable URL.
+    SubgraphUrl {
+        /// The subgraph's name.
+        subgraph: String,
+        /// What is wrong with its URL.
+        reason: subgraph::UrlError,
+    },
+    /// The configuration names a subgraph the supergraph does not declare.
+    #[error("the configuration names subgraph `{0}`, which the supergraph does not declare")]
+    UnknownSubgraph(String),
+    /// The configuration is invalid.
+    #[error("invalid configuration: {0}")]
+    Config(#[from] config::ConfigError),
+    /// The configuration cannot be applied (keys, rate limits, `@rateLimit` directives).
+    #[error("invalid configuration: {0}")]
+    Setup(#[from] operation::SetupError),
 }
 
 /// A router over one supergraph. Cheap to clone: the state is shared.
 #[derive(Clone)]
 pub struct Router {
-    state: Arc<RouterState>,
+    state: Arc<AppState>,
 }
 
 /// The state of one subgraph's resilience machinery, for diagnostics and tests.
@@ -80,10 +106,15 @@ pub struct ReloadOutcome {
 /// Cache statistics, for tests and diagnostics (also exported as metrics).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct CacheStats {
+    /// Requests whose operation had a cached plan.
     pub plan_hits: u64,
+    /// Requests whose operation was planned.
     pub plan_misses: u64,
+    /// Plans in the cache.
     pub plans_cached: usize,
+    /// Requests whose query text was already prepared.
     pub operation_hits: u64,
+    /// Requests whose query text was prepared anew.
     pub operation_misses: u64,
 }
 
@@ -92,7 +123,7 @@ impl Router {
     /// up a client per subgraph. Fails with a clear error when anything cannot be used.
     pub fn from_supergraph_sdl(sdl: &str, config: RouterConfig) -> Result<Router, RouterError> {
         let revocations = auth::revocation_store(&config.auth.revocation, &config.rate_limit)
-            .map_err(RouterError::Config)?;
+            .map_err(|e| RouterError::Setup(operation::SetupError::Revocation(e)))?;
         Router::from_supergraph_sdl_with_revocations(sdl, config, revocations)
     }
 
@@ -116,7 +147,7 @@ impl Router {
                 return Err(RouterError::UnknownSubgraph(name.clone()));
             }
         }
-        config.check().map_err(RouterError::Config)?;
+        config.check()?;
         let mut clients = Vec::with_capacity(planner.subgraphs().len());
         for subgraph in planner.subgraphs() {
             let overrides = config.subgraphs.get(&subgraph.name);
@@ -128,7 +159,7 @@ impl Router {
             if urls.iter().any(|url| url.trim().is_empty()) {
                 return Err(RouterError::SubgraphUrl {
                     subgraph: subgraph.name.clone(),
-                    reason: "it is empty".into(),
+                    reason: subgraph::UrlError::Empty,
                 });
             }
             let client = SubgraphClient::new(
@@ -147,20 +178,18 @@ impl Router {
             .subgraph_defaults
             .forward_headers
             .iter()
-            .map(|name| {
-                HeaderName::from_bytes(name.to_ascii_lowercase().as_bytes()).map_err(|_| {
-                    RouterError::Config(format!("`{name}` is not a valid header name"))
-                })
-            })
+            .map(|name| config::header_name("subgraph_defaults.forward_headers", name))
             .collect::<Result<Vec<_>, _>>()?;
+        let hub = Arc::new(Hub::new(config.subscriptions.clone()));
+        let core = Arc::new(RouterState::new(
+            config,
+            planner,
+            clients,
+            forward_headers,
+            revocations,
+        )?);
         Ok(Router {
-            state: Arc::new(RouterState::new(
-                config,
-                planner,
-                clients,
-                forward_headers,
-                revocations,
-            )?),
+            state: Arc::new(AppState { core, hub }),
         })
     }
 
@@ -168,41 +197,7 @@ impl Router {
     /// `rate_limit.requests` turns it on; browsers loading it get the playground), the health
     /// check (never limited, so probes keep working under a flood) and the web UI.
     pub fn app(&self) -> axum::Router {
-        self.app_and_request_limiter().0
-    }
-
-    fn app_and_request_limiter(
-        &self,
-    ) -> (axum::Router, Option<Arc<limits::requests::RequestLimiter>>) {
-        let http = &self.state.config.http;
-        let state = Arc::clone(&self.state);
-        let mut graphql = axum::Router::new().route(
-            &http.graphql_path,
-            any(move |request| pipeline::handle(Arc::clone(&state), request)),
-        );
-        if http.playground {
-            graphql = graphql.route_layer(axum::middleware::from_fn(web::playground));
-        }
-        let (graphql, limiter) = limits::requests::apply(
-            graphql,
-            &self.state.config.rate_limit.requests,
-            self.state.client_ip_header.clone(),
-        );
-        let metrics_state = Arc::clone(&self.state);
-        let app = graphql
-            .route(
-                "/metrics",
-                get(move || async move { telemetry::metrics_response(&metrics_state) }),
-            )
-            .route(&http.health_path, get(health));
-        // Stateless: ready as soon as it serves (what compose and load balancers probe).
-        let app = if http.health_path == "/ready" {
-            app
-        } else {
-            app.route("/ready", get(health))
-        };
-        let app = app.merge(web::routes(http));
-        (app, limiter)
+        server::app(&self.state).0
     }
 
     /// Serves on `listener` until `shutdown` completes, then drains in-flight requests for at most
@@ -214,57 +209,7 @@ impl Router {
         listener: tokio::net::TcpListener,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
-        let drain_timeout = self.state.config.http.shutdown_timeout;
-        let (app, request_limiter) = self.app_and_request_limiter();
-        let mut tasks = background::spawn(&self.state, request_limiter);
-        // Upgraded WebSocket connections are not the HTTP server's any more: they close
-        // themselves ("going away") on the hub's signal, and serving ends once they have.
-        let hub = Arc::clone(&self.state.subscriptions);
-        let drained_hub = Arc::clone(&hub);
-        let (signalled_tx, mut signalled_rx) = tokio::sync::watch::channel(false);
-        let server = axum::serve(
-            listener,
-            app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
-        )
-        .with_graceful_shutdown(async move {
-            shutdown.await;
-            hub.shut_down();
-            let _ = signalled_tx.send(true);
-        });
-        let drain_deadline = async move {
-            // Completes `drain_timeout` after the shutdown signal; never if the sender is dropped
-            // without signalling (the server then ended on its own).
-            if signalled_rx.wait_for(|signalled| *signalled).await.is_err() {
-                std::future::pending::<()>().await;
-            }
-            tokio::time::sleep(drain_timeout).await;
-        };
-        let stopped_task = async {
-            match tasks.join_next().await {
-                Some(ended) => ended,
-                None => std::future::pending().await,
-            }
-        };
-        let served = async move {
-            let result = server.into_future().await;
-            drained_hub.drained().await;
-            result
-        };
-        tokio::select! {
-            result = served => result,
-            () = drain_deadline => {
-                tracing::warn!(timeout = ?drain_timeout, "shutdown drain timed out; closing remaining connections");
-                Ok(())
-            }
-            ended = stopped_task => {
-                let reason = match ended {
-                    Ok(name) => format!("background task `{name}` stopped"),
-                    Err(error) => format!("a background task failed: {error}"),
-                };
-                tracing::error!(reason, "router stopping");
-                Err(std::io::Error::other(reason))
-            }
-        }
+        server::serve(self.state, listener, shutdown).await
     }
 
     /// Applies a new configuration while serving. The sections that are safe to change live
@@ -275,52 +220,14 @@ impl Router {
     /// see `subscriptions::reload`). Changes anywhere else are ignored and named in the outcome
     /// (they need a restart). An invalid configuration changes nothing.
     pub fn reload(&self, config: RouterConfig) -> Result<ReloadOutcome, RouterError> {
-        config.check().map_err(RouterError::Config)?;
-        let current = &self.state.config;
-        let mut restart_required = Vec::new();
-        let mut note = |name: &'static str, differs: bool| {
-            if differs {
-                restart_required.push(name);
-            }
-        };
-        note("http", config.http != current.http);
-        note(
-            "query_planning",
-            config.query_planning != current.query_planning,
-        );
-        note(
-            "subgraph_defaults",
-            config.subgraph_defaults != current.subgraph_defaults,
-        );
-        note("subgraphs", config.subgraphs != current.subgraphs);
-        note("reload", config.reload != current.reload);
-        note(
-            "subscriptions",
-            config.subscriptions != current.subscriptions,
-        );
-        note(
-            "rate_limit.requests",
-            config.rate_limit.requests != current.rate_limit.requests,
-        );
-        note(
-            "auth.revocation",
-            config.auth.revocation != current.auth.revocation,
-        );
-        let mut live_config = config;
-        live_config.http = current.http.clone();
-        live_config.query_planning = current.query_planning.clone();
-        live_config.subgraph_defaults = current.subgraph_defaults.clone();
-        live_config.subgraphs = current.subgraphs.clone();
-        live_config.reload = current.reload.clone();
-        live_config.subscriptions = current.subscriptions.clone();
-        live_config.rate_limit.requests = current.rate_limit.requests.clone();
-        live_config.auth.revocation = current.auth.revocation.clone();
+        config.check()?;
+        let (live_config, restart_required) = config.keep_restart_only(&self.state.config);
         let previous = self.state.live.load_full();
         let changed = live_config != previous.config;
         let closes_subscriptions =
             subscriptions::reload::affects_subscriptions(&previous.config, &live_config);
         if changed {
-            let live = pipeline::Live::new(
+            let live = operation::Live::new(
                 live_config,
                 &self.state.rate_limit_directives,
                 previous.generation + 1,
@@ -332,7 +239,7 @@ impl Router {
         }
         if closes_subscriptions {
             // Subscriptions admitted under the old rules reconnect under the new ones.
-            self.state.subscriptions.reloaded();
+            self.state.hub.reloaded();
         }
         if !restart_required.is_empty() {
             tracing::warn!(
@@ -348,24 +255,34 @@ impl Router {
 
     /// Reloads `path` whenever its contents change (checked every `interval`), with the same
     /// layering as at start-up (environment variables still override it). A file that does not
-    /// load is logged and the running configuration kept. Runs until dropped.
-    pub async fn watch_config(self, path: std::path::PathBuf, interval: std::time::Duration) {
-        let fingerprint = |path: &std::path::Path| {
-            std::fs::read(path)
-                .ok()
-                .map(|b| xxhash_rust::xxh3::xxh3_64(&b))
-        };
+    /// load is logged and the running configuration kept. The file is read when this is called,
+    /// so a change made after the call is always seen, however late the future first runs. Runs
+    /// until dropped.
+    pub fn watch_config(
+        self,
+        path: std::path::PathBuf,
+        interval: std::time::Duration,
+    ) -> impl Future<Output = ()> + Send + 'static {
         let mut last = fingerprint(&path);
+        async move { self.watch_config_from(path, interval, &mut last).await }
+    }
+
+    async fn watch_config_from(
+        self,
+        path: std::path::PathBuf,
+        interval: std::time::Duration,
+        last: &mut Option<u64>,
+    ) {
         let mut ticker = tokio::time::interval(interval);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         ticker.tick().await;
         loop {
             ticker.tick().await;
             let now = fingerprint(&path);
-            if now == last {
+            if now == *last {
                 continue;
             }
-            last = now;
+            *last = now;
             match RouterConfig::load(Some(&path)) {
                 Err(error) => {
                     tracing::error!(file = %path.display(), %error, "config file not reloaded: it does not load")
@@ -403,7 +320,7 @@ impl Router {
                 .as_ref()
                 .map(|p| p.text.clone())
                 .unwrap_or_default()),
-            Err(rejection) => Err(rejection.errors.clone()),
+            Err(rejection) => Err(rejection.errors().to_vec()),
         }
     }
 
@@ -412,9 +329,9 @@ impl Router {
         let client = self.state.subgraphs.iter().find(|c| c.name == name)?;
         Some(SubgraphStatus {
             breaker: client.breaker().map(|b| match b.phase() {
-                resilience::breaker::Phase::Closed => "closed",
-                resilience::breaker::Phase::Open { .. } => "open",
-                resilience::breaker::Phase::HalfOpen { .. } => "half-open",
+                subgraph::resilience::breaker::Phase::Closed => "closed",
+                subgraph::resilience::breaker::Phase::Open { .. } => "open",
+                subgraph::resilience::breaker::Phase::HalfOpen { .. } => "half-open",
             }),
             replicas: client
                 .replicas()
@@ -427,14 +344,21 @@ impl Router {
 
     /// Open subscription connections (WebSocket and SSE).
     pub fn subscription_connections(&self) -> usize {
-        self.state.subscriptions.connections()
+        self.state.hub.connections()
+    }
+
+    /// Client subscriptions attached to an upstream stream; a subscriber counts once it receives
+    /// every event the stream sends from then on.
+    pub fn subscriptions(&self) -> usize {
+        self.state.hub.subscribers()
     }
 
     /// Distinct upstream subscription streams running (identical subscriptions share one).
     pub fn subscription_streams(&self) -> usize {
-        self.state.subscriptions.upstream_streams()
+        self.state.hub.upstream_streams()
     }
 
+    /// Hits and misses of the plan and prepared-operation caches.
     pub fn cache_stats(&self) -> CacheStats {
         let (plan_hits, plan_misses) = self.state.plans.counters.snapshot();
         let (operation_hits, operation_misses) = self.state.operation_counters.snapshot();
@@ -446,4 +370,11 @@ impl Router {
             operation_misses,
         }
     }
+}
+
+/// A hash of the file's contents, `None` when it cannot be read.
+fn fingerprint(path: &std::path::Path) -> Option<u64> {
+    std::fs::read(path)
+        .ok()
+        .map(|bytes| xxhash_rust::xxh3::xxh3_64(&bytes))
 }

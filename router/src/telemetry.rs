@@ -13,22 +13,21 @@ use http::HeaderMap;
 use shippy_telemetry::metrics::names;
 use tracing::Span;
 
-use crate::pipeline::RouterState;
 use crate::query_planner::OperationKind;
-use crate::resilience::breaker::Phase;
+use crate::subgraph::resilience::breaker::Phase;
 use crate::subgraph::{FetchError, FetchResult};
 
 /// How a request ended, for `result` labels: `ok`, `error` (executed, with errors in the
 /// response) or `rejected` (refused before execution: a bad request, a limit, a 429).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Outcome {
+pub(crate) enum Outcome {
     Ok,
     Error,
     Rejected,
 }
 
 impl Outcome {
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Outcome::Ok => "ok",
             Outcome::Error => "error",
@@ -39,7 +38,7 @@ impl Outcome {
     /// The outcome of an executed request from its rendered body: `respond::render` writes the
     /// `errors` array last, so a body that has errors ends with `]}` and one without never does
     /// (it ends with the data object's `}` or `null`).
-    pub fn of_executed(body: &[u8]) -> Outcome {
+    pub(crate) fn of_executed(body: &[u8]) -> Outcome {
         if body.ends_with(b"]}") {
             Outcome::Error
         } else {
@@ -50,13 +49,13 @@ impl Outcome {
 
 /// What the pipeline learns about a request while running it, read back for the metrics.
 #[derive(Debug, Default)]
-pub struct Observed {
+pub(crate) struct Observed {
     /// Set once the operation is known (after `validate`).
-    pub kind: OnceLock<OperationKind>,
+    pub(crate) kind: OnceLock<OperationKind>,
 }
 
 /// The root span of a client request, a child of the caller's trace when the headers carry one.
-pub fn request_span(headers: &HeaderMap) -> Span {
+pub(crate) fn request_span(headers: &HeaderMap) -> Span {
     let span = tracing::info_span!(target: shippy_telemetry::SPANS, "router.request",
         otel.kind = "server",
         otel.status_code = tracing::field::Empty,
@@ -69,7 +68,7 @@ pub fn request_span(headers: &HeaderMap) -> Span {
 }
 
 /// Records a finished request on its span and in the request series.
-pub fn record_request(
+pub(crate) fn record_request(
     span: &Span,
     observed: &Observed,
     response: &Response,
@@ -89,7 +88,7 @@ pub fn record_request(
 }
 
 /// The name of a subgraph operation (`query Name(...)` gives `Name`), if it has one.
-pub fn operation_name(query: &str) -> Option<&str> {
+pub(crate) fn operation_name(query: &str) -> Option<&str> {
     let rest = query.trim_start();
     let rest = ["query", "mutation", "subscription"]
         .iter()
@@ -102,7 +101,7 @@ pub fn operation_name(query: &str) -> Option<&str> {
 }
 
 /// The span of one subgraph fetch (retries included).
-pub fn fetch_span(service: &str, kind: OperationKind, query: &str) -> Span {
+pub(crate) fn fetch_span(service: &str, kind: OperationKind, query: &str) -> Span {
     tracing::info_span!(target: shippy_telemetry::SPANS, "subgraph.fetch",
         otel.kind = "client",
         otel.status_code = tracing::field::Empty,
@@ -115,7 +114,7 @@ pub fn fetch_span(service: &str, kind: OperationKind, query: &str) -> Span {
 }
 
 /// Records a finished fetch on its span and in the fetch series.
-pub fn record_fetch(span: &Span, service: &str, result: &FetchResult, elapsed: Duration) {
+pub(crate) fn record_fetch(span: &Span, service: &str, result: &FetchResult, elapsed: Duration) {
     let error_kind = match result {
         Ok(response) => {
             span.record("http.response.status_code", response.status.as_u16());
@@ -142,32 +141,32 @@ pub fn record_fetch(span: &Span, service: &str, result: &FetchResult, elapsed: D
 }
 
 /// Counts a selection refused by its field rate limit.
-pub fn record_rate_limited(coordinate: &str) {
+pub(crate) fn record_rate_limited(coordinate: &str) {
     metrics::counter!(names::ROUTER_RATE_LIMIT_REJECTIONS, "field" => coordinate.to_owned())
         .increment(1);
 }
 
 /// Registers the router's gauges at zero so they are scraped before anything moves them (the
 /// subscription transport updates the WebSocket ones).
-pub fn register_gauges() {
+pub(crate) fn register_gauges() {
     shippy_telemetry::metrics::install();
     metrics::gauge!(names::ROUTER_WEBSOCKET_CONNECTIONS).increment(0.0);
     metrics::gauge!(names::ROUTER_SUBSCRIPTIONS).increment(0.0);
 }
 
-/// `/metrics`: breaker states are sampled now (they change on their own as time passes), then
-/// the whole registry is rendered.
-pub fn metrics_response(state: &RouterState) -> Response {
-    for client in &state.subgraphs {
-        if let Some(breaker) = client.breaker() {
-            let value = match breaker.phase() {
-                Phase::Closed => 0.0,
-                Phase::HalfOpen { .. } => 1.0,
-                Phase::Open { .. } => 2.0,
-            };
-            metrics::gauge!(names::ROUTER_CIRCUIT_BREAKER_STATE, "subgraph" => client.name.clone())
-                .set(value);
-        }
+/// `/metrics`: the breaker phases given (sampled by the caller now: they change on their own as
+/// time passes) are recorded, then the whole registry is rendered.
+pub(crate) fn metrics_response<'a>(
+    breakers: impl IntoIterator<Item = (&'a str, Phase)>,
+) -> Response {
+    for (subgraph, phase) in breakers {
+        let value = match phase {
+            Phase::Closed => 0.0,
+            Phase::HalfOpen { .. } => 1.0,
+            Phase::Open { .. } => 2.0,
+        };
+        metrics::gauge!(names::ROUTER_CIRCUIT_BREAKER_STATE, "subgraph" => subgraph.to_owned())
+            .set(value);
     }
     shippy_telemetry::metrics::response()
 }

@@ -6,6 +6,8 @@
 mod cases;
 #[path = "corpus/harness/mod.rs"]
 mod harness;
+#[path = "common/mock.rs"]
+mod mock;
 
 use harness::supergraph;
 

@@ -7,6 +7,8 @@
 #[allow(dead_code)]
 #[path = "http_api/harness.rs"]
 mod harness;
+#[path = "common/mock.rs"]
+mod mock;
 #[allow(dead_code)]
 #[path = "http_api/subgraphs.rs"]
 mod subgraphs;

@@ -1,6 +1,8 @@
 //! The router over real (in-process) subgraphs, through HTTP: the benchmark operation, GraphQL
 //! over HTTP rules, failure handling, deduplication, caches, introspection and shutdown.
 
+#[path = "common/mock.rs"]
+mod mock;
 mod http_api {
     pub mod harness;
     pub mod subgraphs;

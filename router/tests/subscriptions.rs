@@ -3,6 +3,8 @@
 //! authentication (and token expiry), identity propagation, refusal, subgraph death, shutdown,
 //! reloads and the limits.
 
+#[path = "common/mock.rs"]
+mod mock;
 #[path = "subscriptions/support.rs"]
 mod support;
 
@@ -80,12 +82,11 @@ async fn identical_subscriptions_share_one_upstream_stream() {
     env.until("the upstream subscription", || env.events.open() == 1)
         .await;
     second.subscribe("1", TICKS, json!({"from": 1})).await;
+    // The second joined the first's stream once both are attached to it; then tick.
     env.until("the second subscriber", || {
-        env.router.subscription_streams() == 1 && env.router.subscription_connections() == 2
+        env.router.subscription_streams() == 1 && env.router.subscriptions() == 2
     })
     .await;
-    // The second joined the first's stream: wait until it is attached, then tick.
-    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     env.events.tick(7);
     for client in [&mut first, &mut second] {
         let message = client.message().await;
@@ -159,7 +160,7 @@ async fn a_subgraph_refusal_reaches_the_client_as_an_error() {
 
 #[tokio::test]
 async fn a_killed_subgraph_ends_the_subscription_with_an_error() {
-    let env = start(|_| {}).await;
+    let mut env = start(|_| {}).await;
     let mut client = Client::init(&env.ws_url, &token("alice")).await;
     client.subscribe("k", TICKS, json!({"from": 1})).await;
     env.until("the upstream subscription", || env.events.open() == 1)

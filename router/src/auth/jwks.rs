@@ -26,15 +26,15 @@ const MAX_JWKS_SIZE: usize = 1024 * 1024;
 
 /// One usable key of a set.
 #[derive(Clone)]
-pub struct JwksKey {
-    pub kid: Option<String>,
-    pub algorithm: Algorithm,
-    pub key: DecodingKey,
+pub(crate) struct JwksKey {
+    pub(crate) kid: Option<String>,
+    pub(crate) algorithm: Algorithm,
+    pub(crate) key: DecodingKey,
 }
 
 /// Why a key set could not be fetched (logged; the token it was fetched for gets 401).
 #[derive(Debug, thiserror::Error)]
-pub enum JwksError {
+pub(crate) enum JwksError {
     #[error("fetching {url} failed: {reason}")]
     Fetch { url: String, reason: String },
     #[error("{url} answered HTTP {status}")]
@@ -42,13 +42,38 @@ pub enum JwksError {
     #[error("{url} did not answer within {timeout:?}")]
     Timeout { url: String, timeout: Duration },
     #[error("{url} is not a JSON Web Key Set: {reason}")]
-    Invalid { url: String, reason: String },
+    Invalid { url: String, reason: KeySetError },
+}
+
+/// Why a JWKS URL cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum SourceError {
+    /// Not a URL.
+    #[error("`{url}` is not a valid URL: {source}")]
+    Url {
+        /// The URL given.
+        url: String,
+        /// What the parser said.
+        source: http::uri::InvalidUri,
+    },
+    /// The TLS connector could not be built.
+    #[error("TLS setup failed: {0}")]
+    Tls(#[from] rustls::Error),
+}
+
+/// Why a body is not a JSON Web Key Set.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum KeySetError {
+    #[error("{0}")]
+    Json(#[from] serde_json::Error),
+    #[error("no `keys` array")]
+    NoKeys,
 }
 
 type HttpClient = Client<HttpsConnector<HttpConnector>, Empty<Bytes>>;
 
 /// A key set behind a URL.
-pub struct JwksSource {
+pub(crate) struct JwksSource {
     url: String,
     uri: Uri,
     timeout: Duration,
@@ -63,24 +88,19 @@ pub struct JwksSource {
 }
 
 impl JwksSource {
-    pub fn new(
+    pub(crate) fn new(
         url: &str,
         timeout: Duration,
         refresh_interval: Duration,
         min_refresh_interval: Duration,
-    ) -> Result<JwksSource, String> {
-        let uri: Uri = url
-            .parse()
-            .map_err(|e| format!("`{url}` is not a valid URL: {e}"))?;
+    ) -> Result<JwksSource, SourceError> {
+        let uri: Uri = url.parse().map_err(|source| SourceError::Url {
+            url: url.to_string(),
+            source,
+        })?;
         let mut http = HttpConnector::new();
-        http.enforce_http(false);
         http.set_connect_timeout(Some(timeout));
-        let connector = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_provider_and_webpki_roots(rustls::crypto::ring::default_provider())
-            .map_err(|e| format!("TLS setup failed: {e}"))?
-            .https_or_http()
-            .enable_http1()
-            .wrap_connector(http);
+        let connector = crate::tls::https_connector(http)?;
         Ok(JwksSource {
             url: url.to_string(),
             uri,
@@ -94,18 +114,18 @@ impl JwksSource {
         })
     }
 
-    pub fn url(&self) -> &str {
+    pub(crate) fn url(&self) -> &str {
         &self.url
     }
 
-    pub fn refresh_interval(&self) -> Duration {
+    pub(crate) fn refresh_interval(&self) -> Duration {
         self.refresh_interval
     }
 
     /// Keys usable for a token with this `kid` (if any) and algorithm. When none matches, waits
     /// for a fetch in flight (it may bring the key), then fetches the set itself if the last
     /// fetch is old enough (or there was none).
-    pub async fn keys_for(
+    pub(crate) async fn keys_for(
         &self,
         kid: Option<&str>,
         algorithm: Algorithm,
@@ -132,7 +152,7 @@ impl JwksSource {
     }
 
     /// Fetches the set now (the scheduled refresh); returns how many keys it holds.
-    pub async fn refresh(&self) -> Result<usize, JwksError> {
+    pub(crate) async fn refresh(&self) -> Result<usize, JwksError> {
         let _guard = self.fetching.lock().await;
         self.fetch_locked().await
     }
@@ -202,10 +222,10 @@ fn filter_algorithm(keys: Vec<JwksKey>, algorithm: Algorithm) -> Vec<JwksKey> {
 
 /// Parses `{"keys": [...]}`, skipping (and logging) keys we cannot use: encryption keys,
 /// symmetric keys, unknown types or algorithms.
-pub fn parse_key_set(body: &[u8]) -> Result<Vec<JwksKey>, String> {
-    let json: Json = serde_json::from_slice(body).map_err(|e| e.to_string())?;
+pub(crate) fn parse_key_set(body: &[u8]) -> Result<Vec<JwksKey>, KeySetError> {
+    let json: Json = serde_json::from_slice(body)?;
     let Some(items) = json.get("keys").and_then(Json::as_array) else {
-        return Err("no `keys` array".into());
+        return Err(KeySetError::NoKeys);
     };
     let mut keys = Vec::with_capacity(items.len());
     for item in items {

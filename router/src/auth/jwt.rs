@@ -22,7 +22,7 @@ use crate::config::{JwtConfig, PublicKeyAlgorithm};
 
 /// Why a presented token was refused. The message is for the client (401 `UNAUTHENTICATED`).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum TokenError {
+pub(crate) enum TokenError {
     #[error("the {header} header must be `{prefix} <token>`")]
     NotBearer { header: String, prefix: String },
     #[error("the token is malformed")]
@@ -83,14 +83,14 @@ pub enum KeyError {
         algorithm: PublicKeyAlgorithm,
         reason: String,
     },
-    #[error("`auth.jwt.header_name` `{0}` is not a valid header name")]
-    HeaderName(String),
+    #[error(transparent)]
+    HeaderName(#[from] crate::config::ConfigError),
     #[error("`auth.jwt.jwks_url`: {0}")]
-    Jwks(String),
+    Jwks(#[from] super::jwks::SourceError),
 }
 
 /// Verifies tokens against the configured keys, issuers and audiences.
-pub struct JwtVerifier {
+pub(crate) struct JwtVerifier {
     secret: Option<DecodingKey>,
     public_key: Option<(Algorithm, DecodingKey)>,
     jwks: Option<Arc<JwksSource>>,
@@ -113,7 +113,7 @@ impl std::fmt::Debug for JwtVerifier {
 
 impl JwtVerifier {
     /// The verifier `config` describes, or `None` when it configures no key at all.
-    pub fn from_config(config: &JwtConfig) -> Result<Option<JwtVerifier>, KeyError> {
+    pub(crate) fn from_config(config: &JwtConfig) -> Result<Option<JwtVerifier>, KeyError> {
         if !config.enabled() {
             return Ok(None);
         }
@@ -133,9 +133,7 @@ impl JwtVerifier {
                 .map_err(KeyError::Jwks)?,
             )),
         };
-        let header_name =
-            HeaderName::from_bytes(config.header_name.to_ascii_lowercase().as_bytes())
-                .map_err(|_| KeyError::HeaderName(config.header_name.clone()))?;
+        let header_name = config.header()?;
         Ok(Some(JwtVerifier {
             secret: config
                 .secret
@@ -153,18 +151,21 @@ impl JwtVerifier {
     }
 
     /// Checks every token that has a `jti` against `store` from now on.
-    pub fn with_revocations(mut self, store: Arc<dyn RevocationStore>) -> JwtVerifier {
+    pub(crate) fn with_revocations(mut self, store: Arc<dyn RevocationStore>) -> JwtVerifier {
         self.revocations = Some(store);
         self
     }
 
-    pub fn jwks(&self) -> Option<&Arc<JwksSource>> {
+    pub(crate) fn jwks(&self) -> Option<&Arc<JwksSource>> {
         self.jwks.as_ref()
     }
 
     /// Reads the token header: none is anonymous (`Ok(None)`); one that is not a valid token is
     /// an error, never silently anonymous.
-    pub async fn authenticate(&self, headers: &HeaderMap) -> Result<Option<Identity>, TokenError> {
+    pub(crate) async fn authenticate(
+        &self,
+        headers: &HeaderMap,
+    ) -> Result<Option<Identity>, TokenError> {
         let Some(value) = headers.get(&self.header_name) else {
             return Ok(None);
         };
@@ -189,7 +190,7 @@ impl JwtVerifier {
     }
 
     /// Verifies one compact JWT.
-    pub async fn verify(&self, token: &str) -> Result<Identity, TokenError> {
+    pub(crate) async fn verify(&self, token: &str) -> Result<Identity, TokenError> {
         let identity = self.verify_signed(token).await?;
         self.check_revoked(&identity).await?;
         Ok(identity)

@@ -5,9 +5,9 @@
 //! The pipeline's `authenticate` stage turns the request's token into an [`Identity`]; its
 //! `authorize` stage checks the operation's fields against the [`rules::AccessRules`].
 
-pub mod jwks;
-pub mod jwt;
-pub mod rules;
+pub(crate) mod jwks;
+pub(crate) mod jwt;
+pub(crate) mod rules;
 
 use std::sync::Arc;
 
@@ -15,13 +15,13 @@ use bytes::Bytes;
 use serde_json::{Map, Value as Json};
 use shippy_security::revocation::{MemoryRevocations, RedisRevocations, RevocationStore};
 
-pub use jwt::{JwtVerifier, KeyError, TokenError};
+pub(crate) use jwt::{JwtVerifier, KeyError, TokenError};
 
 use crate::config::{RateLimitConfig, RevocationConfig};
 
 /// The revocation store `revocation` describes: Redis at its `redis_url`, else at the rate-limit
 /// Redis, else this process's memory (which only a user subgraph in the same process writes to).
-pub fn revocation_store(
+pub(crate) fn revocation_store(
     revocation: &RevocationConfig,
     rate_limit: &RateLimitConfig,
 ) -> Result<Arc<dyn RevocationStore>, String> {
@@ -30,24 +30,25 @@ pub fn revocation_store(
         .as_deref()
         .or(rate_limit.redis.url.as_deref())
     {
-        Some(url) => Ok(Arc::new(
-            RedisRevocations::new(url, &revocation.key_prefix, revocation.timeout)
-                .map_err(|e| format!("`auth.revocation.redis_url`: {e}"))?,
-        )),
+        Some(url) => Ok(Arc::new(RedisRevocations::new(
+            url,
+            &revocation.key_prefix,
+            revocation.timeout,
+        )?)),
         None => Ok(Arc::new(MemoryRevocations::default())),
     }
 }
 
 /// A caller whose token was verified: its claims, as the issuer wrote them.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Identity {
+pub(crate) struct Identity {
     claims: Map<String, Json>,
     /// The claims as JSON, written once for every subgraph request that carries them.
     claims_json: Bytes,
 }
 
 impl Identity {
-    pub fn new(claims: Map<String, Json>) -> Identity {
+    pub(crate) fn new(claims: Map<String, Json>) -> Identity {
         let claims_json = Bytes::from(serde_json::to_vec(&claims).unwrap_or_default());
         Identity {
             claims,
@@ -55,16 +56,16 @@ impl Identity {
         }
     }
 
-    pub fn claims(&self) -> &Map<String, Json> {
+    pub(crate) fn claims(&self) -> &Map<String, Json> {
         &self.claims
     }
 
-    pub fn claims_json(&self) -> &Bytes {
+    pub(crate) fn claims_json(&self) -> &Bytes {
         &self.claims_json
     }
 
     /// A claim as text, for rate-limit keys: strings as they are, numbers and booleans printed.
-    pub fn claim_text(&self, name: &str) -> Option<String> {
+    pub(crate) fn claim_text(&self, name: &str) -> Option<String> {
         match self.claims.get(name)? {
             Json::String(s) if !s.is_empty() => Some(s.clone()),
             Json::Number(n) => Some(n.to_string()),
@@ -74,7 +75,7 @@ impl Identity {
     }
 
     /// The scopes in `claim`: a JSON array of strings or one space-separated string.
-    pub fn scopes(&self, claim: &str) -> Vec<&str> {
+    pub(crate) fn scopes(&self, claim: &str) -> Vec<&str> {
         match self.claims.get(claim) {
             Some(Json::String(text)) => text.split_whitespace().collect(),
             Some(Json::Array(items)) => items.iter().filter_map(Json::as_str).collect(),

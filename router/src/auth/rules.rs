@@ -13,18 +13,18 @@ use graphql_tools::parser::schema::{Definition, TypeDefinition};
 use graphql_tools::static_graphql::schema as ast;
 
 use super::Identity;
-use crate::schema::Schema;
+use crate::graphql::schema::Schema;
 
 /// What a selection needs from the caller. Every listed scope set must be satisfied.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Requirement {
-    pub authenticated: bool,
+pub(crate) struct Requirement {
+    pub(crate) authenticated: bool,
     /// One entry per `@requiresScopes`: alternatives (OR) of scope sets (AND).
-    pub scopes: Vec<Vec<Vec<String>>>,
+    pub(crate) scopes: Vec<Vec<Vec<String>>>,
 }
 
 impl Requirement {
-    pub fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         !self.authenticated && self.scopes.is_empty()
     }
 
@@ -38,7 +38,7 @@ impl Requirement {
     }
 
     /// Whether `identity` (with its scopes in `scopes_claim`) meets this requirement.
-    pub fn allows(&self, identity: Option<&Identity>, scopes_claim: &str) -> bool {
+    pub(crate) fn allows(&self, identity: Option<&Identity>, scopes_claim: &str) -> bool {
         let Some(identity) = identity else {
             return self.is_empty();
         };
@@ -53,7 +53,7 @@ impl Requirement {
 
 /// The rules of one supergraph.
 #[derive(Debug, Default)]
-pub struct AccessRules {
+pub(crate) struct AccessRules {
     types: AHashMap<String, Requirement>,
     fields: AHashMap<(String, String), Requirement>,
 }
@@ -62,7 +62,7 @@ pub struct AccessRules {
 /// imported directive keeps its import name (or its `as`); the directive named like the feature
 /// is `@<as or feature>`; any other is `@<as or feature>__<directive>`. `None` when the
 /// feature is not linked.
-pub fn linked_directive_name(
+pub(crate) fn linked_directive_name(
     document: &ast::Document,
     feature: &str,
     directive: &str,
@@ -149,7 +149,7 @@ fn schema_links(
 
 impl AccessRules {
     /// Reads the rules of a supergraph document.
-    pub fn from_supergraph(document: &ast::Document) -> AccessRules {
+    pub(crate) fn from_supergraph(document: &ast::Document) -> AccessRules {
         let authenticated = linked_directive_name(document, "authenticated", "authenticated");
         let requires_scopes = linked_directive_name(document, "requiresScopes", "requiresScopes");
         let mut rules = AccessRules::default();
@@ -196,12 +196,17 @@ impl AccessRules {
         rules
     }
 
-    pub fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.types.is_empty() && self.fields.is_empty()
     }
 
     /// What selecting `parent.field` needs (`None`: nothing).
-    pub fn for_field(&self, schema: &Schema, parent: &str, field: &str) -> Option<Requirement> {
+    pub(crate) fn for_field(
+        &self,
+        schema: &Schema,
+        parent: &str,
+        field: &str,
+    ) -> Option<Requirement> {
         if self.is_empty() || field.starts_with("__") {
             return None;
         }
@@ -233,7 +238,7 @@ impl AccessRules {
     }
 
     /// What a fragment on `type_condition` needs (`None`: nothing).
-    pub fn for_type(&self, type_condition: &str) -> Option<Requirement> {
+    pub(crate) fn for_type(&self, type_condition: &str) -> Option<Requirement> {
         self.types.get(type_condition).cloned()
     }
 }

@@ -138,7 +138,15 @@ pub enum PublicKeyAlgorithm {
 #[serde(transparent)]
 pub struct Secret(String);
 
+impl JwtConfig {
+    /// `header_name`, parsed: where tokens are read from and what subscriptions forward.
+    pub(crate) fn header(&self) -> Result<http::HeaderName, super::ConfigError> {
+        super::header_name("auth.jwt.header_name", &self.header_name)
+    }
+}
+
 impl Secret {
+    /// Wraps a secret value (never printed by `Debug`).
     pub fn new(value: impl Into<String>) -> Secret {
         Secret(value.into())
     }

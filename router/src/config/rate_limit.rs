@@ -43,13 +43,17 @@ impl Default for RateLimitConfig {
     }
 }
 
+/// Where rate-limit counters live.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum RateLimitBackend {
+    /// In this process (each router instance counts on its own).
     Memory,
+    /// In Redis (shared by every router instance).
     Redis,
 }
 
+/// The Redis backend of field rate limits.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct RedisRateLimitConfig {
@@ -76,10 +80,13 @@ impl Default for RedisRateLimitConfig {
     }
 }
 
+/// What happens when Redis cannot be reached.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum FailurePolicy {
+    /// Let the request through (availability first).
     Open,
+    /// Refuse the limited selection (protection first).
     Closed,
 }
 
@@ -88,8 +95,11 @@ pub enum FailurePolicy {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct RequestRateLimit {
+    /// Turns the whole-request limit on. Restart-only.
     pub enabled: bool,
+    /// Requests allowed per `per` (and the burst size).
     pub limit: u32,
+    /// The window of `limit`.
     #[serde(with = "humantime_serde")]
     pub per: Duration,
 }
@@ -115,9 +125,54 @@ pub enum LimitKey {
     Claim(String),
 }
 
+/// Why a rate-limit rule cannot be used. The messages name the offending text.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum RuleError {
+    /// The key is not `user`, `ip` or a claim name.
+    #[error("`{0}` is not `user`, `ip` or a claim name")]
+    Key(String),
+    /// A rule must allow at least one selection.
+    #[error("the limit must be at least 1")]
+    ZeroLimit,
+    /// A rule's period must be longer than zero.
+    #[error("the period must be longer than zero")]
+    ZeroPeriod,
+    /// The text is not `<limit> per <duration> [per user|ip|<claim>]`.
+    #[error("`{0}`: expected `<limit> per <duration> [per user|ip|<claim>]`")]
+    Shape(String),
+    /// The limit is not a whole number.
+    #[error(
+        "`{text}`: `{limit}` is not a whole number; expected `<limit> per <duration> [per user|ip|<claim>]`"
+    )]
+    Limit {
+        /// The whole rule.
+        text: String,
+        /// Its limit part.
+        limit: String,
+    },
+    /// The period is not a duration.
+    #[error("`{text}`: `{per}` is not a duration ({reason})")]
+    Period {
+        /// The whole rule.
+        text: String,
+        /// Its period part.
+        per: String,
+        /// What the duration parser said.
+        reason: humantime::DurationError,
+    },
+    /// Another problem, in the rule `text`.
+    #[error("`{text}`: {source}")]
+    In {
+        /// The whole rule.
+        text: String,
+        /// The problem.
+        source: Box<RuleError>,
+    },
+}
+
 impl LimitKey {
     /// `user`, `ip`, or a claim name.
-    pub fn parse(text: &str) -> Result<LimitKey, String> {
+    pub fn parse(text: &str) -> Result<LimitKey, RuleError> {
         match text.trim() {
             "" | "user" => Ok(LimitKey::User),
             "ip" => Ok(LimitKey::Ip),
@@ -128,7 +183,7 @@ impl LimitKey {
             {
                 Ok(LimitKey::Claim(claim.to_string()))
             }
-            other => Err(format!("`{other}` is not `user`, `ip` or a claim name")),
+            other => Err(RuleError::Key(other.to_string())),
         }
     }
 }
@@ -146,39 +201,49 @@ impl fmt::Display for LimitKey {
 /// `limit` selections per `per`, keyed by `by`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct FieldRateLimit {
+    /// Selections allowed per `per`.
     pub limit: u32,
+    /// The window of `limit`.
     pub per: Duration,
+    /// Whose quota a selection counts against.
     pub by: LimitKey,
 }
 
 impl FieldRateLimit {
     /// Checks the numbers a rule needs (a positive limit and period).
-    pub fn new(limit: u32, per: Duration, by: LimitKey) -> Result<FieldRateLimit, String> {
+    pub fn new(limit: u32, per: Duration, by: LimitKey) -> Result<FieldRateLimit, RuleError> {
         if limit == 0 {
-            return Err("the limit must be at least 1".into());
+            return Err(RuleError::ZeroLimit);
         }
         if per.is_zero() {
-            return Err("the period must be longer than zero".into());
+            return Err(RuleError::ZeroPeriod);
         }
         Ok(FieldRateLimit { limit, per, by })
     }
 
     /// `"10 per 1m"`, `"10 per 1m per user"`, `"10/1m"` is not accepted: one clear form.
-    pub fn parse(text: &str) -> Result<FieldRateLimit, String> {
+    pub fn parse(text: &str) -> Result<FieldRateLimit, RuleError> {
         let words: Vec<&str> = text.split_whitespace().collect();
-        let shape = "expected `<limit> per <duration> [per user|ip|<claim>]`";
         let (limit, per, by) = match words.as_slice() {
             [limit, "per", per] => (limit, per, "user"),
             [limit, "per", per, "per", by] => (limit, per, *by),
-            _ => return Err(format!("`{text}`: {shape}")),
+            _ => return Err(RuleError::Shape(text.to_string())),
         };
-        let limit: u32 = limit
-            .parse()
-            .map_err(|_| format!("`{text}`: `{limit}` is not a whole number; {shape}"))?;
-        let per = humantime::parse_duration(per)
-            .map_err(|e| format!("`{text}`: `{per}` is not a duration ({e})"))?;
-        let by = LimitKey::parse(by).map_err(|e| format!("`{text}`: {e}"))?;
-        FieldRateLimit::new(limit, per, by).map_err(|e| format!("`{text}`: {e}"))
+        let limit: u32 = limit.parse().map_err(|_| RuleError::Limit {
+            text: text.to_string(),
+            limit: limit.to_string(),
+        })?;
+        let per = humantime::parse_duration(per).map_err(|reason| RuleError::Period {
+            text: text.to_string(),
+            per: per.to_string(),
+            reason,
+        })?;
+        let within = |source| RuleError::In {
+            text: text.to_string(),
+            source: Box::new(source),
+        };
+        let by = LimitKey::parse(by).map_err(within)?;
+        FieldRateLimit::new(limit, per, by).map_err(within)
     }
 }
 

@@ -15,6 +15,7 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct CircuitBreakerConfig {
+    /// Turns the breaker on.
     pub enabled: bool,
     /// Requests in flight to the subgraph beyond which new ones fail at once with
     /// `SUBREQUEST_CONCURRENCY_EXCEEDED` (and count as failures).
@@ -50,6 +51,7 @@ impl Default for CircuitBreakerConfig {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct RetryConfig {
+    /// Turns retries on.
     pub enabled: bool,
     /// Attempts per fetch, the first included.
     pub max_attempts: u32,
@@ -63,7 +65,7 @@ pub struct RetryConfig {
     pub budget_ratio: f64,
     /// Retries allowed per second on top of the ratio, so a quiet subgraph can still retry.
     pub budget_min_per_second: u32,
-    /// Window over which requests and retries are counted for the budget.
+    /// Window over which requests and retries are counted for the budget (1s to 60s).
     #[serde(with = "humantime_serde")]
     pub budget_window: Duration,
 }
@@ -100,12 +102,17 @@ pub enum LoadBalancing {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct HealthCheckConfig {
+    /// Turns health checks on.
     pub enabled: bool,
+    /// Time between checks of one replica.
     #[serde(with = "humantime_serde")]
     pub interval: Duration,
+    /// Time allowed for one check.
     #[serde(with = "humantime_serde")]
     pub timeout: Duration,
+    /// Failed checks in a row that take a replica out of rotation.
     pub unhealthy_threshold: u32,
+    /// Passed checks in a row that put it back.
     pub healthy_threshold: u32,
 }
 

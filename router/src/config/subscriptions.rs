@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct SubscriptionsConfig {
+    /// Accept subscriptions over WebSocket and SSE.
     pub enabled: bool,
     /// Open subscription connections (WebSocket connections plus SSE streams) the router
     /// accepts at once; an upgrade beyond it gets HTTP 503.
@@ -47,7 +48,9 @@ pub struct SubscriptionsConfig {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum SlowClientPolicy {
+    /// Close the subscription (WebSocket 4429, an SSE error event).
     Close,
+    /// Drop the events that do not fit and report how many were lost.
     Drop,
 }
 

@@ -238,7 +238,7 @@ fn convert_fetch(
 
 fn json_string(s: &str) -> String {
     let mut out = Vec::with_capacity(s.len() + 8);
-    crate::value::write_str(&mut out, s);
+    crate::graphql::value::write_str(&mut out, s);
     String::from_utf8(out).unwrap_or_default()
 }
 

@@ -6,7 +6,7 @@
 //! on inputs it does not expect; every call into it is wrapped so a panic becomes an error.
 
 mod convert;
-pub mod plan;
+pub(crate) mod plan;
 mod selection;
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
@@ -22,36 +22,43 @@ use hive_router_query_planner::planner::{Planner, QueryPlannerOptions};
 use hive_router_query_planner::state::supergraph_state::OperationKind as HiveOperationKind;
 use hive_router_query_planner::utils::cancellation::CancellationToken;
 
-pub use plan::*;
-pub use selection::{NodeKind, OperationNode};
+pub(crate) use plan::*;
+pub(crate) use selection::{NodeKind, OperationNode};
 
 /// A subgraph declared by the supergraph's `join__Graph` enum.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SubgraphDefinition {
+pub(crate) struct SubgraphDefinition {
     /// `join__graph(name:)`, the name plans and errors use.
-    pub name: String,
+    pub(crate) name: String,
     /// `join__graph(url:)`; may be empty when the operator supplies it in config.
-    pub url: String,
+    pub(crate) url: String,
 }
 
+/// Why the planner could not load a supergraph or plan an operation.
 #[derive(Debug, thiserror::Error)]
 pub enum PlannerError {
+    /// The supergraph SDL does not parse.
     #[error("the supergraph is not valid GraphQL SDL: {0}")]
     SupergraphSyntax(String),
+    /// The supergraph links a spec or version this router does not implement.
     #[error("the supergraph is not supported: {0}")]
     Unsupported(String),
+    /// The planner rejected the supergraph.
     #[error("the supergraph cannot be loaded: {0}")]
     SupergraphInvalid(String),
+    /// An operation could not be brought into the planner's canonical form.
     #[error("the operation cannot be normalized: {0}")]
     Normalization(String),
+    /// The planner failed on an operation.
     #[error("query planning failed: {0}")]
     Planning(String),
+    /// Planning ran longer than `query_planning.timeout`.
     #[error("query planning exceeded its time limit")]
     Timeout,
 }
 
 /// The supergraph, loaded and ready to plan operations. Immutable; share it with `Arc`.
-pub struct QueryPlanner {
+pub(crate) struct QueryPlanner {
     planner: Planner,
     api_schema: Arc<schema::Document>,
     /// The supergraph as given, for the directives the router enforces itself.
@@ -62,14 +69,14 @@ pub struct QueryPlanner {
 /// An operation rewritten by the planner's normalization (fragments inlined, fields merged,
 /// abstract types expanded): the key of the plan cache and the planner's input.
 #[derive(Clone)]
-pub struct NormalizedOperation {
+pub(crate) struct NormalizedOperation {
     operation: OperationDefinition,
     text: String,
 }
 
 impl NormalizedOperation {
     /// Printed normalized form; equal texts always get equal plans.
-    pub fn text(&self) -> &str {
+    pub(crate) fn text(&self) -> &str {
         &self.text
     }
 }
@@ -88,13 +95,9 @@ const SUPPORTED_LINKS: &[(&str, &[&str])] = &[
     ("rate-limit", &["v0.1"]),
 ];
 
-/// Where our `@rateLimit` directive is specified (composed into supergraphs with
-/// `@composeDirective`).
-pub const RATE_LIMIT_SPEC: &str = "https://shippy.dev/rate-limit/v0.1";
-
 impl QueryPlanner {
     /// Parses and checks a supergraph and builds the planner's graph over it.
-    pub fn new(supergraph_sdl: &str) -> Result<QueryPlanner, PlannerError> {
+    pub(crate) fn new(supergraph_sdl: &str) -> Result<QueryPlanner, PlannerError> {
         let document = graphql_tools::parser::parse_schema::<String>(supergraph_sdl)
             .map_err(|e| PlannerError::SupergraphSyntax(e.to_string()))?
             .into_static();
@@ -119,22 +122,22 @@ impl QueryPlanner {
 
     /// The API schema clients see: no `join__`/`link__` internals, no `@inaccessible` elements,
     /// plus the introspection types.
-    pub fn api_schema(&self) -> &Arc<schema::Document> {
+    pub(crate) fn api_schema(&self) -> &Arc<schema::Document> {
         &self.api_schema
     }
 
     /// The supergraph document (with `join__`, `link__` and security directives).
-    pub fn supergraph(&self) -> &Arc<schema::Document> {
+    pub(crate) fn supergraph(&self) -> &Arc<schema::Document> {
         &self.supergraph
     }
 
     /// Subgraphs in declaration order; `FetchNode::subgraph` indexes this slice.
-    pub fn subgraphs(&self) -> &[SubgraphDefinition] {
+    pub(crate) fn subgraphs(&self) -> &[SubgraphDefinition] {
         &self.subgraphs
     }
 
     /// Normalizes the selected operation of a validated document.
-    pub fn normalize(
+    pub(crate) fn normalize(
         &self,
         document: &query::Document,
         operation_name: Option<&str>,
@@ -151,7 +154,7 @@ impl QueryPlanner {
 
     /// Plans a normalized operation, giving up after `time_limit`. CPU-bound: call it off the
     /// async workers (`spawn_blocking`).
-    pub fn plan(
+    pub(crate) fn plan(
         &self,
         operation: &NormalizedOperation,
         time_limit: Duration,

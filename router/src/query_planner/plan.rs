@@ -6,12 +6,14 @@
 
 use std::fmt;
 
+pub(crate) use crate::graphql::OperationKind;
+
 /// A plan for one operation; `root` is `None` when nothing needs to be fetched.
 #[derive(Debug, Clone)]
-pub struct QueryPlan {
-    pub root: Option<PlanNode>,
+pub(crate) struct QueryPlan {
+    pub(crate) root: Option<PlanNode>,
     /// The planner's Apollo-style text rendering, for logs and snapshot tests.
-    pub text: String,
+    pub(crate) text: String,
 }
 
 impl fmt::Display for QueryPlan {
@@ -21,7 +23,7 @@ impl fmt::Display for QueryPlan {
 }
 
 #[derive(Debug, Clone)]
-pub enum PlanNode {
+pub(crate) enum PlanNode {
     /// A fetch at the root of the response (root fields of an operation).
     Fetch(FetchNode),
     /// An entity fetch whose representations are collected at `path` and merged back there.
@@ -41,80 +43,63 @@ pub enum PlanNode {
 }
 
 #[derive(Debug, Clone)]
-pub struct SubscriptionNode {
-    pub primary: FetchNode,
-    pub rest: Option<Box<PlanNode>>,
+pub(crate) struct SubscriptionNode {
+    pub(crate) primary: FetchNode,
+    pub(crate) rest: Option<Box<PlanNode>>,
 }
 
 #[derive(Debug, Clone)]
-pub struct ConditionNode {
-    pub variable: String,
-    pub if_clause: Option<Box<PlanNode>>,
-    pub else_clause: Option<Box<PlanNode>>,
+pub(crate) struct ConditionNode {
+    pub(crate) variable: String,
+    pub(crate) if_clause: Option<Box<PlanNode>>,
+    pub(crate) else_clause: Option<Box<PlanNode>>,
 }
 
 #[derive(Debug, Clone)]
-pub struct FlattenNode {
-    pub path: Vec<PathSegment>,
-    pub fetch: FetchNode,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum OperationKind {
-    Query,
-    Mutation,
-    Subscription,
-}
-
-impl OperationKind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            OperationKind::Query => "query",
-            OperationKind::Mutation => "mutation",
-            OperationKind::Subscription => "subscription",
-        }
-    }
+pub(crate) struct FlattenNode {
+    pub(crate) path: Vec<PathSegment>,
+    pub(crate) fetch: FetchNode,
 }
 
 #[derive(Debug, Clone)]
-pub struct FetchNode {
+pub(crate) struct FetchNode {
     /// Subgraph name as declared by `join__Graph(name:)`.
-    pub service: String,
+    pub(crate) service: String,
     /// Index of the subgraph in `QueryPlanner::subgraphs()`.
-    pub subgraph: usize,
-    pub operation_kind: OperationKind,
+    pub(crate) subgraph: usize,
+    pub(crate) operation_kind: OperationKind,
     /// The subgraph operation text.
-    pub query: String,
+    pub(crate) query: String,
     /// `query` as a JSON string literal (quoted, escaped), ready to copy into a request body.
-    pub query_json: String,
+    pub(crate) query_json: String,
     /// Client variables this fetch forwards.
-    pub variable_usages: Vec<String>,
+    pub(crate) variable_usages: Vec<String>,
     /// The representation shape of an entity fetch (`None` for root fetches).
-    pub requires: Option<SelectionSet>,
-    pub input_rewrites: Vec<Rewrite>,
-    pub output_rewrites: Vec<Rewrite>,
+    pub(crate) requires: Option<SelectionSet>,
+    pub(crate) input_rewrites: Vec<Rewrite>,
+    pub(crate) output_rewrites: Vec<Rewrite>,
 }
 
 #[derive(Debug, Clone)]
-pub struct BatchFetchNode {
-    pub fetch: FetchNode,
-    pub aliases: Vec<BatchAlias>,
+pub(crate) struct BatchFetchNode {
+    pub(crate) fetch: FetchNode,
+    pub(crate) aliases: Vec<BatchAlias>,
 }
 
 /// One aliased `_entities` field of a batched fetch.
 #[derive(Debug, Clone)]
-pub struct BatchAlias {
-    pub alias: String,
-    pub representations_variable: String,
-    pub paths: Vec<Vec<PathSegment>>,
-    pub requires: SelectionSet,
-    pub input_rewrites: Vec<Rewrite>,
-    pub output_rewrites: Vec<Rewrite>,
+pub(crate) struct BatchAlias {
+    pub(crate) alias: String,
+    pub(crate) representations_variable: String,
+    pub(crate) paths: Vec<Vec<PathSegment>>,
+    pub(crate) requires: SelectionSet,
+    pub(crate) input_rewrites: Vec<Rewrite>,
+    pub(crate) output_rewrites: Vec<Rewrite>,
 }
 
 /// A segment of a flatten path, relative to the response root.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum PathSegment {
+pub(crate) enum PathSegment {
     Field(String),
     /// `@`: every element of a list.
     List,
@@ -124,38 +109,38 @@ pub enum PathSegment {
 
 /// A selection set as the planner uses it for `requires`: fields and inline fragments only.
 #[derive(Debug, Clone, Default, PartialEq)]
-pub struct SelectionSet {
-    pub items: Vec<Selection>,
+pub(crate) struct SelectionSet {
+    pub(crate) items: Vec<Selection>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
-pub enum Selection {
+pub(crate) enum Selection {
     Field(FieldSelection),
     InlineFragment(InlineFragment),
 }
 
 #[derive(Debug, Clone, PartialEq)]
-pub struct FieldSelection {
-    pub name: String,
-    pub alias: Option<String>,
-    pub selections: SelectionSet,
+pub(crate) struct FieldSelection {
+    pub(crate) name: String,
+    pub(crate) alias: Option<String>,
+    pub(crate) selections: SelectionSet,
 }
 
 impl FieldSelection {
-    pub fn response_key(&self) -> &str {
+    pub(crate) fn response_key(&self) -> &str {
         self.alias.as_deref().unwrap_or(&self.name)
     }
 }
 
 #[derive(Debug, Clone, PartialEq)]
-pub struct InlineFragment {
-    pub type_condition: String,
-    pub selections: SelectionSet,
+pub(crate) struct InlineFragment {
+    pub(crate) type_condition: String,
+    pub(crate) selections: SelectionSet,
 }
 
 /// A rewrite the planner asks for on representations (input) or fetched data (output).
 #[derive(Debug, Clone, PartialEq)]
-pub enum Rewrite {
+pub(crate) enum Rewrite {
     /// Sets the value at `path` to a constant (used to send an `@interfaceObject`'s type name).
     ValueSetter {
         path: Vec<RewriteSegment>,
@@ -169,7 +154,7 @@ pub enum Rewrite {
 }
 
 #[derive(Debug, Clone, PartialEq)]
-pub enum RewriteSegment {
+pub(crate) enum RewriteSegment {
     Key(String),
     TypenameEquals(Vec<String>),
 }

@@ -12,7 +12,7 @@ use hive_router_query_planner::ast::selection_set::{FieldSelection, SelectionSet
 use super::NormalizedOperation;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum NodeKind {
+pub(crate) enum NodeKind {
     Field {
         name: String,
         response_key: String,
@@ -26,19 +26,19 @@ pub enum NodeKind {
 
 /// One selection of a normalized operation.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct OperationNode {
+pub(crate) struct OperationNode {
     /// Id of the enclosing field or fragment; `None` at the root.
-    pub parent: Option<u32>,
-    pub kind: NodeKind,
+    pub(crate) parent: Option<u32>,
+    pub(crate) kind: NodeKind,
     /// Variable of `@skip(if: $v)`: the selection runs only when it is false.
-    pub skip_if: Option<String>,
+    pub(crate) skip_if: Option<String>,
     /// Variable of `@include(if: $v)`: the selection runs only when it is true.
-    pub include_if: Option<String>,
+    pub(crate) include_if: Option<String>,
 }
 
 impl NormalizedOperation {
     /// Every selection, in pre-order; a selection's id is its index.
-    pub fn selections(&self) -> Vec<OperationNode> {
+    pub(crate) fn selections(&self) -> Vec<OperationNode> {
         fn walk(set: &SelectionSet, parent: Option<u32>, out: &mut Vec<OperationNode>) {
             for item in &set.items {
                 let id = out.len() as u32;
@@ -87,7 +87,7 @@ impl NormalizedOperation {
     /// everything below them. `None` when nothing is left at the root.
     ///
     /// [`selections`]: NormalizedOperation::selections
-    pub fn without(&self, removed: &[u32]) -> Option<NormalizedOperation> {
+    pub(crate) fn without(&self, removed: &[u32]) -> Option<NormalizedOperation> {
         fn prune(set: &mut SelectionSet, next_id: &mut u32, removed: &[u32]) {
             let items = std::mem::take(&mut set.items);
             for mut item in items {

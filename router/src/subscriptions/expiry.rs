@@ -11,7 +11,7 @@ use crate::error::{GraphQLError, codes};
 /// When a subscription authenticated as `identity` must end: the token's `exp` plus the
 /// verifier's `leeway` (the verifier accepts the token until then). `None` for anonymous callers,
 /// and for an `exp` so far ahead that no timer can hold it (it never passes while we run).
-pub fn deadline(identity: Option<&Identity>, leeway: Duration) -> Option<Instant> {
+pub(crate) fn deadline(identity: Option<&Identity>, leeway: Duration) -> Option<Instant> {
     // The verifier requires a numeric `exp`; an identity without one was not made from a token.
     let exp = identity?.claims().get("exp")?.as_f64()?;
     let now = SystemTime::now()
@@ -27,7 +27,7 @@ pub fn deadline(identity: Option<&Identity>, leeway: Duration) -> Option<Instant
 }
 
 /// Completes at `deadline`; never without one.
-pub async fn passed(deadline: Option<Instant>) {
+pub(crate) async fn passed(deadline: Option<Instant>) {
     match deadline {
         Some(at) => tokio::time::sleep_until(at).await,
         None => std::future::pending().await,
@@ -36,7 +36,7 @@ pub async fn passed(deadline: Option<Instant>) {
 
 /// What the client is told: the error an HTTP request with the expired token gets (401
 /// `UNAUTHENTICATED`).
-pub fn expired_error() -> GraphQLError {
+pub(crate) fn expired_error() -> GraphQLError {
     GraphQLError::new(
         format!("Invalid token: {}", TokenError::Expired),
         codes::UNAUTHENTICATED,

@@ -1,6 +1,6 @@
-//! Federated subscriptions: the engine shared by the client transports (`ws` for
-//! graphql-transport-ws and the legacy graphql-ws, `sse` for GraphQL over SSE) and the upstream
-//! WebSocket client (`upstream`).
+//! Federated subscriptions: the engine shared by the client transports (`server::ws` for
+//! graphql-transport-ws and the legacy graphql-ws, `server::sse` for GraphQL over SSE) and the
+//! upstream WebSocket client (`upstream`). No transport lives here.
 //!
 //! A subscription goes through exactly the stages an HTTP request does (`prepare`, then
 //! `admit`: variables, field authorization, rate limits, the plan of what is left). Its plan is a
@@ -18,11 +18,9 @@
 //! A connection or stream authenticated with a JWT ends when the token expires (`expiry`); a
 //! reload ends them only when it changes the rules they were admitted under (`reload`).
 
-pub mod expiry;
-pub mod reload;
-pub mod sse;
-pub mod upstream;
-pub mod ws;
+pub(crate) mod expiry;
+pub(crate) mod reload;
+pub(crate) mod upstream;
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -38,18 +36,20 @@ use self::upstream::{UpstreamEvent, UpstreamSubscription};
 use crate::auth::Identity;
 use crate::config::SubscriptionsConfig;
 use crate::error::{GraphQLError, codes};
-use crate::pipeline::request::GraphQLRequest;
-use crate::pipeline::{Admitted, Caller, Refusal, RouterState, admit, dedupe_key, plan_variables};
+use crate::operation::{
+    Admitted, Caller, GraphQLRequest, PipelineError, RouterState, admit, dedupe_key, plan_variables,
+};
 use crate::query_planner::{OperationKind, PlanNode, QueryPlan};
 
 /// Gauge of open WebSocket connections (both protocols).
-pub const CONNECTIONS_GAUGE: &str = shippy_telemetry::metrics::names::ROUTER_WEBSOCKET_CONNECTIONS;
+pub(crate) const CONNECTIONS_GAUGE: &str =
+    shippy_telemetry::metrics::names::ROUTER_WEBSOCKET_CONNECTIONS;
 /// Gauge of active client subscriptions (WebSocket and SSE).
-pub const SUBSCRIPTIONS_GAUGE: &str = shippy_telemetry::metrics::names::ROUTER_SUBSCRIPTIONS;
+pub(crate) const SUBSCRIPTIONS_GAUGE: &str = shippy_telemetry::metrics::names::ROUTER_SUBSCRIPTIONS;
 
 /// What every subscriber of a stream receives.
 #[derive(Debug, Clone)]
-pub enum Event {
+pub(crate) enum Event {
     /// A response (`{"data":…}` with any errors), rendered once for all subscribers.
     Next(Bytes),
     /// The stream ended with these errors (the subgraph refused it, failed or went away).
@@ -60,14 +60,14 @@ pub enum Event {
 
 /// What a subscriber gets from [`Subscriber::recv`].
 #[derive(Debug)]
-pub enum Received {
+pub(crate) enum Received {
     Event(Event),
     /// The subscriber fell behind by more than the buffer; this many events were lost.
     Lagged(u64),
 }
 
 /// The subscription state shared by every connection of a router.
-pub struct Hub {
+pub(crate) struct Hub {
     config: SubscriptionsConfig,
     connections: AtomicUsize,
     streams: Mutex<HashMap<u128, Arc<Stream>>>,
@@ -86,7 +86,7 @@ struct Stream {
 }
 
 impl Hub {
-    pub fn new(config: SubscriptionsConfig) -> Hub {
+    pub(crate) fn new(config: SubscriptionsConfig) -> Hub {
         Hub {
             config,
             connections: AtomicUsize::new(0),
@@ -96,12 +96,12 @@ impl Hub {
         }
     }
 
-    pub fn config(&self) -> &SubscriptionsConfig {
+    pub(crate) fn config(&self) -> &SubscriptionsConfig {
         &self.config
     }
 
     /// A connection slot, or `None` at `max_connections`.
-    pub fn connect(self: &Arc<Self>) -> Option<ConnectionSlot> {
+    pub(crate) fn connect(self: &Arc<Self>) -> Option<ConnectionSlot> {
         let previous = self.connections.fetch_add(1, Ordering::AcqRel);
         if previous >= self.config.max_connections {
             self.connections.fetch_sub(1, Ordering::AcqRel);
@@ -113,17 +113,25 @@ impl Hub {
     }
 
     /// Open subscription connections (WebSocket and SSE).
-    pub fn connections(&self) -> usize {
+    pub(crate) fn connections(&self) -> usize {
         self.connections.load(Ordering::Acquire)
     }
 
+    /// Client subscriptions attached to a stream (each subscriber of a shared stream counts).
+    pub(crate) fn subscribers(&self) -> usize {
+        self.lock()
+            .values()
+            .map(|stream| stream.subscribers.load(Ordering::Acquire))
+            .sum()
+    }
+
     /// Distinct upstream streams running.
-    pub fn upstream_streams(&self) -> usize {
+    pub(crate) fn upstream_streams(&self) -> usize {
         self.lock().len()
     }
 
     /// Completes once the router shuts down.
-    pub fn shutting_down(&self) -> impl Future<Output = ()> + Send + 'static {
+    pub(crate) fn shutting_down(&self) -> impl Future<Output = ()> + Send + 'static {
         let mut signal = self.shutdown.subscribe();
         async move {
             // An error means the hub is gone, which only happens at shutdown too.
@@ -132,7 +140,7 @@ impl Hub {
     }
 
     /// Completes at the next reload that changes the rules subscriptions are admitted under.
-    pub fn next_reload(&self) -> impl Future<Output = ()> + Send + 'static {
+    pub(crate) fn next_reload(&self) -> impl Future<Output = ()> + Send + 'static {
         let mut signal = self.reloads.subscribe();
         async move {
             if signal.changed().await.is_err() {
@@ -144,17 +152,17 @@ impl Hub {
     /// Ends every subscription connection: they were admitted under rules (tokens, access,
     /// limits) that just changed, and reconnecting re-admits them under the new ones. Called
     /// only when [`reload::affects_subscriptions`] says so.
-    pub fn reloaded(&self) {
+    pub(crate) fn reloaded(&self) {
         self.reloads.send_modify(|generation| *generation += 1);
     }
 
     /// Tells every connection to close ("going away").
-    pub fn shut_down(&self) {
+    pub(crate) fn shut_down(&self) {
         self.shutdown.send_replace(true);
     }
 
     /// Waits until every connection has closed.
-    pub async fn drained(&self) {
+    pub(crate) async fn drained(&self) {
         // Connections close within a write once told; poll rather than track each one.
         while self.connections() > 0 {
             tokio::time::sleep(std::time::Duration::from_millis(20)).await;
@@ -186,8 +194,9 @@ impl Hub {
                 stream
             }
         };
-        stream.subscribers.fetch_add(1, Ordering::AcqRel);
+        // Receiving first: once a subscriber is counted, it gets every event sent after.
         let receiver = stream.sender.subscribe();
+        stream.subscribers.fetch_add(1, Ordering::AcqRel);
         metrics::gauge!(SUBSCRIPTIONS_GAUGE).increment(1.0);
         Subscriber {
             hub: Arc::clone(self),
@@ -208,7 +217,7 @@ impl Hub {
 }
 
 /// Holds one of `max_connections`; released when dropped.
-pub struct ConnectionSlot {
+pub(crate) struct ConnectionSlot {
     hub: Arc<Hub>,
 }
 
@@ -220,7 +229,7 @@ impl Drop for ConnectionSlot {
 
 /// One client subscription on a shared stream. Leaving (drop) as the last subscriber stops the
 /// upstream stream.
-pub struct Subscriber {
+pub(crate) struct Subscriber {
     hub: Arc<Hub>,
     key: u128,
     stream: Arc<Stream>,
@@ -230,7 +239,7 @@ pub struct Subscriber {
 impl Subscriber {
     /// The next event; `None` when the stream ended without a final event (its producer
     /// stopped for the router's shutdown).
-    pub async fn recv(&mut self) -> Option<Received> {
+    pub(crate) async fn recv(&mut self) -> Option<Received> {
         match self.receiver.recv().await {
             Ok(event) => Some(Received::Event(event)),
             Err(broadcast::error::RecvError::Lagged(missed)) => Some(Received::Lagged(missed)),
@@ -258,62 +267,44 @@ impl Drop for Subscriber {
 }
 
 /// What [`start`] made of an operation.
-pub enum Started {
+pub(crate) enum Started {
     /// A query or mutation sent over a subscription transport: its one response.
     Single(Bytes),
     /// A subscription.
     Stream(Subscriber),
 }
 
-/// Why an operation was refused before it started: errors for the client and the HTTP status an
-/// SSE request answers with.
-#[derive(Debug)]
-pub struct Refused {
-    pub status: StatusCode,
-    pub errors: Vec<GraphQLError>,
-}
-
-impl Refused {
-    fn new(status: StatusCode, errors: Vec<GraphQLError>) -> Refused {
-        Refused { status, errors }
-    }
-}
-
 /// Who subscribes: the caller as the HTTP pipeline sees it, plus the credential to present to
 /// the subgraph's WebSocket in `connection_init`.
-pub struct Subscribing<'r> {
-    pub caller: Caller<'r>,
-    pub identity: Option<Arc<Identity>>,
-    pub authorization: Option<HeaderValue>,
+pub(crate) struct Subscribing<'r> {
+    pub(crate) caller: Caller<'r>,
+    pub(crate) identity: Option<Arc<Identity>>,
+    pub(crate) authorization: Option<HeaderValue>,
 }
 
 /// Runs `request` for a subscription transport: refused, a single response (queries and
 /// mutations), or a subscriber on the (possibly shared) upstream stream.
-pub async fn start(
+pub(crate) async fn start(
     state: &Arc<RouterState>,
+    hub: &Arc<Hub>,
     request: &GraphQLRequest,
     who: Subscribing<'_>,
-) -> Result<Started, Refused> {
+) -> Result<Started, PipelineError> {
     let live = state.live.load_full();
     let prepared = state
         .prepare(&request.query, request.operation_name.as_deref(), &live)
         .await
-        .map_err(|rejection| Refused::new(rejection.status, rejection.errors.clone()))?;
+        .map_err(|rejection| (*rejection).clone())?;
     if request.is_get && prepared.kind == OperationKind::Mutation {
-        return Err(Refused::new(
+        return Err(PipelineError::rejected(
             StatusCode::METHOD_NOT_ALLOWED,
-            vec![GraphQLError::new(
+            GraphQLError::new(
                 "Mutations cannot be sent with GET; use POST",
                 codes::OPERATION_NOT_ALLOWED,
-            )],
+            ),
         ));
     }
-    let admitted = admit(state, &live, prepared, &request.variables, who.caller)
-        .await
-        .map_err(|refusal| match refusal {
-            Refusal::Rejected(status, errors) => Refused::new(status, errors),
-            Refusal::RateLimited(errors, _) => Refused::new(StatusCode::TOO_MANY_REQUESTS, errors),
-        })?;
+    let admitted = admit(state, &live, prepared, &request.variables, who.caller).await?;
     if admitted.prepared.kind != OperationKind::Subscription {
         let body = state
             .execute(
@@ -340,7 +331,10 @@ pub async fn start(
                 codes::UNSUPPORTED_OPERATION,
             ));
         }
-        return Err(Refused::new(StatusCode::FORBIDDEN, errors));
+        return Err(PipelineError::Rejected {
+            status: StatusCode::FORBIDDEN,
+            errors,
+        });
     };
     let mut hasher = Xxh3::new();
     let base = dedupe_key(
@@ -356,9 +350,9 @@ pub async fn start(
         hasher.update(authorization.as_bytes());
     }
     let key = hasher.digest128();
-    let hub = &state.subscriptions;
     let producer = Producer {
         state: Arc::clone(state),
+        hub: Arc::clone(hub),
         plan,
         admitted,
         identity: who.identity,
@@ -373,6 +367,7 @@ pub async fn start(
 /// Runs one upstream stream: opens it, executes the rest of the plan per event, broadcasts.
 struct Producer {
     state: Arc<RouterState>,
+    hub: Arc<Hub>,
     plan: Arc<QueryPlan>,
     admitted: Admitted,
     identity: Option<Arc<Identity>>,
@@ -383,7 +378,7 @@ struct Producer {
 impl Producer {
     async fn run(self, stream: Arc<Stream>) {
         let mut ending = Ending {
-            hub: Arc::clone(&self.state.subscriptions),
+            hub: Arc::clone(&self.hub),
             key: self.key,
             stream: Arc::clone(&stream),
             finished: false,
@@ -392,7 +387,7 @@ impl Producer {
         ending.finished = true;
         if let Some(event) = last {
             // Out of the hub first, so that new subscribers start a fresh stream.
-            self.state.subscriptions.retire(self.key, &stream);
+            self.hub.retire(self.key, &stream);
             let _ = stream.sender.send(event);
         }
     }
@@ -406,13 +401,13 @@ impl Producer {
                 codes::INTERNAL_SERVER_ERROR,
             )])));
         };
-        let hub = &self.state.subscriptions;
+        let hub = &self.hub;
         let shutdown = hub.shutting_down();
         tokio::pin!(shutdown);
         let service = node.primary.service.as_str();
         let admitted = &self.admitted;
         let variables = plan_variables(&admitted.prepared, &admitted.variables);
-        let body = crate::pipeline::execute::request_body(
+        let body = crate::operation::execute::request_body(
             &self.state,
             &variables,
             self.identity.as_deref().map(Identity::claims_json),
@@ -475,7 +470,7 @@ impl Producer {
                 UpstreamEvent::Error(errors) => {
                     let errors = errors
                         .into_iter()
-                        .map(|e| crate::pipeline::execute::subgraph_error(e, service, Some))
+                        .map(|e| crate::operation::execute::subgraph_error(e, service, Some))
                         .collect();
                     return Some(Event::Error(Arc::new(errors)));
                 }
@@ -525,7 +520,9 @@ impl Drop for Ending {
 }
 
 /// The request in a `subscribe` (graphql-transport-ws), `start` (graphql-ws) or SSE payload.
-pub fn request_from_payload(payload: &serde_json::Value) -> Result<GraphQLRequest, GraphQLError> {
+pub(crate) fn request_from_payload(
+    payload: &serde_json::Value,
+) -> Result<GraphQLRequest, GraphQLError> {
     let bad = |message: &str| GraphQLError::new(message.to_string(), codes::BAD_REQUEST);
     let object = payload
         .as_object()
@@ -558,7 +555,7 @@ pub fn request_from_payload(payload: &serde_json::Value) -> Result<GraphQLReques
 }
 
 /// The error item a subscriber gets in place of `missed` events under the `drop` policy.
-pub fn dropped_error(missed: u64) -> GraphQLError {
+pub(crate) fn dropped_error(missed: u64) -> GraphQLError {
     GraphQLError::new(
         format!("{missed} events were dropped because the subscriber fell behind"),
         codes::SUBSCRIPTION_EVENTS_DROPPED,

@@ -19,7 +19,7 @@
 use crate::config::{LimitsConfig, RouterConfig};
 
 /// Whether going from the live configuration `old` to `new` must end open subscriptions.
-pub fn affects_subscriptions(old: &RouterConfig, new: &RouterConfig) -> bool {
+pub(crate) fn affects_subscriptions(old: &RouterConfig, new: &RouterConfig) -> bool {
     // Destructured in full so that a new section cannot be added without deciding here.
     let RouterConfig {
         http: _,

@@ -5,6 +5,7 @@
 //! on the upgrade request, and `Authorization` in the `connection_init` payload, which is where
 //! subgraphs (like the kit's server) read it for WebSocket connections.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -26,11 +27,13 @@ const ID: &str = "1";
 
 /// Why a subgraph's stream could not be opened.
 #[derive(Debug, thiserror::Error)]
-pub enum UpstreamError {
+pub(crate) enum UpstreamError {
     #[error("`{0}` cannot be turned into a WebSocket URL")]
     Url(String),
     #[error("the WebSocket handshake failed: {0}")]
     Handshake(#[from] tungstenite::Error),
+    #[error("TLS setup failed: {0}")]
+    Tls(#[from] rustls::Error),
     #[error("no connection_ack within {0:?}")]
     Timeout(Duration),
     #[error("the subgraph refused connection_init: {0}")]
@@ -39,7 +42,7 @@ pub enum UpstreamError {
 
 /// What the subgraph sent on the stream.
 #[derive(Debug)]
-pub enum UpstreamEvent {
+pub(crate) enum UpstreamEvent {
     /// A `next` payload: a GraphQL response, as sent.
     Next(Bytes),
     /// An `error` message: the subgraph refused the operation (these GraphQL errors).
@@ -50,7 +53,7 @@ pub enum UpstreamEvent {
 }
 
 /// An open subscription on a subgraph.
-pub struct UpstreamSubscription {
+pub(crate) struct UpstreamSubscription {
     socket: WebSocketStream<MaybeTlsStream<TcpStream>>,
     keep_alive: tokio::time::Interval,
     /// Pings sent since the subgraph last sent anything.
@@ -69,7 +72,7 @@ impl UpstreamSubscription {
     /// Connects to `client`'s WebSocket URL (`subscriptions.subgraph_urls`, else a replica's
     /// URL as `ws://`), initializes with the caller's `authorization`, and
     /// subscribes with `body` (`{"query":…,"variables":…}`).
-    pub async fn open(
+    pub(crate) async fn open(
         client: &SubgraphClient,
         headers: &HeaderMap,
         authorization: Option<&HeaderValue>,
@@ -99,9 +102,14 @@ impl UpstreamSubscription {
             .max_frame_size(Some(config.max_message_size));
         let timeout = config.upstream_connect_timeout;
         let init = async {
-            let (mut socket, _) =
-                tokio_tungstenite::connect_async_with_config(request, Some(ws_config), true)
-                    .await?;
+            let tls = crate::tls::client_config()?;
+            let (mut socket, _) = tokio_tungstenite::connect_async_tls_with_config(
+                request,
+                Some(ws_config),
+                true,
+                Some(tokio_tungstenite::Connector::Rustls(Arc::new(tls))),
+            )
+            .await?;
             let payload = match authorization.and_then(|v| v.to_str().ok()) {
                 Some(value) => serde_json::json!({ "Authorization": value }),
                 None => serde_json::json!({}),
@@ -163,7 +171,7 @@ impl UpstreamSubscription {
     /// The next event. Answers pings, and pings the subgraph every `keep_alive`: a subgraph that
     /// stays silent for two whole intervals after a ping is taken as gone (one interval would be
     /// too little on a loaded machine).
-    pub async fn next(&mut self) -> UpstreamEvent {
+    pub(crate) async fn next(&mut self) -> UpstreamEvent {
         loop {
             let message = tokio::select! {
                 message = self.socket.next() => message,
@@ -222,7 +230,7 @@ impl UpstreamSubscription {
     }
 
     /// Tells the subgraph the router is no longer interested, and closes the connection.
-    pub async fn complete(mut self) {
+    pub(crate) async fn complete(mut self) {
         let complete = format!(r#"{{"type":"complete","id":"{ID}"}}"#);
         let _ = self.socket.send(Message::text(complete)).await;
         let _ = self.socket.close(None).await;

@@ -240,7 +240,10 @@ async fn an_all_refused_mutation_reaches_no_subgraph() {
 }
 
 /// A key set server whose keys can be swapped, counting fetches.
-async fn jwks_server(keys: Arc<Mutex<JwkSet>>, fetches: Arc<AtomicUsize>) -> String {
+async fn jwks_server(
+    keys: Arc<Mutex<JwkSet>>,
+    fetches: Arc<AtomicUsize>,
+) -> (String, crate::mock::MockServer) {
     let app = axum::Router::new().route(
         "/jwks.json",
         axum::routing::get(move || {
@@ -258,8 +261,8 @@ async fn jwks_server(keys: Arc<Mutex<JwkSet>>, fetches: Arc<AtomicUsize>) -> Str
     );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}/jwks.json", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    url
+    let server = crate::mock::MockServer::spawn(listener, app, std::future::pending());
+    (url, server)
 }
 
 fn jwk(private_key: &str, kid: &str) -> Jwk {
@@ -277,7 +280,7 @@ async fn jwks_keys_are_fetched_rotated_and_not_hammered() {
         keys: vec![jwk("rs256-private.pem", "k1")],
     }));
     let fetches = Arc::new(AtomicUsize::new(0));
-    let url = jwks_server(Arc::clone(&keys), Arc::clone(&fetches)).await;
+    let (url, _jwks) = jwks_server(Arc::clone(&keys), Arc::clone(&fetches)).await;
     let configure = |min_refresh: std::time::Duration| {
         let url = url.clone();
         move |c: &mut shippy_router::RouterConfig| {

@@ -55,6 +55,9 @@ async fn safe_sections_apply_to_the_next_request_and_the_rest_waits_for_a_restar
     assert_eq!(post_as(&env, "{ me { id } }", &token).await.status, 401);
 }
 
+/// How often the watcher of the next test looks at its file.
+const INTERVAL: Duration = Duration::from_secs(1);
+
 #[tokio::test(start_paused = true)]
 async fn the_watcher_reloads_a_changed_file_and_keeps_serving_on_a_broken_one() {
     let dir = std::env::temp_dir().join(format!("shippy-edge-reload-{}", std::process::id()));
@@ -73,21 +76,24 @@ async fn the_watcher_reloads_a_changed_file_and_keeps_serving_on_a_broken_one() 
         Err(errors) => errors[0].code() == Some("MAX_DEPTH_EXCEEDED"),
     };
     assert!(!depth_rejected(&router).await);
-    let watcher = tokio::spawn(
-        router
-            .clone()
-            .watch_config(path.clone(), Duration::from_secs(1)),
-    );
-    // Let the watcher read the file as it is now before changing it.
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    // `watch_config` reads the file when called, so the changes below are never missed.
+    let watcher = tokio::spawn(router.clone().watch_config(path.clone(), INTERVAL));
 
     std::fs::write(&path, "limits:\n  max_depth: 2\n").unwrap();
-    tokio::time::sleep(Duration::from_millis(1500)).await;
-    assert!(depth_rejected(&router).await);
+    let deadline = tokio::time::Instant::now() + 10 * INTERVAL;
+    while !depth_rejected(&router).await {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the changed file was not applied"
+        );
+        tokio::time::sleep(INTERVAL / 10).await;
+    }
 
-    // A file that does not load (unknown key) is logged and ignored.
+    // A file that does not load (unknown key) is logged and ignored. Time is paused, so this
+    // sleep is not a guess: the clock only moves once every task is idle, which is after the
+    // watcher's check at the next tick has run to completion.
     std::fs::write(&path, "limits:\n  max_dept: 50\n").unwrap();
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    tokio::time::sleep(INTERVAL + INTERVAL / 2).await;
     assert!(depth_rejected(&router).await);
     assert!(!watcher.is_finished());
     watcher.abort();

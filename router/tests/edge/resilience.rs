@@ -294,10 +294,13 @@ async fn least_outstanding_avoids_the_busy_replica() {
         .start()
         .await;
     // The first request takes the busy replica (both idle: its turn) and stays there a while;
-    // the ones sent meanwhile go to the idle replica.
+    // the ones sent once it is there go to the idle replica.
     let first = post(&env, "{ me { id } }", Json::Null, &[]);
     let others = async {
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(
+            eventually(10, async || busy.queries() == 1).await,
+            "the first request reached the busy replica"
+        );
         for _ in 0..4 {
             post(&env, "{ me { id } }", Json::Null, &[]).await;
         }

@@ -10,6 +10,8 @@ use serde_json::{Value as Json, json};
 
 use crate::harness::{Reply, TestEnv};
 
+use crate::mock::MockServer;
+
 pub const SECRET: &str = "edge-tests-secret-edge-tests-secret!";
 
 /// The benchmark supergraph with the security and rate-limit features linked and used:
@@ -126,7 +128,8 @@ pub struct Replica {
     /// Added before answering a query (not a health check), in milliseconds.
     pub delay_ms: Arc<AtomicU64>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
-    served: Option<tokio::task::JoinHandle<()>>,
+    /// Dropping it fails the test if the replica panicked.
+    server: MockServer,
 }
 
 pub type Answer = Arc<dyn Fn(&str) -> (u16, String) + Send + Sync>;
@@ -162,13 +165,8 @@ impl Replica {
         let listener = tokio::net::TcpListener::bind(addr).await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let served = tokio::spawn(async move {
-            axum::serve(listener, app)
-                .with_graceful_shutdown(async move {
-                    let _ = stopped.await;
-                })
-                .await
-                .unwrap()
+        let server = MockServer::spawn(listener, app, async move {
+            let _ = stopped.await;
         });
         Replica {
             addr,
@@ -176,7 +174,7 @@ impl Replica {
             queries,
             delay_ms,
             stop: Some(stop),
-            served: Some(served),
+            server,
         }
     }
 
@@ -189,9 +187,7 @@ impl Replica {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }
-        if let Some(served) = self.served.take() {
-            let _ = served.await;
-        }
+        self.server.join().await;
     }
 }
 

@@ -6,7 +6,8 @@ use std::sync::Arc;
 use serde_json::Value as Json;
 use shippy_router::{Router, RouterConfig};
 
-use super::subgraphs::{Data, Knobs, start_all};
+use super::subgraphs::{Data, Knobs, Running, start_all};
+use crate::mock::{Down, MockServer};
 
 pub fn fixture(name: &str) -> String {
     std::fs::read_to_string(format!(
@@ -33,6 +34,12 @@ pub struct TestEnv {
     pub client: reqwest::Client,
     /// Dropping it shuts the router down.
     _shutdown: tokio::sync::oneshot::Sender<()>,
+    /// Canned subgraphs; dropping them fails the test if one panicked.
+    _mocks: Vec<MockServer>,
+    /// Subgraphs that are down, their ports held.
+    _down: Vec<Down>,
+    /// The four subgraphs; dropping them fails the test if one panicked.
+    _subgraphs: Vec<Running>,
 }
 
 /// Answers a subgraph request body with a status and a body.
@@ -57,7 +64,7 @@ pub fn env() -> Builder {
     }
 }
 
-async fn serve_canned(canned: Canned) -> String {
+async fn serve_canned(canned: Canned) -> (String, MockServer) {
     let app = axum::Router::new().route(
         "/graphql",
         axum::routing::post(move |body: String| {
@@ -74,8 +81,10 @@ async fn serve_canned(canned: Canned) -> String {
     );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}/graphql", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    url
+    (
+        url,
+        MockServer::spawn(listener, app, std::future::pending()),
+    )
 }
 
 impl Builder {
@@ -115,14 +124,19 @@ impl Builder {
         if let Some(edit) = self.supergraph {
             supergraph = edit(supergraph);
         }
+        let mut mocks = Vec::new();
+        let mut down = Vec::new();
         for subgraph in &running {
             let canned = self.canned.iter().find(|(name, _)| *name == subgraph.name);
             let url = if let Some((_, canned)) = canned {
-                serve_canned(Arc::clone(canned)).await
+                let (url, server) = serve_canned(Arc::clone(canned)).await;
+                mocks.push(server);
+                url
             } else if self.down.contains(&subgraph.name) {
-                // A port that was just free: nothing listens there.
-                let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-                format!("http://{}/graphql", listener.local_addr().unwrap())
+                let stopped = Down::start().await;
+                let url = stopped.url.clone();
+                down.push(stopped);
+                url
             } else {
                 subgraph.url.clone()
             };
@@ -152,6 +166,9 @@ impl Builder {
                 .collect(),
             client: reqwest::Client::new(),
             _shutdown: tx,
+            _mocks: mocks,
+            _down: down,
+            _subgraphs: running,
         }
     }
 }

@@ -19,6 +19,8 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::IntoResponse;
 use serde_json::Value as Json;
 
+use crate::mock::MockServer;
+
 #[derive(Clone, Debug)]
 pub struct UserRow {
     pub id: String,
@@ -561,6 +563,8 @@ pub struct Running {
     pub name: &'static str,
     pub url: String,
     pub knobs: Arc<Knobs>,
+    /// Dropping it fails the test if the subgraph panicked.
+    pub _server: MockServer,
 }
 
 async fn serve(name: &'static str, execute: Execute) -> Running {
@@ -570,8 +574,13 @@ async fn serve(name: &'static str, execute: Execute) -> Running {
         .with_state((Arc::clone(&knobs), execute));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}/graphql", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    Running { name, url, knobs }
+    let server = MockServer::spawn(listener, app, std::future::pending());
+    Running {
+        name,
+        url,
+        knobs,
+        _server: server,
+    }
 }
 
 /// Starts the four subgraphs over `data`.

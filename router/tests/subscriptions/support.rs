@@ -17,6 +17,8 @@ use tokio::sync::broadcast;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 
+use crate::mock::{MockServer, Panics};
+
 pub const SECRET: &str = "subscription-tests-secret-0123456789";
 /// Generous: the machine is shared and loaded.
 pub const WAIT: Duration = Duration::from_secs(20);
@@ -56,6 +58,8 @@ pub struct Events {
     pub frozen: tokio::sync::watch::Sender<bool>,
     /// Whether `connection_init` is acknowledged.
     pub ack: std::sync::atomic::AtomicBool,
+    /// Panics of the subgraph's handlers and WebSocket connections.
+    pub panics: Panics,
 }
 
 #[derive(Clone, Debug)]
@@ -87,7 +91,10 @@ async fn events_socket(
     ws: WebSocketUpgrade,
 ) -> impl IntoResponse {
     ws.protocols(["graphql-transport-ws"])
-        .on_upgrade(move |socket| serve_events(events, socket))
+        .on_upgrade(move |socket| async move {
+            let panics = events.panics.clone();
+            panics.catch(serve_events(events, socket)).await;
+        })
 }
 
 async fn serve_events(events: Arc<Events>, mut socket: WebSocket) {
@@ -208,7 +215,10 @@ pub struct Env {
     pub ws_url: String,
     pub events: Arc<Events>,
     pub names: Arc<Names>,
-    events_server: tokio::task::JoinHandle<()>,
+    /// The events subgraph; dropping it fails the test if it panicked.
+    events_server: MockServer,
+    /// The names subgraph; dropping it fails the test if it panicked.
+    _names_server: MockServer,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
     pub served: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
 }
@@ -224,22 +234,26 @@ pub async fn start(configure: impl FnOnce(&mut RouterConfig)) -> Env {
         killed: tokio::sync::watch::channel(false).0,
         frozen: tokio::sync::watch::channel(false).0,
         ack: std::sync::atomic::AtomicBool::new(true),
+        panics: Panics::default(),
     });
     let events_app = axum::Router::new()
         .route("/graphql", axum::routing::get(events_socket))
         .with_state(Arc::clone(&events));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let events_url = format!("http://{}/graphql", listener.local_addr().unwrap());
-    let events_server = tokio::spawn(async move {
-        axum::serve(listener, events_app).await.unwrap();
-    });
+    let events_server = MockServer::spawn_with(
+        events.panics.clone(),
+        listener,
+        events_app,
+        std::future::pending(),
+    );
     let names_state = Arc::new(Names::default());
     let names_app = axum::Router::new()
         .route("/graphql", axum::routing::post(names))
         .with_state(Arc::clone(&names_state));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let names_url = format!("http://{}/graphql", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, names_app).await.unwrap() });
+    let names_server = MockServer::spawn(listener, names_app, std::future::pending());
 
     let supergraph = std::fs::read_to_string(format!(
         "{}/tests/fixtures/subscriptions.supergraph.graphql",
@@ -272,6 +286,7 @@ pub async fn start(configure: impl FnOnce(&mut RouterConfig)) -> Env {
         events,
         names: names_state,
         events_server,
+        _names_server: names_server,
         shutdown: Some(tx),
         served: Some(served),
     }
@@ -279,7 +294,7 @@ pub async fn start(configure: impl FnOnce(&mut RouterConfig)) -> Env {
 
 impl Env {
     /// Kills the events subgraph: its listener and every connection it has.
-    pub fn kill_events(&self) {
+    pub fn kill_events(&mut self) {
         self.events_server.abort();
         self.events.killed.send_replace(true);
     }

@@ -1,6 +1,7 @@
 //! Consignment input, parsed once into types that cannot hold invalid values, and the status life cycle.
 
 use serde::{Deserialize, Serialize};
+use shippy_contracts::consignment::status;
 
 /// Why a value was refused; shown to the client after the field name.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -153,25 +154,25 @@ pub enum Status {
 }
 
 impl Status {
-    /// As stored and sent in events.
+    /// As stored and sent in events (`shippy_contracts::consignment::status`).
     pub fn as_str(self) -> &'static str {
         match self {
-            Status::Pending => "PENDING",
-            Status::Assigned => "ASSIGNED",
-            Status::Unassignable => "UNASSIGNABLE",
-            Status::InTransit => "IN_TRANSIT",
-            Status::Delivered => "DELIVERED",
+            Status::Pending => status::PENDING,
+            Status::Assigned => status::ASSIGNED,
+            Status::Unassignable => status::UNASSIGNABLE,
+            Status::InTransit => status::IN_TRANSIT,
+            Status::Delivered => status::DELIVERED,
         }
     }
 
     /// Reads a stored status.
     pub fn parse(raw: &str) -> Option<Self> {
         Some(match raw {
-            "PENDING" => Status::Pending,
-            "ASSIGNED" => Status::Assigned,
-            "UNASSIGNABLE" => Status::Unassignable,
-            "IN_TRANSIT" => Status::InTransit,
-            "DELIVERED" => Status::Delivered,
+            status::PENDING => Status::Pending,
+            status::ASSIGNED => Status::Assigned,
+            status::UNASSIGNABLE => Status::Unassignable,
+            status::IN_TRANSIT => Status::InTransit,
+            status::DELIVERED => Status::Delivered,
             _ => return None,
         })
     }

@@ -1,6 +1,6 @@
-//! The `consignments` table (created by `shippy_migrations::consignment`). A row, serialized, is also the
-//! payload of every `consignment.*` event: subscribers and the vessel subgraph read the consignment as it
-//! was after the change.
+//! The `consignments` table (created by `shippy_migrations::consignment`). A row, as a
+//! `shippy_contracts::consignment::Snapshot`, is also the payload of every `consignment.*` event:
+//! subscribers and the vessel subgraph read the consignment as it was after the change.
 
 use sea_orm::entity::prelude::*;
 use serde::{Deserialize, Serialize};
@@ -39,3 +39,39 @@ pub struct Model {
 pub enum Relation {}
 
 impl ActiveModelBehavior for ActiveModel {}
+
+impl From<Model> for shippy_contracts::consignment::Snapshot {
+    fn from(row: Model) -> Self {
+        Self {
+            id: row.id,
+            owner_id: row.owner_id,
+            description: row.description,
+            weight: row.weight,
+            containers: row.containers,
+            container_count: row.container_count,
+            status: row.status,
+            vessel_id: row.vessel_id,
+            vessel_owner_id: row.vessel_owner_id,
+            created_at: row.created_at,
+            updated_at: row.updated_at,
+        }
+    }
+}
+
+impl From<shippy_contracts::consignment::Snapshot> for Model {
+    fn from(snapshot: shippy_contracts::consignment::Snapshot) -> Self {
+        Self {
+            id: snapshot.id,
+            owner_id: snapshot.owner_id,
+            description: snapshot.description,
+            weight: snapshot.weight,
+            containers: snapshot.containers,
+            container_count: snapshot.container_count,
+            status: snapshot.status,
+            vessel_id: snapshot.vessel_id,
+            vessel_owner_id: snapshot.vessel_owner_id,
+            created_at: snapshot.created_at,
+            updated_at: snapshot.updated_at,
+        }
+    }
+}

@@ -15,17 +15,17 @@ use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
 use shippy_kit::{
     auth::{self, Claims},
     error,
-    graphql::{authenticated, rate_limit},
+    graphql::{self, authenticated, rate_limit},
     pagination::{Page, parse_id},
 };
 use uuid::Uuid;
 
 use crate::{
     State,
+    commands::{self, NewConsignment, StatusError},
+    consumers,
     domain::{self, ConsignmentWeight, Containers, Description, Status},
     entity::{self, Column, Entity as Consignments},
-    shipping::{self, NewConsignment, StatusError},
-    updates,
 };
 
 impl ErrorExtensions for StatusError {
@@ -207,8 +207,7 @@ impl CreateConsignmentInput {
 }
 
 fn state<'a>(ctx: &'a Context<'_>) -> Result<&'a State> {
-    ctx.data::<State>()
-        .map_err(|_| error::internal("consignment schema", "State missing from schema data"))
+    graphql::schema_data(ctx)
 }
 
 fn caller_id(claims: &Claims) -> Result<Uuid> {
@@ -241,6 +240,7 @@ async fn own(ctx: &Context<'_>, owner: Uuid, id: Uuid) -> Result<Option<entity::
 }
 
 /// Queries.
+#[derive(Default)]
 pub struct Query;
 
 #[Object]
@@ -294,6 +294,7 @@ impl Query {
 }
 
 /// Mutations.
+#[derive(Default)]
 pub struct Mutation;
 
 #[Object]
@@ -311,7 +312,7 @@ impl Mutation {
     ) -> Result<Consignment> {
         let owner = caller_id(auth::require(ctx)?)?;
         let new = input.parse()?;
-        let row = shipping::create(state(ctx)?, owner, new)
+        let row = commands::create(state(ctx)?, owner, new)
             .await
             .map_err(|e| error::internal("creating consignment", e))?;
         Ok(Consignment(row))
@@ -329,7 +330,7 @@ impl Mutation {
     ) -> Result<Consignment> {
         let caller = caller_id(auth::require(ctx)?)?;
         let id = parse_id("id", &id)?;
-        let row = shipping::update_status(state(ctx)?, caller, id, status)
+        let row = commands::update_status(state(ctx)?, caller, id, status)
             .await
             .map_err(|e| e.extend())?;
         Ok(Consignment(row))
@@ -337,6 +338,7 @@ impl Mutation {
 }
 
 /// Subscriptions (over WebSocket, graphql-transport-ws).
+#[derive(Default)]
 pub struct Subscription;
 
 #[Subscription]
@@ -359,7 +361,7 @@ impl Subscription {
         {
             return Err(error::forbidden("no consignment of yours has this id"));
         }
-        Ok(updates::watch(state, feed, owner, only)
+        Ok(consumers::watch(state, feed, owner, only)
             .map(|row| row.map(Consignment))
             .boxed())
     }

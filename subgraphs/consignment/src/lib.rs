@@ -2,34 +2,29 @@
 //!
 //! A consignment is created `PENDING` and recorded as `consignment.created` on the `consignment` stream;
 //! the vessel subgraph books it on a vessel and answers on the same stream, and this subgraph's
-//! consumer ([`shipping::VesselAnswers`], group `consignment`) makes it `ASSIGNED` or `UNASSIGNABLE`. The
+//! consumer ([`consumers::VesselAnswers`], group `consignment`) makes it `ASSIGNED` or `UNASSIGNABLE`. The
 //! vessel's owner then moves it `IN_TRANSIT` and `DELIVERED`. Every change reaches subscribers of
-//! `consignmentUpdated` on any replica through the stream ([`updates`]).
+//! `consignmentUpdated` on any replica through the stream ([`consumers::watch`]). The events and their payloads
+//! are in `shippy_contracts`.
 //!
-//! [`start`] prepares a [`ConsignmentService`] (database migrated); [`ConsignmentService::app`] is the axum
-//! app and [`ConsignmentService::serve`] runs it with its outbox relay, consumer and live feed until
+//! [`Consignment`] says what is this subgraph's own; `shippy_kit::subgraph` starts, serves and describes
+//! it ([`ConsignmentService`]): the axum app, the outbox relay, the consumer and the live feed, until
 //! shutdown.
 
+pub mod commands;
+pub mod consumers;
 pub mod domain;
 pub mod entity;
 pub mod graphql;
-pub mod shipping;
-pub mod updates;
 
-use std::sync::Arc;
-
-use axum::Router;
 use sea_orm::DatabaseConnection;
+use shippy_contracts::streams;
 use shippy_kit::{
-    config::ServerConfig,
-    events::{EventBus, streams},
     live::LiveFeed,
     outbox::Outbox,
-    server::{self, Runtime, StartError, SubgraphConfig},
-    shutdown::CancellationToken,
-    supervisor::SupervisorError,
+    server::{Runtime, StartError},
+    subgraph::{Consumes, Service, Subgraph},
 };
-use tokio::net::TcpListener;
 
 pub use graphql::ConsignmentSchema;
 use graphql::{Mutation, Query, Subscription};
@@ -48,97 +43,37 @@ pub struct State {
     pub live: LiveFeed,
 }
 
-/// Builds the schema; without `state` it can only describe itself (for SDL export).
-pub fn schema(server: &ServerConfig, state: Option<State>) -> ConsignmentSchema {
-    let builder = shippy_kit::graphql::configure(
-        async_graphql::Schema::build(Query, Mutation, Subscription),
-        server,
-    );
-    match state {
-        Some(state) => builder.data(state).finish(),
-        None => builder.finish(),
-    }
-}
-
-/// The federation SDL (`schema/consignment.graphql`).
-pub fn sdl() -> String {
-    shippy_kit::graphql::federation_sdl(&schema(&ServerConfig::default(), None))
-}
-
-/// Why the subgraph stopped or could not start.
-#[derive(Debug, thiserror::Error)]
-pub enum Error {
-    /// Start-up failed.
-    #[error(transparent)]
-    Start(#[from] StartError),
-    /// A task failed while running.
-    #[error(transparent)]
-    Run(#[from] SupervisorError),
-}
+/// The consignment subgraph.
+pub struct Consignment;
 
 /// A prepared consignment subgraph.
-pub struct ConsignmentService {
-    runtime: Runtime,
-    state: State,
-}
+pub type ConsignmentService = Service<Consignment>;
 
-/// Migrates the database.
-pub async fn start(
-    config: SubgraphConfig,
-    bus: Arc<dyn EventBus>,
-) -> Result<ConsignmentService, Error> {
-    let runtime = Runtime::start::<shippy_migrations::consignment::Migrator>(config, bus).await?;
-    let state = State {
-        db: runtime.db.clone(),
-        outbox: runtime.outbox.clone(),
-        live: runtime.live_feed(streams::CONSIGNMENT),
-    };
-    Ok(ConsignmentService { runtime, state })
-}
+impl Subgraph for Consignment {
+    const NAME: &'static str = NAME;
+    type Query = Query;
+    type Mutation = Mutation;
+    type Subscription = Subscription;
+    type State = State;
+    type Migrator = shippy_migrations::consignment::Migrator;
 
-impl ConsignmentService {
-    /// Resolver state (tests use it to reach the database).
-    pub fn state(&self) -> &State {
-        &self.state
+    fn state(runtime: &Runtime) -> Result<State, StartError> {
+        Ok(State {
+            db: runtime.db.clone(),
+            outbox: runtime.outbox.clone(),
+            live: runtime.live_feed(streams::CONSIGNMENT),
+        })
     }
 
-    /// The axum app; open WebSockets close when `shutdown` is cancelled.
-    pub fn app(&self, shutdown: CancellationToken) -> Router {
-        let schema = schema(&self.runtime.config.server, Some(self.state.clone()));
-        server::app(schema, self.runtime.http_context(shutdown))
+    fn consumers(state: &State) -> Vec<Consumes> {
+        vec![Consumes {
+            stream: streams::CONSIGNMENT,
+            group: consumers::GROUP,
+            handler: Box::new(consumers::VesselAnswers::new(state.clone())),
+        }]
     }
 
-    /// Serves on `listener` and runs the outbox relay, the consumer of vessel answers and the live feed
-    /// until `shutdown`.
-    pub async fn serve(
-        self,
-        listener: TcpListener,
-        shutdown: CancellationToken,
-    ) -> Result<(), Error> {
-        let app = self.app(shutdown.clone());
-        let tasks = vec![
-            self.runtime.consumer(
-                streams::CONSIGNMENT,
-                shipping::GROUP,
-                shipping::VesselAnswers::new(self.state.clone()),
-                shutdown.clone(),
-            ),
-            self.runtime
-                .live_feed_task(&self.state.live, shutdown.clone()),
-        ];
-        Ok(self
-            .runtime
-            .serve_with(NAME, listener, app, tasks, shutdown)
-            .await?)
+    fn live_feed(state: &State) -> Option<&LiveFeed> {
+        Some(&state.live)
     }
-}
-
-/// [`start`] then [`ConsignmentService::serve`].
-pub async fn run(
-    listener: TcpListener,
-    config: SubgraphConfig,
-    bus: Arc<dyn EventBus>,
-    shutdown: CancellationToken,
-) -> Result<(), Error> {
-    start(config, bus).await?.serve(listener, shutdown).await
 }

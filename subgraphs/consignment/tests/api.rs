@@ -1,21 +1,23 @@
 //! The consignment subgraph over HTTP and WebSocket on 127.0.0.1:0, with the vessel subgraph beside it on
 //! the same in-process bus (as `shippy up` runs them), each scenario on SQLite and on PostgreSQL.
 
+use shippy_contracts::streams;
 use std::{sync::Arc, time::Duration};
 
 use futures::StreamExt;
 use sea_orm::EntityTrait;
 use serde_json::{Value, json};
 use shippy_consignment::{
+    commands::{self, Answer, AnswerError, NewConsignment},
+    consumers,
     domain::{ConsignmentWeight, Container, Containers, Description},
     entity,
-    shipping::{self, Answer, AnswerError, NewConsignment},
-    updates,
 };
 use shippy_kit::{
     CancellationToken,
     auth::TokenIssuer,
-    events::{Event, EventBus, streams},
+    events::{Event, EventBus},
+    live::Live,
     testing::{self, Backend, GraphQLClient, TestDb, TestServer, WsClient},
 };
 use uuid::Uuid;
@@ -23,6 +25,8 @@ use uuid::Uuid;
 /// The consignment and vessel subgraphs on one in-process bus; servers stop before their databases go.
 struct Harness {
     consignment: TestServer,
+    /// The consignment subgraph's state, for its live feed.
+    state: shippy_consignment::State,
     vessel: TestServer,
     bus: Arc<dyn EventBus>,
     _dbs: (TestDb, TestDb),
@@ -33,17 +37,16 @@ async fn start(backend: Backend) -> Harness {
     let (cdb, vdb) = (TestDb::create(backend).await, TestDb::create(backend).await);
     let bus = testing::bus();
     let (config, run_bus) = (testing::subgraph_config(&cdb.url), bus.clone());
-    let consignment = TestServer::spawn(move |listener, shutdown| {
-        shippy_consignment::run(listener, config, run_bus, shutdown)
-    })
-    .await;
+    let (consignment, state) =
+        TestServer::subgraph::<shippy_consignment::Consignment>(config, run_bus).await;
     let (config, run_bus) = (testing::subgraph_config(&vdb.url), bus.clone());
     let vessel = TestServer::spawn(move |listener, shutdown| {
-        shippy_vessel::run(listener, config, run_bus, shutdown)
+        shippy_kit::subgraph::run::<shippy_vessel::Vessel>(listener, config, run_bus, shutdown)
     })
     .await;
     Harness {
         consignment,
+        state,
         vessel,
         bus,
         _dbs: (cdb, vdb),
@@ -288,7 +291,7 @@ async fn consignments_are_their_owners_only(backend: Backend) {
         .await;
     assert_eq!(
         sdl.data()["_service"]["sdl"].as_str().unwrap().trim(),
-        shippy_consignment::sdl().trim()
+        shippy_kit::subgraph::sdl::<shippy_consignment::Consignment>().trim()
     );
 }
 
@@ -306,8 +309,8 @@ async fn vessels_are_assigned_and_moved_along_by_their_owner(backend: Backend) {
     let (mut mallory_ws, _) =
         WsClient::connect(&h.consignment.url("/graphql"), Some(&mallory)).await;
     mallory_ws.subscribe("mine", WATCH, json!({})).await;
-    // Give both subscriptions a moment to be registered with the live feed.
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    // Both subscriptions are registered with the live feed before anything changes.
+    testing::wait_live(&h.state.live, 2).await;
 
     let fits = h.create(&alice, 2, 50.0).await;
     let assigned = h.settled(&alice, &fits).await;
@@ -432,11 +435,14 @@ fn new_consignment() -> NewConsignment {
 async fn answers_apply_once(backend: Backend) {
     testing::init();
     let db = TestDb::create(backend).await;
-    let service = shippy_consignment::start(testing::subgraph_config(&db.url), testing::bus())
-        .await
-        .unwrap();
+    let service = shippy_consignment::ConsignmentService::start(
+        testing::subgraph_config(&db.url),
+        testing::bus(),
+    )
+    .await
+    .unwrap();
     let state = service.state();
-    let row = shipping::create(state, Uuid::now_v7(), new_consignment())
+    let row = commands::create(state, Uuid::now_v7(), new_consignment())
         .await
         .unwrap();
     let assigned = Answer::Assigned {
@@ -445,14 +451,14 @@ async fn answers_apply_once(backend: Backend) {
         vessel_name: "Ship".into(),
     };
     let event = Uuid::now_v7();
-    let applied = shipping::apply_answer(state, event, row.id, &assigned)
+    let applied = commands::apply_answer(state, event, row.id, &assigned)
         .await
         .unwrap()
         .expect("applied");
     assert_eq!(applied.status, "ASSIGNED");
     assert!(applied.updated_at > row.updated_at);
     assert!(
-        shipping::apply_answer(state, event, row.id, &assigned)
+        commands::apply_answer(state, event, row.id, &assigned)
             .await
             .unwrap()
             .is_none(),
@@ -462,7 +468,7 @@ async fn answers_apply_once(backend: Backend) {
         reason: "late".into(),
     };
     assert!(
-        shipping::apply_answer(state, Uuid::now_v7(), row.id, &late)
+        commands::apply_answer(state, Uuid::now_v7(), row.id, &late)
             .await
             .unwrap()
             .is_none(),
@@ -475,7 +481,7 @@ async fn answers_apply_once(backend: Backend) {
         .unwrap();
     assert_eq!(stored.status, "ASSIGNED");
     assert!(matches!(
-        shipping::apply_answer(state, Uuid::now_v7(), Uuid::now_v7(), &late).await,
+        commands::apply_answer(state, Uuid::now_v7(), Uuid::now_v7(), &late).await,
         Err(AnswerError::UnknownConsignment(_))
     ));
 }
@@ -487,37 +493,51 @@ async fn a_lagging_subscriber_catches_up_from_the_database(backend: Backend) {
     let mut config = testing::subgraph_config(&db.url);
     // One event of room: the second event in a row makes a subscriber lag.
     config.events.live_capacity = 1;
-    let service = shippy_consignment::start(config, bus.clone())
+    let service = shippy_consignment::ConsignmentService::start(config, bus.clone())
         .await
         .unwrap();
     let state = service.state().clone();
     let shutdown = CancellationToken::new();
     let feed_task = tokio::spawn(state.live.clone().run(bus.clone(), shutdown.clone()));
-    tokio::time::sleep(Duration::from_millis(50)).await;
+    state.live.following().await;
+    // Sees what the feed broadcasts, so the test knows when the subscriber below has fallen behind.
+    let mut probe = state.live.subscribe();
 
     let owner = Uuid::now_v7();
-    let mut watch = updates::watch(state.clone(), state.live.subscribe(), owner, None);
+    let mut watch = consumers::watch(state.clone(), state.live.subscribe(), owner, None);
     let mut created = Vec::new();
     for _ in 0..3 {
         created.push(
-            shipping::create(&state, owner, new_consignment())
+            commands::create(&state, owner, new_consignment())
                 .await
                 .unwrap(),
         );
     }
     // The relay is not running: publish what it would, all at once, before the subscriber reads.
-    for row in &created {
-        let event = Event::new(
+    let created_event = |row: &shippy_consignment::entity::Model| {
+        Event::new(
             streams::CONSIGNMENT,
             "consignment",
             "consignment.created",
             Some(owner.to_string()),
             "created",
             serde_json::to_value(row).unwrap(),
-        );
-        bus.publish(&event).await.unwrap();
+        )
+    };
+    for row in &created {
+        bus.publish(&created_event(row)).await.unwrap();
     }
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    // Once the probe has the last event, the feed has broadcast all three: the subscriber has lagged.
+    let last = created[2].id.to_string();
+    tokio::time::timeout(Duration::from_secs(5), async {
+        while let Some(item) = probe.next().await {
+            if matches!(&item, Live::Event(e) if e.payload["id"] == last.as_str()) {
+                break;
+            }
+        }
+    })
+    .await
+    .expect("the feed broadcasts every event");
     let mut got = Vec::new();
     for _ in 0..3 {
         let row = tokio::time::timeout(Duration::from_secs(5), watch.next())
@@ -528,13 +548,18 @@ async fn a_lagging_subscriber_catches_up_from_the_database(backend: Backend) {
         got.push(row.id);
     }
     assert_eq!(got, created.iter().map(|r| r.id).collect::<Vec<_>>());
-    // The event still buffered repeats one of them: dropped as not newer.
-    assert!(
-        tokio::time::timeout(Duration::from_millis(300), watch.next())
-            .await
-            .is_err(),
-        "a stale update was pushed"
-    );
+    // The event still buffered repeats one of them: dropped as not newer. A later change proves it: it
+    // is the next thing the subscriber gets.
+    let fourth = commands::create(&state, owner, new_consignment())
+        .await
+        .unwrap();
+    bus.publish(&created_event(&fourth)).await.unwrap();
+    let next = tokio::time::timeout(Duration::from_secs(5), watch.next())
+        .await
+        .expect("the later change arrives")
+        .unwrap()
+        .unwrap();
+    assert_eq!(next.id, fourth.id, "a stale update was pushed");
     shutdown.cancel();
     feed_task.await.unwrap().unwrap();
 }

@@ -58,6 +58,20 @@ impl<H: Handler> Handler for Arc<H> {
     }
 }
 
+#[async_trait::async_trait]
+impl Handler for Box<dyn Handler> {
+    async fn handle(&self, event: &Event) -> Result<(), HandleError> {
+        (**self).handle(event).await
+    }
+}
+
+/// The payload of `event` as `T`; a payload that does not decode can never be handled, so it is a
+/// [`HandleError::Reject`] naming the event's kind.
+pub fn payload<T: serde::de::DeserializeOwned>(event: &Event) -> Result<T, HandleError> {
+    serde_json::from_value(event.payload.clone())
+        .map_err(|e| HandleError::Reject(format!("bad `{}` payload: {e}", event.kind)))
+}
+
 /// How often a consumer reports its group's lag and pending count (`XINFO GROUPS`).
 pub const STATS_EVERY: Duration = Duration::from_secs(5);
 
@@ -295,7 +309,7 @@ mod tests {
     use std::sync::Mutex;
 
     use super::*;
-    use crate::events::{InProcessBus, streams};
+    use crate::events::{InProcessBus, dead_letters};
 
     /// Fails each event `failures` times with `error`, then succeeds; records what it handled.
     struct Scripted {
@@ -349,7 +363,8 @@ mod tests {
     }
 
     fn event(n: i64) -> Event {
-        Event::log(
+        Event::new(
+            "log",
             "test",
             "test.happened",
             None,
@@ -372,14 +387,13 @@ mod tests {
     async fn retried_events_are_handled_once_they_succeed_and_rejected_ones_dead_lettered() {
         let bus = Arc::new(InProcessBus::default());
         let mut dead = bus
-            .join_group(&streams::dead_letters(streams::LOG), "ops", "t")
+            .join_group(&dead_letters("log"), "ops", "t")
             .await
             .unwrap();
         let flaky = Scripted::new(2, HandleError::Retry("database down".into()));
         let shutdown = CancellationToken::new();
         let task = tokio::spawn(
-            Consumer::new(bus.clone(), streams::LOG, "g", flaky.clone(), config())
-                .run(shutdown.clone()),
+            Consumer::new(bus.clone(), "log", "g", flaky.clone(), config()).run(shutdown.clone()),
         );
         bus.publish(&event(1)).await.unwrap();
         eventually("the retried event", || {
@@ -397,7 +411,7 @@ mod tests {
         let rejecting = Scripted::new(usize::MAX, HandleError::Reject("nonsense".into()));
         let shutdown = CancellationToken::new();
         let task = tokio::spawn(
-            Consumer::new(bus.clone(), streams::LOG, "g2", rejecting.clone(), config())
+            Consumer::new(bus.clone(), "log", "g2", rejecting.clone(), config())
                 .run(shutdown.clone()),
         );
         // g2 is a new group: it starts at the oldest retained event (1), then sees 2.
@@ -423,14 +437,13 @@ mod tests {
     async fn an_event_that_keeps_failing_is_dead_lettered_after_max_deliveries() {
         let bus = Arc::new(InProcessBus::default());
         let mut dead = bus
-            .join_group(&streams::dead_letters(streams::LOG), "ops", "t")
+            .join_group(&dead_letters("log"), "ops", "t")
             .await
             .unwrap();
         let broken = Scripted::new(usize::MAX, HandleError::Retry("still down".into()));
         let shutdown = CancellationToken::new();
         let task = tokio::spawn(
-            Consumer::new(bus.clone(), streams::LOG, "g", broken.clone(), config())
-                .run(shutdown.clone()),
+            Consumer::new(bus.clone(), "log", "g", broken.clone(), config()).run(shutdown.clone()),
         );
         bus.publish(&event(9)).await.unwrap();
         let buried = tokio::time::timeout(Duration::from_secs(10), async {

@@ -14,9 +14,79 @@
 //! async fn login(&self) -> ... {}
 //! ```
 
-use async_graphql::{ObjectType, SchemaBuilder, SubscriptionType};
+use std::{any::Any, collections::HashMap, fmt::Display, hash::Hash, sync::Arc};
 
-use crate::config::ServerConfig;
+use async_graphql::{
+    Context, ObjectType, SchemaBuilder, SubscriptionType,
+    dataloader::{DataLoader, Loader},
+};
+
+use sea_orm::{ColumnTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter};
+use uuid::Uuid;
+
+use crate::{config::ServerConfig, error};
+
+/// Loads rows of `E` by a `Uuid` column, one query per batch (entity resolution asks for many at once).
+/// Put a `DataLoader` of it into the schema's data and read through [`load_one`].
+pub struct RowLoader<E: EntityTrait> {
+    db: DatabaseConnection,
+    /// The column the keys are in.
+    column: E::Column,
+    /// The key of a loaded row (the value of `column`).
+    key: fn(&E::Model) -> Uuid,
+}
+
+impl<E: EntityTrait> RowLoader<E> {
+    /// Loads from `db` the rows whose `column` is a key; `key` reads it back from a row.
+    pub fn new(db: DatabaseConnection, column: E::Column, key: fn(&E::Model) -> Uuid) -> Self {
+        Self { db, column, key }
+    }
+}
+
+impl<E> Loader<Uuid> for RowLoader<E>
+where
+    E: EntityTrait,
+    E::Model: Sync,
+{
+    type Value = E::Model;
+    type Error = Arc<DbErr>;
+
+    async fn load(&self, keys: &[Uuid]) -> Result<HashMap<Uuid, E::Model>, Arc<DbErr>> {
+        let rows = E::find()
+            .filter(self.column.is_in(keys.iter().copied()))
+            .all(&self.db)
+            .await
+            .map_err(Arc::new)?;
+        Ok(rows
+            .into_iter()
+            .map(|row| ((self.key)(&row), row))
+            .collect())
+    }
+}
+
+/// What the schema was built with (`.data(...)`: the subgraph's state, its data loaders). Missing data is
+/// a bug in building the schema, so it is an internal error, never the client's.
+pub fn schema_data<'a, T: Any + Send + Sync>(ctx: &'a Context<'_>) -> async_graphql::Result<&'a T> {
+    ctx.data::<T>().map_err(|_| {
+        error::internal(
+            "schema data",
+            format!("{} missing", std::any::type_name::<T>()),
+        )
+    })
+}
+
+/// The value for `key` through the schema's `DataLoader<L>`, batched with the request's other loads.
+pub async fn load_one<L, K>(ctx: &Context<'_>, key: K) -> async_graphql::Result<Option<L::Value>>
+where
+    L: Loader<K>,
+    L::Error: Display,
+    K: Send + Sync + Hash + Eq + Clone + 'static,
+{
+    schema_data::<DataLoader<L>>(ctx)?
+        .load_one(key)
+        .await
+        .map_err(|e| error::internal("loading an entity", e))
+}
 
 /// Turns on Apollo Federation v2 (`@link`, `_service`, `_entities`) and the configured query limits. The
 /// `Subscription` type is part of the federation SDL (async-graphql leaves it out unless asked), so the

@@ -10,6 +10,8 @@
 //! - [`consumer`] and [`inbox`]: consumer-group readers and the table that makes their handlers idempotent;
 //! - [`live`]: one reader per stream fanned out to GraphQL subscriptions;
 //! - [`server`]: the axum app around a GraphQL schema, and serving it until shutdown;
+//! - [`subgraph`]: the [`subgraph::Subgraph`] trait, which a subgraph implements to say what is its own,
+//!   and the start, app, serve, run and SDL export every subgraph shares;
 //! - [`observe`] and [`telemetry`]: request spans, `/metrics`, and the logging/tracing set-up;
 //! - [`text`]: refusing invisible characters that disguise how a name displays;
 //! - [`supervisor`] and [`shutdown`]: long-lived tasks that stop together and report why they stopped.
@@ -28,6 +30,7 @@ pub mod outbox;
 pub mod pagination;
 pub mod server;
 pub mod shutdown;
+pub mod subgraph;
 pub mod supervisor;
 pub mod telemetry;
 #[cfg(feature = "testing")]

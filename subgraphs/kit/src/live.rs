@@ -10,7 +10,7 @@
 use std::{sync::Arc, time::Duration};
 
 use futures::{StreamExt, stream::BoxStream};
-use tokio::sync::broadcast;
+use tokio::sync::{broadcast, watch};
 
 use crate::{
     events::{Event, EventBus},
@@ -33,6 +33,8 @@ pub struct LiveFeed {
     stream: String,
     /// Every subscriber holds a receiver; `run` is the only sender.
     sender: broadcast::Sender<Arc<Event>>,
+    /// Set by `run` once it follows the stream; [`following`](Self::following) waits for it.
+    following: Arc<watch::Sender<bool>>,
 }
 
 impl LiveFeed {
@@ -41,7 +43,21 @@ impl LiveFeed {
         Self {
             stream: stream.to_owned(),
             sender: broadcast::channel(capacity.max(1)).0,
+            following: Arc::new(watch::channel(false).0),
         }
+    }
+
+    /// Resolves once [`run`](Self::run) follows the stream: every event published from then on reaches
+    /// the subscribers (a readiness signal, instead of waiting and hoping).
+    pub async fn following(&self) {
+        let mut following = self.following.subscribe();
+        // Err only if the sender is gone, which cannot happen while `self` holds it.
+        let _ = following.wait_for(|on| *on).await;
+    }
+
+    /// How many subscribers are listening now.
+    pub fn subscribers(&self) -> usize {
+        self.sender.receiver_count()
     }
 
     /// The stream it follows.
@@ -84,6 +100,7 @@ impl LiveFeed {
                 }
             }
         };
+        self.following.send_replace(true);
         loop {
             tokio::select! {
                 () = shutdown.cancelled() => return Ok(()),
@@ -100,20 +117,20 @@ impl LiveFeed {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::events::{InProcessBus, streams};
+    use crate::events::InProcessBus;
 
     #[tokio::test]
     async fn fans_out_and_reports_lag() {
         let bus: Arc<dyn EventBus> = Arc::new(InProcessBus::default());
-        let feed = LiveFeed::new(streams::LOG, 2);
+        let feed = LiveFeed::new("log", 2);
         let mut fast = feed.subscribe();
         let mut slow = feed.subscribe();
+        assert_eq!(feed.subscribers(), 2);
         let shutdown = CancellationToken::new();
         let task = tokio::spawn(feed.clone().run(bus.clone(), shutdown.clone()));
-        // Let the feed subscribe before publishing.
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        feed.following().await;
         for n in 0..4 {
-            let event = Event::log("t", "t.n", None, "n", serde_json::json!({ "n": n }));
+            let event = Event::new("log", "t", "t.n", None, "n", serde_json::json!({ "n": n }));
             bus.publish(&event).await.unwrap();
             let Some(Live::Event(got)) = fast.next().await else {
                 panic!("fast subscriber missed {n}");

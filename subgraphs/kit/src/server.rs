@@ -10,7 +10,7 @@
 //! `connection_init` payload (`{"Authorization": "Bearer ..."}`); a refused token closes the connection with
 //! code 1002 and the reason (async-graphql's choice; graphql-transport-ws suggests 4403).
 
-use std::{convert::Infallible, sync::Arc, time::Duration};
+use std::{convert::Infallible, sync::Arc};
 
 use async_graphql::{
     Data, Executor, ParseRequestError,
@@ -74,27 +74,6 @@ impl ReadinessCheck for BusCheck {
     }
     async fn check(&self) -> Result<(), String> {
         self.0.ping().await.map_err(|e| e.to_string())
-    }
-}
-
-/// A configured Redis server answers `PING`.
-pub struct RedisCheck(pub redis::Client);
-
-#[async_trait::async_trait]
-impl ReadinessCheck for RedisCheck {
-    fn name(&self) -> &str {
-        "redis"
-    }
-    async fn check(&self) -> Result<(), String> {
-        let probe = async {
-            let mut conn = self.0.get_multiplexed_async_connection().await?;
-            redis::cmd("PING").query_async::<String>(&mut conn).await
-        };
-        match tokio::time::timeout(Duration::from_secs(2), probe).await {
-            Ok(Ok(_)) => Ok(()),
-            Ok(Err(err)) => Err(err.to_string()),
-            Err(_) => Err("no answer within 2s".into()),
-        }
     }
 }
 
@@ -356,8 +335,6 @@ pub async fn serve(
 pub struct SubgraphConfig {
     /// `sqlite://...` or `postgres://...`; the subgraph's own database.
     pub database_url: String,
-    /// When set, `/ready` also checks this Redis server.
-    pub redis_url: Option<String>,
     /// Token verification (and issuing, for the user subgraph).
     pub auth: AuthConfig,
     /// HTTP limits.
@@ -380,9 +357,6 @@ pub enum StartError {
     /// JWT keys.
     #[error(transparent)]
     Keys(#[from] KeyError),
-    /// `redis_url` is not a Redis URL.
-    #[error("invalid REDIS_URL: {0}")]
-    Redis(#[from] redis::RedisError),
 }
 
 /// The shared parts of a running subgraph.
@@ -396,7 +370,7 @@ pub struct Runtime {
     pub outbox: Outbox,
     /// Where the relay publishes them.
     pub bus: Arc<dyn EventBus>,
-    /// Readiness checks: database, bus, and Redis when configured.
+    /// Readiness checks: database and bus (which is Redis when `REDIS_URL` is set).
     pub checks: Vec<Arc<dyn ReadinessCheck>>,
     /// The configuration it was started with.
     pub config: SubgraphConfig,
@@ -410,13 +384,11 @@ impl Runtime {
     ) -> Result<Self, StartError> {
         let verifier = Arc::new(JwtVerifier::from_config(&config.auth)?);
         let db = db::connect_and_migrate::<M>(&config.database_url).await?;
-        let mut checks: Vec<Arc<dyn ReadinessCheck>> = vec![
+        // The bus check is the Redis check when the bus is Redis: one `PING`, not two.
+        let checks: Vec<Arc<dyn ReadinessCheck>> = vec![
             Arc::new(DatabaseCheck(db.clone())),
             Arc::new(BusCheck(bus.clone())),
         ];
-        if let Some(url) = &config.redis_url {
-            checks.push(Arc::new(RedisCheck(redis::Client::open(url.as_str())?)));
-        }
         Ok(Self {
             db,
             verifier,
@@ -438,7 +410,7 @@ impl Runtime {
     }
 
     /// A member of consumer group `group` on `stream` running `handler`, as a task for
-    /// [`serve_with`](Self::serve_with).
+    /// [`serve`](Self::serve).
     pub fn consumer<H: Handler>(
         &self,
         stream: &str,
@@ -468,7 +440,7 @@ impl Runtime {
         LiveFeed::new(stream, self.config.events.live_capacity)
     }
 
-    /// The task that feeds `feed` from the bus, for [`serve_with`](Self::serve_with).
+    /// The task that feeds `feed` from the bus, for [`serve`](Self::serve).
     pub fn live_feed_task(&self, feed: &LiveFeed, shutdown: CancellationToken) -> BackgroundTask {
         BackgroundTask {
             name: format!("live feed of `{}`", feed.stream()),
@@ -476,22 +448,11 @@ impl Runtime {
         }
     }
 
-    /// Serves `app` on `listener` and runs the outbox relay, until `shutdown` is cancelled or one of them
-    /// fails (which cancels `shutdown` for everyone sharing it).
+    /// Serves `app` on `listener` and runs the outbox relay and `tasks` (event consumers, live feeds) under
+    /// one supervisor, until `shutdown` is cancelled or one of them fails (which cancels `shutdown` for
+    /// everyone sharing it). Each task must run until `shutdown` is cancelled; one that ends early stops
+    /// the subgraph.
     pub async fn serve(
-        self,
-        name: &str,
-        listener: TcpListener,
-        app: Router,
-        shutdown: CancellationToken,
-    ) -> Result<(), SupervisorError> {
-        self.serve_with(name, listener, app, Vec::new(), shutdown)
-            .await
-    }
-
-    /// Like [`serve`](Self::serve), with more long-lived tasks (event consumers...) under the same
-    /// supervisor: each must run until `shutdown` is cancelled; one that ends early stops the subgraph.
-    pub async fn serve_with(
         self,
         name: &str,
         listener: TcpListener,
@@ -522,7 +483,7 @@ impl Runtime {
     }
 }
 
-/// A named long-lived task to run beside a subgraph's server (see [`Runtime::serve_with`]).
+/// A named long-lived task to run beside a subgraph's server (see [`Runtime::serve`]).
 pub struct BackgroundTask {
     /// Shown in logs and errors, after the subgraph's name.
     pub name: String,

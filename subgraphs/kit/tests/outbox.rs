@@ -15,7 +15,7 @@ use shippy_kit::{
     CancellationToken,
     config::RelayConfig,
     db,
-    events::{BusError, Event, EventBus, EventStream, GroupReader, InProcessBus, streams},
+    events::{BusError, Event, EventBus, EventStream, GroupReader, InProcessBus},
     outbox::{self, Outbox, RelayError, entity},
     testing::{Backend, TestDb},
 };
@@ -40,7 +40,8 @@ async fn database(backend: Backend) -> (TestDb, DatabaseConnection) {
 }
 
 fn event(n: i64) -> Event {
-    Event::log(
+    Event::new(
+        "log",
         "test",
         "test.happened",
         Some("u1".into()),
@@ -90,7 +91,7 @@ impl EventBus for FlakyBus {
 async fn committed_events_are_published_once_rolled_back_never(backend: Backend) {
     let (_guard, db) = database(backend).await;
     let bus = Arc::new(InProcessBus::default());
-    let mut feed = bus.subscribe(streams::LOG).await.unwrap();
+    let mut feed = bus.subscribe("log").await.unwrap();
     let relay = Outbox::new().relay(db.clone(), bus.clone(), RelayConfig::default());
 
     let txn = db.begin().await.unwrap();
@@ -129,7 +130,7 @@ async fn failed_publishes_stay_pending_and_keep_order(backend: Backend) {
         inner: InProcessBus::default(),
         down: AtomicBool::new(true),
     });
-    let mut feed = bus.subscribe(streams::LOG).await.unwrap();
+    let mut feed = bus.subscribe("log").await.unwrap();
     let relay = Outbox::new().relay(db.clone(), bus.clone(), RelayConfig::default());
 
     for n in 0..3 {
@@ -166,7 +167,7 @@ async fn failed_publishes_stay_pending_and_keep_order(backend: Backend) {
 async fn running_relay_is_woken_by_commits_and_stops_on_shutdown(backend: Backend) {
     let (_guard, db) = database(backend).await;
     let bus = Arc::new(InProcessBus::default());
-    let mut feed = bus.subscribe(streams::LOG).await.unwrap();
+    let mut feed = bus.subscribe("log").await.unwrap();
     let handle = Outbox::new();
     // A poll interval far longer than the test: only the wake-up can deliver in time.
     let config = RelayConfig {
@@ -200,7 +201,7 @@ async fn running_relay_retries_until_the_bus_is_back(backend: Backend) {
         inner: InProcessBus::default(),
         down: AtomicBool::new(true),
     });
-    let mut feed = bus.subscribe(streams::LOG).await.unwrap();
+    let mut feed = bus.subscribe("log").await.unwrap();
     let config = RelayConfig {
         retry_initial: std::time::Duration::from_millis(10),
         retry_max: std::time::Duration::from_millis(50),

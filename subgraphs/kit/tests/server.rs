@@ -184,8 +184,9 @@ async fn health_ready_and_graphiql() {
 }
 
 #[tokio::test]
-async fn ready_checks_a_configured_redis() {
-    let up = server::RedisCheck(redis::Client::open(testing::test_redis_url().as_str()).unwrap());
+async fn ready_checks_a_redis_bus() {
+    let ns = testing::RedisNamespace::new();
+    let up = server::BusCheck(ns.bus());
     let app = app_with(
         ServerConfig::default(),
         vec![Arc::new(up)],
@@ -198,7 +199,9 @@ async fn ready_checks_a_configured_redis() {
     assert_eq!(resp.status(), StatusCode::OK);
 
     // Nothing listens on port 1.
-    let down = server::RedisCheck(redis::Client::open("redis://127.0.0.1:1").unwrap());
+    let down = server::BusCheck(Arc::new(
+        shippy_kit::events::RedisBus::open("redis://127.0.0.1:1", ns.events()).unwrap(),
+    ));
     let app = app_with(
         ServerConfig::default(),
         vec![Arc::new(down)],
@@ -212,7 +215,7 @@ async fn ready_checks_a_configured_redis() {
     let body = resp.into_body().collect().await.unwrap().to_bytes();
     assert_eq!(
         serde_json::from_slice::<Value>(&body).unwrap(),
-        json!({ "redis": "unavailable" })
+        json!({ "events": "unavailable" })
     );
 }
 
@@ -569,7 +572,7 @@ async fn a_failing_background_task_stops_the_subgraph() {
     };
     let result = tokio::time::timeout(
         Duration::from_secs(10),
-        runtime.serve_with("test", listener, app, vec![consumer], shutdown.clone()),
+        runtime.serve("test", listener, app, vec![consumer], shutdown.clone()),
     )
     .await
     .expect("the subgraph stops");
@@ -579,4 +582,24 @@ async fn a_failing_background_task_stops_the_subgraph() {
         shutdown.is_cancelled(),
         "the server and relay were told to stop"
     );
+}
+
+#[tokio::test]
+#[should_panic(expected = "failed: no database for you")]
+async fn a_test_server_that_fails_says_why_instead_of_timing_out() {
+    TestServer::spawn(|_listener, _shutdown| async {
+        Err::<(), _>(std::io::Error::other("no database for you"))
+    })
+    .await;
+}
+
+#[tokio::test]
+#[should_panic(expected = "the server panicked")]
+async fn a_test_server_that_panics_passes_the_panic_on() {
+    TestServer::spawn(|_listener, _shutdown| async {
+        panic!("the server panicked");
+        #[allow(unreachable_code)]
+        Ok::<(), std::io::Error>(())
+    })
+    .await;
 }

@@ -10,11 +10,12 @@ use async_graphql::{
 use chrono::{DateTime, Utc};
 use futures::{StreamExt, stream::BoxStream};
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Select};
+use shippy_contracts::streams;
 use shippy_kit::{
     auth::{self, Claims, SCOPE_ADMIN},
     error,
-    events::{Event, streams},
-    graphql::authenticated,
+    events::Event,
+    graphql::{self, authenticated},
     live::Live,
     pagination::{Page, parse_id},
 };
@@ -138,8 +139,7 @@ impl LogFilter {
 }
 
 fn state<'a>(ctx: &'a Context<'_>) -> Result<&'a State> {
-    ctx.data::<State>()
-        .map_err(|_| error::internal("log schema", "State missing from schema data"))
+    graphql::schema_data(ctx)
 }
 
 async fn fetch(ctx: &Context<'_>, query: Select<Entries>) -> Result<Vec<LogEntry>> {
@@ -180,6 +180,7 @@ impl User {
 }
 
 /// Queries.
+#[derive(Default)]
 pub struct Query;
 
 #[Object]
@@ -240,6 +241,7 @@ fn lagged(missed: u64) -> async_graphql::Error {
 }
 
 /// Subscriptions (over WebSocket, graphql-transport-ws).
+#[derive(Default)]
 pub struct Subscription;
 
 #[Subscription]
@@ -300,7 +302,7 @@ mod tests {
 
     #[test]
     fn visibility() {
-        let event = Event::log(
+        let event = shippy_contracts::log::event(
             "vessel",
             "vessel.created",
             Some("u1".into()),
@@ -312,7 +314,7 @@ mod tests {
         assert!(!visible(&claims("u1", &[]), Some("user"), &event));
         assert!(!visible(&claims("u2", &[]), None, &event));
         assert!(visible(&claims("u2", &[SCOPE_ADMIN]), None, &event));
-        let anonymous = Event::log("user", "x", None, "", serde_json::json!({}));
+        let anonymous = shippy_contracts::log::event("user", "x", None, "", serde_json::json!({}));
         assert!(!visible(&claims("u1", &[]), None, &anonymous));
         let err = lagged(3);
         assert_eq!(

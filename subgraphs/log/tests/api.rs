@@ -2,9 +2,10 @@
 //! the users they concern (admins see all), over HTTP and WebSocket, on SQLite and PostgreSQL; and, on
 //! real Redis, entries a crashed consumer read but never acknowledged are taken over and stored once.
 
+use shippy_contracts::streams;
 use std::{collections::HashSet, sync::Arc, time::Duration};
 
-use futures::StreamExt;
+use futures::{FutureExt, StreamExt};
 use redis::AsyncCommands;
 use sea_orm::{EntityTrait, PaginatorTrait};
 use serde_json::{Value, json};
@@ -12,13 +13,16 @@ use shippy_kit::{
     CancellationToken,
     auth::{Caller, JwtVerifier, SCOPE_ADMIN, TokenIssuer},
     config::ServerConfig,
-    events::{Event, EventBus, RedisBus, streams},
+    events::{Event, EventBus, RedisBus},
+    live::Live,
     testing::{self, Backend, GraphQLClient, RedisNamespace, TestDb, TestServer, WsClient},
 };
 use uuid::Uuid;
 
 struct Harness {
     server: TestServer,
+    /// The log subgraph's state, for its live feed.
+    state: shippy_log::State,
     bus: Arc<dyn EventBus>,
     _db: TestDb,
 }
@@ -28,12 +32,10 @@ async fn start(backend: Backend) -> Harness {
     let db = TestDb::create(backend).await;
     let bus = testing::bus();
     let (config, run_bus) = (testing::subgraph_config(&db.url), bus.clone());
-    let server = TestServer::spawn(move |listener, shutdown| {
-        shippy_log::run(listener, config, run_bus, shutdown)
-    })
-    .await;
+    let (server, state) = TestServer::subgraph::<shippy_log::Log>(config, run_bus).await;
     Harness {
         server,
+        state,
         bus,
         _db: db,
     }
@@ -52,7 +54,7 @@ fn token(user: &str, scopes: &[&str]) -> String {
 }
 
 fn event(service: &str, kind: &str, user: Option<&str>, n: i64) -> Event {
-    Event::log(
+    shippy_contracts::log::event(
         service,
         kind,
         user.map(str::to_owned),
@@ -101,13 +103,16 @@ async fn entries_are_stored_once_and_shown_to_their_user(backend: Backend) {
     for e in &events {
         h.bus.publish(e).await.unwrap();
     }
-    // Delivered twice: stored once.
+    // Delivered twice: stored once. The consumer handles the stream in order, so once the marker
+    // published after the duplicate is stored, the duplicate has been handled too.
     h.bus.publish(&events[1]).await.unwrap();
-    h.stored(5).await;
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    let marker = event("test", "test.marker", None, 5);
+    h.bus.publish(&marker).await.unwrap();
+    h.stored(6).await;
     let admin = token(&Uuid::now_v7().to_string(), &[SCOPE_ADMIN]);
     let all = h.logs(&admin, json!({})).await;
-    assert_eq!(all.len(), 5, "{all:?}");
+    assert_eq!(all.len(), 6, "the five events and the marker: {all:?}");
+    assert_eq!(all[5]["id"], marker.event_id.to_string());
 
     let mine = h.logs(&token(&u1, &[]), json!({})).await;
     let ns: Vec<i64> = mine
@@ -207,7 +212,7 @@ async fn activity_is_the_users_own(backend: Backend) {
         .await;
     assert_eq!(
         sdl.data()["_service"]["sdl"].as_str().unwrap().trim(),
-        shippy_log::sdl().trim()
+        shippy_kit::subgraph::sdl::<shippy_log::Log>().trim()
     );
 }
 
@@ -222,7 +227,7 @@ async fn log_added_pushes_what_the_caller_may_see(backend: Backend) {
     admin
         .subscribe("vessels", sub, json!({ "s": "vessel" }))
         .await;
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    testing::wait_live(&h.state.live, 2).await;
 
     h.bus
         .publish(&event("user", "user.registered", Some(&u2), 0))
@@ -247,7 +252,13 @@ async fn log_added_pushes_what_the_caller_may_see(backend: Backend) {
         got["data"]["logAdded"]["payload"]["n"], 1,
         "only vessel entries"
     );
-    assert!(own.next(Duration::from_millis(300)).await.is_none());
+    // Nothing else for u1 came in between: the next entry u1 gets is the one published last.
+    h.bus
+        .publish(&event("user", "user.logged_in", Some(&u1), 3))
+        .await
+        .unwrap();
+    let got = own.next_payload("own", Duration::from_secs(10)).await;
+    assert_eq!(got["data"]["logAdded"]["payload"]["n"], 3, "{got}");
 
     let (mut anon, _) = WsClient::connect(&url, None).await;
     anon.subscribe("x", sub, json!({})).await;
@@ -264,34 +275,52 @@ async fn a_lagging_subscriber_is_told_what_it_missed(backend: Backend) {
     let bus = testing::bus();
     let mut config = testing::subgraph_config(&db.url);
     config.events.live_capacity = 2;
-    let service = shippy_log::start(config, bus.clone()).await.unwrap();
+    let service = shippy_log::LogService::start(config, bus.clone())
+        .await
+        .unwrap();
     let state = service.state().clone();
     let shutdown = CancellationToken::new();
     let feed = tokio::spawn(state.live.clone().run(bus.clone(), shutdown.clone()));
-    tokio::time::sleep(Duration::from_millis(50)).await;
+    state.live.following().await;
+    let live = state.live.clone();
+    // Sees what the feed broadcasts, so the test knows when the subscriber has fallen behind.
+    let mut probe = live.subscribe();
 
     let user = Uuid::now_v7().to_string();
     let claims = JwtVerifier::from_config(&testing::auth_config())
         .unwrap()
         .verify(&token(&user, &[]))
         .unwrap();
-    let schema = shippy_log::schema(&ServerConfig::default(), Some(state));
+    let schema =
+        shippy_kit::subgraph::schema::<shippy_log::Log>(&ServerConfig::default(), Some(state));
     let mut stream = schema.execute_stream(
         async_graphql::Request::new("subscription { logAdded { payload } }")
             .data(Caller::User(claims)),
     );
-    // The first poll starts the subscription; nothing is there yet.
-    assert!(
-        tokio::time::timeout(Duration::from_millis(100), stream.next())
-            .await
-            .is_err()
-    );
+    // Polling starts the subscription; nothing is there yet.
+    testing::eventually("the subscription to start", Duration::from_secs(10), || {
+        assert!(
+            stream.next().now_or_never().is_none(),
+            "nothing published yet"
+        );
+        std::future::ready(live.subscribers() == 2)
+    })
+    .await;
     for n in 0..5 {
         bus.publish(&event("user", "user.logged_in", Some(&user), n))
             .await
             .unwrap();
     }
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    // Once the probe has the last event, the feed has broadcast all five: the subscriber has lagged.
+    tokio::time::timeout(Duration::from_secs(5), async {
+        while let Some(item) = probe.next().await {
+            if matches!(&item, Live::Event(e) if e.payload["n"] == 4) {
+                break;
+            }
+        }
+    })
+    .await
+    .expect("the feed broadcasts every event");
     let notice = stream.next().await.unwrap();
     let error = &notice.errors[0];
     let extensions = error.extensions.as_ref().unwrap();
@@ -348,13 +377,12 @@ async fn entries_a_crashed_consumer_left_pending_are_stored_once() {
     drop(crashed);
 
     let mut config = testing::subgraph_config(&db.url);
-    config.redis_url = Some(ns.url.clone());
     config.events = ns.events();
     config.events.consumer.name = Some("rescuer".into());
     let run_bus: Arc<dyn EventBus> =
         Arc::new(RedisBus::open(&ns.url, config.events.clone()).unwrap());
     let _server = TestServer::spawn(move |listener, shutdown| {
-        shippy_log::run(listener, config, run_bus, shutdown)
+        shippy_kit::subgraph::run::<shippy_log::Log>(listener, config, run_bus, shutdown)
     })
     .await;
     let conn = shippy_kit::db::connect(&db.url).await.unwrap();
@@ -399,7 +427,7 @@ async fn entries_a_crashed_consumer_left_pending_are_stored_once() {
         settled,
         "the duplicate was read and everything acknowledged"
     );
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Acknowledged means handled: the log stores an entry before it acknowledges it.
     assert_eq!(count().await, 10);
     let ids: HashSet<Uuid> = shippy_log::entity::Entity::find()
         .all(&conn)

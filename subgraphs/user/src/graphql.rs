@@ -4,27 +4,22 @@
 //! Email visibility: a user's `email` is returned only to that user (when the request's token is theirs, or
 //! in the `AuthPayload` of their own `register`/`login`); everyone else gets `null`.
 
-use std::{collections::HashMap, sync::Arc};
-
 use async_graphql::{
     Context, EmptySubscription, ErrorExtensions, ID, InputObject, Object, Result, SimpleObject,
-    dataloader::{DataLoader, Loader},
 };
 use chrono::{DateTime, Utc};
-use sea_orm::{
-    ColumnTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
-};
+use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
 use shippy_kit::{
     auth::{self, SCOPE_ADMIN},
     error,
-    graphql::{authenticated, rate_limit},
+    graphql::{self, RowLoader, authenticated, rate_limit},
     pagination::{Page, parse_id},
 };
 use uuid::Uuid;
 
 use crate::{
     State,
-    accounts::{self, AccountError, NewUser},
+    commands::{self, AccountError, NewUser},
     domain::{Company, Email, Password, PersonName},
     entity::{self, Column, Entity as Users},
 };
@@ -43,24 +38,12 @@ impl ErrorExtensions for AccountError {
     }
 }
 
-/// Loads users by id in one query per batch (entity resolution asks for many at once).
-pub struct UserLoader(pub DatabaseConnection);
+/// Loads users by id, one query per batch.
+pub type UserLoader = RowLoader<Users>;
 
-impl Loader<Uuid> for UserLoader {
-    type Value = entity::Model;
-    type Error = Arc<DbErr>;
-
-    async fn load(
-        &self,
-        keys: &[Uuid],
-    ) -> std::result::Result<HashMap<Uuid, Self::Value>, Self::Error> {
-        let rows = Users::find()
-            .filter(Column::Id.is_in(keys.iter().copied()))
-            .all(&self.0)
-            .await
-            .map_err(Arc::new)?;
-        Ok(rows.into_iter().map(|row| (row.id, row)).collect())
-    }
+/// The [`UserLoader`] of `db`.
+pub fn user_loader(db: DatabaseConnection) -> UserLoader {
+    RowLoader::new(db, Column::Id, |row: &entity::Model| row.id)
 }
 
 /// A Shippy user.
@@ -162,22 +145,17 @@ impl RegisterInput {
 }
 
 fn state<'a>(ctx: &'a Context<'_>) -> Result<&'a State> {
-    ctx.data::<State>()
-        .map_err(|_| error::internal("user schema", "State missing from schema data"))
+    graphql::schema_data(ctx)
 }
 
 async fn load(ctx: &Context<'_>, id: Uuid) -> Result<Option<User>> {
-    let loader = ctx
-        .data::<DataLoader<UserLoader>>()
-        .map_err(|_| error::internal("user schema", "loader missing"))?;
-    let row = loader
-        .load_one(id)
-        .await
-        .map_err(|e| error::internal("loading user", e))?;
-    Ok(row.map(User::new))
+    Ok(graphql::load_one::<UserLoader, _>(ctx, id)
+        .await?
+        .map(User::new))
 }
 
 /// Queries.
+#[derive(Default)]
 pub struct Query;
 
 #[Object]
@@ -229,6 +207,7 @@ impl Query {
 }
 
 /// Mutations.
+#[derive(Default)]
 pub struct Mutation;
 
 #[Object]
@@ -238,7 +217,7 @@ impl Mutation {
     #[graphql(directive = rate_limit::apply(5, "1h".into(), Some("ip".into())))]
     async fn register(&self, ctx: &Context<'_>, input: RegisterInput) -> Result<AuthPayload> {
         let new = input.parse()?;
-        let (row, token) = accounts::register(state(ctx)?, new)
+        let (row, token) = commands::register(state(ctx)?, new)
             .await
             .map_err(|e| e.extend())?;
         Ok(AuthPayload::new(row, token.token))
@@ -256,7 +235,7 @@ impl Mutation {
         email: String,
         password: String,
     ) -> Result<AuthPayload> {
-        let (row, token) = accounts::login(state(ctx)?, &email, &password, auth::client_ip(ctx))
+        let (row, token) = commands::login(state(ctx)?, &email, &password, auth::client_ip(ctx))
             .await
             .map_err(|e| e.extend())?;
         Ok(AuthPayload::new(row, token.token))
@@ -273,7 +252,7 @@ impl Mutation {
                 "the token has no `jti`, so it cannot be revoked; it stays valid until it expires",
             ));
         };
-        accounts::logout(state(ctx)?, jti, claims.exp)
+        commands::logout(state(ctx)?, jti, claims.exp)
             .await
             .map_err(|e| e.extend())?;
         Ok(true)

@@ -1,36 +1,30 @@
 //! The `user` subgraph: users, registration, login and JWT issuing.
 //!
-//! [`start`] prepares a [`UserService`] (database migrated, keys loaded); [`UserService::app`] is the axum
-//! app (for `oneshot` tests) and [`UserService::serve`] runs it with its outbox relay until shutdown.
+//! [`User`] says what is this subgraph's own; `shippy_kit::subgraph` starts (database migrated, keys
+//! loaded), serves and describes it ([`UserService`]): the axum app and the outbox relay, until shutdown.
 
-pub mod accounts;
+pub mod commands;
 pub mod domain;
 pub mod entity;
 pub mod graphql;
-pub mod password;
 
 use std::sync::Arc;
 
 use async_graphql::{EmptySubscription, dataloader::DataLoader};
-use axum::Router;
 use sea_orm::DatabaseConnection;
 use shippy_kit::{
     auth::TokenIssuer,
-    config::ServerConfig,
-    events::EventBus,
     outbox::Outbox,
-    server::{self, Runtime, StartError, SubgraphConfig},
-    shutdown::CancellationToken,
-    supervisor::SupervisorError,
+    server::{Runtime, StartError},
+    subgraph::{SchemaBuilderOf, Service, Subgraph},
 };
 use shippy_security::{
     login_limits::LoginLimiter,
     revocation::{MemoryRevocations, RevocationStore},
 };
-use tokio::net::TcpListener;
 
 pub use graphql::UserSchema;
-use graphql::{Mutation, Query, UserLoader};
+use graphql::{Mutation, Query};
 
 /// The subgraph's name (service name in events, file name of its SDL and database).
 pub const NAME: &str = "user";
@@ -50,47 +44,13 @@ pub struct State {
     pub login_limits: Arc<LoginLimiter>,
 }
 
-/// Builds the schema; without `state` it can only describe itself (for SDL export).
-pub fn schema(server: &ServerConfig, state: Option<State>) -> UserSchema {
-    let builder = shippy_kit::graphql::configure(
-        async_graphql::Schema::build(Query, Mutation, EmptySubscription),
-        server,
-    );
-    match state {
-        Some(state) => builder
-            .data(DataLoader::new(UserLoader(state.db.clone()), tokio::spawn))
-            .data(state)
-            .finish(),
-        None => builder.finish(),
-    }
-}
-
-/// The federation SDL (`schema/user.graphql`).
-pub fn sdl() -> String {
-    shippy_kit::graphql::federation_sdl(&schema(&ServerConfig::default(), None))
-}
-
-/// Why the subgraph stopped or could not start.
-#[derive(Debug, thiserror::Error)]
-pub enum Error {
-    /// Start-up failed.
-    #[error(transparent)]
-    Start(#[from] StartError),
-    /// A task failed while running.
-    #[error(transparent)]
-    Run(#[from] SupervisorError),
-}
-
-/// A prepared user subgraph.
-pub struct UserService {
-    runtime: Runtime,
-    state: State,
-}
+/// The user subgraph.
+pub struct User;
 
 /// The store `logout` writes to: the one the process was given, else one of this subgraph's own (which
 /// only a router in the same process could read, so say so).
-fn revocation_store(config: &SubgraphConfig) -> Arc<dyn RevocationStore> {
-    config.revocations.clone().unwrap_or_else(|| {
+fn revocation_store(runtime: &Runtime) -> Arc<dyn RevocationStore> {
+    runtime.config.revocations.clone().unwrap_or_else(|| {
         tracing::warn!(
             "no revocation store configured: logouts are kept in this process only, where no router sees them"
         );
@@ -98,49 +58,31 @@ fn revocation_store(config: &SubgraphConfig) -> Arc<dyn RevocationStore> {
     })
 }
 
-/// Migrates the database and loads keys.
-pub async fn start(config: SubgraphConfig, bus: Arc<dyn EventBus>) -> Result<UserService, Error> {
-    let tokens = Arc::new(TokenIssuer::from_config(&config.auth).map_err(StartError::from)?);
-    let runtime = Runtime::start::<shippy_migrations::user::Migrator>(config, bus).await?;
-    let state = State {
-        db: runtime.db.clone(),
-        tokens,
-        outbox: runtime.outbox.clone(),
-        revocations: revocation_store(&runtime.config),
-        login_limits: Arc::new(LoginLimiter::new(&runtime.config.auth.login_limits)),
-    };
-    Ok(UserService { runtime, state })
-}
+/// A prepared user subgraph.
+pub type UserService = Service<User>;
 
-impl UserService {
-    /// Resolver state (tests use it to reach the database).
-    pub fn state(&self) -> &State {
-        &self.state
+impl Subgraph for User {
+    const NAME: &'static str = NAME;
+    type Query = Query;
+    type Mutation = Mutation;
+    type Subscription = EmptySubscription;
+    type State = State;
+    type Migrator = shippy_migrations::user::Migrator;
+
+    fn state(runtime: &Runtime) -> Result<State, StartError> {
+        Ok(State {
+            db: runtime.db.clone(),
+            tokens: Arc::new(TokenIssuer::from_config(&runtime.config.auth)?),
+            outbox: runtime.outbox.clone(),
+            revocations: revocation_store(runtime),
+            login_limits: Arc::new(LoginLimiter::new(&runtime.config.auth.login_limits)),
+        })
     }
 
-    /// The axum app; open WebSockets close when `shutdown` is cancelled.
-    pub fn app(&self, shutdown: CancellationToken) -> Router {
-        let schema = schema(&self.runtime.config.server, Some(self.state.clone()));
-        server::app(schema, self.runtime.http_context(shutdown))
+    fn data(builder: SchemaBuilderOf<Self>, state: &State) -> SchemaBuilderOf<Self> {
+        builder.data(DataLoader::new(
+            graphql::user_loader(state.db.clone()),
+            tokio::spawn,
+        ))
     }
-
-    /// Serves on `listener` and runs the outbox relay until `shutdown`.
-    pub async fn serve(
-        self,
-        listener: TcpListener,
-        shutdown: CancellationToken,
-    ) -> Result<(), Error> {
-        let app = self.app(shutdown.clone());
-        Ok(self.runtime.serve(NAME, listener, app, shutdown).await?)
-    }
-}
-
-/// [`start`] then [`UserService::serve`].
-pub async fn run(
-    listener: TcpListener,
-    config: SubgraphConfig,
-    bus: Arc<dyn EventBus>,
-    shutdown: CancellationToken,
-) -> Result<(), Error> {
-    start(config, bus).await?.serve(listener, shutdown).await
 }

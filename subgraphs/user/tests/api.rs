@@ -1,5 +1,6 @@
 //! The user subgraph over HTTP on 127.0.0.1:0, each scenario on SQLite and on a fresh PostgreSQL database.
 
+use shippy_contracts::streams;
 use std::{sync::Arc, time::Duration};
 
 use futures::StreamExt;
@@ -7,7 +8,7 @@ use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter};
 use serde_json::{Value, json};
 use shippy_kit::{
     auth::TokenIssuer,
-    events::{EventBus, streams},
+    events::EventBus,
     outbox::entity as outbox,
     testing::{self, Backend, GqlResponse, GraphQLClient, TestDb, TestServer},
 };
@@ -26,7 +27,7 @@ async fn start(backend: Backend) -> Harness {
     let config = testing::subgraph_config(&db.url);
     let run_bus = bus.clone();
     let server = TestServer::spawn(move |listener, shutdown| {
-        shippy_user::run(listener, config, run_bus, shutdown)
+        shippy_kit::subgraph::run::<shippy_user::User>(listener, config, run_bus, shutdown)
     })
     .await;
     let client = server.client();
@@ -394,7 +395,7 @@ async fn users_resolve_as_entities(backend: Backend) {
         .await;
     assert_eq!(
         sdl.data()["_service"]["sdl"].as_str().unwrap().trim(),
-        shippy_user::sdl().trim()
+        shippy_kit::subgraph::sdl::<shippy_user::User>().trim()
     );
 }
 

@@ -10,10 +10,11 @@ use serde_json::{Value, json};
 use shippy_kit::{
     auth::{Caller, ClientIp, JwtVerifier},
     config::LoginLimitConfig,
+    subgraph,
     testing::{self, Backend, TestDb},
 };
 use shippy_security::revocation::{MemoryRevocations, RevocationStore};
-use shippy_user::UserSchema;
+use shippy_user::{User, UserSchema, UserService};
 
 const REGISTER: &str = "mutation($input: RegisterInput!) { register(input: $input) { token } }";
 const LOGIN: &str = "mutation($email: String!, $password: String!) { login(email: $email, password: $password) { token } }";
@@ -35,8 +36,8 @@ async fn start(limits: LoginLimitConfig) -> Harness {
     config.revocations = Some(revocations.clone());
     let verifier = JwtVerifier::from_config(&config.auth).unwrap();
     let server = config.server.clone();
-    let service = shippy_user::start(config, testing::bus()).await.unwrap();
-    let schema = shippy_user::schema(&server, Some(service.state().clone()));
+    let service = UserService::start(config, testing::bus()).await.unwrap();
+    let schema = subgraph::schema::<User>(&server, Some(service.state().clone()));
     Harness {
         schema,
         revocations,

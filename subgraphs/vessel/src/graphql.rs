@@ -1,48 +1,29 @@
 //! The vessel subgraph's GraphQL API: `Vessel` (a federation entity keyed by `id`) and a `User` reference
 //! resolved by the user subgraph.
 
-use std::{collections::HashMap, sync::Arc};
-
-use async_graphql::{
-    Context, EmptySubscription, ID, InputObject, Object, Result, SimpleObject,
-    dataloader::{DataLoader, Loader},
-};
+use async_graphql::{Context, EmptySubscription, ID, InputObject, Object, Result, SimpleObject};
 use chrono::{DateTime, Utc};
-use sea_orm::{
-    ColumnTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
-};
+use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
 use shippy_kit::{
     auth, error,
-    graphql::authenticated,
+    graphql::{self, RowLoader, authenticated},
     pagination::{Page, parse_id},
 };
 use uuid::Uuid;
 
 use crate::{
     State,
+    commands::{self, NewVessel},
     domain::{Capacity, VesselName, Weight},
     entity::{self, Column, Entity as Vessels},
-    fleet::{self, NewVessel},
 };
 
-/// Loads vessels by id in one query per batch.
-pub struct VesselLoader(pub DatabaseConnection);
+/// Loads vessels by id, one query per batch.
+pub type VesselLoader = RowLoader<Vessels>;
 
-impl Loader<Uuid> for VesselLoader {
-    type Value = entity::Model;
-    type Error = Arc<DbErr>;
-
-    async fn load(
-        &self,
-        keys: &[Uuid],
-    ) -> std::result::Result<HashMap<Uuid, Self::Value>, Self::Error> {
-        let rows = Vessels::find()
-            .filter(Column::Id.is_in(keys.iter().copied()))
-            .all(&self.0)
-            .await
-            .map_err(Arc::new)?;
-        Ok(rows.into_iter().map(|row| (row.id, row)).collect())
-    }
+/// The [`VesselLoader`] of `db`.
+pub fn vessel_loader(db: DatabaseConnection) -> VesselLoader {
+    RowLoader::new(db, Column::Id, |row: &entity::Model| row.id)
 }
 
 // A user, owned by the user subgraph; this subgraph only knows the id. Plain comments, not doc comments: a
@@ -132,22 +113,17 @@ impl CreateVesselInput {
 }
 
 fn state<'a>(ctx: &'a Context<'_>) -> Result<&'a State> {
-    ctx.data::<State>()
-        .map_err(|_| error::internal("vessel schema", "State missing from schema data"))
+    graphql::schema_data(ctx)
 }
 
 async fn load(ctx: &Context<'_>, id: Uuid) -> Result<Option<Vessel>> {
-    let loader = ctx
-        .data::<DataLoader<VesselLoader>>()
-        .map_err(|_| error::internal("vessel schema", "loader missing"))?;
-    let row = loader
-        .load_one(id)
-        .await
-        .map_err(|e| error::internal("loading vessel", e))?;
-    Ok(row.map(Vessel))
+    Ok(graphql::load_one::<VesselLoader, _>(ctx, id)
+        .await?
+        .map(Vessel))
 }
 
 /// Queries.
+#[derive(Default)]
 pub struct Query;
 
 #[Object]
@@ -186,7 +162,7 @@ impl Query {
     ) -> Result<Option<Vessel>> {
         let capacity = Capacity::parse(capacity).map_err(|e| error::bad_input("capacity", e))?;
         let max_weight = Weight::parse(max_weight).map_err(|e| error::bad_input("maxWeight", e))?;
-        let found = fleet::find_available(&state(ctx)?.db, capacity, max_weight)
+        let found = commands::find_available(&state(ctx)?.db, capacity, max_weight)
             .await
             .map_err(|e| error::internal("finding a vessel", e))?;
         Ok(found.map(Vessel))
@@ -204,6 +180,7 @@ impl Query {
 }
 
 /// Mutations.
+#[derive(Default)]
 pub struct Mutation;
 
 #[Object]
@@ -215,7 +192,7 @@ impl Mutation {
         let owner = Uuid::parse_str(&claims.sub)
             .map_err(|_| error::unauthenticated("the token subject is not a user id"))?;
         let new = input.parse()?;
-        let row = fleet::create(state(ctx)?, owner, new)
+        let row = commands::create(state(ctx)?, owner, new)
             .await
             .map_err(|e| error::internal("creating vessel", e))?;
         Ok(Vessel(row))

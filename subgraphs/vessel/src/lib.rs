@@ -1,32 +1,25 @@
 //! The `vessel` subgraph: vessels, finding one that fits, and booking consignments on them.
 //!
-//! [`start`] prepares a [`VesselService`] (database migrated); [`VesselService::app`] is the axum app (for
-//! `oneshot` tests) and [`VesselService::serve`] runs it with its outbox relay and the
-//! [`assignment`] consumer until shutdown.
+//! [`Vessel`] says what is this subgraph's own; `shippy_kit::subgraph` starts, serves and describes it
+//! ([`VesselService`]): the axum app, the outbox relay and the [`consumers`] (booking on `consignment` events), until shutdown.
 
-pub mod assignment;
+pub mod commands;
+pub mod consumers;
 pub mod domain;
 pub mod entity;
-pub mod fleet;
 pub mod graphql;
 
-use std::sync::Arc;
-
 use async_graphql::{EmptySubscription, dataloader::DataLoader};
-use axum::Router;
 use sea_orm::DatabaseConnection;
+use shippy_contracts::streams;
 use shippy_kit::{
-    config::ServerConfig,
-    events::{EventBus, streams},
     outbox::Outbox,
-    server::{self, Runtime, StartError, SubgraphConfig},
-    shutdown::CancellationToken,
-    supervisor::SupervisorError,
+    server::{Runtime, StartError},
+    subgraph::{Consumes, SchemaBuilderOf, Service, Subgraph},
 };
-use tokio::net::TcpListener;
 
 pub use graphql::VesselSchema;
-use graphql::{Mutation, Query, VesselLoader};
+use graphql::{Mutation, Query};
 
 /// The subgraph's name (service name in events, file name of its SDL and database).
 pub const NAME: &str = "vessel";
@@ -40,94 +33,39 @@ pub struct State {
     pub outbox: Outbox,
 }
 
-/// Builds the schema; without `state` it can only describe itself (for SDL export).
-pub fn schema(server: &ServerConfig, state: Option<State>) -> VesselSchema {
-    let builder = shippy_kit::graphql::configure(
-        async_graphql::Schema::build(Query, Mutation, EmptySubscription),
-        server,
-    );
-    match state {
-        Some(state) => builder
-            .data(DataLoader::new(
-                VesselLoader(state.db.clone()),
-                tokio::spawn,
-            ))
-            .data(state)
-            .finish(),
-        None => builder.finish(),
-    }
-}
-
-/// The federation SDL (`schema/vessel.graphql`).
-pub fn sdl() -> String {
-    shippy_kit::graphql::federation_sdl(&schema(&ServerConfig::default(), None))
-}
-
-/// Why the subgraph stopped or could not start.
-#[derive(Debug, thiserror::Error)]
-pub enum Error {
-    /// Start-up failed.
-    #[error(transparent)]
-    Start(#[from] StartError),
-    /// A task failed while running.
-    #[error(transparent)]
-    Run(#[from] SupervisorError),
-}
+/// The vessel subgraph.
+pub struct Vessel;
 
 /// A prepared vessel subgraph.
-pub struct VesselService {
-    runtime: Runtime,
-    state: State,
-}
+pub type VesselService = Service<Vessel>;
 
-/// Migrates the database.
-pub async fn start(config: SubgraphConfig, bus: Arc<dyn EventBus>) -> Result<VesselService, Error> {
-    let runtime = Runtime::start::<shippy_migrations::vessel::Migrator>(config, bus).await?;
-    let state = State {
-        db: runtime.db.clone(),
-        outbox: runtime.outbox.clone(),
-    };
-    Ok(VesselService { runtime, state })
-}
+impl Subgraph for Vessel {
+    const NAME: &'static str = NAME;
+    type Query = Query;
+    type Mutation = Mutation;
+    type Subscription = EmptySubscription;
+    type State = State;
+    type Migrator = shippy_migrations::vessel::Migrator;
 
-impl VesselService {
-    /// Resolver state (tests use it to reach the database).
-    pub fn state(&self) -> &State {
-        &self.state
+    fn state(runtime: &Runtime) -> Result<State, StartError> {
+        Ok(State {
+            db: runtime.db.clone(),
+            outbox: runtime.outbox.clone(),
+        })
     }
 
-    /// The axum app; open WebSockets close when `shutdown` is cancelled.
-    pub fn app(&self, shutdown: CancellationToken) -> Router {
-        let schema = schema(&self.runtime.config.server, Some(self.state.clone()));
-        server::app(schema, self.runtime.http_context(shutdown))
+    fn data(builder: SchemaBuilderOf<Self>, state: &State) -> SchemaBuilderOf<Self> {
+        builder.data(DataLoader::new(
+            graphql::vessel_loader(state.db.clone()),
+            tokio::spawn,
+        ))
     }
 
-    /// Serves on `listener` and runs the outbox relay and the assignment consumer until `shutdown`.
-    pub async fn serve(
-        self,
-        listener: TcpListener,
-        shutdown: CancellationToken,
-    ) -> Result<(), Error> {
-        let app = self.app(shutdown.clone());
-        let assigner = self.runtime.consumer(
-            streams::CONSIGNMENT,
-            assignment::GROUP,
-            assignment::Assigner::new(self.state.clone()),
-            shutdown.clone(),
-        );
-        Ok(self
-            .runtime
-            .serve_with(NAME, listener, app, vec![assigner], shutdown)
-            .await?)
+    fn consumers(state: &State) -> Vec<Consumes> {
+        vec![Consumes {
+            stream: streams::CONSIGNMENT,
+            group: consumers::GROUP,
+            handler: Box::new(consumers::Assigner::new(state.clone())),
+        }]
     }
-}
-
-/// [`start`] then [`VesselService::serve`].
-pub async fn run(
-    listener: TcpListener,
-    config: SubgraphConfig,
-    bus: Arc<dyn EventBus>,
-    shutdown: CancellationToken,
-) -> Result<(), Error> {
-    start(config, bus).await?.serve(listener, shutdown).await
 }

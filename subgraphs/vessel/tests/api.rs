@@ -1,12 +1,13 @@
 //! The vessel subgraph over HTTP on 127.0.0.1:0, each scenario on SQLite and on a fresh PostgreSQL database.
 
+use shippy_contracts::streams;
 use std::{sync::Arc, time::Duration};
 
 use futures::StreamExt;
 use serde_json::{Value, json};
 use shippy_kit::{
     auth::TokenIssuer,
-    events::{EventBus, streams},
+    events::EventBus,
     testing::{self, Backend, GraphQLClient, TestDb, TestServer},
 };
 use uuid::Uuid;
@@ -25,7 +26,7 @@ async fn start(backend: Backend) -> Harness {
     let config = testing::subgraph_config(&db.url);
     let run_bus = bus.clone();
     let server = TestServer::spawn(move |listener, shutdown| {
-        shippy_vessel::run(listener, config, run_bus, shutdown)
+        shippy_kit::subgraph::run::<shippy_vessel::Vessel>(listener, config, run_bus, shutdown)
     })
     .await;
     let client = server.client();
@@ -239,7 +240,10 @@ async fn vessels_resolve_as_entities(backend: Backend) {
         sdl.contains("type User @key(fields: \"id\", resolvable: false)"),
         "{sdl}"
     );
-    assert_eq!(sdl.trim(), shippy_vessel::sdl().trim());
+    assert_eq!(
+        sdl.trim(),
+        shippy_kit::subgraph::sdl::<shippy_vessel::Vessel>().trim()
+    );
 }
 
 async fn creations_are_published(backend: Backend) {

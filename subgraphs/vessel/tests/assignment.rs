@@ -3,21 +3,21 @@
 //! delivery gives the capacity back once, and the running subgraph answers `consignment.created` events on
 //! the bus.
 
+use shippy_contracts::streams;
 use std::{sync::Arc, time::Duration};
 
 use futures::StreamExt;
 use sea_orm::{EntityTrait, PaginatorTrait};
 use serde_json::json;
 use shippy_kit::{
-    events::{Event, EventBus, streams},
+    events::{Event, EventBus},
     testing::{self, Backend, TestDb, TestServer},
 };
 use shippy_vessel::{
     State,
-    assignment::{self, Booking, BookingRequest},
+    commands::{self, Booking, BookingRequest, NewVessel},
     domain::{Capacity, VesselName, Weight},
     entity::{self, reservation},
-    fleet::{self, NewVessel},
 };
 use uuid::Uuid;
 
@@ -30,9 +30,10 @@ impl Harness {
     async fn start(backend: Backend) -> Self {
         testing::init();
         let db = TestDb::create(backend).await;
-        let service = shippy_vessel::start(testing::subgraph_config(&db.url), testing::bus())
-            .await
-            .unwrap();
+        let service =
+            shippy_vessel::VesselService::start(testing::subgraph_config(&db.url), testing::bus())
+                .await
+                .unwrap();
         Self { service, _db: db }
     }
 
@@ -41,7 +42,7 @@ impl Harness {
     }
 
     async fn vessel(&self, name: &str, capacity: i32, max_weight: f64) -> entity::Model {
-        fleet::create(
+        commands::create(
             self.state(),
             Uuid::now_v7(),
             NewVessel {
@@ -78,7 +79,7 @@ async fn book_all(state: &State, requests: Vec<BookingRequest>) -> (usize, usize
         .into_iter()
         .map(|r| {
             let state = state.clone();
-            tokio::spawn(async move { assignment::book(&state, Uuid::now_v7(), &r).await })
+            tokio::spawn(async move { commands::book(&state, Uuid::now_v7(), &r).await })
         })
         .collect();
     let (mut assigned, mut unassignable) = (0, 0);
@@ -126,15 +127,15 @@ async fn a_redelivered_request_books_once(backend: Backend) {
     let vessel = h.vessel("Once", 10, 100.0).await;
     let event_id = Uuid::now_v7();
     let req = request(3, 30.0);
-    let first = assignment::book(h.state(), event_id, &req).await.unwrap();
+    let first = commands::book(h.state(), event_id, &req).await.unwrap();
     assert!(matches!(first, Booking::Assigned(v) if v.id == vessel.id));
-    let again = assignment::book(h.state(), event_id, &req).await.unwrap();
+    let again = commands::book(h.state(), event_id, &req).await.unwrap();
     assert_eq!(again, Booking::AlreadyHandled);
     assert_eq!(h.reload(vessel.id).await.reserved_containers, 3);
 }
 
 async fn pick(state: &State, containers: i32) -> Option<Uuid> {
-    match assignment::book(state, Uuid::now_v7(), &request(containers, 1.0))
+    match commands::book(state, Uuid::now_v7(), &request(containers, 1.0))
         .await
         .unwrap()
     {
@@ -165,7 +166,7 @@ async fn the_best_fitting_vessel_is_chosen(backend: Backend) {
         ..request(1, 1.0)
     };
     assert_eq!(
-        assignment::book(h.state(), Uuid::now_v7(), &absurd)
+        commands::book(h.state(), Uuid::now_v7(), &absurd)
             .await
             .unwrap(),
         Booking::Unassignable
@@ -176,24 +177,24 @@ async fn delivery_gives_the_capacity_back_once(backend: Backend) {
     let h = Harness::start(backend).await;
     let vessel = h.vessel("Loop", 4, 100.0).await;
     let req = request(4, 40.0);
-    assignment::book(h.state(), Uuid::now_v7(), &req)
+    commands::book(h.state(), Uuid::now_v7(), &req)
         .await
         .unwrap();
     assert_eq!(h.reload(vessel.id).await.remaining_capacity(), 0);
     let delivered = Uuid::now_v7();
     assert!(
-        assignment::release(h.state(), delivered, req.id)
+        commands::release(h.state(), delivered, req.id)
             .await
             .unwrap()
     );
     assert!(
-        !assignment::release(h.state(), delivered, req.id)
+        !commands::release(h.state(), delivered, req.id)
             .await
             .unwrap(),
         "the same event again"
     );
     assert!(
-        !assignment::release(h.state(), Uuid::now_v7(), req.id)
+        !commands::release(h.state(), Uuid::now_v7(), req.id)
             .await
             .unwrap(),
         "already released"
@@ -217,6 +218,10 @@ fn created(consignment: Uuid, owner: Uuid, containers: i32, weight: f64) -> Even
             "containers": [],
             "container_count": containers,
             "status": "PENDING",
+            "vessel_id": null,
+            "vessel_owner_id": null,
+            "created_at": "2026-01-01T00:00:00Z",
+            "updated_at": "2026-01-01T00:00:00Z",
         }),
     )
 }
@@ -228,7 +233,7 @@ async fn the_running_subgraph_answers_on_the_bus(backend: Backend) {
     let config = testing::subgraph_config(&db.url);
     let run_bus = bus.clone();
     let server = TestServer::spawn(move |listener, shutdown| {
-        shippy_vessel::run(listener, config, run_bus, shutdown)
+        shippy_kit::subgraph::run::<shippy_vessel::Vessel>(listener, config, run_bus, shutdown)
     })
     .await;
     let token = shippy_kit::auth::TokenIssuer::from_config(&testing::auth_config())

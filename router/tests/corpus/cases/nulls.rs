@@ -76,7 +76,7 @@ fn break_pricing(request: &Value, response: &mut Json) {
         && let Some(item) = response.pointer_mut(&["data", "_entities", &i.to_string()])
     {
         *item = Json::Null;
-        let error = Json::parse(&format!(
+        let error = Json::parse(format!(
             r#"{{"message": "score unavailable for p3", "path": ["_entities", {i}, "score"]}}"#
         ))
         .expect("error JSON");

@@ -20,6 +20,8 @@ use axum::{
 use serde_json::Value as JsonValue;
 use tokio::{net::TcpListener, sync::oneshot};
 
+use crate::mock::{Down, MockServer};
+
 use super::{
     json::Json,
     schema::{self, Behaviour, Ctx, Journal},
@@ -154,21 +156,23 @@ impl Subgraph {
     /// Serves the subgraph on `127.0.0.1:0` until the returned handle is dropped.
     pub async fn start(self, journal: Journal) -> RunningSubgraph {
         let calls = Calls::default();
+        if matches!(self.mode, Mode::Down) {
+            // The port stays bound (connections are closed at once) so nothing else takes it.
+            let down = Down::start().await;
+            return RunningSubgraph {
+                name: self.name,
+                url: down.url.clone(),
+                calls,
+                _stop: None,
+                _server: None,
+                _down: Some(down),
+            };
+        }
         let listener = TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind subgraph");
         let addr = listener.local_addr().expect("subgraph address");
         let url = format!("http://{addr}/graphql");
-        if matches!(self.mode, Mode::Down) {
-            // Dropping the listener frees the port; connecting to it is then refused.
-            drop(listener);
-            return RunningSubgraph {
-                name: self.name,
-                url,
-                calls,
-                _stop: None,
-            };
-        }
         let schema = schema::build(self.name, self.sdl, self.behaviour, journal);
         let state = Arc::new(Served {
             schema,
@@ -180,18 +184,16 @@ impl Subgraph {
             .route("/graphql", post(handle))
             .with_state(state);
         let (stop, stopped) = oneshot::channel::<()>();
-        tokio::spawn(async move {
-            let _ = axum::serve(listener, app)
-                .with_graceful_shutdown(async move {
-                    let _ = stopped.await;
-                })
-                .await;
+        let server = MockServer::spawn(listener, app, async move {
+            let _ = stopped.await;
         });
         RunningSubgraph {
             name: self.name,
             url,
             calls,
             _stop: Some(stop),
+            _server: Some(server),
+            _down: None,
         }
     }
 }
@@ -224,6 +226,10 @@ pub struct RunningSubgraph {
     pub calls: Calls,
     /// Dropping it stops the server.
     _stop: Option<oneshot::Sender<()>>,
+    /// Dropped after `_stop`: fails the test if the subgraph panicked.
+    _server: Option<MockServer>,
+    /// A subgraph that is down, its port held.
+    _down: Option<Down>,
 }
 
 /// The request bodies a subgraph received, in arrival order.

@@ -19,7 +19,9 @@ use tokio::{
     time::Instant,
 };
 
-use super::{BusError, Delivery, Event, EventBus, EventStream, GroupReader, GroupStats, streams};
+use super::{
+    BusError, Delivery, Event, EventBus, EventStream, GroupReader, GroupStats, dead_letters,
+};
 
 /// The embedded bus: one bounded stream per name, with a live broadcast and consumer groups.
 ///
@@ -367,7 +369,7 @@ impl GroupReader for MemoryGroupReader {
         );
         if let Ok(event) = &delivery.event {
             let mut dead = event.clone();
-            dead.stream = streams::dead_letters(&self.stream);
+            dead.stream = dead_letters(&self.stream);
             self.inner.append(&dead)?;
         }
         self.ack(std::slice::from_ref(&delivery.id)).await
@@ -377,7 +379,6 @@ impl GroupReader for MemoryGroupReader {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::events::streams;
 
     fn event(stream: &str, n: i64) -> Event {
         Event::new(
@@ -400,10 +401,10 @@ mod tests {
     #[tokio::test]
     async fn subscribers_see_their_stream_only() {
         let bus = InProcessBus::default();
-        let mut log = bus.subscribe(streams::LOG).await.unwrap();
-        let mut cons = bus.subscribe(streams::CONSIGNMENT).await.unwrap();
-        bus.publish(&event(streams::LOG, 1)).await.unwrap();
-        bus.publish(&event(streams::CONSIGNMENT, 2)).await.unwrap();
+        let mut log = bus.subscribe("log").await.unwrap();
+        let mut cons = bus.subscribe("consignment").await.unwrap();
+        bus.publish(&event("log", 1)).await.unwrap();
+        bus.publish(&event("consignment", 2)).await.unwrap();
         assert_eq!(log.next().await.unwrap().payload["n"], 1);
         assert_eq!(cons.next().await.unwrap().payload["n"], 2);
     }
@@ -411,9 +412,9 @@ mod tests {
     #[tokio::test]
     async fn a_lagging_subscriber_skips_rather_than_blocks() {
         let bus = InProcessBus::new(2);
-        let mut slow = bus.subscribe(streams::LOG).await.unwrap();
+        let mut slow = bus.subscribe("log").await.unwrap();
         for n in 0..5 {
-            bus.publish(&event(streams::LOG, n)).await.unwrap();
+            bus.publish(&event("log", n)).await.unwrap();
         }
         // Capacity 2: the three oldest are gone, the newest two remain.
         assert_eq!(slow.next().await.unwrap().payload["n"], 3);
@@ -423,10 +424,10 @@ mod tests {
     #[tokio::test]
     async fn a_group_sees_earlier_events_and_shares_them_between_consumers() {
         let bus = InProcessBus::default();
-        bus.publish(&event(streams::LOG, 0)).await.unwrap();
-        let mut a = bus.join_group(streams::LOG, "g", "a").await.unwrap();
-        let mut b = bus.join_group(streams::LOG, "g", "b").await.unwrap();
-        bus.publish(&event(streams::LOG, 1)).await.unwrap();
+        bus.publish(&event("log", 0)).await.unwrap();
+        let mut a = bus.join_group("log", "g", "a").await.unwrap();
+        let mut b = bus.join_group("log", "g", "b").await.unwrap();
+        bus.publish(&event("log", 1)).await.unwrap();
         let first = a.read_new(1, Duration::ZERO).await.unwrap();
         let second = b.read_new(10, Duration::ZERO).await.unwrap();
         assert_eq!(
@@ -436,7 +437,7 @@ mod tests {
         );
         assert_eq!(first[0].deliveries, 1);
         // Another group reads the same stream independently.
-        let mut other = bus.join_group(streams::LOG, "other", "a").await.unwrap();
+        let mut other = bus.join_group("log", "other", "a").await.unwrap();
         assert_eq!(
             numbers(&other.read_new(10, Duration::ZERO).await.unwrap()),
             vec![0, 1]
@@ -446,7 +447,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn read_new_waits_for_an_append_or_the_block_timeout() {
         let bus = InProcessBus::default();
-        let mut reader = bus.join_group(streams::LOG, "g", "a").await.unwrap();
+        let mut reader = bus.join_group("log", "g", "a").await.unwrap();
         let started = Instant::now();
         assert!(
             reader
@@ -460,7 +461,7 @@ mod tests {
         let publisher = bus.clone();
         tokio::spawn(async move {
             tokio::time::sleep(Duration::from_millis(300)).await;
-            publisher.publish(&event(streams::LOG, 7)).await.unwrap();
+            publisher.publish(&event("log", 7)).await.unwrap();
         });
         let started = Instant::now();
         let got = reader.read_new(10, Duration::from_secs(5)).await.unwrap();
@@ -471,10 +472,10 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn unacknowledged_entries_are_claimed_after_idling_and_counted() {
         let bus = InProcessBus::default();
-        let mut crashed = bus.join_group(streams::LOG, "g", "crashed").await.unwrap();
-        let mut rescuer = bus.join_group(streams::LOG, "g", "rescuer").await.unwrap();
+        let mut crashed = bus.join_group("log", "g", "crashed").await.unwrap();
+        let mut rescuer = bus.join_group("log", "g", "rescuer").await.unwrap();
         for n in 0..3 {
-            bus.publish(&event(streams::LOG, n)).await.unwrap();
+            bus.publish(&event("log", n)).await.unwrap();
         }
         let read = crashed.read_new(10, Duration::ZERO).await.unwrap();
         crashed.ack(&[read[1].id.clone()]).await.unwrap();
@@ -505,10 +506,10 @@ mod tests {
         let bus = InProcessBus::new(2);
         // No group yet: the oldest events simply roll off.
         for n in 0..3 {
-            bus.publish(&event(streams::LOG, n)).await.unwrap();
+            bus.publish(&event("log", n)).await.unwrap();
         }
-        let mut reader = bus.join_group(streams::LOG, "g", "a").await.unwrap();
-        let err = bus.publish(&event(streams::LOG, 3)).await.unwrap_err();
+        let mut reader = bus.join_group("log", "g", "a").await.unwrap();
+        let err = bus.publish(&event("log", 3)).await.unwrap_err();
         assert!(
             matches!(&err, BusError::Unavailable(m) if m.contains("`g`")),
             "{err}"
@@ -516,9 +517,9 @@ mod tests {
         let read = reader.read_new(10, Duration::ZERO).await.unwrap();
         assert_eq!(numbers(&read), vec![1, 2]);
         // Delivered but pending still counts as needed.
-        assert!(bus.publish(&event(streams::LOG, 3)).await.is_err());
+        assert!(bus.publish(&event("log", 3)).await.is_err());
         reader.ack(&[read[0].id.clone()]).await.unwrap();
-        bus.publish(&event(streams::LOG, 3)).await.unwrap();
+        bus.publish(&event("log", 3)).await.unwrap();
         assert_eq!(
             numbers(&reader.read_new(10, Duration::ZERO).await.unwrap()),
             vec![3]
@@ -554,12 +555,12 @@ mod tests {
     #[tokio::test]
     async fn dead_letters_go_to_their_own_stream() {
         let bus = InProcessBus::default();
-        let mut reader = bus.join_group(streams::LOG, "g", "a").await.unwrap();
+        let mut reader = bus.join_group("log", "g", "a").await.unwrap();
         let mut dead = bus
-            .join_group(&streams::dead_letters(streams::LOG), "ops", "a")
+            .join_group(&dead_letters("log"), "ops", "a")
             .await
             .unwrap();
-        bus.publish(&event(streams::LOG, 5)).await.unwrap();
+        bus.publish(&event("log", 5)).await.unwrap();
         let read = reader.read_new(1, Duration::ZERO).await.unwrap();
         reader.dead_letter(&read[0], "poison").await.unwrap();
         let got = dead.read_new(10, Duration::ZERO).await.unwrap();

@@ -13,7 +13,8 @@
 //!   acknowledged, and is taken over by another consumer when left pending too long. The
 //!   [`crate::consumer`] runner drives a [`GroupReader`].
 //!
-//! Stream names here are logical (`log`, `consignment`); the Redis bus prefixes them (`shippy:log`).
+//! Stream names are logical (`log`, `consignment`: which streams exist is the subgraphs' business, see
+//! `shippy-contracts`); the Redis bus prefixes them (`shippy:log`).
 
 mod memory;
 mod redis_streams;
@@ -30,17 +31,9 @@ pub use redis_streams::RedisBus;
 
 use crate::config::EventsConfig;
 
-/// Stream names (logical: the Redis bus puts its key prefix, `shippy:` by default, before them).
-pub mod streams {
-    /// Log events from every service, stored by the log subgraph.
-    pub const LOG: &str = "log";
-    /// Consignment domain events (creation, assignment, status changes) and the vessel subgraph's answers.
-    pub const CONSIGNMENT: &str = "consignment";
-
-    /// The stream that receives the entries of `stream` that failed too often.
-    pub fn dead_letters(stream: &str) -> String {
-        format!("{stream}:dead")
-    }
+/// The stream that receives the entries of `stream` that failed too often.
+pub fn dead_letters(stream: &str) -> String {
+    format!("{stream}:dead")
 }
 
 /// One event, as recorded in an outbox and carried by the bus.
@@ -48,7 +41,7 @@ pub mod streams {
 pub struct Event {
     /// Unique per event; consumers use it to ignore redeliveries.
     pub event_id: Uuid,
-    /// The stream it is published to (see [`streams`]).
+    /// The stream it is published to.
     pub stream: String,
     /// The service that recorded it, e.g. `user`.
     pub service: String,
@@ -90,17 +83,6 @@ impl Event {
             occurred_at: Utc::now().trunc_subsecs(6),
             traceparent: shippy_telemetry::propagation::current_traceparent(),
         }
-    }
-
-    /// A new log event (stream [`streams::LOG`]).
-    pub fn log(
-        service: &str,
-        kind: &str,
-        user_id: Option<String>,
-        message: impl Into<String>,
-        payload: serde_json::Value,
-    ) -> Self {
-        Self::new(streams::LOG, service, kind, user_id, message, payload)
     }
 }
 

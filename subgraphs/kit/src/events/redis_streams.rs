@@ -27,7 +27,9 @@ use redis::{
     },
 };
 
-use super::{BusError, Delivery, Event, EventBus, EventStream, GroupReader, GroupStats, streams};
+use super::{
+    BusError, Delivery, Event, EventBus, EventStream, GroupReader, GroupStats, dead_letters,
+};
 use crate::config::EventsConfig;
 
 /// Adds the event unless its marker says it was added already; returns the entry id either way.
@@ -257,7 +259,7 @@ impl EventBus for RedisBus {
         ensure_group(&mut conn, &key, group, self.config.command_timeout).await?;
         Ok(Box::new(RedisGroupReader {
             conn,
-            dead_key: self.key(&streams::dead_letters(stream)),
+            dead_key: self.key(&dead_letters(stream)),
             key,
             group: group.to_owned(),
             consumer: consumer.to_owned(),

@@ -1,0 +1,612 @@
+//! An operation's path from query text to response body, one module a stage, in the order an
+//! operation goes through them. Transports (`server::http`, `server::ws`, `server::sse`) turn
+//! their requests into a [`GraphQLRequest`] and call [`RouterState::prepare`], [`admit()`] and
+//! [`RouterState::execute`]; nothing here knows about HTTP.
+//!
+//! - `parse`           query text to document (token limit)
+//! - `document_limits` the document's shape against the operation limits (depth, aliases...)
+//! - `validate`        document against the API schema; the operation to run is selected
+//! - `normalize`       the planner's canonical form, minus what the router answers itself
+//! - `plan`            normalized operation to plan, cached; the selections that carry access
+//!   rules or rate limits are found here too (`authorize::Guards`)
+//! - `admit`           per caller: `variables` coerced, `authorize` removes fields the caller may
+//!   not see (`UNAUTHORIZED_FIELD_OR_TYPE`), rate-limited fields are removed (`RATE_LIMITED`) or
+//!   the whole operation refused (429), then `plan` again for what is left (cached)
+//! - `execute`         the plan against subgraphs, into one merged data tree; identical in-flight
+//!   queries share one execution (`dedupe`)
+//! - `render`          the merged data shaped exactly as requested (`shape` compiles that shape)
+//!
+//! The stages from `parse` to the first `plan` depend only on the query text, operation name
+//! and the hot-reloadable part of the configuration, so their outcome (a [`PreparedOperation`],
+//! or the errors that rejected the query) is cached: a repeated query goes straight to
+//! `admit`. Admission depends on the caller and the moment, and runs for every request on the
+//! prepared guards only.
+
+pub(crate) mod admit;
+pub(crate) mod authorize;
+pub(crate) mod document_limits;
+pub(crate) mod error;
+pub(crate) mod execute;
+pub(crate) mod normalize;
+pub(crate) mod parse;
+pub(crate) mod plan;
+pub(crate) mod render;
+pub(crate) mod shape;
+pub(crate) mod validate;
+pub(crate) mod variables;
+
+use std::borrow::Cow;
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use arc_swap::ArcSwap;
+use bytes::Bytes;
+use graphql_tools::static_graphql::query;
+use graphql_tools::validation::rules::default_rules_validation_plan;
+use graphql_tools::validation::validate::ValidationPlan;
+use http::header::HeaderName;
+use http::{HeaderMap, StatusCode};
+use quick_cache::sync::Cache;
+use serde_json::{Map, Value as Json};
+use shippy_security::revocation::RevocationStore;
+use tracing::Instrument;
+use xxhash_rust::xxh3::Xxh3;
+
+pub(crate) use self::admit::{Admitted, Caller, admit};
+use self::authorize::Guards;
+pub(crate) use self::error::PipelineError;
+use self::execute::{ResponseArena, execute};
+use self::plan::{CacheCounters, PlanCache};
+use self::shape::ShapeCache;
+use self::validate::{operation_at, operation_parts};
+use self::variables::VariableDefinition;
+use crate::auth::KeyError;
+use crate::auth::rules::AccessRules;
+use crate::auth::{Identity, JwtVerifier};
+use crate::config::{ConfigError, header_name};
+use crate::config::{FieldRateLimit, RouterConfig};
+use crate::error::{GraphQLError, codes};
+use crate::graphql::schema::Schema;
+use crate::graphql::value::Value;
+use crate::query_planner::{
+    FetchNode, NormalizedOperation, OperationKind, PlanNode, QueryPlan, QueryPlanner,
+    SubscriptionNode,
+};
+use crate::rate_limit::LimitError;
+use crate::rate_limit::RateLimits;
+use crate::rate_limit::directives::DirectiveError;
+use crate::subgraph::SubgraphClient;
+use crate::subgraph::single_flight::SingleFlight;
+
+/// A GraphQL request, as sent by the client (over any transport).
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct GraphQLRequest {
+    pub(crate) query: String,
+    pub(crate) operation_name: Option<String>,
+    pub(crate) variables: Map<String, Json>,
+    pub(crate) extensions: Map<String, Json>,
+    /// True for GET, where only queries may run.
+    pub(crate) is_get: bool,
+}
+
+/// Why the operation path could not be set up from a configuration and a supergraph.
+#[derive(Debug, thiserror::Error)]
+pub enum SetupError {
+    /// A setting is unusable.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// `auth.jwt` does not give a usable key.
+    #[error(transparent)]
+    Jwt(#[from] KeyError),
+    /// `rate_limit` cannot be set up.
+    #[error(transparent)]
+    RateLimit(#[from] LimitError),
+    /// A `@rateLimit` of the supergraph is malformed.
+    #[error(transparent)]
+    RateLimitDirective(#[from] DirectiveError),
+    /// `auth.revocation` (or the rate-limit Redis it falls back to) is unusable.
+    #[error("`auth.revocation.redis_url`: {0}")]
+    Revocation(String),
+}
+
+/// Everything requests share, built once from the supergraph and configuration. Immutable
+/// apart from the caches (internally synchronized) and `live`, swapped whole on reload.
+pub(crate) struct RouterState {
+    /// The configuration the router started with; its non-reloadable parts (HTTP server,
+    /// planning, subgraphs) are read from here.
+    pub(crate) config: RouterConfig,
+    /// The hot-reloadable part, as of the last reload. A request loads it once and uses that
+    /// snapshot throughout, so a reload never mixes two configurations in one request.
+    pub(crate) live: ArcSwap<Live>,
+    pub(crate) planner: Arc<QueryPlanner>,
+    pub(crate) schema: Schema,
+    /// Indexed like `QueryPlanner::subgraphs()`.
+    pub(crate) subgraphs: Vec<SubgraphClient>,
+    pub(crate) forward_headers: Vec<HeaderName>,
+    pub(crate) validation_rules: ValidationPlan,
+    pub(crate) operations: Cache<u128, Prepared>,
+    pub(crate) operation_counters: CacheCounters,
+    pub(crate) plans: PlanCache,
+    /// `@authenticated` / `@requiresScopes` of the supergraph.
+    pub(crate) access: AccessRules,
+    /// `@rateLimit` of the supergraph, combined with `rate_limit.fields` on every (re)load.
+    pub(crate) rate_limit_directives: Vec<(String, FieldRateLimit)>,
+    pub(crate) inbound: SingleFlight<Bytes>,
+    pub(crate) client_ip_header: Option<HeaderName>,
+    /// Revoked token ids (the user subgraph's `logout`). Made once at start-up, so that `shippy up`
+    /// can share its store with the user subgraph; every verifier a reload builds checks it.
+    pub(crate) revocations: Arc<dyn RevocationStore>,
+}
+
+/// The configuration that can change while serving, with what is built from it.
+pub(crate) struct Live {
+    pub(crate) config: RouterConfig,
+    pub(crate) verifier: Option<Arc<JwtVerifier>>,
+    pub(crate) rate_limits: Arc<RateLimits>,
+    pub(crate) csrf_headers: Vec<HeaderName>,
+    /// `auth.jwt.header_name`, parsed once per (re)load: the header subscriptions forward to
+    /// subgraphs in `connection_init`.
+    pub(crate) auth_header: HeaderName,
+    /// Bumped by every reload; part of the prepared-operation cache key, so operations prepared
+    /// under an older configuration are never served under a newer one.
+    pub(crate) generation: u64,
+}
+
+impl Live {
+    pub(crate) fn new(
+        config: RouterConfig,
+        directives: &[(String, FieldRateLimit)],
+        generation: u64,
+        revocations: &Arc<dyn RevocationStore>,
+    ) -> Result<Live, SetupError> {
+        let verifier = JwtVerifier::from_config(&config.auth.jwt)?
+            .map(|verifier| Arc::new(verifier.with_revocations(Arc::clone(revocations))));
+        let rate_limits = RateLimits::new(&config.rate_limit, directives.to_vec())?;
+        let csrf_headers = config
+            .csrf
+            .required_headers
+            .iter()
+            .map(|name| header_name("csrf.required_headers", name))
+            .collect::<Result<Vec<_>, _>>()?;
+        let auth_header = config.auth.jwt.header()?;
+        Ok(Live {
+            config,
+            verifier,
+            rate_limits: Arc::new(rate_limits),
+            csrf_headers,
+            auth_header,
+            generation,
+        })
+    }
+}
+
+/// A query that passed stages 1–4.
+pub(crate) struct PreparedOperation {
+    pub(crate) kind: OperationKind,
+    pub(crate) document: query::Document,
+    pub(crate) operation_index: usize,
+    pub(crate) variables: Vec<VariableDefinition>,
+    /// `None` when no subgraph is needed (only `__typename` and introspection).
+    pub(crate) plan: Option<Arc<QueryPlan>>,
+    /// `(name in the plan, client name)` of client variables renamed before planning.
+    pub(crate) variable_renames: Vec<(String, String)>,
+    pub(crate) has_introspection: bool,
+    pub(crate) shapes: ShapeCache,
+    /// Size of the last response, so the next one allocates its buffer once.
+    pub(crate) response_size_hint: AtomicUsize,
+    /// Selections with access rules or rate limits, checked per request.
+    pub(crate) guards: Guards,
+    /// The normalized operation, kept only when it has guards (to plan what is left after some
+    /// are removed).
+    pub(crate) normalized: Option<NormalizedOperation>,
+    /// Plans without some guarded selections, by the sorted ids removed. `Ok(None)`: nothing
+    /// left to fetch. `Err`: planning failed.
+    pub(crate) variants: Cache<Vec<u32>, Result<Option<Arc<QueryPlan>>, ()>>,
+    /// The prepared-operation cache key, reused in the inbound deduplication key.
+    pub(crate) key: u128,
+}
+
+/// The outcome of `prepare`, cached: shared by every request with the same text.
+pub(crate) type Prepared = Result<Arc<PreparedOperation>, Arc<PipelineError>>;
+
+impl RouterState {
+    pub(crate) fn new(
+        config: RouterConfig,
+        planner: QueryPlanner,
+        subgraphs: Vec<SubgraphClient>,
+        forward_headers: Vec<HeaderName>,
+        revocations: Arc<dyn RevocationStore>,
+    ) -> Result<RouterState, SetupError> {
+        let schema = Schema::new(Arc::clone(planner.api_schema()));
+        let operations = Cache::new(config.query_planning.operation_cache_size.max(1));
+        let plans = PlanCache::new(
+            config.query_planning.cache_size,
+            config.query_planning.timeout,
+        );
+        let access = AccessRules::from_supergraph(planner.supergraph());
+        let rate_limit_directives =
+            crate::rate_limit::directives::from_supergraph(planner.supergraph())?;
+        let client_ip_header = config
+            .http
+            .client_ip_header
+            .as_deref()
+            .map(|name| header_name("http.client_ip_header", name))
+            .transpose()?;
+        let live = Live::new(config.clone(), &rate_limit_directives, 0, &revocations)?;
+        if !access.is_empty() && live.verifier.is_none() {
+            tracing::warn!(
+                "**********************************************************************\n\
+                 * The supergraph uses @authenticated/@requiresScopes but `auth.jwt`  *\n\
+                 * configures no key: every request is anonymous and those fields     *\n\
+                 * are refused to everyone. Set auth.jwt.secret, public_key_file or   *\n\
+                 * jwks_url.                                                          *\n\
+                 **********************************************************************"
+            );
+        }
+        Ok(RouterState {
+            config,
+            live: ArcSwap::from_pointee(live),
+            planner: Arc::new(planner),
+            schema,
+            subgraphs,
+            forward_headers,
+            validation_rules: default_rules_validation_plan(),
+            operations,
+            operation_counters: CacheCounters::default(),
+            plans,
+            access,
+            rate_limit_directives,
+            inbound: SingleFlight::default(),
+            client_ip_header,
+            revocations,
+        })
+    }
+
+    /// The stages up to the first `plan` for a query text, cached by text, operation name and
+    /// configuration generation.
+    pub(crate) async fn prepare(
+        &self,
+        text: &str,
+        operation_name: Option<&str>,
+        live: &Live,
+    ) -> Prepared {
+        let mut hasher = Xxh3::new();
+        hasher.update(text.as_bytes());
+        hasher.update(&[0xff]);
+        hasher.update(operation_name.unwrap_or_default().as_bytes());
+        hasher.update(&live.generation.to_le_bytes());
+        let key = hasher.digest128();
+        let mut prepared_now = false;
+        let span = tracing::info_span!(target: shippy_telemetry::SPANS, "prepare", cache.hit = tracing::field::Empty);
+        let result = self
+            .operations
+            .get_or_insert_async(&key, async {
+                prepared_now = true;
+                Ok::<_, Infallible>(self.prepare_uncached(text, operation_name, live, key).await)
+            })
+            .instrument(span.clone())
+            .await;
+        span.record("cache.hit", !prepared_now);
+        self.operation_counters.record("operation", !prepared_now);
+        match result {
+            Ok(prepared) => prepared,
+            Err(never) => match never {},
+        }
+    }
+
+    async fn prepare_uncached(
+        &self,
+        text: &str,
+        operation_name: Option<&str>,
+        live: &Live,
+        key: u128,
+    ) -> Prepared {
+        let reject = |errors: Vec<GraphQLError>, status: StatusCode| {
+            Err(Arc::new(PipelineError::Rejected { errors, status }))
+        };
+        let limits = &live.config.limits;
+        let document = match tracing::info_span!(target: shippy_telemetry::SPANS, "parse")
+            .in_scope(|| parse::parse(text, limits.max_tokens))
+        {
+            Ok(document) => document,
+            Err(error) => return reject(vec![error], StatusCode::BAD_REQUEST),
+        };
+        if let Err(error) = document_limits::check(&document, limits) {
+            return reject(vec![error], StatusCode::BAD_REQUEST);
+        }
+        let selected = match tracing::info_span!(target: shippy_telemetry::SPANS, "validate")
+            .in_scope(|| {
+                validate::validate(
+                    &self.schema,
+                    &self.validation_rules,
+                    &document,
+                    operation_name,
+                    live.config.introspection,
+                )
+            }) {
+            Ok(selected) => selected,
+            Err(errors) => return reject(errors, StatusCode::BAD_REQUEST),
+        };
+        let operation = operation_at(&document, selected.index);
+        let (kind, selection_set, variable_definitions, _) = operation_parts(operation);
+        let has_introspection = validate::selects_introspection(&document, &selection_set.items);
+        let variables = variable_definitions
+            .iter()
+            .map(VariableDefinition::from_ast)
+            .collect();
+        let root_type = self
+            .schema
+            .root_type(kind)
+            .unwrap_or(&self.schema.query_type)
+            .to_string();
+
+        let normalized = match normalize::normalize(&self.planner, &document, &selected, &root_type)
+        {
+            Ok(normalized) => normalized,
+            Err(error) => {
+                tracing::warn!(error = %error, "operation normalization failed");
+                return reject(
+                    vec![GraphQLError::new(
+                        "The operation could not be planned",
+                        codes::QUERY_PLANNING_FAILED,
+                    )],
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                );
+            }
+        };
+        let (guards, kept) = match &normalized.operation {
+            None => (Guards::default(), None),
+            Some(operation) => {
+                let guards = Guards::build(
+                    &self.schema,
+                    &operation.selections(),
+                    &root_type,
+                    &self.access,
+                    &live.rate_limits,
+                    &normalized.variable_renames,
+                );
+                let kept = (!guards.is_empty()).then(|| operation.clone());
+                (guards, kept)
+            }
+        };
+        let plan = match normalized.operation {
+            None => None,
+            Some(operation) => {
+                match self
+                    .plans
+                    .plan(&self.planner, operation, selected.name.as_deref())
+                    .await
+                {
+                    Ok(plan) => Some(plan),
+                    Err(error) => {
+                        let message = match error.as_ref() {
+                            crate::query_planner::PlannerError::Timeout => {
+                                "Query planning took too long"
+                            }
+                            _ => "The operation could not be planned",
+                        };
+                        return reject(
+                            vec![GraphQLError::new(message, codes::QUERY_PLANNING_FAILED)],
+                            StatusCode::INTERNAL_SERVER_ERROR,
+                        );
+                    }
+                }
+            }
+        };
+        let shapes = ShapeCache::new(&document, selected.index);
+        Ok(Arc::new(PreparedOperation {
+            kind,
+            operation_index: selected.index,
+            document,
+            variables,
+            plan,
+            variable_renames: normalized.variable_renames,
+            has_introspection,
+            shapes,
+            response_size_hint: AtomicUsize::new(1024),
+            guards,
+            normalized: kept,
+            variants: Cache::new(32),
+            key,
+        }))
+    }
+
+    /// The plan of `prepared` without the selections `removed` (sorted node ids).
+    pub(crate) async fn plan_without(
+        &self,
+        prepared: &PreparedOperation,
+        removed: &[u32],
+    ) -> Result<Option<Arc<QueryPlan>>, PipelineError> {
+        if removed.is_empty() {
+            return Ok(prepared.plan.clone());
+        }
+        let Some(normalized) = &prepared.normalized else {
+            return Ok(prepared.plan.clone());
+        };
+        let result = prepared
+            .variants
+            .get_or_insert_async(removed, async {
+                let Some(operation) = normalized.without(removed) else {
+                    return Ok::<_, Infallible>(Ok(None));
+                };
+                let name =
+                    operation_parts(operation_at(&prepared.document, prepared.operation_index)).3;
+                Ok(self
+                    .plans
+                    .plan(&self.planner, operation, name)
+                    .await
+                    .map(Some)
+                    .map_err(|_| ()))
+            })
+            .await;
+        match result {
+            Ok(Ok(plan)) => Ok(plan),
+            Ok(Err(())) => Err(PipelineError::rejected(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                GraphQLError::new(
+                    "The operation could not be planned",
+                    codes::QUERY_PLANNING_FAILED,
+                ),
+            )),
+            Err(never) => match never {},
+        }
+    }
+
+    /// Execute and respond for a prepared operation, the plan of what is left of it, and its
+    /// coerced variables. `errors` (of removed fields) come first in the response.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) async fn execute(
+        &self,
+        prepared: &PreparedOperation,
+        plan: Option<&QueryPlan>,
+        variables: &serde_json::Map<String, serde_json::Value>,
+        headers: &HeaderMap,
+        identity: Option<&Identity>,
+        errors: Vec<GraphQLError>,
+    ) -> Vec<u8> {
+        let plan_root = plan.and_then(|plan| plan.root.as_ref());
+        self.execute_from(
+            prepared, plan_root, None, variables, headers, identity, errors,
+        )
+        .await
+    }
+
+    /// Execute and respond for one event of a subscription: `payload` (the subgraph's `next`
+    /// payload) is the primary fetch's result, then the rest of the plan runs on it exactly as
+    /// a query's entity fetches do, and the response is shaped like a query's.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) async fn execute_event(
+        &self,
+        prepared: &PreparedOperation,
+        subscription: &SubscriptionNode,
+        payload: Bytes,
+        variables: &serde_json::Map<String, serde_json::Value>,
+        headers: &HeaderMap,
+        identity: Option<&Identity>,
+        errors: Vec<GraphQLError>,
+    ) -> Vec<u8> {
+        self.execute_from(
+            prepared,
+            subscription.rest.as_deref(),
+            Some((&subscription.primary, payload)),
+            variables,
+            headers,
+            identity,
+            errors,
+        )
+        .await
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn execute_from(
+        &self,
+        prepared: &PreparedOperation,
+        plan_root: Option<&PlanNode>,
+        event: Option<(&FetchNode, Bytes)>,
+        variables: &serde_json::Map<String, serde_json::Value>,
+        headers: &HeaderMap,
+        identity: Option<&Identity>,
+        mut errors: Vec<GraphQLError>,
+    ) -> Vec<u8> {
+        let arena = ResponseArena::new();
+        let initial_data = if let Some((primary, payload)) = event {
+            let (data, event_errors) = execute::event_data(self, &arena, primary, payload);
+            errors.extend(event_errors);
+            data
+        } else if prepared.has_introspection {
+            let (_, selection_set, _, _) =
+                operation_parts(operation_at(&prepared.document, prepared.operation_index));
+            Value::Object(crate::graphql::introspection::resolve_root(
+                &self.schema,
+                &prepared.document,
+                selection_set,
+                variables,
+            ))
+        } else {
+            Value::Object(Vec::new())
+        };
+        let plan_variables = plan_variables(prepared, variables);
+        let mut output = execute(
+            self,
+            plan_root,
+            prepared.kind,
+            &plan_variables,
+            headers,
+            identity.map(|i| i.claims_json()),
+            &arena,
+            initial_data,
+        )
+        .await;
+        if !errors.is_empty() {
+            output.errors.splice(0..0, errors);
+        }
+        let shape = prepared.shapes.get(
+            &self.schema,
+            &prepared.document,
+            prepared.operation_index,
+            variables,
+        );
+        let capacity = prepared.response_size_hint.load(Ordering::Relaxed);
+        let (body, _) = render::render(
+            &shape,
+            &output.data,
+            output.errors,
+            output.fetch_failed,
+            capacity,
+        );
+        prepared
+            .response_size_hint
+            .store(body.len() + body.len() / 8 + 64, Ordering::Relaxed);
+        body
+    }
+}
+
+/// The client's variables under the names the plan knows them by (variables renamed before
+/// planning get their new names).
+pub(crate) fn plan_variables<'v>(
+    prepared: &PreparedOperation,
+    variables: &'v serde_json::Map<String, serde_json::Value>,
+) -> Cow<'v, serde_json::Map<String, serde_json::Value>> {
+    if prepared.variable_renames.is_empty() {
+        return Cow::Borrowed(variables);
+    }
+    let mut map = variables.clone();
+    for (new, old) in &prepared.variable_renames {
+        if let Some(value) = map.remove(old) {
+            map.insert(new.clone(), value);
+        }
+    }
+    Cow::Owned(map)
+}
+
+/// Everything an executed query's response depends on.
+pub(crate) fn dedupe_key(
+    prepared: &PreparedOperation,
+    removed: &[u32],
+    variables: &serde_json::Map<String, serde_json::Value>,
+    headers: &HeaderMap,
+    identity: Option<&Identity>,
+    errors: &[GraphQLError],
+) -> u128 {
+    let mut hasher = Xxh3::new();
+    hasher.update(&prepared.key.to_le_bytes());
+    for id in removed {
+        hasher.update(&id.to_le_bytes());
+    }
+    hasher.update(&[0xff]);
+    hasher.update(&serde_json::to_vec(variables).unwrap_or_default());
+    for (name, value) in headers {
+        hasher.update(&[0]);
+        hasher.update(name.as_str().as_bytes());
+        hasher.update(&[1]);
+        hasher.update(value.as_bytes());
+    }
+    hasher.update(&[0xfe]);
+    if let Some(identity) = identity {
+        hasher.update(identity.claims_json());
+    }
+    hasher.update(&[0xfd]);
+    hasher.update(&serde_json::to_vec(errors).unwrap_or_default());
+    hasher.digest128()
+}

@@ -1,0 +1,386 @@
+//! HTTP client for subgraphs: pooled keep-alive connections, a concurrency limit and a timeout per
+//! subgraph, outbound deduplication of identical in-flight queries, and the resilience of
+//! `resilience`: a circuit breaker, several replicas with load balancing and health
+//! checks, and retries of queries within a budget.
+//!
+//! One [`SubgraphClient`] per subgraph, built at start-up and shared by all requests. A request
+//! is only ever a POST of a JSON body the executor already serialized; the response body is
+//! returned as bytes for the executor to parse once.
+//!
+//! A fetch goes: dedupe (queries) → breaker admission → attempt on a replica (timeout) → on a
+//! connection error or 502/503/504, for queries only and while the budget allows, back off and
+//! try again (another replica first) → the final outcome is reported to the breaker.
+
+pub(crate) mod resilience;
+pub(crate) mod single_flight;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::header::{ACCEPT, CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue};
+use http::{Method, Request, StatusCode, Uri};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper_rustls::HttpsConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
+use tokio::sync::Semaphore;
+use xxhash_rust::xxh3::Xxh3;
+
+use self::single_flight::SingleFlight;
+use crate::config::{EffectiveSubgraphConfig, HealthCheckConfig, SubgraphDefaults};
+use crate::subgraph::resilience::balancer::Balancer;
+use crate::subgraph::resilience::breaker::{CircuitBreaker, Rejected};
+use crate::subgraph::resilience::retry::{RetryPolicy, retryable_status};
+
+/// Why a subgraph call produced no HTTP response. Cloneable so deduplicated waiters share it.
+#[derive(Debug, Clone, thiserror::Error)]
+pub(crate) enum FetchError {
+    #[error("subgraph did not answer within {0:?}")]
+    Timeout(Duration),
+    #[error("subgraph request failed: {0}")]
+    Transport(Arc<str>),
+    #[error("subgraph response exceeds {0} bytes")]
+    TooLarge(usize),
+    #[error("the subgraph's circuit breaker is open")]
+    CircuitOpen,
+    #[error("too many requests in flight to the subgraph")]
+    ConcurrencyExceeded,
+}
+
+/// A subgraph's HTTP answer (any status; the executor decides what a non-2xx body means).
+#[derive(Debug, Clone)]
+pub(crate) struct SubgraphResponse {
+    pub(crate) status: StatusCode,
+    pub(crate) body: Bytes,
+}
+
+pub(crate) type FetchResult = Result<SubgraphResponse, FetchError>;
+
+type HttpClient = Client<HttpsConnector<HttpConnector>, Full<Bytes>>;
+
+pub(crate) struct SubgraphClient {
+    pub(crate) name: String,
+    /// Whether requests carry the caller's verified claims in `extensions.claims`.
+    pub(crate) forward_claims: bool,
+    /// The subgraph's URLs and their health.
+    replicas: Balancer,
+    breaker: Option<CircuitBreaker>,
+    retry: Option<RetryPolicy>,
+    health_check: HealthCheckConfig,
+    client: HttpClient,
+    /// Bounds concurrent requests to this subgraph (and so its HTTP/1.1 connections); a request
+    /// holds a permit for its whole exchange and waits for one within its timeout.
+    permits: Semaphore,
+    timeout: Duration,
+    dedupe: bool,
+    max_response_size: usize,
+    /// In-flight deduplicable requests by hash of (body, forwarded headers). The first caller
+    /// initializes the cell; identical callers await it. The entry is removed once answered, so
+    /// only truly concurrent requests share a response. If the first caller is cancelled, the
+    /// cell stays empty and the next waiter performs the call.
+    in_flight: SingleFlight<FetchResult>,
+}
+
+/// Why a subgraph URL cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum UrlError {
+    /// No URL at all.
+    #[error("no URL")]
+    Missing,
+    /// An empty URL.
+    #[error("it is empty")]
+    Empty,
+    /// Not a URL.
+    #[error("`{url}` is not a valid URL: {source}")]
+    Invalid {
+        /// The URL given.
+        url: String,
+        /// What the parser said.
+        source: http::uri::InvalidUri,
+    },
+    /// Not http:// or https://.
+    #[error("`{0}` must be an http:// or https:// URL")]
+    Scheme(String),
+    /// No host.
+    #[error("`{0}` has no host")]
+    NoHost(String),
+    /// The TLS connector could not be built.
+    #[error("TLS setup failed: {0}")]
+    Tls(rustls::Error),
+}
+
+fn parse_url(url: &str) -> Result<Uri, UrlError> {
+    let uri: Uri = url.parse().map_err(|source| UrlError::Invalid {
+        url: url.to_string(),
+        source,
+    })?;
+    match uri.scheme_str() {
+        Some("http" | "https") => {}
+        _ => return Err(UrlError::Scheme(url.to_string())),
+    }
+    if uri.host().is_none() {
+        return Err(UrlError::NoHost(url.to_string()));
+    }
+    Ok(uri)
+}
+
+impl SubgraphClient {
+    /// A client for the replicas at `urls` (at least one).
+    pub(crate) fn new(
+        name: &str,
+        urls: &[String],
+        settings: &EffectiveSubgraphConfig,
+        defaults: &SubgraphDefaults,
+    ) -> Result<SubgraphClient, UrlError> {
+        if urls.is_empty() {
+            return Err(UrlError::Missing);
+        }
+        let uris = urls
+            .iter()
+            .map(|url| parse_url(url))
+            .collect::<Result<Vec<_>, _>>()?;
+        let health_checked = uris.len() > 1 && settings.health_check.enabled;
+        let mut http = HttpConnector::new();
+        http.set_nodelay(true);
+        http.set_connect_timeout(Some(settings.timeout));
+        let connector = crate::tls::https_connector(http).map_err(UrlError::Tls)?;
+        let client = Client::builder(TokioExecutor::new())
+            .pool_timer(TokioTimer::new())
+            .pool_idle_timeout(defaults.pool_idle_timeout)
+            .pool_max_idle_per_host(settings.max_connections)
+            .build(connector);
+        Ok(SubgraphClient {
+            name: name.to_string(),
+            forward_claims: settings.forward_claims,
+            replicas: Balancer::new(
+                name,
+                uris,
+                settings.load_balancing,
+                health_checked,
+                settings.health_check.unhealthy_threshold,
+                settings.health_check.healthy_threshold,
+            ),
+            breaker: settings
+                .circuit_breaker
+                .enabled
+                .then(|| CircuitBreaker::new(name, settings.circuit_breaker.clone())),
+            retry: settings
+                .retry
+                .enabled
+                .then(|| RetryPolicy::new(settings.retry.clone())),
+            health_check: settings.health_check.clone(),
+            client,
+            permits: Semaphore::new(settings.max_connections),
+            timeout: settings.timeout,
+            dedupe: settings.dedupe,
+            max_response_size: defaults.max_response_size,
+            in_flight: SingleFlight::default(),
+        })
+    }
+
+    pub(crate) fn replicas(&self) -> &Balancer {
+        &self.replicas
+    }
+
+    pub(crate) fn breaker(&self) -> Option<&CircuitBreaker> {
+        self.breaker.as_ref()
+    }
+
+    /// Sends `body` (a JSON GraphQL request). `is_query` is false for mutations, which must reach
+    /// the subgraph once per client request: they are neither deduplicated nor retried.
+    pub(crate) async fn fetch(
+        &self,
+        body: Bytes,
+        headers: &HeaderMap,
+        is_query: bool,
+    ) -> FetchResult {
+        if !(self.dedupe && is_query) {
+            return self.send(body, headers, is_query).await;
+        }
+        let key = dedupe_key(&body, headers);
+        let flight = self
+            .in_flight
+            .run(key, || self.send(body, headers, true))
+            .await;
+        if flight.shared {
+            metrics::counter!("shippy_router_subgraph_deduplicated_total", "subgraph" => self.name.clone()).increment(1);
+        }
+        flight.value
+    }
+
+    /// Breaker, attempts and retries for one fetch.
+    async fn send(&self, body: Bytes, headers: &HeaderMap, is_query: bool) -> FetchResult {
+        let permit = match self.breaker.as_ref().map(CircuitBreaker::admit) {
+            None => None,
+            Some(Ok(permit)) => Some(permit),
+            Some(Err(Rejected::Open)) => return Err(FetchError::CircuitOpen),
+            Some(Err(Rejected::Concurrency)) => return Err(FetchError::ConcurrencyExceeded),
+        };
+        let retry = self.retry.as_ref().filter(|_| is_query);
+        if let Some(retry) = retry {
+            retry.record_request();
+        }
+        let mut tried: Vec<usize> = Vec::new();
+        let result = loop {
+            let replica = self.replicas.pick(&tried);
+            tried.push(replica);
+            let result = self.attempt(replica, body.clone(), headers).await;
+            let retryable = match &result {
+                Err(FetchError::Transport(_)) => true,
+                Ok(response) => retryable_status(response.status),
+                Err(_) => false,
+            };
+            let Some(retry) = retry else { break result };
+            let attempts = tried.len() as u32;
+            if !retryable || attempts >= retry.max_attempts() || !retry.try_retry() {
+                break result;
+            }
+            let wait = retry.backoff(attempts);
+            tracing::debug!(subgraph = %self.name, attempt = attempts, ?wait, "retrying subgraph query");
+            metrics::counter!("shippy_router_subgraph_retries_total", "subgraph" => self.name.clone())
+                .increment(1);
+            tokio::time::sleep(wait).await;
+        };
+        if let Some(permit) = permit {
+            let success = match &result {
+                Ok(response) => !response.status.is_server_error(),
+                Err(_) => false,
+            };
+            permit.finish(success);
+        }
+        result
+    }
+
+    /// One attempt on one replica, within the subgraph's timeout.
+    async fn attempt(&self, replica: usize, body: Bytes, headers: &HeaderMap) -> FetchResult {
+        let _outstanding = self.replicas.begin(replica);
+        let uri = &self.replicas.replicas()[replica].uri;
+        let result =
+            match tokio::time::timeout(self.timeout, self.send_inner(uri, body, headers)).await {
+                Ok(result) => result,
+                Err(_) => Err(FetchError::Timeout(self.timeout)),
+            };
+        self.replicas
+            .report_request(replica, !matches!(result, Err(FetchError::Transport(_))));
+        result
+    }
+
+    /// Checks every replica once (`POST { __typename }`), reporting to the balancer.
+    pub(crate) async fn check_health(&self) {
+        let checks = (0..self.replicas.replicas().len()).map(|replica| async move {
+            let uri = &self.replicas.replicas()[replica].uri;
+            let body =
+                Bytes::from_static(br#"{"query":"query __ShippyHealthCheck { __typename }"}"#);
+            let healthy = matches!(
+                tokio::time::timeout(
+                    self.health_check.timeout,
+                    self.send_inner(uri, body, &HeaderMap::new())
+                )
+                .await,
+                Ok(Ok(response)) if response.status.is_success()
+            );
+            self.replicas.report_check(replica, healthy);
+        });
+        futures::future::join_all(checks).await;
+    }
+
+    pub(crate) fn health_check_enabled(&self) -> bool {
+        self.health_check.enabled
+    }
+
+    /// Runs health checks every `health_check.interval`, when this subgraph has several replicas
+    /// and checks are enabled; returns at once otherwise.
+    pub(crate) async fn run_health_checks(&self) {
+        if self.replicas.replicas().len() < 2 || !self.health_check.enabled {
+            return;
+        }
+        let mut ticker = tokio::time::interval(self.health_check.interval);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            ticker.tick().await;
+            self.check_health().await;
+        }
+    }
+
+    async fn send_inner(&self, uri: &Uri, body: Bytes, headers: &HeaderMap) -> FetchResult {
+        // The semaphore is never closed, so acquiring only waits.
+        let _permit = self
+            .permits
+            .acquire()
+            .await
+            .map_err(|e| FetchError::Transport(e.to_string().into()))?;
+        let mut request = Request::builder()
+            .method(Method::POST)
+            .uri(uri.clone())
+            .body(Full::new(body))
+            .map_err(|e| FetchError::Transport(e.to_string().into()))?;
+        let request_headers = request.headers_mut();
+        request_headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        request_headers.insert(
+            ACCEPT,
+            HeaderValue::from_static("application/graphql-response+json, application/json;q=0.9"),
+        );
+        for (name, value) in headers {
+            request_headers.append(name.clone(), value.clone());
+        }
+        // Our fetch span's position replaces a `traceparent` forwarded from the client, so the
+        // subgraph's spans hang under this fetch (the client's trace is still the parent of ours).
+        shippy_telemetry::propagation::inject_current(request_headers);
+        let response = self.client.request(request).await.map_err(|e| {
+            let reason = error_chain(&e);
+            tracing::warn!(subgraph = %self.name, error = %reason, "subgraph request failed");
+            FetchError::Transport(reason.into())
+        })?;
+        let status = response.status();
+        let body = Limited::new(response.into_body(), self.max_response_size)
+            .collect()
+            .await
+            .map_err(|e| {
+                if e.downcast_ref::<http_body_util::LengthLimitError>()
+                    .is_some()
+                {
+                    FetchError::TooLarge(self.max_response_size)
+                } else {
+                    FetchError::Transport(e.to_string().into())
+                }
+            })?
+            .to_bytes();
+        Ok(SubgraphResponse { status, body })
+    }
+}
+
+fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut message = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        message.push_str(": ");
+        message.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    message
+}
+
+fn dedupe_key(body: &[u8], headers: &HeaderMap) -> u128 {
+    let mut hasher = Xxh3::new();
+    hasher.update(body);
+    for (name, value) in headers {
+        hasher.update(&[0]);
+        hasher.update(name.as_str().as_bytes());
+        hasher.update(&[1]);
+        hasher.update(value.as_bytes());
+    }
+    hasher.digest128()
+}
+
+/// Picks the client headers to forward to subgraphs, per `forward_headers`.
+pub(crate) fn forwarded_headers(names: &[HeaderName], client_headers: &HeaderMap) -> HeaderMap {
+    let mut out = HeaderMap::new();
+    for name in names {
+        for value in client_headers.get_all(name) {
+            out.append(name.clone(), value.clone());
+        }
+    }
+    out
+}

@@ -1,0 +1,105 @@
+//! What Shippy subgraphs say to each other, in one place: the streams, the event kinds and the payloads
+//! that cross from one subgraph to another. The emitting and the consuming subgraph both import these, so
+//! renaming a kind or a payload field changes both sides at once instead of silently breaking the saga.
+//!
+//! The saga on the [`streams::CONSIGNMENT`] stream:
+//! 1. the consignment subgraph records [`consignment::CREATED`] with a [`consignment::Snapshot`];
+//! 2. the vessel subgraph books it and answers [`vessel::ASSIGNED`] ([`vessel::Assigned`]) or
+//!    [`vessel::UNASSIGNABLE`] ([`vessel::Unassignable`]), which the consignment subgraph applies;
+//! 3. [`consignment::STATUS_CHANGED`] to [`consignment::status::DELIVERED`] gives the vessel's capacity back.
+//!
+//! Every subgraph also records activity on the [`streams::LOG`] stream ([`log::event`]), which the log
+//! subgraph stores whatever its kind.
+//!
+//! The JSON of every payload is what the events carried before these types existed (field names, value
+//! types), so entries already in outboxes and streams still decode.
+
+pub mod consignment;
+pub mod log;
+pub mod streams;
+pub mod vessel;
+
+use serde::Serialize;
+use shippy_kit::events::Event;
+
+/// An event on `stream` carrying `payload` (one of this crate's payload types) as JSON.
+pub fn event<P: Serialize>(
+    stream: &str,
+    service: &str,
+    kind: &str,
+    user_id: Option<String>,
+    message: impl Into<String>,
+    payload: &P,
+) -> Result<Event, serde_json::Error> {
+    Ok(Event::new(
+        stream,
+        service,
+        kind,
+        user_id,
+        message,
+        serde_json::to_value(payload)?,
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    //! The payloads as the subgraphs wrote them with `json!` before these types existed: entries already
+    //! in outboxes and streams must still decode, and new ones must read the same.
+
+    use chrono::{TimeZone, Utc};
+    use serde_json::json;
+    use uuid::Uuid;
+
+    use crate::{consignment, vessel};
+
+    #[test]
+    fn answers_keep_their_json() {
+        let (c, v, o) = (Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7());
+        let old = json!({
+            "consignment_id": c, "vessel_id": v, "vessel_owner_id": o, "vessel_name": "Ever Given",
+        });
+        let assigned = vessel::Assigned {
+            consignment_id: c,
+            vessel_id: v,
+            vessel_owner_id: o,
+            vessel_name: "Ever Given".into(),
+        };
+        assert_eq!(serde_json::to_value(&assigned).unwrap(), old);
+        assert_eq!(
+            serde_json::from_value::<vessel::Assigned>(old).unwrap(),
+            assigned
+        );
+
+        let old = json!({
+            "consignment_id": c, "reason": "no room", "container_count": 3, "weight": 2.5,
+        });
+        let refused = vessel::Unassignable {
+            consignment_id: c,
+            reason: "no room".into(),
+            container_count: 3,
+            weight: 2.5,
+        };
+        assert_eq!(serde_json::to_value(&refused).unwrap(), old);
+        assert_eq!(
+            serde_json::from_value::<vessel::Unassignable>(old).unwrap(),
+            refused
+        );
+    }
+
+    #[test]
+    fn a_snapshot_is_the_consignment_row() {
+        let at = Utc.with_ymd_and_hms(2026, 1, 2, 3, 4, 5).unwrap();
+        let (id, owner) = (Uuid::now_v7(), Uuid::now_v7());
+        let old = json!({
+            "id": id, "owner_id": owner, "description": "Tea", "weight": 10.0,
+            "containers": [{ "customer_id": "c1", "origin": "Rotterdam" }], "container_count": 1,
+            "status": "PENDING", "vessel_id": null, "vessel_owner_id": null,
+            "created_at": at, "updated_at": at,
+        });
+        let snapshot: consignment::Snapshot = serde_json::from_value(old.clone()).unwrap();
+        assert_eq!(snapshot.status, consignment::status::PENDING);
+        assert_eq!(serde_json::to_value(&snapshot).unwrap(), old);
+        let missing_id = json!({ "owner_id": owner });
+        assert!(serde_json::from_value::<consignment::Snapshot>(missing_id).is_err());
+    }
+}

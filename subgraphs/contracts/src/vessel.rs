@@ -1,0 +1,38 @@
+//! The vessel subgraph's answers to [`crate::consignment::CREATED`], on the same stream; the consignment
+//! subgraph applies them.
+
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+/// The consignment was booked on a vessel ([`Assigned`]).
+pub const ASSIGNED: &str = "vessel.assigned";
+/// No available vessel has room for it ([`Unassignable`]).
+pub const UNASSIGNABLE: &str = "vessel.unassignable";
+
+/// Payload of [`ASSIGNED`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Assigned {
+    /// The consignment booked.
+    pub consignment_id: Uuid,
+    /// The vessel carrying it.
+    pub vessel_id: Uuid,
+    /// That vessel's owner: the one user who moves the consignment along.
+    pub vessel_owner_id: Uuid,
+    /// The vessel's name, for messages.
+    #[serde(default)]
+    pub vessel_name: String,
+}
+
+/// Payload of [`UNASSIGNABLE`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Unassignable {
+    /// The consignment refused.
+    pub consignment_id: Uuid,
+    /// Why, for messages.
+    #[serde(default)]
+    pub reason: String,
+    /// Its number of containers, as asked.
+    pub container_count: i32,
+    /// Its weight, as asked.
+    pub weight: f64,
+}

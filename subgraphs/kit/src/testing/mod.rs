@@ -1,0 +1,76 @@
+//! Test support shared by every subgraph's integration tests (feature `testing`):
+//! - [`database`]: a fresh database per test on SQLite or PostgreSQL (`TEST_DATABASE_URL`);
+//! - [`shared_redis`]: a key namespace of one's own on the test Redis (`TEST_REDIS_URL`) and a proxy to cut it;
+//! - [`config`]: settings for tests (fixed token secret, quick relay and consumers);
+//! - [`server`]: servers on `127.0.0.1:0` and readiness waits;
+//! - [`client`]: a small GraphQL client over HTTP and WebSocket;
+//! - [`eventually`]: polling a condition with a deadline, instead of sleeping and hoping.
+
+pub mod client;
+pub mod config;
+pub mod database;
+pub mod server;
+pub mod shared_redis;
+
+use std::{future::Future, sync::Arc, time::Duration};
+
+pub use client::{GqlResponse, GraphQLClient, WsClient};
+pub use config::{auth_config, events_config, subgraph_config};
+pub use database::{Backend, TestDb, drop_postgres_database_blocking, test_database_url};
+pub use server::{TestServer, wait_live};
+pub use shared_redis::{RedisNamespace, TcpProxy, test_redis_url};
+
+use crate::events::{EventBus, InProcessBus};
+
+/// The HS256 secret test tokens are signed with.
+pub const TEST_SECRET: &str = "shippy-test-secret-0123456789abcdef";
+
+/// A fresh in-process bus.
+pub fn bus() -> Arc<dyn EventBus> {
+    Arc::new(InProcessBus::default())
+}
+
+/// Installs the crypto provider and logging once per test binary.
+pub fn init() {
+    crate::install_crypto_provider();
+    crate::telemetry::init_for_tests();
+}
+
+/// Waits until `condition` holds, checking every 20 ms; panics naming `what` after `timeout`.
+pub async fn eventually<F, Fut>(what: &str, timeout: Duration, mut condition: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + timeout;
+    while !condition().await {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Generates, for each named `async fn(Backend)`, one `#[tokio::test]` on SQLite and one on PostgreSQL.
+#[macro_export]
+macro_rules! backend_tests {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test]
+                async fn $name() {
+                    super::$name($crate::testing::Backend::Sqlite).await
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test]
+                async fn $name() {
+                    super::$name($crate::testing::Backend::Postgres).await
+                }
+            )*
+        }
+    };
+}
