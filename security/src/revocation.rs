@@ -17,8 +17,8 @@ use std::sync::Mutex;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use redis::AsyncCommands;
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use tokio::sync::OnceCell;
+
+use crate::redis::LazyConnection;
 
 /// Key prefix of the Redis store unless configured otherwise.
 pub const DEFAULT_KEY_PREFIX: &str = "shippy:revoked:";
@@ -149,10 +149,7 @@ impl RevocationStore for MemoryRevocations {
 
 /// Revocations in Redis, shared by every process that uses the same Redis and key prefix.
 pub struct RedisRevocations {
-    client: redis::Client,
-    /// Connected on first use (construction is synchronous and may run before a runtime); stays
-    /// empty after a failed attempt so the next call tries again.
-    connection: OnceCell<ConnectionManager>,
+    connection: LazyConnection,
     prefix: String,
     timeout: Duration,
 }
@@ -173,25 +170,10 @@ impl RedisRevocations {
     pub fn new(url: &str, prefix: &str, timeout: Duration) -> Result<RedisRevocations, String> {
         let client = redis::Client::open(url).map_err(|e| format!("`{url}`: {e}"))?;
         Ok(RedisRevocations {
-            client,
-            connection: OnceCell::new(),
+            connection: LazyConnection::new(client, timeout),
             prefix: prefix.to_owned(),
             timeout,
         })
-    }
-
-    async fn connection(&self) -> Result<ConnectionManager, RevocationError> {
-        let connection = self
-            .connection
-            .get_or_try_init(|| {
-                let config = ConnectionManagerConfig::new()
-                    .set_connection_timeout(Some(self.timeout))
-                    .set_response_timeout(Some(self.timeout))
-                    .set_number_of_retries(1);
-                ConnectionManager::new_with_config(self.client.clone(), config)
-            })
-            .await?;
-        Ok(connection.clone())
     }
 
     async fn bounded<T>(
@@ -213,7 +195,7 @@ impl RevocationStore for RedisRevocations {
             return Ok(());
         };
         self.bounded(async {
-            let mut connection = self.connection().await?;
+            let mut connection = self.connection.get().await?;
             let () = connection
                 .set_ex(format!("{}{jti}", self.prefix), 1u8, seconds.max(1))
                 .await?;
@@ -225,7 +207,7 @@ impl RevocationStore for RedisRevocations {
     async fn is_revoked(&self, jti: &str) -> Result<bool, RevocationError> {
         check_id(jti)?;
         self.bounded(async {
-            let mut connection = self.connection().await?;
+            let mut connection = self.connection.get().await?;
             Ok(connection.exists(format!("{}{jti}", self.prefix)).await?)
         })
         .await

@@ -25,24 +25,12 @@ use crate::config::{JwtConfig, PublicKeyAlgorithm};
 pub(crate) enum TokenError {
     #[error("the {header} header must be `{prefix} <token>`")]
     NotBearer { header: String, prefix: String },
-    #[error("the token is malformed")]
-    Malformed,
-    #[error("the token's algorithm is not accepted")]
-    WrongAlgorithm,
     #[error("no key is known for the token")]
     UnknownKey,
-    #[error("the token signature is invalid")]
-    BadSignature,
-    #[error("the token has expired")]
-    Expired,
-    #[error("the token is not valid yet")]
-    NotYetValid,
-    #[error("the token issuer is not accepted")]
-    WrongIssuer,
-    #[error("the token audience is not accepted")]
-    WrongAudience,
-    #[error("the token lacks the `{0}` claim")]
-    MissingClaim(String),
+    /// The token failed the claim policy the subgraphs apply too: signature, algorithm,
+    /// `exp`/`nbf`, issuer, audience or a required claim.
+    #[error(transparent)]
+    Invalid(#[from] ClaimError),
     #[error("the token cannot be verified right now")]
     KeysUnavailable,
     /// Its `jti` was revoked (`logout`) and the token has not expired yet.
@@ -51,21 +39,6 @@ pub(crate) enum TokenError {
     /// The revocation store did not answer, so the token cannot be trusted.
     #[error("the token cannot be checked for revocation right now")]
     RevocationUnavailable,
-}
-
-impl From<ClaimError> for TokenError {
-    fn from(error: ClaimError) -> Self {
-        match error {
-            ClaimError::Malformed => TokenError::Malformed,
-            ClaimError::WrongAlgorithm => TokenError::WrongAlgorithm,
-            ClaimError::BadSignature => TokenError::BadSignature,
-            ClaimError::Expired => TokenError::Expired,
-            ClaimError::NotYetValid => TokenError::NotYetValid,
-            ClaimError::WrongIssuer => TokenError::WrongIssuer,
-            ClaimError::WrongAudience => TokenError::WrongAudience,
-            ClaimError::MissingClaim(claim) => TokenError::MissingClaim(claim),
-        }
-    }
 }
 
 /// Why the verifier could not be set up (an operator error at start-up or reload).
@@ -228,10 +201,10 @@ impl JwtVerifier {
             return Err(if self.accepts(algorithm) {
                 TokenError::UnknownKey
             } else {
-                TokenError::WrongAlgorithm
+                TokenError::Invalid(ClaimError::WrongAlgorithm)
             });
         }
-        let mut last = TokenError::BadSignature;
+        let mut last = TokenError::Invalid(ClaimError::BadSignature);
         for key in &keys {
             // Every key here is one configured for `algorithm`, so pinning to it is pinning to
             // the key.
@@ -243,7 +216,7 @@ impl JwtVerifier {
                 Err(error) => {
                     last = error.into();
                     // Only a signature mismatch means another key of the set may fit.
-                    if last != TokenError::BadSignature {
+                    if last != TokenError::Invalid(ClaimError::BadSignature) {
                         return Err(last);
                     }
                 }
@@ -397,7 +370,7 @@ mod tests {
         // The ES256 verifier has no HS256 secret: an HS256 token is another algorithm.
         assert_eq!(
             verifier.verify(&hs256(&claims())).await,
-            Err(TokenError::WrongAlgorithm)
+            Err(TokenError::Invalid(ClaimError::WrongAlgorithm))
         );
     }
 
@@ -416,7 +389,8 @@ mod tests {
         let unsigned = format!("{none_header}.{payload}.");
         assert!(matches!(
             verifier.verify(&unsigned).await,
-            Err(TokenError::WrongAlgorithm | TokenError::Malformed)
+            Err(TokenError::Invalid(ClaimError::WrongAlgorithm)
+                | TokenError::Invalid(ClaimError::Malformed))
         ));
         // HS256 signed with the RSA public key as the secret (algorithm confusion) against an
         // RS256-only verifier.
@@ -434,7 +408,7 @@ mod tests {
         .unwrap();
         assert_eq!(
             rs_only.verify(&confused).await,
-            Err(TokenError::WrongAlgorithm)
+            Err(TokenError::Invalid(ClaimError::WrongAlgorithm))
         );
         // HS384 is not accepted at all.
         let hs384 = jsonwebtoken::encode(
@@ -445,7 +419,7 @@ mod tests {
         .unwrap();
         assert_eq!(
             verifier.verify(&hs384).await,
-            Err(TokenError::WrongAlgorithm)
+            Err(TokenError::Invalid(ClaimError::WrongAlgorithm))
         );
         // Wrong key.
         let wrong = jsonwebtoken::encode(
@@ -454,7 +428,10 @@ mod tests {
             &EncodingKey::from_secret(b"another-secret-another-secret-another-secret"),
         )
         .unwrap();
-        assert_eq!(verifier.verify(&wrong).await, Err(TokenError::BadSignature));
+        assert_eq!(
+            verifier.verify(&wrong).await,
+            Err(TokenError::Invalid(ClaimError::BadSignature))
+        );
         let wrong_rsa = jsonwebtoken::encode(
             &Header::new(Algorithm::RS256),
             &claims(),
@@ -463,7 +440,7 @@ mod tests {
         .unwrap();
         assert_eq!(
             verifier.verify(&wrong_rsa).await,
-            Err(TokenError::BadSignature)
+            Err(TokenError::Invalid(ClaimError::BadSignature))
         );
         // Tampered payload.
         let good = hs256(&claims());
@@ -473,9 +450,12 @@ mod tests {
         parts[1] = forged_payload.split('.').nth(1).unwrap();
         assert_eq!(
             verifier.verify(&parts.join(".")).await,
-            Err(TokenError::BadSignature)
+            Err(TokenError::Invalid(ClaimError::BadSignature))
         );
-        assert_eq!(verifier.verify("garbage").await, Err(TokenError::Malformed));
+        assert_eq!(
+            verifier.verify("garbage").await,
+            Err(TokenError::Invalid(ClaimError::Malformed))
+        );
     }
 
     #[tokio::test]
@@ -485,31 +465,31 @@ mod tests {
         expired["exp"] = json!(now() - 10);
         assert_eq!(
             verifier.verify(&hs256(&expired)).await,
-            Err(TokenError::Expired)
+            Err(TokenError::Invalid(ClaimError::Expired))
         );
         let mut early = claims();
         early["nbf"] = json!(now() + 600);
         assert_eq!(
             verifier.verify(&hs256(&early)).await,
-            Err(TokenError::NotYetValid)
+            Err(TokenError::Invalid(ClaimError::NotYetValid))
         );
         let mut issuer = claims();
         issuer["iss"] = json!("evil");
         assert_eq!(
             verifier.verify(&hs256(&issuer)).await,
-            Err(TokenError::WrongIssuer)
+            Err(TokenError::Invalid(ClaimError::WrongIssuer))
         );
         let mut audience = claims();
         audience["aud"] = json!("elsewhere");
         assert_eq!(
             verifier.verify(&hs256(&audience)).await,
-            Err(TokenError::WrongAudience)
+            Err(TokenError::Invalid(ClaimError::WrongAudience))
         );
         let mut no_exp = claims();
         no_exp.as_object_mut().unwrap().remove("exp");
         assert_eq!(
             verifier.verify(&hs256(&no_exp)).await,
-            Err(TokenError::MissingClaim("exp".into()))
+            Err(TokenError::Invalid(ClaimError::MissingClaim("exp".into())))
         );
     }
 
@@ -541,7 +521,7 @@ mod tests {
         );
         assert_eq!(
             verifier.verify(&with("nbf", json!(now() + 60))).await,
-            Err(TokenError::NotYetValid)
+            Err(TokenError::Invalid(ClaimError::NotYetValid))
         );
         assert!(
             verifier
@@ -551,13 +531,13 @@ mod tests {
         );
         assert_eq!(
             verifier.verify(&with("exp", json!(now() - 60))).await,
-            Err(TokenError::Expired)
+            Err(TokenError::Invalid(ClaimError::Expired))
         );
         // Issuers and audiences are configured: a token without them is refused.
         for claim in ["iss", "aud"] {
             assert_eq!(
                 verifier.verify(&without(claim)).await,
-                Err(TokenError::MissingClaim(claim.into()))
+                Err(TokenError::Invalid(ClaimError::MissingClaim(claim.into())))
             );
         }
         // Not configured: not required.
@@ -576,7 +556,7 @@ mod tests {
         let none = format!("eyJhbGciOiJub25lIiwidHlwIjoiSldUIn0.{payload}.");
         assert_eq!(
             verifier.verify(&none).await,
-            Err(TokenError::WrongAlgorithm)
+            Err(TokenError::Invalid(ClaimError::WrongAlgorithm))
         );
     }
 

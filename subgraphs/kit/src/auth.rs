@@ -76,45 +76,10 @@ pub enum TokenError {
     /// The header is not `Bearer <token>`.
     #[error("the Authorization header must be `Bearer <token>`")]
     NotBearer,
-    /// Not a JWT, or its payload is not a Shippy claims object.
-    #[error("the token is malformed")]
-    Malformed,
-    /// The signature does not match (tampered with, or signed with another key).
-    #[error("the token signature is invalid")]
-    BadSignature,
-    /// Signed with an algorithm we do not accept.
-    #[error("the token algorithm is not accepted")]
-    WrongAlgorithm,
-    /// `exp` is in the past (beyond the leeway).
-    #[error("the token has expired")]
-    Expired,
-    /// `nbf` is in the future (beyond the leeway).
-    #[error("the token is not valid yet")]
-    NotYetValid,
-    /// `iss` is not ours.
-    #[error("the token issuer is not accepted")]
-    WrongIssuer,
-    /// `aud` is not ours.
-    #[error("the token audience is not accepted")]
-    WrongAudience,
-    /// A required claim is absent.
-    #[error("the token lacks the `{0}` claim")]
-    MissingClaim(String),
-}
-
-impl From<ClaimError> for TokenError {
-    fn from(error: ClaimError) -> Self {
-        match error {
-            ClaimError::Malformed => TokenError::Malformed,
-            ClaimError::WrongAlgorithm => TokenError::WrongAlgorithm,
-            ClaimError::BadSignature => TokenError::BadSignature,
-            ClaimError::Expired => TokenError::Expired,
-            ClaimError::NotYetValid => TokenError::NotYetValid,
-            ClaimError::WrongIssuer => TokenError::WrongIssuer,
-            ClaimError::WrongAudience => TokenError::WrongAudience,
-            ClaimError::MissingClaim(claim) => TokenError::MissingClaim(claim),
-        }
-    }
+    /// The token failed the claim policy the router applies too: signature, algorithm, `exp`/`nbf`,
+    /// issuer, audience or a required claim.
+    #[error(transparent)]
+    Invalid(#[from] ClaimError),
 }
 
 /// Why the JWT keys could not be set up (a start-up error for the operator).
@@ -445,7 +410,10 @@ mod tests {
                 chrono::Utc::now().timestamp() - 7200,
             )
             .unwrap();
-        assert_eq!(verifier.verify(&old.token), Err(TokenError::Expired));
+        assert_eq!(
+            verifier.verify(&old.token),
+            Err(TokenError::Invalid(ClaimError::Expired))
+        );
 
         // Change the signature's first character: every base64url character there decodes, whereas the
         // last one carries padding bits and a change there can make the token malformed instead.
@@ -456,8 +424,14 @@ mod tests {
             signature_start..=signature_start,
             if first == b'A' { "B" } else { "A" },
         );
-        assert_eq!(verifier.verify(&tampered), Err(TokenError::BadSignature));
-        assert_eq!(verifier.verify("not-a-jwt"), Err(TokenError::Malformed));
+        assert_eq!(
+            verifier.verify(&tampered),
+            Err(TokenError::Invalid(ClaimError::BadSignature))
+        );
+        assert_eq!(
+            verifier.verify("not-a-jwt"),
+            Err(TokenError::Invalid(ClaimError::Malformed))
+        );
 
         let other = TokenIssuer::from_config(&AuthConfig {
             issuer: "evil".into(),
@@ -465,21 +439,30 @@ mod tests {
         })
         .unwrap();
         let token = other.issue("u1", "a@b.co", vec![]).unwrap().token;
-        assert_eq!(verifier.verify(&token), Err(TokenError::WrongIssuer));
+        assert_eq!(
+            verifier.verify(&token),
+            Err(TokenError::Invalid(ClaimError::WrongIssuer))
+        );
         let other = TokenIssuer::from_config(&AuthConfig {
             audience: "elsewhere".into(),
             ..cfg()
         })
         .unwrap();
         let token = other.issue("u1", "a@b.co", vec![]).unwrap().token;
-        assert_eq!(verifier.verify(&token), Err(TokenError::WrongAudience));
+        assert_eq!(
+            verifier.verify(&token),
+            Err(TokenError::Invalid(ClaimError::WrongAudience))
+        );
         let other = TokenIssuer::from_config(&AuthConfig {
             secret: Some(Secret::new("another-secret-another-secret-another")),
             ..cfg()
         })
         .unwrap();
         let token = other.issue("u1", "a@b.co", vec![]).unwrap().token;
-        assert_eq!(verifier.verify(&token), Err(TokenError::BadSignature));
+        assert_eq!(
+            verifier.verify(&token),
+            Err(TokenError::Invalid(ClaimError::BadSignature))
+        );
     }
 
     /// The claim matrix of issue 14 on the subgraph side: the same policy as the router's.
@@ -523,22 +506,22 @@ mod tests {
         assert!(verifier.verify(&claims(&set("nbf", now + 20))).is_ok());
         assert_eq!(
             verifier.verify(&claims(&set("nbf", now + 60))),
-            Err(TokenError::NotYetValid)
+            Err(TokenError::Invalid(ClaimError::NotYetValid))
         );
         assert_eq!(
             verifier.verify(&claims(&set("nbf", now + 3600))),
-            Err(TokenError::NotYetValid)
+            Err(TokenError::Invalid(ClaimError::NotYetValid))
         );
         assert!(verifier.verify(&claims(&set("exp", now - 20))).is_ok());
         assert_eq!(
             verifier.verify(&claims(&set("exp", now - 60))),
-            Err(TokenError::Expired)
+            Err(TokenError::Invalid(ClaimError::Expired))
         );
         // `iss`, `aud`, `exp` and `sub` are required.
         for claim in ["iss", "aud", "exp", "sub"] {
             assert_eq!(
                 verifier.verify(&claims(&remove(claim))),
-                Err(TokenError::MissingClaim(claim.into())),
+                Err(TokenError::Invalid(ClaimError::MissingClaim(claim.into()))),
                 "{claim}"
             );
         }
@@ -548,12 +531,18 @@ mod tests {
                 "iss": "shippy", "aud": "shippy"}),
             Algorithm::HS512,
         );
-        assert_eq!(verifier.verify(&hs512), Err(TokenError::WrongAlgorithm));
+        assert_eq!(
+            verifier.verify(&hs512),
+            Err(TokenError::Invalid(ClaimError::WrongAlgorithm))
+        );
         let good = claims(&|_| {});
         let payload = good.split('.').nth(1).unwrap();
         // {"alg":"none","typ":"JWT"}
         let none = format!("eyJhbGciOiJub25lIiwidHlwIjoiSldUIn0.{payload}.");
-        assert_eq!(verifier.verify(&none), Err(TokenError::WrongAlgorithm));
+        assert_eq!(
+            verifier.verify(&none),
+            Err(TokenError::Invalid(ClaimError::WrongAlgorithm))
+        );
     }
 
     #[test]
@@ -666,7 +655,7 @@ mod tests {
             .token;
         assert_eq!(
             JwtVerifier::from_config(&es).unwrap().verify(&hs),
-            Err(TokenError::WrongAlgorithm)
+            Err(TokenError::Invalid(ClaimError::WrongAlgorithm))
         );
         // RS256 the same way.
         let rs = AuthConfig {
@@ -690,7 +679,7 @@ mod tests {
         );
         assert_eq!(
             JwtVerifier::from_config(&es).unwrap().verify(&token),
-            Err(TokenError::WrongAlgorithm)
+            Err(TokenError::Invalid(ClaimError::WrongAlgorithm))
         );
         // A public key is not a private key.
 
