@@ -140,7 +140,7 @@ async fn separate_processes_run_the_flow_over_postgres_and_redis() {
     ada_ws.subscribe("all", WATCH, json!({})).await;
     let (mut bob_ws, _) = WsClient::connect(&cons_b.url("consignment"), Some(&bob)).await;
     bob_ws.subscribe("all", WATCH, json!({})).await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    cons_b.wait_for_live_subscribers("consignment", 2.0).await;
 
     // Created on replica A, seen assigned on replica B.
     let first = ship(&a, &ada, 2, 50.0).await;

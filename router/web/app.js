@@ -2,7 +2,7 @@
 // list vessels, ship consignments and watch their status change live (a consignmentUpdated
 // subscription), and read my activity log (logAdded keeps it current). Errors from the API are
 // shown in plain words next to the field or form that caused them.
-import { ApiError, request, SubscriptionClient } from "/assets/graphql-client.js";
+import { ApiError, post, request, SubscriptionClient } from "/assets/graphql-client.js";
 
 const TOKEN_KEY = "shippy.token";
 
@@ -187,6 +187,22 @@ async function call(query, variables) {
   return request(query, variables, { token: state.token });
 }
 
+/** Like `call`, but keeps a partial answer: an error on one item's field (say, a vessel owner the
+ * user service cannot find) must not blank the whole list. Fails only when no data came back. */
+async function callPartial(query, variables) {
+  const all = await post({ query, variables }, { token: state.token });
+  if (all.data == null) {
+    throw new ApiError(all.errors?.[0]?.message ?? "The server sent no data.", { errors: all.errors ?? [], status: all.status });
+  }
+  return all.data;
+}
+
+/** A vessel owner's name for the fleet table (an owner the user service cannot find reads as unknown). */
+function ownerName(owner) {
+  if (!owner) return "Unknown owner";
+  return owner.id === state.user?.id ? `${owner.name} (you)` : owner.name;
+}
+
 function signIn(token, user) {
   state.token = token;
   state.user = user;
@@ -228,11 +244,11 @@ function render() {
 
 async function loadVessels() {
   try {
-    const { vessels } = await call(VESSELS);
+    const { vessels } = await callPartial(VESSELS);
     const body = $("#vessels tbody");
     body.replaceChildren(
       ...vessels.map((v) =>
-        row([v.name, v.owner.id === state.user?.id ? `${v.owner.name} (you)` : v.owner.name, `${v.remainingCapacity} of ${v.capacity}`, `${number(v.remainingWeight)} of ${number(v.maxWeight)}`, v.available ? "Yes" : "No"]),
+        row([v.name, ownerName(v.owner), `${v.remainingCapacity} of ${v.capacity}`, `${number(v.remainingWeight)} of ${number(v.maxWeight)}`, v.available ? "Yes" : "No"]),
       ),
     );
     if (!vessels.length) body.replaceChildren(emptyRow(5, "No vessels yet. Add one above."));

@@ -46,6 +46,8 @@ pub mod names {
     pub const STREAM_PENDING: &str = "shippy_stream_pending_entries";
     /// Gauge {service}: outbox rows recorded and not published yet.
     pub const OUTBOX_BACKLOG: &str = "shippy_outbox_backlog";
+    /// Gauge {stream}: GraphQL subscriptions of this subgraph process listening to a stream's live feed.
+    pub const SUBGRAPH_LIVE_SUBSCRIBERS: &str = "shippy_subgraph_live_subscribers";
 }
 
 /// Latency buckets in seconds: from a cached plan's sub-millisecond answer to a request timeout.
@@ -122,6 +124,10 @@ fn describe() {
         "Stream entries read by a consumer group and not acknowledged"
     );
     describe_gauge!(OUTBOX_BACKLOG, "Outbox events not published yet");
+    describe_gauge!(
+        SUBGRAPH_LIVE_SUBSCRIBERS,
+        "Subscriptions listening to a stream's live feed in this process"
+    );
 }
 
 /// The registry in the Prometheus text format.

@@ -136,6 +136,32 @@ impl Running {
         )
     }
 
+    /// Waits until `service`'s `/metrics` shows at least `at_least` GraphQL subscriptions listening to its
+    /// live feeds (`shippy_subgraph_live_subscribers`): the subscriptions are in place, so an event
+    /// published from now on reaches them.
+    pub async fn wait_for_live_subscribers(&self, service: &str, at_least: f64) {
+        let metrics = self.url(service).replace("/graphql", "/metrics");
+        let http = reqwest::Client::new();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        let mut seen = 0.0;
+        while tokio::time::Instant::now() < deadline {
+            if let Ok(response) = http.get(&metrics).send().await
+                && let Ok(text) = response.text().await
+            {
+                seen = text
+                    .lines()
+                    .filter(|line| line.starts_with("shippy_subgraph_live_subscribers{"))
+                    .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
+                    .sum();
+                if seen >= at_least {
+                    return;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        panic!("{service}: {seen} live subscribers after 20 s, expected {at_least}");
+    }
+
     /// Sends `signal` and waits for the process to exit; returns whether it exited successfully.
     pub async fn stop(mut self, signal: &str) -> bool {
         let pid = self.child.id().expect("running").to_string();

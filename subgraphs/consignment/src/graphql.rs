@@ -90,6 +90,16 @@ pub struct Container {
 /// A consignment (one row).
 pub struct Consignment(pub(crate) entity::Model);
 
+impl Consignment {
+    /// Whether the caller owns it. Other callers reach a consignment only as the carrier (the owner of
+    /// the vessel that moves it), and a carrier is not told what is inside or whose it is.
+    fn seen_by_owner(&self, ctx: &Context<'_>) -> bool {
+        auth::caller(ctx)
+            .and_then(|claims| Uuid::parse_str(&claims.sub).ok())
+            .is_some_and(|caller| caller == self.0.owner_id)
+    }
+}
+
 /// Goods in containers, shipped by their owner on a vessel that has room for them.
 #[Object]
 impl Consignment {
@@ -98,9 +108,11 @@ impl Consignment {
         ID(self.0.id.to_string())
     }
 
-    /// What is shipped.
-    async fn description(&self) -> &str {
-        &self.0.description
+    /// What is shipped: visible only to the consignment's owner, `null` for anyone else (the carrier
+    /// moving it sees what it needs to carry it: weight, containers, status, vessel).
+    async fn description(&self, ctx: &Context<'_>) -> Option<&str> {
+        self.seen_by_owner(ctx)
+            .then_some(self.0.description.as_str())
     }
 
     /// Total weight.
@@ -135,11 +147,11 @@ impl Consignment {
         })
     }
 
-    /// Its owner (resolved by the user subgraph).
-    async fn owner(&self) -> User {
-        User {
+    /// Its owner (resolved by the user subgraph): visible only to the owner, `null` for anyone else.
+    async fn owner(&self, ctx: &Context<'_>) -> Option<User> {
+        self.seen_by_owner(ctx).then_some(User {
             id: self.0.owner_id,
-        }
+        })
     }
 
     /// Creation time.

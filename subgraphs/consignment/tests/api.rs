@@ -72,7 +72,9 @@ const CREATE: &str = "mutation($input: CreateConsignmentInput!) {
 }";
 const ONE: &str = "query($id: ID!) { consignment(id: $id) { id status vessel { id } } }";
 const UPDATE: &str = "mutation($id: ID!, $s: ConsignmentStatus!) {
-    updateConsignmentStatus(id: $id, status: $s) { id status }
+    updateConsignmentStatus(id: $id, status: $s) {
+        id status weight containers { customerId origin } description owner { id }
+    }
 }";
 const WATCH: &str =
     "subscription($id: ID) { consignmentUpdated(id: $id) { id status vessel { id } } }";
@@ -363,10 +365,30 @@ async fn vessels_are_assigned_and_moved_along_by_their_owner(backend: Backend) {
     assert_eq!(skipped.code(), Some("BAD_USER_INPUT"), "{}", skipped.body);
     assert_eq!(skipped.body["errors"][0]["extensions"]["field"], "status");
     let moved = step(&carrier, "IN_TRANSIT").await;
-    assert_eq!(
-        moved.data()["updateConsignmentStatus"]["status"],
-        "IN_TRANSIT"
+    let seen = &moved.data()["updateConsignmentStatus"];
+    assert_eq!(seen["status"], "IN_TRANSIT");
+    // Least privilege: the carrier sees what it carries (weight, containers), not what is inside or
+    // whose it is; no error, like User.email for others.
+    assert_eq!(seen["weight"], 50.0);
+    assert_eq!(seen["containers"].as_array().unwrap().len(), 2);
+    assert_eq!(seen["description"], Value::Null, "{}", moved.body);
+    assert_eq!(seen["owner"], Value::Null);
+    assert!(moved.body.get("errors").is_none(), "{}", moved.body);
+    // The owner still sees both.
+    let own = h
+        .client()
+        .query(
+            "query($id: ID!) { consignment(id: $id) { description owner { id } } }",
+            json!({ "id": fits }),
+            Some(&alice),
+        )
+        .await;
+    assert!(
+        own.data()["consignment"]["description"].is_string(),
+        "{}",
+        own.body
     );
+    assert!(own.data()["consignment"]["owner"]["id"].is_string());
     assert_eq!(
         step(&carrier, "IN_TRANSIT").await.code(),
         Some("BAD_USER_INPUT")

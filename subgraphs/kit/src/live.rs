@@ -7,7 +7,13 @@
 //! [`Live::Lagged`] with the number of events it missed, and decides itself how to catch up: the feed
 //! never waits for slow subscribers.
 
-use std::{sync::Arc, time::Duration};
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicUsize, Ordering},
+    },
+    time::Duration,
+};
 
 use futures::{StreamExt, stream::BoxStream};
 use tokio::sync::{broadcast, watch};
@@ -27,6 +33,40 @@ pub enum Live {
     Lagged(u64),
 }
 
+/// One subscriber in the live-subscriber gauge, for as long as it lives (operators see who listens;
+/// tests wait for a subscription to be in place instead of sleeping). Counted apart from the broadcast
+/// receivers so that the order in which a dropped stream releases its parts cannot skew the figure.
+struct Counted {
+    stream: String,
+    count: Arc<AtomicUsize>,
+}
+
+impl Counted {
+    fn new(feed: &LiveFeed) -> Self {
+        let now = feed.counted.fetch_add(1, Ordering::Relaxed) + 1;
+        publish(&feed.stream, now);
+        Self {
+            stream: feed.stream.clone(),
+            count: Arc::clone(&feed.counted),
+        }
+    }
+}
+
+impl Drop for Counted {
+    fn drop(&mut self) {
+        let now = self.count.fetch_sub(1, Ordering::Relaxed) - 1;
+        publish(&self.stream, now);
+    }
+}
+
+fn publish(stream: &str, subscribers: usize) {
+    metrics::gauge!(
+        shippy_telemetry::metrics::names::SUBGRAPH_LIVE_SUBSCRIBERS,
+        "stream" => stream.to_owned()
+    )
+    .set(subscribers as f64);
+}
+
 /// The fan-out point of one stream in this process. Cheap to clone.
 #[derive(Clone)]
 pub struct LiveFeed {
@@ -35,6 +75,8 @@ pub struct LiveFeed {
     sender: broadcast::Sender<Arc<Event>>,
     /// Set by `run` once it follows the stream; [`following`](Self::following) waits for it.
     following: Arc<watch::Sender<bool>>,
+    /// Subscribers alive now, for the gauge (see [`Counted`]).
+    counted: Arc<AtomicUsize>,
 }
 
 impl LiveFeed {
@@ -44,6 +86,7 @@ impl LiveFeed {
             stream: stream.to_owned(),
             sender: broadcast::channel(capacity.max(1)).0,
             following: Arc::new(watch::channel(false).0),
+            counted: Arc::new(AtomicUsize::new(0)),
         }
     }
 
@@ -57,7 +100,7 @@ impl LiveFeed {
 
     /// How many subscribers are listening now.
     pub fn subscribers(&self) -> usize {
-        self.sender.receiver_count()
+        self.counted.load(Ordering::Relaxed)
     }
 
     /// The stream it follows.
@@ -65,13 +108,15 @@ impl LiveFeed {
         &self.stream
     }
 
-    /// Events from now on.
+    /// Events from now on. The subscriber counts in the `shippy_subgraph_live_subscribers` gauge until
+    /// the stream is dropped.
     pub fn subscribe(&self) -> BoxStream<'static, Live> {
-        futures::stream::unfold(self.sender.subscribe(), |mut rx| async move {
+        let state = (self.sender.subscribe(), Counted::new(self));
+        futures::stream::unfold(state, |(mut rx, counted)| async move {
             match rx.recv().await {
-                Ok(event) => Some((Live::Event(event), rx)),
+                Ok(event) => Some((Live::Event(event), (rx, counted))),
                 Err(broadcast::error::RecvError::Lagged(missed)) => {
-                    Some((Live::Lagged(missed), rx))
+                    Some((Live::Lagged(missed), (rx, counted)))
                 }
                 Err(broadcast::error::RecvError::Closed) => None,
             }
@@ -139,6 +184,15 @@ mod tests {
         }
         assert!(matches!(slow.next().await, Some(Live::Lagged(2))));
         assert!(matches!(slow.next().await, Some(Live::Event(e)) if e.payload["n"] == 2));
+        assert!(matches!(slow.next().await, Some(Live::Event(e)) if e.payload["n"] == 3));
+        // A subscriber dropped while waiting for its next event leaves the count at once.
+        let waiting = tokio::spawn(async move { slow.next().await.is_some() });
+        tokio::task::yield_now().await;
+        waiting.abort();
+        assert!(waiting.await.unwrap_err().is_cancelled());
+        assert_eq!(feed.subscribers(), 1);
+        drop(fast);
+        assert_eq!(feed.subscribers(), 0);
         shutdown.cancel();
         assert!(task.await.unwrap().is_ok());
     }

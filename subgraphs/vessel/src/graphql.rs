@@ -76,11 +76,12 @@ impl Vessel {
         self.0.remaining_weight()
     }
 
-    /// The owner (resolved by the user subgraph).
-    async fn owner(&self) -> User {
-        User {
+    /// The owner (resolved by the user subgraph). Nullable so that an owner the user subgraph cannot
+    /// find costs this one field (null, with an error at its path), not the whole list it is in.
+    async fn owner(&self) -> Option<User> {
+        Some(User {
             id: ID(self.0.owner_id.to_string()),
-        }
+        })
     }
 
     /// Creation time.
