@@ -183,6 +183,12 @@ async fn run_subgraph(
     let listen = args
         .listen
         .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 4000 + subgraph.port_offset)));
+    // Credentials first: a subgraph without them must not even listen (scripts wait for its URL line).
+    shippy_kit::auth::JwtVerifier::from_config(&settings.auth)
+        .with_context(|| format!("the {} subgraph cannot start", subgraph.name))?;
+    if !settings.access.open {
+        shippy_kit::access::Gate::from_config(subgraph.name, &settings.access)?;
+    }
     let url = settings.standalone_database_url(subgraph.name);
     if settings.database_url.is_none() {
         std::fs::create_dir_all(&settings.data_dir)?;

@@ -16,7 +16,7 @@ use figment::{
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 use shippy_kit::{
-    config::{AuthConfig, EventsConfig, RelayConfig, ServerConfig},
+    config::{AccessConfig, AuthConfig, EventsConfig, RelayConfig, ServerConfig},
     db,
     server::SubgraphConfig,
     telemetry::{OtlpConfig, OtlpProtocol, TelemetryConfig},
@@ -46,6 +46,8 @@ pub struct Settings {
     pub server: ServerConfig,
     /// Token issuing and verification.
     pub auth: AuthConfig,
+    /// Who may call the subgraphs: routers only, by their signing key or a shared secret (`[access]`).
+    pub access: AccessConfig,
     /// Outbox relay pacing.
     pub relay: RelayConfig,
     /// Event streams and consumers (`[events]`, `[events.consumer]`).
@@ -100,6 +102,7 @@ impl Default for Settings {
             log_format: LogFormat::Text,
             server: ServerConfig::default(),
             auth: AuthConfig::default(),
+            access: AccessConfig::default(),
             relay: RelayConfig::default(),
             events: EventsConfig::default(),
             telemetry: TelemetrySettings::default(),
@@ -188,6 +191,7 @@ impl Settings {
         SubgraphConfig {
             database_url,
             auth: self.auth.clone(),
+            access: self.access.clone(),
             server: self.server.clone(),
             relay: self.relay.clone(),
             events: self.events.clone(),
@@ -231,8 +235,8 @@ pub struct SettingsArgs {
         value_name = "URL"
     )]
     pub redis_url: Option<String>,
-    /// HS256 secret, 32+ bytes. Prefer the environment variable: flags show in process lists.
-    /// Unset: a development secret with a loud warning.
+    /// HS256 secret, 32+ bytes, the same for every process. Prefer the environment variable: flags show
+    /// in process lists. Required by `shippy subgraph`; `shippy up` generates one in the data directory.
     #[arg(
         long,
         env = "SHIPPY_JWT_SECRET",
@@ -241,6 +245,48 @@ pub struct SettingsArgs {
         value_name = "SECRET"
     )]
     pub jwt_secret: Option<String>,
+    /// The key the router signs subgraph requests with (its `subgraph_signing.key`), 32+ bytes: a
+    /// subgraph answers requests signed with it. `shippy up` generates one in the data directory.
+    #[arg(
+        long,
+        env = "SHIPPY_ROUTER_SIGNING_KEY",
+        global = true,
+        hide_env_values = true,
+        value_name = "KEY"
+    )]
+    pub router_signing_key: Option<String>,
+    /// A second router key a subgraph accepts, while keys are rotated.
+    #[arg(
+        long,
+        env = "SHIPPY_ROUTER_SIGNING_KEY_PREVIOUS",
+        global = true,
+        hide_env_values = true,
+        value_name = "KEY"
+    )]
+    pub router_signing_key_previous: Option<String>,
+    /// A secret a subgraph accepts in the `shippy-subgraph-secret` header (what a third-party router
+    /// sends), 32+ bytes.
+    #[arg(
+        long,
+        env = "SHIPPY_SUBGRAPH_SECRET",
+        global = true,
+        hide_env_values = true,
+        value_name = "SECRET"
+    )]
+    pub subgraph_secret: Option<String>,
+    /// A second shared secret a subgraph accepts, while secrets are rotated.
+    #[arg(
+        long,
+        env = "SHIPPY_SUBGRAPH_SECRET_PREVIOUS",
+        global = true,
+        hide_env_values = true,
+        value_name = "SECRET"
+    )]
+    pub subgraph_secret_previous: Option<String>,
+    /// Let a subgraph answer requests without a router credential (development only: GraphiQL on the
+    /// subgraph; the router's protections are bypassed) [default: false].
+    #[arg(long, env = "SHIPPY_SUBGRAPH_OPEN", global = true, value_name = "BOOL")]
+    pub subgraph_open: Option<bool>,
     /// JWT algorithm [default: HS256].
     #[arg(long, env = "SHIPPY_JWT_ALGORITHM", global = true, value_parser = ["HS256", "RS256", "ES256"])]
     pub jwt_algorithm: Option<String>,
@@ -345,7 +391,24 @@ impl SettingsArgs {
     /// The values given by flag or environment, shaped like [`Settings`].
     fn overrides(&self) -> Map<String, Value> {
         let mut map = Map::new();
-        let entries: [(&[&str], Option<Value>); 22] = [
+        let entries: [(&[&str], Option<Value>); 27] = [
+            (
+                &["access", "router_key"],
+                self.router_signing_key.as_ref().map(|v| json!(v)),
+            ),
+            (
+                &["access", "router_key_previous"],
+                self.router_signing_key_previous.as_ref().map(|v| json!(v)),
+            ),
+            (
+                &["access", "shared_secret"],
+                self.subgraph_secret.as_ref().map(|v| json!(v)),
+            ),
+            (
+                &["access", "shared_secret_previous"],
+                self.subgraph_secret_previous.as_ref().map(|v| json!(v)),
+            ),
+            (&["access", "open"], self.subgraph_open.map(|v| json!(v))),
             (
                 &["telemetry", "otlp_endpoint"],
                 self.otlp_endpoint.as_ref().map(|v| json!(v)),
@@ -555,6 +618,56 @@ mod tests {
         };
         let err = bad.load().unwrap_err();
         assert!(format!("{err:#}").contains("request_timeout"), "{err:#}");
+    }
+
+    #[test]
+    fn router_credentials_come_from_flags_or_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = write(
+            dir.path(),
+            "shippy.toml",
+            "[access]\nshared_secret = \"from-the-file-0123456789abcdef-0123\"\nmax_skew = \"30s\"\n",
+        );
+        let settings = SettingsArgs {
+            config: Some(file),
+            router_signing_key: Some("the-router-key-0123456789abcdef-0123".into()),
+            router_signing_key_previous: Some("the-old-router-key-0123456789abcdef".into()),
+            subgraph_secret_previous: Some("the-old-shared-secret-0123456789abc".into()),
+            subgraph_open: Some(true),
+            ..SettingsArgs::default()
+        }
+        .load()
+        .unwrap();
+        let access = &settings.access;
+        let expose =
+            |s: &Option<shippy_kit::config::Secret>| s.as_ref().map(|s| s.expose().to_owned());
+        assert_eq!(
+            expose(&access.router_key).unwrap(),
+            "the-router-key-0123456789abcdef-0123"
+        );
+        assert_eq!(
+            expose(&access.router_key_previous).unwrap(),
+            "the-old-router-key-0123456789abcdef"
+        );
+        assert_eq!(
+            expose(&access.shared_secret).unwrap(),
+            "from-the-file-0123456789abcdef-0123"
+        );
+        assert_eq!(
+            expose(&access.shared_secret_previous).unwrap(),
+            "the-old-shared-secret-0123456789abc"
+        );
+        assert!(access.open);
+        assert_eq!(access.max_skew, Duration::from_secs(30));
+        // Handed to every subgraph, and never printed.
+        assert_eq!(
+            settings.subgraph_config("sqlite::memory:".into()).access,
+            *access
+        );
+        assert!(!format!("{settings:?}").contains("the-router-key"));
+        // Closed and without credentials unless configured.
+        let default = SettingsArgs::default().load().unwrap().access;
+        assert!(!default.open && default.router_key.is_none() && default.shared_secret.is_none());
     }
 
     #[test]

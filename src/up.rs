@@ -1,6 +1,11 @@
 //! `shippy up`: every service in one process, on consecutive ports, sharing one event bus (in-process, or
 //! Redis streams when `REDIS_URL` is set) and one shutdown signal. A supervisor watches them all: when one stops or fails, the others are stopped and the
 //! command exits with that error.
+//!
+//! Secrets: unless configured, the JWT secret (HS256) and the key the router signs subgraph requests
+//! with are generated on first start (32 random bytes each) into [`JWT_SECRET_FILE`] and
+//! [`ROUTER_KEY_FILE`] in the data directory, mode 0600, and read from there afterwards so tokens
+//! survive restarts. A file others may read is refused, not repaired: its secret may have leaked.
 
 use std::{collections::BTreeMap, net::SocketAddr, sync::Arc};
 
@@ -14,7 +19,16 @@ use shippy_kit::{
 use shippy_security::revocation::RevocationStore;
 use tokio::net::TcpListener;
 
+use shippy_kit::config::Secret;
+use shippy_router::config::Secret as RouterSecret;
+
 use crate::{services::SUBGRAPHS, settings::Settings};
+
+/// The file in the data directory holding the generated JWT secret.
+pub const JWT_SECRET_FILE: &str = "jwt-secret";
+
+/// The file in the data directory holding the generated router signing key.
+pub const ROUTER_KEY_FILE: &str = "router-signing-key";
 
 /// What a service gets when `up` starts it.
 pub struct UpContext {
@@ -68,13 +82,21 @@ pub fn services() -> Vec<UpService> {
 
 /// The router over the embedded supergraph, its subgraph URLs pointed at this `up`'s own listeners.
 /// `SHIPPY_ROUTER__*` environment variables configure it as they do `shippy router`; unless they set
-/// `auth.jwt` keys, the router verifies tokens exactly as the subgraphs do (same key, issuer, audience).
+/// `auth.jwt` keys, the router verifies tokens exactly as the subgraphs do (same key, issuer, audience),
+/// and it signs its subgraph requests with the key the subgraphs of this process accept.
 async fn run_router(ctx: UpContext) -> anyhow::Result<()> {
     let mut config =
         shippy_router::RouterConfig::load(None).context("loading the router configuration")?;
     if !config.auth.jwt.enabled() {
         verify_like_the_subgraphs(&ctx.settings.auth, &mut config.auth.jwt)?;
     }
+    let key = ctx
+        .settings
+        .access
+        .router_key
+        .as_ref()
+        .context("the router signing key was not set up")?;
+    config.subgraph_signing.key = Some(RouterSecret::new(key.expose()));
     for subgraph in SUBGRAPHS {
         let addr = ctx.addresses[subgraph.name];
         config
@@ -125,6 +147,41 @@ fn verify_like_the_subgraphs(
     Ok(())
 }
 
+/// Fills in the secrets the operator did not configure: the HS256 JWT secret and the router signing key
+/// (from `SHIPPY_ROUTER__SUBGRAPH_SIGNING__KEY` if set there, so router and subgraphs agree), each read
+/// from or generated into its file in the data directory.
+pub fn ensure_secrets(settings: &mut Settings) -> anyhow::Result<()> {
+    use shippy_kit::config::JwtAlgorithm;
+    if settings.auth.algorithm == JwtAlgorithm::HS256 && settings.auth.secret.is_none() {
+        let secret = secret_file(&settings.data_dir.join(JWT_SECRET_FILE), "JWT secret")?;
+        settings.auth.secret = Some(Secret::new(secret));
+    }
+    if settings.access.router_key.is_none() {
+        let configured = shippy_router::RouterConfig::load(None)
+            .ok()
+            .and_then(|config| config.subgraph_signing.key);
+        let key = match configured {
+            Some(key) => key.expose().to_owned(),
+            None => secret_file(
+                &settings.data_dir.join(ROUTER_KEY_FILE),
+                "router signing key",
+            )?,
+        };
+        settings.access.router_key = Some(Secret::new(key));
+    }
+    Ok(())
+}
+
+/// The secret in `path`, generated there on first use.
+fn secret_file(path: &std::path::Path, what: &str) -> anyhow::Result<String> {
+    let file = shippy_security::signing::load_or_create_secret_file(path)
+        .with_context(|| format!("the {what} of `shippy up`"))?;
+    if file.created {
+        tracing::info!(file = %path.display(), "generated a new {what} (mode 0600)");
+    }
+    Ok(file.secret)
+}
+
 /// One subgraph, on its own database.
 fn subgraph_service(subgraph: &'static crate::services::Subgraph) -> UpService {
     UpService {
@@ -148,10 +205,11 @@ fn subgraph_service(subgraph: &'static crate::services::Subgraph) -> UpService {
 /// Binds every service's port (all before any starts, so a busy port fails fast), prints the URLs, and runs
 /// them until `shutdown` or the first failure.
 pub async fn run(
-    settings: Settings,
+    mut settings: Settings,
     services: Vec<UpService>,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
+    ensure_secrets(&mut settings)?;
     let settings = Arc::new(settings);
     if settings.database_url.is_none() {
         std::fs::create_dir_all(&settings.data_dir).with_context(|| {

@@ -54,7 +54,7 @@ async fn a_dangling_vessel_owner_costs_one_field_not_the_list() {
     .await
     .unwrap();
     let changed = db
-        .execute(Statement::from_sql_and_values(
+        .execute_raw(Statement::from_sql_and_values(
             db.get_database_backend(),
             "UPDATE vessels SET owner_id = ? WHERE name = ?",
             [uuid::Uuid::now_v7().into(), "Dangling".into()],

@@ -61,7 +61,7 @@ DIFFERENT_VALUES = {
     "SHIPPY_OTLP_ENDPOINT": "compose has Jaeger; the cluster a collector in namespace observability",
     "SHIPPY_TRACE_SAMPLING": "compose records every trace; the cluster a share",
 }
-SECRETISH = re.compile(r"(DATABASE_URL|REDIS_URL|REDIS__URL|SECRET|PASSWORD|TOKEN|PRIVATE_KEY)$")
+SECRETISH = re.compile(r"(DATABASE_URL|REDIS_URL|REDIS__URL|SECRET|PASSWORD|TOKEN|PRIVATE_KEY|SIGNING_KEY|SIGNING__KEY)$")
 KUSTOMIZE_KEYS = {"apiVersion", "kind", "namespace", "resources", "configMapGenerator", "images"}
 
 
@@ -453,7 +453,8 @@ def literal_env(container: dict, objects: list[dict], secrets: dict[str, str]) -
 def test_secrets(database_url: str) -> dict[str, str]:
     redis = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379")
     return {"shippy-jwt": "check-py-test-secret-not-for-use-0123456789abcdef", "shippy-redis": redis,
-            "shippy-database": database_url}
+            "shippy-database": database_url,
+            "shippy-router-signing": "check-py-test-signing-key-not-for-use-0123456789"}
 
 
 def base_env() -> dict[str, str]:

@@ -8,6 +8,34 @@ use anyhow::Context;
 
 use crate::{Router, RouterConfig};
 
+/// Why `shippy router` refuses to start: a credential it needs is not configured.
+#[derive(Debug, thiserror::Error)]
+pub enum CredentialError {
+    /// Subgraph requests would go unsigned, and Shippy's subgraphs refuse those.
+    #[error(
+        "no subgraph signing key: set SHIPPY_ROUTER__SUBGRAPH_SIGNING__KEY (32+ bytes, e.g. `openssl rand \
+         -hex 32`) and give the subgraphs the same key as SHIPPY_ROUTER_SIGNING_KEY; or, when no subgraph \
+         needs the router's signature, set `subgraph_signing.required: false`"
+    )]
+    NoSigningKey,
+    /// `@authenticated` / `@requiresScopes` fields could never be served.
+    #[error(
+        "the supergraph has @authenticated or @requiresScopes fields but no token key is configured: \
+         set SHIPPY_ROUTER__AUTH__JWT__SECRET (the subgraphs' SHIPPY_JWT_SECRET), \
+         `auth.jwt.public_key_file` or `auth.jwt.jwks_url`"
+    )]
+    NoJwtKey,
+}
+
+/// The credentials `shippy router` cannot start without (the library leaves them optional, for
+/// embedding and tests): the subgraph signing key unless `subgraph_signing.required` is off.
+pub fn check_credentials(config: &RouterConfig) -> Result<(), CredentialError> {
+    if config.subgraph_signing.required && config.subgraph_signing.key.is_none() {
+        return Err(CredentialError::NoSigningKey);
+    }
+    Ok(())
+}
+
 /// Arguments of `shippy router`.
 #[derive(Debug, Clone, clap::Args)]
 pub struct RouterArgs {
@@ -34,8 +62,13 @@ pub async fn run(
         .with_context(|| format!("reading the supergraph {}", args.supergraph.display()))?;
     let listen = args.listen.unwrap_or(config.http.listen);
     let reload = config.reload.clone();
+    check_credentials(&config)?;
+    let verifies_tokens = config.auth.jwt.enabled();
     let router = Router::from_supergraph_sdl(&sdl, config)
         .with_context(|| format!("loading the supergraph {}", args.supergraph.display()))?;
+    if router.requires_identity() && !verifies_tokens {
+        anyhow::bail!("{}", CredentialError::NoJwtKey);
+    }
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .with_context(|| format!("binding {listen}"))?;

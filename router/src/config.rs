@@ -15,6 +15,7 @@ mod query_planning;
 mod rate_limit;
 mod reload;
 mod resilience;
+mod signing;
 mod subgraphs;
 mod subscriptions;
 
@@ -28,6 +29,7 @@ pub use rate_limit::{
 };
 pub use reload::ReloadConfig;
 pub use resilience::{CircuitBreakerConfig, HealthCheckConfig, LoadBalancing, RetryConfig};
+pub use signing::SubgraphSigningConfig;
 pub use subgraphs::{EffectiveSubgraphConfig, SubgraphDefaults, SubgraphOverride};
 pub use subscriptions::{SlowClientPolicy, SubscriptionsConfig};
 
@@ -79,6 +81,8 @@ pub struct RouterConfig {
     pub rate_limit: RateLimitConfig,
     /// Settings applied to every subgraph unless overridden under `subgraphs`.
     pub subgraph_defaults: SubgraphDefaults,
+    /// The signature on every subgraph request.
+    pub subgraph_signing: SubgraphSigningConfig,
     /// Per-subgraph overrides, keyed by the subgraph name in the supergraph's `join__Graph`.
     pub subgraphs: BTreeMap<String, SubgraphOverride>,
     /// Watching the config file for changes (`shippy router --config`).
@@ -98,6 +102,7 @@ impl Default for RouterConfig {
             auth: AuthConfig::default(),
             rate_limit: RateLimitConfig::default(),
             subgraph_defaults: SubgraphDefaults::default(),
+            subgraph_signing: SubgraphSigningConfig::default(),
             subgraphs: BTreeMap::new(),
             reload: ReloadConfig::default(),
             subscriptions: SubscriptionsConfig::default(),
@@ -149,6 +154,7 @@ impl RouterConfig {
             auth,
             rate_limit,
             subgraph_defaults,
+            subgraph_signing,
             subgraphs,
             reload,
             subscriptions,
@@ -187,6 +193,12 @@ impl RouterConfig {
             subgraph_defaults,
             &running.subgraph_defaults,
         );
+        let subgraph_signing = keep_running(
+            &mut restart,
+            "subgraph_signing",
+            subgraph_signing,
+            &running.subgraph_signing,
+        );
         let subgraphs = keep_running(&mut restart, "subgraphs", subgraphs, &running.subgraphs);
         let reload = keep_running(&mut restart, "reload", reload, &running.reload);
         let subscriptions = keep_running(
@@ -222,6 +234,7 @@ impl RouterConfig {
                 requests,
             },
             subgraph_defaults,
+            subgraph_signing,
             subgraphs,
             reload,
             subscriptions,
@@ -288,6 +301,11 @@ impl RouterConfig {
             && secret.expose().len() < 32
         {
             problems.push("`auth.jwt.secret` must be at least 32 bytes".into());
+        }
+        if let Some(key) = &self.subgraph_signing.key
+            && key.expose().len() < shippy_security::signing::MIN_SECRET_LEN
+        {
+            problems.push("`subgraph_signing.key` must be at least 32 bytes".into());
         }
         if let Some(url) = &jwt.jwks_url
             && !(url.starts_with("http://") || url.starts_with("https://"))
@@ -529,12 +547,13 @@ mod tests {
     fn rejects_bad_values_with_their_keys() {
         let path = write_temp(
             "bad.yaml",
-            "limits:\n  max_depth: 0\nauth:\n  jwt:\n    secret: short\nrate_limit:\n  backend: redis\n  fields:\n    nodot: 1 per 1s\nsubgraph_defaults:\n  circuit_breaker:\n    error_percent_threshold: 150\nsubgraphs:\n  a:\n    url: http://x/\n    urls: [http://y/]\n",
+            "limits:\n  max_depth: 0\nauth:\n  jwt:\n    secret: short\nsubgraph_signing:\n  key: short\nrate_limit:\n  backend: redis\n  fields:\n    nodot: 1 per 1s\nsubgraph_defaults:\n  circuit_breaker:\n    error_percent_threshold: 150\nsubgraphs:\n  a:\n    url: http://x/\n    urls: [http://y/]\n",
         );
         let err = RouterConfig::load(Some(&path)).unwrap_err().to_string();
         for key in [
             "limits.max_depth",
             "auth.jwt.secret",
+            "subgraph_signing.key",
             "rate_limit.redis.url",
             "rate_limit.fields.nodot",
             "error_percent_threshold",
@@ -554,7 +573,12 @@ mod tests {
     fn secrets_do_not_leak_through_debug() {
         let mut config = RouterConfig::default();
         config.auth.jwt.secret = Some(Secret::new("hunter2-hunter2-hunter2-hunter2-xx"));
-        assert!(!format!("{config:?}").contains("hunter2"));
+        config.subgraph_signing.key = Some(Secret::new("hunter3-hunter3-hunter3-hunter3-xx"));
+        let text = format!("{config:?}");
+        assert!(
+            !text.contains("hunter2") && !text.contains("hunter3"),
+            "{text}"
+        );
     }
 
     #[test]

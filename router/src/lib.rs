@@ -43,6 +43,8 @@ mod tls;
 use std::future::Future;
 use std::sync::Arc;
 
+use shippy_security::signing::RequestSigner;
+
 pub use cli::{RouterArgs, run};
 pub use config::RouterConfig;
 use operation::RouterState;
@@ -74,6 +76,9 @@ pub enum RouterError {
     /// The configuration is invalid.
     #[error("invalid configuration: {0}")]
     Config(#[from] config::ConfigError),
+    /// `subgraph_signing.key` cannot be used.
+    #[error("`subgraph_signing.key`: {0}")]
+    SigningKey(#[from] shippy_security::signing::KeyError),
     /// The configuration cannot be applied (keys, rate limits, `@rateLimit` directives).
     #[error("invalid configuration: {0}")]
     Setup(#[from] operation::SetupError),
@@ -148,6 +153,10 @@ impl Router {
             }
         }
         config.check()?;
+        let signer = match &config.subgraph_signing.key {
+            Some(key) => Some(Arc::new(RequestSigner::new(key.expose().as_bytes())?)),
+            None => None,
+        };
         let mut clients = Vec::with_capacity(planner.subgraphs().len());
         for subgraph in planner.subgraphs() {
             let overrides = config.subgraphs.get(&subgraph.name);
@@ -167,6 +176,7 @@ impl Router {
                 &urls,
                 &config.subgraph(&subgraph.name),
                 &config.subgraph_defaults,
+                signer.clone(),
             )
             .map_err(|reason| RouterError::SubgraphUrl {
                 subgraph: subgraph.name.clone(),
@@ -191,6 +201,12 @@ impl Router {
         Ok(Router {
             state: Arc::new(AppState { core, hub }),
         })
+    }
+
+    /// Whether the supergraph has `@authenticated` or `@requiresScopes` fields, which only a
+    /// verified token can open.
+    pub fn requires_identity(&self) -> bool {
+        !self.state.core.access.is_empty()
     }
 
     /// The HTTP application: the GraphQL endpoint (behind the whole-request rate limit when

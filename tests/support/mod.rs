@@ -15,8 +15,9 @@ use tokio::{
 /// The JWT secret every process is started with.
 pub const SECRET: &str = "whole-system-test-secret-0123456789abcdef";
 
-/// The `shippy` binary with none of the caller's Shippy environment, the test secret and quiet logs;
-/// killed when dropped.
+/// The `shippy` binary with none of the caller's Shippy environment, the test secrets and quiet logs;
+/// killed when dropped. Subgraphs accept the test router key (which `shippy router` signs with) and the
+/// test shared secret (which the test clients send), so tests may call them directly.
 pub fn shippy() -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_shippy"));
     for var in [
@@ -37,10 +38,23 @@ pub fn shippy() -> Command {
         "OTEL_EXPORTER_OTLP_PROTOCOL",
         "OTEL_SERVICE_NAME",
         "OTEL_TRACES_FILTER",
+        "SHIPPY_JWT_ALGORITHM",
+        "SHIPPY_ROUTER_SIGNING_KEY",
+        "SHIPPY_ROUTER_SIGNING_KEY_PREVIOUS",
+        "SHIPPY_SUBGRAPH_SECRET",
+        "SHIPPY_SUBGRAPH_SECRET_PREVIOUS",
+        "SHIPPY_SUBGRAPH_OPEN",
+        "SHIPPY_ROUTER__SUBGRAPH_SIGNING__KEY",
     ] {
         cmd.env_remove(var);
     }
     cmd.env("SHIPPY_JWT_SECRET", SECRET)
+        .env("SHIPPY_ROUTER_SIGNING_KEY", testing::TEST_ROUTER_KEY)
+        .env(
+            "SHIPPY_ROUTER__SUBGRAPH_SIGNING__KEY",
+            testing::TEST_ROUTER_KEY,
+        )
+        .env("SHIPPY_SUBGRAPH_SECRET", testing::TEST_SUBGRAPH_SECRET)
         .env("RUST_LOG", "warn")
         .kill_on_drop(true);
     cmd

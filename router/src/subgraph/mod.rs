@@ -25,6 +25,7 @@ use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
+use shippy_security::signing::RequestSigner;
 use tokio::sync::Semaphore;
 use xxhash_rust::xxh3::Xxh3;
 
@@ -64,6 +65,8 @@ pub(crate) struct SubgraphClient {
     pub(crate) name: String,
     /// Whether requests carry the caller's verified claims in `extensions.claims`.
     pub(crate) forward_claims: bool,
+    /// Signs every request for this subgraph (`subgraph_signing.key`); none: requests go unsigned.
+    signer: Option<Arc<RequestSigner>>,
     /// The subgraph's URLs and their health.
     replicas: Balancer,
     breaker: Option<CircuitBreaker>,
@@ -127,12 +130,13 @@ fn parse_url(url: &str) -> Result<Uri, UrlError> {
 }
 
 impl SubgraphClient {
-    /// A client for the replicas at `urls` (at least one).
+    /// A client for the replicas at `urls` (at least one), signing its requests with `signer`.
     pub(crate) fn new(
         name: &str,
         urls: &[String],
         settings: &EffectiveSubgraphConfig,
         defaults: &SubgraphDefaults,
+        signer: Option<Arc<RequestSigner>>,
     ) -> Result<SubgraphClient, UrlError> {
         if urls.is_empty() {
             return Err(UrlError::Missing);
@@ -154,6 +158,7 @@ impl SubgraphClient {
         Ok(SubgraphClient {
             name: name.to_string(),
             forward_claims: settings.forward_claims,
+            signer,
             replicas: Balancer::new(
                 name,
                 uris,
@@ -186,6 +191,15 @@ impl SubgraphClient {
 
     pub(crate) fn breaker(&self) -> Option<&CircuitBreaker> {
         self.breaker.as_ref()
+    }
+
+    /// Adds this router's signature for this subgraph to a request about to be sent (replacing one
+    /// a client may have sent along); does nothing when no signing key is configured. The WebSocket
+    /// upgrade of a subscription is signed through here too (`GET`, empty body).
+    pub(crate) fn sign(&self, headers: &mut HeaderMap, method: &Method, uri: &Uri, body: &[u8]) {
+        if let Some(signer) = &self.signer {
+            signer.sign_headers(headers, &self.name, method, uri, body);
+        }
     }
 
     /// Sends `body` (a JSON GraphQL request). `is_query` is false for mutations, which must reach
@@ -314,7 +328,7 @@ impl SubgraphClient {
         let mut request = Request::builder()
             .method(Method::POST)
             .uri(uri.clone())
-            .body(Full::new(body))
+            .body(Full::new(body.clone()))
             .map_err(|e| FetchError::Transport(e.to_string().into()))?;
         let request_headers = request.headers_mut();
         request_headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
@@ -325,6 +339,8 @@ impl SubgraphClient {
         for (name, value) in headers {
             request_headers.append(name.clone(), value.clone());
         }
+        // Signed per attempt, so a retry carries a fresh timestamp.
+        self.sign(request_headers, &Method::POST, uri, &body);
         // Our fetch span's position replaces a `traceparent` forwarded from the client, so the
         // subgraph's spans hang under this fetch (the client's trace is still the parent of ours).
         shippy_telemetry::propagation::inject_current(request_headers);

@@ -30,6 +30,7 @@ pub(crate) fn affects_subscriptions(old: &RouterConfig, new: &RouterConfig) -> b
         auth,
         rate_limit,
         subgraph_defaults: _,
+        subgraph_signing: _,
         subgraphs: _,
         reload: _,
         subscriptions: _,

@@ -3,7 +3,8 @@
 //!
 //! The caller's identity goes along twice: the forwarded headers (`authorization`, `traceparent`...)
 //! on the upgrade request, and `Authorization` in the `connection_init` payload, which is where
-//! subgraphs (like the kit's server) read it for WebSocket connections.
+//! subgraphs (like the kit's server) read it for WebSocket connections. The upgrade request carries
+//! the router's signature like every subgraph request.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -97,6 +98,8 @@ impl UpstreamSubscription {
             http::header::SEC_WEBSOCKET_PROTOCOL,
             HeaderValue::from_static(PROTOCOL),
         );
+        let uri = request.uri().clone();
+        client.sign(request.headers_mut(), &http::Method::GET, &uri, b"");
         let ws_config = WebSocketConfig::default()
             .max_message_size(Some(config.max_message_size))
             .max_frame_size(Some(config.max_message_size));

@@ -7,7 +7,6 @@
 
 use std::{
     path::{Path, PathBuf},
-    sync::Once,
     time::Duration,
 };
 
@@ -21,10 +20,6 @@ use crate::{
     config::{AuthConfig, JwtAlgorithm},
     error,
 };
-
-/// Used when no HS256 secret is configured, so that `cargo run` works out of the box. Anyone who reads this
-/// source can forge tokens for such a deployment, hence the warning in [`resolve_secret`].
-const DEV_SECRET: &str = "shippy-development-secret: anyone can forge tokens signed with this";
 
 /// The scope that opens administrative fields (listing every user, every log entry).
 pub const SCOPE_ADMIN: &str = "admin";
@@ -110,6 +105,12 @@ pub enum KeyError {
         /// What the parser said.
         reason: String,
     },
+    /// HS256 needs a secret, and there is no built-in one (anyone could read it and forge tokens).
+    #[error(
+        "HS256 tokens need a secret: set SHIPPY_JWT_SECRET (32+ bytes, e.g. `openssl rand -hex 32`), the same \
+         for every subgraph and the router (`shippy up` generates one in its data directory)"
+    )]
+    MissingSecret,
     /// HS256 secrets shorter than 32 bytes can be brute-forced.
     #[error("the HS256 secret must be at least 32 bytes long")]
     WeakSecret,
@@ -126,30 +127,17 @@ fn algorithm(alg: JwtAlgorithm) -> Algorithm {
     }
 }
 
-/// The HS256 secret to use: the configured one, or the development secret with a loud warning.
+/// The configured HS256 secret; there is no default.
 fn resolve_secret(cfg: &AuthConfig) -> Result<Vec<u8>, KeyError> {
     match &cfg.secret {
         Some(secret) if secret.expose().len() < 32 => Err(KeyError::WeakSecret),
         Some(secret) => Ok(secret.expose().as_bytes().to_vec()),
-        None => {
-            static WARN: Once = Once::new();
-            WARN.call_once(|| {
-                tracing::warn!(
-                    "**********************************************************************\n\
-                     * SHIPPY_JWT_SECRET is not set: using the built-in DEVELOPMENT secret. *\n\
-                     * Anyone can forge tokens. Set SHIPPY_JWT_SECRET (32+ bytes) or use    *\n\
-                     * RS256/ES256 keys before this serves anyone but you.                  *\n\
-                     **********************************************************************"
-                );
-            });
-            Ok(DEV_SECRET.as_bytes().to_vec())
-        }
+        None => Err(KeyError::MissingSecret),
     }
 }
 
-/// The HS256 secret tokens are signed and verified with under `cfg` (the development secret, with its
-/// warning, when none is configured), so that other verifiers (the router under `shippy up`) accept
-/// exactly the tokens the subgraphs accept.
+/// The HS256 secret tokens are signed and verified with under `cfg`, so that other verifiers (the router
+/// under `shippy up`) accept exactly the tokens the subgraphs accept.
 pub fn hs256_secret(cfg: &AuthConfig) -> Result<Vec<u8>, KeyError> {
     resolve_secret(cfg)
 }
@@ -595,6 +583,25 @@ mod tests {
 
     #[test]
     fn key_setup_errors() {
+        // No built-in secret: without one, neither verifying nor issuing starts, and the error says how
+        // to set one.
+        let none = AuthConfig {
+            secret: None,
+            ..cfg()
+        };
+        assert!(matches!(
+            JwtVerifier::from_config(&none),
+            Err(KeyError::MissingSecret)
+        ));
+        assert!(matches!(
+            TokenIssuer::from_config(&none),
+            Err(KeyError::MissingSecret)
+        ));
+        assert!(
+            KeyError::MissingSecret
+                .to_string()
+                .contains("SHIPPY_JWT_SECRET")
+        );
         let weak = AuthConfig {
             secret: Some(Secret::new("short")),
             ..cfg()

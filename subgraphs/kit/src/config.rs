@@ -79,8 +79,8 @@ impl fmt::Debug for Secret {
 pub struct AuthConfig {
     /// Signature algorithm. Default `HS256`.
     pub algorithm: JwtAlgorithm,
-    /// HS256 shared secret (at least 32 bytes). Unset: a built-in development secret is used and a loud
-    /// warning is logged; never run like that in production.
+    /// HS256 shared secret (at least 32 bytes). Required with HS256: a subgraph refuses to start without
+    /// it (`shippy up` generates one in its data directory).
     pub secret: Option<Secret>,
     /// PEM public key file, required for RS256/ES256 verification.
     pub public_key_file: Option<PathBuf>,
@@ -113,6 +113,46 @@ impl Default for AuthConfig {
             token_ttl: Duration::from_secs(3600),
             leeway: Duration::from_secs(30),
             login_limits: LoginLimitConfig::default(),
+        }
+    }
+}
+
+/// Who may call the subgraph's GraphQL endpoint (`POST`/`GET /graphql` and its WebSocket upgrade):
+/// by default only a router, proved by its signature or a shared secret (see [`crate::access`]).
+/// `/health`, `/ready` and `/metrics` stay open.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AccessConfig {
+    /// Serve requests without a router credential, for development (GraphiQL on the subgraph). Every
+    /// protection of the router (rate limits, introspection switch, operation limits) is bypassed, so a
+    /// warning is logged at start. Default `false`.
+    pub open: bool,
+    /// The key the router signs its requests with (`shippy-router-signature`; the router's
+    /// `subgraph_signing.key`), 32+ bytes. `shippy up` generates one. Default: none.
+    pub router_key: Option<Secret>,
+    /// A second accepted router key, while rotating keys: the old one until every router signs with the
+    /// new one. Default: none.
+    pub router_key_previous: Option<Secret>,
+    /// A secret accepted in the `shippy-subgraph-secret` header, 32+ bytes: the credential a third-party
+    /// router sends through its header rules. Default: none.
+    pub shared_secret: Option<Secret>,
+    /// A second accepted shared secret, while rotating. Default: none.
+    pub shared_secret_previous: Option<Secret>,
+    /// How far a signature's timestamp may be from this subgraph's clock, either way: the clock skew
+    /// tolerated between hosts, and how long a captured signed request could be replayed. Default `60s`.
+    #[serde(with = "humantime_serde")]
+    pub max_skew: Duration,
+}
+
+impl Default for AccessConfig {
+    fn default() -> Self {
+        Self {
+            open: false,
+            router_key: None,
+            router_key_previous: None,
+            shared_secret: None,
+            shared_secret_previous: None,
+            max_skew: shippy_security::signing::DEFAULT_MAX_SKEW,
         }
     }
 }
@@ -307,5 +347,15 @@ mod tests {
             ..AuthConfig::default()
         };
         assert!(!format!("{cfg:?}").contains("hunter2"));
+        let access = AccessConfig {
+            router_key: Some(Secret::new("hunter2-hunter2")),
+            shared_secret_previous: Some(Secret::new("hunter3-hunter3")),
+            ..AccessConfig::default()
+        };
+        let text = format!("{access:?}");
+        assert!(
+            !text.contains("hunter2") && !text.contains("hunter3"),
+            "{text}"
+        );
     }
 }

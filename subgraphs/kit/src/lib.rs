@@ -3,6 +3,7 @@
 //! Every Shippy subgraph is built from the same parts:
 //! - [`config`]: the typed settings a subgraph process takes (server limits, JWT, outbox relay);
 //! - [`db`]: connecting to SQLite or PostgreSQL and running the subgraph's migrator;
+//! - [`access`]: refusing requests that do not come from a router (signature or shared secret);
 //! - [`auth`]: verifying (and, for the user subgraph, issuing) JWTs, and the caller in the GraphQL context;
 //! - [`error`]: GraphQL errors with a stable `extensions.code`;
 //! - [`events`] and [`outbox`]: the event bus (in-process or Redis streams) and the transactional outbox
@@ -16,6 +17,7 @@
 //! - [`text`]: refusing invisible characters that disguise how a name displays;
 //! - [`supervisor`] and [`shutdown`]: long-lived tasks that stop together and report why they stopped.
 
+pub mod access;
 pub mod auth;
 pub mod config;
 pub mod consumer;

@@ -31,8 +31,9 @@ use tokio::net::TcpListener;
 use tower_http::{limit::RequestBodyLimitLayer, timeout::TimeoutLayer, trace::TraceLayer};
 
 use crate::{
+    access::{self, AccessError, Gate},
     auth::{Caller, ClientIp, JwtVerifier, KeyError, TokenError},
-    config::{AuthConfig, EventsConfig, RelayConfig, ServerConfig},
+    config::{AccessConfig, AuthConfig, EventsConfig, RelayConfig, ServerConfig},
     consumer::{Consumer, Handler},
     db::{self, DbError},
     events::EventBus,
@@ -82,6 +83,8 @@ impl ReadinessCheck for BusCheck {
 pub struct HttpContext {
     /// Verifies bearer tokens on every request and WebSocket.
     pub verifier: Arc<JwtVerifier>,
+    /// Who may call the GraphQL routes: only a router, unless open.
+    pub gate: Gate,
     /// Checked by `/ready`.
     pub checks: Vec<Arc<dyn ReadinessCheck>>,
     /// Limits.
@@ -99,9 +102,15 @@ struct Shared<E> {
 pub fn app<E: Executor>(executor: E, ctx: HttpContext) -> Router {
     let body_limit = ctx.server.body_limit;
     let timeout = ctx.server.request_timeout;
+    let gate = ctx.gate.clone();
     let shared = Arc::new(Shared { executor, ctx });
     Router::new()
         .route("/graphql", get(graphql_get::<E>).post(graphql_post::<E>))
+        // Only the GraphQL routes (those added so far) answer routers only; probes stay open.
+        .route_layer(axum::middleware::from_fn_with_state(
+            gate,
+            access::require_router,
+        ))
         .route("/health", get(|| async { "ok" }))
         .route("/ready", get(ready::<E>))
         .with_state(shared)
@@ -337,6 +346,8 @@ pub struct SubgraphConfig {
     pub database_url: String,
     /// Token verification (and issuing, for the user subgraph).
     pub auth: AuthConfig,
+    /// Who may call it: routers only (their credentials), or anyone in development.
+    pub access: AccessConfig,
     /// HTTP limits.
     pub server: ServerConfig,
     /// Outbox relay pacing.
@@ -357,6 +368,9 @@ pub enum StartError {
     /// JWT keys.
     #[error(transparent)]
     Keys(#[from] KeyError),
+    /// Router credentials.
+    #[error(transparent)]
+    Access(#[from] AccessError),
 }
 
 /// The shared parts of a running subgraph.
@@ -366,6 +380,8 @@ pub struct Runtime {
     pub db: DatabaseConnection,
     /// Token verifier.
     pub verifier: Arc<JwtVerifier>,
+    /// Who may call the GraphQL routes.
+    pub gate: Gate,
     /// Where domain changes record events.
     pub outbox: Outbox,
     /// Where the relay publishes them.
@@ -377,12 +393,15 @@ pub struct Runtime {
 }
 
 impl Runtime {
-    /// Connects to the database, applies the migrations of `M`, and sets up the verifier and outbox.
+    /// Connects to the database, applies the migrations of `M`, and sets up the verifier, the access
+    /// check of subgraph `name` (the audience of router signatures) and the outbox.
     pub async fn start<M: MigratorTrait>(
+        name: &str,
         config: SubgraphConfig,
         bus: Arc<dyn EventBus>,
     ) -> Result<Self, StartError> {
         let verifier = Arc::new(JwtVerifier::from_config(&config.auth)?);
+        let gate = Gate::from_config(name, &config.access)?;
         let db = db::connect_and_migrate::<M>(&config.database_url).await?;
         // The bus check is the Redis check when the bus is Redis: one `PING`, not two.
         let checks: Vec<Arc<dyn ReadinessCheck>> = vec![
@@ -392,6 +411,7 @@ impl Runtime {
         Ok(Self {
             db,
             verifier,
+            gate,
             outbox: Outbox::new(),
             bus,
             checks,
@@ -403,6 +423,7 @@ impl Runtime {
     pub fn http_context(&self, shutdown: CancellationToken) -> HttpContext {
         HttpContext {
             verifier: self.verifier.clone(),
+            gate: self.gate.clone(),
             checks: self.checks.clone(),
             server: self.config.server.clone(),
             shutdown,

@@ -118,7 +118,7 @@ impl<S: Subgraph> Service<S> {
         config: SubgraphConfig,
         bus: Arc<dyn EventBus>,
     ) -> Result<Self, SubgraphError> {
-        let runtime = Runtime::start::<S::Migrator>(config, bus).await?;
+        let runtime = Runtime::start::<S::Migrator>(S::NAME, config, bus).await?;
         let state = S::state(&runtime)?;
         Ok(Self {
             runtime,

@@ -14,6 +14,7 @@ use http_body_util::BodyExt;
 use serde_json::{Value, json};
 use shippy_kit::{
     CancellationToken,
+    access::{Gate, SHARED_SECRET_HEADER},
     auth::{self, JwtVerifier, TokenIssuer},
     config::ServerConfig,
     server::{self, HttpContext, ReadinessCheck},
@@ -97,6 +98,7 @@ fn app_with(
         schema,
         HttpContext {
             verifier,
+            gate: Gate::from_config("test", &testing::access_config()).unwrap(),
             checks,
             server,
             shutdown,
@@ -117,7 +119,9 @@ fn token(scopes: Vec<String>) -> String {
 }
 
 async fn post(app: Router, body: Value, bearer: Option<&str>) -> (StatusCode, Value) {
-    let mut req = Request::post("/graphql").header(header::CONTENT_TYPE, "application/json");
+    let mut req = Request::post("/graphql")
+        .header(header::CONTENT_TYPE, "application/json")
+        .header(SHARED_SECRET_HEADER, testing::TEST_SUBGRAPH_SECRET);
     if let Some(token) = bearer {
         req = req.header(header::AUTHORIZATION, format!("Bearer {token}"));
     }
@@ -148,7 +152,12 @@ async fn health_ready_and_graphiql() {
     assert_eq!(resp.status(), StatusCode::OK);
 
     let resp = app()
-        .oneshot(Request::get("/graphql").body(Body::empty()).unwrap())
+        .oneshot(
+            Request::get("/graphql")
+                .header(SHARED_SECRET_HEADER, testing::TEST_SUBGRAPH_SECRET)
+                .body(Body::empty())
+                .unwrap(),
+        )
         .await
         .unwrap();
     assert_eq!(resp.status(), StatusCode::OK);
@@ -329,6 +338,7 @@ mod base64_like {
 async fn malformed_requests_get_400() {
     let req = Request::post("/graphql")
         .header(header::CONTENT_TYPE, "application/json")
+        .header(SHARED_SECRET_HEADER, testing::TEST_SUBGRAPH_SECRET)
         .body(Body::from("{not json"))
         .unwrap();
     let resp = app().oneshot(req).await.unwrap();
@@ -366,6 +376,7 @@ async fn oversized_bodies_get_413() {
     let body = json!({ "query": &query }).to_string();
     let req = Request::post("/graphql")
         .header(header::CONTENT_TYPE, "application/json")
+        .header(SHARED_SECRET_HEADER, testing::TEST_SUBGRAPH_SECRET)
         .header(header::CONTENT_LENGTH, body.len())
         .body(Body::from(body))
         .unwrap();
@@ -386,6 +397,7 @@ async fn slow_requests_get_408() {
         .oneshot(
             Request::post("/graphql")
                 .header(header::CONTENT_TYPE, "application/json")
+                .header(SHARED_SECRET_HEADER, testing::TEST_SUBGRAPH_SECRET)
                 .body(Body::from(json!({ "query": "{ slow }" }).to_string()))
                 .unwrap(),
         )
@@ -454,6 +466,10 @@ async fn ws_connect(
     req.headers_mut().insert(
         "Sec-WebSocket-Protocol",
         "graphql-transport-ws".parse().unwrap(),
+    );
+    req.headers_mut().insert(
+        SHARED_SECRET_HEADER,
+        testing::TEST_SUBGRAPH_SECRET.parse().unwrap(),
     );
     tokio_tungstenite::connect_async(req)
         .await
@@ -558,6 +574,7 @@ async fn a_failing_background_task_stops_the_subgraph() {
     testing::init();
     let db = testing::TestDb::create(testing::Backend::Sqlite).await;
     let runtime = server::Runtime::start::<shippy_migrations::user::Migrator>(
+        "user",
         testing::subgraph_config(&db.url),
         testing::bus(),
     )

@@ -4,6 +4,9 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
+use super::{TEST_ROUTER_KEY, TEST_SUBGRAPH_SECRET};
+use crate::access::{SHARED_SECRET_HEADER, SIGNATURE_HEADER};
+
 /// A GraphQL response as tests see it.
 #[derive(Debug, Clone)]
 pub struct GqlResponse {
@@ -35,11 +38,23 @@ impl GqlResponse {
     }
 }
 
-/// Sends GraphQL over HTTP POST.
+/// The router credential a test client presents to subgraphs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RouterCredential {
+    /// None: what a direct caller sends.
+    None,
+    /// [`TEST_SUBGRAPH_SECRET`] in `shippy-subgraph-secret`, as a third-party router sends it.
+    SharedSecret,
+    /// A signature with [`TEST_ROUTER_KEY`] for the named subgraph, as our router makes it.
+    Signed(String),
+}
+
+/// Sends GraphQL over HTTP POST, with [`RouterCredential::SharedSecret`] unless told otherwise.
 #[derive(Debug, Clone)]
 pub struct GraphQLClient {
     http: reqwest::Client,
     url: String,
+    credential: RouterCredential,
 }
 
 impl GraphQLClient {
@@ -48,15 +63,42 @@ impl GraphQLClient {
         Self {
             http: reqwest::Client::new(),
             url,
+            credential: RouterCredential::SharedSecret,
         }
+    }
+
+    /// The same client presenting `credential` instead.
+    pub fn with_credential(self, credential: RouterCredential) -> Self {
+        Self { credential, ..self }
     }
 
     /// Runs `query` with `variables`, as the bearer of `token` if given.
     pub async fn query(&self, query: &str, variables: Value, token: Option<&str>) -> GqlResponse {
+        let body = json!({ "query": query, "variables": variables }).to_string();
         let mut req = self
             .http
             .post(&self.url)
-            .json(&json!({ "query": query, "variables": variables }));
+            .header(reqwest::header::CONTENT_TYPE, "application/json");
+        match &self.credential {
+            RouterCredential::None => {}
+            RouterCredential::SharedSecret => {
+                req = req.header(SHARED_SECRET_HEADER.as_str(), TEST_SUBGRAPH_SECRET);
+            }
+            RouterCredential::Signed(audience) => {
+                let uri: axum::http::Uri = self.url.parse().expect("a URL");
+                let signature =
+                    shippy_security::signing::RequestSigner::new(TEST_ROUTER_KEY.as_bytes())
+                        .expect("the test key is long enough")
+                        .sign(
+                            audience,
+                            &axum::http::Method::POST,
+                            shippy_security::signing::path_and_query(&uri),
+                            body.as_bytes(),
+                        );
+                req = req.header(SIGNATURE_HEADER.as_str(), signature);
+            }
+        }
+        let mut req = req.body(body);
         if let Some(token) = token {
             req = req.bearer_auth(token);
         }
@@ -88,6 +130,11 @@ impl WsClient {
         request.headers_mut().insert(
             "Sec-WebSocket-Protocol",
             "graphql-transport-ws".parse().expect("header"),
+        );
+        // The router credential subgraphs require on the upgrade (routers ignore it).
+        request.headers_mut().insert(
+            SHARED_SECRET_HEADER,
+            TEST_SUBGRAPH_SECRET.parse().expect("header"),
         );
         let (socket, _) = tokio_tungstenite::connect_async(request)
             .await

@@ -1,11 +1,13 @@
-//! Settings for tests: a fixed token secret, a quick outbox relay, and consumers that read, retry and
+//! Settings for tests: a fixed token secret and router credentials, a quick outbox relay, and consumers that read, retry and
 //! take over quickly.
 
 use std::time::Duration;
 
-use super::TEST_SECRET;
+use super::{TEST_ROUTER_KEY, TEST_SECRET, TEST_SUBGRAPH_SECRET};
 use crate::{
-    config::{AuthConfig, ConsumerConfig, EventsConfig, RelayConfig, Secret, ServerConfig},
+    config::{
+        AccessConfig, AuthConfig, ConsumerConfig, EventsConfig, RelayConfig, Secret, ServerConfig,
+    },
     server::SubgraphConfig,
 };
 
@@ -18,11 +20,21 @@ pub fn auth_config() -> AuthConfig {
     }
 }
 
-/// A subgraph configuration for tests: the given database, test auth, a quick relay.
+/// Access settings tests use: only routers, with the test signing key or the test shared secret.
+pub fn access_config() -> AccessConfig {
+    AccessConfig {
+        router_key: Some(Secret::new(TEST_ROUTER_KEY)),
+        shared_secret: Some(Secret::new(TEST_SUBGRAPH_SECRET)),
+        ..AccessConfig::default()
+    }
+}
+
+/// A subgraph configuration for tests: the given database, test auth and access, a quick relay.
 pub fn subgraph_config(database_url: &str) -> SubgraphConfig {
     SubgraphConfig {
         database_url: database_url.to_owned(),
         auth: auth_config(),
+        access: access_config(),
         server: ServerConfig::default(),
         relay: RelayConfig {
             poll_interval: Duration::from_millis(50),

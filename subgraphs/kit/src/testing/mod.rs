@@ -1,7 +1,7 @@
 //! Test support shared by every subgraph's integration tests (feature `testing`):
 //! - [`database`]: a fresh database per test on SQLite or PostgreSQL (`TEST_DATABASE_URL`);
 //! - [`shared_redis`]: a key namespace of one's own on the test Redis (`TEST_REDIS_URL`) and a proxy to cut it;
-//! - [`config`]: settings for tests (fixed token secret, quick relay and consumers);
+//! - [`config`]: settings for tests (fixed token secret and router credentials, quick relay and consumers);
 //! - [`server`]: servers on `127.0.0.1:0` and readiness waits;
 //! - [`client`]: a small GraphQL client over HTTP and WebSocket;
 //! - [`eventually`]: polling a condition with a deadline, instead of sleeping and hoping.
@@ -14,8 +14,8 @@ pub mod shared_redis;
 
 use std::{future::Future, sync::Arc, time::Duration};
 
-pub use client::{GqlResponse, GraphQLClient, WsClient};
-pub use config::{auth_config, events_config, subgraph_config};
+pub use client::{GqlResponse, GraphQLClient, RouterCredential, WsClient};
+pub use config::{access_config, auth_config, events_config, subgraph_config};
 pub use database::{Backend, TestDb, drop_postgres_database_blocking, test_database_url};
 pub use server::{TestServer, wait_live};
 pub use shared_redis::{RedisNamespace, TcpProxy, test_redis_url};
@@ -24,6 +24,13 @@ use crate::events::{EventBus, InProcessBus};
 
 /// The HS256 secret test tokens are signed with.
 pub const TEST_SECRET: &str = "shippy-test-secret-0123456789abcdef";
+
+/// The router signing key test subgraphs accept ([`access_config`]).
+pub const TEST_ROUTER_KEY: &str = "shippy-test-router-key-0123456789abcdef";
+
+/// The shared secret test subgraphs accept ([`access_config`]) and [`GraphQLClient`] and [`WsClient`]
+/// send by default, so tests reach subgraphs the way a third-party router does.
+pub const TEST_SUBGRAPH_SECRET: &str = "shippy-test-subgraph-secret-0123456789abcdef";
 
 /// A fresh in-process bus.
 pub fn bus() -> Arc<dyn EventBus> {
