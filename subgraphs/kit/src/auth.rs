@@ -320,16 +320,23 @@ impl TokenIssuer {
 }
 
 /// The client's IP address, put into every HTTP request's context by the server: the
-/// `shippy-client-ip` header a router sets ([`shippy_security::login_limits::CLIENT_IP_HEADER`]),
-/// else the TCP peer when the server knows it. Used for per-client limits (login), never for access.
+/// `shippy-client-ip` header a router sets ([`shippy_security::login_limits::CLIENT_IP_HEADER`])
+/// when the subgraph answers routers only, else the TCP peer when the server knows it. Used for
+/// per-client limits (login), never for access.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct ClientIp(pub Option<std::net::IpAddr>);
 
 impl ClientIp {
-    /// Reads the router's header (first address of a list), falling back to `peer`.
-    pub fn from_request(headers: &HeaderMap, peer: Option<std::net::IpAddr>) -> Self {
+    /// Reads the router's header (first address of a list) when `trust_header`, falling back to
+    /// `peer`. An open subgraph must not trust it: anyone could name any address there.
+    pub fn from_request(
+        headers: &HeaderMap,
+        peer: Option<std::net::IpAddr>,
+        trust_header: bool,
+    ) -> Self {
         let forwarded = headers
             .get(shippy_security::login_limits::CLIENT_IP_HEADER)
+            .filter(|_| trust_header)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.split(',').next())
             .and_then(|v| v.trim().parse().ok());
@@ -546,19 +553,24 @@ mod tests {
     fn client_ip_prefers_the_router_header_then_the_peer() {
         let peer: std::net::IpAddr = "10.0.0.1".parse().unwrap();
         let mut headers = HeaderMap::new();
-        assert_eq!(ClientIp::from_request(&headers, None), ClientIp(None));
+        assert_eq!(ClientIp::from_request(&headers, None, true), ClientIp(None));
         assert_eq!(
-            ClientIp::from_request(&headers, Some(peer)),
+            ClientIp::from_request(&headers, Some(peer), true),
             ClientIp(Some(peer))
         );
         headers.insert("shippy-client-ip", "203.0.113.7, 10.0.0.2".parse().unwrap());
         assert_eq!(
-            ClientIp::from_request(&headers, Some(peer)),
+            ClientIp::from_request(&headers, Some(peer), true),
             ClientIp(Some("203.0.113.7".parse().unwrap()))
+        );
+        // An open subgraph ignores it.
+        assert_eq!(
+            ClientIp::from_request(&headers, Some(peer), false),
+            ClientIp(Some(peer))
         );
         headers.insert("shippy-client-ip", "not an address".parse().unwrap());
         assert_eq!(
-            ClientIp::from_request(&headers, Some(peer)),
+            ClientIp::from_request(&headers, Some(peer), true),
             ClientIp(Some(peer))
         );
     }

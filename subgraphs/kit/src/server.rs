@@ -202,7 +202,9 @@ async fn graphql_post<E: Executor>(
         Ok(caller) => caller,
         Err(err) => return token_rejected(&err),
     };
-    let client_ip = ClientIp::from_request(&headers, peer.map(|p| p.0.0.ip()));
+    // Only a subgraph that answers routers alone can believe the router's client-IP header.
+    let trust_header = matches!(shared.ctx.gate, Gate::RouterOnly(_));
+    let client_ip = ClientIp::from_request(&headers, peer.map(|p| p.0.0.ip()), trust_header);
     let mut request = request.into_inner().data(caller).data(client_ip);
     if let Some(axum::Extension(label)) = label {
         request = request.data(label);
