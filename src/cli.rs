@@ -219,7 +219,9 @@ async fn run_subgraph(
         );
     }
     let bus = events::connect(settings.redis_url.as_deref(), &settings.events)?;
-    (subgraph.run)(listener, settings.subgraph_config(url), bus, shutdown).await
+    let mut config = settings.subgraph_config(url);
+    config.revocations = settings.redis_revocations()?;
+    (subgraph.run)(listener, config, bus, shutdown).await
 }
 
 /// The OpenTelemetry `service.name` of this invocation: `shippy-<subgraph>`, `shippy-router`, or

@@ -2,7 +2,10 @@
 //! `--config` / `SHIPPY_CONFIG`), then environment variables, then flags. Unknown keys in the file are an
 //! error; durations are human-readable (`30s`, `5m`).
 
-use std::path::{Path, PathBuf};
+use std::{
+    path::{Path, PathBuf},
+    sync::Arc,
+};
 
 use anyhow::{Context, bail};
 use clap::Args;
@@ -18,6 +21,7 @@ use shippy_kit::{
     server::SubgraphConfig,
     telemetry::{OtlpConfig, OtlpProtocol, TelemetryConfig},
 };
+use shippy_security::revocation::{self, MemoryRevocations, RedisRevocations, RevocationStore};
 
 /// Everything `shippy` can be configured with. The config file has the same shape.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -162,6 +166,26 @@ impl Settings {
         })
     }
 
+    /// Where revoked token ids go: Redis at `redis_url` (keys `<stream_prefix>revoked:<jti>`, what the
+    /// router's `auth.revocation.key_prefix` reads by default), else `None`.
+    pub fn redis_revocations(&self) -> anyhow::Result<Option<Arc<dyn RevocationStore>>> {
+        let Some(url) = &self.redis_url else {
+            return Ok(None);
+        };
+        let prefix = format!("{}revoked:", self.events.stream_prefix);
+        let store = RedisRevocations::new(url, &prefix, revocation::DEFAULT_TIMEOUT)
+            .map_err(|e| anyhow::anyhow!("REDIS_URL {e}"))?;
+        Ok(Some(Arc::new(store)))
+    }
+
+    /// The revocation store `shippy up` shares between its router and its user subgraph: Redis when
+    /// configured (so that other processes see logouts too), else this process's memory.
+    pub fn up_revocations(&self) -> anyhow::Result<Arc<dyn RevocationStore>> {
+        Ok(self
+            .redis_revocations()?
+            .unwrap_or_else(|| Arc::new(MemoryRevocations::default())))
+    }
+
     /// The kit configuration of one subgraph.
     pub fn subgraph_config(&self, database_url: String) -> SubgraphConfig {
         SubgraphConfig {
@@ -171,6 +195,7 @@ impl Settings {
             server: self.server.clone(),
             relay: self.relay.clone(),
             events: self.events.clone(),
+            revocations: None,
         }
     }
 }

@@ -16,6 +16,7 @@ use shippy_kit::{
     events::{self, EventBus},
     supervisor::Supervisor,
 };
+use shippy_security::revocation::RevocationStore;
 use tokio::net::TcpListener;
 
 use shippy_kit::config::Secret;
@@ -39,6 +40,8 @@ pub struct UpContext {
     pub bus: Arc<dyn EventBus>,
     /// The process-wide shutdown signal.
     pub shutdown: CancellationToken,
+    /// Revoked token ids: the user subgraph's `logout` writes them, the router reads them.
+    pub revocations: Arc<dyn RevocationStore>,
     /// Where every service of this `up` listens, by name (ports may be chosen by the OS with
     /// `--port-base 0`, so the router learns its subgraphs' addresses here, not from the supergraph).
     pub addresses: Arc<BTreeMap<&'static str, SocketAddr>>,
@@ -102,8 +105,12 @@ async fn run_router(ctx: UpContext) -> anyhow::Result<()> {
             .or_default()
             .url = Some(format!("http://{addr}/graphql"));
     }
-    let router = shippy_router::Router::from_supergraph_sdl(SUPERGRAPH, config)
-        .context("loading the embedded supergraph")?;
+    let router = shippy_router::Router::from_supergraph_sdl_with_revocations(
+        SUPERGRAPH,
+        config,
+        ctx.revocations,
+    )
+    .context("loading the embedded supergraph")?;
     router
         .serve(ctx.listener, ctx.shutdown.cancelled_owned())
         .await
@@ -186,7 +193,8 @@ fn subgraph_service(subgraph: &'static crate::services::Subgraph) -> UpService {
                 Box::pin(async move {
                     let url = ctx.settings.up_database_url(subgraph.name)?;
                     db::ensure_database(&url).await?;
-                    let config = ctx.settings.subgraph_config(url);
+                    let mut config = ctx.settings.subgraph_config(url);
+                    config.revocations = Some(ctx.revocations);
                     (subgraph.run)(ctx.listener, config, ctx.bus, ctx.shutdown).await
                 })
             },
@@ -249,6 +257,7 @@ pub async fn run(
         settings.server.connections.max_connections,
     );
     let bus: Arc<dyn EventBus> = events::connect(settings.redis_url.as_deref(), &settings.events)?;
+    let revocations = settings.up_revocations()?;
     let mut supervisor = Supervisor::new(shutdown.clone());
     for (service, listener) in bound {
         let addr = listener.local_addr()?;
@@ -257,6 +266,7 @@ pub async fn run(
             listener,
             settings: settings.clone(),
             bus: bus.clone(),
+            revocations: revocations.clone(),
             shutdown: shutdown.clone(),
             addresses: addresses.clone(),
         };

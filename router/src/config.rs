@@ -19,7 +19,7 @@ mod signing;
 mod subgraphs;
 mod subscriptions;
 
-pub use auth::{AuthConfig, JwtConfig, PublicKeyAlgorithm, Secret};
+pub use auth::{AuthConfig, JwtConfig, PublicKeyAlgorithm, RevocationConfig, Secret};
 pub use http::{CsrfConfig, HttpConfig};
 pub use limits::LimitsConfig;
 pub use query_planning::QueryPlanningConfig;
@@ -167,8 +167,20 @@ impl RouterConfig {
             max_keys_per_limit,
             requests,
         } = rate_limit;
+        let AuthConfig {
+            jwt,
+            scopes_claim,
+            revocation,
+        } = auth;
         let mut restart = Vec::new();
         let http = keep_running(&mut restart, "http", http, &running.http);
+        // The store is made once at start-up (and may be shared with a user subgraph).
+        let revocation = keep_running(
+            &mut restart,
+            "auth.revocation",
+            revocation,
+            &running.auth.revocation,
+        );
         let query_planning = keep_running(
             &mut restart,
             "query_planning",
@@ -208,7 +220,11 @@ impl RouterConfig {
             limits,
             query_planning,
             introspection,
-            auth,
+            auth: AuthConfig {
+                jwt,
+                scopes_claim,
+                revocation,
+            },
             rate_limit: RateLimitConfig {
                 backend,
                 redis,

@@ -127,6 +127,19 @@ impl Router {
     /// Loads a supergraph (checks its `@link`s, builds the planner and the API schema) and sets
     /// up a client per subgraph. Fails with a clear error when anything cannot be used.
     pub fn from_supergraph_sdl(sdl: &str, config: RouterConfig) -> Result<Router, RouterError> {
+        let revocations = auth::revocation_store(&config.auth.revocation, &config.rate_limit)
+            .map_err(|e| RouterError::Setup(operation::SetupError::Revocation(e)))?;
+        Router::from_supergraph_sdl_with_revocations(sdl, config, revocations)
+    }
+
+    /// Like [`from_supergraph_sdl`](Self::from_supergraph_sdl), with revoked token ids read from
+    /// `revocations` instead of the store `auth.revocation` describes: `shippy up` shares one with
+    /// its user subgraph, so that a `logout` there is seen here.
+    pub fn from_supergraph_sdl_with_revocations(
+        sdl: &str,
+        config: RouterConfig,
+        revocations: Arc<dyn shippy_security::revocation::RevocationStore>,
+    ) -> Result<Router, RouterError> {
         // The metrics registry first, so nothing recorded from here on is lost.
         telemetry::register_gauges();
         let planner = QueryPlanner::new(sdl)?;
@@ -178,7 +191,13 @@ impl Router {
             .map(|name| config::header_name("subgraph_defaults.forward_headers", name))
             .collect::<Result<Vec<_>, _>>()?;
         let hub = Arc::new(Hub::new(config.subscriptions.clone()));
-        let core = Arc::new(RouterState::new(config, planner, clients, forward_headers)?);
+        let core = Arc::new(RouterState::new(
+            config,
+            planner,
+            clients,
+            forward_headers,
+            revocations,
+        )?);
         Ok(Router {
             state: Arc::new(AppState { core, hub }),
         })
@@ -228,6 +247,7 @@ impl Router {
                 live_config,
                 &self.state.rate_limit_directives,
                 previous.generation + 1,
+                &self.state.revocations,
             )?;
             self.state.live.store(Arc::new(live));
             // Operations prepared under the old limits must not be served again.

@@ -10,5 +10,8 @@
 
 pub mod claims;
 pub mod connections;
+pub mod login_limits;
+pub mod redis;
+pub mod revocation;
 pub mod signing;
 pub mod websocket;

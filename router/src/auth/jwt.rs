@@ -2,16 +2,19 @@
 //!
 //! The key is chosen by the token header's `alg` (and `kid` for a key set), and a key is only
 //! ever used with its own algorithm: an HS256 token is never checked against an RSA public key
-//! read as an HMAC secret, `alg: none` is never accepted.
+//! read as an HMAC secret, `alg: none` is never accepted. What a token must say besides its
+//! signature (`exp`, `nbf`, `iss`, `aud`) is `shippy_security::claims`' one policy, the subgraphs'
+//! too. A token with a `jti` is then looked up in the revocation store, when there is one.
 
 use std::path::Path;
 use std::sync::Arc;
 
 use http::HeaderMap;
 use http::header::HeaderName;
-use jsonwebtoken::errors::ErrorKind;
-use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+use jsonwebtoken::{Algorithm, DecodingKey};
 use serde_json::{Map, Value as Json};
+use shippy_security::claims::{self, ClaimError, ClaimPolicy};
+use shippy_security::revocation::RevocationStore;
 
 use super::Identity;
 use super::jwks::JwksSource;
@@ -22,26 +25,20 @@ use crate::config::{JwtConfig, PublicKeyAlgorithm};
 pub(crate) enum TokenError {
     #[error("the {header} header must be `{prefix} <token>`")]
     NotBearer { header: String, prefix: String },
-    #[error("the token is malformed")]
-    Malformed,
-    #[error("the token's algorithm is not accepted")]
-    WrongAlgorithm,
     #[error("no key is known for the token")]
     UnknownKey,
-    #[error("the token signature is invalid")]
-    BadSignature,
-    #[error("the token has expired")]
-    Expired,
-    #[error("the token is not valid yet")]
-    NotYetValid,
-    #[error("the token issuer is not accepted")]
-    WrongIssuer,
-    #[error("the token audience is not accepted")]
-    WrongAudience,
-    #[error("the token lacks the `{0}` claim")]
-    MissingClaim(String),
+    /// The token failed the claim policy the subgraphs apply too: signature, algorithm,
+    /// `exp`/`nbf`, issuer, audience or a required claim.
+    #[error(transparent)]
+    Invalid(#[from] ClaimError),
     #[error("the token cannot be verified right now")]
     KeysUnavailable,
+    /// Its `jti` was revoked (`logout`) and the token has not expired yet.
+    #[error("the token has been revoked")]
+    Revoked,
+    /// The revocation store did not answer, so the token cannot be trusted.
+    #[error("the token cannot be checked for revocation right now")]
+    RevocationUnavailable,
 }
 
 /// Why the verifier could not be set up (an operator error at start-up or reload).
@@ -70,9 +67,9 @@ pub(crate) struct JwtVerifier {
     secret: Option<DecodingKey>,
     public_key: Option<(Algorithm, DecodingKey)>,
     jwks: Option<Arc<JwksSource>>,
-    issuers: Vec<String>,
-    audiences: Vec<String>,
-    leeway: u64,
+    policy: ClaimPolicy,
+    /// Where `logout` records revoked token ids; `None` checks nothing.
+    revocations: Option<Arc<dyn RevocationStore>>,
     header_name: HeaderName,
     header_prefix: String,
 }
@@ -117,12 +114,19 @@ impl JwtVerifier {
                 .map(|s| DecodingKey::from_secret(s.expose().as_bytes())),
             public_key,
             jwks,
-            issuers: config.issuers.clone(),
-            audiences: config.audiences.clone(),
-            leeway: config.leeway.as_secs(),
+            policy: ClaimPolicy::new(config.leeway)
+                .with_issuers(config.issuers.iter().cloned())
+                .with_audiences(config.audiences.iter().cloned()),
+            revocations: None,
             header_name,
             header_prefix: config.header_prefix.clone(),
         }))
+    }
+
+    /// Checks every token that has a `jti` against `store` from now on.
+    pub(crate) fn with_revocations(mut self, store: Arc<dyn RevocationStore>) -> JwtVerifier {
+        self.revocations = Some(store);
+        self
     }
 
     pub(crate) fn jwks(&self) -> Option<&Arc<JwksSource>> {
@@ -160,10 +164,14 @@ impl JwtVerifier {
 
     /// Verifies one compact JWT.
     pub(crate) async fn verify(&self, token: &str) -> Result<Identity, TokenError> {
-        let header = jsonwebtoken::decode_header(token).map_err(|e| match e.kind() {
-            ErrorKind::InvalidAlgorithmName => TokenError::WrongAlgorithm,
-            _ => TokenError::Malformed,
-        })?;
+        let identity = self.verify_signed(token).await?;
+        self.check_revoked(&identity).await?;
+        Ok(identity)
+    }
+
+    /// Signature and claims, without the revocation check.
+    async fn verify_signed(&self, token: &str) -> Result<Identity, TokenError> {
+        let header = claims::header(token)?;
         let algorithm = header.alg;
         let keys: Vec<DecodingKey> = match algorithm {
             Algorithm::HS256 => self.secret.iter().cloned().collect(),
@@ -193,18 +201,22 @@ impl JwtVerifier {
             return Err(if self.accepts(algorithm) {
                 TokenError::UnknownKey
             } else {
-                TokenError::WrongAlgorithm
+                TokenError::Invalid(ClaimError::WrongAlgorithm)
             });
         }
-        let validation = self.validation(algorithm);
-        let mut last = TokenError::BadSignature;
+        let mut last = TokenError::Invalid(ClaimError::BadSignature);
         for key in &keys {
-            match jsonwebtoken::decode::<Map<String, Json>>(token, key, &validation) {
-                Ok(data) => return Ok(Identity::new(data.claims)),
+            // Every key here is one configured for `algorithm`, so pinning to it is pinning to
+            // the key.
+            match self
+                .policy
+                .decode::<Map<String, Json>>(token, key, algorithm)
+            {
+                Ok(claims) => return Ok(Identity::new(claims)),
                 Err(error) => {
-                    last = classify(error.into_kind());
+                    last = error.into();
                     // Only a signature mismatch means another key of the set may fit.
-                    if last != TokenError::BadSignature {
+                    if last != TokenError::Invalid(ClaimError::BadSignature) {
                         return Err(last);
                     }
                 }
@@ -224,37 +236,21 @@ impl JwtVerifier {
         }
     }
 
-    fn validation(&self, algorithm: Algorithm) -> Validation {
-        let mut validation = Validation::new(algorithm);
-        validation.leeway = self.leeway;
-        validation.validate_exp = true;
-        validation.validate_nbf = true;
-        validation.set_required_spec_claims(&["exp"]);
-        if !self.issuers.is_empty() {
-            validation.set_issuer(&self.issuers);
+    /// Refuses a token whose `jti` was revoked; a store that cannot answer refuses too, since a
+    /// revoked token must never pass for want of an answer.
+    async fn check_revoked(&self, identity: &Identity) -> Result<(), TokenError> {
+        let (Some(store), Some(jti)) = (&self.revocations, identity.claim_text("jti")) else {
+            return Ok(());
+        };
+        match store.is_revoked(&jti).await {
+            Ok(false) => Ok(()),
+            Ok(true) => Err(TokenError::Revoked),
+            Err(error) => {
+                tracing::warn!(%error, "revocation store unavailable; refusing the token");
+                metrics::counter!("shippy_router_revocation_store_errors_total").increment(1);
+                Err(TokenError::RevocationUnavailable)
+            }
         }
-        if self.audiences.is_empty() {
-            validation.validate_aud = false;
-        } else {
-            validation.set_audience(&self.audiences);
-        }
-        validation
-    }
-}
-
-fn classify(kind: ErrorKind) -> TokenError {
-    match kind {
-        ErrorKind::InvalidSignature => TokenError::BadSignature,
-        ErrorKind::ExpiredSignature => TokenError::Expired,
-        ErrorKind::ImmatureSignature => TokenError::NotYetValid,
-        ErrorKind::InvalidIssuer => TokenError::WrongIssuer,
-        ErrorKind::InvalidAudience => TokenError::WrongAudience,
-        ErrorKind::InvalidAlgorithm
-        | ErrorKind::InvalidAlgorithmName
-        | ErrorKind::MissingAlgorithm
-        | ErrorKind::InvalidKeyFormat => TokenError::WrongAlgorithm,
-        ErrorKind::MissingRequiredClaim(claim) => TokenError::MissingClaim(claim),
-        _ => TokenError::Malformed,
     }
 }
 
@@ -374,7 +370,7 @@ mod tests {
         // The ES256 verifier has no HS256 secret: an HS256 token is another algorithm.
         assert_eq!(
             verifier.verify(&hs256(&claims())).await,
-            Err(TokenError::WrongAlgorithm)
+            Err(TokenError::Invalid(ClaimError::WrongAlgorithm))
         );
     }
 
@@ -393,7 +389,8 @@ mod tests {
         let unsigned = format!("{none_header}.{payload}.");
         assert!(matches!(
             verifier.verify(&unsigned).await,
-            Err(TokenError::WrongAlgorithm | TokenError::Malformed)
+            Err(TokenError::Invalid(ClaimError::WrongAlgorithm)
+                | TokenError::Invalid(ClaimError::Malformed))
         ));
         // HS256 signed with the RSA public key as the secret (algorithm confusion) against an
         // RS256-only verifier.
@@ -411,7 +408,7 @@ mod tests {
         .unwrap();
         assert_eq!(
             rs_only.verify(&confused).await,
-            Err(TokenError::WrongAlgorithm)
+            Err(TokenError::Invalid(ClaimError::WrongAlgorithm))
         );
         // HS384 is not accepted at all.
         let hs384 = jsonwebtoken::encode(
@@ -422,7 +419,7 @@ mod tests {
         .unwrap();
         assert_eq!(
             verifier.verify(&hs384).await,
-            Err(TokenError::WrongAlgorithm)
+            Err(TokenError::Invalid(ClaimError::WrongAlgorithm))
         );
         // Wrong key.
         let wrong = jsonwebtoken::encode(
@@ -431,7 +428,10 @@ mod tests {
             &EncodingKey::from_secret(b"another-secret-another-secret-another-secret"),
         )
         .unwrap();
-        assert_eq!(verifier.verify(&wrong).await, Err(TokenError::BadSignature));
+        assert_eq!(
+            verifier.verify(&wrong).await,
+            Err(TokenError::Invalid(ClaimError::BadSignature))
+        );
         let wrong_rsa = jsonwebtoken::encode(
             &Header::new(Algorithm::RS256),
             &claims(),
@@ -440,7 +440,7 @@ mod tests {
         .unwrap();
         assert_eq!(
             verifier.verify(&wrong_rsa).await,
-            Err(TokenError::BadSignature)
+            Err(TokenError::Invalid(ClaimError::BadSignature))
         );
         // Tampered payload.
         let good = hs256(&claims());
@@ -450,9 +450,12 @@ mod tests {
         parts[1] = forged_payload.split('.').nth(1).unwrap();
         assert_eq!(
             verifier.verify(&parts.join(".")).await,
-            Err(TokenError::BadSignature)
+            Err(TokenError::Invalid(ClaimError::BadSignature))
         );
-        assert_eq!(verifier.verify("garbage").await, Err(TokenError::Malformed));
+        assert_eq!(
+            verifier.verify("garbage").await,
+            Err(TokenError::Invalid(ClaimError::Malformed))
+        );
     }
 
     #[tokio::test]
@@ -462,31 +465,133 @@ mod tests {
         expired["exp"] = json!(now() - 10);
         assert_eq!(
             verifier.verify(&hs256(&expired)).await,
-            Err(TokenError::Expired)
+            Err(TokenError::Invalid(ClaimError::Expired))
         );
         let mut early = claims();
         early["nbf"] = json!(now() + 600);
         assert_eq!(
             verifier.verify(&hs256(&early)).await,
-            Err(TokenError::NotYetValid)
+            Err(TokenError::Invalid(ClaimError::NotYetValid))
         );
         let mut issuer = claims();
         issuer["iss"] = json!("evil");
         assert_eq!(
             verifier.verify(&hs256(&issuer)).await,
-            Err(TokenError::WrongIssuer)
+            Err(TokenError::Invalid(ClaimError::WrongIssuer))
         );
         let mut audience = claims();
         audience["aud"] = json!("elsewhere");
         assert_eq!(
             verifier.verify(&hs256(&audience)).await,
-            Err(TokenError::WrongAudience)
+            Err(TokenError::Invalid(ClaimError::WrongAudience))
         );
         let mut no_exp = claims();
         no_exp.as_object_mut().unwrap().remove("exp");
         assert_eq!(
             verifier.verify(&hs256(&no_exp)).await,
-            Err(TokenError::MissingClaim("exp".into()))
+            Err(TokenError::Invalid(ClaimError::MissingClaim("exp".into())))
+        );
+    }
+
+    /// The claim matrix of issue 14 on the router side: the subgraphs' policy too.
+    #[tokio::test]
+    async fn claim_matrix() {
+        let verifier = JwtVerifier::from_config(&JwtConfig {
+            leeway: std::time::Duration::from_secs(30),
+            ..config()
+        })
+        .unwrap()
+        .unwrap();
+        let with = |field: &str, value: Json| {
+            let mut claims = claims();
+            claims[field] = value;
+            hs256(&claims)
+        };
+        let without = |field: &str| {
+            let mut claims = claims();
+            claims.as_object_mut().unwrap().remove(field);
+            hs256(&claims)
+        };
+        // `nbf` and `exp` share the leeway.
+        assert!(
+            verifier
+                .verify(&with("nbf", json!(now() + 20)))
+                .await
+                .is_ok()
+        );
+        assert_eq!(
+            verifier.verify(&with("nbf", json!(now() + 60))).await,
+            Err(TokenError::Invalid(ClaimError::NotYetValid))
+        );
+        assert!(
+            verifier
+                .verify(&with("exp", json!(now() - 20)))
+                .await
+                .is_ok()
+        );
+        assert_eq!(
+            verifier.verify(&with("exp", json!(now() - 60))).await,
+            Err(TokenError::Invalid(ClaimError::Expired))
+        );
+        // Issuers and audiences are configured: a token without them is refused.
+        for claim in ["iss", "aud"] {
+            assert_eq!(
+                verifier.verify(&without(claim)).await,
+                Err(TokenError::Invalid(ClaimError::MissingClaim(claim.into())))
+            );
+        }
+        // Not configured: not required.
+        let open = JwtVerifier::from_config(&JwtConfig {
+            issuers: Vec::new(),
+            audiences: Vec::new(),
+            ..config()
+        })
+        .unwrap()
+        .unwrap();
+        assert!(open.verify(&without("iss")).await.is_ok());
+        assert!(open.verify(&without("aud")).await.is_ok());
+        // `alg: none` is a wrong algorithm, whatever its case.
+        let payload = hs256(&claims()).split('.').nth(1).unwrap().to_owned();
+        // {"alg":"none","typ":"JWT"}
+        let none = format!("eyJhbGciOiJub25lIiwidHlwIjoiSldUIn0.{payload}.");
+        assert_eq!(
+            verifier.verify(&none).await,
+            Err(TokenError::Invalid(ClaimError::WrongAlgorithm))
+        );
+    }
+
+    #[tokio::test]
+    async fn revoked_tokens_are_refused_until_they_expire() {
+        use shippy_security::revocation::MemoryRevocations;
+        let store = Arc::new(MemoryRevocations::default());
+        let verifier = verifier().with_revocations(store.clone());
+        let mut revoked = claims();
+        revoked["jti"] = json!("token-1");
+        let mut other = claims();
+        other["jti"] = json!("token-2");
+        assert!(verifier.verify(&hs256(&revoked)).await.is_ok());
+        store.revoke("token-1", now() + 600).await.unwrap();
+        assert_eq!(
+            verifier.verify(&hs256(&revoked)).await,
+            Err(TokenError::Revoked)
+        );
+        assert!(verifier.verify(&hs256(&other)).await.is_ok());
+        // Tokens without an id cannot be revoked; they pass as before.
+        assert!(verifier.verify(&hs256(&claims())).await.is_ok());
+        // A store that cannot answer refuses the token rather than letting it through.
+        let down = shippy_security::revocation::RedisRevocations::new(
+            "redis://127.0.0.1:1",
+            "x:",
+            std::time::Duration::from_millis(200),
+        )
+        .unwrap();
+        let verifier = JwtVerifier::from_config(&config())
+            .unwrap()
+            .unwrap()
+            .with_revocations(Arc::new(down));
+        assert_eq!(
+            verifier.verify(&hs256(&other)).await,
+            Err(TokenError::RevocationUnavailable)
         );
     }
 

@@ -9,10 +9,35 @@ pub(crate) mod jwks;
 pub(crate) mod jwt;
 pub(crate) mod rules;
 
+use std::sync::Arc;
+
 use bytes::Bytes;
 use serde_json::{Map, Value as Json};
+use shippy_security::revocation::{MemoryRevocations, RedisRevocations, RevocationStore};
 
 pub(crate) use jwt::{JwtVerifier, KeyError, TokenError};
+
+use crate::config::{RateLimitConfig, RevocationConfig};
+
+/// The revocation store `revocation` describes: Redis at its `redis_url`, else at the rate-limit
+/// Redis, else this process's memory (which only a user subgraph in the same process writes to).
+pub(crate) fn revocation_store(
+    revocation: &RevocationConfig,
+    rate_limit: &RateLimitConfig,
+) -> Result<Arc<dyn RevocationStore>, String> {
+    match revocation
+        .redis_url
+        .as_deref()
+        .or(rate_limit.redis.url.as_deref())
+    {
+        Some(url) => Ok(Arc::new(RedisRevocations::new(
+            url,
+            &revocation.key_prefix,
+            revocation.timeout,
+        )?)),
+        None => Ok(Arc::new(MemoryRevocations::default())),
+    }
+}
 
 /// A caller whose token was verified: its claims, as the issuer wrote them.
 #[derive(Debug, Clone, PartialEq)]

@@ -17,6 +17,8 @@ pub struct AuthConfig {
     /// Claim holding the caller's scopes, for `@requiresScopes`: a JSON array of strings or one
     /// space-separated string (the OAuth 2 `scope` form).
     pub scopes_claim: String,
+    /// Revoked token ids (the user subgraph's `logout`), checked for every token with a `jti`.
+    pub revocation: RevocationConfig,
 }
 
 impl Default for AuthConfig {
@@ -24,6 +26,34 @@ impl Default for AuthConfig {
         AuthConfig {
             jwt: JwtConfig::default(),
             scopes_claim: "scopes".into(),
+            revocation: RevocationConfig::default(),
+        }
+    }
+}
+
+/// Where the router looks up revoked token ids. Read at start-up (a change needs a restart).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RevocationConfig {
+    /// `redis://host:port[/db]` holding revoked ids, written by the user subgraph's `logout` and
+    /// shared by every router replica. Unset: `rate_limit.redis.url`; both unset: an in-process
+    /// store, which only sees logouts of a user subgraph in the same process (`shippy up`).
+    pub redis_url: Option<String>,
+    /// Prefix of the keys (`{prefix}{jti}`); the user subgraph writes `shippy:revoked:` unless
+    /// its `SHIPPY_STREAM_PREFIX` changes `shippy:`.
+    pub key_prefix: String,
+    /// Time allowed for one Redis lookup. A lookup that fails or times out refuses the token
+    /// (401 `UNAUTHENTICATED`): a revoked token must not pass because Redis is slow.
+    #[serde(with = "humantime_serde")]
+    pub timeout: Duration,
+}
+
+impl Default for RevocationConfig {
+    fn default() -> Self {
+        RevocationConfig {
+            redis_url: None,
+            key_prefix: shippy_security::revocation::DEFAULT_KEY_PREFIX.into(),
+            timeout: shippy_security::revocation::DEFAULT_TIMEOUT,
         }
     }
 }

@@ -15,14 +15,15 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use http::{HeaderMap, StatusCode};
+use http::{HeaderMap, HeaderValue, StatusCode};
 use serde_json::{Map, Value as Json};
+use shippy_security::login_limits::CLIENT_IP_HEADER;
 
 use super::authorize::{self, Guards, Removal, Verdicts, active};
 use super::{Live, PipelineError, PreparedOperation, RouterState, variables};
 use crate::auth::Identity;
 use crate::error::GraphQLError;
-use crate::query_planner::QueryPlan;
+use crate::query_planner::{OperationKind, QueryPlan};
 use crate::rate_limit::{Decision, RateLimits};
 use crate::subgraph::forwarded_headers;
 
@@ -94,7 +95,17 @@ pub(crate) async fn admit(
     let removed = verdicts.removed_nodes(guards);
     let plan = state.plan_without(&prepared, &removed).await?;
     let errors = verdicts.errors(guards);
-    let headers = forwarded_headers(&state.forward_headers, caller.headers);
+    let mut headers = forwarded_headers(&state.forward_headers, caller.headers);
+    // The client's address, for the user subgraph's login limits: set by the router alone (a
+    // client's own value is never passed on), and only on mutations, so that identical queries
+    // of different clients still share one subgraph fetch.
+    headers.remove(CLIENT_IP_HEADER);
+    if prepared.kind == OperationKind::Mutation
+        && let Some(ip) = caller.ip
+        && let Ok(value) = HeaderValue::from_str(&ip.to_string())
+    {
+        headers.insert(CLIENT_IP_HEADER, value);
+    }
     Ok(Admitted {
         prepared,
         variables,

@@ -49,6 +49,7 @@ use http::header::HeaderName;
 use http::{HeaderMap, StatusCode};
 use quick_cache::sync::Cache;
 use serde_json::{Map, Value as Json};
+use shippy_security::revocation::RevocationStore;
 use tracing::Instrument;
 use xxhash_rust::xxh3::Xxh3;
 
@@ -104,6 +105,9 @@ pub enum SetupError {
     /// A `@rateLimit` of the supergraph is malformed.
     #[error(transparent)]
     RateLimitDirective(#[from] DirectiveError),
+    /// `auth.revocation` (or the rate-limit Redis it falls back to) is unusable.
+    #[error("`auth.revocation.redis_url`: {0}")]
+    Revocation(String),
 }
 
 /// Everything requests share, built once from the supergraph and configuration. Immutable
@@ -130,6 +134,9 @@ pub(crate) struct RouterState {
     pub(crate) rate_limit_directives: Vec<(String, FieldRateLimit)>,
     pub(crate) inbound: SingleFlight<Bytes>,
     pub(crate) client_ip_header: Option<HeaderName>,
+    /// Revoked token ids (the user subgraph's `logout`). Made once at start-up, so that `shippy up`
+    /// can share its store with the user subgraph; every verifier a reload builds checks it.
+    pub(crate) revocations: Arc<dyn RevocationStore>,
 }
 
 /// The configuration that can change while serving, with what is built from it.
@@ -151,8 +158,10 @@ impl Live {
         config: RouterConfig,
         directives: &[(String, FieldRateLimit)],
         generation: u64,
+        revocations: &Arc<dyn RevocationStore>,
     ) -> Result<Live, SetupError> {
-        let verifier = JwtVerifier::from_config(&config.auth.jwt)?.map(Arc::new);
+        let verifier = JwtVerifier::from_config(&config.auth.jwt)?
+            .map(|verifier| Arc::new(verifier.with_revocations(Arc::clone(revocations))));
         let rate_limits = RateLimits::new(&config.rate_limit, directives.to_vec())?;
         let csrf_headers = config
             .csrf
@@ -207,6 +216,7 @@ impl RouterState {
         planner: QueryPlanner,
         subgraphs: Vec<SubgraphClient>,
         forward_headers: Vec<HeaderName>,
+        revocations: Arc<dyn RevocationStore>,
     ) -> Result<RouterState, SetupError> {
         let schema = Schema::new(Arc::clone(planner.api_schema()));
         let operations = Cache::new(config.query_planning.operation_cache_size.max(1));
@@ -223,7 +233,7 @@ impl RouterState {
             .as_deref()
             .map(|name| header_name("http.client_ip_header", name))
             .transpose()?;
-        let live = Live::new(config.clone(), &rate_limit_directives, 0)?;
+        let live = Live::new(config.clone(), &rate_limit_directives, 0, &revocations)?;
         if !access.is_empty() && live.verifier.is_none() {
             tracing::warn!(
                 "**********************************************************************\n\
@@ -249,6 +259,7 @@ impl RouterState {
             rate_limit_directives,
             inbound: SingleFlight::default(),
             client_ip_header,
+            revocations,
         })
     }
 

@@ -9,8 +9,7 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use tokio::sync::OnceCell;
+use shippy_security::redis::LazyConnection;
 
 use super::Decision;
 use super::LimitError;
@@ -37,10 +36,7 @@ return {1, 0}
 "#;
 
 pub(crate) struct RedisLimiter {
-    client: redis::Client,
-    /// Connected on first use (the constructor is synchronous and may run before a runtime);
-    /// stays empty after a failed attempt so the next check tries again.
-    connection: OnceCell<ConnectionManager>,
+    connection: LazyConnection,
     script: redis::Script,
     prefix: String,
     timeout: Duration,
@@ -62,8 +58,7 @@ impl RedisLimiter {
             source,
         })?;
         Ok(RedisLimiter {
-            client,
-            connection: OnceCell::new(),
+            connection: LazyConnection::new(client, config.timeout),
             script: redis::Script::new(GCRA),
             prefix: config.key_prefix.clone(),
             timeout: config.timeout,
@@ -92,17 +87,7 @@ impl RedisLimiter {
         rule: &FieldRateLimit,
         key: &str,
     ) -> redis::RedisResult<Decision> {
-        let connection = self
-            .connection
-            .get_or_try_init(|| {
-                let config = ConnectionManagerConfig::new()
-                    .set_connection_timeout(Some(self.timeout))
-                    .set_response_timeout(Some(self.timeout))
-                    .set_number_of_retries(1);
-                ConnectionManager::new_with_config(self.client.clone(), config)
-            })
-            .await?;
-        let mut connection = connection.clone();
+        let mut connection = self.connection.get().await?;
         let interval = (rule.per.as_micros() / u128::from(rule.limit.max(1))).max(1);
         let (allowed, wait): (i64, i64) = self
             .script

@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use shippy_security::claims::ClaimError;
 use tokio::time::Instant;
 
 use crate::auth::{Identity, TokenError};
@@ -30,7 +31,10 @@ pub(crate) async fn passed(deadline: Option<Instant>) {
 /// `UNAUTHENTICATED`).
 pub(crate) fn expired_error() -> GraphQLError {
     GraphQLError::new(
-        format!("Invalid token: {}", TokenError::Expired),
+        format!(
+            "Invalid token: {}",
+            TokenError::Invalid(ClaimError::Expired)
+        ),
         codes::UNAUTHENTICATED,
     )
 }

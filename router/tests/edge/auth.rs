@@ -346,3 +346,110 @@ async fn an_unreachable_key_set_refuses_tokens_without_crashing() {
         200
     );
 }
+
+/// Issue 14's claim matrix at the router's edge: with issuers and audiences configured, a token that
+/// leaves either out is refused; `exp` and `nbf` share the leeway (30 s by default).
+#[tokio::test]
+async fn one_claim_policy_iss_aud_required_exp_and_nbf_share_the_leeway() {
+    let env = env().config(with_jwt).supergraph(secured).start().await;
+    let query = "{ me { name } }";
+    for claim in ["iss", "aud", "exp"] {
+        let mut token = claims("u1", &[]);
+        token.as_object_mut().unwrap().remove(claim);
+        let reply = post_as(&env, query, &hs256(&token)).await;
+        assert_eq!(reply.status, 401, "without {claim}: {}", reply.text);
+        assert_eq!(reply.error_codes(), vec!["UNAUTHENTICATED"]);
+        assert!(reply.text.contains(&format!("`{claim}`")), "{}", reply.text);
+    }
+    let shifted = |claim: &str, by: i64| {
+        let mut token = claims("u1", &[]);
+        token[claim] = json!(now() + by);
+        hs256(&token)
+    };
+    for (what, token, status) in [
+        ("nbf within the leeway", shifted("nbf", 20), 200),
+        ("nbf beyond it", shifted("nbf", 60), 401),
+        ("exp within the leeway", shifted("exp", -20), 200),
+        ("exp beyond it", shifted("exp", -60), 401),
+    ] {
+        let reply = post_as(&env, query, &token).await;
+        assert_eq!(reply.status, status, "{what}: {}", reply.text);
+    }
+}
+
+/// A `logout` elsewhere (here: written straight into the shared Redis store) makes every router that
+/// reads the store refuse the token from its next request on, and only that token.
+#[tokio::test]
+async fn revoked_tokens_are_refused_by_every_router_sharing_the_store() {
+    use shippy_security::revocation::{RedisRevocations, RevocationStore};
+    let redis_url =
+        std::env::var("TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
+    let prefix = format!(
+        "shippy:test:revoked:{}:{}:",
+        std::process::id(),
+        now_nanos()
+    );
+    let configure = |c: &mut shippy_router::RouterConfig| {
+        with_jwt(c);
+        c.auth.revocation.redis_url = Some(redis_url.clone());
+        c.auth.revocation.key_prefix = prefix.clone();
+    };
+    let first = env().config(configure).supergraph(secured).start().await;
+    let second = env().config(configure).supergraph(secured).start().await;
+    let mut revoked = claims("u1", &[]);
+    revoked["jti"] = json!("token-a");
+    let mut kept = claims("u1", &[]);
+    kept["jti"] = json!("token-b");
+    let (revoked, kept) = (hs256(&revoked), hs256(&kept));
+    for env in [&first, &second] {
+        assert_eq!(post_as(env, "{ me { name } }", &revoked).await.status, 200);
+    }
+
+    let store =
+        RedisRevocations::new(&redis_url, &prefix, std::time::Duration::from_secs(2)).unwrap();
+    store.revoke("token-a", now() + 600).await.unwrap();
+    for env in [&first, &second] {
+        let reply = post_as(env, "{ me { name } }", &revoked).await;
+        assert_eq!(reply.status, 401, "{}", reply.text);
+        assert_eq!(reply.error_codes(), vec!["UNAUTHENTICATED"]);
+        assert!(
+            reply.text.contains("the token has been revoked"),
+            "{}",
+            reply.text
+        );
+        assert_eq!(post_as(env, "{ me { name } }", &kept).await.status, 200);
+    }
+}
+
+/// The router tells subgraphs the client's address on mutations (for the user subgraph's login
+/// limits), replacing whatever the client sent under that name; queries go without it, so identical
+/// queries of different clients can still share one fetch.
+#[tokio::test]
+async fn mutations_carry_the_client_ip_set_by_the_router_alone() {
+    let env = env()
+        .config(|c| {
+            c.subgraph_defaults
+                .forward_headers
+                .push("shippy-client-ip".into());
+        })
+        .start()
+        .await;
+    let spoofed = [("shippy-client-ip", "203.0.113.66")];
+    let mutation = "mutation { updateName(id: \"2\", name: \"same\") { id } }";
+    let reply = post(&env, mutation, Json::Null, &spoofed).await;
+    assert_eq!(reply.status, 200, "{}", reply.text);
+    let headers = env.knobs("accounts").headers.lock().unwrap().clone();
+    assert_eq!(headers.last().unwrap()["shippy-client-ip"], "127.0.0.1");
+
+    let reply = post(&env, "{ me { name } }", Json::Null, &spoofed).await;
+    assert_eq!(reply.status, 200, "{}", reply.text);
+    let headers = env.knobs("accounts").headers.lock().unwrap().clone();
+    assert!(!headers.last().unwrap().contains_key("shippy-client-ip"));
+}
+
+fn now_nanos() -> u128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos()
+}

@@ -19,9 +19,11 @@ async fn safe_sections_apply_to_the_next_request_and_the_rest_waits_for_a_restar
     config.limits.max_depth = 2;
     config.introspection = false;
     config.http.max_body_size = 10;
+    // The revocation store is made once (and may be shared with a user subgraph).
+    config.auth.revocation.key_prefix = "elsewhere:".into();
     let outcome = env.router.reload(config).unwrap();
     assert!(outcome.applied);
-    assert_eq!(outcome.restart_required, vec!["http"]);
+    assert_eq!(outcome.restart_required, vec!["http", "auth.revocation"]);
 
     // The prepared operation was cached under the old limits; it is prepared again.
     let reply = post(&env, deep, Json::Null, &[]).await;

@@ -12,8 +12,9 @@ use std::{
 
 use async_graphql::Context;
 use axum::http::{HeaderMap, header::AUTHORIZATION};
-use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation, errors::ErrorKind};
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header};
 use serde::{Deserialize, Serialize};
+use shippy_security::claims::{ClaimError, ClaimPolicy};
 
 use crate::{
     config::{AuthConfig, JwtAlgorithm},
@@ -41,6 +42,10 @@ pub struct Claims {
     pub iss: String,
     /// Audience; verifiers accept only the configured one.
     pub aud: String,
+    /// The token's id (a UUID), the handle `logout` revokes it by. Tokens issued before ids were
+    /// introduced have none and cannot be revoked; they expire as usual.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jti: Option<String>,
 }
 
 impl Claims {
@@ -66,27 +71,10 @@ pub enum TokenError {
     /// The header is not `Bearer <token>`.
     #[error("the Authorization header must be `Bearer <token>`")]
     NotBearer,
-    /// Not a JWT, or its payload is not a Shippy claims object.
-    #[error("the token is malformed")]
-    Malformed,
-    /// The signature does not match (tampered with, or signed with another key).
-    #[error("the token signature is invalid")]
-    BadSignature,
-    /// Signed with an algorithm we do not accept.
-    #[error("the token algorithm is not accepted")]
-    WrongAlgorithm,
-    /// `exp` is in the past.
-    #[error("the token has expired")]
-    Expired,
-    /// `iss` is not ours.
-    #[error("the token issuer is not accepted")]
-    WrongIssuer,
-    /// `aud` is not ours.
-    #[error("the token audience is not accepted")]
-    WrongAudience,
-    /// A required claim is absent.
-    #[error("the token lacks the `{0}` claim")]
-    MissingClaim(String),
+    /// The token failed the claim policy the router applies too: signature, algorithm, `exp`/`nbf`,
+    /// issuer, audience or a required claim.
+    #[error(transparent)]
+    Invalid(#[from] ClaimError),
 }
 
 /// Why the JWT keys could not be set up (a start-up error for the operator).
@@ -171,17 +159,21 @@ fn invalid(path: &Path, algorithm: JwtAlgorithm, err: jsonwebtoken::errors::Erro
     }
 }
 
-/// Verifies bearer tokens against the configured key, issuer and audience.
+/// Verifies bearer tokens against the configured key, issuer and audience, under the claim policy
+/// the router applies too (`shippy_security::claims`).
 #[derive(Clone)]
 pub struct JwtVerifier {
     key: DecodingKey,
-    validation: Validation,
+    /// The configured algorithm; a token whose header names another is refused.
+    algorithm: Algorithm,
+    policy: ClaimPolicy,
 }
 
 impl std::fmt::Debug for JwtVerifier {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("JwtVerifier")
-            .field("algorithms", &self.validation.algorithms)
+            .field("algorithm", &self.algorithm)
+            .field("policy", &self.policy)
             .finish_non_exhaustive()
     }
 }
@@ -200,29 +192,22 @@ impl JwtVerifier {
                 DecodingKey::from_ec_pem(&pem).map_err(|e| invalid(&path, alg, e))?
             }
         };
-        let mut validation = Validation::new(algorithm(cfg.algorithm));
-        validation.set_issuer(&[&cfg.issuer]);
-        validation.set_audience(&[&cfg.audience]);
-        validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
-        validation.leeway = cfg.leeway.as_secs();
-        Ok(Self { key, validation })
+        let policy = ClaimPolicy::new(cfg.leeway)
+            .with_issuers([cfg.issuer.clone()])
+            .with_audiences([cfg.audience.clone()])
+            .requiring_subject();
+        Ok(Self {
+            key,
+            algorithm: algorithm(cfg.algorithm),
+            policy,
+        })
     }
 
     /// Verifies a token and returns its claims.
     pub fn verify(&self, token: &str) -> Result<Claims, TokenError> {
-        jsonwebtoken::decode::<Claims>(token, &self.key, &self.validation)
-            .map(|data| data.claims)
-            .map_err(|err| match err.into_kind() {
-                ErrorKind::InvalidSignature => TokenError::BadSignature,
-                ErrorKind::ExpiredSignature => TokenError::Expired,
-                ErrorKind::InvalidIssuer => TokenError::WrongIssuer,
-                ErrorKind::InvalidAudience => TokenError::WrongAudience,
-                ErrorKind::InvalidAlgorithm
-                | ErrorKind::InvalidAlgorithmName
-                | ErrorKind::MissingAlgorithm => TokenError::WrongAlgorithm,
-                ErrorKind::MissingRequiredClaim(claim) => TokenError::MissingClaim(claim),
-                _ => TokenError::Malformed,
-            })
+        Ok(self
+            .policy
+            .decode::<Claims>(token, &self.key, self.algorithm)?)
     }
 
     /// Reads the `Authorization` header: no header is [`Caller::Anonymous`]; a header that is not a valid
@@ -326,11 +311,42 @@ impl TokenIssuer {
             exp: issued_at.saturating_add(ttl),
             iss: self.issuer.clone(),
             aud: self.audience.clone(),
+            jti: Some(uuid::Uuid::new_v4().to_string()),
         };
         let token = jsonwebtoken::encode(&self.header, &claims, &self.key)
             .map_err(|e| KeyError::Sign(e.to_string()))?;
         Ok(IssuedToken { token, claims })
     }
+}
+
+/// The client's IP address, put into every HTTP request's context by the server: the
+/// `shippy-client-ip` header a router sets ([`shippy_security::login_limits::CLIENT_IP_HEADER`])
+/// when the subgraph answers routers only, else the TCP peer when the server knows it. Used for
+/// per-client limits (login), never for access.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ClientIp(pub Option<std::net::IpAddr>);
+
+impl ClientIp {
+    /// Reads the router's header (first address of a list) when `trust_header`, falling back to
+    /// `peer`. An open subgraph must not trust it: anyone could name any address there.
+    pub fn from_request(
+        headers: &HeaderMap,
+        peer: Option<std::net::IpAddr>,
+        trust_header: bool,
+    ) -> Self {
+        let forwarded = headers
+            .get(shippy_security::login_limits::CLIENT_IP_HEADER)
+            .filter(|_| trust_header)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split(',').next())
+            .and_then(|v| v.trim().parse().ok());
+        Self(forwarded.or(peer))
+    }
+}
+
+/// The client's IP address, if the request said or the server knew it.
+pub fn client_ip(ctx: &Context<'_>) -> Option<std::net::IpAddr> {
+    ctx.data_opt::<ClientIp>().and_then(|ip| ip.0)
 }
 
 /// The caller's claims, if a valid token came with the request.
@@ -389,7 +405,10 @@ mod tests {
                 chrono::Utc::now().timestamp() - 7200,
             )
             .unwrap();
-        assert_eq!(verifier.verify(&old.token), Err(TokenError::Expired));
+        assert_eq!(
+            verifier.verify(&old.token),
+            Err(TokenError::Invalid(ClaimError::Expired))
+        );
 
         // Change the signature's first character: every base64url character there decodes, whereas the
         // last one carries padding bits and a change there can make the token malformed instead.
@@ -400,8 +419,14 @@ mod tests {
             signature_start..=signature_start,
             if first == b'A' { "B" } else { "A" },
         );
-        assert_eq!(verifier.verify(&tampered), Err(TokenError::BadSignature));
-        assert_eq!(verifier.verify("not-a-jwt"), Err(TokenError::Malformed));
+        assert_eq!(
+            verifier.verify(&tampered),
+            Err(TokenError::Invalid(ClaimError::BadSignature))
+        );
+        assert_eq!(
+            verifier.verify("not-a-jwt"),
+            Err(TokenError::Invalid(ClaimError::Malformed))
+        );
 
         let other = TokenIssuer::from_config(&AuthConfig {
             issuer: "evil".into(),
@@ -409,21 +434,145 @@ mod tests {
         })
         .unwrap();
         let token = other.issue("u1", "a@b.co", vec![]).unwrap().token;
-        assert_eq!(verifier.verify(&token), Err(TokenError::WrongIssuer));
+        assert_eq!(
+            verifier.verify(&token),
+            Err(TokenError::Invalid(ClaimError::WrongIssuer))
+        );
         let other = TokenIssuer::from_config(&AuthConfig {
             audience: "elsewhere".into(),
             ..cfg()
         })
         .unwrap();
         let token = other.issue("u1", "a@b.co", vec![]).unwrap().token;
-        assert_eq!(verifier.verify(&token), Err(TokenError::WrongAudience));
+        assert_eq!(
+            verifier.verify(&token),
+            Err(TokenError::Invalid(ClaimError::WrongAudience))
+        );
         let other = TokenIssuer::from_config(&AuthConfig {
             secret: Some(Secret::new("another-secret-another-secret-another")),
             ..cfg()
         })
         .unwrap();
         let token = other.issue("u1", "a@b.co", vec![]).unwrap().token;
-        assert_eq!(verifier.verify(&token), Err(TokenError::BadSignature));
+        assert_eq!(
+            verifier.verify(&token),
+            Err(TokenError::Invalid(ClaimError::BadSignature))
+        );
+    }
+
+    /// The claim matrix of issue 14 on the subgraph side: the same policy as the router's.
+    #[test]
+    fn claim_matrix() {
+        let cfg = AuthConfig {
+            leeway: Duration::from_secs(30),
+            ..cfg()
+        };
+        let verifier = JwtVerifier::from_config(&cfg).unwrap();
+        let now = chrono::Utc::now().timestamp();
+        let sign = |claims: serde_json::Value, alg: Algorithm| {
+            jsonwebtoken::encode(
+                &Header::new(alg),
+                &claims,
+                &EncodingKey::from_secret(b"0123456789abcdef0123456789abcdef"),
+            )
+            .unwrap()
+        };
+        let claims = |edit: &dyn Fn(&mut serde_json::Map<String, serde_json::Value>)| {
+            let mut claims = serde_json::json!({
+                "sub": "u1", "email": "a@b.co", "iat": now, "exp": now + 600,
+                "iss": "shippy", "aud": "shippy", "jti": "t1"
+            });
+            edit(claims.as_object_mut().unwrap());
+            sign(claims, Algorithm::HS256)
+        };
+        let set = |key: &'static str, value: i64| {
+            move |c: &mut serde_json::Map<String, serde_json::Value>| {
+                c.insert(key.into(), value.into());
+            }
+        };
+        let remove = |key: &'static str| {
+            move |c: &mut serde_json::Map<String, serde_json::Value>| {
+                c.remove(key);
+            }
+        };
+        let ok = verifier.verify(&claims(&|_| {})).unwrap();
+        assert_eq!(ok.jti.as_deref(), Some("t1"));
+        // `nbf` and `exp` within the leeway pass, beyond it fail, an hour ahead fails.
+        assert!(verifier.verify(&claims(&set("nbf", now + 20))).is_ok());
+        assert_eq!(
+            verifier.verify(&claims(&set("nbf", now + 60))),
+            Err(TokenError::Invalid(ClaimError::NotYetValid))
+        );
+        assert_eq!(
+            verifier.verify(&claims(&set("nbf", now + 3600))),
+            Err(TokenError::Invalid(ClaimError::NotYetValid))
+        );
+        assert!(verifier.verify(&claims(&set("exp", now - 20))).is_ok());
+        assert_eq!(
+            verifier.verify(&claims(&set("exp", now - 60))),
+            Err(TokenError::Invalid(ClaimError::Expired))
+        );
+        // `iss`, `aud`, `exp` and `sub` are required.
+        for claim in ["iss", "aud", "exp", "sub"] {
+            assert_eq!(
+                verifier.verify(&claims(&remove(claim))),
+                Err(TokenError::Invalid(ClaimError::MissingClaim(claim.into()))),
+                "{claim}"
+            );
+        }
+        // Another HMAC algorithm with the same secret, and `alg: none`.
+        let hs512 = sign(
+            serde_json::json!({"sub": "u1", "email": "a@b.co", "iat": now, "exp": now + 600,
+                "iss": "shippy", "aud": "shippy"}),
+            Algorithm::HS512,
+        );
+        assert_eq!(
+            verifier.verify(&hs512),
+            Err(TokenError::Invalid(ClaimError::WrongAlgorithm))
+        );
+        let good = claims(&|_| {});
+        let payload = good.split('.').nth(1).unwrap();
+        // {"alg":"none","typ":"JWT"}
+        let none = format!("eyJhbGciOiJub25lIiwidHlwIjoiSldUIn0.{payload}.");
+        assert_eq!(
+            verifier.verify(&none),
+            Err(TokenError::Invalid(ClaimError::WrongAlgorithm))
+        );
+    }
+
+    #[test]
+    fn issued_tokens_carry_a_unique_id() {
+        let issuer = TokenIssuer::from_config(&cfg()).unwrap();
+        let a = issuer.issue("u1", "a@b.co", vec![]).unwrap().claims.jti;
+        let b = issuer.issue("u1", "a@b.co", vec![]).unwrap().claims.jti;
+        assert!(a.is_some() && b.is_some());
+        assert_ne!(a, b);
+    }
+
+    #[test]
+    fn client_ip_prefers_the_router_header_then_the_peer() {
+        let peer: std::net::IpAddr = "10.0.0.1".parse().unwrap();
+        let mut headers = HeaderMap::new();
+        assert_eq!(ClientIp::from_request(&headers, None, true), ClientIp(None));
+        assert_eq!(
+            ClientIp::from_request(&headers, Some(peer), true),
+            ClientIp(Some(peer))
+        );
+        headers.insert("shippy-client-ip", "203.0.113.7, 10.0.0.2".parse().unwrap());
+        assert_eq!(
+            ClientIp::from_request(&headers, Some(peer), true),
+            ClientIp(Some("203.0.113.7".parse().unwrap()))
+        );
+        // An open subgraph ignores it.
+        assert_eq!(
+            ClientIp::from_request(&headers, Some(peer), false),
+            ClientIp(Some(peer))
+        );
+        headers.insert("shippy-client-ip", "not an address".parse().unwrap());
+        assert_eq!(
+            ClientIp::from_request(&headers, Some(peer), true),
+            ClientIp(Some(peer))
+        );
     }
 
     #[test]
@@ -525,7 +674,7 @@ mod tests {
             .token;
         assert_eq!(
             JwtVerifier::from_config(&es).unwrap().verify(&hs),
-            Err(TokenError::WrongAlgorithm)
+            Err(TokenError::Invalid(ClaimError::WrongAlgorithm))
         );
         // RS256 the same way.
         let rs = AuthConfig {
@@ -549,7 +698,7 @@ mod tests {
         );
         assert_eq!(
             JwtVerifier::from_config(&es).unwrap().verify(&token),
-            Err(TokenError::WrongAlgorithm)
+            Err(TokenError::Invalid(ClaimError::WrongAlgorithm))
         );
         // A public key is not a private key.
 

@@ -8,6 +8,7 @@ use std::{fmt, path::PathBuf, time::Duration};
 
 use serde::{Deserialize, Serialize};
 use shippy_security::{connections::ConnectionLimits, websocket::WebSocketLimits};
+pub use shippy_security::login_limits::LoginLimitConfig;
 
 /// HTTP server limits.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -101,9 +102,12 @@ pub struct AuthConfig {
     /// Lifetime of issued tokens (`exp - iat`). Default `1h`.
     #[serde(with = "humantime_serde")]
     pub token_ttl: Duration,
-    /// Clock skew tolerated when checking `exp`. Default `30s`.
+    /// Clock skew tolerated when checking `exp` and `nbf` alike. Default `30s`.
     #[serde(with = "humantime_serde")]
     pub leeway: Duration,
+    /// The user subgraph's login limits per account and per client IP (`[auth.login_limits]`).
+    /// Default 5 failures per account per 15 minutes, 20 attempts per IP per minute.
+    pub login_limits: LoginLimitConfig,
 }
 
 impl Default for AuthConfig {
@@ -117,6 +121,7 @@ impl Default for AuthConfig {
             audience: "shippy".into(),
             token_ttl: Duration::from_secs(3600),
             leeway: Duration::from_secs(30),
+            login_limits: LoginLimitConfig::default(),
         }
     }
 }

@@ -16,6 +16,8 @@ pub enum Code {
     Unauthenticated,
     /// The caller is known but lacks the right (a scope, or ownership).
     Forbidden,
+    /// Too many attempts; `extensions.retryAfter` says in how many seconds to try again.
+    RateLimited,
     /// Something failed on our side; details are in the server log only.
     Internal,
 }
@@ -27,6 +29,7 @@ impl Code {
             Code::BadUserInput => "BAD_USER_INPUT",
             Code::Unauthenticated => "UNAUTHENTICATED",
             Code::Forbidden => "FORBIDDEN",
+            Code::RateLimited => "RATE_LIMITED",
             Code::Internal => "INTERNAL_SERVER_ERROR",
         }
     }
@@ -56,6 +59,15 @@ pub fn forbidden(message: impl Into<String>) -> Error {
     error(Code::Forbidden, message)
 }
 
+/// `RATE_LIMITED` with `extensions.retryAfter` in whole seconds (at least 1), as the router answers.
+pub fn rate_limited(message: impl Display, retry_after: std::time::Duration) -> Error {
+    let seconds = retry_after.as_secs_f64().ceil().max(1.0) as u64;
+    Error::new(message.to_string()).extend_with(move |_, ext| {
+        ext.set("code", Code::RateLimited.as_str());
+        ext.set("retryAfter", seconds);
+    })
+}
+
 /// Logs an internal failure with its details and returns the generic error the client sees.
 pub fn internal(context: &str, err: impl Display) -> Error {
     tracing::error!(context, error = %err, "internal error");
@@ -72,6 +84,17 @@ mod tests {
             async_graphql::Value::String(s) => Some(s.clone()),
             _ => None,
         }
+    }
+
+    #[test]
+    fn rate_limited_says_when_to_retry() {
+        let err = rate_limited("slow down", std::time::Duration::from_millis(1500));
+        assert_eq!(code_of(&err).as_deref(), Some("RATE_LIMITED"));
+        let retry = err.extensions.as_ref().unwrap().get("retryAfter").cloned();
+        assert_eq!(retry, Some(async_graphql::Value::from(2u64)));
+        let soon = rate_limited("slow down", std::time::Duration::ZERO);
+        let retry = soon.extensions.as_ref().unwrap().get("retryAfter").cloned();
+        assert_eq!(retry, Some(async_graphql::Value::from(1u64)));
     }
 
     #[test]

@@ -39,7 +39,7 @@ use shippy_security::connections::{self, ConnectionLimits};
 
 use crate::{
     access::{self, AccessError, Gate},
-    auth::{Caller, JwtVerifier, KeyError, TokenError},
+    auth::{Caller, ClientIp, JwtVerifier, KeyError, TokenError},
     config::{AccessConfig, AuthConfig, EventsConfig, RelayConfig, ServerConfig},
     consumer::{Consumer, Handler},
     db::{self, DbError},
@@ -209,13 +209,18 @@ async fn graphql_post<E: Executor>(
     State(shared): State<Arc<Shared<E>>>,
     headers: HeaderMap,
     label: Option<axum::Extension<crate::observe::ServiceLabel>>,
+    // Present when the listener was served with connect info; the router header wins anyway.
+    peer: Option<axum::Extension<axum::extract::ConnectInfo<std::net::SocketAddr>>>,
     request: GraphQLRequest<BadRequest>,
 ) -> Response {
     let caller = match shared.ctx.verifier.authenticate(&headers) {
         Ok(caller) => caller,
         Err(err) => return token_rejected(&err),
     };
-    let mut request = request.into_inner().data(caller);
+    // Only a subgraph that answers routers alone can believe the router's client-IP header.
+    let trust_header = matches!(shared.ctx.gate, Gate::RouterOnly(_));
+    let client_ip = ClientIp::from_request(&headers, peer.map(|p| p.0.0.ip()), trust_header);
+    let mut request = request.into_inner().data(caller).data(client_ip);
     if let Some(axum::Extension(label)) = label {
         request = request.data(label);
     }
@@ -378,6 +383,9 @@ pub struct SubgraphConfig {
     pub relay: RelayConfig,
     /// Stream bounds, live feeds and group consumers.
     pub events: EventsConfig,
+    /// Where revoked token ids go (the user subgraph's `logout`): Redis shared with the routers, or
+    /// the memory `shippy up` shares with its router. `None`: the subgraph's own memory.
+    pub revocations: Option<Arc<dyn shippy_security::revocation::RevocationStore>>,
 }
 
 /// Why a subgraph could not start.

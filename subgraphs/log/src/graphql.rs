@@ -289,6 +289,7 @@ mod tests {
 
     fn claims(sub: &str, scopes: &[&str]) -> Claims {
         Claims {
+            jti: None,
             sub: sub.into(),
             email: "a@b.co".into(),
             scopes: scopes.iter().map(|s| s.to_string()).collect(),

@@ -7,6 +7,7 @@ use sea_orm::{
 use serde_json::json;
 use shippy_contracts::log;
 use shippy_kit::{auth::IssuedToken, auth::KeyError, outbox};
+use shippy_security::{login_limits::LoginLimited, revocation::RevocationError};
 use uuid::Uuid;
 
 use crate::{
@@ -49,6 +50,12 @@ pub enum AccountError {
     /// Token signing failure.
     #[error(transparent)]
     Token(#[from] KeyError),
+    /// Too many login attempts for this account or from this client.
+    #[error(transparent)]
+    Limited(#[from] LoginLimited),
+    /// The revocation store could not record a logout.
+    #[error(transparent)]
+    Revocation(#[from] RevocationError),
 }
 
 /// Creates the account and records `user.registered` in the same transaction; returns it with a token.
@@ -98,24 +105,36 @@ pub async fn register(
     Ok((user, token))
 }
 
-/// Checks the credentials and records `user.logged_in`; returns the user with a token.
+/// Longest account key the login limits keep: no stored email is longer (RFC 5321 allows 254), and
+/// a megabyte-long "email" must not cost a megabyte of limiter memory.
+const LIMIT_KEY_MAX: usize = 320;
+
+/// Checks the credentials and records `user.logged_in`; returns the user with a token. Refused before
+/// any password is hashed when the account or `client_ip` is over its login limit; a failure counts
+/// against the account whether it exists or not.
 pub async fn login(
     state: &State,
     email: &str,
     password: &str,
+    client_ip: Option<std::net::IpAddr>,
 ) -> Result<(entity::Model, IssuedToken), AccountError> {
     let normalized = email.trim().to_lowercase();
+    let account: String = normalized.chars().take(LIMIT_KEY_MAX).collect();
+    state.login_limits.begin(&account, client_ip)?;
     let found = Users::find()
         .filter(Column::EmailNormalized.eq(normalized))
         .one(&state.db)
         .await?;
     let Some(user) = found else {
         password::verify_against_dummy(password.to_owned()).await?;
+        state.login_limits.failed(&account);
         return Err(AccountError::InvalidCredentials);
     };
     if !password::verify(password.to_owned(), user.password_hash.clone()).await? {
+        state.login_limits.failed(&account);
         return Err(AccountError::InvalidCredentials);
     }
+    state.login_limits.succeeded(&account);
 
     let txn = state.db.begin().await?;
     let event = log::event(
@@ -133,4 +152,11 @@ pub async fn login(
         .tokens
         .issue(&user.id.to_string(), &user.email, user.scope_list())?;
     Ok((user, token))
+}
+
+/// Revokes the token with id `jti` until `expires_at` (its `exp`), so the router refuses it from the
+/// next request on.
+pub async fn logout(state: &State, jti: &str, expires_at: i64) -> Result<(), AccountError> {
+    state.revocations.revoke(jti, expires_at).await?;
+    Ok(())
 }

@@ -29,9 +29,11 @@ impl ErrorExtensions for AccountError {
         match self {
             AccountError::EmailTaken => error::bad_input("input.email", self),
             AccountError::InvalidCredentials => error::unauthenticated(self),
-            AccountError::Db(_) | AccountError::Hash(_) | AccountError::Token(_) => {
-                error::internal("accounts", self)
-            }
+            AccountError::Limited(limited) => error::rate_limited(self, limited.retry_after),
+            AccountError::Db(_)
+            | AccountError::Hash(_)
+            | AccountError::Token(_)
+            | AccountError::Revocation(_) => error::internal("accounts", self),
         }
     }
 }
@@ -223,7 +225,9 @@ impl Mutation {
 
     /// Exchanges email and password for a token. Any failure is the same `UNAUTHENTICATED` error, so it does
     /// not reveal whether the email has an account. Records `user.logged_in`. At most 10 per minute per
-    /// client IP, which slows password guessing down.
+    /// client IP at the router, which slows password guessing down; the subgraph itself also allows at
+    /// most 5 failures per account per 15 minutes and 20 attempts per client IP per minute (by default),
+    /// answering `RATE_LIMITED` with `retryAfter` past them.
     #[graphql(directive = rate_limit::apply(10, "1m".into(), Some("ip".into())))]
     async fn login(
         &self,
@@ -231,10 +235,27 @@ impl Mutation {
         email: String,
         password: String,
     ) -> Result<AuthPayload> {
-        let (row, token) = commands::login(state(ctx)?, &email, &password)
+        let (row, token) = commands::login(state(ctx)?, &email, &password, auth::client_ip(ctx))
             .await
             .map_err(|e| e.extend())?;
         Ok(AuthPayload::new(row, token.token))
+    }
+
+    /// Revokes the token this request carries until it expires: the router refuses it from the next
+    /// request on. Other tokens of the same user stay valid. Returns `true`.
+    #[graphql(directive = authenticated::apply())]
+    async fn logout(&self, ctx: &Context<'_>) -> Result<bool> {
+        let claims = auth::require(ctx)?;
+        let Some(jti) = claims.jti.as_deref() else {
+            return Err(error::bad_input(
+                "authorization",
+                "the token has no `jti`, so it cannot be revoked; it stays valid until it expires",
+            ));
+        };
+        commands::logout(state(ctx)?, jti, claims.exp)
+            .await
+            .map_err(|e| e.extend())?;
+        Ok(true)
     }
 }
 

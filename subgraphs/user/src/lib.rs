@@ -18,6 +18,10 @@ use shippy_kit::{
     server::{Runtime, StartError},
     subgraph::{SchemaBuilderOf, Service, Subgraph},
 };
+use shippy_security::{
+    login_limits::LoginLimiter,
+    revocation::{MemoryRevocations, RevocationStore},
+};
 
 pub use graphql::UserSchema;
 use graphql::{Mutation, Query};
@@ -34,10 +38,25 @@ pub struct State {
     pub tokens: Arc<TokenIssuer>,
     /// Wakes the relay after a commit that recorded events.
     pub outbox: Outbox,
+    /// Where `logout` records revoked token ids (the router reads them).
+    pub revocations: Arc<dyn RevocationStore>,
+    /// Login limits per account and per client IP.
+    pub login_limits: Arc<LoginLimiter>,
 }
 
 /// The user subgraph.
 pub struct User;
+
+/// The store `logout` writes to: the one the process was given, else one of this subgraph's own (which
+/// only a router in the same process could read, so say so).
+fn revocation_store(runtime: &Runtime) -> Arc<dyn RevocationStore> {
+    runtime.config.revocations.clone().unwrap_or_else(|| {
+        tracing::warn!(
+            "no revocation store configured: logouts are kept in this process only, where no router sees them"
+        );
+        Arc::new(MemoryRevocations::default())
+    })
+}
 
 /// A prepared user subgraph.
 pub type UserService = Service<User>;
@@ -55,6 +74,8 @@ impl Subgraph for User {
             db: runtime.db.clone(),
             tokens: Arc::new(TokenIssuer::from_config(&runtime.config.auth)?),
             outbox: runtime.outbox.clone(),
+            revocations: revocation_store(runtime),
+            login_limits: Arc::new(LoginLimiter::new(&runtime.config.auth.login_limits)),
         })
     }
 

@@ -43,6 +43,7 @@ pub fn subgraph_config(database_url: &str) -> SubgraphConfig {
             ..RelayConfig::default()
         },
         events: events_config("shippy-test:"),
+        revocations: None,
     }
 }
 
