@@ -11,10 +11,10 @@ use std::{os::unix::fs::PermissionsExt, path::Path};
 
 use serde_json::json;
 use shippy_kit::{
-    auth::TokenIssuer,
     config::{AuthConfig, Secret},
     testing::{self, RouterCredential},
 };
+use shippy_user::tokens::TokenIssuer;
 use support::{Running, shippy};
 use tokio::process::Command;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;

@@ -303,7 +303,7 @@ async fn no_event_is_lost_while_redis_is_unreachable() {
             "log",
         ),
     );
-    let token = shippy_kit::auth::TokenIssuer::from_config(&shippy_kit::config::AuthConfig {
+    let token = shippy_user::tokens::TokenIssuer::from_config(&shippy_kit::config::AuthConfig {
         secret: Some(shippy_kit::config::Secret::new(support::SECRET)),
         ..Default::default()
     })

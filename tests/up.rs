@@ -250,7 +250,7 @@ async fn migrate_and_a_standalone_subgraph_on_postgres() {
     cmd.args(["subgraph", "vessel", "--listen", "127.0.0.1:0"])
         .env("DATABASE_URL", &db.url);
     let running = Running::start(cmd, "vessel").await;
-    let token = shippy_kit::auth::TokenIssuer::from_config(&shippy_kit::config::AuthConfig {
+    let token = shippy_user::tokens::TokenIssuer::from_config(&shippy_kit::config::AuthConfig {
         secret: Some(shippy_kit::config::Secret::new(SECRET)),
         ..Default::default()
     })

@@ -15,7 +15,6 @@ use shippy_consignment::{
 };
 use shippy_kit::{
     CancellationToken,
-    auth::TokenIssuer,
     events::{Event, EventBus},
     live::Live,
     testing::{self, Backend, GraphQLClient, TestDb, TestServer, WsClient},
@@ -56,7 +55,7 @@ async fn start(backend: Backend) -> Harness {
 /// A token for a fresh user id, as the user subgraph would issue it.
 fn user() -> (String, String) {
     let id = Uuid::now_v7().to_string();
-    let token = TokenIssuer::from_config(&testing::auth_config())
+    let token = testing::TestTokens::from_config(&testing::auth_config())
         .unwrap()
         .issue(&id, "u@example.com", vec![])
         .unwrap()

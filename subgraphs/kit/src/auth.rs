@@ -1,14 +1,11 @@
 //! Tokens and the caller: our one wrapper around `jsonwebtoken`.
 //!
-//! The user subgraph issues tokens with [`TokenIssuer`]; every subgraph verifies the `Authorization: Bearer`
+//! The user subgraph issues tokens (its `tokens` module, signing with [`TokenSigner`]); every subgraph verifies the `Authorization: Bearer`
 //! header with [`JwtVerifier`] and puts a [`Caller`] into the GraphQL context, which resolvers read through
 //! [`caller`], [`require`] and [`require_scope`]. The router (a later issue) forwards the same header, so
 //! identity reaches every subgraph in the same shape: the [`Claims`] below.
 
-use std::{
-    path::{Path, PathBuf},
-    time::Duration,
-};
+use std::path::{Path, PathBuf};
 
 use async_graphql::Context;
 use axum::http::{HeaderMap, header::AUTHORIZATION};
@@ -240,27 +237,25 @@ pub struct IssuedToken {
     pub claims: Claims,
 }
 
-/// Signs tokens (used by the user subgraph only; kept here so the JWT engine stays behind one module).
+/// Signs claims into compact JWTs with the configured key: the JWT engine's signing half, kept behind
+/// this module like verification. What a token says (subject, lifetime, id) is the issuer's business:
+/// the user subgraph's `tokens` module.
 #[derive(Clone)]
-pub struct TokenIssuer {
+pub struct TokenSigner {
     key: EncodingKey,
     header: Header,
-    issuer: String,
-    audience: String,
-    ttl: Duration,
 }
 
-impl std::fmt::Debug for TokenIssuer {
+impl std::fmt::Debug for TokenSigner {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("TokenIssuer")
+        f.debug_struct("TokenSigner")
             .field("alg", &self.header.alg)
-            .field("ttl", &self.ttl)
             .finish_non_exhaustive()
     }
 }
 
-impl TokenIssuer {
-    /// Builds an issuer; reads the private key file for RS256/ES256.
+impl TokenSigner {
+    /// Builds a signer; reads the private key file for RS256/ES256.
     pub fn from_config(cfg: &AuthConfig) -> Result<Self, KeyError> {
         let key = match cfg.algorithm {
             JwtAlgorithm::HS256 => EncodingKey::from_secret(&resolve_secret(cfg)?),
@@ -278,44 +273,13 @@ impl TokenIssuer {
         Ok(Self {
             key,
             header: Header::new(algorithm(cfg.algorithm)),
-            issuer: cfg.issuer.clone(),
-            audience: cfg.audience.clone(),
-            ttl: cfg.token_ttl,
         })
     }
 
-    /// Issues a token valid from now for the configured lifetime.
-    pub fn issue(
-        &self,
-        subject: &str,
-        email: &str,
-        scopes: Vec<String>,
-    ) -> Result<IssuedToken, KeyError> {
-        self.issue_at(subject, email, scopes, chrono::Utc::now().timestamp())
-    }
-
-    /// Issues a token as if it were `issued_at` (Unix seconds); tests use it to make expired tokens.
-    pub fn issue_at(
-        &self,
-        subject: &str,
-        email: &str,
-        scopes: Vec<String>,
-        issued_at: i64,
-    ) -> Result<IssuedToken, KeyError> {
-        let ttl = i64::try_from(self.ttl.as_secs()).unwrap_or(i64::MAX);
-        let claims = Claims {
-            sub: subject.to_owned(),
-            email: email.to_owned(),
-            scopes,
-            iat: issued_at,
-            exp: issued_at.saturating_add(ttl),
-            iss: self.issuer.clone(),
-            aud: self.audience.clone(),
-            jti: Some(uuid::Uuid::new_v4().to_string()),
-        };
-        let token = jsonwebtoken::encode(&self.header, &claims, &self.key)
-            .map_err(|e| KeyError::Sign(e.to_string()))?;
-        Ok(IssuedToken { token, claims })
+    /// The compact JWT of `claims`.
+    pub fn sign(&self, claims: &Claims) -> Result<String, KeyError> {
+        jsonwebtoken::encode(&self.header, claims, &self.key)
+            .map_err(|e| KeyError::Sign(e.to_string()))
     }
 }
 
@@ -382,14 +346,14 @@ mod tests {
     fn cfg() -> AuthConfig {
         AuthConfig {
             secret: Some(Secret::new("0123456789abcdef0123456789abcdef")),
-            leeway: Duration::ZERO,
+            leeway: std::time::Duration::ZERO,
             ..AuthConfig::default()
         }
     }
 
     #[test]
     fn round_trip_and_refusals() {
-        let issuer = TokenIssuer::from_config(&cfg()).unwrap();
+        let issuer = crate::testing::TestTokens::from_config(&cfg()).unwrap();
         let verifier = JwtVerifier::from_config(&cfg()).unwrap();
         let issued = issuer.issue("u1", "a@b.co", vec!["admin".into()]).unwrap();
         let claims = verifier.verify(&issued.token).unwrap();
@@ -428,7 +392,7 @@ mod tests {
             Err(TokenError::Invalid(ClaimError::Malformed))
         );
 
-        let other = TokenIssuer::from_config(&AuthConfig {
+        let other = crate::testing::TestTokens::from_config(&AuthConfig {
             issuer: "evil".into(),
             ..cfg()
         })
@@ -438,7 +402,7 @@ mod tests {
             verifier.verify(&token),
             Err(TokenError::Invalid(ClaimError::WrongIssuer))
         );
-        let other = TokenIssuer::from_config(&AuthConfig {
+        let other = crate::testing::TestTokens::from_config(&AuthConfig {
             audience: "elsewhere".into(),
             ..cfg()
         })
@@ -448,7 +412,7 @@ mod tests {
             verifier.verify(&token),
             Err(TokenError::Invalid(ClaimError::WrongAudience))
         );
-        let other = TokenIssuer::from_config(&AuthConfig {
+        let other = crate::testing::TestTokens::from_config(&AuthConfig {
             secret: Some(Secret::new("another-secret-another-secret-another")),
             ..cfg()
         })
@@ -464,7 +428,7 @@ mod tests {
     #[test]
     fn claim_matrix() {
         let cfg = AuthConfig {
-            leeway: Duration::from_secs(30),
+            leeway: std::time::Duration::from_secs(30),
             ..cfg()
         };
         let verifier = JwtVerifier::from_config(&cfg).unwrap();
@@ -541,15 +505,6 @@ mod tests {
     }
 
     #[test]
-    fn issued_tokens_carry_a_unique_id() {
-        let issuer = TokenIssuer::from_config(&cfg()).unwrap();
-        let a = issuer.issue("u1", "a@b.co", vec![]).unwrap().claims.jti;
-        let b = issuer.issue("u1", "a@b.co", vec![]).unwrap().claims.jti;
-        assert!(a.is_some() && b.is_some());
-        assert_ne!(a, b);
-    }
-
-    #[test]
     fn client_ip_prefers_the_router_header_then_the_peer() {
         let peer: std::net::IpAddr = "10.0.0.1".parse().unwrap();
         let mut headers = HeaderMap::new();
@@ -578,7 +533,7 @@ mod tests {
     #[test]
     fn header_parsing() {
         let verifier = JwtVerifier::from_config(&cfg()).unwrap();
-        let token = TokenIssuer::from_config(&cfg())
+        let token = crate::testing::TestTokens::from_config(&cfg())
             .unwrap()
             .issue("u1", "a@b.co", vec![])
             .unwrap()
@@ -606,7 +561,7 @@ mod tests {
             Err(KeyError::MissingSecret)
         ));
         assert!(matches!(
-            TokenIssuer::from_config(&none),
+            crate::testing::TestTokens::from_config(&none),
             Err(KeyError::MissingSecret)
         ));
         assert!(
@@ -631,7 +586,7 @@ mod tests {
             Err(KeyError::MissingPublicKey(_))
         ));
         assert!(matches!(
-            TokenIssuer::from_config(&rs),
+            crate::testing::TestTokens::from_config(&rs),
             Err(KeyError::MissingPrivateKey(_))
         ));
         let missing = AuthConfig {
@@ -653,7 +608,7 @@ mod tests {
             private_key_file: Some(format!("{dir}/tests/fixtures/es256-private.pem").into()),
             ..cfg()
         };
-        let token = TokenIssuer::from_config(&es)
+        let token = crate::testing::TestTokens::from_config(&es)
             .unwrap()
             .issue("u1", "a@b.co", vec![])
             .unwrap()
@@ -667,7 +622,7 @@ mod tests {
             "u1"
         );
         // An HS256 token is refused by an ES256 verifier (no algorithm confusion).
-        let hs = TokenIssuer::from_config(&cfg())
+        let hs = crate::testing::TestTokens::from_config(&cfg())
             .unwrap()
             .issue("u1", "a@b.co", vec![])
             .unwrap()
@@ -683,7 +638,7 @@ mod tests {
             private_key_file: Some(format!("{dir}/tests/fixtures/rs256-private.pem").into()),
             ..cfg()
         };
-        let token = TokenIssuer::from_config(&rs)
+        let token = crate::testing::TestTokens::from_config(&rs)
             .unwrap()
             .issue("u2", "a@b.co", vec![])
             .unwrap()
@@ -707,7 +662,7 @@ mod tests {
             ..es.clone()
         };
         assert!(matches!(
-            TokenIssuer::from_config(&wrong),
+            crate::testing::TestTokens::from_config(&wrong),
             Err(KeyError::Invalid { .. })
         ));
     }

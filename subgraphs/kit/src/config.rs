@@ -7,8 +7,8 @@
 use std::{fmt, path::PathBuf, time::Duration};
 
 use serde::{Deserialize, Serialize};
-use shippy_security::{connections::ConnectionLimits, websocket::WebSocketLimits};
 pub use shippy_security::login_limits::LoginLimitConfig;
+use shippy_security::{connections::ConnectionLimits, websocket::WebSocketLimits};
 
 /// HTTP server limits.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

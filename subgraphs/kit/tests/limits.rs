@@ -10,7 +10,7 @@ use futures::{Stream, StreamExt};
 use serde_json::{Value, json};
 use shippy_kit::{
     CancellationToken,
-    auth::{JwtVerifier, TokenIssuer},
+    auth::JwtVerifier,
     config::ServerConfig,
     server::{self, HttpContext},
     testing::{self, TestServer, WsClient},
@@ -178,7 +178,7 @@ async fn an_oversized_message_closes_the_websocket_with_1009() {
 #[tokio::test]
 async fn a_subscription_ends_when_its_token_expires() {
     let server = spawn(ServerConfig::default()).await;
-    let issuer = TokenIssuer::from_config(&testing::auth_config()).unwrap();
+    let issuer = testing::TestTokens::from_config(&testing::auth_config()).unwrap();
     let ttl = testing::auth_config().token_ttl.as_secs() as i64;
     // Valid for two more seconds.
     let issued_at = chrono::Utc::now().timestamp() - ttl + 2;

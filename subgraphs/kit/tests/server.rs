@@ -15,7 +15,7 @@ use serde_json::{Value, json};
 use shippy_kit::{
     CancellationToken,
     access::{Gate, SHARED_SECRET_HEADER},
-    auth::{self, JwtVerifier, TokenIssuer},
+    auth::{self, JwtVerifier},
     config::ServerConfig,
     server::{self, HttpContext, ReadinessCheck},
     testing::{self, TestServer},
@@ -112,7 +112,7 @@ fn app() -> Router {
 }
 
 fn token(scopes: Vec<String>) -> String {
-    TokenIssuer::from_config(&testing::auth_config())
+    testing::TestTokens::from_config(&testing::auth_config())
         .unwrap()
         .issue("user-1", "u@example.com", scopes)
         .unwrap()
@@ -261,7 +261,7 @@ async fn tokens_decide_the_caller() {
 
 #[tokio::test]
 async fn bad_tokens_get_401_with_a_reason() {
-    let issuer = TokenIssuer::from_config(&testing::auth_config()).unwrap();
+    let issuer = testing::TestTokens::from_config(&testing::auth_config()).unwrap();
     let expired = issuer
         .issue_at(
             "user-1",

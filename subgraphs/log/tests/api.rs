@@ -11,7 +11,7 @@ use sea_orm::{EntityTrait, PaginatorTrait};
 use serde_json::{Value, json};
 use shippy_kit::{
     CancellationToken,
-    auth::{Caller, JwtVerifier, SCOPE_ADMIN, TokenIssuer},
+    auth::{Caller, JwtVerifier, SCOPE_ADMIN},
     config::ServerConfig,
     events::{Event, EventBus, RedisBus},
     live::Live,
@@ -42,7 +42,7 @@ async fn start(backend: Backend) -> Harness {
 }
 
 fn token(user: &str, scopes: &[&str]) -> String {
-    TokenIssuer::from_config(&testing::auth_config())
+    testing::TestTokens::from_config(&testing::auth_config())
         .unwrap()
         .issue(
             user,

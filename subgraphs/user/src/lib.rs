@@ -7,13 +7,13 @@ pub mod commands;
 pub mod domain;
 pub mod entity;
 pub mod graphql;
+pub mod tokens;
 
 use std::sync::Arc;
 
 use async_graphql::{EmptySubscription, dataloader::DataLoader};
 use sea_orm::DatabaseConnection;
 use shippy_kit::{
-    auth::TokenIssuer,
     outbox::Outbox,
     server::{Runtime, StartError},
     subgraph::{SchemaBuilderOf, Service, Subgraph},
@@ -22,6 +22,7 @@ use shippy_security::{
     login_limits::LoginLimiter,
     revocation::{MemoryRevocations, RevocationStore},
 };
+use tokens::TokenIssuer;
 
 pub use graphql::UserSchema;
 use graphql::{Mutation, Query};

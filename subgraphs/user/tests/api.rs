@@ -1,13 +1,13 @@
 //! The user subgraph over HTTP on 127.0.0.1:0, each scenario on SQLite and on a fresh PostgreSQL database.
 
 use shippy_contracts::streams;
+use shippy_user::tokens::TokenIssuer;
 use std::{sync::Arc, time::Duration};
 
 use futures::StreamExt;
 use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter};
 use serde_json::{Value, json};
 use shippy_kit::{
-    auth::TokenIssuer,
     events::EventBus,
     outbox::entity as outbox,
     testing::{self, Backend, GqlResponse, GraphQLClient, TestDb, TestServer},

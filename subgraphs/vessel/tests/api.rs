@@ -6,7 +6,6 @@ use std::{sync::Arc, time::Duration};
 use futures::StreamExt;
 use serde_json::{Value, json};
 use shippy_kit::{
-    auth::TokenIssuer,
     events::EventBus,
     testing::{self, Backend, GraphQLClient, TestDb, TestServer},
 };
@@ -41,7 +40,7 @@ async fn start(backend: Backend) -> Harness {
 /// A token for a fresh user id, as the user subgraph would issue it.
 fn user_token() -> (String, String) {
     let id = Uuid::now_v7().to_string();
-    let token = TokenIssuer::from_config(&testing::auth_config())
+    let token = testing::TestTokens::from_config(&testing::auth_config())
         .unwrap()
         .issue(&id, "o@example.com", vec![])
         .unwrap();

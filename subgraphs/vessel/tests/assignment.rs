@@ -269,7 +269,7 @@ async fn the_running_subgraph_answers_on_the_bus(backend: Backend) {
         shippy_kit::subgraph::run::<shippy_vessel::Vessel>(listener, config, run_bus, shutdown)
     })
     .await;
-    let token = shippy_kit::auth::TokenIssuer::from_config(&testing::auth_config())
+    let token = shippy_kit::testing::TestTokens::from_config(&testing::auth_config())
         .unwrap()
         .issue(&Uuid::now_v7().to_string(), "o@example.com", vec![])
         .unwrap()

@@ -4,6 +4,7 @@
 //! - [`config`]: settings for tests (fixed token secret and router credentials, quick relay and consumers);
 //! - [`server`]: servers on `127.0.0.1:0` and readiness waits;
 //! - [`client`]: a small GraphQL client over HTTP and WebSocket;
+//! - [`tokens`]: test tokens for subgraphs that do not issue their own;
 //! - [`eventually`]: polling a condition with a deadline, instead of sleeping and hoping.
 
 pub mod client;
@@ -11,6 +12,7 @@ pub mod config;
 pub mod database;
 pub mod server;
 pub mod shared_redis;
+pub mod tokens;
 
 use std::{future::Future, sync::Arc, time::Duration};
 
@@ -19,6 +21,7 @@ pub use config::{access_config, auth_config, events_config, subgraph_config};
 pub use database::{Backend, TestDb, drop_postgres_database_blocking, test_database_url};
 pub use server::{TestServer, wait_live};
 pub use shared_redis::{RedisNamespace, TcpProxy, test_redis_url};
+pub use tokens::TestTokens;
 
 use crate::events::{EventBus, InProcessBus};
 
