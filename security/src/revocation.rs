@@ -164,11 +164,28 @@ impl std::fmt::Debug for RedisRevocations {
     }
 }
 
+/// Why a Redis revocation store could not be set up (a start-up error for the operator).
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The URL is not a Redis URL.
+    #[error("`{url}` is not a Redis URL: {source}")]
+    Url {
+        /// The URL as configured.
+        url: String,
+        /// What the Redis client said.
+        #[source]
+        source: redis::RedisError,
+    },
+}
+
 impl RedisRevocations {
     /// A store at `url` (`redis://host:port[/db]`) writing keys `{prefix}{jti}`; every Redis
     /// round trip gets `timeout`. Does not connect yet.
-    pub fn new(url: &str, prefix: &str, timeout: Duration) -> Result<RedisRevocations, String> {
-        let client = redis::Client::open(url).map_err(|e| format!("`{url}`: {e}"))?;
+    pub fn new(url: &str, prefix: &str, timeout: Duration) -> Result<RedisRevocations, StoreError> {
+        let client = redis::Client::open(url).map_err(|source| StoreError::Url {
+            url: url.to_owned(),
+            source,
+        })?;
         Ok(RedisRevocations {
             connection: LazyConnection::new(client, timeout),
             prefix: prefix.to_owned(),

@@ -13,7 +13,9 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use serde_json::{Map, Value as Json};
-use shippy_security::revocation::{MemoryRevocations, RedisRevocations, RevocationStore};
+use shippy_security::revocation::{
+    MemoryRevocations, RedisRevocations, RevocationStore, StoreError,
+};
 
 pub(crate) use jwt::{JwtVerifier, KeyError, TokenError};
 
@@ -24,7 +26,7 @@ use crate::config::{RateLimitConfig, RevocationConfig};
 pub(crate) fn revocation_store(
     revocation: &RevocationConfig,
     rate_limit: &RateLimitConfig,
-) -> Result<Arc<dyn RevocationStore>, String> {
+) -> Result<Arc<dyn RevocationStore>, StoreError> {
     match revocation
         .redis_url
         .as_deref()

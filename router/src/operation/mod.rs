@@ -107,7 +107,7 @@ pub enum SetupError {
     RateLimitDirective(#[from] DirectiveError),
     /// `auth.revocation` (or the rate-limit Redis it falls back to) is unusable.
     #[error("`auth.revocation.redis_url`: {0}")]
-    Revocation(String),
+    Revocation(#[source] shippy_security::revocation::StoreError),
 }
 
 /// Everything requests share, built once from the supergraph and configuration. Immutable

@@ -88,13 +88,39 @@ fn truncate(text: &str) -> String {
     format!("{}…", &text[..end])
 }
 
-fn coerce_value(schema: &Schema, value: &Json, ty: &TypeRef) -> Result<Json, String> {
+/// Why a variable's value does not fit its type; the text is the client's (spec wording, as the
+/// reference implementation words it), after `Variable "$x" got invalid value ...;`.
+#[derive(Debug, thiserror::Error)]
+enum Invalid {
+    #[error("Expected non-nullable type \"{0}\" not to be null.")]
+    Null(String),
+    #[error("at index {index}: {inner}")]
+    AtIndex { index: usize, inner: Box<Invalid> },
+    #[error("at \"{field}\": {inner}")]
+    AtField { field: String, inner: Box<Invalid> },
+    #[error("Int cannot represent non 32-bit signed integer value. Expected type \"{0}\".")]
+    IntRange(String),
+    #[error("Expected type \"{0}\".")]
+    Expected(String),
+    #[error("Unknown type \"{0}\".")]
+    UnknownType(String),
+    #[error("Value does not exist in \"{0}\" enum.")]
+    NotInEnum(String),
+    #[error("Field \"{field}\" is not defined by type \"{ty}\".")]
+    UnknownField { field: String, ty: String },
+    #[error("Field \"{field}\" of required type \"{ty}\" was not provided.")]
+    MissingField { field: String, ty: String },
+    #[error("Exactly one field must be set for the @oneOf type \"{0}\".")]
+    OneOf(String),
+    #[error("\"{0}\" is not an input type.")]
+    NotInput(String),
+}
+
+fn coerce_value(schema: &Schema, value: &Json, ty: &TypeRef) -> Result<Json, Invalid> {
     match ty {
         TypeRef::NonNull(inner) => {
             if value.is_null() {
-                return Err(format!(
-                    "Expected non-nullable type \"{ty}\" not to be null."
-                ));
+                return Err(Invalid::Null(ty.to_string()));
             }
             coerce_value(schema, value, inner)
         }
@@ -104,7 +130,10 @@ fn coerce_value(schema: &Schema, value: &Json, ty: &TypeRef) -> Result<Json, Str
                 .iter()
                 .enumerate()
                 .map(|(i, item)| {
-                    coerce_value(schema, item, inner).map_err(|e| format!("at index {i}: {e}"))
+                    coerce_value(schema, item, inner).map_err(|e| Invalid::AtIndex {
+                        index: i,
+                        inner: Box::new(e),
+                    })
                 })
                 .collect::<Result<Vec<_>, _>>()
                 .map(Json::Array),
@@ -115,15 +144,12 @@ fn coerce_value(schema: &Schema, value: &Json, ty: &TypeRef) -> Result<Json, Str
     }
 }
 
-fn coerce_named(schema: &Schema, value: &Json, name: &str) -> Result<Json, String> {
-    let expected = || format!("Expected type \"{name}\".");
+fn coerce_named(schema: &Schema, value: &Json, name: &str) -> Result<Json, Invalid> {
+    let expected = || Invalid::Expected(name.to_owned());
     match name {
         "Int" => match value.as_i64().or_else(|| integral_f64(value)) {
             Some(n) if i32::try_from(n).is_ok() => Ok(Json::from(n)),
-            Some(_) => Err(format!(
-                "Int cannot represent non 32-bit signed integer value. {}",
-                expected()
-            )),
+            Some(_) => Err(Invalid::IntRange(name.to_owned())),
             None => Err(expected()),
         },
         "Float" => match value {
@@ -145,7 +171,7 @@ fn coerce_named(schema: &Schema, value: &Json, name: &str) -> Result<Json, Strin
         },
         _ => {
             let Some(type_def) = schema.get_type(name) else {
-                return Err(format!("Unknown type \"{name}\"."));
+                return Err(Invalid::UnknownType(name.to_owned()));
             };
             match type_def.kind {
                 // Custom scalars are the subgraph's to validate.
@@ -154,7 +180,7 @@ fn coerce_named(schema: &Schema, value: &Json, name: &str) -> Result<Json, Strin
                     Json::String(s) if type_def.enum_values.iter().any(|v| v.name == *s) => {
                         Ok(value.clone())
                     }
-                    _ => Err(format!("Value does not exist in \"{name}\" enum.")),
+                    _ => Err(Invalid::NotInEnum(name.to_owned())),
                 },
                 TypeKind::InputObject => {
                     let Json::Object(fields) = value else {
@@ -164,16 +190,21 @@ fn coerce_named(schema: &Schema, value: &Json, name: &str) -> Result<Json, Strin
                         .keys()
                         .find(|k| !type_def.input_fields.iter().any(|f| f.name == **k))
                     {
-                        return Err(format!(
-                            "Field \"{unknown}\" is not defined by type \"{name}\"."
-                        ));
+                        return Err(Invalid::UnknownField {
+                            field: unknown.clone(),
+                            ty: name.to_owned(),
+                        });
                     }
                     let mut out = Map::new();
                     for field in &type_def.input_fields {
                         match fields.get(&field.name) {
                             Some(v) => {
-                                let coerced = coerce_value(schema, v, &field.ty)
-                                    .map_err(|e| format!("at \"{}\": {e}", field.name))?;
+                                let coerced = coerce_value(schema, v, &field.ty).map_err(|e| {
+                                    Invalid::AtField {
+                                        field: field.name.clone(),
+                                        inner: Box::new(e),
+                                    }
+                                })?;
                                 out.insert(field.name.clone(), coerced);
                             }
                             None => match &field.default_value {
@@ -181,10 +212,10 @@ fn coerce_named(schema: &Schema, value: &Json, name: &str) -> Result<Json, Strin
                                     out.insert(field.name.clone(), ast_to_json(default));
                                 }
                                 None if field.ty.is_non_null() => {
-                                    return Err(format!(
-                                        "Field \"{}\" of required type \"{}\" was not provided.",
-                                        field.name, field.ty
-                                    ));
+                                    return Err(Invalid::MissingField {
+                                        field: field.name.clone(),
+                                        ty: field.ty.to_string(),
+                                    });
                                 }
                                 None => {}
                             },
@@ -193,14 +224,12 @@ fn coerce_named(schema: &Schema, value: &Json, name: &str) -> Result<Json, Strin
                     if type_def.one_of {
                         let set = out.values().filter(|v| !v.is_null()).count();
                         if set != 1 || out.len() != 1 {
-                            return Err(format!(
-                                "Exactly one field must be set for the @oneOf type \"{name}\"."
-                            ));
+                            return Err(Invalid::OneOf(name.to_owned()));
                         }
                     }
                     Ok(Json::Object(out))
                 }
-                _ => Err(format!("\"{name}\" is not an input type.")),
+                _ => Err(Invalid::NotInput(name.to_owned())),
             }
         }
     }
