@@ -8,6 +8,11 @@
 //!    [`vessel::UNASSIGNABLE`] ([`vessel::Unassignable`]), which the consignment subgraph applies;
 //! 3. [`consignment::STATUS_CHANGED`] to [`consignment::status::DELIVERED`] gives the vessel's capacity back.
 //!
+//! A request nobody answers is repeated ([`consignment::REDRIVEN`]) and, past its deadline, the consignment
+//! becomes `UNASSIGNABLE`; its owner may ask again ([`consignment::RETRIED`]) or cancel
+//! ([`consignment::CANCELLED`]). A booking that arrives when it is no longer wanted is given back
+//! ([`consignment::BOOKING_REFUSED`]).
+//!
 //! Every subgraph also records activity on the [`streams::LOG`] stream ([`log::event`]), which the log
 //! subgraph stores whatever its kind.
 //!
@@ -63,6 +68,7 @@ mod tests {
             vessel_id: v,
             vessel_owner_id: o,
             vessel_name: "Ever Given".into(),
+            round: 0,
         };
         assert_eq!(serde_json::to_value(&assigned).unwrap(), old);
         assert_eq!(
@@ -78,6 +84,7 @@ mod tests {
             reason: "no room".into(),
             container_count: 3,
             weight: 2.5,
+            round: 0,
         };
         assert_eq!(serde_json::to_value(&refused).unwrap(), old);
         assert_eq!(
