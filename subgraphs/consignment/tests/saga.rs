@@ -8,8 +8,12 @@
 use std::{sync::Arc, time::Duration};
 
 use futures::StreamExt;
-use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter};
+use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, PaginatorTrait, QueryFilter, Statement};
 use serde_json::{Value, json};
+use shippy_consignment::{
+    domain::{ConsignmentWeight, Container, Containers, Description},
+    saga::Saga,
+};
 use shippy_contracts::{consignment as contract, streams};
 use shippy_kit::{
     config::AssignmentConfig,
@@ -89,13 +93,11 @@ async fn reaches(client: &GraphQLClient, token: &str, id: &str, status: &str) ->
 /// The vessel subgraph on `bus`, with one vessel of `capacity` containers created before it consumes
 /// anything (so that it books the requests already on the stream).
 async fn vessel_subgraph(
-    url: &str,
+    config: SubgraphConfig,
     bus: Arc<dyn EventBus>,
     capacity: i32,
 ) -> (TestServer, shippy_vessel::State, Uuid) {
-    let service = VesselService::start(testing::subgraph_config(url), bus)
-        .await
-        .unwrap();
+    let service = VesselService::start(config, bus).await.unwrap();
     let state = service.state().clone();
     let vessel = shippy_vessel::commands::create(
         &state,
@@ -193,6 +195,7 @@ async fn an_unanswered_consignment_expires_with_a_reason_for_its_owner(backend: 
     // and nothing is left PENDING.
     let redriven = count_kind(&mut events, contract::REDRIVEN, Duration::from_millis(500)).await;
     assert!(redriven.len() >= 2, "re-driven {} times", redriven.len());
+    eprintln!("re-driven {} times before the deadline", redriven.len());
     assert!(redriven.iter().all(|p| p["id"] == id.as_str()));
     let mut events = bus.subscribe(streams::CONSIGNMENT).await.unwrap();
     assert!(
@@ -236,7 +239,8 @@ async fn bookings_after_the_deadline_or_a_cancel_are_given_back(backend: Backend
     assert_eq!(resp.data()["cancelConsignment"]["status"], "CANCELLED");
     reaches(&client, &owner, &late, "UNASSIGNABLE").await;
 
-    let (vessel_server, vstate, vessel) = vessel_subgraph(&vdb.url, bus.clone(), 10).await;
+    let (vessel_server, vstate, vessel) =
+        vessel_subgraph(testing::subgraph_config(&vdb.url), bus.clone(), 10).await;
     // Both were booked (the vessel reads the stream from its start), then given back.
     testing::eventually(
         "both late bookings given back",
@@ -289,7 +293,8 @@ async fn the_owner_retries_and_cancels(backend: Backend) {
         bus.clone(),
     )
     .await;
-    let (vessel_server, vstate, vessel) = vessel_subgraph(&vdb.url, bus.clone(), 5).await;
+    let (vessel_server, vstate, vessel) =
+        vessel_subgraph(testing::subgraph_config(&vdb.url), bus.clone(), 5).await;
     let client = server.client();
     let (owner, stranger) = (user(), user());
 
@@ -408,7 +413,77 @@ async fn the_owner_retries_and_cancels(backend: Backend) {
     server.stop().await.unwrap();
 }
 
+/// Two replicas' sagas passing over the same due rows at once: each row is re-driven once, and expired
+/// once, in all.
+async fn two_replicas_never_drive_one_row_twice(backend: Backend) {
+    testing::init();
+    let db = TestDb::create(backend).await;
+    let service = shippy_consignment::ConsignmentService::start(
+        config(&db.url, Duration::from_secs(60), Duration::from_secs(120)),
+        testing::bus(),
+    )
+    .await
+    .unwrap();
+    let state = service.state();
+    for _ in 0..30 {
+        shippy_consignment::commands::create(
+            state,
+            Uuid::now_v7(),
+            shippy_consignment::commands::NewConsignment {
+                description: Description::parse("Tea").unwrap(),
+                weight: ConsignmentWeight::parse(1.0).unwrap(),
+                containers: Containers::new(vec![Container::parse("c", "o").unwrap()]).unwrap(),
+            },
+        )
+        .await
+        .unwrap();
+    }
+    tokio::time::sleep(Duration::from_millis(60)).await;
+    let both = |retry_after: u64, deadline: u64| {
+        let timing = AssignmentConfig {
+            retry_after: Duration::from_millis(retry_after),
+            deadline: Duration::from_millis(deadline),
+        };
+        let (a, b) = (
+            Saga::new(state.clone(), timing.clone()),
+            Saga::new(state.clone(), timing),
+        );
+        async move {
+            let (x, y) = tokio::join!(a.pass(), b.pass());
+            let (x, y) = (x.unwrap(), y.unwrap());
+            (x.redriven + y.redriven, x.expired + y.expired)
+        }
+    };
+    // Due for a re-drive, not yet for the deadline.
+    assert_eq!(both(10, 60_000).await, (30, 0));
+    assert_eq!(both(5_000, 60_000).await, (0, 0), "just re-driven: not due");
+    tokio::time::sleep(Duration::from_millis(60)).await;
+    // Past the deadline: expired once each, and (no longer PENDING) not re-driven.
+    assert_eq!(both(10, 50).await, (0, 30));
+    let count = |kind: &'static str| async move {
+        state
+            .db
+            .query_one_raw(Statement::from_sql_and_values(
+                state.db.get_database_backend(),
+                match backend {
+                    Backend::Sqlite => "SELECT count(*) AS n FROM outbox WHERE kind = ?",
+                    Backend::Postgres => "SELECT count(*) AS n FROM outbox WHERE kind = $1",
+                },
+                [kind.into()],
+            ))
+            .await
+            .unwrap()
+            .unwrap()
+            .try_get::<i64>("", "n")
+            .unwrap()
+    };
+    assert_eq!(count(contract::REDRIVEN).await, 30);
+    // One `consignment.unassignable` on the stream and one in the owner's log, per consignment.
+    assert_eq!(count(contract::UNASSIGNABLE).await, 60);
+}
+
 shippy_kit::backend_tests!(
+    two_replicas_never_drive_one_row_twice,
     an_unanswered_consignment_expires_with_a_reason_for_its_owner,
     bookings_after_the_deadline_or_a_cancel_are_given_back,
     the_owner_retries_and_cancels,
@@ -425,10 +500,11 @@ fn through(url: &str, addr: std::net::SocketAddr) -> String {
     format!("{scheme}://{credentials}{addr}/{path}")
 }
 
-/// The vessel database (PostgreSQL, reached through a proxy the test cuts) fails for 8 s, longer than
-/// the test consumer takes to deliver an event `max_deliveries` (10) times (about 3 s with its 20 ms to
-/// 500 ms backoff): the window in which every request used to be dead-lettered. 20 consignments are
-/// created during the outage. Afterwards every one is ASSIGNED, none PENDING, nothing dead-lettered, and
+/// The vessel database (PostgreSQL, reached through a proxy the test cuts) fails for 8 s, more than twice
+/// the window in which every request used to be dead-lettered: the vessel's consumer takes a failed entry
+/// back after `claim_idle` (200 ms here) and pauses at most `retry_max` (500 ms) between failures, so
+/// `max_deliveries` (5 here) deliveries take at most 3.5 s. 20 consignments are created during the
+/// outage. Afterwards every one is ASSIGNED, none PENDING, nothing dead-lettered, and
 /// every one booked exactly once although their requests were re-driven during the outage.
 #[tokio::test]
 async fn a_vessel_database_outage_strands_nothing() {
@@ -461,8 +537,10 @@ async fn a_vessel_database_outage_strands_nothing() {
         bus.clone(),
     )
     .await;
-    let (vessel_server, vstate, vessel) =
-        vessel_subgraph(&through(&vdb.url, proxy.addr), bus.clone(), 1000).await;
+    let mut vessel_config = testing::subgraph_config(&through(&vdb.url, proxy.addr));
+    vessel_config.events.consumer.claim_idle = Duration::from_millis(200);
+    vessel_config.events.consumer.max_deliveries = 5;
+    let (vessel_server, vstate, vessel) = vessel_subgraph(vessel_config, bus.clone(), 1000).await;
     let client = server.client();
     let owner = user();
 

@@ -176,9 +176,15 @@ pub enum BookingError {
     Contended,
 }
 
+/// A database error is classified like any other (`HandleError::from(DbErr)`): an outage is transient and
+/// never dead-letters the request. Losing every fitting vessel to concurrent bookings is a conflict of
+/// the moment, transient too.
 impl From<BookingError> for HandleError {
     fn from(err: BookingError) -> Self {
-        HandleError::Retry(err.to_string())
+        match err {
+            BookingError::Db(err) => err.into(),
+            contended @ BookingError::Contended => HandleError::Transient(contended.to_string()),
+        }
     }
 }
 
@@ -555,4 +561,45 @@ pub async fn give_back(
     txn.commit().await?;
     state.outbox.wake();
     Ok(true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn outages_and_conflicts_are_transient_other_failures_not() {
+        let outage = BookingError::Db(DbErr::Conn(sea_orm::RuntimeErr::Internal(
+            "connection refused".into(),
+        )));
+        assert!(HandleError::from(outage).is_transient());
+        assert!(HandleError::from(BookingError::Contended).is_transient());
+        let own = BookingError::Db(DbErr::Custom("bad row".into()));
+        assert!(matches!(HandleError::from(own), HandleError::Retry(_)));
+    }
+
+    #[test]
+    fn sizes_in_an_owners_words() {
+        let request = |container_count, weight| BookingRequest {
+            id: Uuid::nil(),
+            owner_id: Uuid::nil(),
+            weight,
+            container_count,
+            round: 0,
+        };
+        assert_eq!(
+            size_in_words(&request(12, 40_000.0)),
+            "12 containers and 40,000 kg"
+        );
+        assert_eq!(
+            size_in_words(&request(1, 999.5)),
+            "1 container and 999.5 kg"
+        );
+        assert_eq!(
+            size_in_words(&request(1000, 1_234_567.0)),
+            "1,000 containers and 1,234,567 kg"
+        );
+        assert_eq!(grouped("-1234"), "-1,234");
+        assert_eq!(grouped("123"), "123");
+    }
 }
