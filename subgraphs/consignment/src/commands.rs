@@ -168,13 +168,17 @@ impl From<AnswerError> for HandleError {
     }
 }
 
-/// Applies the vessel subgraph's answer (from event `event_id`) to a `PENDING` consignment. `None` when it
-/// changes nothing: the event was handled before, the consignment is no longer pending, or the answer is
-/// to an older round.
+/// Applies the vessel subgraph's answer (from event `event_id`) to a `PENDING` consignment, if it answers
+/// the consignment's current assignment round. `None` when it changes nothing: the event was handled
+/// before, the consignment is no longer pending, or the answer is to another round.
 ///
-/// A booking that arrives when the consignment no longer wants it (it expired into `UNASSIGNABLE`, was
-/// cancelled, or is carried by another vessel) is refused: `consignment.booking_refused` asks the vessel
-/// subgraph to give that booking back, so no capacity stays booked for nothing.
+/// A booking that is not applied and is not the one the consignment has (it expired into `UNASSIGNABLE`,
+/// was cancelled, was retried since, or is carried by another vessel) is refused:
+/// `consignment.booking_refused` asks the vessel subgraph to give exactly that booking (vessel and round)
+/// back, so no capacity stays booked for nothing. Matching rounds strictly keeps both sides consistent in
+/// any order of events: a booking of an older round is either given back (and the current round books
+/// afresh) or was already adopted by the current round on the vessel side (and the refusal, naming the
+/// older round, matches nothing).
 pub async fn apply_answer(
     state: &State,
     event_id: Uuid,
@@ -189,9 +193,9 @@ pub async fn apply_answer(
         return Err(AnswerError::UnknownConsignment(consignment));
     };
     let applies = match answer {
-        // A booking of any round: a retried consignment still wants the booking of an earlier one.
-        Answer::Assigned { .. } => true,
-        Answer::Unassignable { round, .. } => *round == row.assignment_round,
+        Answer::Assigned { round, .. } | Answer::Unassignable { round, .. } => {
+            *round == row.assignment_round
+        }
     };
     if row.status == Status::Pending.as_str() && applies {
         let (status, vessel_id, vessel_owner_id, reason, kind, message) = match answer {
@@ -241,7 +245,6 @@ pub async fn apply_answer(
     if let Answer::Assigned {
         vessel_id, round, ..
     } = answer
-        && row.status != Status::Pending.as_str()
         && row.vessel_id != Some(*vessel_id)
     {
         refuse_booking(&txn, &row, *vessel_id, *round).await?;

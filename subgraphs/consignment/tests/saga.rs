@@ -413,9 +413,9 @@ async fn the_owner_retries_and_cancels(backend: Backend) {
     server.stop().await.unwrap();
 }
 
-/// Two replicas' sagas passing over the same due rows at once: each row is re-driven once, and expired
-/// once, in all.
-async fn two_replicas_never_drive_one_row_twice(backend: Backend) {
+/// The consignment subgraph started (database migrated) but not serving: no relay, no consumer, no
+/// saga of its own, so a test drives them.
+async fn service(backend: Backend) -> (shippy_consignment::ConsignmentService, TestDb) {
     testing::init();
     let db = TestDb::create(backend).await;
     let service = shippy_consignment::ConsignmentService::start(
@@ -424,19 +424,26 @@ async fn two_replicas_never_drive_one_row_twice(backend: Backend) {
     )
     .await
     .unwrap();
+    (service, db)
+}
+
+fn new_consignment() -> shippy_consignment::commands::NewConsignment {
+    shippy_consignment::commands::NewConsignment {
+        description: Description::parse("Tea").unwrap(),
+        weight: ConsignmentWeight::parse(1.0).unwrap(),
+        containers: Containers::new(vec![Container::parse("c", "o").unwrap()]).unwrap(),
+    }
+}
+
+/// Two replicas' sagas passing over the same due rows at once: each row is re-driven once, and expired
+/// once, in all.
+async fn two_replicas_never_drive_one_row_twice(backend: Backend) {
+    let (service, _db) = service(backend).await;
     let state = service.state();
     for _ in 0..30 {
-        shippy_consignment::commands::create(
-            state,
-            Uuid::now_v7(),
-            shippy_consignment::commands::NewConsignment {
-                description: Description::parse("Tea").unwrap(),
-                weight: ConsignmentWeight::parse(1.0).unwrap(),
-                containers: Containers::new(vec![Container::parse("c", "o").unwrap()]).unwrap(),
-            },
-        )
-        .await
-        .unwrap();
+        shippy_consignment::commands::create(state, Uuid::now_v7(), new_consignment())
+            .await
+            .unwrap();
     }
     tokio::time::sleep(Duration::from_millis(60)).await;
     let both = |retry_after: u64, deadline: u64| {
@@ -482,8 +489,74 @@ async fn two_replicas_never_drive_one_row_twice(backend: Backend) {
     assert_eq!(count(contract::UNASSIGNABLE).await, 60);
 }
 
+/// Answers are applied only to the round they answer; a booking not applied and not the consignment's
+/// own is refused (one `consignment.booking_refused` each), the consignment's own is left alone.
+async fn answers_of_another_round_are_refused(backend: Backend) {
+    use shippy_consignment::commands::{self, Answer};
+    let (service, _db) = service(backend).await;
+    let state = service.state();
+    let owner = Uuid::now_v7();
+    let row = commands::create(state, owner, new_consignment())
+        .await
+        .unwrap();
+    let (x, y) = (Uuid::now_v7(), Uuid::now_v7());
+    let booked = |vessel_id, round| Answer::Assigned {
+        vessel_id,
+        vessel_owner_id: Uuid::nil(),
+        vessel_name: "Ship".into(),
+        round,
+    };
+    let apply = |answer: Answer| async move {
+        commands::apply_answer(state, Uuid::now_v7(), row.id, &answer)
+            .await
+            .unwrap()
+    };
+    let refusals = || async {
+        state
+            .db
+            .query_one_raw(Statement::from_string(
+                state.db.get_database_backend(),
+                "SELECT count(*) AS n FROM outbox WHERE kind = 'consignment.booking_refused'",
+            ))
+            .await
+            .unwrap()
+            .unwrap()
+            .try_get::<i64>("", "n")
+            .unwrap()
+    };
+    assert!(apply(booked(x, 1)).await.is_none(), "a round not yet asked");
+    assert_eq!(refusals().await, 1);
+    let other_round = Answer::Unassignable {
+        reason: "no room".into(),
+        round: 1,
+    };
+    assert!(apply(other_round).await.is_none());
+    let assigned = apply(booked(x, 0)).await.expect("its own round applies");
+    assert_eq!(
+        (assigned.status.as_str(), assigned.vessel_id),
+        ("ASSIGNED", Some(x))
+    );
+    assert!(apply(booked(x, 0)).await.is_none(), "its booking, repeated");
+    assert_eq!(refusals().await, 1, "its own booking is not refused");
+    assert!(apply(booked(y, 0)).await.is_none(), "booked elsewhere too");
+    assert_eq!(refusals().await, 2);
+
+    let cancelled = commands::create(state, owner, new_consignment())
+        .await
+        .unwrap();
+    commands::cancel(state, owner, cancelled.id).await.unwrap();
+    assert!(
+        commands::apply_answer(state, Uuid::now_v7(), cancelled.id, &booked(x, 0))
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert_eq!(refusals().await, 3, "a booking after a cancel is refused");
+}
+
 shippy_kit::backend_tests!(
     two_replicas_never_drive_one_row_twice,
+    answers_of_another_round_are_refused,
     an_unanswered_consignment_expires_with_a_reason_for_its_owner,
     bookings_after_the_deadline_or_a_cancel_are_given_back,
     the_owner_retries_and_cancels,
