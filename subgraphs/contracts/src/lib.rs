@@ -109,4 +109,50 @@ mod tests {
         let missing_id = json!({ "owner_id": owner });
         assert!(serde_json::from_value::<consignment::Snapshot>(missing_id).is_err());
     }
+
+    #[test]
+    fn rounds_and_reasons_travel_and_default_for_old_events() {
+        let at = Utc.with_ymd_and_hms(2026, 1, 2, 3, 4, 5).unwrap();
+        let old = json!({
+            "id": Uuid::nil(), "owner_id": Uuid::nil(), "description": "Tea", "weight": 1.0,
+            "containers": [], "container_count": 1, "status": "PENDING", "vessel_id": null,
+            "vessel_owner_id": null, "created_at": at, "updated_at": at,
+        });
+        let mut snapshot: consignment::Snapshot = serde_json::from_value(old).unwrap();
+        assert_eq!(
+            (
+                snapshot.assignment_round,
+                snapshot.unassignable_reason.as_deref()
+            ),
+            (0, None)
+        );
+        snapshot.assignment_round = 2;
+        snapshot.unassignable_reason = Some("No vessel answered within 10 minutes".into());
+        let sent = serde_json::to_value(&snapshot).unwrap();
+        assert_eq!(sent["assignment_round"], 2);
+        assert_eq!(
+            serde_json::from_value::<consignment::Snapshot>(sent).unwrap(),
+            snapshot
+        );
+        let assigned: vessel::Assigned = serde_json::from_value(json!({
+            "consignment_id": Uuid::nil(), "vessel_id": Uuid::nil(), "vessel_owner_id": Uuid::nil(),
+            "round": 3,
+        }))
+        .unwrap();
+        assert_eq!(assigned.round, 3);
+
+        for kind in [
+            consignment::CREATED,
+            consignment::RETRIED,
+            consignment::REDRIVEN,
+        ] {
+            assert!(consignment::requests_assignment(kind), "{kind}");
+        }
+        assert!(!consignment::requests_assignment(consignment::CANCELLED));
+        assert!(consignment::is_change(consignment::CANCELLED));
+        assert!(consignment::is_change(consignment::RETRIED));
+        assert!(!consignment::is_change(consignment::REDRIVEN));
+        assert!(!consignment::is_change(consignment::BOOKING_REFUSED));
+        assert!(!consignment::is_change(vessel::ASSIGNED));
+    }
 }
