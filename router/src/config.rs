@@ -11,6 +11,7 @@
 mod auth;
 mod http;
 mod limits;
+mod persisted_documents;
 mod query_planning;
 mod rate_limit;
 mod reload;
@@ -22,6 +23,7 @@ mod subscriptions;
 pub use auth::{AuthConfig, JwtConfig, PublicKeyAlgorithm, RevocationConfig, Secret};
 pub use http::{CsrfConfig, HttpConfig};
 pub use limits::LimitsConfig;
+pub use persisted_documents::PersistedDocumentsConfig;
 pub use query_planning::QueryPlanningConfig;
 pub use rate_limit::{
     FailurePolicy, FieldRateLimit, LimitKey, RateLimitBackend, RateLimitConfig,
@@ -89,6 +91,8 @@ pub struct RouterConfig {
     pub reload: ReloadConfig,
     /// Subscriptions over WebSocket and SSE.
     pub subscriptions: SubscriptionsConfig,
+    /// Automatic persisted queries and trusted documents (a safelist with `only`).
+    pub persisted_documents: PersistedDocumentsConfig,
 }
 
 impl Default for RouterConfig {
@@ -106,6 +110,7 @@ impl Default for RouterConfig {
             subgraphs: BTreeMap::new(),
             reload: ReloadConfig::default(),
             subscriptions: SubscriptionsConfig::default(),
+            persisted_documents: PersistedDocumentsConfig::default(),
         }
     }
 }
@@ -158,6 +163,7 @@ impl RouterConfig {
             subgraphs,
             reload,
             subscriptions,
+            persisted_documents,
         } = self;
         let RateLimitConfig {
             backend,
@@ -207,6 +213,14 @@ impl RouterConfig {
             subscriptions,
             &running.subscriptions,
         );
+        // The manifest source and the APQ store are set up once; the manifest's content is
+        // refreshed on its own schedule.
+        let persisted_documents = keep_running(
+            &mut restart,
+            "persisted_documents",
+            persisted_documents,
+            &running.persisted_documents,
+        );
         let requests = keep_running(
             &mut restart,
             "rate_limit.requests",
@@ -238,6 +252,7 @@ impl RouterConfig {
             subgraphs,
             reload,
             subscriptions,
+            persisted_documents,
         };
         (live, restart)
     }
@@ -293,6 +308,7 @@ impl RouterConfig {
                 problems.push(format!("`{name}` must be at least 1"));
             }
         }
+        problems.extend(self.persisted_documents.check());
         problems.extend(
             self.http
                 .connections

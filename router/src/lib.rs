@@ -30,6 +30,7 @@ mod auth;
 pub mod cli;
 pub mod config;
 pub mod error;
+mod fetch;
 mod graphql;
 mod operation;
 mod query_planner;

@@ -5,6 +5,7 @@
 mod mock;
 mod http_api {
     pub mod harness;
+    mod persisted;
     pub mod subgraphs;
 }
 

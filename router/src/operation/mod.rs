@@ -3,6 +3,8 @@
 //! their requests into a [`GraphQLRequest`] and call [`RouterState::prepare`], [`admit()`] and
 //! [`RouterState::execute`]; nothing here knows about HTTP.
 //!
+//! - `documents`       the query text: sent as text, as a trusted document's id or an APQ hash
+//!   (the safelist with `persisted_documents.only`)
 //! - `parse`           query text to document (token limit)
 //! - `document_limits` the document's shape against the operation limits (depth, aliases...)
 //! - `validate`        document against the API schema; the operation to run is selected
@@ -25,6 +27,7 @@
 pub(crate) mod admit;
 pub(crate) mod authorize;
 pub(crate) mod document_limits;
+pub(crate) mod documents;
 pub(crate) mod error;
 pub(crate) mod execute;
 pub(crate) mod normalize;
@@ -82,7 +85,10 @@ use crate::subgraph::single_flight::SingleFlight;
 /// A GraphQL request, as sent by the client (over any transport).
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct GraphQLRequest {
-    pub(crate) query: String,
+    /// The query text; absent when the request names a persisted document instead.
+    pub(crate) query: Option<String>,
+    /// A trusted document's id (`documentId`).
+    pub(crate) document_id: Option<String>,
     pub(crate) operation_name: Option<String>,
     pub(crate) variables: Map<String, Json>,
     pub(crate) extensions: Map<String, Json>,
@@ -105,6 +111,9 @@ pub enum SetupError {
     /// A `@rateLimit` of the supergraph is malformed.
     #[error(transparent)]
     RateLimitDirective(#[from] DirectiveError),
+    /// `persisted_documents.manifest` cannot be loaded.
+    #[error("`persisted_documents.manifest`: {0}")]
+    PersistedDocuments(#[from] self::documents::ManifestError),
     /// `auth.revocation` (or the rate-limit Redis it falls back to) is unusable.
     #[error("`auth.revocation.redis_url`: {0}")]
     Revocation(#[source] shippy_security::revocation::StoreError),
@@ -137,6 +146,8 @@ pub(crate) struct RouterState {
     /// Revoked token ids (the user subgraph's `logout`). Made once at start-up, so that `shippy up`
     /// can share its store with the user subgraph; every verifier a reload builds checks it.
     pub(crate) revocations: Arc<dyn RevocationStore>,
+    /// Trusted documents and automatic persisted queries.
+    pub(crate) documents: documents::PersistedDocuments,
 }
 
 /// The configuration that can change while serving, with what is built from it.
@@ -234,6 +245,7 @@ impl RouterState {
             .map(|name| header_name("http.client_ip_header", name))
             .transpose()?;
         let live = Live::new(config.clone(), &rate_limit_directives, 0, &revocations)?;
+        let documents = documents::PersistedDocuments::new(&config.persisted_documents)?;
         if !access.is_empty() && live.verifier.is_none() {
             tracing::warn!(
                 "**********************************************************************\n\
@@ -260,11 +272,29 @@ impl RouterState {
             inbound: SingleFlight::default(),
             client_ip_header,
             revocations,
+            documents,
         })
     }
 
     /// The stages up to the first `plan` for a query text, cached by text, operation name and
     /// configuration generation.
+    /// [`RouterState::prepare`] for a request: its text resolved first (`documents`), and an
+    /// operation outside the manifest refused under `persisted_documents.only` before any work
+    /// is spent on it.
+    pub(crate) async fn prepare_request(&self, request: &GraphQLRequest, live: &Live) -> Prepared {
+        let resolved = self.documents.resolve(request).map_err(Arc::new)?;
+        if self.documents.only() && !resolved.trusted {
+            let introspection = self.documents.allow_introspection()
+                && parse::parse(&resolved.text, live.config.limits.max_tokens)
+                    .is_ok_and(|document| validate::selects_only_introspection(&document));
+            if !introspection {
+                return Err(Arc::new(documents::not_in_list()));
+            }
+        }
+        self.prepare(&resolved.text, request.operation_name.as_deref(), live)
+            .await
+    }
+
     pub(crate) async fn prepare(
         &self,
         text: &str,
