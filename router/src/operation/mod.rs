@@ -48,8 +48,8 @@ use bytes::Bytes;
 use graphql_tools::static_graphql::query;
 use graphql_tools::validation::rules::default_rules_validation_plan;
 use graphql_tools::validation::validate::ValidationPlan;
+use http::StatusCode;
 use http::header::HeaderName;
-use http::{HeaderMap, StatusCode};
 use quick_cache::sync::Cache;
 use serde_json::{Map, Value as Json};
 use shippy_security::revocation::RevocationStore;
@@ -80,6 +80,7 @@ use crate::rate_limit::LimitError;
 use crate::rate_limit::RateLimits;
 use crate::rate_limit::directives::DirectiveError;
 use crate::subgraph::SubgraphClient;
+use crate::subgraph::headers::{HeaderPolicy, SubgraphHeaders};
 use crate::subgraph::single_flight::SingleFlight;
 
 /// A GraphQL request, as sent by the client (over any transport).
@@ -132,7 +133,6 @@ pub(crate) struct RouterState {
     pub(crate) schema: Schema,
     /// Indexed like `QueryPlanner::subgraphs()`.
     pub(crate) subgraphs: Vec<SubgraphClient>,
-    pub(crate) forward_headers: Vec<HeaderName>,
     pub(crate) validation_rules: ValidationPlan,
     pub(crate) operations: Cache<u128, Prepared>,
     pub(crate) operation_counters: CacheCounters,
@@ -159,6 +159,8 @@ pub(crate) struct Live {
     /// `auth.jwt.header_name`, parsed once per (re)load: the header subscriptions forward to
     /// subgraphs in `connection_init`.
     pub(crate) auth_header: HeaderName,
+    /// The forward list and `headers` rules for subgraph requests.
+    pub(crate) headers: HeaderPolicy,
     /// Bumped by every reload; part of the prepared-operation cache key, so operations prepared
     /// under an older configuration are never served under a newer one.
     pub(crate) generation: u64,
@@ -181,12 +183,15 @@ impl Live {
             .map(|name| header_name("csrf.required_headers", name))
             .collect::<Result<Vec<_>, _>>()?;
         let auth_header = config.auth.jwt.header()?;
+        let headers =
+            HeaderPolicy::new(&config.subgraph_defaults.forward_headers, &config.headers)?;
         Ok(Live {
             config,
             verifier,
             rate_limits: Arc::new(rate_limits),
             csrf_headers,
             auth_header,
+            headers,
             generation,
         })
     }
@@ -226,7 +231,6 @@ impl RouterState {
         config: RouterConfig,
         planner: QueryPlanner,
         subgraphs: Vec<SubgraphClient>,
-        forward_headers: Vec<HeaderName>,
         revocations: Arc<dyn RevocationStore>,
     ) -> Result<RouterState, SetupError> {
         let schema = Schema::new(Arc::clone(planner.api_schema()));
@@ -262,7 +266,6 @@ impl RouterState {
             planner: Arc::new(planner),
             schema,
             subgraphs,
-            forward_headers,
             validation_rules: default_rules_validation_plan(),
             operations,
             operation_counters: CacheCounters::default(),
@@ -491,7 +494,7 @@ impl RouterState {
         prepared: &PreparedOperation,
         plan: Option<&QueryPlan>,
         variables: &serde_json::Map<String, serde_json::Value>,
-        headers: &HeaderMap,
+        headers: &SubgraphHeaders,
         identity: Option<&Identity>,
         errors: Vec<GraphQLError>,
     ) -> Vec<u8> {
@@ -512,7 +515,7 @@ impl RouterState {
         subscription: &SubscriptionNode,
         payload: Bytes,
         variables: &serde_json::Map<String, serde_json::Value>,
-        headers: &HeaderMap,
+        headers: &SubgraphHeaders,
         identity: Option<&Identity>,
         errors: Vec<GraphQLError>,
     ) -> Vec<u8> {
@@ -535,7 +538,7 @@ impl RouterState {
         plan_root: Option<&PlanNode>,
         event: Option<(&FetchNode, Bytes)>,
         variables: &serde_json::Map<String, serde_json::Value>,
-        headers: &HeaderMap,
+        headers: &SubgraphHeaders,
         identity: Option<&Identity>,
         mut errors: Vec<GraphQLError>,
     ) -> Vec<u8> {
@@ -615,7 +618,7 @@ pub(crate) fn dedupe_key(
     prepared: &PreparedOperation,
     removed: &[u32],
     variables: &serde_json::Map<String, serde_json::Value>,
-    headers: &HeaderMap,
+    headers: &SubgraphHeaders,
     identity: Option<&Identity>,
     errors: &[GraphQLError],
 ) -> u128 {
@@ -626,12 +629,7 @@ pub(crate) fn dedupe_key(
     }
     hasher.update(&[0xff]);
     hasher.update(&serde_json::to_vec(variables).unwrap_or_default());
-    for (name, value) in headers {
-        hasher.update(&[0]);
-        hasher.update(name.as_str().as_bytes());
-        hasher.update(&[1]);
-        hasher.update(value.as_bytes());
-    }
+    headers.hash_into(&mut hasher);
     hasher.update(&[0xfe]);
     if let Some(identity) = identity {
         hasher.update(identity.claims_json());

@@ -418,7 +418,7 @@ impl Producer {
         let opened = tokio::select! {
             opened = UpstreamSubscription::open(
                 client,
-                &admitted.headers,
+                admitted.headers.for_subgraph(&client.name),
                 self.authorization.as_ref(),
                 body,
                 hub.config(),

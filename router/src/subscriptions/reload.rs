@@ -35,6 +35,8 @@ pub(crate) fn affects_subscriptions(old: &RouterConfig, new: &RouterConfig) -> b
         reload: _,
         subscriptions: _,
         persisted_documents: _,
+        // Upstream subscriptions keep the headers they were opened with.
+        headers: _,
     } = new;
     *auth != old.auth || *rate_limit != old.rate_limit || lowered(&old.limits, limits)
 }
