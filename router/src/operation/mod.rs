@@ -233,7 +233,8 @@ impl RouterState {
         subgraphs: Vec<SubgraphClient>,
         revocations: Arc<dyn RevocationStore>,
     ) -> Result<RouterState, SetupError> {
-        let schema = Schema::new(Arc::clone(planner.api_schema()));
+        let schema = Schema::new(Arc::clone(planner.api_schema()))
+            .with_hidden_members_from(planner.supergraph());
         let operations = Cache::new(config.query_planning.operation_cache_size.max(1));
         let plans = PlanCache::new(
             config.query_planning.cache_size,
@@ -374,8 +375,13 @@ impl RouterState {
             .unwrap_or(&self.schema.query_type)
             .to_string();
 
-        let normalized = match normalize::normalize(&self.planner, &document, &selected, &root_type)
-        {
+        let normalized = match normalize::normalize(
+            &self.planner,
+            &self.schema,
+            &document,
+            &selected,
+            &root_type,
+        ) {
             Ok(normalized) => normalized,
             Err(error) => {
                 tracing::warn!(error = %error, "operation normalization failed");
