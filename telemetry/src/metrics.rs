@@ -58,6 +58,11 @@ pub mod names {
     pub const OUTBOX_REPUBLISHED_EVENTS: &str = "shippy_outbox_republished_events_total";
     /// Counter {stream, group}: consumer groups found missing (Redis lost its data) and created again.
     pub const STREAM_GROUPS_RECREATED: &str = "shippy_stream_groups_recreated_total";
+    /// Counter {outcome}: publishes that did not reach `events.publish_replicas` replicas: `retried` (the
+    /// replicas did not confirm in time; the outbox publishes it again) or `accepted_with_fewer_replicas`
+    /// (the primary had fewer replicas connected, as after a failover). A steady rate means a replica is
+    /// down or far behind: bring it back.
+    pub const EVENTS_UNREPLICATED: &str = "shippy_events_unreplicated_total";
     /// Counter {stream, group}: idle consumers without pending entries removed from a group.
     pub const STREAM_CONSUMERS_PRUNED: &str = "shippy_stream_consumers_pruned_total";
     /// Counter {server, reason}: connections refused at accept past a cap (`total`, `per_ip`).
@@ -163,6 +168,10 @@ fn describe() {
     describe_counter!(
         OUTBOX_REPUBLISHED_EVENTS,
         "Outbox events published again after an event bus reset"
+    );
+    describe_counter!(
+        EVENTS_UNREPLICATED,
+        "Publishes that did not reach events.publish_replicas Redis replicas (retried, or accepted with fewer)"
     );
     describe_counter!(
         STREAM_GROUPS_RECREATED,
