@@ -63,6 +63,9 @@ pub mod names {
     /// (the primary had fewer replicas connected, as after a failover). A steady rate means a replica is
     /// down or far behind: bring it back.
     pub const EVENTS_UNREPLICATED: &str = "shippy_events_unreplicated_total";
+    /// Counter {stream, group}: entries a group gave up on and moved to the stream's dead letters; list
+    /// and replay them with `shippy events dead-letters` / `shippy events replay`.
+    pub const STREAM_DEAD_LETTERED: &str = "shippy_stream_dead_lettered_total";
     /// Counter {stream, group}: idle consumers without pending entries removed from a group.
     pub const STREAM_CONSUMERS_PRUNED: &str = "shippy_stream_consumers_pruned_total";
     /// Counter {server, reason}: connections refused at accept past a cap (`total`, `per_ip`).
@@ -168,6 +171,10 @@ fn describe() {
     describe_counter!(
         OUTBOX_REPUBLISHED_EVENTS,
         "Outbox events published again after an event bus reset"
+    );
+    describe_counter!(
+        STREAM_DEAD_LETTERED,
+        "Stream entries a consumer group moved to the dead letters (shippy events dead-letters)"
     );
     describe_counter!(
         EVENTS_UNREPLICATED,

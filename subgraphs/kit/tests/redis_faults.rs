@@ -525,3 +525,65 @@ async fn a_cluster_primary_killed_mid_stream_loses_nothing() {
     assert_nothing_pending(&mut cluster.connection().await).await;
     pipeline.stop().await;
 }
+
+/// `events.publish_replicas`: a publish counts once a replica holds the event. A primary without replicas
+/// takes it anyway (nothing to wait for); with a replica that stops answering (SIGSTOP), the publish is
+/// refused as unavailable after `WAIT` gave up, so the outbox keeps the row; once the replica answers, the
+/// retried publish succeeds and the stream holds the event once (the marker kept the retry from adding it
+/// again).
+#[tokio::test]
+async fn a_publish_counts_once_a_replica_holds_it() {
+    testing::init();
+    let primary = RedisServer::start(false);
+    primary.answering().await;
+    let config = EventsConfig {
+        publish_replicas: Some(1),
+        command_timeout: Duration::from_secs(1),
+        ..events_config("p")
+    };
+    let bus = RedisBus::open(&primary.url(), config).unwrap();
+    bus.publish(&event(0)).await.unwrap();
+
+    let replica = RedisServer::start_replica_of(&primary);
+    replica.answering().await;
+    let mut conn = primary.connection().await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let info: String = redis::cmd("INFO")
+            .arg("replication")
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        if info.contains("connected_slaves:1") && info.contains("state=online") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the replica never synced: {info}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    bus.publish(&event(1)).await.unwrap();
+
+    replica.freeze(true);
+    let stuck = event(2);
+    let started = Instant::now();
+    let refused = bus.publish(&stuck).await.unwrap_err();
+    replica.freeze(false);
+    assert!(
+        matches!(&refused, shippy_kit::events::BusError::Unavailable(m) if m.contains("only 0 of 1 replicas confirmed")),
+        "{refused}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "refused within the command timeout, after {:?}",
+        started.elapsed()
+    );
+    bus.publish(&stuck).await.unwrap();
+    let len: u64 = redis::cmd("XLEN")
+        .arg("shippy:log")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(len, 3, "each event once, the retried one too");
+}

@@ -923,3 +923,86 @@ impl GroupReader for RedisGroupReader {
         query_pipe::<()>(&self.conn, &pipe, self.limit).await
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Redis Cluster's key-to-slot rule: the part between the first `{` and the next `}`, when not empty,
+    /// else the whole key (CRC16/XMODEM modulo 16384).
+    fn slot(key: &str) -> u16 {
+        let bytes = key.as_bytes();
+        let hashed = match key.find('{') {
+            Some(open) => match key[open + 1..].find('}') {
+                Some(len) if len > 0 => &bytes[open + 1..open + 1 + len],
+                _ => bytes,
+            },
+            None => bytes,
+        };
+        let mut crc: u16 = 0;
+        for byte in hashed {
+            crc ^= u16::from(*byte) << 8;
+            for _ in 0..8 {
+                crc = if crc & 0x8000 != 0 {
+                    (crc << 1) ^ 0x1021
+                } else {
+                    crc << 1
+                };
+            }
+        }
+        crc % 16384
+    }
+
+    #[test]
+    fn keys_of_a_stream_share_its_slot_and_keep_its_name() {
+        // Known slots from Redis's documentation (`CLUSTER KEYSLOT`).
+        assert_eq!(slot("foo"), 12182);
+        assert_eq!(slot("{user1000}.following"), slot("{user1000}.followers"));
+        for stream in ["shippy:log", "shippy:consignment", "shippy-t-abc:vessel"] {
+            for suffix in [":dead", ":published:0190a4c2-7e3c-7cc4-b6c5-0a6f5e4d3c2b"] {
+                let key = same_slot(stream, suffix);
+                assert_eq!(key, format!("{{{stream}}}{suffix}"));
+                assert_eq!(slot(&key), slot(stream), "{key} is on {stream}'s slot");
+            }
+        }
+        // A prefix with a hash tag of its own keeps it: `{{shippy}:log}:dead` would hash `{shippy`.
+        let tagged = same_slot("{shippy}:log", ":dead");
+        assert_eq!(tagged, "{shippy}:log:dead");
+        assert_eq!(slot(&tagged), slot("{shippy}:log"));
+        // An empty tag is no tag.
+        assert_eq!(same_slot("shippy:{}log", ":dead"), "{shippy:{}log}:dead");
+    }
+
+    #[test]
+    fn role_replies_count_connected_replicas_of_a_primary_only() {
+        use redis::Value::{Array, BulkString, Int};
+        let replica = |port: &str| {
+            Array(vec![
+                BulkString(b"127.0.0.1".to_vec()),
+                BulkString(port.into()),
+                BulkString(b"0".to_vec()),
+            ])
+        };
+        let primary = |replicas| {
+            Array(vec![
+                BulkString(b"master".to_vec()),
+                Int(42),
+                Array(replicas),
+            ])
+        };
+        assert_eq!(connected_replicas(&primary(vec![])), 0);
+        assert_eq!(
+            connected_replicas(&primary(vec![replica("7001"), replica("7002")])),
+            2
+        );
+        let a_replica = Array(vec![
+            BulkString(b"slave".to_vec()),
+            BulkString(b"127.0.0.1".to_vec()),
+            Int(7000),
+            BulkString(b"connected".to_vec()),
+            Int(42),
+        ]);
+        assert_eq!(connected_replicas(&a_replica), 0);
+        assert_eq!(connected_replicas(&redis::Value::Nil), 0);
+    }
+}

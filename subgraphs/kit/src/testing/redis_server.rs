@@ -17,11 +17,23 @@ pub struct RedisServer {
     port: u16,
     dir: PathBuf,
     persistent: bool,
+    /// `host port` of the primary this server replicates, if it is a replica.
+    replica_of: Option<u16>,
     child: Option<Child>,
 }
 
 impl RedisServer {
+    /// A server on a free port, started (see [`answering`](Self::answering) to wait for it).
     pub fn start(persistent: bool) -> Self {
+        Self::start_as(persistent, None)
+    }
+
+    /// An empty server replicating `primary` (`--replicaof`).
+    pub fn start_replica_of(primary: &RedisServer) -> Self {
+        Self::start_as(false, Some(primary.port))
+    }
+
+    fn start_as(persistent: bool, replica_of: Option<u16>) -> Self {
         let port = TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
             .expect("a free port")
@@ -32,16 +44,19 @@ impl RedisServer {
             port,
             dir,
             persistent,
+            replica_of,
             child: None,
         };
         server.spawn();
         server
     }
 
+    /// `redis://127.0.0.1:<port>`.
     pub fn url(&self) -> String {
         format!("redis://127.0.0.1:{}", self.port)
     }
 
+    /// Starts the process (again, after [`kill`](Self::kill)), on the same port and directory.
     pub fn spawn(&mut self) {
         let mut cmd = Command::new("redis-server");
         cmd.arg("--port")
@@ -57,12 +72,31 @@ impl RedisServer {
         } else {
             cmd.args(["--appendonly", "no"]);
         }
+        if let Some(primary) = self.replica_of {
+            cmd.args(["--replicaof", "127.0.0.1", &primary.to_string()]);
+        }
         let child = cmd
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .expect("redis-server is installed");
         self.child = Some(child);
+    }
+
+    /// Freezes the process (SIGSTOP: its connections stay open, it answers nothing) or lets it go on
+    /// (SIGCONT).
+    pub fn freeze(&self, frozen: bool) {
+        let Some(child) = &self.child else { return };
+        let status = Command::new("kill")
+            .arg(if frozen { "-STOP" } else { "-CONT" })
+            .arg(child.id().to_string())
+            .status()
+            .expect("kill is installed");
+        assert!(
+            status.success(),
+            "cannot signal redis-server {}",
+            child.id()
+        );
     }
 
     /// Kills the server (SIGKILL: no chance to save anything on the way out).
