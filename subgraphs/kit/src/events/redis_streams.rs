@@ -55,9 +55,15 @@ use crate::config::EventsConfig;
 /// Adds the event unless its marker says it was added already; returns the entry id either way.
 /// KEYS: stream, marker. ARGV: max_len, marker TTL in ms, event JSON, kind, traceparent (may be
 /// empty: then the entry has no `traceparent` field).
+/// A retry that finds the marker still writes (it renews the marker's TTL): replication is in order, so a
+/// `WAIT` after it confirms the replicas hold the original entry too, even when the retry comes on a new
+/// connection that never carried the original write.
 const PUBLISH_ONCE: &str = r"
 local prior = redis.call('GET', KEYS[2])
-if prior then return prior end
+if prior then
+  redis.call('PEXPIRE', KEYS[2], ARGV[2])
+  return prior
+end
 local id
 if ARGV[5] ~= '' then
   id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', 'event', ARGV[3], 'kind', ARGV[4], 'traceparent', ARGV[5])
