@@ -276,7 +276,8 @@ impl AssignmentConfig {
 #[serde(deny_unknown_fields, default)]
 pub struct EventsConfig {
     /// Put before every Redis key Shippy uses: stream `log` is the key `<prefix>log`, its dead letters
-    /// `<prefix>log:dead`. Lets several deployments (or tests) share one Redis. Default `shippy:`.
+    /// `{<prefix>log}:dead` (the braces keep them on the stream's Redis Cluster slot). Lets several
+    /// deployments (or tests) share one Redis. Default `shippy:`.
     pub stream_prefix: String,
     /// Streams are trimmed to about this many entries (`XADD ... MAXLEN ~`); it bounds Redis memory and how
     /// far a stopped consumer group may fall behind before it loses the oldest entries. Default 100000.
@@ -289,6 +290,12 @@ pub struct EventsConfig {
     /// Longest wait for one Redis command (blocking reads wait `consumer.block` on top). Default `5s`.
     #[serde(with = "humantime_serde")]
     pub command_timeout: Duration,
+    /// Replicas that must hold a published event before the publish counts (Redis `WAIT`), so that a
+    /// primary failing over right after a publish cannot lose it: until enough replicas confirm, the
+    /// outbox row stays unsent and is published again (the publish marker keeps it from being added
+    /// twice). Unset: 1 on a Redis Cluster (`redis+cluster://`), 0 on a single server. Set 0 on a cluster
+    /// without replicas.
+    pub publish_replicas: Option<usize>,
     /// Most events a process buffers for its live subscriptions (GraphQL subscriptions) per stream; a
     /// subscriber that falls further behind is told it lagged. Also the in-process bus's bound per stream.
     /// Default 1024.
@@ -304,6 +311,7 @@ impl Default for EventsConfig {
             max_len: 100_000,
             dedupe_window: Duration::from_secs(3600),
             command_timeout: Duration::from_secs(5),
+            publish_replicas: None,
             live_capacity: 1024,
             consumer: ConsumerConfig::default(),
         }
@@ -328,7 +336,7 @@ pub struct ConsumerConfig {
     #[serde(with = "humantime_serde")]
     pub claim_idle: Duration,
     /// Deliveries after which an entry that still fails is moved to the dead-letter stream
-    /// (`<prefix><stream>:dead`) instead of being tried again. Default 10.
+    /// (`{<prefix><stream>}:dead`) instead of being tried again. Default 10.
     pub max_deliveries: u64,
     /// First pause after the bus or a handler failed; doubles on each further failure. Default `200ms`.
     #[serde(with = "humantime_serde")]

@@ -1,6 +1,8 @@
 //! Test support shared by every subgraph's integration tests (feature `testing`):
 //! - [`database`]: a fresh database per test on SQLite or PostgreSQL (`TEST_DATABASE_URL`);
 //! - [`shared_redis`]: a key namespace of one's own on the test Redis (`TEST_REDIS_URL`) and a proxy to cut it;
+//! - [`redis_server`], [`redis_cluster`]: a `redis-server`, or a Redis Cluster of six, of the test's own
+//!   on free ports, to stop, restart or fail over in the middle of a test;
 //! - [`config`]: settings for tests (fixed token secret and router credentials, quick relay and consumers);
 //! - [`server`]: servers on `127.0.0.1:0` and readiness waits;
 //! - [`client`]: a small GraphQL client over HTTP and WebSocket;
@@ -10,6 +12,8 @@
 pub mod client;
 pub mod config;
 pub mod database;
+pub mod redis_cluster;
+pub mod redis_server;
 pub mod server;
 pub mod shared_redis;
 pub mod tokens;
@@ -19,6 +23,8 @@ use std::{future::Future, sync::Arc, time::Duration};
 pub use client::{GqlResponse, GraphQLClient, RouterCredential, WsClient};
 pub use config::{access_config, auth_config, events_config, subgraph_config};
 pub use database::{Backend, TestDb, drop_postgres_database_blocking, test_database_url};
+pub use redis_cluster::RedisCluster;
+pub use redis_server::RedisServer;
 pub use server::{TestServer, wait_live};
 pub use shared_redis::{RedisNamespace, TcpProxy, test_redis_url};
 pub use tokens::TestTokens;
