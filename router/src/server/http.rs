@@ -142,7 +142,7 @@ async fn run(
     caller: Caller<'_>,
     observed: &Observed,
 ) -> Response {
-    let prepared = match state.prepare_request(&request, live).await {
+    let prepared = match state.prepare_request(&request, live, &caller).await {
         Ok(prepared) => prepared,
         Err(rejection) => return error_response(media, &rejection),
     };
