@@ -23,7 +23,9 @@ mod subgraphs;
 mod subscriptions;
 
 pub use auth::{AuthConfig, JwtConfig, PublicKeyAlgorithm, RevocationConfig, Secret};
-pub use headers::{HeaderRules, HeadersConfig, RequestHeaderRule};
+pub use headers::{
+    HeaderRules, HeadersConfig, MergeAlgorithm, RequestHeaderRule, ResponseHeaderRule,
+};
 pub use http::{CsrfConfig, HttpConfig};
 pub use limits::LimitsConfig;
 pub use override_labels::OverrideLabelsConfig;

@@ -754,6 +754,7 @@ async fn header_rules_shape_each_subgraphs_requests_and_reload_live() {
                 "accounts".into(),
                 HeaderRules {
                     request: vec![subgraph_rule],
+                    ..HeaderRules::default()
                 },
             );
         }
@@ -820,6 +821,83 @@ async fn header_rules_shape_each_subgraphs_requests_and_reload_live() {
         .subgraphs
         .insert("nope".into(), HeaderRules::default());
     assert!(env.router.reload(unknown).is_err());
+}
+
+#[tokio::test]
+async fn response_rules_pass_subgraph_headers_on_and_merge_cache_control() {
+    use shippy_router::config::{HeaderRules, MergeAlgorithm, ResponseHeaderRule};
+    let env = env()
+        .canned("accounts", |body| {
+            if body.contains("updateName") {
+                (200, r#"{"data":{"updateName":{"id":"1"}}}"#.to_string())
+            } else if body.contains("boom") {
+                (
+                    200,
+                    r#"{"data":{"me":null},"errors":[{"message":"boom"}]}"#.to_string(),
+                )
+            } else {
+                (200, r#"{"data":{"me":{"id":"1"}}}"#.to_string())
+            }
+        })
+        .canned_headers(
+            "accounts",
+            vec![
+                ("cache-control", "public, max-age=60, s-maxage=30"),
+                ("x-served-by", "accounts-7"),
+                ("x-internal", "secret"),
+            ],
+        )
+        .config(|c| {
+            c.headers.merge_cache_control = true;
+            c.headers.all = HeaderRules {
+                response: vec![
+                    ResponseHeaderRule::Propagate {
+                        named: Some("x-served-by".into()),
+                        matching: None,
+                        rename: Some("x-backend".into()),
+                        default: None,
+                        algorithm: MergeAlgorithm::Append,
+                    },
+                    ResponseHeaderRule::Propagate {
+                        named: Some("x-region".into()),
+                        matching: None,
+                        rename: None,
+                        default: Some("unknown".into()),
+                        algorithm: MergeAlgorithm::Last,
+                    },
+                ],
+                ..HeaderRules::default()
+            };
+        })
+        .start()
+        .await;
+    let query = env.post("{ me { id } }").await;
+    assert_eq!(query.text, r#"{"data":{"me":{"id":"1"}}}"#);
+    assert_eq!(
+        query.headers["cache-control"],
+        "public, max-age=60, s-maxage=30"
+    );
+    assert_eq!(query.headers["x-backend"], "accounts-7");
+    assert_eq!(
+        query.headers["x-region"], "unknown",
+        "the default when no subgraph sent it"
+    );
+    assert!(
+        query.headers.get("x-internal").is_none(),
+        "only what a rule names"
+    );
+
+    let failed = env.post("{ me { id boom: id } }").await;
+    assert_eq!(
+        failed.headers["cache-control"], "no-store",
+        "{}",
+        failed.text
+    );
+    let mutation = env
+        .post(r#"mutation { updateName(id: "1", name: "x") { id } }"#)
+        .await;
+    assert_eq!(mutation.status, 200, "{}", mutation.text);
+    assert_eq!(mutation.headers["cache-control"], "no-store");
 }
 
 /// The bench supergraph with `Query.me` moved from accounts to reviews under `label`.

@@ -148,7 +148,7 @@ pub(crate) struct RouterState {
     pub(crate) access: AccessRules,
     /// `@rateLimit` of the supergraph, combined with `rate_limit.fields` on every (re)load.
     pub(crate) rate_limit_directives: Vec<(String, FieldRateLimit)>,
-    pub(crate) inbound: SingleFlight<Bytes>,
+    pub(crate) inbound: SingleFlight<(Bytes, http::HeaderMap)>,
     pub(crate) client_ip_header: Option<HeaderName>,
     /// Revoked token ids (the user subgraph's `logout`). Made once at start-up, so that `shippy up`
     /// can share its store with the user subgraph; every verifier a reload builds checks it.
@@ -167,7 +167,7 @@ pub(crate) struct Live {
     /// subgraphs in `connection_init`.
     pub(crate) auth_header: HeaderName,
     /// The forward list and `headers` rules for subgraph requests.
-    pub(crate) headers: HeaderPolicy,
+    pub(crate) headers: Arc<HeaderPolicy>,
     /// Bumped by every reload; part of the prepared-operation cache key, so operations prepared
     /// under an older configuration are never served under a newer one.
     pub(crate) generation: u64,
@@ -190,8 +190,10 @@ impl Live {
             .map(|name| header_name("csrf.required_headers", name))
             .collect::<Result<Vec<_>, _>>()?;
         let auth_header = config.auth.jwt.header()?;
-        let headers =
-            HeaderPolicy::new(&config.subgraph_defaults.forward_headers, &config.headers)?;
+        let headers = Arc::new(HeaderPolicy::new(
+            &config.subgraph_defaults.forward_headers,
+            &config.headers,
+        )?);
         Ok(Live {
             config,
             verifier,
