@@ -245,6 +245,14 @@ async fn migrate_and_a_standalone_subgraph_on_postgres() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(String::from_utf8_lossy(&out.stdout).contains("vessel: migrations applied"));
+    // A standalone vessel subgraph hears no `user.registered` (no Redis here): record the owner as its
+    // consumer would have, so that it may own a vessel.
+    let owner: uuid::Uuid = uuid_like().parse().unwrap();
+    let conn = sea_orm::Database::connect(&db.url).await.unwrap();
+    shippy_vessel::commands::remember_user(&conn, owner)
+        .await
+        .unwrap();
+    conn.close().await.unwrap();
 
     let mut cmd = shippy();
     cmd.args(["subgraph", "vessel", "--listen", "127.0.0.1:0"])
@@ -272,7 +280,7 @@ fn login_token(login: &testing::GqlResponse) -> String {
 }
 
 fn uuid_like() -> String {
-    // Any UUID: the vessel subgraph takes the owner id from the token.
+    // Any UUID: the vessel subgraph takes the owner id from the token (and must know it as a user).
     "0191d9a4-1b2c-7d3e-8f40-123456789abc".into()
 }
 

@@ -1,4 +1,4 @@
-//! The vessel subgraph's database: `vessels`, `reservations`, `outbox` and `inbox`.
+//! The vessel subgraph's database: `vessels`, `reservations`, `known_users`, `outbox` and `inbox`.
 
 use sea_orm_migration::{prelude::*, schema::*};
 
@@ -15,6 +15,7 @@ impl MigratorTrait for Migrator {
             Box::new(crate::outbox::AddOutboxTraceparent),
             Box::new(crate::outbox::AddOutboxLease),
             Box::new(AddReservationRound),
+            Box::new(CreateKnownUsers),
         ]
     }
 }
@@ -214,6 +215,59 @@ impl MigrationTrait for AddReservationRound {
                     .drop_column(ReservationRound::Round)
                     .to_owned(),
             )
+            .await
+    }
+}
+
+#[derive(DeriveIden)]
+enum KnownUsers {
+    Table,
+    UserId,
+}
+
+/// Creates `known_users`: the users the vessel subgraph knows exist, projected from the user subgraph's
+/// `user.registered` events (a vessel's owner must be one). Seeded with the owners of the vessels already
+/// there: they were users when they created them, and must not be locked out by the upgrade. Users who
+/// registered before the upgrade and own no vessel yet come from the log stream, which the vessel
+/// subgraph's new consumer group reads from its start.
+pub struct CreateKnownUsers;
+
+impl MigrationName for CreateKnownUsers {
+    fn name(&self) -> &str {
+        "vessel_known_users"
+    }
+}
+
+#[async_trait::async_trait]
+impl MigrationTrait for CreateKnownUsers {
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        manager
+            .create_table(
+                Table::create()
+                    .table(KnownUsers::Table)
+                    .if_not_exists()
+                    .col(pk_uuid(KnownUsers::UserId))
+                    .to_owned(),
+            )
+            .await?;
+        let seed = Query::insert()
+            .into_table(KnownUsers::Table)
+            .columns([KnownUsers::UserId])
+            .select_from(
+                Query::select()
+                    .distinct()
+                    .column(Vessels::OwnerId)
+                    .from(Vessels::Table)
+                    .to_owned(),
+            )
+            .map_err(|e| DbErr::Migration(e.to_string()))?
+            .to_owned();
+        manager.exec_stmt(seed).await
+    }
+
+    async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        manager
+            .drop_table(Table::drop().table(KnownUsers::Table).to_owned())
             .await
     }
 }

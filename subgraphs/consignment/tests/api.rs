@@ -1,7 +1,7 @@
 //! The consignment subgraph over HTTP and WebSocket on 127.0.0.1:0, with the vessel subgraph beside it on
 //! the same in-process bus (as `shippy up` runs them), each scenario on SQLite and on PostgreSQL.
 
-use shippy_contracts::streams;
+use shippy_contracts::{streams, user};
 use std::{sync::Arc, time::Duration};
 
 use futures::StreamExt;
@@ -19,6 +19,7 @@ use shippy_kit::{
     live::Live,
     testing::{self, Backend, GraphQLClient, TestDb, TestServer, WsClient},
 };
+use shippy_user::tokens::TokenIssuer;
 use uuid::Uuid;
 
 /// The consignment and vessel subgraphs on one in-process bus; servers stop before their databases go.
@@ -52,15 +53,24 @@ async fn start(backend: Backend) -> Harness {
     }
 }
 
-/// A token for a fresh user id, as the user subgraph would issue it.
-fn user() -> (String, String) {
-    let id = Uuid::now_v7().to_string();
-    let token = testing::TestTokens::from_config(&testing::auth_config())
+/// A fresh user who registered (their `user.registered` is on the bus, so the vessel subgraph knows them
+/// as a possible vessel owner) and a token for them as the user subgraph issues it.
+async fn user(bus: &Arc<dyn EventBus>) -> (String, String) {
+    let id = Uuid::now_v7();
+    let registered = user::Registered {
+        user_id: id,
+        name: "Uma".into(),
+        company: None,
+    };
+    bus.publish(&registered.event("user").unwrap())
+        .await
+        .unwrap();
+    let token = TokenIssuer::from_config(&testing::auth_config())
         .unwrap()
-        .issue(&id, "u@example.com", vec![])
+        .issue(&id.to_string(), "u@example.com", vec![])
         .unwrap()
         .token;
-    (token, id)
+    (token, id.to_string())
 }
 
 const CREATE: &str = "mutation($input: CreateConsignmentInput!) {
@@ -139,7 +149,7 @@ async fn create_validates_input_and_requires_a_token(backend: Backend) {
     let anon = h.client().query(CREATE, input(1, 1.0), None).await;
     assert_eq!(anon.code(), Some("UNAUTHENTICATED"));
 
-    let (token, owner) = user();
+    let (token, owner) = user(&h.bus).await;
     let containers = |n: usize| input(n, 1.0)["input"]["containers"].clone();
     let cases = [
         (
@@ -209,8 +219,8 @@ async fn create_validates_input_and_requires_a_token(backend: Backend) {
 
 async fn consignments_are_their_owners_only(backend: Backend) {
     let h = start(backend).await;
-    let (alice, alice_id) = user();
-    let (bob, _) = user();
+    let (alice, alice_id) = user(&h.bus).await;
+    let (bob, _) = user(&h.bus).await;
     let ids = [
         h.create(&alice, 1, 1.0).await,
         h.create(&alice, 1, 1.0).await,
@@ -298,9 +308,9 @@ async fn consignments_are_their_owners_only(backend: Backend) {
 
 async fn vessels_are_assigned_and_moved_along_by_their_owner(backend: Backend) {
     let h = start(backend).await;
-    let (alice, _) = user();
-    let (carrier, _) = user();
-    let (mallory, _) = user();
+    let (alice, _) = user(&h.bus).await;
+    let (carrier, _) = user(&h.bus).await;
+    let (mallory, _) = user(&h.bus).await;
     let vessel = h.vessel(&carrier, 3, 100.0).await;
 
     // Alice watches all her consignments; Mallory tries to watch one of Alice's and everything of hers.

@@ -99,9 +99,14 @@ async fn vessel_subgraph(
 ) -> (TestServer, shippy_vessel::State, Uuid) {
     let service = VesselService::start(config, bus).await.unwrap();
     let state = service.state().clone();
+    // Owned by a user the vessel subgraph knows (as its `user.registered` consumer records them).
+    let owner = Uuid::now_v7();
+    shippy_vessel::commands::remember_user(&state.db, owner)
+        .await
+        .unwrap();
     let vessel = shippy_vessel::commands::create(
         &state,
-        Uuid::now_v7(),
+        owner,
         NewVessel {
             name: VesselName::parse("Saga").unwrap(),
             capacity: Capacity::parse(capacity).unwrap(),

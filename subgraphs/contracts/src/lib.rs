@@ -14,7 +14,8 @@
 //! ([`consignment::BOOKING_REFUSED`]).
 //!
 //! Every subgraph also records activity on the [`streams::LOG`] stream ([`log::event`]), which the log
-//! subgraph stores whatever its kind.
+//! subgraph stores whatever its kind. One of those crosses subgraphs: [`user::REGISTERED`], from which the
+//! vessel subgraph learns which users exist (a vessel's owner must be one).
 //!
 //! The JSON of every payload is what the events carried before these types existed (field names, value
 //! types), so entries already in outboxes and streams still decode.
@@ -22,6 +23,7 @@
 pub mod consignment;
 pub mod log;
 pub mod streams;
+pub mod user;
 pub mod vessel;
 
 use serde::Serialize;
@@ -55,7 +57,17 @@ mod tests {
     use serde_json::json;
     use uuid::Uuid;
 
-    use crate::{consignment, vessel};
+    use crate::{consignment, user, vessel};
+
+    #[test]
+    fn registrations_keep_their_json() {
+        let id = Uuid::now_v7();
+        let old = json!({ "user_id": id, "name": "Ada", "company": null });
+        let registered: user::Registered = serde_json::from_value(old.clone()).unwrap();
+        assert_eq!(registered.user_id, id);
+        assert_eq!(serde_json::to_value(&registered).unwrap(), old);
+        assert!(serde_json::from_value::<user::Registered>(json!({ "name": "Ada" })).is_err());
+    }
 
     #[test]
     fn answers_keep_their_json() {

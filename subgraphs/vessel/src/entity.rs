@@ -1,4 +1,4 @@
-//! The `vessels` and `reservations` tables (created by `shippy_migrations::vessel`).
+//! The `vessels`, `reservations` and `known_users` tables (created by `shippy_migrations::vessel`).
 
 use sea_orm::entity::prelude::*;
 
@@ -70,6 +70,26 @@ pub mod reservation {
         /// The consignment's assignment round this booking answered (see
         /// `shippy_contracts::consignment::Snapshot::assignment_round`).
         pub round: i32,
+    }
+
+    /// No relations.
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+/// The users this subgraph knows exist (a vessel's owner must be one), projected from `user.registered`.
+pub mod known_user {
+    use sea_orm::entity::prelude::*;
+
+    /// One known user.
+    #[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
+    #[sea_orm(table_name = "known_users")]
+    pub struct Model {
+        /// The user's id (a user-subgraph id, the `sub` of their tokens).
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub user_id: Uuid,
     }
 
     /// No relations.

@@ -13,7 +13,7 @@ use uuid::Uuid;
 
 use crate::{
     State,
-    commands::{self, NewVessel},
+    commands::{self, CreateError, NewVessel},
     domain::{Capacity, VesselName, Weight},
     entity::{self, Column, Entity as Vessels},
 };
@@ -187,6 +187,10 @@ pub struct Mutation;
 #[Object]
 impl Mutation {
     /// Creates an available vessel owned by the caller. Requires a token. Records `vessel.created`.
+    ///
+    /// The caller must be a registered user. A user who registered a moment ago may not be known here
+    /// yet: the call then waits a few seconds for the registration to arrive, and if it does not, fails
+    /// with `extensions.code` `UNKNOWN_USER` and stores nothing (try again shortly).
     #[graphql(directive = authenticated::apply())]
     async fn create_vessel(&self, ctx: &Context<'_>, input: CreateVesselInput) -> Result<Vessel> {
         let claims = auth::require(ctx)?;
@@ -195,7 +199,14 @@ impl Mutation {
         let new = input.parse()?;
         let row = commands::create(state(ctx)?, owner, new)
             .await
-            .map_err(|e| error::internal("creating vessel", e))?;
+            .map_err(|e| match e {
+                CreateError::UnknownOwner(_) => error::error(
+                    error::Code::UnknownUser,
+                    "your account is not known to the vessel service (yet): if you registered a \
+                     moment ago, try again shortly",
+                ),
+                CreateError::Db(e) => error::internal("creating vessel", e),
+            })?;
         Ok(Vessel(row))
     }
 }

@@ -4,7 +4,7 @@
 //! never books twice (also when copies race), late and cancelled bookings are given back once, and the
 //! running subgraph answers `consignment.created` events on the bus in words an owner understands.
 
-use shippy_contracts::streams;
+use shippy_contracts::{streams, user};
 use std::{sync::Arc, time::Duration};
 
 use futures::StreamExt;
@@ -14,6 +14,7 @@ use shippy_kit::{
     events::{Event, EventBus},
     testing::{self, Backend, TestDb, TestServer},
 };
+use shippy_user::tokens::TokenIssuer;
 use shippy_vessel::{
     State,
     commands::{self, Booking, BookingRequest, GiveBack, NewVessel},
@@ -43,9 +44,14 @@ impl Harness {
     }
 
     async fn vessel(&self, name: &str, capacity: i32, max_weight: f64) -> entity::Model {
+        // Owned by a user the subgraph knows, as the `user.registered` consumer records them.
+        let owner = Uuid::now_v7();
+        commands::remember_user(&self.state().db, owner)
+            .await
+            .unwrap();
         commands::create(
             self.state(),
-            Uuid::now_v7(),
+            owner,
             NewVessel {
                 name: VesselName::parse(name).unwrap(),
                 capacity: Capacity::parse(capacity).unwrap(),
@@ -271,9 +277,18 @@ async fn the_running_subgraph_answers_on_the_bus(backend: Backend) {
         shippy_kit::subgraph::run::<shippy_vessel::Vessel>(listener, config, run_bus, shutdown)
     })
     .await;
-    let token = shippy_kit::testing::TestTokens::from_config(&testing::auth_config())
+    let vessel_owner = Uuid::now_v7();
+    let registered = user::Registered {
+        user_id: vessel_owner,
+        name: "Olive".into(),
+        company: None,
+    };
+    bus.publish(&registered.event("user").unwrap())
+        .await
+        .unwrap();
+    let token = TokenIssuer::from_config(&testing::auth_config())
         .unwrap()
-        .issue(&Uuid::now_v7().to_string(), "o@example.com", vec![])
+        .issue(&vessel_owner.to_string(), "o@example.com", vec![])
         .unwrap()
         .token;
     server
