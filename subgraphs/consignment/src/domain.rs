@@ -3,10 +3,8 @@
 use serde::{Deserialize, Serialize};
 use shippy_contracts::consignment::status;
 
-/// Why a value was refused; shown to the client after the field name.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{0}")]
-pub struct Invalid(pub &'static str);
+/// Why a value was refused (kit's, shared by every subgraph's input types).
+pub use shippy_kit::error::Invalid;
 
 /// Longest description, in characters.
 pub const DESCRIPTION_MAX: usize = 500;

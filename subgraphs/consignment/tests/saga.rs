@@ -51,9 +51,9 @@ fn config(url: &str, retry_after: Duration, deadline: Duration) -> SubgraphConfi
     }
 }
 
-/// A token for a fresh user id.
+/// A token for a fresh user id, as the user subgraph issues it.
 fn user() -> String {
-    testing::TestTokens::from_config(&testing::auth_config())
+    shippy_user::tokens::TokenIssuer::from_config(&testing::auth_config())
         .unwrap()
         .issue(&Uuid::now_v7().to_string(), "u@example.com", vec![])
         .unwrap()

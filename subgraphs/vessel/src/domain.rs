@@ -1,9 +1,7 @@
 //! Vessel input, parsed once into types that cannot hold invalid values.
 
-/// Why a value was refused; shown to the client after the field name.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{0}")]
-pub struct Invalid(pub &'static str);
+/// Why a value was refused (kit's, shared by every subgraph's input types).
+pub use shippy_kit::error::Invalid;
 
 /// Largest vessel, in containers (the biggest ships carry ~25 000 TEU; leave room).
 pub const CAPACITY_MAX: i32 = 1_000_000;
