@@ -16,6 +16,7 @@ impl MigratorTrait for Migrator {
             Box::new(crate::outbox::AddOutboxLease),
             Box::new(AddReservationRound),
             Box::new(CreateKnownUsers),
+            Box::new(WeightsInKilograms),
         ]
     }
 }
@@ -269,5 +270,49 @@ impl MigrationTrait for CreateKnownUsers {
         manager
             .drop_table(Table::drop().table(KnownUsers::Table).to_owned())
             .await
+    }
+}
+
+/// Weights in whole kilograms (`BIGINT`) instead of floating point, so the capacity check is exact.
+/// Never overbooks: a reservation's weight rounds up, a vessel's max weight rounds down, and a vessel's
+/// booked weight becomes the larger of its old total rounded up and the sum of its active reservations
+/// (rounded up each), so releasing every reservation later never gives back more than was booked.
+pub struct WeightsInKilograms;
+
+impl MigrationName for WeightsInKilograms {
+    fn name(&self) -> &str {
+        "vessel_weights_in_kilograms"
+    }
+}
+
+#[async_trait::async_trait]
+impl MigrationTrait for WeightsInKilograms {
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        use crate::kilograms::{Round, replace_column, rounded, to_kilograms};
+        to_kilograms(manager, "reservations", "weight", Round::Up).await?;
+        to_kilograms(manager, "vessels", "max_weight", Round::Down).await?;
+        let backend = manager.get_database_backend();
+        let old_total = rounded(backend, "reserved_weight", Round::Up);
+        let greatest = match backend {
+            sea_orm_migration::sea_orm::DbBackend::Sqlite => "MAX",
+            _ => "GREATEST",
+        };
+        let booked = format!(
+            "{greatest}({old_total}, (SELECT COALESCE(SUM(r.weight), 0) FROM reservations r \
+             WHERE r.vessel_id = vessels.id AND r.released_at IS NULL))"
+        );
+        replace_column(manager, "vessels", "reserved_weight", "BIGINT", &booked).await
+    }
+
+    async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        use crate::kilograms::to_floating_point;
+        for (table, column) in [
+            ("vessels", "reserved_weight"),
+            ("vessels", "max_weight"),
+            ("reservations", "weight"),
+        ] {
+            to_floating_point(manager, table, column).await?;
+        }
+        Ok(())
     }
 }

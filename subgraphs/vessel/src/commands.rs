@@ -18,8 +18,8 @@
 //! subgraph's `user.registered` events ([`remember_user`], run by [`crate::consumers::Registrations`]).
 //!
 //! No overbooking: the booking is a conditional update, `reserved + n <= capacity` (and the same for
-//! weight) checked by the database on the row it updates. On PostgreSQL two transactions booking the same
-//! vessel serialize on the row lock and the second re-checks the condition against the first's result; on
+//! weight, in whole kilograms: exact integer arithmetic) checked by the database on the row it updates.
+//! On PostgreSQL two transactions booking the same vessel serialize on the row lock and the second re-checks the condition against the first's result; on
 //! SQLite the single connection runs them one after the other. A booking that loses the race looks for the
 //! next vessel.
 
@@ -52,7 +52,7 @@ pub struct NewVessel {
     pub name: VesselName,
     /// Capacity in containers.
     pub capacity: Capacity,
-    /// Max weight.
+    /// Max weight in kilograms.
     pub max_weight: Weight,
 }
 
@@ -133,7 +133,7 @@ pub async fn create(
         owner_id: Set(owner),
         created_at: Set(Utc::now()),
         reserved_containers: Set(0),
-        reserved_weight: Set(0.0),
+        reserved_weight: Set(0),
     };
     let txn = state.db.begin().await?;
     Vessels::insert(row).exec_without_returning(&txn).await?;
@@ -164,7 +164,7 @@ pub(crate) fn remaining_capacity() -> SimpleExpr {
     Expr::col(Column::Capacity).sub(Expr::col(Column::ReservedContainers))
 }
 
-/// Weight still free on a vessel, as SQL.
+/// Kilograms still free on a vessel, as SQL (exact: integer columns).
 pub(crate) fn remaining_weight() -> SimpleExpr {
     Expr::col(Column::MaxWeight).sub(Expr::col(Column::ReservedWeight))
 }
@@ -199,8 +199,8 @@ pub struct BookingRequest {
     pub id: Uuid,
     /// Its owner, to address the answer.
     pub owner_id: Uuid,
-    /// Total weight.
-    pub weight: f64,
+    /// Total weight in kilograms.
+    pub weight: i64,
     /// Number of containers.
     pub container_count: i32,
     /// The consignment's assignment round (0, then one more per retry of its owner).
@@ -351,7 +351,7 @@ pub async fn book(
             "vessel.reserved",
             Some(vessel.owner_id.to_string()),
             format!(
-                "{} containers ({} weight) booked on {} for consignment {}",
+                "{} containers ({} kg) booked on {} for consignment {}",
                 containers.get(),
                 weight.get(),
                 vessel.name,
@@ -659,15 +659,12 @@ mod tests {
             round: 0,
         };
         assert_eq!(
-            size_in_words(&request(12, 40_000.0)),
+            size_in_words(&request(12, 40_000)),
             "12 containers and 40,000 kg"
         );
+        assert_eq!(size_in_words(&request(1, 999)), "1 container and 999 kg");
         assert_eq!(
-            size_in_words(&request(1, 999.5)),
-            "1 container and 999.5 kg"
-        );
-        assert_eq!(
-            size_in_words(&request(1000, 1_234_567.0)),
+            size_in_words(&request(1000, 1_234_567)),
             "1,000 containers and 1,234,567 kg"
         );
         assert_eq!(grouped("-1234"), "-1,234");

@@ -70,7 +70,7 @@ const CREATE: &str = "mutation($input: CreateVesselInput!) {
     createVessel(input: $input) { id name capacity maxWeight available owner { id } createdAt }
 }";
 const FIND: &str =
-    "query($c: Int!, $w: Float!) { findAvailableVessel(capacity: $c, maxWeight: $w) { id name } }";
+    "query($c: Int!, $w: Int!) { findAvailableVessel(capacity: $c, maxWeight: $w) { id name } }";
 
 impl Harness {
     /// A fresh user who registered (their `user.registered` is on the bus) and their token.
@@ -91,7 +91,7 @@ impl Harness {
         n
     }
 
-    async fn create(&self, token: &str, name: &str, capacity: i32, max_weight: f64) -> String {
+    async fn create(&self, token: &str, name: &str, capacity: i32, max_weight: i32) -> String {
         let input =
             json!({ "input": { "name": name, "capacity": capacity, "maxWeight": max_weight } });
         let resp = self.client.query(CREATE, input, Some(token)).await;
@@ -104,7 +104,7 @@ impl Harness {
 
 async fn create_requires_a_token_and_sets_the_owner(backend: Backend) {
     let h = start(backend).await;
-    let input = json!({ "input": { "name": "Ever Given", "capacity": 500, "maxWeight": 20000.0 } });
+    let input = json!({ "input": { "name": "Ever Given", "capacity": 500, "maxWeight": 20000 } });
     let anon = h.client.query(CREATE, input.clone(), None).await;
     assert_eq!(anon.code(), Some("UNAUTHENTICATED"));
 
@@ -113,7 +113,7 @@ async fn create_requires_a_token_and_sets_the_owner(backend: Backend) {
     let vessel = &resp.data()["createVessel"];
     assert_eq!(vessel["name"], "Ever Given");
     assert_eq!(vessel["capacity"], 500);
-    assert_eq!(vessel["maxWeight"], 20000.0);
+    assert_eq!(vessel["maxWeight"], 20000);
     assert_eq!(vessel["available"], true);
     assert_eq!(vessel["owner"]["id"], owner.as_str());
 
@@ -137,31 +137,35 @@ async fn bad_inputs_name_the_field(backend: Backend) {
     let (token, _) = h.user_token().await;
     let cases = [
         (
-            json!({ "name": " ", "capacity": 1, "maxWeight": 1.0 }),
+            json!({ "name": " ", "capacity": 1, "maxWeight": 1 }),
             "input.name",
         ),
         (
-            json!({ "name": "x".repeat(101), "capacity": 1, "maxWeight": 1.0 }),
+            json!({ "name": "x".repeat(101), "capacity": 1, "maxWeight": 1 }),
             "input.name",
         ),
         (
-            json!({ "name": "A", "capacity": 0, "maxWeight": 1.0 }),
+            json!({ "name": "A", "capacity": 0, "maxWeight": 1 }),
             "input.capacity",
         ),
         (
-            json!({ "name": "A", "capacity": -3, "maxWeight": 1.0 }),
+            json!({ "name": "A", "capacity": -3, "maxWeight": 1 }),
             "input.capacity",
         ),
         (
-            json!({ "name": "A", "capacity": 2_000_000, "maxWeight": 1.0 }),
+            json!({ "name": "A", "capacity": 2_000_000, "maxWeight": 1 }),
             "input.capacity",
         ),
         (
-            json!({ "name": "A", "capacity": 1, "maxWeight": 0.0 }),
+            json!({ "name": "A", "capacity": 1, "maxWeight": 0 }),
             "input.maxWeight",
         ),
         (
-            json!({ "name": "A", "capacity": 1, "maxWeight": -1.5 }),
+            json!({ "name": "A", "capacity": 1, "maxWeight": -1 }),
+            "input.maxWeight",
+        ),
+        (
+            json!({ "name": "A", "capacity": 1, "maxWeight": 1_000_000_001 }),
             "input.maxWeight",
         ),
     ];
@@ -181,15 +185,9 @@ async fn bad_inputs_name_the_field(backend: Backend) {
             "{input}"
         );
     }
-    let resp = h
-        .client
-        .query(FIND, json!({ "c": 0, "w": 1.0 }), None)
-        .await;
+    let resp = h.client.query(FIND, json!({ "c": 0, "w": 1 }), None).await;
     assert_eq!(resp.body["errors"][0]["extensions"]["field"], "capacity");
-    let resp = h
-        .client
-        .query(FIND, json!({ "c": 1, "w": -1.0 }), None)
-        .await;
+    let resp = h.client.query(FIND, json!({ "c": 1, "w": -1 }), None).await;
     assert_eq!(resp.body["errors"][0]["extensions"]["field"], "maxWeight");
     let resp = h
         .client
@@ -207,11 +205,11 @@ async fn bad_inputs_name_the_field(backend: Backend) {
 async fn find_available_picks_the_smallest_that_fits(backend: Backend) {
     let h = start(backend).await;
     let (token, _) = h.user_token().await;
-    let big = h.create(&token, "Big", 1000, 50_000.0).await;
-    let small = h.create(&token, "Small", 10, 1_000.0).await;
-    let heavy = h.create(&token, "Heavy", 20, 100_000.0).await;
+    let big = h.create(&token, "Big", 1000, 50_000).await;
+    let small = h.create(&token, "Small", 10, 1_000).await;
+    let heavy = h.create(&token, "Heavy", 20, 100_000).await;
 
-    let fits = |c: i32, w: f64| {
+    let fits = |c: i32, w: i32| {
         let client = h.client.clone();
         async move {
             client
@@ -221,17 +219,17 @@ async fn find_available_picks_the_smallest_that_fits(backend: Backend) {
                 .clone()
         }
     };
-    assert_eq!(fits(5, 500.0).await, small.as_str());
-    assert_eq!(fits(10, 1_000.0).await, small.as_str(), "exact fit counts");
-    assert_eq!(fits(15, 500.0).await, heavy.as_str());
-    assert_eq!(fits(15, 60_000.0).await, heavy.as_str());
+    assert_eq!(fits(5, 500).await, small.as_str());
+    assert_eq!(fits(10, 1_000).await, small.as_str(), "exact fit counts");
+    assert_eq!(fits(15, 500).await, heavy.as_str());
+    assert_eq!(fits(15, 60_000).await, heavy.as_str());
     assert_eq!(
-        fits(500, 60_000.0).await,
+        fits(500, 60_000).await,
         Value::Null,
         "capacity and weight must both suffice"
     );
-    assert_eq!(fits(500, 1_000.0).await, big.as_str());
-    assert_eq!(fits(5000, 1.0).await, Value::Null);
+    assert_eq!(fits(500, 1_000).await, big.as_str());
+    assert_eq!(fits(5000, 1).await, Value::Null);
 }
 
 async fn vessels_page_in_creation_order(backend: Backend) {
@@ -239,7 +237,7 @@ async fn vessels_page_in_creation_order(backend: Backend) {
     let (token, _) = h.user_token().await;
     let mut ids = Vec::new();
     for n in 0..3 {
-        ids.push(h.create(&token, &format!("V{n}"), 10, 10.0).await);
+        ids.push(h.create(&token, &format!("V{n}"), 10, 10).await);
     }
     let query = "query($first: Int, $after: ID) { vessels(first: $first, after: $after) { id } }";
     let page1 = h.client.query(query, json!({ "first": 2 }), None).await;
@@ -259,7 +257,7 @@ async fn vessels_page_in_creation_order(backend: Backend) {
 async fn vessels_resolve_as_entities(backend: Backend) {
     let h = start(backend).await;
     let (token, owner) = h.user_token().await;
-    let id = h.create(&token, "Ever Given", 500, 20_000.0).await;
+    let id = h.create(&token, "Ever Given", 500, 20_000).await;
     let query = "query($r: [_Any!]!) { _entities(representations: $r) { ... on Vessel { id name owner { id } } } }";
     let reps = json!({ "r": [{ "__typename": "Vessel", "id": id }, { "__typename": "Vessel", "id": Uuid::now_v7() }] });
     let resp = h.client.query(query, reps, None).await;
@@ -286,7 +284,7 @@ async fn creations_are_published(backend: Backend) {
     let h = start(backend).await;
     let mut feed = h.bus.subscribe(streams::LOG).await.unwrap();
     let (token, owner) = h.user_token().await;
-    let id = h.create(&token, "Ever Given", 500, 20_000.0).await;
+    let id = h.create(&token, "Ever Given", 500, 20_000).await;
     // The owner's registration is on the log stream too; the creation comes after it.
     let event = tokio::time::timeout(Duration::from_secs(10), async {
         loop {
@@ -325,7 +323,7 @@ async fn an_unknown_owner_is_refused_and_nothing_stored(backend: Backend) {
 
     // Registered users are still accepted, and the refused one is not remembered as known.
     let (token, _) = h.user_token().await;
-    h.create(&token, "Real", 5, 100.0).await;
+    h.create(&token, "Real", 5, 100).await;
     assert_eq!(h.stored_vessels().await, 1);
     let again = h.client.query(CREATE, ghost, Some(&stranger)).await;
     assert_eq!(again.code(), Some("UNKNOWN_USER"));
@@ -373,8 +371,8 @@ async fn owners_of_vessels_from_before_the_upgrade_stay_known(backend: Backend) 
     use shippy_migrations::{MigratorTrait, vessel::Migrator};
     let db = TestDb::create(backend).await;
     let conn = Database::connect(&db.url).await.unwrap();
-    // The schema as it was before `known_users`, with a vessel in it.
-    let before = u32::try_from(Migrator::migrations().len() - 1).unwrap();
+    // The schema as it was before `known_users` (and weights in kilograms), with a vessel in it.
+    let before = u32::try_from(Migrator::migrations().len() - 2).unwrap();
     Migrator::up(&conn, Some(before)).await.unwrap();
     let owner = Uuid::now_v7();
     let insert = Query::insert()
