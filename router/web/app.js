@@ -248,7 +248,7 @@ async function loadVessels() {
     const body = $("#vessels tbody");
     body.replaceChildren(
       ...vessels.map((v) =>
-        row([v.name, ownerName(v.owner), `${v.remainingCapacity} of ${v.capacity}`, `${number(v.remainingWeight)} of ${number(v.maxWeight)}`, v.available ? "Yes" : "No"]),
+        row([v.name, ownerName(v.owner), `${v.remainingCapacity} of ${v.capacity}`, `${number(v.remainingWeight)} of ${number(v.maxWeight)} kg`, v.available ? "Yes" : "No"]),
       ),
     );
     if (!vessels.length) body.replaceChildren(emptyRow(5, "No vessels yet. Add one above."));
@@ -285,7 +285,7 @@ function renderConsignments() {
 
 function consignmentRow(c) {
   const status = STATUS[c.status] ?? { label: c.status };
-  const tr = row([c.description, number(c.weight), String(c.containers.length), c.vessel?.name ?? "None yet"]);
+  const tr = row([c.description, `${number(c.weight)} kg`, String(c.containers.length), c.vessel?.name ?? "None yet"]);
   tr.dataset.id = c.id;
   const statusCell = document.createElement("td");
   statusCell.className = `status status-${c.status.toLowerCase()}`;
@@ -492,7 +492,7 @@ onSubmit($("#create-vessel"), async (data) => {
   const maxWeight = numeric(data.get("maxWeight"));
   const form = $("#create-vessel");
   if (!Number.isInteger(capacity)) throw new ApiError("", { errors: [badInput("input.capacity", "must be a whole number")] });
-  if (!Number.isFinite(maxWeight)) throw new ApiError("", { errors: [badInput("input.maxWeight", "must be a number")] });
+  if (!Number.isInteger(maxWeight)) throw new ApiError("", { errors: [badInput("input.maxWeight", "must be a whole number of kilograms")] });
   await call(CREATE_VESSEL, { input: { name: data.get("name"), capacity, maxWeight } });
   form.reset();
   say("Vessel added.");
@@ -501,7 +501,7 @@ onSubmit($("#create-vessel"), async (data) => {
 
 onSubmit($("#create-consignment"), async (data) => {
   const weight = numeric(data.get("weight"));
-  if (!Number.isFinite(weight)) throw new ApiError("", { errors: [badInput("input.weight", "must be a number")] });
+  if (!Number.isInteger(weight)) throw new ApiError("", { errors: [badInput("input.weight", "must be a whole number of kilograms")] });
   const containers = [...document.querySelectorAll("#container-list .container-row")].map((r) => ({
     customerId: $('[name="customerId"]', r).value,
     origin: $('[name="origin"]', r).value,

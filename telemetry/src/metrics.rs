@@ -78,6 +78,9 @@ pub mod names {
     pub const ASSIGNMENT_LATE_BOOKINGS: &str = "shippy_assignment_late_bookings_total";
     /// Counter: passes of the assignment saga that failed (database unavailable); it tries again.
     pub const ASSIGNMENT_SAGA_FAILURES: &str = "shippy_assignment_saga_failures_total";
+    /// Counter {service}: `createVessel` calls refused because the owner is no known user (not
+    /// registered, or the registration has not reached the vessel subgraph within `events.projection_wait`).
+    pub const UNKNOWN_OWNER_REFUSALS: &str = "shippy_unknown_owner_refusals_total";
     /// Counter {server, reason}: connections refused at accept past a cap (`total`, `per_ip`).
     pub const CONNECTIONS_REFUSED: &str = "shippy_connections_refused_total";
     /// Gauge {server}: open HTTP connections, upgraded ones (WebSockets) included.
@@ -197,6 +200,10 @@ fn describe() {
     describe_counter!(
         STREAM_CONSUMERS_PRUNED,
         "Idle consumers without pending entries removed from a consumer group"
+    );
+    describe_counter!(
+        UNKNOWN_OWNER_REFUSALS,
+        "createVessel calls refused because the owner is no user the vessel subgraph knows"
     );
 }
 

@@ -300,6 +300,11 @@ pub struct EventsConfig {
     /// subscriber that falls further behind is told it lagged. Also the in-process bus's bound per stream.
     /// Default 1024.
     pub live_capacity: usize,
+    /// Longest a command waits for an event another subgraph recorded a moment ago to reach this one's
+    /// projection: `createVessel` by a user who has just registered waits this long for the vessel
+    /// subgraph to learn of the registration, then is refused with `UNKNOWN_USER`. Default `5s`.
+    #[serde(with = "humantime_serde")]
+    pub projection_wait: Duration,
     /// Group consumers (vessel assignment, consignment updates, the activity log).
     pub consumer: ConsumerConfig,
 }
@@ -313,6 +318,7 @@ impl Default for EventsConfig {
             command_timeout: Duration::from_secs(5),
             publish_replicas: None,
             live_capacity: 1024,
+            projection_wait: Duration::from_secs(5),
             consumer: ConsumerConfig::default(),
         }
     }
@@ -427,6 +433,10 @@ mod tests {
         assert_eq!(cfg.stream_prefix, "t1:");
         assert_eq!(cfg.consumer.claim_idle, Duration::from_millis(250));
         assert_eq!(cfg.max_len, EventsConfig::default().max_len);
+        assert_eq!(cfg.projection_wait, Duration::from_secs(5));
+        let cfg: EventsConfig =
+            serde_json::from_value(serde_json::json!({"projection_wait": "250ms"})).unwrap();
+        assert_eq!(cfg.projection_wait, Duration::from_millis(250));
         assert!(
             serde_json::from_value::<EventsConfig>(serde_json::json!({"consumer": {"blok": "1s"}}))
                 .is_err()

@@ -42,7 +42,7 @@ async fn start(backend: Backend) -> Harness {
 }
 
 fn token(user: &str, scopes: &[&str]) -> String {
-    testing::TestTokens::from_config(&testing::auth_config())
+    shippy_user::tokens::TokenIssuer::from_config(&testing::auth_config())
         .unwrap()
         .issue(
             user,
