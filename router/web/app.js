@@ -931,13 +931,15 @@ function usage(used, total, format) {
   const td = document.createElement("td");
   td.className = "usage";
   const share = total > 0 ? Math.min(1, Math.max(0, used / total)) : 0;
+  // Anything booked shows, however small next to the total.
+  const width = used > 0 ? Math.max(share * 100, 2) : 0;
   const text = document.createElement("span");
   text.textContent = `${number(used)} of ${format(total)}`;
   const bar = document.createElement("div");
   bar.className = share >= 0.9 ? "bar high" : "bar";
   bar.setAttribute("aria-hidden", "true");
   const fill = document.createElement("span");
-  fill.style.width = `${Math.round(share * 100)}%`;
+  fill.style.width = `${Math.round(width)}%`;
   bar.append(fill);
   td.append(text, bar);
   return td;
