@@ -41,7 +41,7 @@ const retryConsignment = () => `mutation Retry($id: ID!) { retryConsignment(id: 
 const cancelConsignment = () => `mutation Cancel($id: ID!) { cancelConsignment(id: $id) { ${consignmentFields()} } }`;
 const consignmentUpdated = () => `subscription ConsignmentUpdated { consignmentUpdated { ${consignmentFields()} } }`;
 
-/** How each status reads; `stage` orders the lifecycle, so a late answer cannot undo a newer event. */
+/** How each status reads; `stage` orders the lifecycle (for the timeline and for sorting by status). */
 const STATUS = {
   PENDING: { stage: 0, label: "Pending", badge: "Waiting for a vessel" },
   ASSIGNED: { stage: 1, label: "Assigned", next: "IN_TRANSIT", action: "Mark in transit" },
@@ -590,14 +590,13 @@ function noteTimes(c) {
 }
 
 /** Takes in a consignment as the API says it is now (a mutation's answer or a live update). */
-function upsertConsignment(c, { fresh = false } = {}) {
-  noteTimes(c);
+function upsertConsignment(c) {
   const shown = state.consignments.get(c.id);
   if (!shown) {
     // A consignment just shipped is shown as Pending first, however quickly it was assigned.
-    state.pendingUntil.set(c.id, Date.now() + MIN_PENDING_MS);
-    const pending = { ...c, status: "PENDING", vessel: null };
-    state.consignments.set(c.id, pending);
+    noteTimes(c);
+    startPendingMoment(c.id);
+    state.consignments.set(c.id, { ...c, status: "PENDING", vessel: null });
     renderConsignments();
     markChanged(c.id);
     if (c.status !== "PENDING") holdBack(c);
@@ -607,15 +606,31 @@ function upsertConsignment(c, { fresh = false } = {}) {
     holdBack(c);
     return;
   }
-  if ((STATUS[shown.status]?.stage ?? 0) > (STATUS[c.status]?.stage ?? 0) && !fresh) return;
+  // Answers can arrive out of order (the subscription's before the mutation's): the older one loses.
+  if (older(c, shown)) return;
+  if (c.status === "PENDING" && shown.status !== "PENDING") {
+    // Tried again: a new search for a vessel, with its own Pending moment and timeline.
+    state.times.set(c.id, { PENDING: c.updatedAt });
+    startPendingMoment(c.id);
+  }
+  noteTimes(c);
   state.consignments.set(c.id, c);
   renderConsignments();
   if (shown.status !== c.status) {
     markChanged(c.id);
     announce(c);
-    // Room on the vessels changes when a consignment is booked or delivered.
+    // Room on the vessels changes when a consignment is booked, delivered or cancelled.
     reloadVesselsSoon();
   }
+}
+
+/** Whether `a` is an earlier state of a consignment than `b` (every change moves `updatedAt` on). */
+function older(a, b) {
+  return new Date(a.updatedAt).getTime() < new Date(b.updatedAt).getTime();
+}
+
+function startPendingMoment(id) {
+  state.pendingUntil.set(id, Date.now() + MIN_PENDING_MS);
 }
 
 /** Whether `id`'s row is still in its Pending moment. */
@@ -626,7 +641,7 @@ function holding(id) {
 /** Keeps the newest state of `c` until its Pending has been on screen long enough. */
 function holdBack(c) {
   const previous = state.heldBack.get(c.id);
-  if (previous && (STATUS[previous.status]?.stage ?? 0) > (STATUS[c.status]?.stage ?? 0)) return;
+  if (previous && older(c, previous)) return;
   state.heldBack.set(c.id, c);
   if (previous) return;
   setTimeout(() => {
@@ -824,7 +839,7 @@ function problemBox(c) {
   box.append(p);
   const buttons = document.createElement("div");
   if (state.features.retry) {
-    buttons.append(actionButton("Try again", c, () => call(retryConsignment(), { id: c.id }).then((d) => d.retryConsignment), true));
+    buttons.append(actionButton("Try again", c, () => call(retryConsignment(), { id: c.id }).then((d) => d.retryConsignment)));
   } else {
     // Without a retry in the API, shipping the same goods again is the way to try again.
     const again = document.createElement("button");
@@ -835,7 +850,7 @@ function problemBox(c) {
     buttons.append(again);
   }
   if (state.features.cancel) {
-    const cancel = actionButton("Cancel", c, () => call(cancelConsignment(), { id: c.id }).then((d) => d.cancelConsignment), true);
+    const cancel = actionButton("Cancel", c, () => call(cancelConsignment(), { id: c.id }).then((d) => d.cancelConsignment));
     cancel.classList.add("danger");
     buttons.append(cancel);
   }
@@ -851,7 +866,7 @@ function sentence(text) {
 }
 
 /** A button that runs `act` for `c` and shows the consignment as it is afterwards. */
-function actionButton(label, c, act, fresh = false) {
+function actionButton(label, c, act) {
   const button = document.createElement("button");
   button.type = "button";
   button.textContent = label;
@@ -859,9 +874,7 @@ function actionButton(label, c, act, fresh = false) {
   button.addEventListener("click", async () => {
     button.disabled = true;
     try {
-      const updated = await act();
-      if (fresh) state.times.set(c.id, { PENDING: updated.createdAt });
-      upsertConsignment(updated, { fresh });
+      upsertConsignment(await act());
     } catch (error) {
       button.disabled = false;
       const described = describe(error);
@@ -1036,7 +1049,8 @@ function story() {
 }
 
 function storyParts(e, p, c, released) {
-  const thing = () => consignmentLink(c);
+  // Someone else's consignment (on the user's vessel) has no description for this user.
+  const thing = (start = true) => consignmentLink(c, start ? "A consignment" : "a consignment");
   switch (e.kind) {
     case "user.registered":
       return [`You joined Shippy as ${p.name ?? state.user?.name ?? "yourself"}${p.company ? ` of ${p.company}` : ""}`];
@@ -1045,13 +1059,13 @@ function storyParts(e, p, c, released) {
     case "vessel.created":
       return [`You added the vessel ${p.name ?? "(unnamed)"}, with room for ${plural(p.capacity ?? 0, "container")} and ${kg(p.max_weight ?? 0)}`];
     case "consignment.created":
-      return ["You shipped ", thing(), `: ${plural(p.container_count ?? 0, "container")}, ${kg(p.weight ?? 0)}`];
+      return ["You shipped ", thing(false), `: ${plural(p.container_count ?? 0, "container")}, ${kg(p.weight ?? 0)}`];
     case "consignment.assigned": {
       const named = e.message.match(/assigned to vessel (.+)$/)?.[1];
       return [thing(), ` was booked on ${vesselName(p.vessel_id, named)}`];
     }
     case "consignment.unassignable":
-      return ["No vessel had room for ", thing()];
+      return ["No vessel had room for ", thing(false)];
     case "consignment.status_changed": {
       const after = p.status === "DELIVERED" && released.get(c);
       if (p.status === "IN_TRANSIT") return [thing(), " set off"];
@@ -1066,9 +1080,9 @@ function storyParts(e, p, c, released) {
     case "vessel.released":
       return [`${plural(p.containers ?? 0, "container")} are free again on ${vesselName(p.vessel_id)}`];
     case "consignment.cancelled":
-      return ["You cancelled ", thing()];
+      return ["You cancelled ", thing(false)];
     case "consignment.retried":
-      return ["You tried again to find a vessel for ", thing()];
+      return ["You tried again to find a vessel for ", thing(false)];
     default: {
       // Something this page does not know yet: its message, with ids turned into names.
       const text = e.message.replace(/consignment ([0-9a-f-]{36})/gi, (_, id) => `“${state.consignments.get(id)?.description ?? "a consignment"}”`);
