@@ -1359,6 +1359,10 @@ $("#menu-toggle").addEventListener("click", () => {
   $("#top-nav").classList.toggle("open", open);
   $("#menu-toggle").setAttribute("aria-expanded", String(open));
 });
+// A tap anywhere else closes it, as does Escape.
+document.addEventListener("click", (event) => {
+  if ($("#top-nav").classList.contains("open") && !event.target.closest("#top-nav, #menu-toggle")) closeMenu();
+});
 document.addEventListener("keydown", (event) => {
   if (event.key === "Escape" && $("#top-nav").classList.contains("open")) {
     closeMenu();

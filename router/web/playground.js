@@ -1,7 +1,7 @@
 // Starts GraphiQL (the vendored UMD build) on the router's own endpoint: queries and mutations over
 // HTTP, subscriptions over graphql-transport-ws, and the token of the web UI's session (if any) in
 // the headers editor, from where it is sent as a header and in `connection_init`. A bar above it
-// leads back to the app; on a phone a note explains that the playground needs a wider screen.
+// leads back to the app; on a phone a note comes first, and the panes are stacked once it is opened.
 import { post, SubscriptionClient, GRAPHQL_PATH } from "/assets/graphql-client.js";
 
 const TOKEN_KEY = "shippy.token";
@@ -93,7 +93,7 @@ function labelEditors() {
 }
 new MutationObserver(labelEditors).observe(document.getElementById("playground"), { childList: true, subtree: true });
 
-// On a phone the page first says the playground needs a wider screen; this shows it all the same.
+// On a phone the page first says the playground works best on a wider screen; this opens it all the same.
 document.getElementById("show-anyway").addEventListener("click", () => {
   document.body.classList.add("show-anyway");
   document.querySelector(".graphiql-query-editor textarea")?.focus();

@@ -525,8 +525,16 @@ try {
 
   await step("playground-on-a-phone", async () => {
     await page.setViewportSize(PHONE);
-    await page.getByRole("heading", { name: "The API playground needs a wider screen" }).waitFor();
+    await page.getByRole("heading", { name: "The API playground works best on a wider screen" }).waitFor();
     await noSidewaysScroll("playground");
+    if (await page.locator(".graphiql-container").isVisible()) throw new Error("GraphiQL is squeezed onto the phone screen");
+    // It can be opened all the same.
+    await page.getByRole("button", { name: "Open the playground anyway" }).click();
+    await page.locator(".graphiql-container").waitFor();
+    // Stacked: the editor above the response, each the screen's width.
+    const [editor, response] = await Promise.all([page.locator(".graphiql-editors").boundingBox(), page.locator(".graphiql-response").boundingBox()]);
+    if (!(response.y >= editor.y + editor.height - 1)) throw new Error(`on a phone the response is beside the editor, not below it: ${JSON.stringify({ editor, response })}`);
+    await page.screenshot({ path: join(artifacts, "00-playground-anyway-phone.png") });
     await page.setViewportSize(DESKTOP);
   });
 
