@@ -166,14 +166,13 @@ async function expectFieldError(input, pattern) {
   if ((await input.getAttribute("aria-invalid")) !== "true") throw new Error("the refused field is not marked invalid");
 }
 
-/** Calls the API from outside the page (to change things the page must notice by itself). */
+/** Calls the API from outside the page (to change things the page must notice by itself): as the page's
+ * user, as the holder of `token`, or anonymously when `token` is "". */
 async function api(query, variables = {}, token = null) {
   const bearer = token ?? (await page.evaluate(() => sessionStorage.getItem("shippy.token")));
-  const response = await fetch(`${base}/graphql`, {
-    method: "POST",
-    headers: { "content-type": "application/json", authorization: `Bearer ${bearer}` },
-    body: JSON.stringify({ query, variables }),
-  });
+  const headers = { "content-type": "application/json" };
+  if (bearer) headers.authorization = `Bearer ${bearer}`;
+  const response = await fetch(`${base}/graphql`, { method: "POST", headers, body: JSON.stringify({ query, variables }) });
   const body = await response.json();
   if (body.errors) throw new Error(`${query}: ${JSON.stringify(body.errors)}`);
   return body.data;
@@ -183,6 +182,8 @@ const consignmentRow = (text) => page.locator("#consignments tbody tr", { hasTex
 const vesselRow = (text) => page.locator("#vessels tbody tr", { hasText: text });
 
 const email = `ada-${Date.now()}@example.com`;
+/** When another user created a vessel through the API. */
+let bobsVesselAt = 0;
 const password = "correct horse battery";
 
 try {
@@ -345,6 +346,15 @@ try {
     await api('mutation { createVessel(input: {name: "Nordic Star", capacity: 2, maxWeight: 1000}) { id } }');
     await expectText(vesselRow("Nordic Star"), "0 of 2 containers");
     if (!(await page.evaluate(() => window.__notReloaded))) throw new Error("the page reloaded");
+    // Another user's vessel tells this user nothing (their log is their own): the page refetches the
+    // fleet every 20 s, so it is there a few steps on (see "other-users-vessel-appeared").
+    const bob = await api(
+      "mutation($input: RegisterInput!) { register(input: $input) { token } }",
+      { input: { name: "Bob", email: `bob-${Date.now()}@example.com`, password } },
+      "",
+    );
+    await api('mutation { createVessel(input: {name: "Bob\'s Barge", capacity: 1000, maxWeight: 50000}) { id } }', {}, bob.register.token);
+    bobsVesselAt = Date.now();
   });
 
   await step("full-vessel-is-not-available", async () => {
@@ -468,6 +478,14 @@ try {
     const sorted = await page.locator('#consignments th[aria-sort="ascending"]').innerText();
     if (!sorted.includes("Weight")) throw new Error("the sorted column is not marked");
     await page.getByRole("button", { name: "Shipped" }).click();
+  });
+
+  await step("other-users-vessel-appeared", async () => {
+    const row = vesselRow("Bob's Barge");
+    await row.waitFor({ timeout: Math.max(WAIT, bobsVesselAt + 30_000 - Date.now()) });
+    await expectText(row, "Bob");
+    await expectText(row, "0 of 1,000 containers");
+    if (!(await page.evaluate(() => window.__notReloaded))) throw new Error("the page reloaded");
   });
 
   await step("phone-header-and-menu", async () => {
