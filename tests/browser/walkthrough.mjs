@@ -369,7 +369,7 @@ try {
   });
 
   await step("unassignable-is-a-problem", async () => {
-    await api('mutation { createConsignment(input: {description: "Grand pianos", weight: 1000000000000, containers: [{customerId: "c", origin: "Vienna"}]}) { id } }');
+    await api('mutation { createConsignment(input: {description: "Grand pianos", weight: 900000000, containers: [{customerId: "c", origin: "Vienna"}]}) { id } }');
     const row = consignmentRow("Grand pianos");
     const cell = row.locator('[data-status="UNASSIGNABLE"]');
     await cell.waitFor();
@@ -410,7 +410,7 @@ try {
     await expectText(log.locator("li"), "Tea was delivered");
     const text = await log.innerText();
     if (UUID.test(text)) throw new Error(`the activity log shows an id: ${text.match(UUID)[0]}`);
-    for (const expected of ["Today", "You joined Shippy as Ada of Acme", "You added the vessel Ever Given, with room for 500 containers and 20,000 kg", "You shipped Tea: 2 containers, 800 kg", "Tea was booked on Ever Given", "No vessel had room for Grand pianos", "You shipped Grand pianos: 1 container, 1,000,000,000,000 kg", "just now"]) {
+    for (const expected of ["Today", "You joined Shippy as Ada of Acme", "You added the vessel Ever Given, with room for 500 containers and 20,000 kg", "You shipped Tea: 2 containers, 800 kg", "Tea was booked on Ever Given", "No vessel had room for Grand pianos", "You shipped Grand pianos: 1 container, 900,000,000 kg", "just now"]) {
       if (!text.includes(expected)) throw new Error(`the activity log does not say "${expected}":\n${text}`);
     }
     if (/\b1 containers\b|\b(2|[3-9]) container\b/.test(text)) throw new Error(`wrong plural in the activity log:\n${text}`);
