@@ -16,7 +16,7 @@ use figment::{
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 use shippy_kit::{
-    config::{AccessConfig, AuthConfig, EventsConfig, RelayConfig, ServerConfig},
+    config::{AccessConfig, AssignmentConfig, AuthConfig, EventsConfig, RelayConfig, ServerConfig},
     db,
     server::SubgraphConfig,
     telemetry::{OtlpConfig, OtlpProtocol, TelemetryConfig},
@@ -52,6 +52,8 @@ pub struct Settings {
     pub relay: RelayConfig,
     /// Event streams and consumers (`[events]`, `[events.consumer]`).
     pub events: EventsConfig,
+    /// The consignment assignment saga: re-drive and deadline (`[assignment]`).
+    pub assignment: AssignmentConfig,
     /// Trace export (`[telemetry]`).
     pub telemetry: TelemetrySettings,
 }
@@ -105,6 +107,7 @@ impl Default for Settings {
             access: AccessConfig::default(),
             relay: RelayConfig::default(),
             events: EventsConfig::default(),
+            assignment: AssignmentConfig::default(),
             telemetry: TelemetrySettings::default(),
         }
     }
@@ -195,6 +198,7 @@ impl Settings {
             server: self.server.clone(),
             relay: self.relay.clone(),
             events: self.events.clone(),
+            assignment: self.assignment.clone(),
             revocations: None,
         }
     }
@@ -354,6 +358,24 @@ pub struct SettingsArgs {
         value_name = "DURATION"
     )]
     pub claim_idle: Option<String>,
+    /// How long a consignment waits for a vessel's answer before its request is sent again, e.g. 30s
+    /// [default: 30s].
+    #[arg(
+        long,
+        env = "SHIPPY_ASSIGNMENT_RETRY_AFTER",
+        global = true,
+        value_name = "DURATION"
+    )]
+    pub assignment_retry_after: Option<String>,
+    /// How long a consignment may stay PENDING before it becomes UNASSIGNABLE, e.g. 10m; must exceed
+    /// the retry interval [default: 10m].
+    #[arg(
+        long,
+        env = "SHIPPY_ASSIGNMENT_DEADLINE",
+        global = true,
+        value_name = "DURATION"
+    )]
+    pub assignment_deadline: Option<String>,
     /// Log format [default: text]. Filter with RUST_LOG.
     #[arg(long, env = "SHIPPY_LOG_FORMAT", global = true, value_parser = ["text", "json"])]
     pub log_format: Option<String>,
@@ -391,7 +413,7 @@ impl SettingsArgs {
     /// The values given by flag or environment, shaped like [`Settings`].
     fn overrides(&self) -> Map<String, Value> {
         let mut map = Map::new();
-        let entries: [(&[&str], Option<Value>); 27] = [
+        let entries: [(&[&str], Option<Value>); 29] = [
             (
                 &["access", "router_key"],
                 self.router_signing_key.as_ref().map(|v| json!(v)),
@@ -479,6 +501,14 @@ impl SettingsArgs {
                 &["events", "consumer", "claim_idle"],
                 self.claim_idle.as_ref().map(|v| json!(v)),
             ),
+            (
+                &["assignment", "retry_after"],
+                self.assignment_retry_after.as_ref().map(|v| json!(v)),
+            ),
+            (
+                &["assignment", "deadline"],
+                self.assignment_deadline.as_ref().map(|v| json!(v)),
+            ),
         ];
         for (path, value) in entries {
             if let Some(value) = value {
@@ -495,7 +525,12 @@ impl SettingsArgs {
             figment = merge_file(figment, path)?;
         }
         figment = figment.merge(Serialized::defaults(Value::Object(self.overrides())));
-        figment.extract().context("invalid configuration")
+        let settings: Settings = figment.extract().context("invalid configuration")?;
+        settings
+            .assignment
+            .validate()
+            .context("invalid configuration")?;
+        Ok(settings)
     }
 }
 
@@ -618,6 +653,49 @@ mod tests {
         };
         let err = bad.load().unwrap_err();
         assert!(format!("{err:#}").contains("request_timeout"), "{err:#}");
+    }
+
+    #[test]
+    fn assignment_timing_comes_from_the_file_or_flags_and_is_checked() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = write(
+            dir.path(),
+            "shippy.yaml",
+            "assignment:\n  retry_after: 10s\n  deadline: 2m\n",
+        );
+        let settings = SettingsArgs {
+            config: Some(file.clone()),
+            ..SettingsArgs::default()
+        }
+        .load()
+        .unwrap();
+        assert_eq!(settings.assignment.retry_after, Duration::from_secs(10));
+        assert_eq!(
+            settings
+                .subgraph_config("sqlite::memory:".into())
+                .assignment,
+            settings.assignment
+        );
+        let flagged = SettingsArgs {
+            config: Some(file.clone()),
+            assignment_deadline: Some("5m".into()),
+            ..SettingsArgs::default()
+        }
+        .load()
+        .unwrap();
+        assert_eq!(flagged.assignment.deadline, Duration::from_secs(300));
+        assert_eq!(flagged.assignment.retry_after, Duration::from_secs(10));
+        let err = SettingsArgs {
+            config: Some(file),
+            assignment_deadline: Some("5s".into()),
+            ..SettingsArgs::default()
+        }
+        .load()
+        .unwrap_err();
+        assert!(
+            format!("{err:#}").contains("assignment.deadline: must be longer"),
+            "{err:#}"
+        );
     }
 
     #[test]

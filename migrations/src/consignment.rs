@@ -13,6 +13,7 @@ impl MigratorTrait for Migrator {
             Box::new(CreateConsignments),
             Box::new(crate::outbox::AddOutboxTraceparent),
             Box::new(crate::outbox::AddOutboxLease),
+            Box::new(AddAssignmentSaga),
         ]
     }
 }
@@ -90,5 +91,101 @@ impl MigrationTrait for CreateConsignments {
         manager
             .drop_table(Table::drop().table(Consignments::Table).to_owned())
             .await
+    }
+}
+
+#[derive(DeriveIden)]
+enum Saga {
+    #[sea_orm(iden = "consignments")]
+    Table,
+    CreatedAt,
+    Status,
+    UnassignableReason,
+    AssignmentRound,
+    PendingSince,
+    RequestedAt,
+}
+
+/// What the assignment saga needs on `consignments`: why one is `UNASSIGNABLE` (shown to its owner), the
+/// round of its assignment request (0, then one more per retry), when it became `PENDING` (the deadline
+/// counts from there) and when its request was last sent (re-driven after `assignment.retry_after`).
+/// Existing rows count as pending since their creation, requested then.
+pub struct AddAssignmentSaga;
+
+// Named by hand: `DeriveMigrationName` would call it `consignment`, the name `CreateConsignments` has.
+impl MigrationName for AddAssignmentSaga {
+    fn name(&self) -> &str {
+        "consignment_assignment_saga"
+    }
+}
+
+#[async_trait::async_trait]
+impl MigrationTrait for AddAssignmentSaga {
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        // One column per statement: SQLite cannot add two in one ALTER TABLE.
+        let columns = [
+            text_null(Saga::UnassignableReason),
+            integer(Saga::AssignmentRound).default(0).to_owned(),
+            timestamp_with_time_zone_null(Saga::PendingSince),
+            timestamp_with_time_zone_null(Saga::RequestedAt),
+        ];
+        for mut column in columns {
+            manager
+                .alter_table(
+                    Table::alter()
+                        .table(Saga::Table)
+                        .add_column_if_not_exists(&mut column)
+                        .to_owned(),
+                )
+                .await?;
+        }
+        manager
+            .exec_stmt(
+                Query::update()
+                    .table(Saga::Table)
+                    .value(Saga::PendingSince, Expr::col(Saga::CreatedAt))
+                    .value(Saga::RequestedAt, Expr::col(Saga::CreatedAt))
+                    .to_owned(),
+            )
+            .await?;
+        // The saga's scan: pending ones by when they were last requested.
+        manager
+            .create_index(
+                Index::create()
+                    .name("consignments_status_requested")
+                    .table(Saga::Table)
+                    .col(Saga::Status)
+                    .col(Saga::RequestedAt)
+                    .if_not_exists()
+                    .to_owned(),
+            )
+            .await
+    }
+
+    async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        manager
+            .drop_index(
+                Index::drop()
+                    .name("consignments_status_requested")
+                    .table(Saga::Table)
+                    .to_owned(),
+            )
+            .await?;
+        for column in [
+            Saga::UnassignableReason,
+            Saga::AssignmentRound,
+            Saga::PendingSince,
+            Saga::RequestedAt,
+        ] {
+            manager
+                .alter_table(
+                    Table::alter()
+                        .table(Saga::Table)
+                        .drop_column(column)
+                        .to_owned(),
+                )
+                .await?;
+        }
+        Ok(())
     }
 }

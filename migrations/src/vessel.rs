@@ -14,6 +14,7 @@ impl MigratorTrait for Migrator {
             Box::new(CreateReservations),
             Box::new(crate::outbox::AddOutboxTraceparent),
             Box::new(crate::outbox::AddOutboxLease),
+            Box::new(AddReservationRound),
         ]
     }
 }
@@ -171,5 +172,48 @@ impl MigrationTrait for CreateReservations {
                 .await?;
         }
         Ok(())
+    }
+}
+
+#[derive(DeriveIden)]
+enum ReservationRound {
+    #[sea_orm(iden = "reservations")]
+    Table,
+    Round,
+}
+
+/// `reservations.round`: the consignment's assignment round a booking answered, so that a repeated request
+/// of the same round finds the booking (and books nothing more), a retry after a given-back booking books
+/// again, and giving back a late booking of an older round leaves a newer one alone.
+pub struct AddReservationRound;
+
+impl MigrationName for AddReservationRound {
+    fn name(&self) -> &str {
+        "vessel_reservation_round"
+    }
+}
+
+#[async_trait::async_trait]
+impl MigrationTrait for AddReservationRound {
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        manager
+            .alter_table(
+                Table::alter()
+                    .table(ReservationRound::Table)
+                    .add_column_if_not_exists(integer(ReservationRound::Round).default(0))
+                    .to_owned(),
+            )
+            .await
+    }
+
+    async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        manager
+            .alter_table(
+                Table::alter()
+                    .table(ReservationRound::Table)
+                    .drop_column(ReservationRound::Round)
+                    .to_owned(),
+            )
+            .await
     }
 }

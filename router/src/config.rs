@@ -9,8 +9,10 @@
 //! reload) and which need a restart.
 
 mod auth;
+mod headers;
 mod http;
 mod limits;
+mod persisted_documents;
 mod query_planning;
 mod rate_limit;
 mod reload;
@@ -20,8 +22,10 @@ mod subgraphs;
 mod subscriptions;
 
 pub use auth::{AuthConfig, JwtConfig, PublicKeyAlgorithm, RevocationConfig, Secret};
+pub use headers::{HeaderRules, HeadersConfig, RequestHeaderRule};
 pub use http::{CsrfConfig, HttpConfig};
 pub use limits::LimitsConfig;
+pub use persisted_documents::PersistedDocumentsConfig;
 pub use query_planning::QueryPlanningConfig;
 pub use rate_limit::{
     FailurePolicy, FieldRateLimit, LimitKey, RateLimitBackend, RateLimitConfig,
@@ -89,6 +93,10 @@ pub struct RouterConfig {
     pub reload: ReloadConfig,
     /// Subscriptions over WebSocket and SSE.
     pub subscriptions: SubscriptionsConfig,
+    /// Automatic persisted queries and trusted documents (a safelist with `only`).
+    pub persisted_documents: PersistedDocumentsConfig,
+    /// Rules for the headers of subgraph requests.
+    pub headers: HeadersConfig,
 }
 
 impl Default for RouterConfig {
@@ -106,6 +114,8 @@ impl Default for RouterConfig {
             subgraphs: BTreeMap::new(),
             reload: ReloadConfig::default(),
             subscriptions: SubscriptionsConfig::default(),
+            persisted_documents: PersistedDocumentsConfig::default(),
+            headers: HeadersConfig::default(),
         }
     }
 }
@@ -158,6 +168,8 @@ impl RouterConfig {
             subgraphs,
             reload,
             subscriptions,
+            persisted_documents,
+            headers,
         } = self;
         let RateLimitConfig {
             backend,
@@ -207,6 +219,14 @@ impl RouterConfig {
             subscriptions,
             &running.subscriptions,
         );
+        // The manifest source and the APQ store are set up once; the manifest's content is
+        // refreshed on its own schedule.
+        let persisted_documents = keep_running(
+            &mut restart,
+            "persisted_documents",
+            persisted_documents,
+            &running.persisted_documents,
+        );
         let requests = keep_running(
             &mut restart,
             "rate_limit.requests",
@@ -238,6 +258,9 @@ impl RouterConfig {
             subgraphs,
             reload,
             subscriptions,
+            persisted_documents,
+            // Live: the next request's subgraph calls use them.
+            headers,
         };
         (live, restart)
     }
@@ -293,6 +316,7 @@ impl RouterConfig {
                 problems.push(format!("`{name}` must be at least 1"));
             }
         }
+        problems.extend(self.persisted_documents.check());
         problems.extend(
             self.http
                 .connections
@@ -548,6 +572,40 @@ mod tests {
             assert_eq!(config.auth.jwt.issuers, vec!["a".to_string(), "b".into()]);
             Ok(())
         });
+    }
+
+    #[test]
+    fn header_rules_and_persisted_documents_read_as_documented() {
+        let path = write_temp(
+            "headers.yaml",
+            "headers:\n  all:\n    request:\n      - propagate: { matching: \"^x-feature-\" }\n      - propagate: { named: x-tenant, rename: x-org, default: public }\n  subgraphs:\n    log:\n      request:\n        - remove: { named: authorization }\n        - insert: { name: x-source, value: router }\npersisted_documents:\n  manifest: manifest.json\n  only: true\n  manifest_refresh_interval: 1m\n",
+        );
+        let config =
+            RouterConfig::load_with_prefix(Some(&path), "SHIPPY_ROUTER_HEADERSTEST__").unwrap();
+        assert_eq!(config.headers.all.request.len(), 2);
+        assert_eq!(
+            config.headers.subgraphs["log"].request[1],
+            RequestHeaderRule::Insert {
+                name: "x-source".into(),
+                value: "router".into()
+            }
+        );
+        assert!(config.persisted_documents.only);
+        assert!(!config.persisted_documents.apq_enabled());
+        assert_eq!(
+            config.persisted_documents.manifest_refresh_interval,
+            Duration::from_secs(60)
+        );
+        let only_without_manifest = write_temp("only.yaml", "persisted_documents:\n  only: true\n");
+        let error = RouterConfig::load_with_prefix(
+            Some(&only_without_manifest),
+            "SHIPPY_ROUTER_HEADERSTEST__",
+        )
+        .unwrap_err();
+        assert!(
+            error.to_string().contains("persisted_documents.only"),
+            "{error}"
+        );
     }
 
     #[test]

@@ -75,6 +75,15 @@ pub mod codes {
     /// A slow subscriber lost events (`subscriptions.slow_client: drop`); `extensions.dropped`
     /// says how many.
     pub const SUBSCRIPTION_EVENTS_DROPPED: &str = "SUBSCRIPTION_EVENTS_DROPPED";
+    /// No persisted document has this id or hash: an APQ client sends the query text with its
+    /// hash next, which registers it.
+    pub const PERSISTED_QUERY_NOT_FOUND: &str = "PERSISTED_QUERY_NOT_FOUND";
+    /// `extensions.persistedQuery.sha256Hash` is not the SHA-256 of the query sent with it.
+    pub const PERSISTED_QUERY_HASH_MISMATCH: &str = "PERSISTED_QUERY_HASH_MISMATCH";
+    /// A hash alone was sent but the router keeps no persisted queries (APQ off, no manifest).
+    pub const PERSISTED_QUERY_NOT_SUPPORTED: &str = "PERSISTED_QUERY_NOT_SUPPORTED";
+    /// `persisted_documents.only`: the operation is not in the trusted-document manifest.
+    pub const PERSISTED_QUERY_NOT_IN_LIST: &str = "PERSISTED_QUERY_NOT_IN_LIST";
 }
 
 /// A position in the query text (1-based).

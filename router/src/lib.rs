@@ -30,6 +30,7 @@ mod auth;
 pub mod cli;
 pub mod config;
 pub mod error;
+mod fetch;
 mod graphql;
 mod operation;
 mod query_planner;
@@ -147,6 +148,7 @@ impl Router {
             .subgraphs
             .keys()
             .chain(config.subscriptions.subgraph_urls.keys())
+            .chain(config.headers.subgraphs.keys())
         {
             if !planner.subgraphs().iter().any(|s| &s.name == name) {
                 return Err(RouterError::UnknownSubgraph(name.clone()));
@@ -184,20 +186,8 @@ impl Router {
             })?;
             clients.push(client);
         }
-        let forward_headers = config
-            .subgraph_defaults
-            .forward_headers
-            .iter()
-            .map(|name| config::header_name("subgraph_defaults.forward_headers", name))
-            .collect::<Result<Vec<_>, _>>()?;
         let hub = Arc::new(Hub::new(config.subscriptions.clone()));
-        let core = Arc::new(RouterState::new(
-            config,
-            planner,
-            clients,
-            forward_headers,
-            revocations,
-        )?);
+        let core = Arc::new(RouterState::new(config, planner, clients, revocations)?);
         Ok(Router {
             state: Arc::new(AppState { core, hub }),
         })
@@ -237,6 +227,16 @@ impl Router {
     /// (they need a restart). An invalid configuration changes nothing.
     pub fn reload(&self, config: RouterConfig) -> Result<ReloadOutcome, RouterError> {
         config.check()?;
+        if let Some(name) = config.headers.subgraphs.keys().find(|name| {
+            !self
+                .state
+                .planner
+                .subgraphs()
+                .iter()
+                .any(|s| &s.name == *name)
+        }) {
+            return Err(RouterError::UnknownSubgraph(name.clone()));
+        }
         let (live_config, restart_required) = config.keep_restart_only(&self.state.config);
         let previous = self.state.live.load_full();
         let changed = live_config != previous.config;

@@ -5,6 +5,7 @@
 mod mock;
 mod http_api {
     pub mod harness;
+    mod persisted;
     pub mod subgraphs;
 }
 
@@ -728,6 +729,97 @@ async fn authorization_and_traceparent_are_forwarded() {
         "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
     );
     assert!(headers[0].get("cookie").is_none());
+}
+
+#[tokio::test]
+async fn header_rules_shape_each_subgraphs_requests_and_reload_live() {
+    use shippy_router::config::{HeaderRules, RequestHeaderRule};
+    let rules = |subgraph_rule: RequestHeaderRule| {
+        move |c: &mut shippy_router::RouterConfig| {
+            c.headers.all.request = vec![
+                RequestHeaderRule::Propagate {
+                    named: None,
+                    matching: Some("^x-feature-".into()),
+                    rename: None,
+                    default: None,
+                },
+                RequestHeaderRule::Propagate {
+                    named: Some("x-tenant".into()),
+                    matching: None,
+                    rename: Some("x-org".into()),
+                    default: Some("public".into()),
+                },
+            ];
+            c.headers.subgraphs.insert(
+                "accounts".into(),
+                HeaderRules {
+                    request: vec![subgraph_rule],
+                },
+            );
+        }
+    };
+    let remove_features = RequestHeaderRule::Remove {
+        named: None,
+        matching: Some("^x-feature-".into()),
+    };
+    let env = env().config(rules(remove_features)).start().await;
+    let query = r#"{"query":"{ me { id reviews { product { upc } } } }"}"#;
+    let send = || async {
+        env.send(
+            env.client
+                .post(format!("{}/graphql", env.url))
+                .header("content-type", "application/json")
+                .header("x-feature-dark", "on")
+                .header("x-tenant", "acme")
+                .header("shippy-router-signature", "forged")
+                .body(query),
+        )
+        .await
+    };
+    assert_eq!(send().await.status, 200);
+    let last = |subgraph: &str| {
+        env.knobs(subgraph)
+            .headers
+            .lock()
+            .unwrap()
+            .last()
+            .cloned()
+            .unwrap()
+    };
+    let reviews = last("reviews");
+    assert_eq!(reviews["x-feature-dark"], "on");
+    assert_eq!(reviews["x-org"], "acme");
+    assert!(reviews.get("x-tenant").is_none(), "renamed");
+    let accounts = last("accounts");
+    assert!(
+        accounts.get("x-feature-dark").is_none(),
+        "removed for accounts only"
+    );
+    assert_eq!(accounts["x-org"], "acme");
+    assert!(
+        accounts.get("shippy-router-signature").is_none(),
+        "a client's value of a router-owned header never passes"
+    );
+
+    // A reload applies new rules to the next request.
+    let mut config = shippy_router::RouterConfig::default();
+    rules(RequestHeaderRule::Insert {
+        name: "x-router".into(),
+        value: "shippy".into(),
+    })(&mut config);
+    assert!(env.router.reload(config).unwrap().applied);
+    assert_eq!(send().await.status, 200);
+    let accounts = last("accounts");
+    assert_eq!(accounts["x-router"], "shippy");
+    assert_eq!(accounts["x-feature-dark"], "on");
+
+    // Rules for a subgraph the supergraph does not have are refused, and change nothing.
+    let mut unknown = shippy_router::RouterConfig::default();
+    unknown
+        .headers
+        .subgraphs
+        .insert("nope".into(), HeaderRules::default());
+    assert!(env.router.reload(unknown).is_err());
 }
 
 // ---- introspection ----

@@ -60,6 +60,16 @@ pub mod names {
     pub const STREAM_GROUPS_RECREATED: &str = "shippy_stream_groups_recreated_total";
     /// Counter {stream, group}: idle consumers without pending entries removed from a group.
     pub const STREAM_CONSUMERS_PRUNED: &str = "shippy_stream_consumers_pruned_total";
+    /// Counter: consignment assignment requests sent again because no vessel answered within
+    /// `assignment.retry_after`.
+    pub const ASSIGNMENT_REDRIVEN: &str = "shippy_assignment_redriven_total";
+    /// Counter: consignments made `UNASSIGNABLE` because no vessel answered within `assignment.deadline`.
+    pub const ASSIGNMENT_EXPIRED: &str = "shippy_assignment_expired_total";
+    /// Counter: bookings that arrived after the consignment stopped waiting (expired, cancelled) and
+    /// were handed back to the vessel subgraph to release.
+    pub const ASSIGNMENT_LATE_BOOKINGS: &str = "shippy_assignment_late_bookings_total";
+    /// Counter: passes of the assignment saga that failed (database unavailable); it tries again.
+    pub const ASSIGNMENT_SAGA_FAILURES: &str = "shippy_assignment_saga_failures_total";
     /// Counter {server, reason}: connections refused at accept past a cap (`total`, `per_ip`).
     pub const CONNECTIONS_REFUSED: &str = "shippy_connections_refused_total";
     /// Gauge {server}: open HTTP connections, upgraded ones (WebSockets) included.

@@ -9,17 +9,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
-use bytes::Bytes;
-use http::{Request, Uri};
-use http_body_util::{BodyExt, Empty, Limited};
-use hyper_rustls::HttpsConnector;
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::TokioExecutor;
 use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, Jwk, KeyAlgorithm, PublicKeyUse};
 use jsonwebtoken::{Algorithm, DecodingKey};
 use serde_json::Value as Json;
 use tokio::time::Instant;
+
+use crate::fetch::{FetchError, Fetched, RemoteDocument, SourceError};
 
 /// Key sets are small; anything bigger is not a key set.
 const MAX_JWKS_SIZE: usize = 1024 * 1024;
@@ -35,30 +30,10 @@ pub(crate) struct JwksKey {
 /// Why a key set could not be fetched (logged; the token it was fetched for gets 401).
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum JwksError {
-    #[error("fetching {url} failed: {reason}")]
-    Fetch { url: String, reason: String },
-    #[error("{url} answered HTTP {status}")]
-    Status { url: String, status: u16 },
-    #[error("{url} did not answer within {timeout:?}")]
-    Timeout { url: String, timeout: Duration },
+    #[error(transparent)]
+    Fetch(#[from] FetchError),
     #[error("{url} is not a JSON Web Key Set: {reason}")]
     Invalid { url: String, reason: KeySetError },
-}
-
-/// Why a JWKS URL cannot be used.
-#[derive(Debug, thiserror::Error)]
-pub enum SourceError {
-    /// Not a URL.
-    #[error("`{url}` is not a valid URL: {source}")]
-    Url {
-        /// The URL given.
-        url: String,
-        /// What the parser said.
-        source: http::uri::InvalidUri,
-    },
-    /// The TLS connector could not be built.
-    #[error("TLS setup failed: {0}")]
-    Tls(#[from] rustls::Error),
 }
 
 /// Why a body is not a JSON Web Key Set.
@@ -70,16 +45,11 @@ pub(crate) enum KeySetError {
     NoKeys,
 }
 
-type HttpClient = Client<HttpsConnector<HttpConnector>, Empty<Bytes>>;
-
 /// A key set behind a URL.
 pub(crate) struct JwksSource {
-    url: String,
-    uri: Uri,
-    timeout: Duration,
+    document: RemoteDocument,
     min_refresh_interval: Duration,
     refresh_interval: Duration,
-    client: HttpClient,
     keys: ArcSwap<Vec<JwksKey>>,
     /// When the last fetch was attempted (successful or not); `None` before the first.
     last_fetch: std::sync::Mutex<Option<Instant>>,
@@ -94,20 +64,10 @@ impl JwksSource {
         refresh_interval: Duration,
         min_refresh_interval: Duration,
     ) -> Result<JwksSource, SourceError> {
-        let uri: Uri = url.parse().map_err(|source| SourceError::Url {
-            url: url.to_string(),
-            source,
-        })?;
-        let mut http = HttpConnector::new();
-        http.set_connect_timeout(Some(timeout));
-        let connector = crate::tls::https_connector(http)?;
         Ok(JwksSource {
-            url: url.to_string(),
-            uri,
-            timeout,
+            document: RemoteDocument::new(url, timeout, MAX_JWKS_SIZE)?,
             min_refresh_interval,
             refresh_interval,
-            client: Client::builder(TokioExecutor::new()).build(connector),
             keys: ArcSwap::from_pointee(Vec::new()),
             last_fetch: std::sync::Mutex::new(None),
             fetching: tokio::sync::Mutex::new(()),
@@ -115,7 +75,7 @@ impl JwksSource {
     }
 
     pub(crate) fn url(&self) -> &str {
-        &self.url
+        self.document.url()
     }
 
     pub(crate) fn refresh_interval(&self) -> Duration {
@@ -159,50 +119,19 @@ impl JwksSource {
 
     async fn fetch_locked(&self) -> Result<usize, JwksError> {
         *self.last_fetch.lock().unwrap_or_else(|p| p.into_inner()) = Some(Instant::now());
-        let body = match tokio::time::timeout(self.timeout, self.get()).await {
-            Ok(result) => result?,
-            Err(_) => {
-                return Err(JwksError::Timeout {
-                    url: self.url.clone(),
-                    timeout: self.timeout,
-                });
-            }
+        let body = match self.document.fetch().await? {
+            Fetched::Changed(body) => body,
+            // The server says the set has not changed since the keys we hold.
+            Fetched::NotModified => return Ok(self.keys.load().len()),
         };
         let keys = parse_key_set(&body).map_err(|reason| JwksError::Invalid {
-            url: self.url.clone(),
+            url: self.document.url().to_string(),
             reason,
         })?;
         let count = keys.len();
-        tracing::debug!(url = %self.url, keys = count, "JWKS fetched");
+        tracing::debug!(url = %self.document.url(), keys = count, "JWKS fetched");
         self.keys.store(Arc::new(keys));
         Ok(count)
-    }
-
-    async fn get(&self) -> Result<Bytes, JwksError> {
-        let fetch_error = |reason: String| JwksError::Fetch {
-            url: self.url.clone(),
-            reason,
-        };
-        let request = Request::get(self.uri.clone())
-            .header(http::header::ACCEPT, "application/json")
-            .body(Empty::new())
-            .map_err(|e| fetch_error(e.to_string()))?;
-        let response = self
-            .client
-            .request(request)
-            .await
-            .map_err(|e| fetch_error(e.to_string()))?;
-        if !response.status().is_success() {
-            return Err(JwksError::Status {
-                url: self.url.clone(),
-                status: response.status().as_u16(),
-            });
-        }
-        Limited::new(response.into_body(), MAX_JWKS_SIZE)
-            .collect()
-            .await
-            .map(|c| c.to_bytes())
-            .map_err(|e| fetch_error(e.to_string()))
     }
 }
 

@@ -59,7 +59,7 @@ pub enum KeyError {
     #[error(transparent)]
     HeaderName(#[from] crate::config::ConfigError),
     #[error("`auth.jwt.jwks_url`: {0}")]
-    Jwks(#[from] super::jwks::SourceError),
+    Jwks(#[from] crate::fetch::SourceError),
 }
 
 /// Verifies tokens against the configured keys, issuers and audiences.

@@ -15,7 +15,7 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use http::{HeaderMap, HeaderValue, StatusCode};
+use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use serde_json::{Map, Value as Json};
 use shippy_security::login_limits::CLIENT_IP_HEADER;
 
@@ -25,7 +25,7 @@ use crate::auth::Identity;
 use crate::error::GraphQLError;
 use crate::query_planner::{OperationKind, QueryPlan};
 use crate::rate_limit::{Decision, RateLimits};
-use crate::subgraph::forwarded_headers;
+use crate::subgraph::headers::SubgraphHeaders;
 
 /// Who sent a request: what `authorize`, `rate_limit` and `execute` need to know about them.
 #[derive(Clone, Copy)]
@@ -45,8 +45,8 @@ pub(crate) struct Admitted {
     pub(crate) plan: Option<Arc<QueryPlan>>,
     /// Why fields were removed; first in the response.
     pub(crate) errors: Vec<GraphQLError>,
-    /// The caller's headers forwarded to subgraphs.
-    pub(crate) headers: HeaderMap,
+    /// The headers of the subgraph requests (forward list and `headers` rules).
+    pub(crate) headers: SubgraphHeaders,
 }
 
 /// The per-caller stages after `prepare`, shared by every transport: variables coerced, fields
@@ -95,16 +95,17 @@ pub(crate) async fn admit(
     let removed = verdicts.removed_nodes(guards);
     let plan = state.plan_without(&prepared, &removed).await?;
     let errors = verdicts.errors(guards);
-    let mut headers = forwarded_headers(&state.forward_headers, caller.headers);
+    let mut headers = live.headers.outgoing(caller.headers);
     // The client's address, for the user subgraph's login limits: set by the router alone (a
     // client's own value is never passed on), and only on mutations, so that identical queries
     // of different clients still share one subgraph fetch.
-    headers.remove(CLIENT_IP_HEADER);
+    let client_ip = HeaderName::from_static(CLIENT_IP_HEADER);
+    headers.set_everywhere(&client_ip, None);
     if prepared.kind == OperationKind::Mutation
         && let Some(ip) = caller.ip
         && let Ok(value) = HeaderValue::from_str(&ip.to_string())
     {
-        headers.insert(CLIENT_IP_HEADER, value);
+        headers.set_everywhere(&client_ip, Some(value));
     }
     Ok(Admitted {
         prepared,

@@ -3,6 +3,8 @@
 //! their requests into a [`GraphQLRequest`] and call [`RouterState::prepare`], [`admit()`] and
 //! [`RouterState::execute`]; nothing here knows about HTTP.
 //!
+//! - `documents`       the query text: sent as text, as a trusted document's id or an APQ hash
+//!   (the safelist with `persisted_documents.only`)
 //! - `parse`           query text to document (token limit)
 //! - `document_limits` the document's shape against the operation limits (depth, aliases...)
 //! - `validate`        document against the API schema; the operation to run is selected
@@ -25,6 +27,7 @@
 pub(crate) mod admit;
 pub(crate) mod authorize;
 pub(crate) mod document_limits;
+pub(crate) mod documents;
 pub(crate) mod error;
 pub(crate) mod execute;
 pub(crate) mod normalize;
@@ -45,8 +48,8 @@ use bytes::Bytes;
 use graphql_tools::static_graphql::query;
 use graphql_tools::validation::rules::default_rules_validation_plan;
 use graphql_tools::validation::validate::ValidationPlan;
+use http::StatusCode;
 use http::header::HeaderName;
-use http::{HeaderMap, StatusCode};
 use quick_cache::sync::Cache;
 use serde_json::{Map, Value as Json};
 use shippy_security::revocation::RevocationStore;
@@ -77,12 +80,16 @@ use crate::rate_limit::LimitError;
 use crate::rate_limit::RateLimits;
 use crate::rate_limit::directives::DirectiveError;
 use crate::subgraph::SubgraphClient;
+use crate::subgraph::headers::{HeaderPolicy, SubgraphHeaders};
 use crate::subgraph::single_flight::SingleFlight;
 
 /// A GraphQL request, as sent by the client (over any transport).
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct GraphQLRequest {
-    pub(crate) query: String,
+    /// The query text; absent when the request names a persisted document instead.
+    pub(crate) query: Option<String>,
+    /// A trusted document's id (`documentId`).
+    pub(crate) document_id: Option<String>,
     pub(crate) operation_name: Option<String>,
     pub(crate) variables: Map<String, Json>,
     pub(crate) extensions: Map<String, Json>,
@@ -105,6 +112,9 @@ pub enum SetupError {
     /// A `@rateLimit` of the supergraph is malformed.
     #[error(transparent)]
     RateLimitDirective(#[from] DirectiveError),
+    /// `persisted_documents.manifest` cannot be loaded.
+    #[error("`persisted_documents.manifest`: {0}")]
+    PersistedDocuments(#[from] self::documents::ManifestError),
     /// `auth.revocation` (or the rate-limit Redis it falls back to) is unusable.
     #[error("`auth.revocation.redis_url`: {0}")]
     Revocation(#[source] shippy_security::revocation::StoreError),
@@ -123,7 +133,6 @@ pub(crate) struct RouterState {
     pub(crate) schema: Schema,
     /// Indexed like `QueryPlanner::subgraphs()`.
     pub(crate) subgraphs: Vec<SubgraphClient>,
-    pub(crate) forward_headers: Vec<HeaderName>,
     pub(crate) validation_rules: ValidationPlan,
     pub(crate) operations: Cache<u128, Prepared>,
     pub(crate) operation_counters: CacheCounters,
@@ -137,6 +146,8 @@ pub(crate) struct RouterState {
     /// Revoked token ids (the user subgraph's `logout`). Made once at start-up, so that `shippy up`
     /// can share its store with the user subgraph; every verifier a reload builds checks it.
     pub(crate) revocations: Arc<dyn RevocationStore>,
+    /// Trusted documents and automatic persisted queries.
+    pub(crate) documents: documents::PersistedDocuments,
 }
 
 /// The configuration that can change while serving, with what is built from it.
@@ -148,6 +159,8 @@ pub(crate) struct Live {
     /// `auth.jwt.header_name`, parsed once per (re)load: the header subscriptions forward to
     /// subgraphs in `connection_init`.
     pub(crate) auth_header: HeaderName,
+    /// The forward list and `headers` rules for subgraph requests.
+    pub(crate) headers: HeaderPolicy,
     /// Bumped by every reload; part of the prepared-operation cache key, so operations prepared
     /// under an older configuration are never served under a newer one.
     pub(crate) generation: u64,
@@ -170,12 +183,15 @@ impl Live {
             .map(|name| header_name("csrf.required_headers", name))
             .collect::<Result<Vec<_>, _>>()?;
         let auth_header = config.auth.jwt.header()?;
+        let headers =
+            HeaderPolicy::new(&config.subgraph_defaults.forward_headers, &config.headers)?;
         Ok(Live {
             config,
             verifier,
             rate_limits: Arc::new(rate_limits),
             csrf_headers,
             auth_header,
+            headers,
             generation,
         })
     }
@@ -215,7 +231,6 @@ impl RouterState {
         config: RouterConfig,
         planner: QueryPlanner,
         subgraphs: Vec<SubgraphClient>,
-        forward_headers: Vec<HeaderName>,
         revocations: Arc<dyn RevocationStore>,
     ) -> Result<RouterState, SetupError> {
         let schema = Schema::new(Arc::clone(planner.api_schema()));
@@ -234,6 +249,7 @@ impl RouterState {
             .map(|name| header_name("http.client_ip_header", name))
             .transpose()?;
         let live = Live::new(config.clone(), &rate_limit_directives, 0, &revocations)?;
+        let documents = documents::PersistedDocuments::new(&config.persisted_documents)?;
         if !access.is_empty() && live.verifier.is_none() {
             tracing::warn!(
                 "**********************************************************************\n\
@@ -250,7 +266,6 @@ impl RouterState {
             planner: Arc::new(planner),
             schema,
             subgraphs,
-            forward_headers,
             validation_rules: default_rules_validation_plan(),
             operations,
             operation_counters: CacheCounters::default(),
@@ -260,11 +275,29 @@ impl RouterState {
             inbound: SingleFlight::default(),
             client_ip_header,
             revocations,
+            documents,
         })
     }
 
     /// The stages up to the first `plan` for a query text, cached by text, operation name and
     /// configuration generation.
+    /// [`RouterState::prepare`] for a request: its text resolved first (`documents`), and an
+    /// operation outside the manifest refused under `persisted_documents.only` before any work
+    /// is spent on it.
+    pub(crate) async fn prepare_request(&self, request: &GraphQLRequest, live: &Live) -> Prepared {
+        let resolved = self.documents.resolve(request).map_err(Arc::new)?;
+        if self.documents.only() && !resolved.trusted {
+            let introspection = self.documents.allow_introspection()
+                && parse::parse(&resolved.text, live.config.limits.max_tokens)
+                    .is_ok_and(|document| validate::selects_only_introspection(&document));
+            if !introspection {
+                return Err(Arc::new(documents::not_in_list()));
+            }
+        }
+        self.prepare(&resolved.text, request.operation_name.as_deref(), live)
+            .await
+    }
+
     pub(crate) async fn prepare(
         &self,
         text: &str,
@@ -461,7 +494,7 @@ impl RouterState {
         prepared: &PreparedOperation,
         plan: Option<&QueryPlan>,
         variables: &serde_json::Map<String, serde_json::Value>,
-        headers: &HeaderMap,
+        headers: &SubgraphHeaders,
         identity: Option<&Identity>,
         errors: Vec<GraphQLError>,
     ) -> Vec<u8> {
@@ -482,7 +515,7 @@ impl RouterState {
         subscription: &SubscriptionNode,
         payload: Bytes,
         variables: &serde_json::Map<String, serde_json::Value>,
-        headers: &HeaderMap,
+        headers: &SubgraphHeaders,
         identity: Option<&Identity>,
         errors: Vec<GraphQLError>,
     ) -> Vec<u8> {
@@ -505,7 +538,7 @@ impl RouterState {
         plan_root: Option<&PlanNode>,
         event: Option<(&FetchNode, Bytes)>,
         variables: &serde_json::Map<String, serde_json::Value>,
-        headers: &HeaderMap,
+        headers: &SubgraphHeaders,
         identity: Option<&Identity>,
         mut errors: Vec<GraphQLError>,
     ) -> Vec<u8> {
@@ -585,7 +618,7 @@ pub(crate) fn dedupe_key(
     prepared: &PreparedOperation,
     removed: &[u32],
     variables: &serde_json::Map<String, serde_json::Value>,
-    headers: &HeaderMap,
+    headers: &SubgraphHeaders,
     identity: Option<&Identity>,
     errors: &[GraphQLError],
 ) -> u128 {
@@ -596,12 +629,7 @@ pub(crate) fn dedupe_key(
     }
     hasher.update(&[0xff]);
     hasher.update(&serde_json::to_vec(variables).unwrap_or_default());
-    for (name, value) in headers {
-        hasher.update(&[0]);
-        hasher.update(name.as_str().as_bytes());
-        hasher.update(&[1]);
-        hasher.update(value.as_bytes());
-    }
+    headers.hash_into(&mut hasher);
     hasher.update(&[0xfe]);
     if let Some(identity) = identity {
         hasher.update(identity.claims_json());

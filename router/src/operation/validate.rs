@@ -255,30 +255,74 @@ fn select_operation(
     })
 }
 
-/// Does this root selection reach `__schema` or `__type` (directly or through fragments)?
+/// Whether the selection selects `__schema` or `__type` anywhere at this level (through
+/// fragments), i.e. whether the operation introspects.
 pub(crate) fn selects_introspection(
     document: &query::Document,
     items: &[query::Selection],
 ) -> bool {
-    fn walk(document: &query::Document, items: &[query::Selection], depth: usize) -> bool {
-        // Fragment cycles are rejected by validation; the depth bound is a second guard.
-        if depth > 64 {
-            return false;
-        }
-        items.iter().any(|item| match item {
-            Selection::Field(f) => f.name == "__schema" || f.name == "__type",
-            Selection::InlineFragment(inline) => {
-                walk(document, &inline.selection_set.items, depth + 1)
-            }
-            Selection::FragmentSpread(spread) => document.definitions.iter().any(|d| match d {
-                Definition::Fragment(f) if f.name == spread.fragment_name => {
-                    walk(document, &f.selection_set.items, depth + 1)
+    introspection_walk(document, items, Walk::Any, 0)
+}
+
+/// Whether every operation of `document` selects nothing but introspection (`__schema`,
+/// `__type`, `__typename`) at its root, through fragments: what GraphiQL sends to learn the
+/// schema, let through a safelist in development.
+pub(crate) fn selects_only_introspection(document: &query::Document) -> bool {
+    let mut operations = document.definitions.iter().filter_map(|d| match d {
+        Definition::Operation(operation) => Some(operation),
+        Definition::Fragment(_) => None,
+    });
+    operations.clone().next().is_some()
+        && operations.all(|operation| {
+            let items = match operation {
+                OperationDefinition::SelectionSet(set) => &set.items,
+                OperationDefinition::Query(q) => &q.selection_set.items,
+                OperationDefinition::Mutation(_) | OperationDefinition::Subscription(_) => {
+                    return false;
                 }
-                _ => false,
-            }),
+            };
+            introspection_walk(document, items, Walk::All, 0)
         })
+}
+
+/// What [`introspection_walk`] asks of a selection.
+#[derive(Clone, Copy)]
+enum Walk {
+    /// Some item is `__schema` or `__type`.
+    Any,
+    /// Every item is `__schema`, `__type` or `__typename`.
+    All,
+}
+
+fn introspection_walk(
+    document: &query::Document,
+    items: &[query::Selection],
+    walk: Walk,
+    depth: usize,
+) -> bool {
+    // Fragment cycles are rejected by validation; the depth bound is a second guard.
+    if depth > 64 {
+        return false;
     }
-    walk(document, items, 0)
+    let matches = |item: &query::Selection| match item {
+        Selection::Field(f) => match walk {
+            Walk::Any => f.name == "__schema" || f.name == "__type",
+            Walk::All => matches!(f.name.as_str(), "__schema" | "__type" | "__typename"),
+        },
+        Selection::InlineFragment(inline) => {
+            introspection_walk(document, &inline.selection_set.items, walk, depth + 1)
+        }
+        Selection::FragmentSpread(spread) => document.definitions.iter().any(|d| match d {
+            Definition::Fragment(f) if f.name == spread.fragment_name => {
+                introspection_walk(document, &f.selection_set.items, walk, depth + 1)
+            }
+            _ => false,
+        }),
+    };
+    match walk {
+        Walk::Any => items.iter().any(matches),
+        Walk::All => items.iter().all(matches),
+    }
 }
 
 #[cfg(test)]

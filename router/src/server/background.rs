@@ -1,5 +1,5 @@
-//! Tasks that run while the router serves: JWKS refresh, subgraph health checks, and clean-up of
-//! rate-limiter state. Each loops until `serve` ends (dropping the set aborts them); one that
+//! Tasks that run while the router serves: JWKS refresh, the persisted-document manifest's
+//! refresh, subgraph health checks, and clean-up of rate-limiter state. Each loops until `serve` ends (dropping the set aborts them); one that
 //! stops on its own makes `serve` fail with its name, so it never dies silently.
 
 use std::sync::Arc;
@@ -20,6 +20,9 @@ pub(crate) fn spawn(
     let mut tasks = JoinSet::new();
     tasks.spawn(jwks_refresh(Arc::clone(state)));
     tasks.spawn(housekeeping(Arc::clone(state), request_limiter));
+    if state.documents.has_manifest() {
+        tasks.spawn(manifest_refresh(Arc::clone(state)));
+    }
     for index in 0..state.subgraphs.len() {
         let client = &state.subgraphs[index];
         if client.replicas().replicas().len() > 1 && client.health_check_enabled() {
@@ -49,6 +52,33 @@ async fn jwks_refresh(state: Arc<RouterState>) -> &'static str {
             None => Duration::from_secs(30),
         };
         tokio::time::sleep(wait).await;
+    }
+}
+
+/// Keeps the trusted-document manifest current. The first round runs at once (a manifest URL is
+/// first fetched here). A failed round keeps the manifest held and is counted, so a broken
+/// deployment of the manifest shows on a dashboard instead of in refused operations.
+async fn manifest_refresh(state: Arc<RouterState>) -> &'static str {
+    use crate::operation::documents::Refreshed;
+    loop {
+        let outcome = match state.documents.refresh().await {
+            Ok(Refreshed::Loaded(count)) => {
+                tracing::info!(documents = count, "persisted document manifest loaded");
+                "loaded"
+            }
+            Ok(Refreshed::Unchanged) => "unchanged",
+            Err(error) => {
+                tracing::warn!(
+                    %error,
+                    "persisted document manifest refresh failed; keeping the documents we have \
+                     (check `persisted_documents.manifest`)"
+                );
+                "failed"
+            }
+        };
+        metrics::counter!("shippy_router_persisted_manifest_refreshes_total", "outcome" => outcome)
+            .increment(1);
+        tokio::time::sleep(state.documents.refresh_interval()).await;
     }
 }
 

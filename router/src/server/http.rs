@@ -142,10 +142,7 @@ async fn run(
     caller: Caller<'_>,
     observed: &Observed,
 ) -> Response {
-    let prepared = match state
-        .prepare(&request.query, request.operation_name.as_deref(), live)
-        .await
-    {
+    let prepared = match state.prepare_request(&request, live).await {
         Ok(prepared) => prepared,
         Err(rejection) => return error_response(media, &rejection),
     };

@@ -88,9 +88,11 @@ pub(crate) fn from_get(query_string: Option<&str>) -> Result<GraphQLRequest, Pip
     let mut operation_name = None;
     let mut variables = None;
     let mut extensions = None;
+    let mut document_id = None;
     for (key, value) in form_urlencoded::parse(query_string.unwrap_or("").as_bytes()) {
         let slot = match key.as_ref() {
             "query" => &mut query,
+            "documentId" => &mut document_id,
             "operationName" => &mut operation_name,
             "variables" => &mut variables,
             "extensions" => &mut extensions,
@@ -104,12 +106,8 @@ pub(crate) fn from_get(query_string: Option<&str>) -> Result<GraphQLRequest, Pip
         }
         *slot = Some(value.into_owned());
     }
-    let Some(query) = query.filter(|q| !q.trim().is_empty()) else {
-        return Err(PipelineError::bad_request(
-            StatusCode::BAD_REQUEST,
-            "The `query` parameter is missing",
-        ));
-    };
+    let query = query.filter(|q| !q.trim().is_empty());
+    let document_id = document_id.filter(|id| !id.is_empty());
     let parse_object =
         |name: &str, text: Option<String>| -> Result<Map<String, Json>, PipelineError> {
             match text.as_deref().map(str::trim) {
@@ -127,11 +125,19 @@ pub(crate) fn from_get(query_string: Option<&str>) -> Result<GraphQLRequest, Pip
                 },
             }
         };
+    let extensions = parse_object("extensions", extensions)?;
+    if query.is_none() && document_id.is_none() && !extensions.contains_key("persistedQuery") {
+        return Err(PipelineError::bad_request(
+            StatusCode::BAD_REQUEST,
+            "The `query` parameter is missing",
+        ));
+    }
     Ok(GraphQLRequest {
         query,
+        document_id,
         operation_name: operation_name.filter(|n| !n.is_empty()),
         variables: parse_object("variables", variables)?,
-        extensions: parse_object("extensions", extensions)?,
+        extensions,
         is_get: true,
     })
 }
@@ -162,7 +168,8 @@ pub(crate) fn check_content_type(headers: &HeaderMap) -> Result<(), PipelineErro
     }
 }
 
-/// Parses a POST body (`{"query": ..., "operationName": ..., "variables": ..., "extensions": ...}`).
+/// Parses a POST body (`{"query": ..., "operationName": ..., "variables": ..., "extensions": ...}`,
+/// or `documentId` in place of `query`).
 pub(crate) fn from_post(body: &Bytes) -> Result<GraphQLRequest, PipelineError> {
     // serde_json stops at 128 levels of nesting; a parser without a limit would overflow the
     // stack on `[[[[…` and take the process down.
@@ -180,14 +187,19 @@ pub(crate) fn from_post(body: &Bytes) -> Result<GraphQLRequest, PipelineError> {
         };
         return Err(PipelineError::bad_request(StatusCode::BAD_REQUEST, message));
     };
-    let query = match object.remove("query") {
-        Some(Json::String(q)) if !q.trim().is_empty() => q,
-        None | Some(Json::Null) => {
+    let document_id = match object.remove("documentId") {
+        None | Some(Json::Null) => None,
+        Some(Json::String(id)) if !id.is_empty() => Some(id),
+        Some(_) => {
             return Err(PipelineError::bad_request(
                 StatusCode::BAD_REQUEST,
-                "The request has no `query`",
+                "The `documentId` must be a non-empty string",
             ));
         }
+    };
+    let query = match object.remove("query") {
+        Some(Json::String(q)) if !q.trim().is_empty() => Some(q),
+        None | Some(Json::Null) => None,
         Some(Json::String(_)) => {
             return Err(PipelineError::bad_request(
                 StatusCode::BAD_REQUEST,
@@ -219,11 +231,19 @@ pub(crate) fn from_post(body: &Bytes) -> Result<GraphQLRequest, PipelineError> {
             format!("The `{name}` must be a JSON object"),
         )),
     };
+    let extensions = object_field(object.remove("extensions"), "extensions")?;
+    if query.is_none() && document_id.is_none() && !extensions.contains_key("persistedQuery") {
+        return Err(PipelineError::bad_request(
+            StatusCode::BAD_REQUEST,
+            "The request has no `query`",
+        ));
+    }
     Ok(GraphQLRequest {
         query,
+        document_id,
         operation_name,
         variables: object_field(object.remove("variables"), "variables")?,
-        extensions: object_field(object.remove("extensions"), "extensions")?,
+        extensions,
         is_get: false,
     })
 }
@@ -333,7 +353,7 @@ mod tests {
             br#"{"query":"{ a }","operationName":"Op","variables":{"x":1},"extensions":null}"#,
         ))
         .unwrap();
-        assert_eq!(request.query, "{ a }");
+        assert_eq!(request.query.as_deref(), Some("{ a }"));
         assert_eq!(request.operation_name.as_deref(), Some("Op"));
         assert_eq!(request.variables.get("x"), Some(&Json::from(1)));
         assert!(!request.is_get);
@@ -381,7 +401,7 @@ mod tests {
             "query=%7B%20a%20%7D&variables=%7B%22x%22%3A1%7D&operationName=Op",
         ))
         .unwrap();
-        assert_eq!(request.query, "{ a }");
+        assert_eq!(request.query.as_deref(), Some("{ a }"));
         assert_eq!(request.variables.get("x"), Some(&Json::from(1)));
         assert_eq!(request.operation_name.as_deref(), Some("Op"));
         assert!(request.is_get);

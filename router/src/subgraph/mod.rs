@@ -11,6 +11,7 @@
 //! connection error or 502/503/504, for queries only and while the budget allows, back off and
 //! try again (another replica first) → the final outcome is reported to the breaker.
 
+pub(crate) mod headers;
 pub(crate) mod resilience;
 pub(crate) mod single_flight;
 
@@ -18,7 +19,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::header::{ACCEPT, CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue};
+use http::header::{ACCEPT, CONTENT_TYPE, HeaderMap, HeaderValue};
 use http::{Method, Request, StatusCode, Uri};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper_rustls::HttpsConnector;
@@ -388,15 +389,4 @@ fn dedupe_key(body: &[u8], headers: &HeaderMap) -> u128 {
         hasher.update(value.as_bytes());
     }
     hasher.digest128()
-}
-
-/// Picks the client headers to forward to subgraphs, per `forward_headers`.
-pub(crate) fn forwarded_headers(names: &[HeaderName], client_headers: &HeaderMap) -> HeaderMap {
-    let mut out = HeaderMap::new();
-    for name in names {
-        for value in client_headers.get_all(name) {
-            out.append(name.clone(), value.clone());
-        }
-    }
-    out
 }

@@ -292,7 +292,7 @@ pub(crate) async fn start(
 ) -> Result<Started, PipelineError> {
     let live = state.live.load_full();
     let prepared = state
-        .prepare(&request.query, request.operation_name.as_deref(), &live)
+        .prepare_request(request, &live)
         .await
         .map_err(|rejection| (*rejection).clone())?;
     if request.is_get && prepared.kind == OperationKind::Mutation {
@@ -418,7 +418,7 @@ impl Producer {
         let opened = tokio::select! {
             opened = UpstreamSubscription::open(
                 client,
-                &admitted.headers,
+                admitted.headers.for_subgraph(&client.name),
                 self.authorization.as_ref(),
                 body,
                 hub.config(),
@@ -527,10 +527,16 @@ pub(crate) fn request_from_payload(
     let object = payload
         .as_object()
         .ok_or_else(|| bad("The payload must be an object"))?;
-    let query = object
-        .get("query")
-        .and_then(|q| q.as_str())
-        .ok_or_else(|| bad("The payload has no `query` string"))?;
+    let query = match object.get("query") {
+        None | Some(serde_json::Value::Null) => None,
+        Some(serde_json::Value::String(query)) => Some(query.clone()),
+        Some(_) => return Err(bad("`query` must be a string")),
+    };
+    let document_id = match object.get("documentId") {
+        None | Some(serde_json::Value::Null) => None,
+        Some(serde_json::Value::String(id)) => Some(id.clone()),
+        Some(_) => return Err(bad("`documentId` must be a string")),
+    };
     let operation_name = match object.get("operationName") {
         None | Some(serde_json::Value::Null) => None,
         Some(serde_json::Value::String(name)) => Some(name.clone()),
@@ -545,8 +551,12 @@ pub(crate) fn request_from_payload(
         Some(serde_json::Value::Object(map)) => map.clone(),
         _ => serde_json::Map::new(),
     };
+    if query.is_none() && document_id.is_none() && !extensions.contains_key("persistedQuery") {
+        return Err(bad("The payload has no `query` string"));
+    }
     Ok(GraphQLRequest {
-        query: query.to_string(),
+        query,
+        document_id,
         operation_name,
         variables,
         extensions,
@@ -566,6 +576,28 @@ pub(crate) fn dropped_error(missed: u64) -> GraphQLError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn payloads_may_name_a_persisted_document_instead_of_a_query() {
+        let by_id = request_from_payload(&serde_json::json!({ "documentId": "abc" })).unwrap();
+        assert_eq!(
+            (by_id.query, by_id.document_id.as_deref()),
+            (None, Some("abc"))
+        );
+        let by_hash = request_from_payload(&serde_json::json!({
+            "extensions": { "persistedQuery": { "version": 1, "sha256Hash": "00" } }
+        }))
+        .unwrap();
+        assert!(by_hash.query.is_none());
+        let neither = request_from_payload(&serde_json::json!({ "variables": {} }));
+        assert_eq!(
+            neither.err().unwrap().code(),
+            Some(codes::BAD_REQUEST),
+            "nothing to run"
+        );
+        let wrong = request_from_payload(&serde_json::json!({ "documentId": 5 }));
+        assert!(wrong.is_err());
+    }
 
     #[tokio::test]
     async fn a_producer_that_panics_ends_its_stream_with_an_error() {

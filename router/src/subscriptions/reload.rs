@@ -34,6 +34,9 @@ pub(crate) fn affects_subscriptions(old: &RouterConfig, new: &RouterConfig) -> b
         subgraphs: _,
         reload: _,
         subscriptions: _,
+        persisted_documents: _,
+        // Upstream subscriptions keep the headers they were opened with.
+        headers: _,
     } = new;
     *auth != old.auth || *rate_limit != old.rate_limit || lowered(&old.limits, limits)
 }

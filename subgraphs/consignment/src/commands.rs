@@ -1,6 +1,7 @@
 //! The consignment subgraph's commands, independent of GraphQL: creating consignments, applying the
-//! vessel subgraph's answers (which [`crate::consumers`] decode from the `consignment` stream), and moving
-//! a consignment along on its carrier's word.
+//! vessel subgraph's answers (which [`crate::consumers`] decode from the `consignment` stream), retrying
+//! and cancelling on the owner's word, and moving a consignment along on its carrier's word. (Repeating
+//! unanswered requests and giving up on them is [`crate::saga`]'s.)
 //!
 //! Every change commits together with its events: a `consignment.*` event on the `consignment` stream
 //! whose payload is the consignment after the change (read by the vessel subgraph and by live
@@ -36,13 +37,13 @@ pub struct NewConsignment {
 
 /// Now, at the precision PostgreSQL keeps, so a row read back equals the one written (and the snapshot in
 /// its event).
-fn now() -> DateTime<Utc> {
+pub(crate) fn now() -> DateTime<Utc> {
     Utc::now().trunc_subsecs(6)
 }
 
 /// The consignment as it is after a change: the `consignment.*` event for subscribers and the vessel
 /// subgraph.
-fn snapshot(kind: &str, row: &entity::Model, message: String) -> Result<Event, DbErr> {
+pub(crate) fn snapshot(kind: &str, row: &entity::Model, message: String) -> Result<Event, DbErr> {
     shippy_contracts::event(
         streams::CONSIGNMENT,
         NAME,
@@ -71,7 +72,7 @@ fn log_entry(kind: &str, user: Uuid, row: &entity::Model, message: String) -> Ev
     )
 }
 
-async fn reload<C: ConnectionTrait>(conn: &C, id: Uuid) -> Result<entity::Model, DbErr> {
+pub(crate) async fn reload<C: ConnectionTrait>(conn: &C, id: Uuid) -> Result<entity::Model, DbErr> {
     Consignments::find_by_id(id)
         .one(conn)
         .await?
@@ -101,6 +102,10 @@ pub async fn create(
         vessel_owner_id: Set(None),
         created_at: Set(at),
         updated_at: Set(at),
+        unassignable_reason: Set(None),
+        assignment_round: Set(0),
+        pending_since: Set(Some(at)),
+        requested_at: Set(Some(at)),
     };
     let txn = state.db.begin().await?;
     Consignments::insert(row)
@@ -129,11 +134,15 @@ pub enum Answer {
         vessel_owner_id: Uuid,
         /// Its name, for the log.
         vessel_name: String,
+        /// The assignment round the booking answered.
+        round: i32,
     },
     /// No vessel has room.
     Unassignable {
-        /// Why, for the log.
+        /// Why, in words for the owner (stored and shown as `unassignableReason`).
         reason: String,
+        /// The assignment round it answered: an answer to an older round is ignored.
+        round: i32,
     },
 }
 
@@ -159,8 +168,17 @@ impl From<AnswerError> for HandleError {
     }
 }
 
-/// Applies the vessel subgraph's answer (from event `event_id`) to a `PENDING` consignment. `None` when it
-/// changes nothing: the event was handled before, or the consignment is no longer pending.
+/// Applies the vessel subgraph's answer (from event `event_id`) to a `PENDING` consignment, if it answers
+/// the consignment's current assignment round. `None` when it changes nothing: the event was handled
+/// before, the consignment is no longer pending, or the answer is to another round.
+///
+/// A booking that is not applied and is not the one the consignment has (it expired into `UNASSIGNABLE`,
+/// was cancelled, was retried since, or is carried by another vessel) is refused:
+/// `consignment.booking_refused` asks the vessel subgraph to give exactly that booking (vessel and round)
+/// back, so no capacity stays booked for nothing. Matching rounds strictly keeps both sides consistent in
+/// any order of events: a booking of an older round is either given back (and the current round books
+/// afresh) or was already adopted by the current round on the vessel side (and the refusal, naming the
+/// older round, matches nothing).
 pub async fn apply_answer(
     state: &State,
     event_id: Uuid,
@@ -171,57 +189,106 @@ pub async fn apply_answer(
     if !inbox::first_time(&txn, GROUP, event_id).await? {
         return Ok(None);
     }
-    let Some(row) = Consignments::find_by_id(consignment).one(&txn).await? else {
+    let Some(mut row) = Consignments::find_by_id(consignment).one(&txn).await? else {
         return Err(AnswerError::UnknownConsignment(consignment));
     };
-    if row.status != Status::Pending.as_str() {
-        // Answered before under another event id: keep the first answer.
-        txn.commit().await?;
-        return Ok(None);
-    }
-    let (status, vessel_id, vessel_owner_id, kind, message) = match answer {
-        Answer::Assigned {
-            vessel_id,
-            vessel_owner_id,
-            vessel_name,
-        } => (
-            Status::Assigned,
-            Some(*vessel_id),
-            Some(*vessel_owner_id),
-            contract::ASSIGNED,
-            format!("consignment {consignment} assigned to vessel {vessel_name}"),
-        ),
-        Answer::Unassignable { reason } => (
-            Status::Unassignable,
-            None,
-            None,
-            contract::UNASSIGNABLE,
-            format!("consignment {consignment} could not be assigned: {reason}"),
-        ),
+    let applies = match answer {
+        Answer::Assigned { round, .. } | Answer::Unassignable { round, .. } => {
+            *round == row.assignment_round
+        }
     };
-    let changed = Consignments::update_many()
-        .col_expr(Column::Status, Expr::value(status.as_str()))
-        .col_expr(Column::VesselId, Expr::value(vessel_id))
-        .col_expr(Column::VesselOwnerId, Expr::value(vessel_owner_id))
-        .col_expr(Column::UpdatedAt, Expr::value(later_than(row.updated_at)))
-        .filter(Column::Id.eq(consignment))
-        .filter(Column::Status.eq(Status::Pending.as_str()))
-        .exec(&txn)
-        .await?;
-    if changed.rows_affected == 0 {
+    if row.status == Status::Pending.as_str() && applies {
+        let (status, vessel_id, vessel_owner_id, reason, kind, message) = match answer {
+            Answer::Assigned {
+                vessel_id,
+                vessel_owner_id,
+                vessel_name,
+                ..
+            } => (
+                Status::Assigned,
+                Some(*vessel_id),
+                Some(*vessel_owner_id),
+                None,
+                contract::ASSIGNED,
+                format!("consignment {consignment} assigned to vessel {vessel_name}"),
+            ),
+            Answer::Unassignable { reason, .. } => (
+                Status::Unassignable,
+                None,
+                None,
+                Some(reason.clone()),
+                contract::UNASSIGNABLE,
+                format!("consignment {consignment} could not be assigned: {reason}"),
+            ),
+        };
+        let changed = Consignments::update_many()
+            .col_expr(Column::Status, Expr::value(status.as_str()))
+            .col_expr(Column::VesselId, Expr::value(vessel_id))
+            .col_expr(Column::VesselOwnerId, Expr::value(vessel_owner_id))
+            .col_expr(Column::UnassignableReason, Expr::value(reason))
+            .col_expr(Column::UpdatedAt, Expr::value(later_than(row.updated_at)))
+            .filter(Column::Id.eq(consignment))
+            .filter(Column::Status.eq(Status::Pending.as_str()))
+            .filter(Column::AssignmentRound.eq(row.assignment_round))
+            .exec(&txn)
+            .await?;
+        if changed.rows_affected == 1 {
+            let row = reload(&txn, consignment).await?;
+            record_change(&txn, kind, &row, message, &[row.owner_id]).await?;
+            txn.commit().await?;
+            state.outbox.wake();
+            return Ok(Some(row));
+        }
+        // Changed meanwhile (it expired, was cancelled or retried): judge the answer against that.
+        row = reload(&txn, consignment).await?;
+    }
+    if let Answer::Assigned {
+        vessel_id, round, ..
+    } = answer
+        && row.vessel_id != Some(*vessel_id)
+    {
+        refuse_booking(&txn, &row, *vessel_id, *round).await?;
         txn.commit().await?;
+        state.outbox.wake();
         return Ok(None);
     }
-    let row = reload(&txn, consignment).await?;
-    record_change(&txn, kind, &row, message, &[row.owner_id]).await?;
+    // Answered before (a repeated answer, or the first answer stands).
     txn.commit().await?;
-    state.outbox.wake();
-    Ok(Some(row))
+    Ok(None)
+}
+
+/// Records `consignment.booking_refused` for a booking of `row` on `vessel_id` that came too late.
+async fn refuse_booking(
+    txn: &DatabaseTransaction,
+    row: &entity::Model,
+    vessel_id: Uuid,
+    round: i32,
+) -> Result<(), DbErr> {
+    tracing::warn!(consignment = %row.id, %vessel_id, round, status = %row.status,
+        "a vessel booked a consignment that no longer waits for one; asking the vessel subgraph to give the booking back");
+    metrics::counter!(shippy_telemetry::metrics::names::ASSIGNMENT_LATE_BOOKINGS).increment(1);
+    let event = shippy_contracts::event(
+        streams::CONSIGNMENT,
+        NAME,
+        contract::BOOKING_REFUSED,
+        Some(row.owner_id.to_string()),
+        format!(
+            "booking of consignment {} on vessel {vessel_id} refused: it is {}",
+            row.id, row.status
+        ),
+        &contract::BookingRefused {
+            consignment_id: row.id,
+            vessel_id,
+            round,
+        },
+    )
+    .map_err(|e| DbErr::Custom(e.to_string()))?;
+    outbox::record(txn, &event).await
 }
 
 /// A timestamp after `previous`: now, or a microsecond later when the clock has not moved on (or went
 /// back), so `updated_at` strictly increases and subscribers can drop stale snapshots.
-fn later_than(previous: DateTime<Utc>) -> DateTime<Utc> {
+pub(crate) fn later_than(previous: DateTime<Utc>) -> DateTime<Utc> {
     let at = now();
     if at > previous {
         at
@@ -230,7 +297,7 @@ fn later_than(previous: DateTime<Utc>) -> DateTime<Utc> {
     }
 }
 
-async fn record_change(
+pub(crate) async fn record_change(
     txn: &DatabaseTransaction,
     kind: &str,
     row: &entity::Model,
@@ -242,6 +309,20 @@ async fn record_change(
         outbox::record(txn, &log_entry(kind, *user, row, message.clone())).await?;
     }
     Ok(())
+}
+
+/// The update moving `row` from `current` (the status read) to `next`. Conditional on the status read,
+/// so two concurrent changes cannot both apply: the loser's update matches no row.
+fn move_status(
+    row: &entity::Model,
+    current: Status,
+    next: Status,
+) -> sea_orm::UpdateMany<Consignments> {
+    Consignments::update_many()
+        .col_expr(Column::Status, Expr::value(next.as_str()))
+        .col_expr(Column::UpdatedAt, Expr::value(later_than(row.updated_at)))
+        .filter(Column::Id.eq(row.id))
+        .filter(Column::Status.eq(current.as_str()))
 }
 
 /// Why a status change was refused.
@@ -287,18 +368,10 @@ pub async fn update_status(
             to: next.as_str(),
         });
     }
-    // Conditional on the status read, so two concurrent updates cannot both apply.
-    let changed = Consignments::update_many()
-        .col_expr(Column::Status, Expr::value(next.as_str()))
-        .col_expr(Column::UpdatedAt, Expr::value(later_than(row.updated_at)))
-        .filter(Column::Id.eq(id))
-        .filter(Column::Status.eq(current.as_str()))
-        .exec(&txn)
-        .await?;
+    let changed = move_status(&row, current, next).exec(&txn).await?;
     if changed.rows_affected == 0 {
-        let now_status = reload(&txn, id).await?.status;
         return Err(StatusError::Transition {
-            from: Status::parse(&now_status).map_or("UNKNOWN", Status::as_str),
+            from: status_now(&txn, id).await?,
             to: next.as_str(),
         });
     }
@@ -311,5 +384,117 @@ pub async fn update_status(
     record_change(&txn, contract::STATUS_CHANGED, &row, message, &log_for).await?;
     txn.commit().await?;
     state.outbox.wake();
+    Ok(row)
+}
+
+/// Why the owner's retry or cancel was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum OwnerError {
+    /// No such consignment, or someone else's (the same answer, so ids of other people's consignments
+    /// cannot be probed).
+    #[error("no consignment of yours has this id")]
+    NotYours,
+    /// Only an `UNASSIGNABLE` consignment can be retried.
+    #[error("only an UNASSIGNABLE consignment can be retried; this one is {0}")]
+    NotRetryable(&'static str),
+    /// Only a `PENDING` or `UNASSIGNABLE` consignment can be cancelled.
+    #[error("only a PENDING or UNASSIGNABLE consignment can be cancelled; this one is {0}")]
+    NotCancellable(&'static str),
+    /// Database failure.
+    #[error(transparent)]
+    Db(#[from] DbErr),
+}
+
+/// The caller's consignment `id` and its status, read in `txn`.
+async fn owned(
+    txn: &DatabaseTransaction,
+    caller: Uuid,
+    id: Uuid,
+) -> Result<(entity::Model, Status), OwnerError> {
+    let row = Consignments::find_by_id(id)
+        .one(txn)
+        .await?
+        .filter(|row| row.owner_id == caller)
+        .ok_or(OwnerError::NotYours)?;
+    let status = Status::parse(&row.status)
+        .ok_or_else(|| DbErr::Custom(format!("stored status {:?} is unknown", row.status)))?;
+    Ok((row, status))
+}
+
+/// The status of consignment `id` now, for the error after a conditional update lost a race.
+async fn status_now(txn: &DatabaseTransaction, id: Uuid) -> Result<&'static str, DbErr> {
+    let now = reload(txn, id).await?.status;
+    Ok(Status::parse(&now).map_or("UNKNOWN", Status::as_str))
+}
+
+/// Asks again for a vessel for the caller's `UNASSIGNABLE` consignment `id`: `PENDING` again, in a new
+/// assignment round (its deadline counts from now), and `consignment.retried`, which the vessel subgraph
+/// answers like a new consignment.
+pub async fn retry(state: &State, caller: Uuid, id: Uuid) -> Result<entity::Model, OwnerError> {
+    let txn = state.db.begin().await?;
+    let (row, current) = owned(&txn, caller, id).await?;
+    if !current.owner_may_retry() {
+        return Err(OwnerError::NotRetryable(current.as_str()));
+    }
+    let at = later_than(row.updated_at);
+    // Conditional on the status and round read, so two concurrent retries make one round.
+    let changed = Consignments::update_many()
+        .col_expr(Column::Status, Expr::value(Status::Pending.as_str()))
+        .col_expr(
+            Column::UnassignableReason,
+            Expr::value(Option::<String>::None),
+        )
+        .col_expr(
+            Column::AssignmentRound,
+            Expr::value(row.assignment_round + 1),
+        )
+        .col_expr(Column::PendingSince, Expr::value(at))
+        .col_expr(Column::RequestedAt, Expr::value(at))
+        .col_expr(Column::UpdatedAt, Expr::value(at))
+        .filter(Column::Id.eq(id))
+        .filter(Column::Status.eq(current.as_str()))
+        .filter(Column::AssignmentRound.eq(row.assignment_round))
+        .exec(&txn)
+        .await?;
+    if changed.rows_affected == 0 {
+        return Err(OwnerError::NotRetryable(status_now(&txn, id).await?));
+    }
+    let row = reload(&txn, id).await?;
+    let message = format!(
+        "consignment {id} is waiting for a vessel again (attempt {})",
+        row.assignment_round + 1
+    );
+    record_change(&txn, contract::RETRIED, &row, message, &[caller]).await?;
+    txn.commit().await?;
+    state.outbox.wake();
+    tracing::info!(consignment = %id, round = row.assignment_round, "consignment retried by its owner");
+    Ok(row)
+}
+
+/// Cancels the caller's `PENDING` or `UNASSIGNABLE` consignment `id` for good: `CANCELLED`, and
+/// `consignment.cancelled`, on which the vessel subgraph gives back any booking made for it (a booking
+/// that arrives later is refused, see [`apply_answer`]).
+pub async fn cancel(state: &State, caller: Uuid, id: Uuid) -> Result<entity::Model, OwnerError> {
+    let txn = state.db.begin().await?;
+    let (row, current) = owned(&txn, caller, id).await?;
+    if !current.owner_may_cancel() {
+        return Err(OwnerError::NotCancellable(current.as_str()));
+    }
+    let changed = move_status(&row, current, Status::Cancelled)
+        .col_expr(
+            Column::UnassignableReason,
+            Expr::value(Option::<String>::None),
+        )
+        .exec(&txn)
+        .await?;
+    if changed.rows_affected == 0 {
+        return Err(OwnerError::NotCancellable(status_now(&txn, id).await?));
+    }
+    let row = reload(&txn, id).await?;
+    let message = format!("consignment {id} cancelled");
+    record_change(&txn, contract::CANCELLED, &row, message, &[caller]).await?;
+    txn.commit().await?;
+    state.outbox.wake();
+    tracing::info!(consignment = %id, "consignment cancelled by its owner");
     Ok(row)
 }

@@ -16,7 +16,7 @@ use std::collections::{HashMap, VecDeque};
 use chrono::{DateTime, Utc};
 use futures::{StreamExt, stream::BoxStream};
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
-use shippy_contracts::{consignment::KIND_PREFIX, consignment::Snapshot, streams, vessel};
+use shippy_contracts::{consignment::Snapshot, consignment::is_change, streams, vessel};
 use shippy_kit::{
     consumer::{self, HandleError, Handler},
     error,
@@ -58,7 +58,7 @@ impl Watch {
     /// The consignment in `event`, if it is one of this subscriber's.
     fn relevant(&self, event: &Event) -> Option<entity::Model> {
         if event.stream != streams::CONSIGNMENT
-            || !event.kind.starts_with(KIND_PREFIX)
+            || !is_change(&event.kind)
             || event.user_id.as_deref() != Some(self.owner_text.as_str())
         {
             return None;
@@ -186,12 +186,17 @@ impl Handler for VesselAnswers {
                         vessel_id: a.vessel_id,
                         vessel_owner_id: a.vessel_owner_id,
                         vessel_name: a.vessel_name,
+                        round: a.round,
                     },
                 )
             }
             vessel::UNASSIGNABLE => {
                 let u: vessel::Unassignable = consumer::payload(event)?;
-                (u.consignment_id, Answer::Unassignable { reason: u.reason })
+                let answer = Answer::Unassignable {
+                    reason: u.reason,
+                    round: u.round,
+                };
+                (u.consignment_id, answer)
             }
             _ => return Ok(()),
         };

@@ -137,7 +137,9 @@ impl Containers {
 }
 
 /// Where a consignment is in its life: `PENDING` until the vessel subgraph answers (`ASSIGNED` or
-/// `UNASSIGNABLE`), then moved by the vessel's owner `ASSIGNED -> IN_TRANSIT -> DELIVERED`.
+/// `UNASSIGNABLE`, also when no answer came before `assignment.deadline`), then moved by the vessel's
+/// owner `ASSIGNED -> IN_TRANSIT -> DELIVERED`. Its owner may retry an `UNASSIGNABLE` one (`PENDING`
+/// again) and cancel a `PENDING` or `UNASSIGNABLE` one (`CANCELLED`, for good).
 #[derive(async_graphql::Enum, Debug, Clone, Copy, PartialEq, Eq)]
 #[graphql(name = "ConsignmentStatus")]
 pub enum Status {
@@ -145,12 +147,14 @@ pub enum Status {
     Pending,
     /// Booked on a vessel.
     Assigned,
-    /// No vessel had room when it was created.
+    /// No vessel had room, or none answered in time (see `unassignableReason`); its owner may retry.
     Unassignable,
     /// On its way.
     InTransit,
     /// Arrived.
     Delivered,
+    /// Cancelled by its owner before it was assigned.
+    Cancelled,
 }
 
 impl Status {
@@ -162,6 +166,7 @@ impl Status {
             Status::Unassignable => status::UNASSIGNABLE,
             Status::InTransit => status::IN_TRANSIT,
             Status::Delivered => status::DELIVERED,
+            Status::Cancelled => status::CANCELLED,
         }
     }
 
@@ -173,6 +178,7 @@ impl Status {
             status::UNASSIGNABLE => Status::Unassignable,
             status::IN_TRANSIT => Status::InTransit,
             status::DELIVERED => Status::Delivered,
+            status::CANCELLED => Status::Cancelled,
             _ => return None,
         })
     }
@@ -183,6 +189,16 @@ impl Status {
             (self, next),
             (Status::Assigned, Status::InTransit) | (Status::InTransit, Status::Delivered)
         )
+    }
+
+    /// Whether the owner may ask again for a vessel: only when none was found.
+    pub fn owner_may_retry(self) -> bool {
+        self == Status::Unassignable
+    }
+
+    /// Whether the owner may cancel: only before a vessel carries it.
+    pub fn owner_may_cancel(self) -> bool {
+        matches!(self, Status::Pending | Status::Unassignable)
     }
 }
 
@@ -257,8 +273,14 @@ mod tests {
             Status::Unassignable,
             Status::InTransit,
             Status::Delivered,
+            Status::Cancelled,
         ] {
             assert_eq!(Status::parse(status.as_str()), Some(status));
+            assert_eq!(status.owner_may_retry(), status == Status::Unassignable);
+            assert_eq!(
+                status.owner_may_cancel(),
+                matches!(status, Status::Pending | Status::Unassignable)
+            );
         }
         assert_eq!(Status::parse("LOST"), None);
         assert!(Status::Assigned.carrier_may_move_to(Status::InTransit));
@@ -267,5 +289,6 @@ mod tests {
         assert!(!Status::Pending.carrier_may_move_to(Status::Assigned));
         assert!(!Status::Delivered.carrier_may_move_to(Status::InTransit));
         assert!(!Status::Unassignable.carrier_may_move_to(Status::InTransit));
+        assert!(!Status::Cancelled.carrier_may_move_to(Status::InTransit));
     }
 }

@@ -32,6 +32,16 @@ pub struct Model {
     pub created_at: DateTimeUtc,
     /// Time of the last change; strictly increases with every change.
     pub updated_at: DateTimeUtc,
+    /// Why it is `UNASSIGNABLE`, in words for its owner; `NULL` in any other status.
+    pub unassignable_reason: Option<String>,
+    /// Which assignment request is current: 0 at creation, one more per retry of its owner.
+    pub assignment_round: i32,
+    /// When it last became `PENDING` (created or retried): `assignment.deadline` counts from here.
+    /// `NULL` only in rows rebuilt from an event (live updates), which never go to the database.
+    pub pending_since: Option<DateTimeUtc>,
+    /// When its assignment request was last sent: re-sent after `assignment.retry_after`. `NULL` as
+    /// `pending_since`.
+    pub requested_at: Option<DateTimeUtc>,
 }
 
 /// No relations inside this database.
@@ -54,6 +64,8 @@ impl From<Model> for shippy_contracts::consignment::Snapshot {
             vessel_owner_id: row.vessel_owner_id,
             created_at: row.created_at,
             updated_at: row.updated_at,
+            assignment_round: row.assignment_round,
+            unassignable_reason: row.unassignable_reason,
         }
     }
 }
@@ -72,6 +84,10 @@ impl From<shippy_contracts::consignment::Snapshot> for Model {
             vessel_owner_id: snapshot.vessel_owner_id,
             created_at: snapshot.created_at,
             updated_at: snapshot.updated_at,
+            unassignable_reason: snapshot.unassignable_reason,
+            assignment_round: snapshot.assignment_round,
+            pending_since: None,
+            requested_at: None,
         }
     }
 }

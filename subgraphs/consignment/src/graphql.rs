@@ -4,7 +4,8 @@
 //! Access: a consignment is its owner's. `consignment(id)`, `consignments`, `User.consignments`, the
 //! entity resolver and `consignmentUpdated` show a user their own consignments and nothing of anyone
 //! else's (null, or `FORBIDDEN`). The one other person with a say is the owner of the vessel carrying it,
-//! who moves it along with `updateConsignmentStatus`.
+//! who moves it along with `updateConsignmentStatus`. Its owner may `retryConsignment` an `UNASSIGNABLE`
+//! one and `cancelConsignment` one not yet assigned.
 
 use async_graphql::{
     Context, ErrorExtensions, ID, InputObject, Object, Result, SimpleObject, Subscription,
@@ -22,7 +23,7 @@ use uuid::Uuid;
 
 use crate::{
     State,
-    commands::{self, NewConsignment, StatusError},
+    commands::{self, NewConsignment, OwnerError, StatusError},
     consumers,
     domain::{self, ConsignmentWeight, Containers, Description, Status},
     entity::{self, Column, Entity as Consignments},
@@ -34,6 +35,18 @@ impl ErrorExtensions for StatusError {
             StatusError::NotCarrier => error::forbidden(self.to_string()),
             StatusError::Transition { .. } => error::bad_input("status", self),
             StatusError::Db(_) => error::internal("updating consignment status", self),
+        }
+    }
+}
+
+impl ErrorExtensions for OwnerError {
+    fn extend(&self) -> async_graphql::Error {
+        match self {
+            OwnerError::NotYours => error::forbidden(self.to_string()),
+            OwnerError::NotRetryable(_) | OwnerError::NotCancellable(_) => {
+                error::bad_input("id", self)
+            }
+            OwnerError::Db(_) => error::internal("changing consignment", self),
         }
     }
 }
@@ -138,6 +151,16 @@ impl Consignment {
         Status::parse(&self.0.status).ok_or_else(|| {
             error::internal("reading consignment status", format!("{:?}", self.0.status))
         })
+    }
+
+    /// Why no vessel carries it, in plain words ("No vessel has room for 12 containers and 40,000 kg",
+    /// "No vessel answered within 10 minutes"): set while it is `UNASSIGNABLE`, null otherwise, and
+    /// null for anyone but its owner.
+    async fn unassignable_reason(&self, ctx: &Context<'_>) -> Option<&str> {
+        if !self.seen_by_owner(ctx) || self.0.status != Status::Unassignable.as_str() {
+            return None;
+        }
+        self.0.unassignable_reason.as_deref()
     }
 
     /// The vessel carrying it (resolved by the vessel subgraph); null until assigned.
@@ -343,6 +366,36 @@ impl Mutation {
         let caller = caller_id(auth::require(ctx)?)?;
         let id = parse_id("id", &id)?;
         let row = commands::update_status(state(ctx)?, caller, id, status)
+            .await
+            .map_err(|e| e.extend())?;
+        Ok(Consignment(row))
+    }
+
+    /// Asks again for a vessel for one of the caller's `UNASSIGNABLE` consignments: it is `PENDING`
+    /// again, with a new deadline. Another status is `BAD_USER_INPUT`; a consignment that is not the
+    /// caller's (or does not exist) is `FORBIDDEN`. Records `consignment.retried`.
+    #[graphql(
+        directive = authenticated::apply(),
+        directive = rate_limit::apply(10, "1m".into(), None)
+    )]
+    async fn retry_consignment(&self, ctx: &Context<'_>, id: ID) -> Result<Consignment> {
+        let caller = caller_id(auth::require(ctx)?)?;
+        let id = parse_id("id", &id)?;
+        let row = commands::retry(state(ctx)?, caller, id)
+            .await
+            .map_err(|e| e.extend())?;
+        Ok(Consignment(row))
+    }
+
+    /// Cancels one of the caller's consignments that no vessel carries yet (`PENDING` or
+    /// `UNASSIGNABLE`): it becomes `CANCELLED` for good, and any capacity a vessel booked for it is
+    /// given back. Another status is `BAD_USER_INPUT`; a consignment that is not the caller's (or does
+    /// not exist) is `FORBIDDEN`. Records `consignment.cancelled`.
+    #[graphql(directive = authenticated::apply())]
+    async fn cancel_consignment(&self, ctx: &Context<'_>, id: ID) -> Result<Consignment> {
+        let caller = caller_id(auth::require(ctx)?)?;
+        let id = parse_id("id", &id)?;
+        let row = commands::cancel(state(ctx)?, caller, id)
             .await
             .map_err(|e| e.extend())?;
         Ok(Consignment(row))

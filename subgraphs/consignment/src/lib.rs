@@ -3,26 +3,30 @@
 //! A consignment is created `PENDING` and recorded as `consignment.created` on the `consignment` stream;
 //! the vessel subgraph books it on a vessel and answers on the same stream, and this subgraph's
 //! consumer ([`consumers::VesselAnswers`], group `consignment`) makes it `ASSIGNED` or `UNASSIGNABLE`. The
-//! vessel's owner then moves it `IN_TRANSIT` and `DELIVERED`. Every change reaches subscribers of
+//! vessel's owner then moves it `IN_TRANSIT` and `DELIVERED`. The [`saga`] task sends unanswered
+//! requests again and gives up on them after `assignment.deadline`; the owner may retry an
+//! `UNASSIGNABLE` consignment or cancel one not yet assigned. Every change reaches subscribers of
 //! `consignmentUpdated` on any replica through the stream ([`consumers::watch`]). The events and their payloads
 //! are in `shippy_contracts`.
 //!
 //! [`Consignment`] says what is this subgraph's own; `shippy_kit::subgraph` starts, serves and describes
-//! it ([`ConsignmentService`]): the axum app, the outbox relay, the consumer and the live feed, until
-//! shutdown.
+//! it ([`ConsignmentService`]): the axum app, the outbox relay, the consumer, the live feed and the
+//! saga, until shutdown.
 
 pub mod commands;
 pub mod consumers;
 pub mod domain;
 pub mod entity;
 pub mod graphql;
+pub mod saga;
 
 use sea_orm::DatabaseConnection;
 use shippy_contracts::streams;
 use shippy_kit::{
     live::LiveFeed,
     outbox::Outbox,
-    server::{Runtime, StartError},
+    server::{BackgroundTask, Runtime, StartError},
+    shutdown::CancellationToken,
     subgraph::{Consumes, Service, Subgraph},
 };
 
@@ -58,6 +62,7 @@ impl Subgraph for Consignment {
     type Migrator = shippy_migrations::consignment::Migrator;
 
     fn state(runtime: &Runtime) -> Result<State, StartError> {
+        runtime.config.assignment.validate()?;
         Ok(State {
             db: runtime.db.clone(),
             outbox: runtime.outbox.clone(),
@@ -75,5 +80,16 @@ impl Subgraph for Consignment {
 
     fn live_feed(state: &State) -> Option<&LiveFeed> {
         Some(&state.live)
+    }
+
+    fn tasks(state: &State, runtime: &Runtime, shutdown: CancellationToken) -> Vec<BackgroundTask> {
+        let saga = saga::Saga::new(state.clone(), runtime.config.assignment.clone());
+        vec![BackgroundTask {
+            name: "assignment saga".into(),
+            run: Box::pin(async move {
+                let Ok(()) = saga.run(shutdown).await;
+                Ok(())
+            }),
+        }]
     }
 }

@@ -470,6 +470,7 @@ async fn answers_apply_once(backend: Backend) {
         vessel_id: Uuid::now_v7(),
         vessel_owner_id: Uuid::now_v7(),
         vessel_name: "Ship".into(),
+        round: 0,
     };
     let event = Uuid::now_v7();
     let applied = commands::apply_answer(state, event, row.id, &assigned)
@@ -487,6 +488,7 @@ async fn answers_apply_once(backend: Backend) {
     );
     let late = Answer::Unassignable {
         reason: "late".into(),
+        round: 0,
     };
     assert!(
         commands::apply_answer(state, Uuid::now_v7(), row.id, &late)

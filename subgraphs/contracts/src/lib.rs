@@ -8,6 +8,11 @@
 //!    [`vessel::UNASSIGNABLE`] ([`vessel::Unassignable`]), which the consignment subgraph applies;
 //! 3. [`consignment::STATUS_CHANGED`] to [`consignment::status::DELIVERED`] gives the vessel's capacity back.
 //!
+//! A request nobody answers is repeated ([`consignment::REDRIVEN`]) and, past its deadline, the consignment
+//! becomes `UNASSIGNABLE`; its owner may ask again ([`consignment::RETRIED`]) or cancel
+//! ([`consignment::CANCELLED`]). A booking that arrives when it is no longer wanted is given back
+//! ([`consignment::BOOKING_REFUSED`]).
+//!
 //! Every subgraph also records activity on the [`streams::LOG`] stream ([`log::event`]), which the log
 //! subgraph stores whatever its kind.
 //!
@@ -63,6 +68,7 @@ mod tests {
             vessel_id: v,
             vessel_owner_id: o,
             vessel_name: "Ever Given".into(),
+            round: 0,
         };
         assert_eq!(serde_json::to_value(&assigned).unwrap(), old);
         assert_eq!(
@@ -78,6 +84,7 @@ mod tests {
             reason: "no room".into(),
             container_count: 3,
             weight: 2.5,
+            round: 0,
         };
         assert_eq!(serde_json::to_value(&refused).unwrap(), old);
         assert_eq!(
@@ -101,5 +108,51 @@ mod tests {
         assert_eq!(serde_json::to_value(&snapshot).unwrap(), old);
         let missing_id = json!({ "owner_id": owner });
         assert!(serde_json::from_value::<consignment::Snapshot>(missing_id).is_err());
+    }
+
+    #[test]
+    fn rounds_and_reasons_travel_and_default_for_old_events() {
+        let at = Utc.with_ymd_and_hms(2026, 1, 2, 3, 4, 5).unwrap();
+        let old = json!({
+            "id": Uuid::nil(), "owner_id": Uuid::nil(), "description": "Tea", "weight": 1.0,
+            "containers": [], "container_count": 1, "status": "PENDING", "vessel_id": null,
+            "vessel_owner_id": null, "created_at": at, "updated_at": at,
+        });
+        let mut snapshot: consignment::Snapshot = serde_json::from_value(old).unwrap();
+        assert_eq!(
+            (
+                snapshot.assignment_round,
+                snapshot.unassignable_reason.as_deref()
+            ),
+            (0, None)
+        );
+        snapshot.assignment_round = 2;
+        snapshot.unassignable_reason = Some("No vessel answered within 10 minutes".into());
+        let sent = serde_json::to_value(&snapshot).unwrap();
+        assert_eq!(sent["assignment_round"], 2);
+        assert_eq!(
+            serde_json::from_value::<consignment::Snapshot>(sent).unwrap(),
+            snapshot
+        );
+        let assigned: vessel::Assigned = serde_json::from_value(json!({
+            "consignment_id": Uuid::nil(), "vessel_id": Uuid::nil(), "vessel_owner_id": Uuid::nil(),
+            "round": 3,
+        }))
+        .unwrap();
+        assert_eq!(assigned.round, 3);
+
+        for kind in [
+            consignment::CREATED,
+            consignment::RETRIED,
+            consignment::REDRIVEN,
+        ] {
+            assert!(consignment::requests_assignment(kind), "{kind}");
+        }
+        assert!(!consignment::requests_assignment(consignment::CANCELLED));
+        assert!(consignment::is_change(consignment::CANCELLED));
+        assert!(consignment::is_change(consignment::RETRIED));
+        assert!(!consignment::is_change(consignment::REDRIVEN));
+        assert!(!consignment::is_change(consignment::BOOKING_REFUSED));
+        assert!(!consignment::is_change(vessel::ASSIGNED));
     }
 }

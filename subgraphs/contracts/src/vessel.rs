@@ -21,6 +21,9 @@ pub struct Assigned {
     /// The vessel's name, for messages.
     #[serde(default)]
     pub vessel_name: String,
+    /// The request's `assignment_round` (see [`crate::consignment::Snapshot`]); 0 when absent.
+    #[serde(default, skip_serializing_if = "crate::consignment::is_zero")]
+    pub round: i32,
 }
 
 /// Payload of [`UNASSIGNABLE`].
@@ -28,11 +31,14 @@ pub struct Assigned {
 pub struct Unassignable {
     /// The consignment refused.
     pub consignment_id: Uuid,
-    /// Why, for messages.
+    /// Why, in words the consignment's owner understands (shown to them).
     #[serde(default)]
     pub reason: String,
     /// Its number of containers, as asked.
     pub container_count: i32,
     /// Its weight, as asked.
     pub weight: f64,
+    /// The request's `assignment_round` (see [`crate::consignment::Snapshot`]); 0 when absent.
+    #[serde(default, skip_serializing_if = "crate::consignment::is_zero")]
+    pub round: i32,
 }

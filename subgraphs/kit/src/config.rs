@@ -213,6 +213,63 @@ impl Default for RelayConfig {
     }
 }
 
+/// The consignment assignment saga (`[assignment]`): how long a consignment may wait for a vessel's answer
+/// before its request is sent again, and before it is given up as `UNASSIGNABLE`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AssignmentConfig {
+    /// A consignment `PENDING` this long since its request was last sent gets the request sent again
+    /// (the vessel subgraph answers a repeated request without booking twice). Must be greater than zero.
+    /// Default `30s`.
+    #[serde(with = "humantime_serde")]
+    pub retry_after: Duration,
+    /// A consignment still `PENDING` this long after it was created (or retried) becomes `UNASSIGNABLE`,
+    /// and its owner is told that no vessel answered in time. Must exceed `retry_after`. Default `10m`.
+    #[serde(with = "humantime_serde")]
+    pub deadline: Duration,
+}
+
+impl Default for AssignmentConfig {
+    fn default() -> Self {
+        Self {
+            retry_after: Duration::from_secs(30),
+            deadline: Duration::from_secs(600),
+        }
+    }
+}
+
+/// A setting out of its allowed range.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{key}: {problem}")]
+pub struct InvalidSetting {
+    /// The setting, as written in a config file (`assignment.deadline`).
+    pub key: &'static str,
+    /// What is wrong with its value.
+    pub problem: String,
+}
+
+impl AssignmentConfig {
+    /// Checks `deadline > retry_after > 0`.
+    pub fn validate(&self) -> Result<(), InvalidSetting> {
+        if self.retry_after.is_zero() {
+            return Err(InvalidSetting {
+                key: "assignment.retry_after",
+                problem: "must be greater than zero".into(),
+            });
+        }
+        if self.deadline <= self.retry_after {
+            return Err(InvalidSetting {
+                key: "assignment.deadline",
+                problem: format!(
+                    "must be longer than assignment.retry_after ({:?})",
+                    self.retry_after
+                ),
+            });
+        }
+        Ok(())
+    }
+}
+
 /// The event bus: Redis stream names and bounds, and how group consumers pace themselves. Used with Redis
 /// (`REDIS_URL`) and, where it applies, by the in-process bus of `shippy up`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -399,6 +456,35 @@ mod tests {
                 .unwrap();
         assert_eq!(relay.probe_interval, Duration::from_secs(1));
         assert_eq!(relay.retention, Duration::from_secs(7 * 24 * 3600));
+    }
+
+    #[test]
+    fn assignment_deadline_must_exceed_retry_after() {
+        let cfg: AssignmentConfig =
+            serde_json::from_value(serde_json::json!({"retry_after": "5s", "deadline": "1m"}))
+                .unwrap();
+        assert_eq!(cfg.retry_after, Duration::from_secs(5));
+        assert_eq!(cfg.deadline, Duration::from_secs(60));
+        assert!(cfg.validate().is_ok());
+        assert!(AssignmentConfig::default().validate().is_ok());
+        let zero = AssignmentConfig {
+            retry_after: Duration::ZERO,
+            ..AssignmentConfig::default()
+        };
+        assert_eq!(zero.validate().unwrap_err().key, "assignment.retry_after");
+        let short = AssignmentConfig {
+            retry_after: Duration::from_secs(60),
+            deadline: Duration::from_secs(60),
+        };
+        let err = short.validate().unwrap_err();
+        assert_eq!(err.key, "assignment.deadline");
+        assert_eq!(
+            err.to_string(),
+            "assignment.deadline: must be longer than assignment.retry_after (60s)"
+        );
+        assert!(
+            serde_json::from_value::<AssignmentConfig>(serde_json::json!({"retry": "5s"})).is_err()
+        );
     }
 
     #[test]

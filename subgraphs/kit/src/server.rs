@@ -40,7 +40,10 @@ use shippy_security::connections::{self, ConnectionLimits};
 use crate::{
     access::{self, AccessError, Gate},
     auth::{Caller, ClientIp, JwtVerifier, KeyError, TokenError},
-    config::{AccessConfig, AuthConfig, EventsConfig, RelayConfig, ServerConfig},
+    config::{
+        AccessConfig, AssignmentConfig, AuthConfig, EventsConfig, InvalidSetting, RelayConfig,
+        ServerConfig,
+    },
     consumer::{Consumer, Handler},
     db::{self, DbError},
     events::EventBus,
@@ -383,6 +386,8 @@ pub struct SubgraphConfig {
     pub relay: RelayConfig,
     /// Stream bounds, live feeds and group consumers.
     pub events: EventsConfig,
+    /// The consignment assignment saga's timing (used by the consignment subgraph).
+    pub assignment: AssignmentConfig,
     /// Where revoked token ids go (the user subgraph's `logout`): Redis shared with the routers, or
     /// the memory `shippy up` shares with its router. `None`: the subgraph's own memory.
     pub revocations: Option<Arc<dyn shippy_security::revocation::RevocationStore>>,
@@ -400,6 +405,9 @@ pub enum StartError {
     /// Router credentials.
     #[error(transparent)]
     Access(#[from] AccessError),
+    /// A setting out of range.
+    #[error("invalid configuration: {0}")]
+    Config(#[from] InvalidSetting),
 }
 
 /// The shared parts of a running subgraph.

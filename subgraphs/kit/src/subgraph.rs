@@ -2,7 +2,7 @@
 //! [`Subgraph`] (its name, GraphQL roots, resolver state, migrator, consumers and live feed), and this
 //! module does the rest: [`schema`] and [`sdl`], [`Service::start`] (database migrated, state built),
 //! [`Service::app`] (the axum app, for `oneshot` tests), [`Service::serve`] (server, outbox relay,
-//! consumers and live feed under one supervisor until shutdown) and [`run`] (both).
+//! consumers, live feed and the subgraph's own tasks under one supervisor until shutdown) and [`run`] (both).
 
 use std::{marker::PhantomData, sync::Arc};
 
@@ -62,6 +62,16 @@ pub trait Subgraph: Send + Sync + 'static {
     /// The live feed its subscriptions read, fed from the bus while it serves; none by default.
     fn live_feed(_state: &Self::State) -> Option<&LiveFeed> {
         None
+    }
+
+    /// Its own long-lived tasks (beside the consumers and the live feed), supervised like them: each
+    /// runs until `shutdown` is cancelled. None by default.
+    fn tasks(
+        _state: &Self::State,
+        _runtime: &Runtime,
+        _shutdown: CancellationToken,
+    ) -> Vec<BackgroundTask> {
+        Vec::new()
     }
 }
 
@@ -156,6 +166,7 @@ impl<S: Subgraph> Service<S> {
         if let Some(feed) = S::live_feed(&self.state) {
             tasks.push(self.runtime.live_feed_task(feed, shutdown.clone()));
         }
+        tasks.extend(S::tasks(&self.state, &self.runtime, shutdown.clone()));
         Ok(self
             .runtime
             .serve(S::NAME, listener, app, tasks, shutdown)

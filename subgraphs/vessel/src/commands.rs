@@ -2,10 +2,15 @@
 //! booking consignments on them (and giving the capacity back), which the [`crate::consumers`] run on
 //! the saga's events.
 //!
-//! Booking: on `consignment.created` the consignment is booked on the available vessel with the least
-//! room that still fits it, and answered on the same stream with `vessel.assigned` or
-//! `vessel.unassignable` (which the consignment subgraph applies). On `consignment.status_changed` to
-//! `DELIVERED` the capacity is given back. Every change happens in one transaction with its inbox row and
+//! Booking: on an assignment request (`consignment.created`, `.retried` or `.redriven`) the consignment
+//! is booked on the available vessel with the least room that still fits it, and answered on the same
+//! stream with `vessel.assigned` or `vessel.unassignable` (which the consignment subgraph applies). On
+//! `consignment.status_changed` to `DELIVERED`, on `consignment.cancelled` and on
+//! `consignment.booking_refused` (a booking that came too late) the capacity is given back.
+//!
+//! One booking per consignment and round: a request repeated because its answer was slow (re-driven) finds
+//! the booking already made and gets the same answer again, without booking twice; only a request of a
+//! later round (the owner retried) books again once the earlier booking was given back. Every change happens in one transaction with its inbox row and
 //! outbox events, so a redelivered event changes nothing and an answer is published if and only if the
 //! booking committed.
 //!
@@ -127,6 +132,8 @@ pub struct BookingRequest {
     pub weight: f64,
     /// Number of containers.
     pub container_count: i32,
+    /// The consignment's assignment round (0, then one more per retry of its owner).
+    pub round: i32,
 }
 
 impl From<consignment::Snapshot> for BookingRequest {
@@ -136,6 +143,7 @@ impl From<consignment::Snapshot> for BookingRequest {
             owner_id: snapshot.owner_id,
             weight: snapshot.weight,
             container_count: snapshot.container_count,
+            round: snapshot.assignment_round,
         }
     }
 }
@@ -147,6 +155,12 @@ pub enum Booking {
     Assigned(entity::Model),
     /// No available vessel has room.
     Unassignable,
+    /// The consignment was booked before (a repeated request): answered again with this vessel, nothing
+    /// more booked.
+    AlreadyBooked(entity::Model),
+    /// The consignment's booking of this round (or a later one) was made and given back already: the
+    /// request is stale, nothing is booked or answered.
+    Stale,
     /// This event was handled before; nothing changed.
     AlreadyHandled,
 }
@@ -162,9 +176,15 @@ pub enum BookingError {
     Contended,
 }
 
+/// A database error is classified like any other (`HandleError::from(DbErr)`): an outage is transient and
+/// never dead-letters the request. Losing every fitting vessel to concurrent bookings is a conflict of
+/// the moment, transient too.
 impl From<BookingError> for HandleError {
     fn from(err: BookingError) -> Self {
-        HandleError::Retry(err.to_string())
+        match err {
+            BookingError::Db(err) => err.into(),
+            contended @ BookingError::Contended => HandleError::Transient(contended.to_string()),
+        }
     }
 }
 
@@ -180,22 +200,38 @@ pub async fn book(
         Capacity::parse(request.container_count),
         Weight::parse(request.weight),
     ) else {
-        return unassignable(
-            state,
-            event_id,
-            request,
-            "the consignment's size is out of range",
-        )
-        .await;
+        let reason = format!("No vessel can carry {}", size_in_words(request));
+        return unassignable(state, event_id, request, &reason).await;
     };
     let txn = state.db.begin().await?;
     if !inbox::first_time(&txn, GROUP, event_id).await? {
         return Ok(Booking::AlreadyHandled);
     }
+    // A repeated request must not book twice. (Two requests for one consignment racing past this check
+    // both try to insert its reservation: the primary key refuses the second, whose transaction rolls
+    // back with its capacity update, and its retry finds the booking here.)
+    if let Some(existing) = reservation::Entity::find_by_id(request.id)
+        .one(&txn)
+        .await?
+    {
+        if existing.released_at.is_none() {
+            return answer_again(txn, state, request, existing).await;
+        }
+        if existing.round >= request.round {
+            txn.commit().await?;
+            tracing::info!(consignment = %request.id, round = request.round,
+                "assignment request for a consignment whose booking was already given back; ignored as stale");
+            return Ok(Booking::Stale);
+        }
+        // The owner retried after the earlier booking was given back: book afresh.
+        reservation::Entity::delete_by_id(request.id)
+            .exec(&txn)
+            .await?;
+    }
     for _ in 0..MAX_ATTEMPTS {
         let Some(vessel) = find_available(&txn, containers, weight).await? else {
-            return unassignable_in(txn, state, request, "no available vessel has room for it")
-                .await;
+            let reason = format!("No vessel has room for {}", size_in_words(request));
+            return unassignable_in(txn, state, request, &reason).await;
         };
         let booked = Vessels::update_many()
             .col_expr(
@@ -223,6 +259,7 @@ pub async fn book(
             weight: Set(weight.get()),
             reserved_at: Set(Utc::now()),
             released_at: Set(None),
+            round: Set(request.round),
         })
         .exec_without_returning(&txn)
         .await?;
@@ -230,19 +267,13 @@ pub async fn book(
             .one(&txn)
             .await?
             .ok_or_else(|| DbErr::RecordNotFound(vessel.id.to_string()))?;
-        let answer = answer(
-            vessel::ASSIGNED,
+        let answer = assigned(
             request,
+            &vessel,
             format!(
                 "consignment {} assigned to vessel {}",
                 request.id, vessel.name
             ),
-            &vessel::Assigned {
-                consignment_id: request.id,
-                vessel_id: vessel.id,
-                vessel_owner_id: vessel.owner_id,
-                vessel_name: vessel.name.clone(),
-            },
         )?;
         let log = log::event(
             NAME,
@@ -270,6 +301,95 @@ pub async fn book(
         return Ok(Booking::Assigned(vessel));
     }
     Err(BookingError::Contended)
+}
+
+/// Answers a repeated request for a consignment booked before with that booking (adopting it for the
+/// request's round, so that giving back a late booking of an older round leaves it alone).
+async fn answer_again(
+    txn: sea_orm::DatabaseTransaction,
+    state: &State,
+    request: &BookingRequest,
+    existing: reservation::Model,
+) -> Result<Booking, BookingError> {
+    if existing.round < request.round {
+        reservation::Entity::update_many()
+            .col_expr(reservation::Column::Round, Expr::value(request.round))
+            .filter(reservation::Column::ConsignmentId.eq(request.id))
+            .filter(reservation::Column::ReleasedAt.is_null())
+            .exec(&txn)
+            .await?;
+    }
+    let vessel = Vessels::find_by_id(existing.vessel_id)
+        .one(&txn)
+        .await?
+        .ok_or_else(|| DbErr::RecordNotFound(existing.vessel_id.to_string()))?;
+    let answer = assigned(
+        request,
+        &vessel,
+        format!(
+            "consignment {} is booked on vessel {} already",
+            request.id, vessel.name
+        ),
+    )?;
+    outbox::record(&txn, &answer).await?;
+    txn.commit().await?;
+    state.outbox.wake();
+    tracing::info!(consignment = %request.id, vessel = %vessel.id, round = request.round,
+        "repeated assignment request answered with the existing booking");
+    Ok(Booking::AlreadyBooked(vessel))
+}
+
+/// `vessel.assigned`: `request` is booked on `vessel`.
+fn assigned(
+    request: &BookingRequest,
+    vessel: &entity::Model,
+    message: String,
+) -> Result<Event, DbErr> {
+    answer(
+        vessel::ASSIGNED,
+        request,
+        message,
+        &vessel::Assigned {
+            consignment_id: request.id,
+            vessel_id: vessel.id,
+            vessel_owner_id: vessel.owner_id,
+            vessel_name: vessel.name.clone(),
+            round: request.round,
+        },
+    )
+}
+
+/// A consignment's size as its owner would say it: "12 containers and 40,000 kg".
+fn size_in_words(request: &BookingRequest) -> String {
+    let containers = match request.container_count {
+        1 => "1 container".to_owned(),
+        n => format!("{} containers", grouped(&n.to_string())),
+    };
+    format!(
+        "{containers} and {} kg",
+        grouped(&request.weight.to_string())
+    )
+}
+
+/// `digits` (a number as Rust prints it) with its whole part in groups of three: `40000.5` -> `40,000.5`.
+fn grouped(digits: &str) -> String {
+    let (sign, rest) = digits
+        .strip_prefix('-')
+        .map_or(("", digits), |rest| ("-", rest));
+    let (whole, fraction) = rest
+        .split_once('.')
+        .map_or((rest, None), |(w, f)| (w, Some(f)));
+    let mut out = String::new();
+    for (i, c) in whole.chars().enumerate() {
+        if i > 0 && (whole.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    match fraction {
+        Some(f) => format!("{sign}{out}.{f}"),
+        None => format!("{sign}{out}"),
+    }
 }
 
 /// The answer to `request` on the `consignment` stream, addressed to the consignment's owner.
@@ -318,6 +438,7 @@ async fn unassignable_in(
             reason: reason.to_owned(),
             container_count: request.container_count,
             weight: request.weight,
+            round: request.round,
         },
     )?;
     outbox::record(&txn, &answer).await?;
@@ -327,23 +448,56 @@ async fn unassignable_in(
 }
 
 /// Gives back the capacity booked for `consignment` (it was delivered). `false` when there was nothing to
-/// release (already released, never booked, or this event was handled before).
+/// release (already released, never booked, or this event was handled before). See [`give_back`].
+pub async fn release(state: &State, event_id: Uuid, consignment: Uuid) -> Result<bool, DbErr> {
+    give_back(state, event_id, consignment, GiveBack::Delivered).await
+}
+
+/// Why a booking is given back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GiveBack {
+    /// The consignment was delivered.
+    Delivered,
+    /// Its owner cancelled it: whatever booking it has.
+    Cancelled,
+    /// The booking on `vessel_id` answering round `round` came too late (the consignment had expired or
+    /// was cancelled, or was booked elsewhere): only that booking, not one of a later round.
+    Refused {
+        /// The vessel of the refused booking.
+        vessel_id: Uuid,
+        /// The round it answered.
+        round: i32,
+    },
+}
+
+/// Gives back the capacity booked for `consignment` for `why`. `false` when there was nothing to give
+/// back (already released, never booked, a booking other than the one refused, or this event was
+/// handled before).
 ///
 /// Idempotent by itself, whatever the event ids: the booking is marked released by a conditional
 /// update (`released_at IS NULL`) and the capacity is given back only when that update changed a row.
-/// Two deliveries racing on PostgreSQL serialize on the booking's row lock, and the second one's
+/// Two releases racing on PostgreSQL serialize on the booking's row lock, and the second one's
 /// condition, re-checked against the first's commit, matches no row.
-pub async fn release(state: &State, event_id: Uuid, consignment: Uuid) -> Result<bool, DbErr> {
+pub async fn give_back(
+    state: &State,
+    event_id: Uuid,
+    consignment: Uuid,
+    why: GiveBack,
+) -> Result<bool, DbErr> {
     let txn = state.db.begin().await?;
     if !inbox::first_time(&txn, GROUP, event_id).await? {
         return Ok(false);
     }
-    let marked = reservation::Entity::update_many()
+    let mut mark = reservation::Entity::update_many()
         .col_expr(reservation::Column::ReleasedAt, Expr::value(Utc::now()))
         .filter(reservation::Column::ConsignmentId.eq(consignment))
-        .filter(reservation::Column::ReleasedAt.is_null())
-        .exec(&txn)
-        .await?;
+        .filter(reservation::Column::ReleasedAt.is_null());
+    if let GiveBack::Refused { vessel_id, round } = why {
+        mark = mark
+            .filter(reservation::Column::VesselId.eq(vessel_id))
+            .filter(reservation::Column::Round.eq(round));
+    }
+    let marked = mark.exec(&txn).await?;
     let booking = match marked.rows_affected {
         1 => {
             reservation::Entity::find_by_id(consignment)
@@ -354,7 +508,18 @@ pub async fn release(state: &State, event_id: Uuid, consignment: Uuid) -> Result
     };
     let Some(booking) = booking else {
         txn.commit().await?;
-        tracing::warn!(%consignment, "delivered consignment has no active booking (never booked, or released already)");
+        match why {
+            GiveBack::Delivered => {
+                tracing::warn!(%consignment, "delivered consignment has no active booking (never booked, or released already)")
+            }
+            // Usual: most cancelled consignments were never booked.
+            GiveBack::Cancelled => {
+                tracing::debug!(%consignment, "cancelled consignment has no active booking")
+            }
+            GiveBack::Refused { .. } => {
+                tracing::info!(%consignment, "refused booking was given back already, or replaced by a later one")
+            }
+        }
         return Ok(false);
     };
     Vessels::update_many()
@@ -375,8 +540,14 @@ pub async fn release(state: &State, event_id: Uuid, consignment: Uuid) -> Result
             "vessel.released",
             Some(vessel.owner_id.to_string()),
             format!(
-                "consignment {consignment} delivered: {} containers free again on {}",
-                booking.containers, vessel.name
+                "consignment {consignment} {}: {} containers free again on {}",
+                match why {
+                    GiveBack::Delivered => "delivered",
+                    GiveBack::Cancelled => "cancelled",
+                    GiveBack::Refused { .. } => "booked too late",
+                },
+                booking.containers,
+                vessel.name
             ),
             json!({
                 "vessel_id": vessel.id,
@@ -390,4 +561,45 @@ pub async fn release(state: &State, event_id: Uuid, consignment: Uuid) -> Result
     txn.commit().await?;
     state.outbox.wake();
     Ok(true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn outages_and_conflicts_are_transient_other_failures_not() {
+        let outage = BookingError::Db(DbErr::Conn(sea_orm::RuntimeErr::Internal(
+            "connection refused".into(),
+        )));
+        assert!(HandleError::from(outage).is_transient());
+        assert!(HandleError::from(BookingError::Contended).is_transient());
+        let own = BookingError::Db(DbErr::Custom("bad row".into()));
+        assert!(matches!(HandleError::from(own), HandleError::Retry(_)));
+    }
+
+    #[test]
+    fn sizes_in_an_owners_words() {
+        let request = |container_count, weight| BookingRequest {
+            id: Uuid::nil(),
+            owner_id: Uuid::nil(),
+            weight,
+            container_count,
+            round: 0,
+        };
+        assert_eq!(
+            size_in_words(&request(12, 40_000.0)),
+            "12 containers and 40,000 kg"
+        );
+        assert_eq!(
+            size_in_words(&request(1, 999.5)),
+            "1 container and 999.5 kg"
+        );
+        assert_eq!(
+            size_in_words(&request(1000, 1_234_567.0)),
+            "1,000 containers and 1,234,567 kg"
+        );
+        assert_eq!(grouped("-1234"), "-1,234");
+        assert_eq!(grouped("123"), "123");
+    }
 }

@@ -1,5 +1,6 @@
-//! The vessel subgraph's consumer (group [`GROUP`]) of the `consignment` stream: books created
-//! consignments and gives the capacity of delivered ones back ([`crate::commands`]), ignores the rest.
+//! The vessel subgraph's consumer (group [`GROUP`]) of the `consignment` stream: books consignments on
+//! their assignment requests and gives the capacity back when they are delivered or cancelled or their
+//! booking came too late ([`crate::commands`]); ignores the rest.
 
 use shippy_contracts::consignment;
 use shippy_kit::{
@@ -9,13 +10,14 @@ use shippy_kit::{
 
 use crate::{
     State,
-    commands::{book, release},
+    commands::{GiveBack, book, give_back},
 };
 
 /// The vessel subgraph's consumer group on the `consignment` stream (also its inbox's key).
 pub const GROUP: &str = "vessel";
 
-/// The consumer's handler: books created consignments, releases delivered ones, ignores the rest.
+/// The consumer's handler: books requested consignments, gives back what is no longer wanted, ignores
+/// the rest.
 pub struct Assigner {
     state: State,
 }
@@ -30,16 +32,29 @@ impl Assigner {
 #[async_trait::async_trait]
 impl Handler for Assigner {
     async fn handle(&self, event: &Event) -> Result<(), HandleError> {
+        let id = event.event_id;
         match event.kind.as_str() {
-            consignment::CREATED => {
-                let created: consignment::Snapshot = consumer::payload(event)?;
-                book(&self.state, event.event_id, &created.into()).await?;
+            kind if consignment::requests_assignment(kind) => {
+                let request: consignment::Snapshot = consumer::payload(event)?;
+                book(&self.state, id, &request.into()).await?;
             }
             consignment::STATUS_CHANGED => {
                 let change: consignment::Snapshot = consumer::payload(event)?;
                 if change.status == consignment::status::DELIVERED {
-                    release(&self.state, event.event_id, change.id).await?;
+                    give_back(&self.state, id, change.id, GiveBack::Delivered).await?;
                 }
+            }
+            consignment::CANCELLED => {
+                let cancelled: consignment::Snapshot = consumer::payload(event)?;
+                give_back(&self.state, id, cancelled.id, GiveBack::Cancelled).await?;
+            }
+            consignment::BOOKING_REFUSED => {
+                let refused: consignment::BookingRefused = consumer::payload(event)?;
+                let why = GiveBack::Refused {
+                    vessel_id: refused.vessel_id,
+                    round: refused.round,
+                };
+                give_back(&self.state, id, refused.consignment_id, why).await?;
             }
             _ => {}
         }

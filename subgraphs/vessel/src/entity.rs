@@ -49,7 +49,8 @@ impl ActiveModelBehavior for ActiveModel {}
 pub mod reservation {
     use sea_orm::entity::prelude::*;
 
-    /// A booking: made once per consignment, released once (when it is delivered).
+    /// A booking: made once per consignment and assignment round, released once (when it is delivered,
+    /// cancelled, or booked too late).
     #[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
     #[sea_orm(table_name = "reservations")]
     pub struct Model {
@@ -66,6 +67,9 @@ pub mod reservation {
         pub reserved_at: DateTimeUtc,
         /// When the capacity was given back; `NULL` while booked.
         pub released_at: Option<DateTimeUtc>,
+        /// The consignment's assignment round this booking answered (see
+        /// `shippy_contracts::consignment::Snapshot::assignment_round`).
+        pub round: i32,
     }
 
     /// No relations.

@@ -1,7 +1,8 @@
 //! Booking consignments on vessels, on SQLite and PostgreSQL: many bookings at once never exceed a
 //! vessel's capacity or max weight, a redelivered request books once, the best-fitting vessel is chosen,
-//! delivery gives the capacity back once (also when duplicated deliveries race), and the running subgraph answers `consignment.created` events on
-//! the bus.
+//! delivery gives the capacity back once (also when duplicated deliveries race), a re-driven request
+//! never books twice (also when copies race), late and cancelled bookings are given back once, and the
+//! running subgraph answers `consignment.created` events on the bus in words an owner understands.
 
 use shippy_contracts::streams;
 use std::{sync::Arc, time::Duration};
@@ -15,7 +16,7 @@ use shippy_kit::{
 };
 use shippy_vessel::{
     State,
-    commands::{self, Booking, BookingRequest, NewVessel},
+    commands::{self, Booking, BookingRequest, GiveBack, NewVessel},
     domain::{Capacity, VesselName, Weight},
     entity::{self, reservation},
 };
@@ -70,6 +71,7 @@ fn request(containers: i32, weight: f64) -> BookingRequest {
         owner_id: Uuid::now_v7(),
         weight,
         container_count: containers,
+        round: 0,
     }
 }
 
@@ -87,7 +89,7 @@ async fn book_all(state: &State, requests: Vec<BookingRequest>) -> (usize, usize
         match task.await.unwrap().expect("booking") {
             Booking::Assigned(_) => assigned += 1,
             Booking::Unassignable => unassignable += 1,
-            Booking::AlreadyHandled => panic!("every request is new"),
+            other => panic!("every request is new, got {other:?}"),
         }
     }
     (assigned, unassignable)
@@ -313,6 +315,10 @@ async fn the_running_subgraph_answers_on_the_bus(backend: Backend) {
         .find(|e| e.kind == "vessel.unassignable")
         .unwrap();
     assert_eq!(refused.payload["consignment_id"], too_big.to_string());
+    assert_eq!(
+        refused.payload["reason"], "No vessel has room for 6 containers and 10 kg",
+        "the reason is shown to the consignment's owner as is"
+    );
 
     let vessels = server
         .client()
@@ -329,7 +335,151 @@ async fn the_running_subgraph_answers_on_the_bus(backend: Backend) {
     let _keep: Arc<dyn EventBus> = bus;
 }
 
+/// A request sent again (re-driven: a new event id, the same consignment and round) is answered with the
+/// booking already made, and copies racing each other book once.
+async fn a_redriven_request_never_books_twice(backend: Backend) {
+    let h = Harness::start(backend).await;
+    let vessel = h.vessel("Redriven", 100, 1_000.0).await;
+    let req = request(3, 30.0);
+    let first = commands::book(h.state(), Uuid::now_v7(), &req)
+        .await
+        .unwrap();
+    assert!(matches!(first, Booking::Assigned(ref v) if v.id == vessel.id));
+    for _ in 0..3 {
+        let again = commands::book(h.state(), Uuid::now_v7(), &req)
+            .await
+            .unwrap();
+        assert!(
+            matches!(again, Booking::AlreadyBooked(ref v) if v.id == vessel.id),
+            "{again:?}"
+        );
+    }
+    assert_eq!(h.reload(vessel.id).await.reserved_containers, 3);
+
+    // Eight copies of one request at once (the original and re-drives handled by several replicas).
+    let raced = request(5, 50.0);
+    let tasks: Vec<_> = (0..8)
+        .map(|_| {
+            let (state, r) = (h.state().clone(), raced.clone());
+            tokio::spawn(async move { commands::book(&state, Uuid::now_v7(), &r).await })
+        })
+        .collect();
+    let (mut assigned, mut answered_again, mut refused_by_key) = (0, 0, 0);
+    for task in tasks {
+        match task.await.unwrap() {
+            Ok(Booking::Assigned(_)) => assigned += 1,
+            Ok(Booking::AlreadyBooked(_)) => answered_again += 1,
+            // The reservation's primary key refused a copy that raced past the check; its retry
+            // (the consumer's) finds the booking.
+            Err(_) => refused_by_key += 1,
+            Ok(other) => panic!("unexpected {other:?}"),
+        }
+    }
+    assert_eq!(assigned, 1, "one copy books");
+    assert_eq!(assigned + answered_again + refused_by_key, 8);
+    for _ in 0..refused_by_key {
+        let retried = commands::book(h.state(), Uuid::now_v7(), &raced)
+            .await
+            .unwrap();
+        assert!(matches!(retried, Booking::AlreadyBooked(_)), "{retried:?}");
+    }
+    let after = h.reload(vessel.id).await;
+    assert_eq!(
+        (after.reserved_containers, after.reserved_weight),
+        (8, 80.0),
+        "3 + 5 containers, each booked once"
+    );
+    assert_eq!(
+        reservation::Entity::find()
+            .count(&h.state().db)
+            .await
+            .unwrap(),
+        2
+    );
+}
+
+/// A booking that came too late is given back once, and only the booking refused: a stale request of
+/// that round books nothing, a retry (next round) books afresh, and refusing the old round again leaves
+/// the new booking alone; cancelling gives back whatever booking there is.
+async fn late_and_cancelled_bookings_are_given_back_once(backend: Backend) {
+    let h = Harness::start(backend).await;
+    let vessel = h.vessel("Late", 10, 1_000.0).await;
+    let state = h.state();
+    let req = request(4, 40.0);
+    assert!(matches!(
+        commands::book(state, Uuid::now_v7(), &req).await.unwrap(),
+        Booking::Assigned(_)
+    ));
+    let refused = GiveBack::Refused {
+        vessel_id: vessel.id,
+        round: 0,
+    };
+    let other_vessel = GiveBack::Refused {
+        vessel_id: Uuid::now_v7(),
+        round: 0,
+    };
+    assert!(
+        !commands::give_back(state, Uuid::now_v7(), req.id, other_vessel)
+            .await
+            .unwrap(),
+        "a refusal names the booking it refuses"
+    );
+    assert_eq!(h.reload(vessel.id).await.reserved_containers, 4);
+    assert!(
+        commands::give_back(state, Uuid::now_v7(), req.id, refused)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !commands::give_back(state, Uuid::now_v7(), req.id, refused)
+            .await
+            .unwrap(),
+        "given back once"
+    );
+    assert_eq!(h.reload(vessel.id).await.reserved_containers, 0);
+
+    let stale = commands::book(state, Uuid::now_v7(), &req).await.unwrap();
+    assert_eq!(stale, Booking::Stale, "a late copy of the refused round");
+    assert_eq!(h.reload(vessel.id).await.reserved_containers, 0);
+
+    let retried = BookingRequest { round: 1, ..req };
+    assert!(matches!(
+        commands::book(state, Uuid::now_v7(), &retried)
+            .await
+            .unwrap(),
+        Booking::Assigned(_)
+    ));
+    assert!(
+        !commands::give_back(state, Uuid::now_v7(), req.id, refused)
+            .await
+            .unwrap(),
+        "refusing round 0 again leaves round 1's booking"
+    );
+    assert_eq!(h.reload(vessel.id).await.reserved_containers, 4);
+
+    assert!(
+        commands::give_back(state, Uuid::now_v7(), req.id, GiveBack::Cancelled)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !commands::give_back(state, Uuid::now_v7(), req.id, GiveBack::Cancelled)
+            .await
+            .unwrap()
+    );
+    let after = h.reload(vessel.id).await;
+    assert_eq!((after.reserved_containers, after.reserved_weight), (0, 0.0));
+    let never_booked = request(1, 1.0);
+    assert!(
+        !commands::give_back(state, Uuid::now_v7(), never_booked.id, GiveBack::Cancelled)
+            .await
+            .unwrap()
+    );
+}
+
 shippy_kit::backend_tests!(
+    a_redriven_request_never_books_twice,
+    late_and_cancelled_bookings_are_given_back_once,
     concurrent_bookings_never_overbook,
     a_redelivered_request_books_once,
     the_best_fitting_vessel_is_chosen,

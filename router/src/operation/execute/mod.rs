@@ -20,7 +20,6 @@ use tracing::Instrument;
 use ahash::AHashMap;
 use bytes::Bytes;
 use futures::future::{BoxFuture, join_all};
-use http::HeaderMap;
 use serde::Deserialize;
 use serde_json::{Map, Value as Json};
 
@@ -32,6 +31,7 @@ use crate::error::{GraphQLError, PathElement, codes};
 use crate::graphql::value::{Value, deep_merge, write_str};
 use crate::query_planner::{BatchFetchNode, FetchNode, FlattenNode, OperationKind, PlanNode};
 use crate::subgraph::FetchError;
+use crate::subgraph::headers::SubgraphHeaders;
 
 /// The merged data and errors of one execution.
 pub(crate) struct ExecutionOutput<'a> {
@@ -48,7 +48,7 @@ pub(crate) type ResponseArena = boxcar::Vec<Bytes>;
 struct Execution<'a> {
     state: &'a RouterState,
     variables: &'a Map<String, Json>,
-    headers: &'a HeaderMap,
+    headers: &'a SubgraphHeaders,
     /// The caller's verified claims as JSON, sent as `extensions.claims` to subgraphs that
     /// take them (`forward_claims`).
     claims: Option<&'a Bytes>,
@@ -67,7 +67,7 @@ pub(crate) async fn execute<'a>(
     plan: Option<&'a PlanNode>,
     kind: OperationKind,
     variables: &'a Map<String, Json>,
-    headers: &'a HeaderMap,
+    headers: &'a SubgraphHeaders,
     claims: Option<&'a Bytes>,
     arena: &'a ResponseArena,
     initial_data: Value<'a>,
@@ -315,7 +315,7 @@ impl<'a> Execution<'a> {
         let span = crate::telemetry::fetch_span(service, fetch.operation_kind, &fetch.query);
         let started = std::time::Instant::now();
         let result = client
-            .fetch(body, self.headers, deduplicable)
+            .fetch(body, self.headers.for_subgraph(&client.name), deduplicable)
             .instrument(span.clone())
             .await;
         crate::telemetry::record_fetch(&span, service, &result, started.elapsed());

@@ -6,7 +6,8 @@ use std::time::Duration;
 use super::{TEST_ROUTER_KEY, TEST_SECRET, TEST_SUBGRAPH_SECRET};
 use crate::{
     config::{
-        AccessConfig, AuthConfig, ConsumerConfig, EventsConfig, RelayConfig, Secret, ServerConfig,
+        AccessConfig, AssignmentConfig, AuthConfig, ConsumerConfig, EventsConfig, RelayConfig,
+        Secret, ServerConfig,
     },
     server::SubgraphConfig,
 };
@@ -43,6 +44,7 @@ pub fn subgraph_config(database_url: &str) -> SubgraphConfig {
             ..RelayConfig::default()
         },
         events: events_config("shippy-test:"),
+        assignment: AssignmentConfig::default(),
         revocations: None,
     }
 }
