@@ -814,7 +814,8 @@ function timeline(c) {
     const li = document.createElement("li");
     const stage = failed ? i : STATUS[step].stage;
     const isCurrent = step === c.status;
-    li.className = isCurrent ? (failed ? "failed" : "current") : stage < reached || (failed && i === 0) ? "done" : "todo";
+    const end = c.status === "CANCELLED" ? "ended" : "failed";
+    li.className = isCurrent ? (failed ? end : "current") : stage < reached || (failed && i === 0) ? "done" : "todo";
     li.append(STATUS[step].label);
     if (isCurrent) li.setAttribute("aria-current", "step");
     const at = times[step];
@@ -835,7 +836,10 @@ function problemBox(c) {
   box.className = "problem";
   const p = document.createElement("p");
   const reason = c.unassignableReason ?? state.reasons.get(c.id);
-  p.textContent = `${reason ? `${sentence(reason)} ` : "No vessel had room for it. "}Add a vessel with room, then try again.`;
+  // A vessel that did not answer in time may yet; one with no room needs another vessel first.
+  const advice = /answer/i.test(reason ?? "") ? "Try again in a moment" : "When a vessel with room is in the fleet, try again";
+  const cancel = state.features.cancel ? ", or cancel it." : ".";
+  p.textContent = `${sentence(reason ?? "No vessel had room for it")} ${advice}${cancel}`;
   box.append(p);
   const buttons = document.createElement("div");
   if (state.features.retry) {
@@ -978,7 +982,8 @@ function addEntry(entry) {
   if (entry.kind === "consignment.unassignable") {
     times.UNASSIGNABLE ??= entry.createdAt;
     const reason = entry.message.match(/could not be assigned: (.+)$/)?.[1];
-    if (reason) state.reasons.set(id, reason);
+    // The log comes newest first: the newest reason stays.
+    if (reason && !state.reasons.has(id)) state.reasons.set(id, reason);
   }
   if (entry.kind === "consignment.status_changed" && p.status) times[p.status] ??= entry.createdAt;
   state.times.set(id, times);
