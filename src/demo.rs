@@ -116,12 +116,12 @@ pub async fn run(args: &DemoArgs) -> Result<Value, DemoError> {
         .call(
             "create a vessel",
             CREATE_VESSEL,
-            json!({ "input": { "name": format!("Boaty McBoatface {stamp}"), "capacity": 500, "maxWeight": 200000.0 } }),
+            json!({ "input": { "name": format!("Boaty McBoatface {stamp}"), "capacity": 500, "maxWeight": 200000 } }),
         )
         .await?;
     let vessel = &vessel["createVessel"];
     println!(
-        "3. created vessel {} (capacity {} containers, max weight {})",
+        "3. created vessel {} (capacity {} containers, max weight {} kg)",
         vessel["name"].as_str().unwrap_or("?"),
         vessel["capacity"],
         vessel["maxWeight"]
@@ -134,7 +134,7 @@ pub async fn run(args: &DemoArgs) -> Result<Value, DemoError> {
         .call(
             "create a consignment",
             CREATE_CONSIGNMENT,
-            json!({ "input": { "description": "This is a test consignment", "weight": 55000.0, "containers": containers } }),
+            json!({ "input": { "description": "This is a test consignment", "weight": 55000, "containers": containers } }),
         )
         .await?;
     let id = created["createConsignment"]["id"]

@@ -32,8 +32,9 @@ pub struct Settings {
     /// A PostgreSQL URL. `shippy subgraph`/`migrate` use it as is; `shippy up` gives each subgraph its own
     /// database next to it, named `<database>_<subgraph>` and created if missing. Unset: SQLite.
     pub database_url: Option<String>,
-    /// A Redis URL. When set, events travel over Redis streams (shared by every process) instead of the
-    /// in-process bus, and `/ready` also checks Redis.
+    /// A Redis URL (`redis://host:port`, or a Redis Cluster: `redis+cluster://host1:port,host2:port,...`).
+    /// When set, events travel over Redis streams (shared by every process) instead of the in-process bus,
+    /// and `/ready` also checks Redis.
     pub redis_url: Option<String>,
     /// The address `shippy up` listens on. Default `127.0.0.1`.
     pub host: String,
@@ -229,8 +230,8 @@ pub struct SettingsArgs {
         value_name = "URL"
     )]
     pub database_url: Option<String>,
-    /// Redis URL (redis://host:port); when set, events go over Redis streams shared by every process (else
-    /// an in-process bus) and /ready checks it.
+    /// Redis URL (redis://host:port, or a cluster: redis+cluster://host1:port,host2:port,...); when set,
+    /// events go over Redis streams shared by every process (else an in-process bus) and /ready checks it.
     #[arg(
         long,
         env = "REDIS_URL",

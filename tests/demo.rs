@@ -80,7 +80,7 @@ async fn demo_gives_up_on_a_consignment_that_stays_pending() {
             } else if query.contains("login(") {
                 json!({ "login": { "token": "t" } })
             } else if query.contains("createVessel(") {
-                json!({ "createVessel": { "id": "v1", "name": "Boaty", "capacity": 500, "maxWeight": 1.0 } })
+                json!({ "createVessel": { "id": "v1", "name": "Boaty", "capacity": 500, "maxWeight": 1 } })
             } else if query.contains("createConsignment(") {
                 json!({ "createConsignment": { "id": "c1", "status": "PENDING" } })
             } else {

@@ -24,7 +24,7 @@ use support::{Running, config_file, subgraph};
 
 const REGISTER: &str =
     "mutation($input: RegisterInput!) { register(input: $input) { token user { id } } }";
-const VESSEL: &str = "mutation($c: Int!, $w: Float!) { createVessel(input: {name: \"Maersk\", capacity: $c, maxWeight: $w}) { id } }";
+const VESSEL: &str = "mutation($c: Int!, $w: Int!) { createVessel(input: {name: \"Maersk\", capacity: $c, maxWeight: $w}) { id } }";
 const ONE: &str = "query($id: ID!) { consignment(id: $id) { id status vessel { id } } }";
 const WATCH: &str = "subscription($id: ID) { consignmentUpdated(id: $id) { id status } }";
 const UPDATE: &str = "mutation($id: ID!, $s: ConsignmentStatus!) { updateConsignmentStatus(id: $id, status: $s) { status } }";
@@ -44,18 +44,18 @@ async fn register(users: &GraphQLClient, name: &str) -> (String, String) {
 }
 
 /// `containers` containers weighing `weight` in all.
-fn ship_vars(containers: usize, weight: f64) -> (String, Value) {
+fn ship_vars(containers: usize, weight: i32) -> (String, Value) {
     let list: Vec<String> = (0..containers)
         .map(|i| format!("{{customerId: \"c{i}\", origin: \"Rotterdam\"}}"))
         .collect();
     let query = format!(
-        "mutation($w: Float!) {{ createConsignment(input: {{description: \"Tea\", weight: $w, containers: [{}]}}) {{ id }} }}",
+        "mutation($w: Int!) {{ createConsignment(input: {{description: \"Tea\", weight: $w, containers: [{}]}}) {{ id }} }}",
         list.join(", ")
     );
     (query, json!({ "w": weight }))
 }
 
-async fn ship(client: &GraphQLClient, token: &str, containers: usize, weight: f64) -> String {
+async fn ship(client: &GraphQLClient, token: &str, containers: usize, weight: i32) -> String {
     let (query, vars) = ship_vars(containers, weight);
     let resp = client.query(&query, vars, Some(token)).await;
     resp.data()["createConsignment"]["id"]
@@ -127,7 +127,7 @@ async fn separate_processes_run_the_flow_over_postgres_and_redis() {
     let (carol, _) = register(&users, "Carol").await;
     let vessel_id = vessel
         .client("vessel")
-        .query(VESSEL, json!({ "c": 4, "w": 100.0 }), Some(&carol))
+        .query(VESSEL, json!({ "c": 4, "w": 100 }), Some(&carol))
         .await
         .data()["createVessel"]["id"]
         .as_str()
@@ -143,7 +143,7 @@ async fn separate_processes_run_the_flow_over_postgres_and_redis() {
     cons_b.wait_for_live_subscribers("consignment", 2.0).await;
 
     // Created on replica A, seen assigned on replica B.
-    let first = ship(&a, &ada, 2, 50.0).await;
+    let first = ship(&a, &ada, 2, 50).await;
     assert_eq!(
         statuses_until(&mut ada_ws, "all", &first, "ASSIGNED").await,
         ["PENDING", "ASSIGNED"]
@@ -153,7 +153,7 @@ async fn separate_processes_run_the_flow_over_postgres_and_redis() {
         resp.data()["consignment"]["vessel"]["id"],
         vessel_id.as_str()
     );
-    let too_big = ship(&a, &ada, 3, 10.0).await;
+    let too_big = ship(&a, &ada, 3, 10).await;
     assert_eq!(
         statuses_until(&mut ada_ws, "all", &too_big, "UNASSIGNABLE").await,
         ["PENDING", "UNASSIGNABLE"]
@@ -163,7 +163,7 @@ async fn separate_processes_run_the_flow_over_postgres_and_redis() {
     let burst: Vec<String> = join_all((0..8).map(|i| {
         let client = if i % 2 == 0 { a.clone() } else { b.clone() };
         let ada = ada.clone();
-        async move { ship(&client, &ada, 1, 1.0).await }
+        async move { ship(&client, &ada, 1, 1).await }
     }))
     .await;
     let mut outcomes = Vec::new();
@@ -197,7 +197,7 @@ async fn separate_processes_run_the_flow_over_postgres_and_redis() {
         )
         .await;
     assert_eq!(moved.code(), Some("FORBIDDEN"));
-    let bobs = ship(&b, &bob, 1, 1.0).await;
+    let bobs = ship(&b, &bob, 1, 1).await;
     let heard = bob_ws.next_payload("all", Duration::from_secs(20)).await;
     assert_eq!(
         heard["data"]["consignmentUpdated"]["id"],
@@ -317,7 +317,7 @@ async fn no_event_is_lost_while_redis_is_unreachable() {
     let stored = "SELECT count(*) FROM log_entries WHERE kind = 'consignment.created'";
 
     // One before the outage, so the path is known to work.
-    ship(&client, &token, 1, 1.0).await;
+    ship(&client, &token, 1, 1).await;
     for _ in 0..200 {
         if count(&ldb, stored).await == 1 {
             break;
@@ -329,7 +329,7 @@ async fn no_event_is_lost_while_redis_is_unreachable() {
     proxy.set_up(false);
     let mut created = HashSet::new();
     for _ in 0..10 {
-        created.insert(ship(&client, &token, 1, 1.0).await);
+        created.insert(ship(&client, &token, 1, 1).await);
     }
     // Redis is out of reach: the subgraph says it is not ready, the events wait in its outbox.
     let ready = reqwest::get(

@@ -145,7 +145,7 @@ async fn graphql_ws_and_graphql_sse_clients_follow_a_consignment_through_the_rou
     let ship = |description: &'static str| {
         let router = &router;
         async move {
-            let input = json!({ "input": { "description": description, "weight": 100.0,
+            let input = json!({ "input": { "description": description, "weight": 100,
                 "containers": [{ "customerId": "c1", "origin": "Rotterdam" }] } });
             let shipped = router.query(SHIP, input, Some(ada)).await;
             assert_eq!(

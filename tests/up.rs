@@ -27,7 +27,7 @@ const LOGIN: &str =
 const CREATE: &str =
     "mutation($input: CreateVesselInput!) { createVessel(input: $input) { id name owner { id } } }";
 const FIND: &str =
-    "query($c: Int!, $w: Float!) { findAvailableVessel(capacity: $c, maxWeight: $w) { id name } }";
+    "query($c: Int!, $w: Int!) { findAvailableVessel(capacity: $c, maxWeight: $w) { id name } }";
 const SHIP: &str =
     "mutation($input: CreateConsignmentInput!) { createConsignment(input: $input) { id status } }";
 /// Issue 5's query: user (me) -> consignment (User.consignments) -> vessel (Vessel.owner) -> user (name).
@@ -83,14 +83,14 @@ async fn up_serves_the_whole_flow_keeps_data_and_stops_on_sigterm() {
         .await;
     let token = login.data()["login"]["token"].as_str().unwrap().to_owned();
 
-    let input = json!({ "input": { "name": "Ever Given", "capacity": 500, "maxWeight": 20000.0 } });
+    let input = json!({ "input": { "name": "Ever Given", "capacity": 500, "maxWeight": 20000 } });
     let created = vessels.query(CREATE, input, Some(&token)).await;
     let vessel = &created.data()["createVessel"];
     assert_eq!(vessel["owner"]["id"], user_id.as_str());
     let vessel_id = vessel["id"].as_str().unwrap().to_owned();
 
     let found = vessels
-        .query(FIND, json!({ "c": 100, "w": 1000.0 }), None)
+        .query(FIND, json!({ "c": 100, "w": 1000 }), None)
         .await;
     assert_eq!(
         found.data()["findAvailableVessel"]["id"],
@@ -131,7 +131,7 @@ async fn up_serves_the_whole_flow_keeps_data_and_stops_on_sigterm() {
 
     // Ship a consignment through the router; the vessel subgraph books it on Ada's vessel over the
     // in-process bus, and one query then crosses three subgraphs to name the vessel's owner.
-    let input = json!({ "input": { "description": "Tea", "weight": 100.0, "containers": [
+    let input = json!({ "input": { "description": "Tea", "weight": 100, "containers": [
         { "customerId": "c1", "origin": "Rotterdam" }, { "customerId": "c2", "origin": "Rotterdam" }
     ] } });
     let shipped = router.query(SHIP, input, Some(&token)).await;
@@ -245,6 +245,14 @@ async fn migrate_and_a_standalone_subgraph_on_postgres() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(String::from_utf8_lossy(&out.stdout).contains("vessel: migrations applied"));
+    // A standalone vessel subgraph hears no `user.registered` (no Redis here): record the owner as its
+    // consumer would have, so that it may own a vessel.
+    let owner: uuid::Uuid = uuid_like().parse().unwrap();
+    let conn = sea_orm::Database::connect(&db.url).await.unwrap();
+    shippy_vessel::commands::remember_user(&conn, owner)
+        .await
+        .unwrap();
+    conn.close().await.unwrap();
 
     let mut cmd = shippy();
     cmd.args(["subgraph", "vessel", "--listen", "127.0.0.1:0"])
@@ -258,7 +266,7 @@ async fn migrate_and_a_standalone_subgraph_on_postgres() {
     .issue(&uuid_like(), "o@example.com", vec![])
     .unwrap()
     .token;
-    let input = json!({ "input": { "name": "Maersk", "capacity": 10, "maxWeight": 10.0 } });
+    let input = json!({ "input": { "name": "Maersk", "capacity": 10, "maxWeight": 10 } });
     let created = running
         .client("vessel")
         .query(CREATE, input, Some(&token))
@@ -272,7 +280,7 @@ fn login_token(login: &testing::GqlResponse) -> String {
 }
 
 fn uuid_like() -> String {
-    // Any UUID: the vessel subgraph takes the owner id from the token.
+    // Any UUID: the vessel subgraph takes the owner id from the token (and must know it as a user).
     "0191d9a4-1b2c-7d3e-8f40-123456789abc".into()
 }
 

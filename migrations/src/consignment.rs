@@ -14,6 +14,7 @@ impl MigratorTrait for Migrator {
             Box::new(crate::outbox::AddOutboxTraceparent),
             Box::new(crate::outbox::AddOutboxLease),
             Box::new(AddAssignmentSaga),
+            Box::new(WeightInKilograms),
         ]
     }
 }
@@ -187,5 +188,27 @@ impl MigrationTrait for AddAssignmentSaga {
                 .await?;
         }
         Ok(())
+    }
+}
+
+/// A consignment's weight in whole kilograms (`BIGINT`) instead of floating point, rounded up: a
+/// consignment still waiting for a vessel never books less than it weighs.
+pub struct WeightInKilograms;
+
+impl MigrationName for WeightInKilograms {
+    fn name(&self) -> &str {
+        "consignment_weight_in_kilograms"
+    }
+}
+
+#[async_trait::async_trait]
+impl MigrationTrait for WeightInKilograms {
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        use crate::kilograms::{Round, to_kilograms};
+        to_kilograms(manager, "consignments", "weight", Round::Up).await
+    }
+
+    async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        crate::kilograms::to_floating_point(manager, "consignments", "weight").await
     }
 }

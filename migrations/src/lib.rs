@@ -8,6 +8,7 @@ pub use sea_orm_migration::{MigrationTrait, MigratorTrait};
 
 pub mod consignment;
 pub mod inbox;
+mod kilograms;
 pub mod log;
 pub mod outbox;
 pub mod user;

@@ -1,4 +1,4 @@
-//! The vessel subgraph's database: `vessels`, `reservations`, `outbox` and `inbox`.
+//! The vessel subgraph's database: `vessels`, `reservations`, `known_users`, `outbox` and `inbox`.
 
 use sea_orm_migration::{prelude::*, schema::*};
 
@@ -15,6 +15,8 @@ impl MigratorTrait for Migrator {
             Box::new(crate::outbox::AddOutboxTraceparent),
             Box::new(crate::outbox::AddOutboxLease),
             Box::new(AddReservationRound),
+            Box::new(CreateKnownUsers),
+            Box::new(WeightsInKilograms),
         ]
     }
 }
@@ -215,5 +217,102 @@ impl MigrationTrait for AddReservationRound {
                     .to_owned(),
             )
             .await
+    }
+}
+
+#[derive(DeriveIden)]
+enum KnownUsers {
+    Table,
+    UserId,
+}
+
+/// Creates `known_users`: the users the vessel subgraph knows exist, projected from the user subgraph's
+/// `user.registered` events (a vessel's owner must be one). Seeded with the owners of the vessels already
+/// there: they were users when they created them, and must not be locked out by the upgrade. Users who
+/// registered before the upgrade and own no vessel yet come from the log stream, which the vessel
+/// subgraph's new consumer group reads from its start.
+pub struct CreateKnownUsers;
+
+impl MigrationName for CreateKnownUsers {
+    fn name(&self) -> &str {
+        "vessel_known_users"
+    }
+}
+
+#[async_trait::async_trait]
+impl MigrationTrait for CreateKnownUsers {
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        manager
+            .create_table(
+                Table::create()
+                    .table(KnownUsers::Table)
+                    .if_not_exists()
+                    .col(pk_uuid(KnownUsers::UserId))
+                    .to_owned(),
+            )
+            .await?;
+        let seed = Query::insert()
+            .into_table(KnownUsers::Table)
+            .columns([KnownUsers::UserId])
+            .select_from(
+                Query::select()
+                    .distinct()
+                    .column(Vessels::OwnerId)
+                    .from(Vessels::Table)
+                    .to_owned(),
+            )
+            .map_err(|e| DbErr::Migration(e.to_string()))?
+            .to_owned();
+        manager.exec_stmt(seed).await
+    }
+
+    async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        manager
+            .drop_table(Table::drop().table(KnownUsers::Table).to_owned())
+            .await
+    }
+}
+
+/// Weights in whole kilograms (`BIGINT`) instead of floating point, so the capacity check is exact.
+/// Never overbooks: a reservation's weight rounds up, a vessel's max weight rounds down, and a vessel's
+/// booked weight becomes the larger of its old total rounded up and the sum of its active reservations
+/// (rounded up each), so releasing every reservation later never gives back more than was booked.
+pub struct WeightsInKilograms;
+
+impl MigrationName for WeightsInKilograms {
+    fn name(&self) -> &str {
+        "vessel_weights_in_kilograms"
+    }
+}
+
+#[async_trait::async_trait]
+impl MigrationTrait for WeightsInKilograms {
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        use crate::kilograms::{Round, replace_column, rounded, to_kilograms};
+        to_kilograms(manager, "reservations", "weight", Round::Up).await?;
+        to_kilograms(manager, "vessels", "max_weight", Round::Down).await?;
+        let backend = manager.get_database_backend();
+        let old_total = rounded(backend, "reserved_weight", Round::Up);
+        let greatest = match backend {
+            sea_orm_migration::sea_orm::DbBackend::Sqlite => "MAX",
+            _ => "GREATEST",
+        };
+        let booked = format!(
+            "{greatest}({old_total}, (SELECT COALESCE(SUM(r.weight), 0) FROM reservations r \
+             WHERE r.vessel_id = vessels.id AND r.released_at IS NULL))"
+        );
+        replace_column(manager, "vessels", "reserved_weight", "BIGINT", &booked).await
+    }
+
+    async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        use crate::kilograms::to_floating_point;
+        for (table, column) in [
+            ("vessels", "reserved_weight"),
+            ("vessels", "max_weight"),
+            ("reservations", "weight"),
+        ] {
+            to_floating_point(manager, table, column).await?;
+        }
+        Ok(())
     }
 }

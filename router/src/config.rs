@@ -12,6 +12,7 @@ mod auth;
 mod headers;
 mod http;
 mod limits;
+mod override_labels;
 mod persisted_documents;
 mod query_planning;
 mod rate_limit;
@@ -22,9 +23,12 @@ mod subgraphs;
 mod subscriptions;
 
 pub use auth::{AuthConfig, JwtConfig, PublicKeyAlgorithm, RevocationConfig, Secret};
-pub use headers::{HeaderRules, HeadersConfig, RequestHeaderRule};
+pub use headers::{
+    HeaderRules, HeadersConfig, MergeAlgorithm, RequestHeaderRule, ResponseHeaderRule,
+};
 pub use http::{CsrfConfig, HttpConfig};
 pub use limits::LimitsConfig;
+pub use override_labels::OverrideLabelsConfig;
 pub use persisted_documents::PersistedDocumentsConfig;
 pub use query_planning::QueryPlanningConfig;
 pub use rate_limit::{
@@ -97,6 +101,8 @@ pub struct RouterConfig {
     pub persisted_documents: PersistedDocumentsConfig,
     /// Rules for the headers of subgraph requests.
     pub headers: HeadersConfig,
+    /// Progressive `@override` labels: how a request picks each label's side.
+    pub override_labels: OverrideLabelsConfig,
 }
 
 impl Default for RouterConfig {
@@ -116,6 +122,7 @@ impl Default for RouterConfig {
             subscriptions: SubscriptionsConfig::default(),
             persisted_documents: PersistedDocumentsConfig::default(),
             headers: HeadersConfig::default(),
+            override_labels: OverrideLabelsConfig::default(),
         }
     }
 }
@@ -170,6 +177,7 @@ impl RouterConfig {
             subscriptions,
             persisted_documents,
             headers,
+            override_labels,
         } = self;
         let RateLimitConfig {
             backend,
@@ -227,6 +235,13 @@ impl RouterConfig {
             persisted_documents,
             &running.persisted_documents,
         );
+        // The planners per label combination are built with the supergraph.
+        let override_labels = keep_running(
+            &mut restart,
+            "override_labels",
+            override_labels,
+            &running.override_labels,
+        );
         let requests = keep_running(
             &mut restart,
             "rate_limit.requests",
@@ -261,6 +276,7 @@ impl RouterConfig {
             persisted_documents,
             // Live: the next request's subgraph calls use them.
             headers,
+            override_labels,
         };
         (live, restart)
     }

@@ -50,7 +50,7 @@ pub use cli::{RouterArgs, run};
 pub use config::RouterConfig;
 use operation::RouterState;
 pub use query_planner::PlannerError;
-use query_planner::QueryPlanner;
+use query_planner::override_labels::Planners;
 use server::AppState;
 use subgraph::SubgraphClient;
 use subscriptions::Hub;
@@ -143,7 +143,8 @@ impl Router {
     ) -> Result<Router, RouterError> {
         // The metrics registry first, so nothing recorded from here on is lost.
         telemetry::register_gauges();
-        let planner = QueryPlanner::new(sdl)?;
+        let planners = Planners::new(sdl, config.override_labels.max_labels)?;
+        let planner = Arc::clone(planners.base());
         for name in config
             .subgraphs
             .keys()
@@ -187,7 +188,7 @@ impl Router {
             clients.push(client);
         }
         let hub = Arc::new(Hub::new(config.subscriptions.clone()));
-        let core = Arc::new(RouterState::new(config, planner, clients, revocations)?);
+        let core = Arc::new(RouterState::new(config, planners, clients, revocations)?);
         Ok(Router {
             state: Arc::new(AppState { core, hub }),
         })
@@ -330,7 +331,7 @@ impl Router {
         operation_name: Option<&str>,
     ) -> Result<String, Vec<error::GraphQLError>> {
         let live = self.state.live.load_full();
-        match self.state.prepare(query, operation_name, &live).await {
+        match self.state.prepare(query, operation_name, &live, 0).await {
             Ok(prepared) => Ok(prepared
                 .plan
                 .as_ref()

@@ -48,6 +48,11 @@ async fn inaccessible() {
 }
 
 #[tokio::test]
+async fn inaccessible_types() {
+    cases::inaccessible_types::run().await;
+}
+
+#[tokio::test]
 async fn interface_object() {
     cases::interface_object::run().await;
 }

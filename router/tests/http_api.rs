@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use reqwest::Method;
 use serde_json::{Value as Json, json};
 
-use http_api::harness::{env, fixture};
+use http_api::harness::{TestEnv, env, fixture};
 use http_api::subgraphs::Mode;
 use shippy_security::connections::testing::{idle_connections, stalled_body};
 
@@ -754,6 +754,7 @@ async fn header_rules_shape_each_subgraphs_requests_and_reload_live() {
                 "accounts".into(),
                 HeaderRules {
                     request: vec![subgraph_rule],
+                    ..HeaderRules::default()
                 },
             );
         }
@@ -820,6 +821,177 @@ async fn header_rules_shape_each_subgraphs_requests_and_reload_live() {
         .subgraphs
         .insert("nope".into(), HeaderRules::default());
     assert!(env.router.reload(unknown).is_err());
+}
+
+#[tokio::test]
+async fn response_rules_pass_subgraph_headers_on_and_merge_cache_control() {
+    use shippy_router::config::{HeaderRules, MergeAlgorithm, ResponseHeaderRule};
+    let env = env()
+        .canned("accounts", |body| {
+            if body.contains("updateName") {
+                (200, r#"{"data":{"updateName":{"id":"1"}}}"#.to_string())
+            } else if body.contains("boom") {
+                (
+                    200,
+                    r#"{"data":{"me":null},"errors":[{"message":"boom"}]}"#.to_string(),
+                )
+            } else {
+                (200, r#"{"data":{"me":{"id":"1"}}}"#.to_string())
+            }
+        })
+        .canned_headers(
+            "accounts",
+            vec![
+                ("cache-control", "public, max-age=60, s-maxage=30"),
+                ("x-served-by", "accounts-7"),
+                ("x-internal", "secret"),
+            ],
+        )
+        .config(|c| {
+            c.headers.merge_cache_control = true;
+            c.headers.all = HeaderRules {
+                response: vec![
+                    ResponseHeaderRule::Propagate {
+                        named: Some("x-served-by".into()),
+                        matching: None,
+                        rename: Some("x-backend".into()),
+                        default: None,
+                        algorithm: MergeAlgorithm::Append,
+                    },
+                    ResponseHeaderRule::Propagate {
+                        named: Some("x-region".into()),
+                        matching: None,
+                        rename: None,
+                        default: Some("unknown".into()),
+                        algorithm: MergeAlgorithm::Last,
+                    },
+                ],
+                ..HeaderRules::default()
+            };
+        })
+        .start()
+        .await;
+    let query = env.post("{ me { id } }").await;
+    assert_eq!(query.text, r#"{"data":{"me":{"id":"1"}}}"#);
+    assert_eq!(
+        query.headers["cache-control"],
+        "public, max-age=60, s-maxage=30"
+    );
+    assert_eq!(query.headers["x-backend"], "accounts-7");
+    assert_eq!(
+        query.headers["x-region"], "unknown",
+        "the default when no subgraph sent it"
+    );
+    assert!(
+        query.headers.get("x-internal").is_none(),
+        "only what a rule names"
+    );
+
+    let failed = env.post("{ me { id boom: id } }").await;
+    assert_eq!(
+        failed.headers["cache-control"], "no-store",
+        "{}",
+        failed.text
+    );
+    let mutation = env
+        .post(r#"mutation { updateName(id: "1", name: "x") { id } }"#)
+        .await;
+    assert_eq!(mutation.status, 200, "{}", mutation.text);
+    assert_eq!(mutation.headers["cache-control"], "no-store");
+}
+
+/// The bench supergraph with `Query.me` moved from accounts to reviews under `label`.
+fn override_me(label: &'static str) -> impl FnOnce(String) -> String {
+    move |sdl| {
+        sdl.replace(
+            "  me: User @join__field(graph: ACCOUNTS)",
+            &format!(
+                "  me: User @join__field(graph: REVIEWS, override: \"accounts\", overrideLabel: \"{label}\") @join__field(graph: ACCOUNTS)"
+            ),
+        )
+        .replace(
+            "  usedOverridden: Boolean\n",
+            "  usedOverridden: Boolean\n  overrideLabel: String\n",
+        )
+    }
+}
+
+/// Reviews answering `me` with a user of its own, so the side that served is visible.
+fn reviews_knows_me(body: &str) -> (u16, String) {
+    assert!(body.contains("me"), "reviews got {body}");
+    (200, r#"{"data":{"me":{"id":"from-reviews"}}}"#.to_string())
+}
+
+/// How many of `n` requests for `me` the reviews subgraph served.
+async fn served_by_reviews(env: &TestEnv, n: usize, headers: &[(&str, &str)]) -> usize {
+    let mut reviews = 0;
+    for _ in 0..n {
+        let mut request = env
+            .client
+            .post(format!("{}/graphql", env.url))
+            .header("content-type", "application/json")
+            .body(r#"{"query":"{ me { id } }"}"#);
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        let reply = env.send(request).await;
+        match reply.text.as_str() {
+            r#"{"data":{"me":{"id":"from-reviews"}}}"# => reviews += 1,
+            r#"{"data":{"me":{"id":"1"}}}"# => {}
+            other => panic!("unexpected answer {other}"),
+        }
+    }
+    reviews
+}
+
+#[tokio::test]
+async fn progressive_override_routes_a_share_of_requests() {
+    for (label, n, low, high) in [
+        ("percent(0)", 200, 0, 0),
+        ("percent(100)", 200, 200, 200),
+        // Binomial(1000, 0.5): 400..=600 is more than six standard deviations wide.
+        ("percent(50)", 1000, 400, 600),
+    ] {
+        let env = env()
+            .supergraph(override_me(label))
+            .canned("reviews", reviews_knows_me)
+            .start()
+            .await;
+        let served = served_by_reviews(&env, n, &[]).await;
+        assert!(
+            (low..=high).contains(&served),
+            "{label}: reviews served {served} of {n}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_label_can_be_put_in_effect_by_header() {
+    let env = env()
+        .supergraph(override_me("beta"))
+        .canned("reviews", reviews_knows_me)
+        .config(|c| c.override_labels.header = Some("x-override-labels".into()))
+        .start()
+        .await;
+    assert_eq!(served_by_reviews(&env, 20, &[]).await, 0, "off by default");
+    assert_eq!(
+        served_by_reviews(&env, 20, &[("x-override-labels", "alpha, beta")]).await,
+        20
+    );
+}
+
+#[tokio::test]
+async fn too_many_override_labels_refuse_the_supergraph() {
+    let mut config = shippy_router::RouterConfig::default();
+    config.override_labels.max_labels = 0;
+    let sdl = override_me("beta")(http_api::harness::supergraph_with_mutation());
+    let error = shippy_router::Router::from_supergraph_sdl(&sdl, config)
+        .err()
+        .expect("refused");
+    assert!(
+        error.to_string().contains("override_labels.max_labels"),
+        "{error}"
+    );
 }
 
 // ---- introspection ----

@@ -381,8 +381,8 @@ function wholeNumber(text) {
   return Number.isFinite(value) ? value : Number.NaN;
 }
 
-/** The largest weight the API takes, in kg. */
-const MAX_WEIGHT = 1e12;
+/** The largest weight the API takes, in whole kilograms. */
+const MAX_WEIGHT = 1_000_000_000;
 
 /** Problems with a weight in kg (`label`: what it is called), or none. */
 function weightProblem(text, what) {

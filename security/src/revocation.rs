@@ -18,7 +18,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use redis::AsyncCommands;
 
-use crate::redis::LazyConnection;
+use crate::redis::{LazyConnection, RedisClient};
 
 /// Key prefix of the Redis store unless configured otherwise.
 pub const DEFAULT_KEY_PREFIX: &str = "shippy:revoked:";
@@ -179,10 +179,11 @@ pub enum StoreError {
 }
 
 impl RedisRevocations {
-    /// A store at `url` (`redis://host:port[/db]`) writing keys `{prefix}{jti}`; every Redis
-    /// round trip gets `timeout`. Does not connect yet.
+    /// A store at `url` (`redis://host:port[/db]`, or a cluster: `redis+cluster://host1:port,...`)
+    /// writing keys `{prefix}{jti}` (one key per command, so any slot will do); every Redis round trip
+    /// gets `timeout`. Does not connect yet.
     pub fn new(url: &str, prefix: &str, timeout: Duration) -> Result<RedisRevocations, StoreError> {
-        let client = redis::Client::open(url).map_err(|source| StoreError::Url {
+        let client = RedisClient::open(url).map_err(|source| StoreError::Url {
             url: url.to_owned(),
             source,
         })?;

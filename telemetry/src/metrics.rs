@@ -58,6 +58,14 @@ pub mod names {
     pub const OUTBOX_REPUBLISHED_EVENTS: &str = "shippy_outbox_republished_events_total";
     /// Counter {stream, group}: consumer groups found missing (Redis lost its data) and created again.
     pub const STREAM_GROUPS_RECREATED: &str = "shippy_stream_groups_recreated_total";
+    /// Counter {outcome}: publishes that did not reach `events.publish_replicas` replicas: `retried` (the
+    /// replicas did not confirm in time; the outbox publishes it again) or `accepted_with_fewer_replicas`
+    /// (the primary had fewer replicas connected, as after a failover). A steady rate means a replica is
+    /// down or far behind: bring it back.
+    pub const EVENTS_UNREPLICATED: &str = "shippy_events_unreplicated_total";
+    /// Counter {stream, group}: entries a group gave up on and moved to the stream's dead letters; list
+    /// and replay them with `shippy events dead-letters` / `shippy events replay`.
+    pub const STREAM_DEAD_LETTERED: &str = "shippy_stream_dead_lettered_total";
     /// Counter {stream, group}: idle consumers without pending entries removed from a group.
     pub const STREAM_CONSUMERS_PRUNED: &str = "shippy_stream_consumers_pruned_total";
     /// Counter: consignment assignment requests sent again because no vessel answered within
@@ -70,6 +78,9 @@ pub mod names {
     pub const ASSIGNMENT_LATE_BOOKINGS: &str = "shippy_assignment_late_bookings_total";
     /// Counter: passes of the assignment saga that failed (database unavailable); it tries again.
     pub const ASSIGNMENT_SAGA_FAILURES: &str = "shippy_assignment_saga_failures_total";
+    /// Counter {service}: `createVessel` calls refused because the owner is no known user (not
+    /// registered, or the registration has not reached the vessel subgraph within `events.projection_wait`).
+    pub const UNKNOWN_OWNER_REFUSALS: &str = "shippy_unknown_owner_refusals_total";
     /// Counter {server, reason}: connections refused at accept past a cap (`total`, `per_ip`).
     pub const CONNECTIONS_REFUSED: &str = "shippy_connections_refused_total";
     /// Gauge {server}: open HTTP connections, upgraded ones (WebSockets) included.
@@ -175,12 +186,24 @@ fn describe() {
         "Outbox events published again after an event bus reset"
     );
     describe_counter!(
+        STREAM_DEAD_LETTERED,
+        "Stream entries a consumer group moved to the dead letters (shippy events dead-letters)"
+    );
+    describe_counter!(
+        EVENTS_UNREPLICATED,
+        "Publishes that did not reach events.publish_replicas Redis replicas (retried, or accepted with fewer)"
+    );
+    describe_counter!(
         STREAM_GROUPS_RECREATED,
         "Consumer groups found missing (Redis lost its data) and created again"
     );
     describe_counter!(
         STREAM_CONSUMERS_PRUNED,
         "Idle consumers without pending entries removed from a consumer group"
+    );
+    describe_counter!(
+        UNKNOWN_OWNER_REFUSALS,
+        "createVessel calls refused because the owner is no user the vessel subgraph knows"
     );
 }
 

@@ -35,7 +35,7 @@ impl Default for AuthConfig {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct RevocationConfig {
-    /// `redis://host:port[/db]` holding revoked ids, written by the user subgraph's `logout` and
+    /// `redis://host:port[/db]` (or `redis+cluster://host1:port,...`) holding revoked ids, written by the user subgraph's `logout` and
     /// shared by every router replica. Unset: `rate_limit.redis.url`; both unset: an in-process
     /// store, which only sees logouts of a user subgraph in the same process (`shippy up`).
     pub redis_url: Option<String>,

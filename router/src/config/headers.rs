@@ -1,5 +1,6 @@
-//! `headers`: rules that shape the headers of subgraph requests, for every subgraph and per
-//! subgraph (live: a reload applies them to the next request).
+//! `headers`: rules that shape the headers of subgraph requests and what subgraph responses pass
+//! on to the client, for every subgraph and per subgraph (live: a reload applies them to the
+//! next request).
 
 use std::collections::BTreeMap;
 
@@ -17,6 +18,11 @@ pub struct HeadersConfig {
     pub all: HeaderRules,
     /// Rules for one subgraph (by its name in the supergraph), applied after `all`.
     pub subgraphs: BTreeMap<String, HeaderRules>,
+    /// Give the client response the most restrictive `Cache-Control` of the subgraph responses
+    /// of a query (`no-store` if any has it or has none; `private` if any is; the smallest
+    /// `max-age` and `s-maxage`), so a CDN in front never caches longer than a subgraph allows.
+    /// Mutations and failed requests always get `no-store` then.
+    pub merge_cache_control: bool,
 }
 
 /// The rules of one scope.
@@ -25,6 +31,47 @@ pub struct HeadersConfig {
 pub struct HeaderRules {
     /// Rules for the request sent to the subgraph.
     pub request: Vec<RequestHeaderRule>,
+    /// Headers of the subgraph's responses passed on to the client's response.
+    pub response: Vec<ResponseHeaderRule>,
+}
+
+/// A response rule: subgraph response headers copied to the client response.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+pub enum ResponseHeaderRule {
+    /// Copy one header by `named` (optionally as `rename`, or `default` when no subgraph sent
+    /// it) or all whose names match `matching`. When several subgraph responses carry it,
+    /// `algorithm` decides: `first`, `last` (the default) or `append` (every value).
+    Propagate {
+        /// A header name.
+        #[serde(default)]
+        named: Option<String>,
+        /// A name pattern.
+        #[serde(default)]
+        matching: Option<String>,
+        /// With `named`: the name the client gets it under.
+        #[serde(default)]
+        rename: Option<String>,
+        /// With `named`: the value sent when no subgraph sent the header.
+        #[serde(default)]
+        default: Option<String>,
+        /// How values of several subgraph responses combine.
+        #[serde(default)]
+        algorithm: MergeAlgorithm,
+    },
+}
+
+/// How one header's values from several subgraph responses combine.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MergeAlgorithm {
+    /// The value of the first response that had it.
+    First,
+    /// The value of the last response that had it.
+    #[default]
+    Last,
+    /// Every value.
+    Append,
 }
 
 /// One rule. `named` is a header name (case-insensitive); `matching` a regular expression

@@ -57,7 +57,8 @@ pub enum RateLimitBackend {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct RedisRateLimitConfig {
-    /// `redis://host:port[/db]`; required with `backend: redis`.
+    /// `redis://host:port[/db]`, or a Redis Cluster: `redis+cluster://host1:port,host2:port,...`;
+    /// required with `backend: redis`.
     pub url: Option<String>,
     /// Prefix of every key the router writes; routers sharing a quota use the same prefix.
     pub key_prefix: String,

@@ -148,6 +148,10 @@ pub(crate) struct Schema {
     pub(crate) directives: Vec<DirectiveDef>,
     /// The document it was built from.
     pub(crate) document: Arc<ast::Document>,
+    /// Interfaces and unions with a member the API schema hides (an `@inaccessible` object of
+    /// the supergraph): a value of theirs may be unrepresentable, so its `__typename` is always
+    /// fetched (see `operation::normalize`).
+    hiding: AHashMap<String, Vec<String>>,
 }
 
 fn directive_string_arg(
@@ -269,6 +273,10 @@ impl Schema {
                 members.sort();
                 t.possible_types = members;
             } else if t.kind == TypeKind::Union {
+                // A member the API schema does not have (an `@inaccessible` type the union
+                // still lists) is not a possible type: objects of it cannot be represented.
+                t.possible_types
+                    .retain(|member| type_index.contains_key(member.as_str()));
                 t.possible_types.sort();
             }
         }
@@ -281,7 +289,52 @@ impl Schema {
             type_index,
             directives,
             document,
+            hiding: AHashMap::new(),
         }
+    }
+
+    /// Records which interfaces and unions of the API schema have members `supergraph` declares
+    /// but the API schema does not.
+    pub(crate) fn with_hidden_members_from(mut self, supergraph: &ast::Document) -> Schema {
+        for definition in &supergraph.definitions {
+            let Definition::TypeDefinition(ty) = definition else {
+                continue;
+            };
+            match ty {
+                TypeDefinition::Object(object) if self.get_type(&object.name).is_none() => {
+                    for interface in &object.implements_interfaces {
+                        if self.get_type(interface).is_some() {
+                            self.hiding
+                                .entry(interface.clone())
+                                .or_default()
+                                .push(object.name.clone());
+                        }
+                    }
+                }
+                TypeDefinition::Union(union) if self.get_type(&union.name).is_some() => {
+                    let hidden: Vec<String> = union
+                        .types
+                        .iter()
+                        .filter(|m| self.get_type(m).is_none())
+                        .cloned()
+                        .collect();
+                    if !hidden.is_empty() {
+                        self.hiding
+                            .entry(union.name.clone())
+                            .or_default()
+                            .extend(hidden);
+                    }
+                }
+                _ => {}
+            }
+        }
+        self
+    }
+
+    /// The members of the abstract `type_name` that the API schema hides: values of these types
+    /// cannot be represented.
+    pub(crate) fn hidden_members(&self, type_name: &str) -> &[String] {
+        self.hiding.get(type_name).map_or(&[], Vec::as_slice)
     }
 
     pub(crate) fn get_type(&self, name: &str) -> Option<&TypeDef> {

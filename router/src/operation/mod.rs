@@ -72,6 +72,7 @@ use crate::config::{FieldRateLimit, RouterConfig};
 use crate::error::{GraphQLError, codes};
 use crate::graphql::schema::Schema;
 use crate::graphql::value::Value;
+use crate::query_planner::override_labels::Planners;
 use crate::query_planner::{
     FetchNode, NormalizedOperation, OperationKind, PlanNode, QueryPlan, QueryPlanner,
     SubscriptionNode,
@@ -129,7 +130,13 @@ pub(crate) struct RouterState {
     /// The hot-reloadable part, as of the last reload. A request loads it once and uses that
     /// snapshot throughout, so a reload never mixes two configurations in one request.
     pub(crate) live: ArcSwap<Live>,
+    /// The planner with every progressive-override label off (`planners.base()`): the API
+    /// schema, normalization, the supergraph's directives.
     pub(crate) planner: Arc<QueryPlanner>,
+    /// A planner per combination of progressive-override labels.
+    pub(crate) planners: Planners,
+    /// `override_labels.header`, parsed.
+    pub(crate) override_header: Option<HeaderName>,
     pub(crate) schema: Schema,
     /// Indexed like `QueryPlanner::subgraphs()`.
     pub(crate) subgraphs: Vec<SubgraphClient>,
@@ -141,7 +148,7 @@ pub(crate) struct RouterState {
     pub(crate) access: AccessRules,
     /// `@rateLimit` of the supergraph, combined with `rate_limit.fields` on every (re)load.
     pub(crate) rate_limit_directives: Vec<(String, FieldRateLimit)>,
-    pub(crate) inbound: SingleFlight<Bytes>,
+    pub(crate) inbound: SingleFlight<(Bytes, http::HeaderMap)>,
     pub(crate) client_ip_header: Option<HeaderName>,
     /// Revoked token ids (the user subgraph's `logout`). Made once at start-up, so that `shippy up`
     /// can share its store with the user subgraph; every verifier a reload builds checks it.
@@ -160,7 +167,7 @@ pub(crate) struct Live {
     /// subgraphs in `connection_init`.
     pub(crate) auth_header: HeaderName,
     /// The forward list and `headers` rules for subgraph requests.
-    pub(crate) headers: HeaderPolicy,
+    pub(crate) headers: Arc<HeaderPolicy>,
     /// Bumped by every reload; part of the prepared-operation cache key, so operations prepared
     /// under an older configuration are never served under a newer one.
     pub(crate) generation: u64,
@@ -183,8 +190,10 @@ impl Live {
             .map(|name| header_name("csrf.required_headers", name))
             .collect::<Result<Vec<_>, _>>()?;
         let auth_header = config.auth.jwt.header()?;
-        let headers =
-            HeaderPolicy::new(&config.subgraph_defaults.forward_headers, &config.headers)?;
+        let headers = Arc::new(HeaderPolicy::new(
+            &config.subgraph_defaults.forward_headers,
+            &config.headers,
+        )?);
         Ok(Live {
             config,
             verifier,
@@ -221,6 +230,8 @@ pub(crate) struct PreparedOperation {
     pub(crate) variants: Cache<Vec<u32>, Result<Option<Arc<QueryPlan>>, ()>>,
     /// The prepared-operation cache key, reused in the inbound deduplication key.
     pub(crate) key: u128,
+    /// The progressive-override combination it was planned for (`Planners::get`).
+    pub(crate) override_variant: usize,
 }
 
 /// The outcome of `prepare`, cached: shared by every request with the same text.
@@ -229,11 +240,13 @@ pub(crate) type Prepared = Result<Arc<PreparedOperation>, Arc<PipelineError>>;
 impl RouterState {
     pub(crate) fn new(
         config: RouterConfig,
-        planner: QueryPlanner,
+        planners: Planners,
         subgraphs: Vec<SubgraphClient>,
         revocations: Arc<dyn RevocationStore>,
     ) -> Result<RouterState, SetupError> {
-        let schema = Schema::new(Arc::clone(planner.api_schema()));
+        let planner = Arc::clone(planners.base());
+        let schema = Schema::new(Arc::clone(planner.api_schema()))
+            .with_hidden_members_from(planner.supergraph());
         let operations = Cache::new(config.query_planning.operation_cache_size.max(1));
         let plans = PlanCache::new(
             config.query_planning.cache_size,
@@ -247,6 +260,12 @@ impl RouterState {
             .client_ip_header
             .as_deref()
             .map(|name| header_name("http.client_ip_header", name))
+            .transpose()?;
+        let override_header = config
+            .override_labels
+            .header
+            .as_deref()
+            .map(|name| header_name("override_labels.header", name))
             .transpose()?;
         let live = Live::new(config.clone(), &rate_limit_directives, 0, &revocations)?;
         let documents = documents::PersistedDocuments::new(&config.persisted_documents)?;
@@ -263,7 +282,9 @@ impl RouterState {
         Ok(RouterState {
             config,
             live: ArcSwap::from_pointee(live),
-            planner: Arc::new(planner),
+            planner,
+            planners,
+            override_header,
             schema,
             subgraphs,
             validation_rules: default_rules_validation_plan(),
@@ -284,7 +305,12 @@ impl RouterState {
     /// [`RouterState::prepare`] for a request: its text resolved first (`documents`), and an
     /// operation outside the manifest refused under `persisted_documents.only` before any work
     /// is spent on it.
-    pub(crate) async fn prepare_request(&self, request: &GraphQLRequest, live: &Live) -> Prepared {
+    pub(crate) async fn prepare_request(
+        &self,
+        request: &GraphQLRequest,
+        live: &Live,
+        caller: &Caller<'_>,
+    ) -> Prepared {
         let resolved = self.documents.resolve(request).map_err(Arc::new)?;
         if self.documents.only() && !resolved.trusted {
             let introspection = self.documents.allow_introspection()
@@ -294,8 +320,45 @@ impl RouterState {
                 return Err(Arc::new(documents::not_in_list()));
             }
         }
-        self.prepare(&resolved.text, request.operation_name.as_deref(), live)
-            .await
+        let variant = self.override_variant(caller);
+        self.prepare(
+            &resolved.text,
+            request.operation_name.as_deref(),
+            live,
+            variant,
+        )
+        .await
+    }
+
+    /// The progressive-override combination for a request: labels named by the configured
+    /// header or claim are in effect, `percent(N)` labels otherwise by a random draw.
+    fn override_variant(&self, caller: &Caller<'_>) -> usize {
+        if self.planners.labels().is_empty() {
+            return 0;
+        }
+        let mut enabled: Vec<String> = Vec::new();
+        if let Some(header) = &self.override_header {
+            for value in caller.headers.get_all(header) {
+                if let Ok(text) = value.to_str() {
+                    enabled.extend(text.split(',').map(|l| l.trim().to_string()));
+                }
+            }
+        }
+        if let (Some(claim), Some(identity)) = (&self.config.override_labels.claim, caller.identity)
+        {
+            match identity.claims().get(claim) {
+                Some(serde_json::Value::String(label)) => enabled.push(label.clone()),
+                Some(serde_json::Value::Array(labels)) => {
+                    enabled.extend(labels.iter().filter_map(|l| l.as_str()).map(str::to_string))
+                }
+                _ => {}
+            }
+        }
+        let enabled: Vec<&str> = enabled.iter().map(String::as_str).collect();
+        let variant = self.planners.choose(&enabled, || fastrand::f64() * 100.0);
+        metrics::counter!("shippy_router_override_variants_total", "variant" => variant.to_string())
+            .increment(1);
+        variant
     }
 
     pub(crate) async fn prepare(
@@ -303,12 +366,14 @@ impl RouterState {
         text: &str,
         operation_name: Option<&str>,
         live: &Live,
+        variant: usize,
     ) -> Prepared {
         let mut hasher = Xxh3::new();
         hasher.update(text.as_bytes());
         hasher.update(&[0xff]);
         hasher.update(operation_name.unwrap_or_default().as_bytes());
         hasher.update(&live.generation.to_le_bytes());
+        hasher.update(&variant.to_le_bytes());
         let key = hasher.digest128();
         let mut prepared_now = false;
         let span = tracing::info_span!(target: shippy_telemetry::SPANS, "prepare", cache.hit = tracing::field::Empty);
@@ -316,7 +381,10 @@ impl RouterState {
             .operations
             .get_or_insert_async(&key, async {
                 prepared_now = true;
-                Ok::<_, Infallible>(self.prepare_uncached(text, operation_name, live, key).await)
+                Ok::<_, Infallible>(
+                    self.prepare_uncached(text, operation_name, live, key, variant)
+                        .await,
+                )
             })
             .instrument(span.clone())
             .await;
@@ -334,6 +402,7 @@ impl RouterState {
         operation_name: Option<&str>,
         live: &Live,
         key: u128,
+        variant: usize,
     ) -> Prepared {
         let reject = |errors: Vec<GraphQLError>, status: StatusCode| {
             Err(Arc::new(PipelineError::Rejected { errors, status }))
@@ -374,8 +443,13 @@ impl RouterState {
             .unwrap_or(&self.schema.query_type)
             .to_string();
 
-        let normalized = match normalize::normalize(&self.planner, &document, &selected, &root_type)
-        {
+        let normalized = match normalize::normalize(
+            &self.planner,
+            &self.schema,
+            &document,
+            &selected,
+            &root_type,
+        ) {
             Ok(normalized) => normalized,
             Err(error) => {
                 tracing::warn!(error = %error, "operation normalization failed");
@@ -408,7 +482,12 @@ impl RouterState {
             Some(operation) => {
                 match self
                     .plans
-                    .plan(&self.planner, operation, selected.name.as_deref())
+                    .plan(
+                        self.planners.get(variant),
+                        operation,
+                        selected.name.as_deref(),
+                        variant,
+                    )
                     .await
                 {
                     Ok(plan) => Some(plan),
@@ -442,6 +521,7 @@ impl RouterState {
             normalized: kept,
             variants: Cache::new(32),
             key,
+            override_variant: variant,
         }))
     }
 
@@ -467,7 +547,12 @@ impl RouterState {
                     operation_parts(operation_at(&prepared.document, prepared.operation_index)).3;
                 Ok(self
                     .plans
-                    .plan(&self.planner, operation, name)
+                    .plan(
+                        self.planners.get(prepared.override_variant),
+                        operation,
+                        name,
+                        prepared.override_variant,
+                    )
                     .await
                     .map(Some)
                     .map_err(|_| ()))

@@ -5,12 +5,15 @@
 //! before planning. An operation left with nothing but `__typename` needs no subgraph at all.
 //! Client variables whose names the planner uses for its own entity-call variables
 //! (`$representations`, `$__batch_reps_N`) are renamed first, or the subgraph operation would
-//! declare the same variable twice.
+//! declare the same variable twice. Interfaces and unions that may hold a value of a type the
+//! API schema hides (`@inaccessible`) get `__typename` selected, so that `render` can tell such
+//! a value and answer null for it.
 
 use graphql_tools::parser::query::{Definition, Selection, TypeCondition, Value as AstValue};
 use graphql_tools::static_graphql::query;
 
 use super::validate::{SelectedOperation, operation_at, operation_parts};
+use crate::graphql::schema::Schema;
 use crate::query_planner::{NormalizedOperation, PlannerError, QueryPlanner};
 
 /// The outcome of normalization.
@@ -24,6 +27,7 @@ pub(crate) struct Normalized {
 /// Normalizes the operation for planning.
 pub(crate) fn normalize(
     planner: &QueryPlanner,
+    schema: &Schema,
     document: &query::Document,
     operation: &SelectedOperation,
     root_type: &str,
@@ -37,6 +41,7 @@ pub(crate) fn normalize(
         });
     }
     let variable_renames = rename_reserved_variables(&mut stripped, operation.index);
+    select_typename_where_hidden(&mut stripped, operation.index, root_type, schema);
     let operation = planner.normalize(&stripped, operation.name.as_deref())?;
     Ok(Normalized {
         operation: Some(operation),
@@ -205,6 +210,84 @@ fn strip_meta_fields(document: &mut query::Document, operation_index: usize, roo
         Definition::Fragment(f) => !empty.contains(&f.name),
         Definition::Operation(_) => true,
     });
+}
+
+/// Adds `__typename` under every field whose type is an interface or union that may hold a
+/// value of a hidden type (the planner only fetches it where it needs it itself).
+fn select_typename_where_hidden(
+    document: &mut query::Document,
+    operation_index: usize,
+    root_type: &str,
+    schema: &Schema,
+) {
+    fn walk(items: &mut [query::Selection], parent: &str, schema: &Schema, depth: usize) {
+        if depth > 64 {
+            return;
+        }
+        for item in items {
+            match item {
+                Selection::Field(field) => {
+                    if field.selection_set.items.is_empty() {
+                        continue;
+                    }
+                    let Some(ty) = schema
+                        .get_type(parent)
+                        .and_then(|t| t.field(&field.name))
+                        .map(|d| d.ty.named().to_string())
+                    else {
+                        continue;
+                    };
+                    walk(&mut field.selection_set.items, &ty, schema, depth + 1);
+                    let selected = field.selection_set.items.iter().any(
+                        |s| matches!(s, Selection::Field(f) if f.name == "__typename" && f.alias.is_none()),
+                    );
+                    if !schema.hidden_members(&ty).is_empty() && !selected {
+                        field
+                            .selection_set
+                            .items
+                            .push(Selection::Field(query::Field {
+                                position: field.position,
+                                alias: None,
+                                name: "__typename".to_string(),
+                                arguments: Vec::new(),
+                                directives: Vec::new(),
+                                selection_set: query::SelectionSet {
+                                    span: (field.position, field.position),
+                                    items: Vec::new(),
+                                },
+                            }));
+                    }
+                }
+                Selection::InlineFragment(inline) => {
+                    let on = match &inline.type_condition {
+                        Some(TypeCondition::On(on)) => on.clone(),
+                        None => parent.to_string(),
+                    };
+                    walk(&mut inline.selection_set.items, &on, schema, depth + 1);
+                }
+                // Fragment definitions are walked on their own, from their type condition.
+                Selection::FragmentSpread(_) => {}
+            }
+        }
+    }
+    for (index, definition) in document.definitions.iter_mut().enumerate() {
+        match definition {
+            Definition::Fragment(fragment) => {
+                let TypeCondition::On(on) = fragment.type_condition.clone();
+                walk(&mut fragment.selection_set.items, &on, schema, 0);
+            }
+            Definition::Operation(operation) if index == operation_index => {
+                let items = match operation {
+                    query::OperationDefinition::SelectionSet(set) => &mut set.items,
+                    query::OperationDefinition::Query(q) => &mut q.selection_set.items,
+                    query::OperationDefinition::Mutation(m) => &mut m.selection_set.items,
+                    query::OperationDefinition::Subscription(s) => &mut s.selection_set.items,
+                };
+                walk(items, root_type, schema, 0);
+            }
+            Definition::Operation(_) => {}
+        }
+    }
 }
 
 /// Does the root selection contain any field other than `__typename`?

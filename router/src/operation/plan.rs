@@ -67,9 +67,11 @@ impl PlanCache {
         planner: &Arc<QueryPlanner>,
         operation: NormalizedOperation,
         operation_name: Option<&str>,
+        override_variant: usize,
     ) -> PlanResult {
+        // Each progressive-override combination has its own planner, hence its own plans.
         let key = format!(
-            "{}\n{}",
+            "{override_variant}\n{}\n{}",
             operation_name.unwrap_or_default(),
             operation.text()
         );

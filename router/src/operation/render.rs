@@ -129,10 +129,27 @@ impl<'s> Projector<'s> {
             Output::NonNull(inner) => (true, inner.as_ref()),
             other => (false, other),
         };
+        // An object whose runtime type is not in the API schema (an `@inaccessible` type behind
+        // an interface or a union) cannot be represented: it is null, as if the subgraph had
+        // sent null, and never shows its fields or type name.
+        let unrepresentable = match (value, inner) {
+            (Some(value), Output::Abstract(shape)) => {
+                value.typename().is_some_and(|t| !shape.represents(t))
+            }
+            _ => false,
+        };
         let value = match value {
             None | Some(Value::Null) => {
                 if non_null {
                     self.non_null_violation(value.is_none(), parent_type, field_name);
+                    return Err(Bubble);
+                }
+                self.out.extend_from_slice(b"null");
+                return Ok(());
+            }
+            Some(_) if unrepresentable => {
+                if non_null {
+                    self.non_null_violation(false, parent_type, field_name);
                     return Err(Bubble);
                 }
                 self.out.extend_from_slice(b"null");

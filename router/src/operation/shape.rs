@@ -59,9 +59,17 @@ pub(crate) struct AbstractShape {
     pub(crate) by_type: Vec<(Box<str>, Arc<ObjectShape>)>,
     /// Used when `__typename` is missing or unknown: only what applies to every possible type.
     pub(crate) fallback: Arc<ObjectShape>,
+    /// Members the API schema hides (`@inaccessible`): their values are answered null.
+    pub(crate) hidden: Box<[Box<str>]>,
 }
 
 impl AbstractShape {
+    /// Whether a value whose `__typename` is `type_name` can be represented here: not when it
+    /// is an `@inaccessible` member of the interface or union.
+    pub(crate) fn represents(&self, type_name: &str) -> bool {
+        !self.hidden.iter().any(|name| name.as_ref() == type_name)
+    }
+
     pub(crate) fn shape_for(&self, type_name: Option<&str>) -> &Arc<ObjectShape> {
         type_name
             .and_then(|t| self.by_type.iter().find(|(name, _)| name.as_ref() == t))
@@ -421,6 +429,12 @@ impl<'c> Compiler<'c> {
             type_name: type_name.into(),
             by_type,
             fallback,
+            hidden: self
+                .schema
+                .hidden_members(type_name)
+                .iter()
+                .map(|name| Box::<str>::from(name.as_str()))
+                .collect(),
         })
     }
 }

@@ -6,6 +6,7 @@
 //! on inputs it does not expect; every call into it is wrapped so a panic becomes an error.
 
 mod convert;
+pub(crate) mod override_labels;
 pub(crate) mod plan;
 mod selection;
 
@@ -55,6 +56,17 @@ pub enum PlannerError {
     /// Planning ran longer than `query_planning.timeout`.
     #[error("query planning exceeded its time limit")]
     Timeout,
+    /// The supergraph uses more progressive-override labels than `override_labels.max_labels`
+    /// (each label doubles the planners built).
+    #[error(
+        "the supergraph uses {count} progressive override labels; at most {max} are allowed (override_labels.max_labels)"
+    )]
+    TooManyOverrideLabels {
+        /// Labels in the supergraph.
+        count: usize,
+        /// The limit.
+        max: usize,
+    },
 }
 
 /// The supergraph, loaded and ready to plan operations. Immutable; share it with `Arc`.

@@ -5,11 +5,16 @@
 //! key holds the "theoretical arrival time" of the next selection and expires once its quota has
 //! fully recovered, so idle keys cost nothing. When Redis cannot answer in time, the configured
 //! policy decides (fail open or closed) and the failure is logged.
+//!
+//! On a Redis Cluster nothing changes: the script touches one key (`<prefix><field>:<client>`), so
+//! every limit lives on one slot and the key names are those of a single server. A primary failover
+//! can lose the last few increments of the keys it held (replication is asynchronous): for a moment
+//! a client gets up to one more burst, which a rate limit tolerates.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use shippy_security::redis::LazyConnection;
+use shippy_security::redis::{LazyConnection, RedisClient};
 
 use super::Decision;
 use super::LimitError;
@@ -53,7 +58,7 @@ const FAILURE_LOG_INTERVAL_SECS: u64 = 10;
 impl RedisLimiter {
     pub(crate) fn new(config: &RedisRateLimitConfig) -> Result<RedisLimiter, LimitError> {
         let url = config.url.as_deref().ok_or(LimitError::RedisUrlMissing)?;
-        let client = redis::Client::open(url).map_err(|source| LimitError::RedisUrl {
+        let client = RedisClient::open(url).map_err(|source| LimitError::RedisUrl {
             url: url.to_string(),
             source,
         })?;

@@ -142,7 +142,7 @@ async fn run(
     caller: Caller<'_>,
     observed: &Observed,
 ) -> Response {
-    let prepared = match state.prepare_request(&request, live).await {
+    let prepared = match state.prepare_request(&request, live, &caller).await {
         Ok(prepared) => prepared,
         Err(rejection) => return error_response(media, &rejection),
     };
@@ -195,7 +195,7 @@ async fn run(
         headers,
     } = admitted;
     let execute = || async {
-        Bytes::from(
+        let body = Bytes::from(
             state
                 .execute(
                     &prepared,
@@ -207,9 +207,15 @@ async fn run(
                 )
                 .instrument(tracing::info_span!(target: shippy_telemetry::SPANS, "execute"))
                 .await,
-        )
+        );
+        // What the subgraph responses pass on (`headers` response rules, `Cache-Control`);
+        // only a query answered without errors may be cached.
+        let cacheable =
+            prepared.kind == OperationKind::Query && Outcome::of_executed(&body) == Outcome::Ok;
+        let passed_on = headers.response_headers(cacheable);
+        (body, passed_on)
     };
-    let body = if prepared.kind == OperationKind::Query && state.config.http.dedupe {
+    let (body, passed_on) = if prepared.kind == OperationKind::Query && state.config.http.dedupe {
         let key = dedupe_key(
             &prepared,
             &removed,
@@ -228,6 +234,9 @@ async fn run(
     };
     let outcome = Outcome::of_executed(&body);
     let mut response = http_response(StatusCode::OK, media, body);
+    for (name, value) in &passed_on {
+        response.headers_mut().append(name, value.clone());
+    }
     response.extensions_mut().insert(outcome);
     response
 }

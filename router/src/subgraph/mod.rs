@@ -56,6 +56,8 @@ pub(crate) enum FetchError {
 pub(crate) struct SubgraphResponse {
     pub(crate) status: StatusCode,
     pub(crate) body: Bytes,
+    /// For the `headers` response rules and `Cache-Control` merging.
+    pub(crate) headers: HeaderMap,
 }
 
 pub(crate) type FetchResult = Result<SubgraphResponse, FetchError>;
@@ -351,7 +353,8 @@ impl SubgraphClient {
             FetchError::Transport(reason.into())
         })?;
         let status = response.status();
-        let body = Limited::new(response.into_body(), self.max_response_size)
+        let (parts, body) = response.into_parts();
+        let body = Limited::new(body, self.max_response_size)
             .collect()
             .await
             .map_err(|e| {
@@ -364,7 +367,11 @@ impl SubgraphClient {
                 }
             })?
             .to_bytes();
-        Ok(SubgraphResponse { status, body })
+        Ok(SubgraphResponse {
+            status,
+            body,
+            headers: parts.headers,
+        })
     }
 }
 

@@ -292,7 +292,7 @@ pub(crate) async fn start(
 ) -> Result<Started, PipelineError> {
     let live = state.live.load_full();
     let prepared = state
-        .prepare_request(request, &live)
+        .prepare_request(request, &live, &who.caller)
         .await
         .map_err(|rejection| (*rejection).clone())?;
     if request.is_get && prepared.kind == OperationKind::Mutation {

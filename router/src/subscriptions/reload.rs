@@ -37,6 +37,7 @@ pub(crate) fn affects_subscriptions(old: &RouterConfig, new: &RouterConfig) -> b
         persisted_documents: _,
         // Upstream subscriptions keep the headers they were opened with.
         headers: _,
+        override_labels: _,
     } = new;
     *auth != old.auth || *rate_limit != old.rate_limit || lowered(&old.limits, limits)
 }

@@ -1,10 +1,12 @@
-//! Per-field rate limits (config and `@rateLimit`, memory and Redis) and the whole-request limit.
+//! Per-field rate limits (config and `@rateLimit`, memory, Redis and a Redis Cluster) and the
+//! whole-request limit.
 
 use std::time::Duration;
 
 use axum::body::Body;
 use serde_json::{Value as Json, json};
 use shippy_router::config::{FailurePolicy, FieldRateLimit, RateLimitBackend};
+use shippy_security::revocation::RevocationStore;
 use tower::ServiceExt;
 
 use crate::harness::{TestEnv, env};
@@ -155,6 +157,40 @@ fn redis_url() -> String {
 
 #[tokio::test]
 async fn two_routers_share_one_redis_quota() {
+    two_routers_share_one_quota_on(&redis_url()).await;
+}
+
+/// The same on a Redis Cluster of the test's own: the limit script touches one key, so it runs on that
+/// key's slot, and both routers find the same key through the cluster's routing. The revocation store,
+/// the other Redis store the router reads, works there too.
+#[tokio::test]
+async fn two_routers_share_one_quota_on_a_redis_cluster() {
+    let cluster = shippy_kit::testing::RedisCluster::start().await;
+    two_routers_share_one_quota_on(&cluster.url()).await;
+
+    let store = shippy_security::revocation::RedisRevocations::new(
+        &cluster.url(),
+        "shippy-test:revoked:",
+        Duration::from_secs(2),
+    )
+    .unwrap();
+    let expires = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+        + 60;
+    for jti in ["a", "b", "c"] {
+        store.revoke(jti, expires).await.unwrap();
+    }
+    for jti in ["a", "b", "c"] {
+        assert!(store.is_revoked(jti).await.unwrap(), "{jti} revoked");
+    }
+    assert!(!store.is_revoked("d").await.unwrap());
+}
+
+/// Two routers on the Redis at `url` with one key prefix: three selections between them, then both
+/// refuse; exactly one key was written (and is deleted at the end).
+async fn two_routers_share_one_quota_on(url: &str) {
     let prefix = format!(
         "shippy-test:{}:{}:",
         std::process::id(),
@@ -165,7 +201,7 @@ async fn two_routers_share_one_redis_quota() {
     );
     let configure = |c: &mut shippy_router::RouterConfig| {
         c.rate_limit.backend = RateLimitBackend::Redis;
-        c.rate_limit.redis.url = Some(redis_url());
+        c.rate_limit.redis.url = Some(url.to_owned());
         c.rate_limit.redis.key_prefix = prefix.clone();
         c.rate_limit.redis.on_error = FailurePolicy::Closed;
         c.rate_limit
@@ -184,11 +220,14 @@ async fn two_routers_share_one_redis_quota() {
     assert!(retry_after.unwrap().parse::<u64>().unwrap() > 1000);
     assert_eq!(oneshot(&first, query, None).await.0, 429);
 
-    let client = redis::Client::open(redis_url()).unwrap();
-    let mut connection = client.get_multiplexed_async_connection().await.unwrap();
-    let keys: Vec<String> = redis::cmd("KEYS")
-        .arg(format!("{prefix}*"))
-        .query_async(&mut connection)
+    // On a cluster, SCAN every primary: the key is on whichever holds its slot.
+    let mut connection = shippy_security::redis::RedisClient::open(url)
+        .unwrap()
+        .connect(Duration::from_secs(2), Duration::from_secs(5))
+        .await
+        .unwrap();
+    let keys = connection
+        .scan_all(&format!("{prefix}*"), None)
         .await
         .unwrap();
     assert_eq!(keys.len(), 1, "{keys:?}");

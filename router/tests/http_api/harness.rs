@@ -53,6 +53,8 @@ pub struct Builder {
     down: Vec<&'static str>,
     /// Subgraphs replaced by a canned handler.
     canned: Vec<(&'static str, Canned)>,
+    /// Extra response headers of the canned subgraphs, by subgraph.
+    canned_headers: Vec<(&'static str, Vec<(&'static str, &'static str)>)>,
 }
 
 pub fn env() -> Builder {
@@ -61,19 +63,32 @@ pub fn env() -> Builder {
         supergraph: None,
         down: Vec::new(),
         canned: Vec::new(),
+        canned_headers: Vec::new(),
     }
 }
 
-async fn serve_canned(canned: Canned) -> (String, MockServer) {
+async fn serve_canned(
+    canned: Canned,
+    headers: Vec<(&'static str, &'static str)>,
+) -> (String, MockServer) {
     let app = axum::Router::new().route(
         "/graphql",
         axum::routing::post(move |body: String| {
             let canned = Arc::clone(&canned);
+            let headers = headers.clone();
             async move {
                 let (status, body) = canned(&body);
+                let mut reply = axum::http::HeaderMap::new();
+                reply.insert(
+                    axum::http::header::CONTENT_TYPE,
+                    axum::http::HeaderValue::from_static("application/json"),
+                );
+                for (name, value) in headers {
+                    reply.append(name, axum::http::HeaderValue::from_static(value));
+                }
                 (
                     axum::http::StatusCode::from_u16(status).unwrap(),
-                    [(axum::http::header::CONTENT_TYPE, "application/json")],
+                    reply,
                     body,
                 )
             }
@@ -113,6 +128,16 @@ impl Builder {
         self
     }
 
+    /// Response headers a canned subgraph adds to every answer.
+    pub fn canned_headers(
+        mut self,
+        subgraph: &'static str,
+        headers: Vec<(&'static str, &'static str)>,
+    ) -> Builder {
+        self.canned_headers.push((subgraph, headers));
+        self
+    }
+
     pub async fn start(self) -> TestEnv {
         // reqwest is built without a default TLS backend; ignore "already installed".
         let _ = rustls::crypto::ring::default_provider().install_default();
@@ -129,7 +154,13 @@ impl Builder {
         for subgraph in &running {
             let canned = self.canned.iter().find(|(name, _)| *name == subgraph.name);
             let url = if let Some((_, canned)) = canned {
-                let (url, server) = serve_canned(Arc::clone(canned)).await;
+                let headers = self
+                    .canned_headers
+                    .iter()
+                    .find(|(name, _)| *name == subgraph.name)
+                    .map(|(_, headers)| headers.clone())
+                    .unwrap_or_default();
+                let (url, server) = serve_canned(Arc::clone(canned), headers).await;
                 mocks.push(server);
                 url
             } else if self.down.contains(&subgraph.name) {

@@ -29,7 +29,7 @@ use crate::{
 pub struct NewConsignment {
     /// What is shipped.
     pub description: Description,
-    /// Total weight.
+    /// Total weight in kilograms.
     pub weight: ConsignmentWeight,
     /// The containers.
     pub containers: Containers,
@@ -113,7 +113,7 @@ pub async fn create(
         .await?;
     let row = reload(&txn, id).await?;
     let summary = format!(
-        "consignment {id} created: containers {}, weight {}",
+        "consignment {id} created: containers {}, weight {} kg",
         row.container_count, row.weight
     );
     outbox::record(&txn, &snapshot(contract::CREATED, &row, summary.clone())?).await?;

@@ -3,10 +3,8 @@
 use serde::{Deserialize, Serialize};
 use shippy_contracts::consignment::status;
 
-/// Why a value was refused; shown to the client after the field name.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{0}")]
-pub struct Invalid(pub &'static str);
+/// Why a value was refused (kit's, shared by every subgraph's input types).
+pub use shippy_kit::error::Invalid;
 
 /// Longest description, in characters.
 pub const DESCRIPTION_MAX: usize = 500;
@@ -14,8 +12,6 @@ pub const DESCRIPTION_MAX: usize = 500;
 pub const CONTAINERS_MAX: usize = 1000;
 /// Longest customer id or origin, in characters.
 pub const LABEL_MAX: usize = 100;
-/// Heaviest consignment accepted.
-pub const WEIGHT_MAX: f64 = 1e12;
 
 /// What is shipped: 1 to 500 characters after trimming, no control characters except newlines.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -48,27 +44,8 @@ impl Description {
     }
 }
 
-/// A consignment's total weight: finite, greater than zero, at most [`WEIGHT_MAX`].
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct ConsignmentWeight(f64);
-
-impl ConsignmentWeight {
-    /// Checks the range.
-    pub fn parse(raw: f64) -> Result<Self, Invalid> {
-        if !raw.is_finite() || raw <= 0.0 {
-            return Err(Invalid("must be greater than zero"));
-        }
-        if raw > WEIGHT_MAX {
-            return Err(Invalid("must be at most 1e12"));
-        }
-        Ok(Self(raw))
-    }
-
-    /// The weight.
-    pub fn get(self) -> f64 {
-        self.0
-    }
-}
+/// A consignment's total weight in whole kilograms, 1 to 1,000,000,000 (the unit every subgraph shares).
+pub use shippy_contracts::weight::Kilograms as ConsignmentWeight;
 
 /// A short label (customer id, origin): 1 to 100 characters after trimming, no control characters.
 fn label(raw: &str) -> Result<String, Invalid> {
@@ -228,10 +205,10 @@ mod tests {
 
     #[test]
     fn weights() {
-        for bad in [0.0, -1.0, f64::NAN, f64::INFINITY, 2e12] {
+        for bad in [0, -1, 1_000_000_001, i64::MAX] {
             assert!(ConsignmentWeight::parse(bad).is_err(), "{bad}");
         }
-        assert_eq!(ConsignmentWeight::parse(0.5).unwrap().get(), 0.5);
+        assert_eq!(ConsignmentWeight::parse(1).unwrap().get(), 1);
     }
 
     #[test]

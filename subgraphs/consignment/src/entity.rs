@@ -16,8 +16,8 @@ pub struct Model {
     pub owner_id: Uuid,
     /// What is shipped.
     pub description: String,
-    /// Total weight.
-    pub weight: f64,
+    /// Total weight in kilograms.
+    pub weight: i64,
     /// The containers, as a JSON list of [`crate::domain::Container`].
     pub containers: Json,
     /// How many containers (what a vessel books).

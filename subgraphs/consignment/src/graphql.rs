@@ -128,9 +128,9 @@ impl Consignment {
             .then_some(self.0.description.as_str())
     }
 
-    /// Total weight.
-    async fn weight(&self) -> f64 {
-        self.0.weight
+    /// Total weight, in kilograms.
+    async fn weight(&self) -> i32 {
+        shippy_contracts::weight::graphql_int(self.0.weight)
     }
 
     /// The containers.
@@ -202,8 +202,8 @@ pub struct ContainerInput {
 pub struct CreateConsignmentInput {
     /// What is shipped, 1 to 500 characters.
     description: String,
-    /// Total weight, greater than zero.
-    weight: f64,
+    /// Total weight in kilograms: 1 to 1000000000.
+    weight: i32,
     /// 1 to 1000 containers.
     containers: Vec<ContainerInput>,
 }
@@ -212,7 +212,7 @@ impl CreateConsignmentInput {
     fn parse(self) -> Result<NewConsignment> {
         let description = Description::parse(&self.description)
             .map_err(|e| error::bad_input("input.description", e))?;
-        let weight = ConsignmentWeight::parse(self.weight)
+        let weight = ConsignmentWeight::parse(self.weight.into())
             .map_err(|e| error::bad_input("input.weight", e))?;
         // The count first: no point checking 100 000 labels of a list that is too long anyway.
         if self.containers.len() > domain::CONTAINERS_MAX {

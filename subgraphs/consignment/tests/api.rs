@@ -1,7 +1,7 @@
 //! The consignment subgraph over HTTP and WebSocket on 127.0.0.1:0, with the vessel subgraph beside it on
 //! the same in-process bus (as `shippy up` runs them), each scenario on SQLite and on PostgreSQL.
 
-use shippy_contracts::streams;
+use shippy_contracts::{streams, user};
 use std::{sync::Arc, time::Duration};
 
 use futures::StreamExt;
@@ -19,6 +19,7 @@ use shippy_kit::{
     live::Live,
     testing::{self, Backend, GraphQLClient, TestDb, TestServer, WsClient},
 };
+use shippy_user::tokens::TokenIssuer;
 use uuid::Uuid;
 
 /// The consignment and vessel subgraphs on one in-process bus; servers stop before their databases go.
@@ -52,15 +53,24 @@ async fn start(backend: Backend) -> Harness {
     }
 }
 
-/// A token for a fresh user id, as the user subgraph would issue it.
-fn user() -> (String, String) {
-    let id = Uuid::now_v7().to_string();
-    let token = testing::TestTokens::from_config(&testing::auth_config())
+/// A fresh user who registered (their `user.registered` is on the bus, so the vessel subgraph knows them
+/// as a possible vessel owner) and a token for them as the user subgraph issues it.
+async fn user(bus: &Arc<dyn EventBus>) -> (String, String) {
+    let id = Uuid::now_v7();
+    let registered = user::Registered {
+        user_id: id,
+        name: "Uma".into(),
+        company: None,
+    };
+    bus.publish(&registered.event("user").unwrap())
+        .await
+        .unwrap();
+    let token = TokenIssuer::from_config(&testing::auth_config())
         .unwrap()
-        .issue(&id, "u@example.com", vec![])
+        .issue(&id.to_string(), "u@example.com", vec![])
         .unwrap()
         .token;
-    (token, id)
+    (token, id.to_string())
 }
 
 const CREATE: &str = "mutation($input: CreateConsignmentInput!) {
@@ -78,7 +88,7 @@ const UPDATE: &str = "mutation($id: ID!, $s: ConsignmentStatus!) {
 const WATCH: &str =
     "subscription($id: ID) { consignmentUpdated(id: $id) { id status vessel { id } } }";
 
-fn input(containers: usize, weight: f64) -> Value {
+fn input(containers: usize, weight: i32) -> Value {
     let containers: Vec<Value> = (0..containers)
         .map(|i| json!({ "customerId": format!("c{i}"), "origin": "Rotterdam" }))
         .collect();
@@ -90,7 +100,7 @@ impl Harness {
         self.consignment.client()
     }
 
-    async fn create(&self, token: &str, containers: usize, weight: f64) -> String {
+    async fn create(&self, token: &str, containers: usize, weight: i32) -> String {
         let resp = self
             .client()
             .query(CREATE, input(containers, weight), Some(token))
@@ -101,12 +111,12 @@ impl Harness {
             .to_owned()
     }
 
-    async fn vessel(&self, token: &str, capacity: i32, max_weight: f64) -> String {
+    async fn vessel(&self, token: &str, capacity: i32, max_weight: i32) -> String {
         let resp = self
             .vessel
             .client()
             .query(
-                "mutation($c: Int!, $w: Float!) { createVessel(input: {name: \"Ship\", capacity: $c, maxWeight: $w}) { id } }",
+                "mutation($c: Int!, $w: Int!) { createVessel(input: {name: \"Ship\", capacity: $c, maxWeight: $w}) { id } }",
                 json!({ "c": capacity, "w": max_weight }),
                 Some(token),
             )
@@ -136,42 +146,46 @@ impl Harness {
 
 async fn create_validates_input_and_requires_a_token(backend: Backend) {
     let h = start(backend).await;
-    let anon = h.client().query(CREATE, input(1, 1.0), None).await;
+    let anon = h.client().query(CREATE, input(1, 1), None).await;
     assert_eq!(anon.code(), Some("UNAUTHENTICATED"));
 
-    let (token, owner) = user();
-    let containers = |n: usize| input(n, 1.0)["input"]["containers"].clone();
+    let (token, owner) = user(&h.bus).await;
+    let containers = |n: usize| input(n, 1)["input"]["containers"].clone();
     let cases = [
         (
-            json!({ "description": " ", "weight": 1.0, "containers": containers(1) }),
+            json!({ "description": " ", "weight": 1, "containers": containers(1) }),
             "input.description",
         ),
         (
-            json!({ "description": "x".repeat(501), "weight": 1.0, "containers": containers(1) }),
+            json!({ "description": "x".repeat(501), "weight": 1, "containers": containers(1) }),
             "input.description",
         ),
         (
-            json!({ "description": "Tea", "weight": 0.0, "containers": containers(1) }),
+            json!({ "description": "Tea", "weight": 0, "containers": containers(1) }),
             "input.weight",
         ),
         (
-            json!({ "description": "Tea", "weight": -5.0, "containers": containers(1) }),
+            json!({ "description": "Tea", "weight": -5, "containers": containers(1) }),
             "input.weight",
         ),
         (
-            json!({ "description": "Tea", "weight": 1.0, "containers": [] }),
+            json!({ "description": "Tea", "weight": 1_000_000_001, "containers": containers(1) }),
+            "input.weight",
+        ),
+        (
+            json!({ "description": "Tea", "weight": 1, "containers": [] }),
             "input.containers",
         ),
         (
-            json!({ "description": "Tea", "weight": 1.0, "containers": containers(1001) }),
+            json!({ "description": "Tea", "weight": 1, "containers": containers(1001) }),
             "input.containers",
         ),
         (
-            json!({ "description": "Tea", "weight": 1.0, "containers": [{ "customerId": "", "origin": "x" }] }),
+            json!({ "description": "Tea", "weight": 1, "containers": [{ "customerId": "", "origin": "x" }] }),
             "input.containers[0].customerId",
         ),
         (
-            json!({ "description": "Tea", "weight": 1.0, "containers": [{ "customerId": "c", "origin": "o" }, { "customerId": "c", "origin": "o".repeat(101) }] }),
+            json!({ "description": "Tea", "weight": 1, "containers": [{ "customerId": "c", "origin": "o" }, { "customerId": "c", "origin": "o".repeat(101) }] }),
             "input.containers[1].origin",
         ),
     ];
@@ -194,11 +208,11 @@ async fn create_validates_input_and_requires_a_token(backend: Backend) {
         );
     }
 
-    let resp = h.client().query(CREATE, input(2, 12.5), Some(&token)).await;
+    let resp = h.client().query(CREATE, input(2, 12), Some(&token)).await;
     let c = &resp.data()["createConsignment"];
     assert_eq!(c["status"], "PENDING");
     assert_eq!(c["description"], "Tea");
-    assert_eq!(c["weight"], 12.5);
+    assert_eq!(c["weight"], 12);
     assert_eq!(c["vessel"], Value::Null);
     assert_eq!(c["owner"]["id"], owner.as_str());
     assert_eq!(
@@ -209,12 +223,12 @@ async fn create_validates_input_and_requires_a_token(backend: Backend) {
 
 async fn consignments_are_their_owners_only(backend: Backend) {
     let h = start(backend).await;
-    let (alice, alice_id) = user();
-    let (bob, _) = user();
+    let (alice, alice_id) = user(&h.bus).await;
+    let (bob, _) = user(&h.bus).await;
     let ids = [
-        h.create(&alice, 1, 1.0).await,
-        h.create(&alice, 1, 1.0).await,
-        h.create(&alice, 1, 1.0).await,
+        h.create(&alice, 1, 1).await,
+        h.create(&alice, 1, 1).await,
+        h.create(&alice, 1, 1).await,
     ];
 
     let one = h
@@ -298,10 +312,10 @@ async fn consignments_are_their_owners_only(backend: Backend) {
 
 async fn vessels_are_assigned_and_moved_along_by_their_owner(backend: Backend) {
     let h = start(backend).await;
-    let (alice, _) = user();
-    let (carrier, _) = user();
-    let (mallory, _) = user();
-    let vessel = h.vessel(&carrier, 3, 100.0).await;
+    let (alice, _) = user(&h.bus).await;
+    let (carrier, _) = user(&h.bus).await;
+    let (mallory, _) = user(&h.bus).await;
+    let vessel = h.vessel(&carrier, 3, 100).await;
 
     // Alice watches all her consignments; Mallory tries to watch one of Alice's and everything of hers.
     let (mut alice_ws, ack) = WsClient::connect(&h.consignment.url("/graphql"), Some(&alice)).await;
@@ -313,11 +327,11 @@ async fn vessels_are_assigned_and_moved_along_by_their_owner(backend: Backend) {
     // Both subscriptions are registered with the live feed before anything changes.
     testing::wait_live(&h.state.live, 2).await;
 
-    let fits = h.create(&alice, 2, 50.0).await;
+    let fits = h.create(&alice, 2, 50).await;
     let assigned = h.settled(&alice, &fits).await;
     assert_eq!(assigned["status"], "ASSIGNED");
     assert_eq!(assigned["vessel"]["id"], vessel.as_str());
-    let too_big = h.create(&alice, 2, 10.0).await;
+    let too_big = h.create(&alice, 2, 10).await;
     assert_eq!(h.settled(&alice, &too_big).await["status"], "UNASSIGNABLE");
 
     // Pushed: PENDING then ASSIGNED for the first, PENDING then UNASSIGNABLE for the second.
@@ -368,7 +382,7 @@ async fn vessels_are_assigned_and_moved_along_by_their_owner(backend: Backend) {
     assert_eq!(seen["status"], "IN_TRANSIT");
     // Least privilege: the carrier sees what it carries (weight, containers), not what is inside or
     // whose it is; no error, like User.email for others.
-    assert_eq!(seen["weight"], 50.0);
+    assert_eq!(seen["weight"], 50);
     assert_eq!(seen["containers"].as_array().unwrap().len(), 2);
     assert_eq!(seen["description"], Value::Null, "{}", moved.body);
     assert_eq!(seen["owner"], Value::Null);
@@ -427,7 +441,7 @@ async fn vessels_are_assigned_and_moved_along_by_their_owner(backend: Backend) {
     assert!(freed, "the vessel's capacity was not released");
 
     // Mallory saw none of it; her own consignment is the first thing she gets.
-    let hers = h.create(&mallory, 1, 1.0).await;
+    let hers = h.create(&mallory, 1, 1).await;
     let first = mallory_ws
         .next_payload("mine", Duration::from_secs(10))
         .await;
@@ -448,7 +462,7 @@ async fn vessels_are_assigned_and_moved_along_by_their_owner(backend: Backend) {
 fn new_consignment() -> NewConsignment {
     NewConsignment {
         description: Description::parse("Tea").unwrap(),
-        weight: ConsignmentWeight::parse(1.0).unwrap(),
+        weight: ConsignmentWeight::parse(1).unwrap(),
         containers: Containers::new(vec![Container::parse("c", "o").unwrap()]).unwrap(),
     }
 }

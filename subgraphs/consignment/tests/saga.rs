@@ -51,23 +51,23 @@ fn config(url: &str, retry_after: Duration, deadline: Duration) -> SubgraphConfi
     }
 }
 
-/// A token for a fresh user id.
+/// A token for a fresh user id, as the user subgraph issues it.
 fn user() -> String {
-    testing::TestTokens::from_config(&testing::auth_config())
+    shippy_user::tokens::TokenIssuer::from_config(&testing::auth_config())
         .unwrap()
         .issue(&Uuid::now_v7().to_string(), "u@example.com", vec![])
         .unwrap()
         .token
 }
 
-fn input(containers: usize, weight: f64) -> Value {
+fn input(containers: usize, weight: i32) -> Value {
     let containers: Vec<Value> = (0..containers)
         .map(|i| json!({ "customerId": format!("c{i}"), "origin": "Rotterdam" }))
         .collect();
     json!({ "input": { "description": "Tea", "weight": weight, "containers": containers } })
 }
 
-async fn create(client: &GraphQLClient, token: &str, containers: usize, weight: f64) -> String {
+async fn create(client: &GraphQLClient, token: &str, containers: usize, weight: i32) -> String {
     let resp = client
         .query(CREATE, input(containers, weight), Some(token))
         .await;
@@ -99,13 +99,18 @@ async fn vessel_subgraph(
 ) -> (TestServer, shippy_vessel::State, Uuid) {
     let service = VesselService::start(config, bus).await.unwrap();
     let state = service.state().clone();
+    // Owned by a user the vessel subgraph knows (as its `user.registered` consumer records them).
+    let owner = Uuid::now_v7();
+    shippy_vessel::commands::remember_user(&state.db, owner)
+        .await
+        .unwrap();
     let vessel = shippy_vessel::commands::create(
         &state,
-        Uuid::now_v7(),
+        owner,
         NewVessel {
             name: VesselName::parse("Saga").unwrap(),
             capacity: Capacity::parse(capacity).unwrap(),
-            max_weight: Weight::parse(1_000_000.0).unwrap(),
+            max_weight: Weight::parse(1_000_000).unwrap(),
         },
     )
     .await
@@ -153,7 +158,7 @@ async fn an_unanswered_consignment_expires_with_a_reason_for_its_owner(backend: 
     .await;
     let client = server.client();
     let (owner, stranger) = (user(), user());
-    let id = create(&client, &owner, 2, 10.0).await;
+    let id = create(&client, &owner, 2, 10).await;
     let pending = client.query(ONE, json!({ "id": id }), Some(&owner)).await;
     assert_eq!(
         pending.data()["consignment"]["unassignableReason"],
@@ -231,8 +236,8 @@ async fn bookings_after_the_deadline_or_a_cancel_are_given_back(backend: Backend
     .await;
     let client = server.client();
     let owner = user();
-    let late = create(&client, &owner, 3, 30.0).await;
-    let cancelled = create(&client, &owner, 4, 40.0).await;
+    let late = create(&client, &owner, 3, 30).await;
+    let cancelled = create(&client, &owner, 4, 40).await;
     let resp = client
         .query(CANCEL, json!({ "id": cancelled }), Some(&owner))
         .await;
@@ -299,7 +304,7 @@ async fn the_owner_retries_and_cancels(backend: Backend) {
     let (owner, stranger) = (user(), user());
 
     // Too big for the only vessel: the vessel subgraph's reason, in the owner's words.
-    let big = create(&client, &owner, 12, 40000.0).await;
+    let big = create(&client, &owner, 12, 40000).await;
     let refused = reaches(&client, &owner, &big, "UNASSIGNABLE").await;
     assert_eq!(
         refused["unassignableReason"],
@@ -375,7 +380,7 @@ async fn the_owner_retries_and_cancels(backend: Backend) {
     }
 
     // An assigned one can be neither retried nor cancelled.
-    let fits = create(&client, &owner, 2, 20.0).await;
+    let fits = create(&client, &owner, 2, 20).await;
     reaches(&client, &owner, &fits, "ASSIGNED").await;
     let retry = client
         .query(RETRY, json!({ "id": fits }), Some(&owner))
@@ -430,7 +435,7 @@ async fn service(backend: Backend) -> (shippy_consignment::ConsignmentService, T
 fn new_consignment() -> shippy_consignment::commands::NewConsignment {
     shippy_consignment::commands::NewConsignment {
         description: Description::parse("Tea").unwrap(),
-        weight: ConsignmentWeight::parse(1.0).unwrap(),
+        weight: ConsignmentWeight::parse(1).unwrap(),
         containers: Containers::new(vec![Container::parse("c", "o").unwrap()]).unwrap(),
     }
 }
@@ -620,7 +625,7 @@ async fn a_vessel_database_outage_strands_nothing() {
     proxy.set_up(false);
     let mut ids = Vec::new();
     for i in 0..20 {
-        ids.push(create(&client, &owner, 1 + i % 3, 10.0).await);
+        ids.push(create(&client, &owner, 1 + i % 3, 10).await);
     }
     tokio::time::sleep(Duration::from_secs(8)).await;
     proxy.set_up(true);

@@ -66,8 +66,10 @@ pub struct Snapshot {
     pub owner_id: Uuid,
     /// What is shipped.
     pub description: String,
-    /// Total weight (what a vessel books).
-    pub weight: f64,
+    /// Total weight in kilograms (what a vessel books); a fractional one from the floating-point version
+    /// is read rounded up.
+    #[serde(deserialize_with = "crate::weight::deserialize_kilograms")]
+    pub weight: i64,
     /// The containers, as a JSON list of `{customer_id, origin}`.
     pub containers: serde_json::Value,
     /// How many containers (what a vessel books).

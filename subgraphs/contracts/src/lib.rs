@@ -14,15 +14,19 @@
 //! ([`consignment::BOOKING_REFUSED`]).
 //!
 //! Every subgraph also records activity on the [`streams::LOG`] stream ([`log::event`]), which the log
-//! subgraph stores whatever its kind.
+//! subgraph stores whatever its kind. One of those crosses subgraphs: [`user::REGISTERED`], from which the
+//! vessel subgraph learns which users exist (a vessel's owner must be one).
 //!
 //! The JSON of every payload is what the events carried before these types existed (field names, value
-//! types), so entries already in outboxes and streams still decode.
+//! types), so entries already in outboxes and streams still decode. Weights are whole kilograms
+//! ([`weight`]); payloads from the version that sent them as floating-point numbers are read rounded up.
 
 pub mod consignment;
 pub mod log;
 pub mod streams;
+pub mod user;
 pub mod vessel;
+pub mod weight;
 
 use serde::Serialize;
 use shippy_kit::events::Event;
@@ -55,7 +59,17 @@ mod tests {
     use serde_json::json;
     use uuid::Uuid;
 
-    use crate::{consignment, vessel};
+    use crate::{consignment, user, vessel};
+
+    #[test]
+    fn registrations_keep_their_json() {
+        let id = Uuid::now_v7();
+        let old = json!({ "user_id": id, "name": "Ada", "company": null });
+        let registered: user::Registered = serde_json::from_value(old.clone()).unwrap();
+        assert_eq!(registered.user_id, id);
+        assert_eq!(serde_json::to_value(&registered).unwrap(), old);
+        assert!(serde_json::from_value::<user::Registered>(json!({ "name": "Ada" })).is_err());
+    }
 
     #[test]
     fn answers_keep_their_json() {
@@ -76,17 +90,25 @@ mod tests {
             assigned
         );
 
-        let old = json!({
-            "consignment_id": c, "reason": "no room", "container_count": 3, "weight": 2.5,
+        let now = json!({
+            "consignment_id": c, "reason": "no room", "container_count": 3, "weight": 3,
         });
         let refused = vessel::Unassignable {
             consignment_id: c,
             reason: "no room".into(),
             container_count: 3,
-            weight: 2.5,
+            weight: 3,
             round: 0,
         };
-        assert_eq!(serde_json::to_value(&refused).unwrap(), old);
+        assert_eq!(serde_json::to_value(&refused).unwrap(), now);
+        assert_eq!(
+            serde_json::from_value::<vessel::Unassignable>(now).unwrap(),
+            refused
+        );
+        // Sent by the version with floating-point weights: rounded up to whole kilograms.
+        let old = json!({
+            "consignment_id": c, "reason": "no room", "container_count": 3, "weight": 2.5,
+        });
         assert_eq!(
             serde_json::from_value::<vessel::Unassignable>(old).unwrap(),
             refused
@@ -97,15 +119,22 @@ mod tests {
     fn a_snapshot_is_the_consignment_row() {
         let at = Utc.with_ymd_and_hms(2026, 1, 2, 3, 4, 5).unwrap();
         let (id, owner) = (Uuid::now_v7(), Uuid::now_v7());
-        let old = json!({
-            "id": id, "owner_id": owner, "description": "Tea", "weight": 10.0,
+        let now = json!({
+            "id": id, "owner_id": owner, "description": "Tea", "weight": 10,
             "containers": [{ "customer_id": "c1", "origin": "Rotterdam" }], "container_count": 1,
             "status": "PENDING", "vessel_id": null, "vessel_owner_id": null,
             "created_at": at, "updated_at": at,
         });
-        let snapshot: consignment::Snapshot = serde_json::from_value(old.clone()).unwrap();
+        let snapshot: consignment::Snapshot = serde_json::from_value(now.clone()).unwrap();
         assert_eq!(snapshot.status, consignment::status::PENDING);
-        assert_eq!(serde_json::to_value(&snapshot).unwrap(), old);
+        assert_eq!(snapshot.weight, 10);
+        assert_eq!(serde_json::to_value(&snapshot).unwrap(), now);
+        // A `consignment.created` still in flight from the version with floating-point weights (as it
+        // wrote them): read rounded up, so it never books less than it weighs.
+        let mut old = now.clone();
+        old["weight"] = json!(9.25);
+        let snapshot: consignment::Snapshot = serde_json::from_value(old).unwrap();
+        assert_eq!(snapshot.weight, 10);
         let missing_id = json!({ "owner_id": owner });
         assert!(serde_json::from_value::<consignment::Snapshot>(missing_id).is_err());
     }

@@ -36,8 +36,10 @@ pub struct Unassignable {
     pub reason: String,
     /// Its number of containers, as asked.
     pub container_count: i32,
-    /// Its weight, as asked.
-    pub weight: f64,
+    /// Its weight in kilograms, as asked (a fractional one from the floating-point version is read
+    /// rounded up).
+    #[serde(deserialize_with = "crate::weight::deserialize_kilograms")]
+    pub weight: i64,
     /// The request's `assignment_round` (see [`crate::consignment::Snapshot`]); 0 when absent.
     #[serde(default, skip_serializing_if = "crate::consignment::is_zero")]
     pub round: i32,

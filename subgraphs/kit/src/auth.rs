@@ -351,34 +351,53 @@ mod tests {
         }
     }
 
+    /// Literal claims for `sub` under `cfg`'s issuer and audience, issued at `iat`, valid an hour.
+    fn claims_at(cfg: &AuthConfig, sub: &str, scopes: Vec<String>, iat: i64) -> Claims {
+        Claims {
+            sub: sub.into(),
+            email: "a@b.co".into(),
+            scopes,
+            iat,
+            exp: iat + 3600,
+            iss: cfg.issuer.clone(),
+            aud: cfg.audience.clone(),
+            jti: Some("t1".into()),
+        }
+    }
+
+    /// A token for `sub`, issued now, signed with `cfg`'s key.
+    fn token(cfg: &AuthConfig, sub: &str) -> String {
+        let claims = claims_at(cfg, sub, vec![], chrono::Utc::now().timestamp());
+        TokenSigner::from_config(cfg)
+            .unwrap()
+            .sign(&claims)
+            .unwrap()
+    }
+
     #[test]
     fn round_trip_and_refusals() {
-        let issuer = crate::testing::TestTokens::from_config(&cfg()).unwrap();
+        let signer = TokenSigner::from_config(&cfg()).unwrap();
         let verifier = JwtVerifier::from_config(&cfg()).unwrap();
-        let issued = issuer.issue("u1", "a@b.co", vec!["admin".into()]).unwrap();
-        let claims = verifier.verify(&issued.token).unwrap();
-        assert_eq!(claims, issued.claims);
-        assert!(claims.has_scope(SCOPE_ADMIN));
-        assert_eq!(claims.exp - claims.iat, 3600);
+        let now = chrono::Utc::now().timestamp();
+        let claims = claims_at(&cfg(), "u1", vec!["admin".into()], now);
+        let token = signer.sign(&claims).unwrap();
+        let verified = verifier.verify(&token).unwrap();
+        assert_eq!(verified, claims);
+        assert!(verified.has_scope(SCOPE_ADMIN));
 
-        let old = issuer
-            .issue_at(
-                "u1",
-                "a@b.co",
-                vec![],
-                chrono::Utc::now().timestamp() - 7200,
-            )
+        let old = signer
+            .sign(&claims_at(&cfg(), "u1", vec![], now - 7200))
             .unwrap();
         assert_eq!(
-            verifier.verify(&old.token),
+            verifier.verify(&old),
             Err(TokenError::Invalid(ClaimError::Expired))
         );
 
         // Change the signature's first character: every base64url character there decodes, whereas the
         // last one carries padding bits and a change there can make the token malformed instead.
-        let signature_start = issued.token.rfind('.').unwrap() + 1;
-        let first = issued.token.as_bytes()[signature_start];
-        let mut tampered = issued.token.clone();
+        let signature_start = token.rfind('.').unwrap() + 1;
+        let first = token.as_bytes()[signature_start];
+        let mut tampered = token.clone();
         tampered.replace_range(
             signature_start..=signature_start,
             if first == b'A' { "B" } else { "A" },
@@ -392,32 +411,35 @@ mod tests {
             Err(TokenError::Invalid(ClaimError::Malformed))
         );
 
-        let other = crate::testing::TestTokens::from_config(&AuthConfig {
-            issuer: "evil".into(),
-            ..cfg()
-        })
-        .unwrap();
-        let token = other.issue("u1", "a@b.co", vec![]).unwrap().token;
+        let token = super::tests::token(
+            &AuthConfig {
+                issuer: "evil".into(),
+                ..cfg()
+            },
+            "u1",
+        );
         assert_eq!(
             verifier.verify(&token),
             Err(TokenError::Invalid(ClaimError::WrongIssuer))
         );
-        let other = crate::testing::TestTokens::from_config(&AuthConfig {
-            audience: "elsewhere".into(),
-            ..cfg()
-        })
-        .unwrap();
-        let token = other.issue("u1", "a@b.co", vec![]).unwrap().token;
+        let token = super::tests::token(
+            &AuthConfig {
+                audience: "elsewhere".into(),
+                ..cfg()
+            },
+            "u1",
+        );
         assert_eq!(
             verifier.verify(&token),
             Err(TokenError::Invalid(ClaimError::WrongAudience))
         );
-        let other = crate::testing::TestTokens::from_config(&AuthConfig {
-            secret: Some(Secret::new("another-secret-another-secret-another")),
-            ..cfg()
-        })
-        .unwrap();
-        let token = other.issue("u1", "a@b.co", vec![]).unwrap().token;
+        let token = super::tests::token(
+            &AuthConfig {
+                secret: Some(Secret::new("another-secret-another-secret-another")),
+                ..cfg()
+            },
+            "u1",
+        );
         assert_eq!(
             verifier.verify(&token),
             Err(TokenError::Invalid(ClaimError::BadSignature))
@@ -533,11 +555,7 @@ mod tests {
     #[test]
     fn header_parsing() {
         let verifier = JwtVerifier::from_config(&cfg()).unwrap();
-        let token = crate::testing::TestTokens::from_config(&cfg())
-            .unwrap()
-            .issue("u1", "a@b.co", vec![])
-            .unwrap()
-            .token;
+        let token = token(&cfg(), "u1");
         let mut headers = HeaderMap::new();
         assert_eq!(verifier.authenticate(&headers), Ok(Caller::Anonymous));
         headers.insert(AUTHORIZATION, format!("bearer {token}").parse().unwrap());
@@ -561,7 +579,7 @@ mod tests {
             Err(KeyError::MissingSecret)
         ));
         assert!(matches!(
-            crate::testing::TestTokens::from_config(&none),
+            TokenSigner::from_config(&none),
             Err(KeyError::MissingSecret)
         ));
         assert!(
@@ -586,7 +604,7 @@ mod tests {
             Err(KeyError::MissingPublicKey(_))
         ));
         assert!(matches!(
-            crate::testing::TestTokens::from_config(&rs),
+            TokenSigner::from_config(&rs),
             Err(KeyError::MissingPrivateKey(_))
         ));
         let missing = AuthConfig {
@@ -608,11 +626,7 @@ mod tests {
             private_key_file: Some(format!("{dir}/tests/fixtures/es256-private.pem").into()),
             ..cfg()
         };
-        let token = crate::testing::TestTokens::from_config(&es)
-            .unwrap()
-            .issue("u1", "a@b.co", vec![])
-            .unwrap()
-            .token;
+        let token = token(&es, "u1");
         assert_eq!(
             JwtVerifier::from_config(&es)
                 .unwrap()
@@ -622,11 +636,7 @@ mod tests {
             "u1"
         );
         // An HS256 token is refused by an ES256 verifier (no algorithm confusion).
-        let hs = crate::testing::TestTokens::from_config(&cfg())
-            .unwrap()
-            .issue("u1", "a@b.co", vec![])
-            .unwrap()
-            .token;
+        let hs = super::tests::token(&cfg(), "u1");
         assert_eq!(
             JwtVerifier::from_config(&es).unwrap().verify(&hs),
             Err(TokenError::Invalid(ClaimError::WrongAlgorithm))
@@ -638,11 +648,7 @@ mod tests {
             private_key_file: Some(format!("{dir}/tests/fixtures/rs256-private.pem").into()),
             ..cfg()
         };
-        let token = crate::testing::TestTokens::from_config(&rs)
-            .unwrap()
-            .issue("u2", "a@b.co", vec![])
-            .unwrap()
-            .token;
+        let token = super::tests::token(&rs, "u2");
         assert_eq!(
             JwtVerifier::from_config(&rs)
                 .unwrap()
@@ -662,7 +668,7 @@ mod tests {
             ..es.clone()
         };
         assert!(matches!(
-            crate::testing::TestTokens::from_config(&wrong),
+            TokenSigner::from_config(&wrong),
             Err(KeyError::Invalid { .. })
         ));
     }

@@ -276,7 +276,8 @@ impl AssignmentConfig {
 #[serde(deny_unknown_fields, default)]
 pub struct EventsConfig {
     /// Put before every Redis key Shippy uses: stream `log` is the key `<prefix>log`, its dead letters
-    /// `<prefix>log:dead`. Lets several deployments (or tests) share one Redis. Default `shippy:`.
+    /// `{<prefix>log}:dead` (the braces keep them on the stream's Redis Cluster slot). Lets several
+    /// deployments (or tests) share one Redis. Default `shippy:`.
     pub stream_prefix: String,
     /// Streams are trimmed to about this many entries (`XADD ... MAXLEN ~`); it bounds Redis memory and how
     /// far a stopped consumer group may fall behind before it loses the oldest entries. Default 100000.
@@ -289,10 +290,21 @@ pub struct EventsConfig {
     /// Longest wait for one Redis command (blocking reads wait `consumer.block` on top). Default `5s`.
     #[serde(with = "humantime_serde")]
     pub command_timeout: Duration,
+    /// Replicas that must hold a published event before the publish counts (Redis `WAIT`), so that a
+    /// primary failing over right after a publish cannot lose it: until enough replicas confirm, the
+    /// outbox row stays unsent and is published again (the publish marker keeps it from being added
+    /// twice). Unset: 1 on a Redis Cluster (`redis+cluster://`), 0 on a single server. Set 0 on a cluster
+    /// without replicas.
+    pub publish_replicas: Option<usize>,
     /// Most events a process buffers for its live subscriptions (GraphQL subscriptions) per stream; a
     /// subscriber that falls further behind is told it lagged. Also the in-process bus's bound per stream.
     /// Default 1024.
     pub live_capacity: usize,
+    /// Longest a command waits for an event another subgraph recorded a moment ago to reach this one's
+    /// projection: `createVessel` by a user who has just registered waits this long for the vessel
+    /// subgraph to learn of the registration, then is refused with `UNKNOWN_USER`. Default `5s`.
+    #[serde(with = "humantime_serde")]
+    pub projection_wait: Duration,
     /// Group consumers (vessel assignment, consignment updates, the activity log).
     pub consumer: ConsumerConfig,
 }
@@ -304,7 +316,9 @@ impl Default for EventsConfig {
             max_len: 100_000,
             dedupe_window: Duration::from_secs(3600),
             command_timeout: Duration::from_secs(5),
+            publish_replicas: None,
             live_capacity: 1024,
+            projection_wait: Duration::from_secs(5),
             consumer: ConsumerConfig::default(),
         }
     }
@@ -328,7 +342,7 @@ pub struct ConsumerConfig {
     #[serde(with = "humantime_serde")]
     pub claim_idle: Duration,
     /// Deliveries after which an entry that still fails is moved to the dead-letter stream
-    /// (`<prefix><stream>:dead`) instead of being tried again. Default 10.
+    /// (`{<prefix><stream>}:dead`) instead of being tried again. Default 10.
     pub max_deliveries: u64,
     /// First pause after the bus or a handler failed; doubles on each further failure. Default `200ms`.
     #[serde(with = "humantime_serde")]
@@ -419,6 +433,10 @@ mod tests {
         assert_eq!(cfg.stream_prefix, "t1:");
         assert_eq!(cfg.consumer.claim_idle, Duration::from_millis(250));
         assert_eq!(cfg.max_len, EventsConfig::default().max_len);
+        assert_eq!(cfg.projection_wait, Duration::from_secs(5));
+        let cfg: EventsConfig =
+            serde_json::from_value(serde_json::json!({"projection_wait": "250ms"})).unwrap();
+        assert_eq!(cfg.projection_wait, Duration::from_millis(250));
         assert!(
             serde_json::from_value::<EventsConfig>(serde_json::json!({"consumer": {"blok": "1s"}}))
                 .is_err()

@@ -454,7 +454,15 @@ impl<H: Handler> Consumer<H> {
         reason: &str,
     ) -> Outcome {
         match reader.dead_letter(delivery, reason).await {
-            Ok(()) => Outcome::Done,
+            Ok(()) => {
+                metrics::counter!(
+                    shippy_telemetry::metrics::names::STREAM_DEAD_LETTERED,
+                    "stream" => self.stream.clone(),
+                    "group" => self.group.clone()
+                )
+                .increment(1);
+                Outcome::Done
+            }
             Err(err) => {
                 tracing::warn!(stream = %self.stream, group = %self.group, entry = %delivery.id, error = %err, "cannot dead-letter; the entry stays pending");
                 Outcome::Failed

@@ -18,6 +18,9 @@ pub enum Code {
     Forbidden,
     /// Too many attempts; `extensions.retryAfter` says in how many seconds to try again.
     RateLimited,
+    /// The token is valid but its user is not one this subgraph knows (yet): never registered, or
+    /// registered a moment ago and the registration has not reached this subgraph. Try again shortly.
+    UnknownUser,
     /// Something failed on our side; details are in the server log only.
     Internal,
 }
@@ -30,10 +33,17 @@ impl Code {
             Code::Unauthenticated => "UNAUTHENTICATED",
             Code::Forbidden => "FORBIDDEN",
             Code::RateLimited => "RATE_LIMITED",
+            Code::UnknownUser => "UNKNOWN_USER",
             Code::Internal => "INTERNAL_SERVER_ERROR",
         }
     }
 }
+
+/// Why an input value was refused: what the subgraphs' parsed input types (names, emails, weights...)
+/// return, shown to the client after the field's name by [`bad_input`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct Invalid(pub &'static str);
 
 /// A client-facing error with `extensions.code`.
 pub fn error(code: Code, message: impl Into<String>) -> Error {
@@ -99,7 +109,7 @@ mod tests {
 
     #[test]
     fn bad_input_names_the_field() {
-        let err = bad_input("input.email", "is not an email address");
+        let err = bad_input("input.email", Invalid("is not an email address"));
         assert_eq!(code_of(&err).as_deref(), Some("BAD_USER_INPUT"));
         assert_eq!(err.message, "input.email: is not an email address");
         let field = err

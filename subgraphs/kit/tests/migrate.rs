@@ -34,8 +34,8 @@ async fn replicas_starting_together_migrate_one_after_the_other() {
         .try_get::<i64>("", "n")
         .unwrap();
     assert_eq!(
-        applied, 6,
-        "outbox, inbox, consignments, outbox traceparent, outbox lease, assignment saga: once each"
+        applied, 7,
+        "outbox, inbox, consignments, outbox traceparent, outbox lease, assignment saga, weight in kg: once each"
     );
     for conn in conns {
         conn.close().await.unwrap();

@@ -1,7 +1,12 @@
 //! The Redis-streams bus against the real test Redis, each test under its own key prefix: live feeds,
 //! publishing once, consumer groups (ack, take-over of abandoned entries, dead letters, a group that
-//! vanished), stream bounds, and an outage: the bus reports it quickly, and the outbox relay keeps events
-//! until Redis is back and then publishes each exactly once.
+//! vanished), stream bounds, dead letters left under their pre-hash-tag key, and an outage: the bus reports
+//! it quickly, and the outbox relay keeps events until Redis is back and then publishes each exactly once.
+//!
+//! The suite runs twice: each test on the shared test Redis, and all of them in one go on a Redis Cluster
+//! of six `redis-server`s of this binary's own ([`RedisCluster`]), where a script or `MULTI` whose keys
+//! left their stream's slot would fail with `CROSSSLOT`. (The outage tests cut a TCP proxy in front of one
+//! server, which has no cluster counterpart; `redis_faults` kills a cluster primary instead.)
 
 use std::{collections::HashSet, sync::Arc, time::Duration};
 
@@ -17,10 +22,46 @@ use shippy_kit::{
     db,
     events::{BusError, Event, EventBus, RedisBus},
     outbox::{self, Outbox, entity},
-    testing::{self, Backend, RedisNamespace, TcpProxy, TestDb},
+    testing::{self, Backend, RedisCluster, RedisNamespace, TcpProxy, TestDb},
 };
 use shippy_migrations::MigratorTrait;
 use tokio::time::Instant;
+
+/// Each suite test on the shared test Redis (one `#[tokio::test]` each), and all of them, one after the
+/// other, on one Redis Cluster started for the purpose (stopped at the end, also when a test fails).
+macro_rules! on_single_server_and_cluster {
+    ($($name:ident),* $(,)?) => {
+        mod single_server {
+            $(
+                #[tokio::test]
+                async fn $name() {
+                    super::$name(super::RedisNamespace::new()).await
+                }
+            )*
+        }
+
+        #[tokio::test]
+        async fn the_suite_on_a_redis_cluster() {
+            testing::init();
+            let cluster = RedisCluster::start().await;
+            $(
+                println!("on the cluster: {}", stringify!($name));
+                $name(cluster.namespace()).await;
+            )*
+        }
+    };
+}
+
+on_single_server_and_cluster!(
+    the_live_feed_follows_from_now_on,
+    a_retried_publish_adds_the_event_once,
+    streams_are_trimmed_to_about_max_len,
+    abandoned_entries_are_taken_over_with_their_delivery_count,
+    failing_and_undecodable_entries_end_in_the_dead_letter_stream,
+    a_consumer_group_that_vanished_is_created_again,
+    entries_carry_the_traceparent_and_groups_report_their_backlog,
+    dead_letters_under_the_old_key_name_are_moved_and_listed,
+);
 
 fn event(n: i64) -> Event {
     Event::new(
@@ -51,10 +92,8 @@ async fn pending_count(ns: &RedisNamespace, stream: &str, group: &str) -> u64 {
     reply.count() as u64
 }
 
-#[tokio::test]
-async fn the_live_feed_follows_from_now_on() {
+async fn the_live_feed_follows_from_now_on(ns: RedisNamespace) {
     testing::init();
-    let ns = RedisNamespace::new();
     let bus = ns.bus();
     bus.publish(&event(0)).await.unwrap();
     let mut feed = bus.subscribe("log").await.unwrap();
@@ -87,15 +126,17 @@ async fn the_live_feed_follows_from_now_on() {
     assert_eq!(number(&feed.next().await.unwrap()), 4);
 }
 
-#[tokio::test]
-async fn a_retried_publish_adds_the_event_once() {
+async fn a_retried_publish_adds_the_event_once(ns: RedisNamespace) {
     testing::init();
-    let ns = RedisNamespace::new();
     let bus = ns.bus();
     let e = event(1);
     bus.publish(&e).await.unwrap();
     bus.publish(&e).await.unwrap();
     assert_eq!(xlen(&ns, "log").await, 1);
+    // The marker shares the stream's slot (a hash tag on the stream's own name).
+    let mut conn = ns.connection().await;
+    let marker = format!("{{{}log}}:published:{}", ns.prefix, e.event_id);
+    assert!(conn.exists::<_, bool>(&marker).await.unwrap(), "{marker}");
 
     // With the window off, the marker is not kept and a retry adds the event again (consumers still ignore
     // it by event id).
@@ -113,10 +154,8 @@ async fn a_retried_publish_adds_the_event_once() {
     assert_eq!(xlen(&ns, "log").await, 3);
 }
 
-#[tokio::test]
-async fn streams_are_trimmed_to_about_max_len() {
+async fn streams_are_trimmed_to_about_max_len(ns: RedisNamespace) {
     testing::init();
-    let ns = RedisNamespace::new();
     let bus = RedisBus::open(
         &ns.url,
         EventsConfig {
@@ -134,10 +173,8 @@ async fn streams_are_trimmed_to_about_max_len() {
     assert!((10..=200).contains(&len), "stream holds {len} entries");
 }
 
-#[tokio::test]
-async fn abandoned_entries_are_taken_over_with_their_delivery_count() {
+async fn abandoned_entries_are_taken_over_with_their_delivery_count(ns: RedisNamespace) {
     testing::init();
-    let ns = RedisNamespace::new();
     let bus = ns.bus();
     for n in 0..3 {
         bus.publish(&event(n)).await.unwrap();
@@ -214,16 +251,14 @@ impl Handler for Recorder {
 async fn dead_entries(ns: &RedisNamespace) -> Vec<redis::streams::StreamId> {
     let mut conn = ns.connection().await;
     let reply: redis::streams::StreamRangeReply = conn
-        .xrange_all(format!("{}log:dead", ns.prefix))
+        .xrange_all(format!("{{{}log}}:dead", ns.prefix))
         .await
         .unwrap();
     reply.ids
 }
 
-#[tokio::test]
-async fn failing_and_undecodable_entries_end_in_the_dead_letter_stream() {
+async fn failing_and_undecodable_entries_end_in_the_dead_letter_stream(ns: RedisNamespace) {
     testing::init();
-    let ns = RedisNamespace::new();
     let bus = ns.bus();
     let mut config = ns.events().consumer;
     config.claim_idle = Duration::from_millis(200);
@@ -281,10 +316,8 @@ async fn failing_and_undecodable_entries_end_in_the_dead_letter_stream() {
         .unwrap();
 }
 
-#[tokio::test]
-async fn a_consumer_group_that_vanished_is_created_again() {
+async fn a_consumer_group_that_vanished_is_created_again(ns: RedisNamespace) {
     testing::init();
-    let ns = RedisNamespace::new();
     let bus = ns.bus();
     let recorder = Arc::new(Recorder::default());
     let shutdown = CancellationToken::new();
@@ -454,10 +487,8 @@ async fn the_relay_keeps_events_while_redis_is_down_and_publishes_each_once() {
     relay.await.unwrap();
 }
 
-#[tokio::test]
-async fn entries_carry_the_traceparent_and_groups_report_their_backlog() {
+async fn entries_carry_the_traceparent_and_groups_report_their_backlog(ns: RedisNamespace) {
     testing::init();
-    let ns = RedisNamespace::new();
     const TRACEPARENT: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
     // Both publish paths: the once-only script (the default) and plain XADD (no dedupe window).
     let plain = RedisBus::open(
@@ -523,4 +554,70 @@ async fn entries_carry_the_traceparent_and_groups_report_their_backlog() {
             pending: 2
         }
     );
+}
+
+/// Dead letters written by a Shippy from before hash tags (`<prefix>log:dead`) are listed, moved to the
+/// hash-tagged key with their fields intact, and replayable; the old key is gone afterwards.
+async fn dead_letters_under_the_old_key_name_are_moved_and_listed(ns: RedisNamespace) {
+    testing::init();
+    let bus = RedisBus::open(&ns.url, ns.events()).unwrap();
+    let legacy = format!("{}log:dead", ns.prefix);
+    let mut conn = ns.connection().await;
+    let old = event(7);
+    let json = serde_json::to_string(&old).unwrap();
+    for reason in ["first", "second"] {
+        let _: String = conn
+            .xadd(
+                &legacy,
+                "*",
+                &[
+                    ("source_id", "1-0"),
+                    ("group", "g"),
+                    ("consumer", "old"),
+                    ("reason", reason),
+                    ("deliveries", "10"),
+                    ("event", json.as_str()),
+                    ("kind", "test.happened"),
+                ],
+            )
+            .await
+            .unwrap();
+    }
+    assert_eq!(bus.dead_letter_streams().await.unwrap(), ["log"]);
+
+    let letters = bus.dead_letters("log", 10).await.unwrap();
+    let reasons: Vec<&str> = letters.iter().map(|l| l.reason.as_str()).collect();
+    assert_eq!(reasons, ["first", "second"], "oldest first, nothing lost");
+    assert_eq!(letters[0].event.as_ref().unwrap(), &old);
+    assert_eq!(letters[0].deliveries, 10);
+    assert!(
+        !conn.exists::<_, bool>(&legacy).await.unwrap(),
+        "the old key is gone"
+    );
+    assert_eq!(dead_entries(&ns).await.len(), 2);
+    assert_eq!(
+        bus.dead_letter_streams().await.unwrap(),
+        ["log"],
+        "listed once"
+    );
+
+    // A consumer start moves what an old replica wrote meanwhile (a rolling upgrade).
+    let _: String = conn
+        .xadd(
+            &legacy,
+            "*",
+            &[("reason", "third"), ("event", json.as_str())],
+        )
+        .await
+        .unwrap();
+    drop(bus.join_group("log", "g", "new").await.unwrap());
+    assert!(!conn.exists::<_, bool>(&legacy).await.unwrap());
+    assert_eq!(dead_entries(&ns).await.len(), 3);
+    assert!(
+        bus.replay_dead_letter("log", &letters[0].id)
+            .await
+            .unwrap()
+            .is_some()
+    );
+    assert_eq!(bus.dead_letters("log", 10).await.unwrap().len(), 2);
 }

@@ -1,14 +1,12 @@
-//! Redis faults against a `redis-server` of each test's own, on a free port, that the test stops and
-//! starts again: an outage (Redis restarted with its data, and restarted empty), consumers killed
-//! mid-batch, and the dead-letter list and replay. Each test counts exactly: every event recorded in the
-//! outbox is stored once by the consumer (sent = stored, 0 duplicates), and the outage tests measure how
-//! long after Redis answers again the work has resumed (printed, and bounded at 2 s).
+//! Redis faults against a `redis-server` (or a Redis Cluster) of each test's own, on free ports, that the
+//! test stops, restarts or fails over: an outage (Redis restarted with its data, and restarted empty), a
+//! cluster primary killed while events are published, consumers killed mid-batch, and the dead-letter
+//! list and replay. Each test counts exactly: every event recorded in the outbox is stored once by the
+//! consumer (sent = stored, 0 duplicates), and the outage tests measure how long after Redis answers again
+//! the work has resumed (printed, and bounded at 2 s).
 
 use std::{
     collections::{HashMap, HashSet},
-    net::TcpListener,
-    path::PathBuf,
-    process::{Child, Command, Stdio},
     sync::{Arc, Mutex},
     time::Duration,
 };
@@ -21,7 +19,7 @@ use shippy_kit::{
     db,
     events::{Event, EventBus, RedisBus},
     outbox::{self, Outbox},
-    testing::{self, Backend, TestDb},
+    testing::{self, Backend, RedisCluster, RedisServer, TestDb},
 };
 use shippy_migrations::MigratorTrait;
 use tokio::time::Instant;
@@ -32,102 +30,6 @@ struct OutboxOnly;
 impl MigratorTrait for OutboxOnly {
     fn migrations() -> Vec<Box<dyn shippy_migrations::MigrationTrait>> {
         shippy_migrations::outbox::migrations()
-    }
-}
-
-/// A `redis-server` of the test's own. Empty ones keep nothing across a restart (`--save "" --appendonly
-/// no`); persistent ones write every command to an append-only file in a directory of their own.
-struct RedisServer {
-    port: u16,
-    dir: PathBuf,
-    persistent: bool,
-    child: Option<Child>,
-}
-
-impl RedisServer {
-    fn start(persistent: bool) -> Self {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("a free port")
-            .port();
-        let dir = std::env::temp_dir().join(format!("shippy-redis-{}", uuid::Uuid::new_v4()));
-        std::fs::create_dir_all(&dir).expect("temp dir");
-        let mut server = Self {
-            port,
-            dir,
-            persistent,
-            child: None,
-        };
-        server.spawn();
-        server
-    }
-
-    fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
-    }
-
-    fn spawn(&mut self) {
-        let mut cmd = Command::new("redis-server");
-        cmd.arg("--port")
-            .arg(self.port.to_string())
-            .arg("--bind")
-            .arg("127.0.0.1")
-            .arg("--dir")
-            .arg(&self.dir)
-            .arg("--save")
-            .arg("");
-        if self.persistent {
-            cmd.args(["--appendonly", "yes", "--appendfsync", "always"]);
-        } else {
-            cmd.args(["--appendonly", "no"]);
-        }
-        let child = cmd
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("redis-server is installed");
-        self.child = Some(child);
-    }
-
-    /// Kills the server (SIGKILL: no chance to save anything on the way out).
-    fn kill(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-
-    /// Waits until the server answers `PING`; returns when it first did.
-    async fn answering(&self) -> Instant {
-        let client = redis::Client::open(self.url()).expect("URL");
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            if let Ok(mut conn) = client.get_multiplexed_async_connection().await
-                && redis::cmd("PING")
-                    .query_async::<String>(&mut conn)
-                    .await
-                    .is_ok()
-            {
-                return Instant::now();
-            }
-            assert!(Instant::now() < deadline, "redis-server did not start");
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-    }
-
-    async fn connection(&self) -> redis::aio::MultiplexedConnection {
-        redis::Client::open(self.url())
-            .expect("URL")
-            .get_multiplexed_async_connection()
-            .await
-            .expect("redis-server answers")
-    }
-}
-
-impl Drop for RedisServer {
-    fn drop(&mut self) {
-        self.kill();
-        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
 
@@ -187,6 +89,17 @@ fn events_config(name: &str) -> EventsConfig {
         },
         ..EventsConfig::default()
     }
+}
+
+/// Asserts that group `g` of `shippy:log` has no entry pending: everything read was acknowledged.
+async fn assert_nothing_pending(conn: &mut impl redis::aio::ConnectionLike) {
+    let pending: redis::streams::StreamPendingReply = redis::cmd("XPENDING")
+        .arg("shippy:log")
+        .arg("g")
+        .query_async(conn)
+        .await
+        .unwrap();
+    assert_eq!(pending.count(), 0);
 }
 
 struct Pipeline {
@@ -308,14 +221,7 @@ async fn outage(persistent: bool) {
     assert_eq!(distinct, sent.iter().copied().collect::<HashSet<_>>());
 
     // The bus holds every event again: the group has nothing pending once all is handled.
-    let mut conn = redis.connection().await;
-    let pending: redis::streams::StreamPendingReply = redis::cmd("XPENDING")
-        .arg("shippy:log")
-        .arg("g")
-        .query_async(&mut conn)
-        .await
-        .unwrap();
-    assert_eq!(pending.count(), 0);
+    assert_nothing_pending(&mut redis.connection().await).await;
     pipeline.stop().await;
 }
 
@@ -424,8 +330,21 @@ async fn dead_letters_are_listed_and_replayed() {
     testing::init();
     let redis = RedisServer::start(false);
     redis.answering().await;
+    dead_letters_listed_and_replayed(&redis.url()).await;
+}
+
+/// The same on a Redis Cluster: the dead letters share their stream's slot, so the dead-lettering
+/// `MULTI` and the replay work there, and listing finds them on whichever primary holds them.
+#[tokio::test]
+async fn dead_letters_are_listed_and_replayed_on_a_cluster() {
+    testing::init();
+    let cluster = RedisCluster::start().await;
+    dead_letters_listed_and_replayed(&cluster.url()).await;
+}
+
+async fn dead_letters_listed_and_replayed(url: &str) {
     let config = events_config("c");
-    let bus = Arc::new(RedisBus::open(&redis.url(), config.clone()).unwrap());
+    let bus = Arc::new(RedisBus::open(url, config.clone()).unwrap());
 
     struct Refuse;
     #[async_trait::async_trait]
@@ -507,4 +426,164 @@ async fn dead_letters_are_listed_and_replayed() {
     assert_eq!(store.stored().len(), 3);
     shutdown.cancel();
     consumer.await.unwrap();
+}
+
+/// A Redis Cluster primary killed (SIGKILL, no goodbye) while events are recorded and published without a
+/// pause: the primary holding the stream's slot dies, its replica takes over, and every event recorded
+/// (before, during and after the failover) is stored exactly once: 0 lost, 0 duplicates stored. Publishes
+/// wait for a replica (`WAIT`), so none that counted as done dies with the primary; the ones that did not
+/// stay in the outbox and are published again. Measures how long after the kill the consumer stores new
+/// events again, and how much of that is the cluster's own failover.
+#[tokio::test]
+async fn a_cluster_primary_killed_mid_stream_loses_nothing() {
+    let mut cluster = RedisCluster::start().await;
+    let pipeline = Pipeline::start(&cluster.url()).await;
+    let sent = Arc::new(Mutex::new(Vec::new()));
+    let recording = CancellationToken::new();
+    let recorder = {
+        let (db, outbox, sent, recording) = (
+            pipeline.db.clone(),
+            pipeline.outbox.clone(),
+            sent.clone(),
+            recording.clone(),
+        );
+        tokio::spawn(async move {
+            let mut n = 0;
+            while !recording.is_cancelled() {
+                let e = event(n);
+                outbox::record(&db, &e).await.unwrap();
+                sent.lock().unwrap().push(e.event_id);
+                outbox.wake();
+                n += 1;
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        })
+    };
+    pipeline.stored(50, Duration::from_secs(20)).await;
+
+    let killed_at = Instant::now();
+    let recorded_before_kill = sent.lock().unwrap().len();
+    let dead = cluster.kill_primary_of("shippy:log").await;
+    let promoted = cluster
+        .wait_for_failover("shippy:log", dead, Duration::from_secs(20))
+        .await;
+    // Work has resumed when an event recorded after the kill is stored.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let resumed = loop {
+        let after_kill: HashSet<uuid::Uuid> = sent.lock().unwrap()[recorded_before_kill..]
+            .iter()
+            .copied()
+            .collect();
+        if pipeline
+            .store
+            .stored()
+            .iter()
+            .any(|id| after_kill.contains(id))
+        {
+            break Instant::now();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "work did not resume after the failover"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    };
+    // Keep publishing on the new primary for a while, then stop and let everything drain.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    recording.cancel();
+    recorder.await.unwrap();
+    let sent = sent.lock().unwrap().clone();
+    pipeline.stored(sent.len(), Duration::from_secs(30)).await;
+    // Late redeliveries would show up as extra stores.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    let failover = promoted - killed_at;
+    let resume = resumed.max(promoted) - killed_at;
+    println!(
+        "cluster primary {dead} killed with {recorded_before_kill} of {} events recorded: replica promoted after {failover:?}, \
+         work resumed {resume:?} after the kill ({:?} after the promotion); {} redeliveries dropped as duplicates",
+        sent.len(),
+        resume - failover,
+        pipeline.store.duplicates_dropped.lock().unwrap()
+    );
+    let stored = pipeline.store.stored();
+    let distinct: HashSet<_> = stored.iter().copied().collect();
+    assert_eq!(distinct.len(), stored.len(), "0 duplicates stored");
+    assert_eq!(
+        distinct,
+        sent.iter().copied().collect::<HashSet<_>>(),
+        "0 lost: every recorded event stored"
+    );
+    assert_eq!(stored.len(), sent.len(), "sent = stored");
+    assert!(
+        resume - failover < Duration::from_secs(2),
+        "work resumed {:?} after the replica took over",
+        resume - failover
+    );
+
+    // Nothing is left pending on the new primary.
+    assert_nothing_pending(&mut cluster.connection().await).await;
+    pipeline.stop().await;
+}
+
+/// `events.publish_replicas`: a publish counts once a replica holds the event. A primary without replicas
+/// takes it anyway (nothing to wait for); with a replica that stops answering (SIGSTOP), the publish is
+/// refused as unavailable after `WAIT` gave up, so the outbox keeps the row; once the replica answers, the
+/// retried publish succeeds and the stream holds the event once (the marker kept the retry from adding it
+/// again).
+#[tokio::test]
+async fn a_publish_counts_once_a_replica_holds_it() {
+    testing::init();
+    let primary = RedisServer::start(false);
+    primary.answering().await;
+    let config = EventsConfig {
+        publish_replicas: Some(1),
+        command_timeout: Duration::from_secs(1),
+        ..events_config("p")
+    };
+    let bus = RedisBus::open(&primary.url(), config).unwrap();
+    bus.publish(&event(0)).await.unwrap();
+
+    let replica = RedisServer::start_replica_of(&primary);
+    replica.answering().await;
+    let mut conn = primary.connection().await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let info: String = redis::cmd("INFO")
+            .arg("replication")
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        if info.contains("connected_slaves:1") && info.contains("state=online") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the replica never synced: {info}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    bus.publish(&event(1)).await.unwrap();
+
+    replica.freeze(true);
+    let stuck = event(2);
+    let started = Instant::now();
+    let refused = bus.publish(&stuck).await.unwrap_err();
+    replica.freeze(false);
+    assert!(
+        matches!(&refused, shippy_kit::events::BusError::Unavailable(m) if m.contains("only 0 of 1 replicas confirmed")),
+        "{refused}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "refused within the command timeout, after {:?}",
+        started.elapsed()
+    );
+    bus.publish(&stuck).await.unwrap();
+    let len: u64 = redis::cmd("XLEN")
+        .arg("shippy:log")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(len, 3, "each event once, the retried one too");
 }

@@ -112,11 +112,7 @@ fn app() -> Router {
 }
 
 fn token(scopes: Vec<String>) -> String {
-    testing::TestTokens::from_config(&testing::auth_config())
-        .unwrap()
-        .issue("user-1", "u@example.com", scopes)
-        .unwrap()
-        .token
+    testing::signed_token("user-1", scopes, chrono::Utc::now().timestamp())
 }
 
 async fn post(app: Router, body: Value, bearer: Option<&str>) -> (StatusCode, Value) {
@@ -261,21 +257,8 @@ async fn tokens_decide_the_caller() {
 
 #[tokio::test]
 async fn bad_tokens_get_401_with_a_reason() {
-    let issuer = testing::TestTokens::from_config(&testing::auth_config()).unwrap();
-    let expired = issuer
-        .issue_at(
-            "user-1",
-            "u@example.com",
-            vec![],
-            chrono::Utc::now().timestamp() - 7200,
-        )
-        .unwrap();
-    let (status, body) = post(
-        app(),
-        json!({ "query": "{ whoami }" }),
-        Some(&expired.token),
-    )
-    .await;
+    let expired = testing::signed_token("user-1", vec![], chrono::Utc::now().timestamp() - 7200);
+    let (status, body) = post(app(), json!({ "query": "{ whoami }" }), Some(&expired)).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
     assert_eq!(code(&body), "UNAUTHENTICATED");
     assert!(

@@ -42,7 +42,7 @@ async fn start(backend: Backend) -> Harness {
 }
 
 fn token(user: &str, scopes: &[&str]) -> String {
-    testing::TestTokens::from_config(&testing::auth_config())
+    shippy_user::tokens::TokenIssuer::from_config(&testing::auth_config())
         .unwrap()
         .issue(
             user,
@@ -405,7 +405,10 @@ async fn entries_a_crashed_consumer_left_pending_are_stored_once() {
     // Redelivered (a publish retried with the dedupe marker gone): still stored once.
     let mut redis = ns.connection().await;
     let _: () = redis
-        .del(format!("{}published:{}", ns.prefix, events[3].event_id))
+        .del(format!(
+            "{{{}log}}:published:{}",
+            ns.prefix, events[3].event_id
+        ))
         .await
         .unwrap();
     bus.publish(&events[3]).await.unwrap();

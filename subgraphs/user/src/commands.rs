@@ -5,7 +5,7 @@ use sea_orm::{
     ActiveValue::Set, ColumnTrait, DbErr, EntityTrait, QueryFilter, SqlErr, TransactionTrait,
 };
 use serde_json::json;
-use shippy_contracts::log;
+use shippy_contracts::{log, user};
 use shippy_kit::{auth::IssuedToken, auth::KeyError, outbox};
 use shippy_security::{login_limits::LoginLimited, revocation::RevocationError};
 use uuid::Uuid;
@@ -88,13 +88,14 @@ pub async fn register(
         .one(&txn)
         .await?
         .ok_or_else(|| DbErr::RecordNotFound(id.to_string()))?;
-    let event = log::event(
-        NAME,
-        "user.registered",
-        Some(id.to_string()),
-        format!("{} registered", user.name),
-        json!({ "user_id": id, "name": user.name, "company": user.company }),
-    );
+    // On the log stream: the activity log keeps it, the vessel subgraph learns the user exists.
+    let event = user::Registered {
+        user_id: id,
+        name: user.name.clone(),
+        company: user.company.clone(),
+    }
+    .event(NAME)
+    .map_err(|e| DbErr::Custom(format!("cannot encode `{}`: {e}", user::REGISTERED)))?;
     outbox::record(&txn, &event).await?;
     txn.commit().await?;
     state.outbox.wake();

@@ -14,11 +14,16 @@
 //! outbox events, so a redelivered event changes nothing and an answer is published if and only if the
 //! booking committed.
 //!
+//! Owners: a vessel belongs to a user the subgraph knows exists ([`owner_known`]), learned from the user
+//! subgraph's `user.registered` events ([`remember_user`], run by [`crate::consumers::Registrations`]).
+//!
 //! No overbooking: the booking is a conditional update, `reserved + n <= capacity` (and the same for
-//! weight) checked by the database on the row it updates. On PostgreSQL two transactions booking the same
-//! vessel serialize on the row lock and the second re-checks the condition against the first's result; on
+//! weight, in whole kilograms: exact integer arithmetic) checked by the database on the row it updates.
+//! On PostgreSQL two transactions booking the same vessel serialize on the row lock and the second re-checks the condition against the first's result; on
 //! SQLite the single connection runs them one after the other. A booking that loses the race looks for the
 //! next vessel.
+
+use std::time::Duration;
 
 use chrono::Utc;
 use sea_orm::{
@@ -30,13 +35,14 @@ use sea_orm::{
 use serde_json::json;
 use shippy_contracts::{consignment, log, streams, vessel};
 use shippy_kit::{consumer::HandleError, events::Event, inbox, outbox};
+use tokio::time::Instant;
 use uuid::Uuid;
 
 use crate::{
     NAME, State,
     consumers::GROUP,
     domain::{Capacity, VesselName, Weight},
-    entity::{self, Column, Entity as Vessels, reservation},
+    entity::{self, Column, Entity as Vessels, known_user, reservation},
 };
 
 /// A validated new vessel.
@@ -46,12 +52,77 @@ pub struct NewVessel {
     pub name: VesselName,
     /// Capacity in containers.
     pub capacity: Capacity,
-    /// Max weight.
+    /// Max weight in kilograms.
     pub max_weight: Weight,
 }
 
+/// Why a vessel was not created.
+#[derive(Debug, thiserror::Error)]
+pub enum CreateError {
+    /// The owner is no user this subgraph knows of, even after waiting [`State::owner_wait`] for the
+    /// registration to arrive.
+    #[error("user {0} is not known to the vessel service")]
+    UnknownOwner(Uuid),
+    /// Database failure.
+    #[error(transparent)]
+    Db(#[from] DbErr),
+}
+
+/// How often a wait for an unknown owner looks at `known_users` again. Another replica's consumer may
+/// be the one recording the registration, so the local wake-up ([`State::users_learned`]) is not enough.
+const OWNER_POLL: Duration = Duration::from_millis(100);
+
+/// Records that user `user_id` exists (idempotent: a redelivered registration changes nothing).
+pub async fn remember_user<C: ConnectionTrait>(db: &C, user_id: Uuid) -> Result<(), DbErr> {
+    known_user::Entity::insert(known_user::ActiveModel {
+        user_id: Set(user_id),
+    })
+    .on_conflict_do_nothing()
+    .exec_without_returning(db)
+    .await?;
+    Ok(())
+}
+
+/// Whether user `user_id` is known, waiting up to [`State::owner_wait`] for a registration that is on
+/// its way (a user who registered a moment ago, whose `user.registered` is still being relayed).
+pub async fn owner_known(state: &State, user_id: Uuid) -> Result<bool, DbErr> {
+    let deadline = Instant::now() + state.owner_wait;
+    loop {
+        // Armed before the look, so a registration recorded between the look and the wait still wakes us.
+        let learned = state.users_learned.notified();
+        tokio::pin!(learned);
+        learned.as_mut().enable();
+        if known_user::Entity::find_by_id(user_id)
+            .one(&state.db)
+            .await?
+            .is_some()
+        {
+            return Ok(true);
+        }
+        let now = Instant::now();
+        if now >= deadline {
+            return Ok(false);
+        }
+        tokio::select! {
+            () = learned => {}
+            () = tokio::time::sleep(OWNER_POLL.min(deadline - now)) => {}
+        }
+    }
+}
+
 /// Creates an available vessel owned by `owner` and records `vessel.created` in the same transaction.
-pub async fn create(state: &State, owner: Uuid, new: NewVessel) -> Result<entity::Model, DbErr> {
+/// The owner must be a known user ([`owner_known`]); otherwise nothing is stored.
+pub async fn create(
+    state: &State,
+    owner: Uuid,
+    new: NewVessel,
+) -> Result<entity::Model, CreateError> {
+    if !owner_known(state, owner).await? {
+        tracing::warn!(%owner, wait = ?state.owner_wait, "createVessel refused: the owner is not a known user (unregistered, or its registration has not reached the vessel subgraph; check the `vessel` group's lag on the log stream)");
+        metrics::counter!(shippy_telemetry::metrics::names::UNKNOWN_OWNER_REFUSALS, "service" => NAME)
+            .increment(1);
+        return Err(CreateError::UnknownOwner(owner));
+    }
     let id = Uuid::now_v7();
     let row = entity::ActiveModel {
         id: Set(id),
@@ -62,7 +133,7 @@ pub async fn create(state: &State, owner: Uuid, new: NewVessel) -> Result<entity
         owner_id: Set(owner),
         created_at: Set(Utc::now()),
         reserved_containers: Set(0),
-        reserved_weight: Set(0.0),
+        reserved_weight: Set(0),
     };
     let txn = state.db.begin().await?;
     Vessels::insert(row).exec_without_returning(&txn).await?;
@@ -93,7 +164,7 @@ pub(crate) fn remaining_capacity() -> SimpleExpr {
     Expr::col(Column::Capacity).sub(Expr::col(Column::ReservedContainers))
 }
 
-/// Weight still free on a vessel, as SQL.
+/// Kilograms still free on a vessel, as SQL (exact: integer columns).
 pub(crate) fn remaining_weight() -> SimpleExpr {
     Expr::col(Column::MaxWeight).sub(Expr::col(Column::ReservedWeight))
 }
@@ -128,8 +199,8 @@ pub struct BookingRequest {
     pub id: Uuid,
     /// Its owner, to address the answer.
     pub owner_id: Uuid,
-    /// Total weight.
-    pub weight: f64,
+    /// Total weight in kilograms.
+    pub weight: i64,
     /// Number of containers.
     pub container_count: i32,
     /// The consignment's assignment round (0, then one more per retry of its owner).
@@ -280,7 +351,7 @@ pub async fn book(
             "vessel.reserved",
             Some(vessel.owner_id.to_string()),
             format!(
-                "{} containers ({} weight) booked on {} for consignment {}",
+                "{} containers ({} kg) booked on {} for consignment {}",
                 containers.get(),
                 weight.get(),
                 vessel.name,
@@ -588,15 +659,12 @@ mod tests {
             round: 0,
         };
         assert_eq!(
-            size_in_words(&request(12, 40_000.0)),
+            size_in_words(&request(12, 40_000)),
             "12 containers and 40,000 kg"
         );
+        assert_eq!(size_in_words(&request(1, 999)), "1 container and 999 kg");
         assert_eq!(
-            size_in_words(&request(1, 999.5)),
-            "1 container and 999.5 kg"
-        );
-        assert_eq!(
-            size_in_words(&request(1000, 1_234_567.0)),
+            size_in_words(&request(1000, 1_234_567)),
             "1,000 containers and 1,234,567 kg"
         );
         assert_eq!(grouped("-1234"), "-1,234");

@@ -1,8 +1,15 @@
-//! The vessel subgraph's consumer (group [`GROUP`]) of the `consignment` stream: books consignments on
-//! their assignment requests and gives the capacity back when they are delivered or cancelled or their
-//! booking came too late ([`crate::commands`]); ignores the rest.
+//! The vessel subgraph's consumers (group [`GROUP`] on each stream):
+//! - [`Assigner`], on the `consignment` stream: books consignments on their assignment requests and gives
+//!   the capacity back when they are delivered or cancelled or their booking came too late
+//!   ([`crate::commands`]); ignores the rest;
+//! - [`Registrations`], on the `log` stream: records every `user.registered` in `known_users`, the
+//!   users a vessel may belong to ([`crate::commands::remember_user`]), ignores the rest.
+//!
+//! A new group reads its stream from the start, so on the first start after the upgrade
+//! [`Registrations`] learns every user whose registration is still on the log stream (it is trimmed to
+//! `events.max_len` entries; see the README for what that means for older users).
 
-use shippy_contracts::consignment;
+use shippy_contracts::{consignment, user};
 use shippy_kit::{
     consumer::{self, HandleError, Handler},
     events::Event,
@@ -10,10 +17,10 @@ use shippy_kit::{
 
 use crate::{
     State,
-    commands::{GiveBack, book, give_back},
+    commands::{GiveBack, book, give_back, remember_user},
 };
 
-/// The vessel subgraph's consumer group on the `consignment` stream (also its inbox's key).
+/// The vessel subgraph's consumer group on the `consignment` and `log` streams (also its inbox's key).
 pub const GROUP: &str = "vessel";
 
 /// The consumer's handler: books requested consignments, gives back what is no longer wanted, ignores
@@ -57,6 +64,30 @@ impl Handler for Assigner {
                 give_back(&self.state, id, refused.consignment_id, why).await?;
             }
             _ => {}
+        }
+        Ok(())
+    }
+}
+
+/// The handler that learns of new users: `user.registered` becomes a `known_users` row.
+pub struct Registrations {
+    state: State,
+}
+
+impl Registrations {
+    /// A handler working on `state`'s database.
+    pub fn new(state: State) -> Self {
+        Self { state }
+    }
+}
+
+#[async_trait::async_trait]
+impl Handler for Registrations {
+    async fn handle(&self, event: &Event) -> Result<(), HandleError> {
+        if event.kind == user::REGISTERED {
+            let registered: user::Registered = consumer::payload(event)?;
+            remember_user(&self.state.db, registered.user_id).await?;
+            self.state.users_learned.notify_waiters();
         }
         Ok(())
     }

@@ -1,14 +1,10 @@
 //! Vessel input, parsed once into types that cannot hold invalid values.
 
-/// Why a value was refused; shown to the client after the field name.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{0}")]
-pub struct Invalid(pub &'static str);
+/// Why a value was refused (kit's, shared by every subgraph's input types).
+pub use shippy_kit::error::Invalid;
 
 /// Largest vessel, in containers (the biggest ships carry ~25 000 TEU; leave room).
 pub const CAPACITY_MAX: i32 = 1_000_000;
-/// Largest max weight accepted.
-pub const WEIGHT_MAX: f64 = 1e12;
 /// Longest vessel name, in characters.
 pub const NAME_MAX: usize = 100;
 
@@ -65,27 +61,8 @@ impl Capacity {
     }
 }
 
-/// A weight: finite, greater than zero, at most [`WEIGHT_MAX`].
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Weight(f64);
-
-impl Weight {
-    /// Checks the range.
-    pub fn parse(raw: f64) -> Result<Self, Invalid> {
-        if !raw.is_finite() || raw <= 0.0 {
-            return Err(Invalid("must be a positive number"));
-        }
-        if raw > WEIGHT_MAX {
-            return Err(Invalid("must be at most 1e12"));
-        }
-        Ok(Self(raw))
-    }
-
-    /// The weight.
-    pub fn get(self) -> f64 {
-        self.0
-    }
-}
+/// A weight in whole kilograms, 1 to 1,000,000,000 (the unit every subgraph shares).
+pub use shippy_contracts::weight::Kilograms as Weight;
 
 #[cfg(test)]
 mod tests {
@@ -115,11 +92,9 @@ mod tests {
         assert!(Capacity::parse(-5).is_err());
         assert_eq!(Capacity::parse(1).unwrap().get(), 1);
         assert!(Capacity::parse(CAPACITY_MAX + 1).is_err());
-        assert!(Weight::parse(0.0).is_err());
-        assert!(Weight::parse(-1.0).is_err());
-        assert!(Weight::parse(f64::NAN).is_err());
-        assert!(Weight::parse(f64::INFINITY).is_err());
-        assert!(Weight::parse(2e12).is_err());
-        assert_eq!(Weight::parse(0.5).unwrap().get(), 0.5);
+        assert!(Weight::parse(0).is_err());
+        assert!(Weight::parse(-1).is_err());
+        assert!(Weight::parse(1_000_000_001).is_err());
+        assert_eq!(Weight::parse(1_000_000_000).unwrap().get(), 1_000_000_000);
     }
 }

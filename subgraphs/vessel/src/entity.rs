@@ -1,4 +1,4 @@
-//! The `vessels` and `reservations` tables (created by `shippy_migrations::vessel`).
+//! The `vessels`, `reservations` and `known_users` tables (created by `shippy_migrations::vessel`).
 
 use sea_orm::entity::prelude::*;
 
@@ -13,8 +13,8 @@ pub struct Model {
     pub name: String,
     /// Capacity in containers.
     pub capacity: i32,
-    /// Heaviest total cargo weight it takes.
-    pub max_weight: f64,
+    /// Heaviest total cargo weight it takes, in kilograms.
+    pub max_weight: i64,
     /// Whether it takes new consignments.
     pub available: bool,
     /// The owning user (a user-subgraph id).
@@ -23,8 +23,8 @@ pub struct Model {
     pub created_at: DateTimeUtc,
     /// Containers booked by assigned consignments; never above `capacity`.
     pub reserved_containers: i32,
-    /// Weight booked by assigned consignments; never above `max_weight`.
-    pub reserved_weight: f64,
+    /// Kilograms booked by assigned consignments; never above `max_weight`.
+    pub reserved_weight: i64,
 }
 
 impl Model {
@@ -33,9 +33,9 @@ impl Model {
         self.capacity - self.reserved_containers
     }
 
-    /// Weight still free.
-    pub fn remaining_weight(&self) -> f64 {
-        (self.max_weight - self.reserved_weight).max(0.0)
+    /// Kilograms still free.
+    pub fn remaining_weight(&self) -> i64 {
+        (self.max_weight - self.reserved_weight).max(0)
     }
 }
 
@@ -61,8 +61,8 @@ pub mod reservation {
         pub vessel_id: Uuid,
         /// Containers booked.
         pub containers: i32,
-        /// Weight booked.
-        pub weight: f64,
+        /// Kilograms booked.
+        pub weight: i64,
         /// When it was booked.
         pub reserved_at: DateTimeUtc,
         /// When the capacity was given back; `NULL` while booked.
@@ -70,6 +70,26 @@ pub mod reservation {
         /// The consignment's assignment round this booking answered (see
         /// `shippy_contracts::consignment::Snapshot::assignment_round`).
         pub round: i32,
+    }
+
+    /// No relations.
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+/// The users this subgraph knows exist (a vessel's owner must be one), projected from `user.registered`.
+pub mod known_user {
+    use sea_orm::entity::prelude::*;
+
+    /// One known user.
+    #[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
+    #[sea_orm(table_name = "known_users")]
+    pub struct Model {
+        /// The user's id (a user-subgraph id, the `sub` of their tokens).
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub user_id: Uuid,
     }
 
     /// No relations.

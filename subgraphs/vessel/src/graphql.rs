@@ -4,6 +4,7 @@
 use async_graphql::{Context, EmptySubscription, ID, InputObject, Object, Result, SimpleObject};
 use chrono::{DateTime, Utc};
 use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
+use shippy_contracts::weight::graphql_int;
 use shippy_kit::{
     auth, error,
     graphql::{self, RowLoader, authenticated},
@@ -13,7 +14,7 @@ use uuid::Uuid;
 
 use crate::{
     State,
-    commands::{self, NewVessel},
+    commands::{self, CreateError, NewVessel},
     domain::{Capacity, VesselName, Weight},
     entity::{self, Column, Entity as Vessels},
 };
@@ -56,9 +57,9 @@ impl Vessel {
         self.0.capacity
     }
 
-    /// Heaviest total cargo weight it takes.
-    async fn max_weight(&self) -> f64 {
-        self.0.max_weight
+    /// Heaviest total cargo weight it takes, in kilograms.
+    async fn max_weight(&self) -> i32 {
+        graphql_int(self.0.max_weight)
     }
 
     /// Whether it takes new consignments.
@@ -71,9 +72,9 @@ impl Vessel {
         self.0.remaining_capacity()
     }
 
-    /// Weight still free: max weight minus what assigned consignments have booked.
-    async fn remaining_weight(&self) -> f64 {
-        self.0.remaining_weight()
+    /// Kilograms still free: max weight minus what assigned consignments have booked.
+    async fn remaining_weight(&self) -> i32 {
+        graphql_int(self.0.remaining_weight())
     }
 
     /// The owner (resolved by the user subgraph). Nullable so that an owner the user subgraph cannot
@@ -97,8 +98,8 @@ pub struct CreateVesselInput {
     name: String,
     /// Capacity in containers, 1 to 1000000.
     capacity: i32,
-    /// Max weight, greater than zero.
-    max_weight: f64,
+    /// Heaviest total cargo weight it takes, in kilograms: 1 to 1000000000.
+    max_weight: i32,
 }
 
 impl CreateVesselInput {
@@ -107,7 +108,7 @@ impl CreateVesselInput {
             name: VesselName::parse(&self.name).map_err(|e| error::bad_input("input.name", e))?,
             capacity: Capacity::parse(self.capacity)
                 .map_err(|e| error::bad_input("input.capacity", e))?,
-            max_weight: Weight::parse(self.max_weight)
+            max_weight: Weight::parse(self.max_weight.into())
                 .map_err(|e| error::bad_input("input.maxWeight", e))?,
         })
     }
@@ -154,15 +155,16 @@ impl Query {
     }
 
     /// The available vessel with the least room that still takes `capacity` more containers weighing
-    /// `maxWeight` more, or null if none does.
+    /// `maxWeight` more kilograms (1 to 1000000000), or null if none does.
     async fn find_available_vessel(
         &self,
         ctx: &Context<'_>,
         capacity: i32,
-        max_weight: f64,
+        max_weight: i32,
     ) -> Result<Option<Vessel>> {
         let capacity = Capacity::parse(capacity).map_err(|e| error::bad_input("capacity", e))?;
-        let max_weight = Weight::parse(max_weight).map_err(|e| error::bad_input("maxWeight", e))?;
+        let max_weight =
+            Weight::parse(max_weight.into()).map_err(|e| error::bad_input("maxWeight", e))?;
         let found = commands::find_available(&state(ctx)?.db, capacity, max_weight)
             .await
             .map_err(|e| error::internal("finding a vessel", e))?;
@@ -187,6 +189,10 @@ pub struct Mutation;
 #[Object]
 impl Mutation {
     /// Creates an available vessel owned by the caller. Requires a token. Records `vessel.created`.
+    ///
+    /// The caller must be a registered user. A user who registered a moment ago may not be known here
+    /// yet: the call then waits a few seconds for the registration to arrive, and if it does not, fails
+    /// with `extensions.code` `UNKNOWN_USER` and stores nothing (try again shortly).
     #[graphql(directive = authenticated::apply())]
     async fn create_vessel(&self, ctx: &Context<'_>, input: CreateVesselInput) -> Result<Vessel> {
         let claims = auth::require(ctx)?;
@@ -195,7 +201,14 @@ impl Mutation {
         let new = input.parse()?;
         let row = commands::create(state(ctx)?, owner, new)
             .await
-            .map_err(|e| error::internal("creating vessel", e))?;
+            .map_err(|e| match e {
+                CreateError::UnknownOwner(_) => error::error(
+                    error::Code::UnknownUser,
+                    "your account is not known to the vessel service (yet): if you registered a \
+                     moment ago, try again shortly",
+                ),
+                CreateError::Db(e) => error::internal("creating vessel", e),
+            })?;
         Ok(Vessel(row))
     }
 }

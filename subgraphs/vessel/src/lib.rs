@@ -1,13 +1,16 @@
 //! The `vessel` subgraph: vessels, finding one that fits, and booking consignments on them.
 //!
 //! [`Vessel`] says what is this subgraph's own; `shippy_kit::subgraph` starts, serves and describes it
-//! ([`VesselService`]): the axum app, the outbox relay and the [`consumers`] (booking on `consignment` events), until shutdown.
+//! ([`VesselService`]): the axum app, the outbox relay and the [`consumers`] (booking on `consignment` events,
+//! learning of new users from `user.registered` on the `log` stream), until shutdown.
 
 pub mod commands;
 pub mod consumers;
 pub mod domain;
 pub mod entity;
 pub mod graphql;
+
+use std::{sync::Arc, time::Duration};
 
 use async_graphql::{EmptySubscription, dataloader::DataLoader};
 use sea_orm::DatabaseConnection;
@@ -31,6 +34,11 @@ pub struct State {
     pub db: DatabaseConnection,
     /// Wakes the relay after a commit that recorded events.
     pub outbox: Outbox,
+    /// Woken (`notify_waiters`) each time this process's consumer records a newly known user, so a
+    /// `createVessel` waiting for its owner looks again at once instead of at its next poll.
+    pub users_learned: Arc<tokio::sync::Notify>,
+    /// How long `createVessel` waits for an owner it does not know yet (`events.projection_wait`).
+    pub owner_wait: Duration,
 }
 
 /// The vessel subgraph.
@@ -51,6 +59,8 @@ impl Subgraph for Vessel {
         Ok(State {
             db: runtime.db.clone(),
             outbox: runtime.outbox.clone(),
+            users_learned: Arc::default(),
+            owner_wait: runtime.config.events.projection_wait,
         })
     }
 
@@ -62,10 +72,17 @@ impl Subgraph for Vessel {
     }
 
     fn consumers(state: &State) -> Vec<Consumes> {
-        vec![Consumes {
-            stream: streams::CONSIGNMENT,
-            group: consumers::GROUP,
-            handler: Box::new(consumers::Assigner::new(state.clone())),
-        }]
+        vec![
+            Consumes {
+                stream: streams::CONSIGNMENT,
+                group: consumers::GROUP,
+                handler: Box::new(consumers::Assigner::new(state.clone())),
+            },
+            Consumes {
+                stream: streams::LOG,
+                group: consumers::GROUP,
+                handler: Box::new(consumers::Registrations::new(state.clone())),
+            },
+        ]
     }
 }

@@ -4,7 +4,7 @@
 //! never books twice (also when copies race), late and cancelled bookings are given back once, and the
 //! running subgraph answers `consignment.created` events on the bus in words an owner understands.
 
-use shippy_contracts::streams;
+use shippy_contracts::{streams, user};
 use std::{sync::Arc, time::Duration};
 
 use futures::StreamExt;
@@ -14,6 +14,7 @@ use shippy_kit::{
     events::{Event, EventBus},
     testing::{self, Backend, TestDb, TestServer},
 };
+use shippy_user::tokens::TokenIssuer;
 use shippy_vessel::{
     State,
     commands::{self, Booking, BookingRequest, GiveBack, NewVessel},
@@ -42,10 +43,15 @@ impl Harness {
         self.service.state()
     }
 
-    async fn vessel(&self, name: &str, capacity: i32, max_weight: f64) -> entity::Model {
+    async fn vessel(&self, name: &str, capacity: i32, max_weight: i64) -> entity::Model {
+        // Owned by a user the subgraph knows, as the `user.registered` consumer records them.
+        let owner = Uuid::now_v7();
+        commands::remember_user(&self.state().db, owner)
+            .await
+            .unwrap();
         commands::create(
             self.state(),
-            Uuid::now_v7(),
+            owner,
             NewVessel {
                 name: VesselName::parse(name).unwrap(),
                 capacity: Capacity::parse(capacity).unwrap(),
@@ -65,7 +71,7 @@ impl Harness {
     }
 }
 
-fn request(containers: i32, weight: f64) -> BookingRequest {
+fn request(containers: i32, weight: i64) -> BookingRequest {
     BookingRequest {
         id: Uuid::now_v7(),
         owner_id: Uuid::now_v7(),
@@ -97,9 +103,9 @@ async fn book_all(state: &State, requests: Vec<BookingRequest>) -> (usize, usize
 
 async fn concurrent_bookings_never_overbook(backend: Backend) {
     let h = Harness::start(backend).await;
-    let vessel = h.vessel("Small", 10, 1_000.0).await;
+    let vessel = h.vessel("Small", 10, 1_000).await;
     let (assigned, unassignable) =
-        book_all(h.state(), (0..30).map(|_| request(1, 10.0)).collect()).await;
+        book_all(h.state(), (0..30).map(|_| request(1, 10)).collect()).await;
     assert_eq!((assigned, unassignable), (10, 20));
     let after = h.reload(vessel.id).await;
     assert_eq!(after.reserved_containers, 10);
@@ -113,22 +119,19 @@ async fn concurrent_bookings_never_overbook(backend: Backend) {
     );
 
     // Weight binds as well: 10 more containers of room, but only 25 of weight.
-    let heavy = h.vessel("Heavy", 100, 25.0).await;
+    let heavy = h.vessel("Heavy", 100, 25).await;
     let (assigned, unassignable) =
-        book_all(h.state(), (0..12).map(|_| request(2, 5.0)).collect()).await;
+        book_all(h.state(), (0..12).map(|_| request(2, 5)).collect()).await;
     assert_eq!((assigned, unassignable), (5, 7));
     let after = h.reload(heavy.id).await;
-    assert_eq!(
-        (after.reserved_containers, after.reserved_weight),
-        (10, 25.0)
-    );
+    assert_eq!((after.reserved_containers, after.reserved_weight), (10, 25));
 }
 
 async fn a_redelivered_request_books_once(backend: Backend) {
     let h = Harness::start(backend).await;
-    let vessel = h.vessel("Once", 10, 100.0).await;
+    let vessel = h.vessel("Once", 10, 100).await;
     let event_id = Uuid::now_v7();
-    let req = request(3, 30.0);
+    let req = request(3, 30);
     let first = commands::book(h.state(), event_id, &req).await.unwrap();
     assert!(matches!(first, Booking::Assigned(v) if v.id == vessel.id));
     let again = commands::book(h.state(), event_id, &req).await.unwrap();
@@ -137,7 +140,7 @@ async fn a_redelivered_request_books_once(backend: Backend) {
 }
 
 async fn pick(state: &State, containers: i32) -> Option<Uuid> {
-    match commands::book(state, Uuid::now_v7(), &request(containers, 1.0))
+    match commands::book(state, Uuid::now_v7(), &request(containers, 1))
         .await
         .unwrap()
     {
@@ -148,8 +151,8 @@ async fn pick(state: &State, containers: i32) -> Option<Uuid> {
 
 async fn the_best_fitting_vessel_is_chosen(backend: Backend) {
     let h = Harness::start(backend).await;
-    let big = h.vessel("Big", 50, 10_000.0).await;
-    let small = h.vessel("Small", 5, 10_000.0).await;
+    let big = h.vessel("Big", 50, 10_000).await;
+    let small = h.vessel("Small", 5, 10_000).await;
     let state = h.state();
     assert_eq!(
         pick(state, 3).await,
@@ -165,7 +168,7 @@ async fn the_best_fitting_vessel_is_chosen(backend: Backend) {
     // Out-of-range sizes fit nowhere either, without failing.
     let absurd = BookingRequest {
         container_count: 0,
-        ..request(1, 1.0)
+        ..request(1, 1)
     };
     assert_eq!(
         commands::book(h.state(), Uuid::now_v7(), &absurd)
@@ -177,8 +180,8 @@ async fn the_best_fitting_vessel_is_chosen(backend: Backend) {
 
 async fn delivery_gives_the_capacity_back_once(backend: Backend) {
     let h = Harness::start(backend).await;
-    let vessel = h.vessel("Loop", 4, 100.0).await;
-    let req = request(4, 40.0);
+    let vessel = h.vessel("Loop", 4, 100).await;
+    let req = request(4, 40);
     commands::book(h.state(), Uuid::now_v7(), &req)
         .await
         .unwrap();
@@ -202,15 +205,15 @@ async fn delivery_gives_the_capacity_back_once(backend: Backend) {
         "already released"
     );
     let after = h.reload(vessel.id).await;
-    assert_eq!((after.reserved_containers, after.reserved_weight), (0, 0.0));
+    assert_eq!((after.reserved_containers, after.reserved_weight), (0, 0));
 }
 
 /// Duplicated DELIVERED events (distinct event ids, as a re-published or replayed event has) racing each
 /// other free the capacity exactly once.
 async fn duplicated_deliveries_free_the_capacity_once(backend: Backend) {
     let h = Harness::start(backend).await;
-    let vessel = h.vessel("Twice", 10, 1_000.0).await;
-    let (kept, delivered) = (request(3, 30.0), request(4, 40.0));
+    let vessel = h.vessel("Twice", 10, 1_000).await;
+    let (kept, delivered) = (request(3, 30), request(4, 40));
     for req in [&kept, &delivered] {
         commands::book(h.state(), Uuid::now_v7(), req)
             .await
@@ -233,12 +236,12 @@ async fn duplicated_deliveries_free_the_capacity_once(backend: Backend) {
     let after = h.reload(vessel.id).await;
     assert_eq!(
         (after.reserved_containers, after.reserved_weight),
-        (3, 30.0),
+        (3, 30),
         "only the delivered booking's capacity came back"
     );
 }
 
-fn created(consignment: Uuid, owner: Uuid, containers: i32, weight: f64) -> Event {
+fn created(consignment: Uuid, owner: Uuid, containers: i32, weight: i64) -> Event {
     Event::new(
         streams::CONSIGNMENT,
         "consignment",
@@ -271,9 +274,18 @@ async fn the_running_subgraph_answers_on_the_bus(backend: Backend) {
         shippy_kit::subgraph::run::<shippy_vessel::Vessel>(listener, config, run_bus, shutdown)
     })
     .await;
-    let token = shippy_kit::testing::TestTokens::from_config(&testing::auth_config())
+    let vessel_owner = Uuid::now_v7();
+    let registered = user::Registered {
+        user_id: vessel_owner,
+        name: "Olive".into(),
+        company: None,
+    };
+    bus.publish(&registered.event("user").unwrap())
+        .await
+        .unwrap();
+    let token = TokenIssuer::from_config(&testing::auth_config())
         .unwrap()
-        .issue(&Uuid::now_v7().to_string(), "o@example.com", vec![])
+        .issue(&vessel_owner.to_string(), "o@example.com", vec![])
         .unwrap()
         .token;
     server
@@ -289,10 +301,8 @@ async fn the_running_subgraph_answers_on_the_bus(backend: Backend) {
     let mut answers = bus.subscribe(streams::CONSIGNMENT).await.unwrap();
     let owner = Uuid::now_v7();
     let (fits, too_big) = (Uuid::now_v7(), Uuid::now_v7());
-    bus.publish(&created(fits, owner, 2, 10.0)).await.unwrap();
-    bus.publish(&created(too_big, owner, 6, 10.0))
-        .await
-        .unwrap();
+    bus.publish(&created(fits, owner, 2, 10)).await.unwrap();
+    bus.publish(&created(too_big, owner, 6, 10)).await.unwrap();
     let mut seen = Vec::new();
     tokio::time::timeout(Duration::from_secs(15), async {
         while seen.len() < 2 {
@@ -330,7 +340,7 @@ async fn the_running_subgraph_answers_on_the_bus(backend: Backend) {
         .await;
     assert_eq!(
         vessels.data()["vessels"],
-        json!([{ "remainingCapacity": 3, "remainingWeight": 40.0 }])
+        json!([{ "remainingCapacity": 3, "remainingWeight": 40 }])
     );
     let _keep: Arc<dyn EventBus> = bus;
 }
@@ -339,8 +349,8 @@ async fn the_running_subgraph_answers_on_the_bus(backend: Backend) {
 /// booking already made, and copies racing each other book once.
 async fn a_redriven_request_never_books_twice(backend: Backend) {
     let h = Harness::start(backend).await;
-    let vessel = h.vessel("Redriven", 100, 1_000.0).await;
-    let req = request(3, 30.0);
+    let vessel = h.vessel("Redriven", 100, 1_000).await;
+    let req = request(3, 30);
     let first = commands::book(h.state(), Uuid::now_v7(), &req)
         .await
         .unwrap();
@@ -357,7 +367,7 @@ async fn a_redriven_request_never_books_twice(backend: Backend) {
     assert_eq!(h.reload(vessel.id).await.reserved_containers, 3);
 
     // Eight copies of one request at once (the original and re-drives handled by several replicas).
-    let raced = request(5, 50.0);
+    let raced = request(5, 50);
     let tasks: Vec<_> = (0..8)
         .map(|_| {
             let (state, r) = (h.state().clone(), raced.clone());
@@ -386,7 +396,7 @@ async fn a_redriven_request_never_books_twice(backend: Backend) {
     let after = h.reload(vessel.id).await;
     assert_eq!(
         (after.reserved_containers, after.reserved_weight),
-        (8, 80.0),
+        (8, 80),
         "3 + 5 containers, each booked once"
     );
     assert_eq!(
@@ -403,9 +413,9 @@ async fn a_redriven_request_never_books_twice(backend: Backend) {
 /// the new booking alone; cancelling gives back whatever booking there is.
 async fn late_and_cancelled_bookings_are_given_back_once(backend: Backend) {
     let h = Harness::start(backend).await;
-    let vessel = h.vessel("Late", 10, 1_000.0).await;
+    let vessel = h.vessel("Late", 10, 1_000).await;
     let state = h.state();
-    let req = request(4, 40.0);
+    let req = request(4, 40);
     assert!(matches!(
         commands::book(state, Uuid::now_v7(), &req).await.unwrap(),
         Booking::Assigned(_)
@@ -468,8 +478,8 @@ async fn late_and_cancelled_bookings_are_given_back_once(backend: Backend) {
             .unwrap()
     );
     let after = h.reload(vessel.id).await;
-    assert_eq!((after.reserved_containers, after.reserved_weight), (0, 0.0));
-    let never_booked = request(1, 1.0);
+    assert_eq!((after.reserved_containers, after.reserved_weight), (0, 0));
+    let never_booked = request(1, 1);
     assert!(
         !commands::give_back(state, Uuid::now_v7(), never_booked.id, GiveBack::Cancelled)
             .await

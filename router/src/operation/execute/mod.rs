@@ -323,7 +323,11 @@ impl<'a> Execution<'a> {
             GraphQLError::new(message, code).with_extension("service", service.to_string())
         };
         let response = match result {
-            Ok(response) => response,
+            Ok(response) => {
+                self.headers
+                    .collect_response(&client.name, &response.headers);
+                response
+            }
             Err(error) => {
                 tracing::warn!(subgraph = service, error = %error, "subgraph fetch failed");
                 let (code, message) = match error {

@@ -9,6 +9,7 @@ pub mod arguments;
 pub mod entities;
 pub mod fed1;
 pub mod inaccessible;
+pub mod inaccessible_types;
 pub mod interface_object;
 pub mod mutations;
 pub mod nulls;
@@ -29,6 +30,7 @@ pub const ALL: &[(&str, Subgraphs)] = &[
     ("entities", entities::subgraphs),
     ("fed1", fed1::subgraphs),
     ("inaccessible", inaccessible::subgraphs),
+    ("inaccessible_types", inaccessible_types::subgraphs),
     ("interface_object", interface_object::subgraphs),
     ("mutations", mutations::subgraphs),
     ("nulls", nulls::subgraphs),

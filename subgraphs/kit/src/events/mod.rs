@@ -3,7 +3,8 @@
 //! Subgraphs never publish directly: they record an [`Event`] in their outbox inside the transaction of the
 //! change (see [`crate::outbox`]) and the relay publishes it. Two buses implement [`EventBus`]:
 //! - [`InProcessBus`], the embedded bus of `shippy up`: everything in one process, in memory;
-//! - [`RedisBus`], used whenever `REDIS_URL` is set: Redis streams, shared by every process.
+//! - [`RedisBus`], used whenever `REDIS_URL` is set: Redis streams, shared by every process (one Redis
+//!   server or a Redis Cluster).
 //!
 //! Both offer the same two ways to read:
 //! - [`EventBus::subscribe`]: a live feed from now on, for GraphQL subscriptions. Every process reads the
@@ -31,7 +32,9 @@ pub use redis_streams::RedisBus;
 
 use crate::config::EventsConfig;
 
-/// The stream that receives the entries of `stream` that failed too often.
+/// The stream that receives the entries of `stream` that failed too often, by logical name (the in-process
+/// bus's `log:dead`). The Redis bus keeps them under `{<prefix><stream>}:dead`, on the stream's cluster
+/// slot (see [`RedisBus::dead_letters_key`]); `<prefix><stream>:dead` was their key before.
 pub fn dead_letters(stream: &str) -> String {
     format!("{stream}:dead")
 }
@@ -40,9 +43,9 @@ pub fn dead_letters(stream: &str) -> String {
 /// on, and why.
 #[derive(Debug, Clone, PartialEq)]
 pub struct DeadLetter {
-    /// The logical stream the event was read from (`log`, not `shippy:log:dead`).
+    /// The logical stream the event was read from (`log`, not `{shippy:log}:dead`).
     pub stream: String,
-    /// The dead-letter entry's id (in `<stream>:dead`); what `replay` takes.
+    /// The dead-letter entry's id (in the stream's dead letters); what `replay` takes.
     pub id: String,
     /// The id the entry had in its own stream.
     pub source_id: String,

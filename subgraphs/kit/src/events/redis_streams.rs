@@ -1,33 +1,50 @@
 //! The Redis-streams bus: the only module that speaks to Redis about events.
 //!
 //! Layout in Redis, for a logical stream `log` and the default prefix `shippy:`:
-//! - `shippy:log`: the stream; each entry has the fields `event` (the [`Event`] as JSON), `kind` (for
-//!   people reading it with `redis-cli`) and, when the event was recorded in a traced request,
-//!   `traceparent` (W3C trace context; consumers link their spans to it). Trimmed with `XADD ... MAXLEN ~ max_len`.
-//! - `shippy:log:dead`: entries a consumer group gave up on, with `source_id`, `group`, `consumer`,
+//! - `shippy:log`: the stream (and its consumer groups); each entry has the fields `event` (the [`Event`]
+//!   as JSON), `kind` (for people reading it with `redis-cli`) and, when the event was recorded in a
+//!   traced request, `traceparent` (W3C trace context; consumers link their spans to it). Trimmed with
+//!   `XADD ... MAXLEN ~ max_len`.
+//! - `{shippy:log}:dead`: entries a consumer group gave up on, with `source_id`, `group`, `consumer`,
 //!   `reason`, `deliveries` and the original `event`.
-//! - `shippy:published:<event_id>`: a marker set when an event is added, kept for `dedupe_window`, so a
-//!   publish retried after a lost reply finds the marker and does not add the event twice.
+//! - `{shippy:log}:published:<event_id>`: a marker set when an event is added, kept for `dedupe_window`,
+//!   so a publish retried after a lost reply finds the marker and does not add the event twice.
 //! - `shippy:epoch:<holder>`: a marker each outbox relay keeps (see [`EventBus::mark_epoch`]); when it is
 //!   gone, Redis lost its data and the relay publishes its retained rows again.
 //!
-//! Connections: publishing, acknowledging and `PING` share one multiplexed connection manager; every group
-//! reader and live feed has its own, since a blocking read (`XREADGROUP`/`XREAD ... BLOCK`) holds its
-//! connection for the whole wait. Managers reconnect by themselves; each command is bounded by
-//! `command_timeout` (plus the block time for blocking reads), so a Redis that hangs becomes an
-//! [`BusError::Unavailable`] the caller retries, never a stuck task.
+//! The braces are a Redis Cluster hash tag: a key with `{x}` in it lives on the slot of `x`, and a key
+//! without braces on the slot of its whole name, so `{shippy:log}:dead` and the publish markers share the
+//! slot of the stream `shippy:log` itself. That keeps the publish script, the dead-letter step (`XADD` to
+//! the dead letters + `XACK`) and the replay (`XADD` + `XDEL`) on one slot, while the stream keeps the name
+//! it has always had on a single server. Dead letters written under the old name (`shippy:log:dead`,
+//! before hash tags) are moved to the new one when a consumer of the stream starts and when dead letters
+//! are read ([`RedisBus::dead_letters`]); old publish markers simply expire after `dedupe_window`.
+//!
+//! Connections (see `shippy_security::redis`: one server or a cluster, the same commands): publishing,
+//! acknowledging and `PING` share one multiplexed connection; every group reader and live feed has its
+//! own, since a blocking read (`XREADGROUP`/`XREAD ... BLOCK`) holds its connection for the whole wait.
+//! Connections reconnect by themselves; each command is bounded by `command_timeout` (plus the block time
+//! for blocking reads), so a Redis that hangs becomes an [`BusError::Unavailable`] the caller retries,
+//! never a stuck task.
+//!
+//! Durability across a failover: replication to replicas is asynchronous, so a primary that dies right
+//! after adding an event may take it along. With `publish_replicas` (by default 1 on a cluster) a publish
+//! counts only once `WAIT` says that many replicas hold it; until then the outbox row stays unsent and is
+//! published again, and the publish marker (on the same slot, replicated with it) keeps that retry from
+//! adding the event twice.
 
 use std::{collections::VecDeque, time::Duration};
 
 use futures::StreamExt;
 use redis::{
-    Client, RedisError,
-    aio::{ConnectionManager, ConnectionManagerConfig},
+    RedisError,
     streams::{
         StreamAutoClaimReply, StreamId, StreamInfoGroupsReply, StreamPendingCountReply,
         StreamReadReply,
     },
 };
+
+use shippy_security::redis::{Connection, LazyConnection, RedisClient};
 
 use super::{
     BusError, DeadLetter, Delivery, Event, EventBus, EventStream, GroupReader, GroupStats,
@@ -38,9 +55,15 @@ use crate::config::EventsConfig;
 /// Adds the event unless its marker says it was added already; returns the entry id either way.
 /// KEYS: stream, marker. ARGV: max_len, marker TTL in ms, event JSON, kind, traceparent (may be
 /// empty: then the entry has no `traceparent` field).
+/// A retry that finds the marker still writes (it renews the marker's TTL): replication is in order, so a
+/// `WAIT` after it confirms the replicas hold the original entry too, even when the retry comes on a new
+/// connection that never carried the original write.
 const PUBLISH_ONCE: &str = r"
 local prior = redis.call('GET', KEYS[2])
-if prior then return prior end
+if prior then
+  redis.call('PEXPIRE', KEYS[2], ARGV[2])
+  return prior
+end
 local id
 if ARGV[5] ~= '' then
   id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', 'event', ARGV[3], 'kind', ARGV[4], 'traceparent', ARGV[5])
@@ -53,12 +76,20 @@ return id
 
 /// Redis streams behind [`EventBus`].
 pub struct RedisBus {
-    client: Client,
+    client: RedisClient,
     /// Shared by publishes and pings; multiplexed, so concurrent callers do not wait for each other.
-    conn: ConnectionManager,
+    conn: LazyConnection,
     config: EventsConfig,
     publish_once: redis::Script,
+    /// Replicas that must hold a published event before the publish counts (`WAIT`); 0: do not wait.
+    publish_replicas: usize,
+    /// When a publish with fewer replicas than wanted was last logged: a primary without its replica is
+    /// logged every [`DEGRADED_LOG_INTERVAL`], not once per event.
+    degraded_logged: std::sync::Mutex<Option<tokio::time::Instant>>,
 }
+
+/// Shortest time between two logs of publishes accepted with fewer replicas than wanted.
+const DEGRADED_LOG_INTERVAL: Duration = Duration::from_secs(10);
 
 impl std::fmt::Debug for RedisBus {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -69,7 +100,16 @@ impl std::fmt::Debug for RedisBus {
 }
 
 fn unavailable(err: RedisError) -> BusError {
-    if err.is_io_error() || err.is_timeout() || err.is_connection_dropped() {
+    // Cluster errors (`CLUSTERDOWN`, `TRYAGAIN`, a slot whose primary just failed) pass once the cluster
+    // has promoted a replica: they are outages to wait out, like a dropped connection.
+    let transient_reply = matches!(err.code(), Some("MASTERDOWN" | "READONLY" | "LOADING"));
+    if err.is_io_error()
+        || err.is_timeout()
+        || err.is_connection_dropped()
+        || err.is_cluster_error()
+        || err.is_unrecoverable_error()
+        || transient_reply
+    {
         BusError::Unavailable(err.to_string())
     } else {
         BusError::Command(err.to_string())
@@ -89,24 +129,54 @@ async fn bounded<T>(
     }
 }
 
-/// Sends `cmd` on `conn` with a deadline.
+/// Sends `cmd` on `conn` (connecting first if needed) with a deadline.
 async fn query<T: redis::FromRedisValue>(
-    conn: &mut ConnectionManager,
+    conn: &LazyConnection,
     cmd: redis::Cmd,
     limit: Duration,
 ) -> Result<T, BusError> {
-    bounded(limit, cmd.query_async::<T>(conn)).await
+    bounded(limit, async {
+        let mut c = conn.get().await?;
+        cmd.query_async::<T>(&mut c).await
+    })
+    .await
 }
 
-fn manager(client: &Client, response_timeout: Duration) -> Result<ConnectionManager, BusError> {
-    let config = ConnectionManagerConfig::new()
-        .set_response_timeout(Some(response_timeout))
-        .set_connection_timeout(Some(response_timeout.min(Duration::from_secs(5))))
-        // Our callers retry with their own backoff; the manager should fail fast rather than wait it out.
-        .set_number_of_retries(1)
-        .set_max_delay(Duration::from_millis(500));
-    ConnectionManager::new_lazy_with_config(client.clone(), config)
-        .map_err(|e| BusError::Command(e.to_string()))
+/// Sends `pipe` on `conn` (connecting first if needed) with a deadline.
+async fn query_pipe<T: redis::FromRedisValue>(
+    conn: &LazyConnection,
+    pipe: &redis::Pipeline,
+    limit: Duration,
+) -> Result<T, BusError> {
+    bounded(limit, async {
+        let mut c: Connection = conn.get().await?;
+        pipe.query_async::<T>(&mut c).await
+    })
+    .await
+}
+
+/// A connection made on first use, whose responses may take `response_timeout`.
+fn lazy(client: &RedisClient, response_timeout: Duration) -> LazyConnection {
+    LazyConnection::with_timeouts(
+        client.clone(),
+        response_timeout.min(Duration::from_secs(5)),
+        response_timeout,
+    )
+}
+
+/// The key of something that belongs to the stream at `stream_key` (its dead letters, its publish
+/// markers): `{<stream_key>}<suffix>`, on the stream's cluster slot. A stream key that has a hash tag of
+/// its own already (a prefix such as `{shippy}:`) keeps it: `<stream_key><suffix>`.
+pub(crate) fn same_slot(stream_key: &str, suffix: &str) -> String {
+    let tagged = stream_key
+        .find('{')
+        .and_then(|open| stream_key[open + 1..].find('}'))
+        .is_some_and(|len| len > 0);
+    if tagged {
+        format!("{stream_key}{suffix}")
+    } else {
+        format!("{{{stream_key}}}{suffix}")
+    }
 }
 
 fn decode(entry: &StreamId) -> Result<Event, String> {
@@ -127,19 +197,81 @@ impl RedisBus {
     /// down at start only delays the first publish or read.
     pub fn open(url: &str, config: EventsConfig) -> Result<Self, BusError> {
         let client =
-            Client::open(url).map_err(|e| BusError::Command(format!("bad Redis URL: {e}")))?;
-        let conn = manager(&client, config.command_timeout)?;
+            RedisClient::open(url).map_err(|e| BusError::Command(format!("bad Redis URL: {e}")))?;
+        let conn = lazy(&client, config.command_timeout);
+        let publish_replicas = config
+            .publish_replicas
+            .unwrap_or(usize::from(client.is_cluster()));
         Ok(Self {
             client,
             conn,
             config,
             publish_once: redis::Script::new(PUBLISH_ONCE),
+            publish_replicas,
+            degraded_logged: std::sync::Mutex::new(None),
         })
     }
 
     /// The Redis key of a logical stream.
     pub fn key(&self, stream: &str) -> String {
         format!("{}{stream}", self.config.stream_prefix)
+    }
+
+    /// The Redis key of a logical stream's dead letters (on the stream's slot).
+    pub fn dead_letters_key(&self, stream: &str) -> String {
+        same_slot(&self.key(stream), ":dead")
+    }
+
+    /// The key where the dead letters of `stream` lived before keys were hash-tagged.
+    fn legacy_dead_letters_key(&self, stream: &str) -> String {
+        self.key(&dead_letters(stream))
+    }
+
+    /// Moves dead letters left under the old key name of `stream` (`<prefix><stream>:dead`, written by a
+    /// Shippy from before hash tags, or by one still running during a rolling upgrade) to the new one,
+    /// oldest first. Each entry is added to the new key before it is deleted from the old one, so an
+    /// interruption at worst leaves one entry in both (listed twice; replaying it twice is harmless, as
+    /// groups ignore an event id they handled). Returns how many entries moved.
+    async fn adopt_legacy_dead_letters(&self, stream: &str) -> Result<usize, BusError> {
+        let legacy = self.legacy_dead_letters_key(stream);
+        let current = self.dead_letters_key(stream);
+        if legacy == current {
+            return Ok(0);
+        }
+        let limit = self.config.command_timeout;
+        let mut moved = 0;
+        loop {
+            let mut range = redis::cmd("XRANGE");
+            range.arg(&legacy).arg("-").arg("+").arg("COUNT").arg(100);
+            let entries: redis::streams::StreamRangeReply = query(&self.conn, range, limit).await?;
+            if entries.ids.is_empty() {
+                break;
+            }
+            for entry in &entries.ids {
+                let mut add = redis::cmd("XADD");
+                add.arg(&current).arg("*");
+                // Fields in a stable order; the values are the bytes Redis holds.
+                let mut fields: Vec<&String> = entry.map.keys().collect();
+                fields.sort();
+                for field in fields {
+                    let value: Vec<u8> = entry.get(field).unwrap_or_default();
+                    add.arg(field).arg(value);
+                }
+                query::<String>(&self.conn, add, limit).await?;
+                let mut del = redis::cmd("XDEL");
+                del.arg(&legacy).arg(&entry.id);
+                query::<u64>(&self.conn, del, limit).await?;
+                moved += 1;
+            }
+        }
+        if moved > 0 {
+            // The emptied stream would still show up in listings.
+            let mut del = redis::cmd("DEL");
+            del.arg(&legacy);
+            query::<u64>(&self.conn, del, limit).await?;
+            tracing::info!(stream, moved, from = %legacy, to = %current, "moved dead letters to their hash-tagged key");
+        }
+        Ok(moved)
     }
 
     /// `XADD` of `event` (encoded as `json`) to the stream at `key`, trimmed to about `max_len`.
@@ -160,33 +292,30 @@ impl RedisBus {
         add
     }
 
-    /// The logical streams that have a dead-letter stream, sorted (`SCAN` for `<prefix>*:dead`).
+    /// The logical streams that have a dead-letter stream, sorted: `SCAN` (on every primary of a cluster)
+    /// for the dead-letter keys, under their hash-tagged name and under the old one.
     pub async fn dead_letter_streams(&self) -> Result<Vec<String>, BusError> {
-        let mut conn = self.conn.clone();
-        let pattern = format!("{}*:dead", self.config.stream_prefix);
-        let mut cursor = 0u64;
+        let prefix = &self.config.stream_prefix;
+        let current = self.dead_letters_key("*");
+        let legacy = self.legacy_dead_letters_key("*");
+        let (before, after) = current.split_once('*').unwrap_or((&current, ""));
         let mut streams = std::collections::BTreeSet::new();
-        loop {
-            let mut cmd = redis::cmd("SCAN");
-            cmd.arg(cursor)
-                .arg("MATCH")
-                .arg(&pattern)
-                .arg("COUNT")
-                .arg(1000)
-                .arg("TYPE")
-                .arg("stream");
-            let (next, keys): (u64, Vec<String>) =
-                query(&mut conn, cmd, self.config.command_timeout).await?;
+        for (pattern, head, tail) in [
+            (current.as_str(), before, after),
+            (legacy.as_str(), prefix.as_str(), ":dead"),
+        ] {
+            let keys = bounded(self.config.command_timeout, async {
+                let mut c = self.conn.get().await?;
+                c.scan_all(pattern, Some("stream")).await
+            })
+            .await?;
             streams.extend(keys.into_iter().filter_map(|key| {
-                key.strip_prefix(&self.config.stream_prefix)
-                    .and_then(|k| k.strip_suffix(":dead"))
+                key.strip_prefix(head)
+                    .and_then(|k| k.strip_suffix(tail))
                     .map(str::to_owned)
             }));
-            if next == 0 {
-                return Ok(streams.into_iter().collect());
-            }
-            cursor = next;
         }
+        Ok(streams.into_iter().collect())
     }
 
     /// Up to `count` dead letters of `stream` (a logical stream such as `vessel`), oldest first.
@@ -195,15 +324,15 @@ impl RedisBus {
         stream: &str,
         count: usize,
     ) -> Result<Vec<DeadLetter>, BusError> {
+        self.adopt_legacy_dead_letters(stream).await?;
         let mut cmd = redis::cmd("XRANGE");
-        cmd.arg(self.key(&dead_letters(stream)))
+        cmd.arg(self.dead_letters_key(stream))
             .arg("-")
             .arg("+")
             .arg("COUNT")
             .arg(count);
-        let mut conn = self.conn.clone();
         let entries: redis::streams::StreamRangeReply =
-            query(&mut conn, cmd, self.config.command_timeout).await?;
+            query(&self.conn, cmd, self.config.command_timeout).await?;
         Ok(entries
             .ids
             .iter()
@@ -220,12 +349,11 @@ impl RedisBus {
         stream: &str,
         id: &str,
     ) -> Result<Option<DeadLetter>, BusError> {
-        let dead_key = self.key(&dead_letters(stream));
+        let dead_key = self.dead_letters_key(stream);
         let mut cmd = redis::cmd("XRANGE");
         cmd.arg(&dead_key).arg(id).arg(id);
-        let mut conn = self.conn.clone();
         let limit = self.config.command_timeout;
-        let entries: redis::streams::StreamRangeReply = query(&mut conn, cmd, limit).await?;
+        let entries: redis::streams::StreamRangeReply = query(&self.conn, cmd, limit).await?;
         let Some(entry) = entries.ids.first() else {
             return Ok(None);
         };
@@ -246,23 +374,106 @@ impl RedisBus {
             .arg(&dead_key)
             .arg(id)
             .ignore();
-        bounded(limit, pipe.query_async::<()>(&mut conn)).await?;
+        query_pipe::<()>(&self.conn, &pipe, limit).await?;
         tracing::info!(stream, dead_letter = id, event_id = %event.event_id, "dead letter replayed");
         Ok(Some(letter))
     }
 
     /// A connection of its own for blocking reads: its response timeout covers the block time.
-    fn blocking_manager(&self) -> Result<ConnectionManager, BusError> {
-        manager(
+    fn blocking_connection(&self) -> LazyConnection {
+        lazy(
             &self.client,
             self.config.consumer.block + self.config.command_timeout,
         )
+    }
+
+    /// Sends `add` (which adds an event to the stream at `key`) and, when `publish_replicas` is set, waits
+    /// until that many replicas of the primary that took it hold it (`WAIT`); fewer when the primary has
+    /// fewer replicas connected (right after a failover the promoted replica has none until the old primary
+    /// comes back as its replica: a write there cannot be kept any safer, and refusing it would stop the
+    /// stream). `ROLE` rides in one pipeline with `add`, and `WAIT` in one with a read of `key`, so both
+    /// reach the primary of `key`'s slot on the connection that carried the write.
+    async fn add_durably(&self, key: &str, add: redis::Cmd, what: &str) -> Result<(), BusError> {
+        let limit = self.config.command_timeout;
+        let wanted = self.publish_replicas;
+        if wanted == 0 {
+            return query::<String>(&self.conn, add, limit).await.map(drop);
+        }
+        let mut pipe = redis::pipe();
+        pipe.add_command(add).cmd("ROLE");
+        let (_id, role): (String, redis::Value) = query_pipe(&self.conn, &pipe, limit).await?;
+        let connected = connected_replicas(&role);
+        let needed = wanted.min(connected);
+        if needed < wanted {
+            metrics::counter!(
+                shippy_telemetry::metrics::names::EVENTS_UNREPLICATED,
+                "outcome" => "accepted_with_fewer_replicas"
+            )
+            .increment(1);
+            let now = tokio::time::Instant::now();
+            let log = {
+                let mut last = self
+                    .degraded_logged
+                    .lock()
+                    .unwrap_or_else(|poisoned| poisoned.into_inner());
+                let due = last.is_none_or(|at| now - at >= DEGRADED_LOG_INTERVAL);
+                if due {
+                    *last = Some(now);
+                }
+                due
+            };
+            if log {
+                tracing::warn!(%what, %key, connected, wanted, "published to a Redis primary with fewer replicas connected than events.publish_replicas; a failover of it now could lose the event (bring its replica back; logged every 10 s, counted in shippy_events_unreplicated_total)");
+            }
+        }
+        if needed == 0 {
+            return Ok(());
+        }
+        // Half the command timeout, so that a slow replica is our answer, not a timeout.
+        let wait_ms = u64::try_from((limit / 2).as_millis())
+            .unwrap_or(u64::MAX)
+            .max(1);
+        let mut pipe = redis::pipe();
+        pipe.cmd("TYPE")
+            .arg(key)
+            .ignore()
+            .cmd("WAIT")
+            .arg(needed)
+            .arg(wait_ms);
+        let (replicas,): (usize,) = query_pipe(&self.conn, &pipe, limit).await?;
+        if replicas < needed {
+            metrics::counter!(
+                shippy_telemetry::metrics::names::EVENTS_UNREPLICATED,
+                "outcome" => "retried"
+            )
+            .increment(1);
+            return Err(BusError::Unavailable(format!(
+                "{what} was added, but only {replicas} of {needed} replicas confirmed it within {wait_ms} ms; \
+                 it will be published again (check the replicas' replication link)"
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// How many replicas a `ROLE` reply says are connected to this primary (0 for anything else).
+fn connected_replicas(role: &redis::Value) -> usize {
+    let redis::Value::Array(parts) = role else {
+        return 0;
+    };
+    match (parts.first(), parts.get(2)) {
+        (Some(redis::Value::BulkString(name)), Some(redis::Value::Array(replicas)))
+            if name.as_slice() == b"master" =>
+        {
+            replicas.len()
+        }
+        _ => 0,
     }
 }
 
 /// Creates `group` on `key` (and the stream) if missing, starting at the oldest entry.
 async fn ensure_group(
-    conn: &mut ConnectionManager,
+    conn: &LazyConnection,
     key: &str,
     group: &str,
     limit: Duration,
@@ -273,7 +484,11 @@ async fn ensure_group(
         .arg(group)
         .arg("0")
         .arg("MKSTREAM");
-    match tokio::time::timeout(limit, cmd.query_async::<()>(conn)).await {
+    let create = async {
+        let mut c = conn.get().await?;
+        cmd.query_async::<()>(&mut c).await
+    };
+    match tokio::time::timeout(limit, create).await {
         Ok(Ok(())) => Ok(()),
         Ok(Err(err)) if err.code() == Some("BUSYGROUP") => Ok(()),
         Ok(Err(err)) => Err(unavailable(err)),
@@ -307,14 +522,14 @@ impl EventBus for RedisBus {
     async fn publish(&self, event: &Event) -> Result<(), BusError> {
         let json = serde_json::to_string(event).map_err(|e| BusError::Encode(e.to_string()))?;
         let key = self.key(&event.stream);
-        let mut conn = self.conn.clone();
-        let limit = self.config.command_timeout;
         let window = self.config.dedupe_window.as_millis();
+        let what = format!("event {}", event.event_id);
         if window == 0 {
             let add = self.xadd(&key, &json, event);
-            query::<String>(&mut conn, add, limit).await?;
-        } else {
-            let marker = format!("{}published:{}", self.config.stream_prefix, event.event_id);
+            return self.add_durably(&key, add, &what).await;
+        }
+        let marker = same_slot(&key, &format!(":published:{}", event.event_id));
+        if self.publish_replicas == 0 {
             let mut invocation = self.publish_once.key(&key);
             invocation
                 .key(&marker)
@@ -323,14 +538,32 @@ impl EventBus for RedisBus {
                 .arg(&json)
                 .arg(&event.kind)
                 .arg(event.traceparent.as_deref().unwrap_or_default());
-            bounded(limit, invocation.invoke_async::<String>(&mut conn)).await?;
+            let limit = self.config.command_timeout;
+            return bounded(limit, async {
+                let mut c = self.conn.get().await?;
+                invocation.invoke_async::<String>(&mut c).await
+            })
+            .await
+            .map(drop);
         }
-        Ok(())
+        // `EVAL` with the source rather than `EVALSHA`: in a pipeline there is no second chance after
+        // `NOSCRIPT` (a node that restarted, a replica just promoted), and the script is short.
+        let mut add = redis::cmd("EVAL");
+        add.arg(PUBLISH_ONCE)
+            .arg(2)
+            .arg(&key)
+            .arg(&marker)
+            .arg(self.config.max_len)
+            .arg(u64::try_from(window).unwrap_or(u64::MAX))
+            .arg(&json)
+            .arg(&event.kind)
+            .arg(event.traceparent.as_deref().unwrap_or_default());
+        self.add_durably(&key, add, &what).await
     }
 
     async fn subscribe(&self, stream: &str) -> Result<EventStream, BusError> {
         let mut tail = Tail {
-            conn: self.blocking_manager()?,
+            conn: self.blocking_connection(),
             key: self.key(stream),
             last_id: None,
             buffer: VecDeque::new(),
@@ -370,11 +603,16 @@ impl EventBus for RedisBus {
         consumer: &str,
     ) -> Result<Box<dyn GroupReader>, BusError> {
         let key = self.key(stream);
-        let mut conn = self.blocking_manager()?;
-        ensure_group(&mut conn, &key, group, self.config.command_timeout).await?;
+        let conn = self.blocking_connection();
+        ensure_group(&conn, &key, group, self.config.command_timeout).await?;
+        // A restarted consumer is the moment to pick up dead letters an older Shippy left under the old
+        // key name; failing to is not a reason to stop consuming.
+        if let Err(err) = self.adopt_legacy_dead_letters(stream).await {
+            tracing::warn!(stream, error = %err, "could not move old dead letters to their hash-tagged key; will try again at the next start");
+        }
         Ok(Box::new(RedisGroupReader {
             conn,
-            dead_key: self.key(&dead_letters(stream)),
+            dead_key: self.dead_letters_key(stream),
             key,
             group: group.to_owned(),
             consumer: consumer.to_owned(),
@@ -385,27 +623,26 @@ impl EventBus for RedisBus {
     }
 
     async fn ping(&self) -> Result<(), BusError> {
-        let mut conn = self.conn.clone();
-        query::<String>(&mut conn, redis::cmd("PING"), self.config.command_timeout)
+        // On a cluster, PING goes to every node the client knows and fails if one does not answer.
+        query::<redis::Value>(&self.conn, redis::cmd("PING"), self.config.command_timeout)
             .await
             .map(drop)
     }
 
     async fn mark_epoch(&self, holder: &str) -> Result<bool, BusError> {
-        let mut conn = self.conn.clone();
         let mut cmd = redis::cmd("SET");
         cmd.arg(format!("{}epoch:{holder}", self.config.stream_prefix))
             .arg(chrono::Utc::now().to_rfc3339())
             .arg("NX");
         // `SET ... NX` answers OK when it set the key (it was missing), nil when the key was there.
-        let set: Option<String> = query(&mut conn, cmd, self.config.command_timeout).await?;
+        let set: Option<String> = query(&self.conn, cmd, self.config.command_timeout).await?;
         Ok(set.is_some())
     }
 }
 
 /// A live feed's position in one stream.
 struct Tail {
-    conn: ConnectionManager,
+    conn: LazyConnection,
     key: String,
     /// The last entry seen. `None` until the first read, which starts after the newest entry then; kept
     /// across failures, so a Redis outage delays events but does not skip them.
@@ -424,7 +661,7 @@ impl Tail {
     async fn start(&mut self) -> Result<String, BusError> {
         let mut cmd = redis::cmd("XREVRANGE");
         cmd.arg(&self.key).arg("+").arg("-").arg("COUNT").arg(1);
-        let newest: Vec<(String, redis::Value)> = query(&mut self.conn, cmd, self.limit).await?;
+        let newest: Vec<(String, redis::Value)> = query(&self.conn, cmd, self.limit).await?;
         let id = newest
             .into_iter()
             .next()
@@ -451,7 +688,7 @@ impl Tail {
             .arg(&self.key)
             .arg(&last_id);
         let reply: Option<StreamReadReply> =
-            query(&mut self.conn, cmd, self.block + self.limit).await?;
+            query(&self.conn, cmd, self.block + self.limit).await?;
         let Some(reply) = reply else {
             return Ok(());
         };
@@ -470,7 +707,7 @@ impl Tail {
 
 /// One consumer of a Redis consumer group, on a connection of its own.
 struct RedisGroupReader {
-    conn: ConnectionManager,
+    conn: LazyConnection,
     key: String,
     dead_key: String,
     group: String,
@@ -499,7 +736,7 @@ impl RedisGroupReader {
                     "group" => self.group.clone()
                 )
                 .increment(1);
-                ensure_group(&mut self.conn, &self.key, &self.group, self.limit).await?;
+                ensure_group(&self.conn, &self.key, &self.group, self.limit).await?;
                 self.claim_cursor = "0-0".into();
                 Ok(empty)
             }
@@ -523,7 +760,7 @@ impl GroupReader for RedisGroupReader {
             .arg(&self.claim_cursor)
             .arg("COUNT")
             .arg(count);
-        let result = query::<StreamAutoClaimReply>(&mut self.conn, cmd, self.limit).await;
+        let result = query::<StreamAutoClaimReply>(&self.conn, cmd, self.limit).await;
         let Some(reply) = self.recovering(result.map(Some), None).await? else {
             return Ok(Vec::new());
         };
@@ -547,7 +784,7 @@ impl GroupReader for RedisGroupReader {
             .arg(&last.id)
             .arg(reply.claimed.len())
             .arg(&self.consumer);
-        let pending: StreamPendingCountReply = query(&mut self.conn, cmd, self.limit).await?;
+        let pending: StreamPendingCountReply = query(&self.conn, cmd, self.limit).await?;
         let counts: std::collections::HashMap<&str, u64> = pending
             .ids
             .iter()
@@ -576,8 +813,7 @@ impl GroupReader for RedisGroupReader {
             .arg("STREAMS")
             .arg(&self.key)
             .arg(">");
-        let result =
-            query::<Option<StreamReadReply>>(&mut self.conn, cmd, block + self.limit).await;
+        let result = query::<Option<StreamReadReply>>(&self.conn, cmd, block + self.limit).await;
         let Some(reply) = self.recovering(result, None).await? else {
             return Ok(Vec::new());
         };
@@ -599,15 +835,13 @@ impl GroupReader for RedisGroupReader {
         }
         let mut cmd = redis::cmd("XACK");
         cmd.arg(&self.key).arg(&self.group).arg(ids);
-        query::<u64>(&mut self.conn, cmd, self.limit)
-            .await
-            .map(drop)
+        query::<u64>(&self.conn, cmd, self.limit).await.map(drop)
     }
 
     async fn stats(&mut self) -> Result<GroupStats, BusError> {
         let mut cmd = redis::cmd("XINFO");
         cmd.arg("GROUPS").arg(&self.key);
-        let result = query::<StreamInfoGroupsReply>(&mut self.conn, cmd, self.limit).await;
+        let result = query::<StreamInfoGroupsReply>(&self.conn, cmd, self.limit).await;
         let Some(reply) = self.recovering(result.map(Some), None).await? else {
             return Ok(GroupStats::default());
         };
@@ -626,7 +860,7 @@ impl GroupReader for RedisGroupReader {
         let mut cmd = redis::cmd("XINFO");
         cmd.arg("CONSUMERS").arg(&self.key).arg(&self.group);
         let reply: redis::streams::StreamInfoConsumersReply =
-            query(&mut self.conn, cmd, self.limit).await?;
+            query(&self.conn, cmd, self.limit).await?;
         let idle_ms = u64::try_from(idle.as_millis()).unwrap_or(u64::MAX);
         let mut pruned = Vec::new();
         for consumer in reply.consumers {
@@ -643,7 +877,7 @@ impl GroupReader for RedisGroupReader {
                 .arg(&consumer.name);
             // DELCONSUMER answers how many pending entries the consumer held: it may have read something
             // since XINFO; those entries then simply wait to be claimed by another consumer.
-            let dropped: u64 = query(&mut self.conn, del, self.limit).await?;
+            let dropped: u64 = query(&self.conn, del, self.limit).await?;
             if dropped > 0 {
                 tracing::warn!(stream = %self.key, group = %self.group, consumer = %consumer.name, dropped, "a pruned consumer had just taken entries; they will be claimed by another");
             }
@@ -692,6 +926,89 @@ impl GroupReader for RedisGroupReader {
             .arg(&self.group)
             .arg(&delivery.id)
             .ignore();
-        bounded(self.limit, pipe.query_async::<()>(&mut self.conn)).await
+        query_pipe::<()>(&self.conn, &pipe, self.limit).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Redis Cluster's key-to-slot rule: the part between the first `{` and the next `}`, when not empty,
+    /// else the whole key (CRC16/XMODEM modulo 16384).
+    fn slot(key: &str) -> u16 {
+        let bytes = key.as_bytes();
+        let hashed = match key.find('{') {
+            Some(open) => match key[open + 1..].find('}') {
+                Some(len) if len > 0 => &bytes[open + 1..open + 1 + len],
+                _ => bytes,
+            },
+            None => bytes,
+        };
+        let mut crc: u16 = 0;
+        for byte in hashed {
+            crc ^= u16::from(*byte) << 8;
+            for _ in 0..8 {
+                crc = if crc & 0x8000 != 0 {
+                    (crc << 1) ^ 0x1021
+                } else {
+                    crc << 1
+                };
+            }
+        }
+        crc % 16384
+    }
+
+    #[test]
+    fn keys_of_a_stream_share_its_slot_and_keep_its_name() {
+        // Known slots from Redis's documentation (`CLUSTER KEYSLOT`).
+        assert_eq!(slot("foo"), 12182);
+        assert_eq!(slot("{user1000}.following"), slot("{user1000}.followers"));
+        for stream in ["shippy:log", "shippy:consignment", "shippy-t-abc:vessel"] {
+            for suffix in [":dead", ":published:0190a4c2-7e3c-7cc4-b6c5-0a6f5e4d3c2b"] {
+                let key = same_slot(stream, suffix);
+                assert_eq!(key, format!("{{{stream}}}{suffix}"));
+                assert_eq!(slot(&key), slot(stream), "{key} is on {stream}'s slot");
+            }
+        }
+        // A prefix with a hash tag of its own keeps it: `{{shippy}:log}:dead` would hash `{shippy`.
+        let tagged = same_slot("{shippy}:log", ":dead");
+        assert_eq!(tagged, "{shippy}:log:dead");
+        assert_eq!(slot(&tagged), slot("{shippy}:log"));
+        // An empty tag is no tag.
+        assert_eq!(same_slot("shippy:{}log", ":dead"), "{shippy:{}log}:dead");
+    }
+
+    #[test]
+    fn role_replies_count_connected_replicas_of_a_primary_only() {
+        use redis::Value::{Array, BulkString, Int};
+        let replica = |port: &str| {
+            Array(vec![
+                BulkString(b"127.0.0.1".to_vec()),
+                BulkString(port.into()),
+                BulkString(b"0".to_vec()),
+            ])
+        };
+        let primary = |replicas| {
+            Array(vec![
+                BulkString(b"master".to_vec()),
+                Int(42),
+                Array(replicas),
+            ])
+        };
+        assert_eq!(connected_replicas(&primary(vec![])), 0);
+        assert_eq!(
+            connected_replicas(&primary(vec![replica("7001"), replica("7002")])),
+            2
+        );
+        let a_replica = Array(vec![
+            BulkString(b"slave".to_vec()),
+            BulkString(b"127.0.0.1".to_vec()),
+            Int(7000),
+            BulkString(b"connected".to_vec()),
+            Int(42),
+        ]);
+        assert_eq!(connected_replicas(&a_replica), 0);
+        assert_eq!(connected_replicas(&redis::Value::Nil), 0);
     }
 }

@@ -1,8 +1,11 @@
 //! The test Redis (`TEST_REDIS_URL`), shared with every other test: each test takes a [`RedisNamespace`],
-//! a unique key prefix whose keys are deleted when it is dropped. A [`TcpProxy`] in front of Redis lets a
+//! a unique key prefix whose keys are deleted when it is dropped (on the test Redis, or on a
+//! [`super::RedisCluster`] of the test's own). A [`TcpProxy`] in front of Redis lets a
 //! test cut the connection and bring it back.
 
-use std::{net::SocketAddr, sync::Arc};
+use std::{net::SocketAddr, sync::Arc, time::Duration};
+
+use shippy_security::redis::{Connection, RedisClient};
 
 use tokio::{net::TcpListener, task::JoinHandle};
 
@@ -14,9 +17,9 @@ pub fn test_redis_url() -> String {
     std::env::var("TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
 }
 
-/// A key prefix of its own on the test Redis; every key under it is deleted on drop.
+/// A key prefix of its own on the test Redis (or a test cluster); every key under it is deleted on drop.
 pub struct RedisNamespace {
-    /// `TEST_REDIS_URL`.
+    /// `TEST_REDIS_URL`, or the cluster's `redis+cluster://` URL.
     pub url: String,
     /// `shippy-t-<uuid>:`.
     pub prefix: String,
@@ -25,10 +28,20 @@ pub struct RedisNamespace {
 impl RedisNamespace {
     /// A fresh prefix.
     pub fn new() -> Self {
+        Self::on(&test_redis_url())
+    }
+
+    /// A fresh prefix on the Redis (or cluster) at `url`.
+    pub fn on(url: &str) -> Self {
         Self {
-            url: test_redis_url(),
+            url: url.to_owned(),
             prefix: format!("shippy-t-{}:", uuid::Uuid::new_v4().simple()),
         }
+    }
+
+    /// The Redis key of logical stream `stream` under this prefix.
+    pub fn key(&self, stream: &str) -> String {
+        format!("{}{stream}", self.prefix)
     }
 
     /// [`events_config`] under this prefix.
@@ -41,11 +54,11 @@ impl RedisNamespace {
         Arc::new(crate::events::RedisBus::open(&self.url, self.events()).expect("Redis URL"))
     }
 
-    /// A plain connection to the test Redis, for looking at keys directly.
-    pub async fn connection(&self) -> redis::aio::MultiplexedConnection {
-        redis::Client::open(self.url.as_str())
+    /// A plain connection to the test Redis (or cluster), for looking at keys directly.
+    pub async fn connection(&self) -> Connection {
+        RedisClient::open(&self.url)
             .expect("Redis URL")
-            .get_multiplexed_async_connection()
+            .connect(Duration::from_secs(2), Duration::from_secs(5))
             .await
             .unwrap_or_else(|err| panic!("cannot reach the test Redis at {}: {err}", self.url))
     }
@@ -67,30 +80,17 @@ impl Drop for RedisNamespace {
                 .build()
                 .expect("runtime");
             runtime.block_on(async move {
-                let mut conn = redis::Client::open(url.as_str())?
-                    .get_multiplexed_async_connection()
+                let mut conn = RedisClient::open(&url)?
+                    .connect(Duration::from_secs(2), Duration::from_secs(5))
                     .await?;
-                let mut cursor: u64 = 0;
-                loop {
-                    let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
-                        .arg(cursor)
-                        .arg("MATCH")
-                        .arg(&pattern)
-                        .arg("COUNT")
-                        .arg(1000)
-                        .query_async(&mut conn)
+                // One key per DEL: on a cluster the keys live on different slots.
+                for key in conn.scan_all(&pattern, None).await? {
+                    redis::cmd("DEL")
+                        .arg(&key)
+                        .query_async::<()>(&mut conn)
                         .await?;
-                    if !keys.is_empty() {
-                        redis::cmd("DEL")
-                            .arg(&keys)
-                            .query_async::<()>(&mut conn)
-                            .await?;
-                    }
-                    if next == 0 {
-                        return Ok::<_, redis::RedisError>(());
-                    }
-                    cursor = next;
                 }
+                Ok::<_, redis::RedisError>(())
             })
         });
         match cleaner.join() {

@@ -5,10 +5,8 @@ pub mod password;
 
 use std::fmt;
 
-/// Why a value was refused; shown to the client after the field name.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{0}")]
-pub struct Invalid(pub &'static str);
+/// Why a value was refused (kit's, shared by every subgraph's input types).
+pub use shippy_kit::error::Invalid;
 
 /// Shortest accepted password, in characters.
 pub const PASSWORD_MIN: usize = 8;
