@@ -1,7 +1,12 @@
 //! Browser tests: `shippy up` on free ports, then `tests/browser/walkthrough.mjs` drives Debian's
-//! chromium (through playwright-core) through the whole walkthrough in the web UI (a consignment's
-//! status changing live on screen included) and through the GraphiQL playground (a query and a
-//! subscription). Screenshots of every step land in `target/browser-artifacts/`.
+//! chromium (through playwright-core) through the whole walkthrough in the web UI and the GraphiQL
+//! playground, checking what the UI promises: data first (sortable, paginated, dialogs), visible
+//! progress (Pending, timelines, highlighted changes, UNASSIGNABLE as a problem), plain words (field
+//! errors beside their fields, no API text, units, rate limits counting down), a live and honest fleet,
+//! the activity log as a story without ids, loading placeholders and the phone layout. After every
+//! step it keeps screenshots at 1280x800 and 390x844 in `target/browser-artifacts/`, checks that
+//! nothing scrolls sideways at 390 px, and runs axe-core (0 serious or critical violations; all
+//! findings in `accessibility.json` there).
 //!
 //! Needs `node`, `npm` and `chromium` (`.ci/run` installs chromium when it is missing); without them
 //! the test fails and says what to install.
@@ -52,7 +57,7 @@ async fn the_walkthrough_works_in_a_browser() {
     );
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let scripts = root.join("tests/browser");
-    // playwright-core only, from the lockfile: nothing is downloaded besides the package.
+    // playwright-core and axe-core, from the lockfile: nothing is downloaded besides the packages.
     run(
         &scripts,
         "npm",
@@ -73,12 +78,21 @@ async fn the_walkthrough_works_in_a_browser() {
         root,
         "node",
         &["tests/browser/walkthrough.mjs", &base, artifacts],
-        Duration::from_secs(120),
+        Duration::from_secs(300),
     )
     .await;
+    for size in ["desktop", "phone"] {
+        assert!(
+            Path::new(artifacts)
+                .join(format!("01-home-{size}.png"))
+                .exists(),
+            "no {size} screenshots in {artifacts}"
+        );
+    }
     assert!(
-        Path::new(artifacts).join("01-home.png").exists(),
-        "no screenshots in {artifacts}"
+        Path::new(artifacts).join("accessibility.json").exists(),
+        "no accessibility report in {artifacts}"
     );
+    println!("browser screenshots and the accessibility report: {artifacts}");
     assert!(shippy.stop("-TERM").await, "shippy stops cleanly");
 }

@@ -1,6 +1,7 @@
 // Starts GraphiQL (the vendored UMD build) on the router's own endpoint: queries and mutations over
 // HTTP, subscriptions over graphql-transport-ws, and the token of the web UI's session (if any) in
-// the headers editor, from where it is sent as a header and in `connection_init`.
+// the headers editor, from where it is sent as a header and in `connection_init`. A bar above it
+// leads back to the app; on a phone a note comes first, and the panes are stacked once it is opened.
 import { post, SubscriptionClient, GRAPHQL_PATH } from "/assets/graphql-client.js";
 
 const TOKEN_KEY = "shippy.token";
@@ -65,10 +66,38 @@ function start() {
       shouldPersistHeaders: false,
       isHeadersEditorEnabled: true,
       defaultEditorToolsVisibility: token ? "headers" : false,
-      defaultQuery: `# Shippy's whole API, through the router at ${GRAPHQL_PATH}.\n# Log in in the web UI (/) and your token is in the Headers tab below.\n\n{\n  vessels { name capacity owner { name } }\n}\n`,
+      defaultQuery: `# Shippy's whole API, through the router at ${GRAPHQL_PATH}.\n# Log in in the web UI (/) and your token is in the Headers tab below. Back to the app: the link above.\n\n{\n  vessels { name capacity owner { name } }\n}\n`,
     }),
   );
 }
+
+/**
+ * GraphiQL's editors are CodeMirror 5 instances whose hidden textareas have no label and whose
+ * scrolling areas cannot be reached with the keyboard: name each after the pane it is in and let the
+ * keyboard scroll them, whenever GraphiQL (re)renders one.
+ */
+function labelEditors() {
+  const names = [
+    [".graphiql-query-editor", "Query editor"],
+    [".graphiql-editor-tool .graphiql-editor:nth-of-type(1)", "Variables editor"],
+    [".graphiql-editor-tool .graphiql-editor:nth-of-type(2)", "Headers editor"],
+    [".graphiql-response", "Response"],
+  ];
+  for (const [selector, name] of names) {
+    for (const pane of document.querySelectorAll(selector)) {
+      for (const textarea of pane.querySelectorAll(".CodeMirror textarea:not([aria-label])")) textarea.setAttribute("aria-label", name);
+    }
+  }
+  // CodeMirror takes them out of the tab order (tabindex -1).
+  for (const scroll of document.querySelectorAll('.CodeMirror-scroll:not([tabindex="0"])')) scroll.tabIndex = 0;
+}
+new MutationObserver(labelEditors).observe(document.getElementById("playground"), { childList: true, subtree: true });
+
+// On a phone the page first says the playground works best on a wider screen; this opens it all the same.
+document.getElementById("show-anyway").addEventListener("click", () => {
+  document.body.classList.add("show-anyway");
+  document.querySelector(".graphiql-query-editor textarea")?.focus();
+});
 
 // The module runs after the deferred UMD scripts (module scripts are deferred too, in order).
 start();
