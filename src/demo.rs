@@ -1,7 +1,10 @@
 //! `shippy demo`: the original command-line demo, through the router. It registers a fresh user, logs
 //! in, creates a vessel, ships a consignment and prints it once the vessel subgraph has assigned it
 //! (or found no room). Everything goes through the router's one endpoint, so it shows federation at
-//! work against `shippy up` or any deployment.
+//! work against `shippy up` or any deployment. Operations are sent as trusted documents (their
+//! `documentId`, the SHA-256 of the text, as listed in the router's first-party manifest), so the
+//! demo also runs against a router that only accepts those; a router that does not know the id
+//! gets the text instead.
 
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -53,6 +56,34 @@ const LOGIN: &str = "mutation Login($email: String!, $password: String!) { login
 const CREATE_VESSEL: &str = "mutation CreateVessel($input: CreateVesselInput!) { createVessel(input: $input) { id name capacity maxWeight } }";
 const CREATE_CONSIGNMENT: &str = "mutation CreateConsignment($input: CreateConsignmentInput!) { createConsignment(input: $input) { id status } }";
 const CONSIGNMENT: &str = "query Consignment($id: ID!) { consignment(id: $id) { id description weight status containers { customerId origin } vessel { name owner { name } } owner { name } } }";
+
+/// Every operation the demo sends: the router's first-party manifest lists them
+/// (`router/web/persisted-documents.json`, checked by `tests/first_party_documents.rs`).
+pub const OPERATIONS: &[&str] = &[
+    REGISTER,
+    LOGIN,
+    CREATE_VESSEL,
+    CREATE_CONSIGNMENT,
+    CONSIGNMENT,
+];
+
+/// A trusted document's id: the SHA-256 of its text, in hex (Apollo's convention).
+pub fn document_id(text: &str) -> String {
+    use sha2::{Digest, Sha256};
+    use std::fmt::Write;
+    let mut id = String::with_capacity(64);
+    for byte in Sha256::digest(text.as_bytes()) {
+        let _ = write!(id, "{byte:02x}");
+    }
+    id
+}
+
+/// Codes with which a router says it does not know a document id (or ids at all).
+const UNKNOWN_DOCUMENT: &[&str] = &[
+    "PERSISTED_QUERY_NOT_FOUND",
+    "PERSISTED_QUERY_NOT_SUPPORTED",
+    "BAD_REQUEST",
+];
 
 /// Runs the demo, printing each step to stdout; returns the final consignment.
 pub async fn run(args: &DemoArgs) -> Result<Value, DemoError> {
@@ -194,17 +225,26 @@ struct Client {
 }
 
 impl Client {
-    /// Sends one operation; its `data`, or the first GraphQL error as [`DemoError::Api`].
+    /// Sends one operation by its document id, falling back to its text where the router does
+    /// not know the id; its `data`, or the first GraphQL error as [`DemoError::Api`].
     async fn call(
         &self,
         step: &'static str,
         query: &str,
         variables: Value,
     ) -> Result<Value, DemoError> {
-        let mut request = self
-            .http
-            .post(&self.url)
-            .json(&json!({ "query": query, "variables": variables }));
+        let by_id = json!({ "documentId": document_id(query), "variables": variables });
+        match self.send(step, by_id).await {
+            Err(DemoError::Api { code, .. }) if UNKNOWN_DOCUMENT.contains(&code.as_str()) => {
+                self.send(step, json!({ "query": query, "variables": variables }))
+                    .await
+            }
+            answer => answer,
+        }
+    }
+
+    async fn send(&self, step: &'static str, payload: Value) -> Result<Value, DemoError> {
+        let mut request = self.http.post(&self.url).json(&payload);
         if let Some(token) = &self.token {
             request = request.bearer_auth(token);
         }

@@ -49,6 +49,53 @@ async fn demo_ships_a_consignment_through_the_router() {
     // Again: each run registers its own user.
     let (ok, stdout, stderr) = demo(&["--router", &shippy.url("router")]).await;
     assert!(ok, "{stdout}\n{stderr}");
+    // Every operation went as a trusted document of the router's first-party manifest.
+    let metrics = reqwest::get(format!("{base}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let by_manifest: f64 = metrics
+        .lines()
+        .filter(|l| {
+            l.starts_with("shippy_router_persisted_documents_total{")
+                && l.contains("outcome=\"manifest\"")
+        })
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum();
+    assert!(
+        by_manifest >= 10.0,
+        "{by_manifest} operations sent by id:\n{metrics}"
+    );
+    assert!(shippy.stop("-TERM").await);
+}
+
+#[tokio::test]
+async fn demo_runs_against_a_router_that_only_takes_trusted_documents() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cmd = shippy();
+    cmd.env("SHIPPY_ROUTER__PERSISTED_DOCUMENTS__ONLY", "true")
+        .args(["--port-base", "0", "--data-dir"])
+        .arg(dir.path().join("data"));
+    let shippy = Running::start(cmd, "shippy is up").await;
+    let (ok, stdout, stderr) = demo(&["--router", &shippy.url("router")]).await;
+    assert!(ok, "{stdout}\n{stderr}");
+    assert!(stdout.contains("5. consignment ASSIGNED:"), "{stdout}");
+    // Anything else is refused.
+    let refused: Value = reqwest::Client::new()
+        .post(shippy.url("router"))
+        .json(&json!({ "query": "{ __typename }" }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        refused["errors"][0]["extensions"]["code"], "PERSISTED_QUERY_NOT_IN_LIST",
+        "{refused}"
+    );
     assert!(shippy.stop("-TERM").await);
 }
 
@@ -74,6 +121,11 @@ async fn demo_gives_up_on_a_consignment_that_stays_pending() {
     let app = axum::Router::new().route(
         "/graphql",
         post(|Json(request): Json<Value>| async move {
+            // Like a router without Shippy's manifest: ids are unknown, the demo sends the text.
+            if request.get("documentId").is_some() {
+                return Json(json!({ "errors": [{ "message": "PersistedQueryNotFound",
+                    "extensions": { "code": "PERSISTED_QUERY_NOT_FOUND" } }] }));
+            }
             let query = request["query"].as_str().unwrap_or_default();
             let data = if query.contains("register(") {
                 json!({ "register": { "user": { "id": "u1", "name": "Demo Shipper", "email": null } } })

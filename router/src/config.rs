@@ -612,7 +612,10 @@ mod tests {
             config.persisted_documents.manifest_refresh_interval,
             Duration::from_secs(60)
         );
-        let only_without_manifest = write_temp("only.yaml", "persisted_documents:\n  only: true\n");
+        let only_without_manifest = write_temp(
+            "only.yaml",
+            "persisted_documents:\n  only: true\n  first_party: false\n",
+        );
         let error = RouterConfig::load_with_prefix(
             Some(&only_without_manifest),
             "SHIPPY_ROUTER_HEADERSTEST__",

@@ -5,7 +5,9 @@
 // Pending is shown for at least a moment), `logAdded` grows the log and refetches the fleet when it
 // changed, and the fleet is refetched now and then for vessels other users add. The API's errors are
 // never shown as they come: each is put in plain words, beside its field when it names one.
-import { ApiError, post, request, SubscriptionClient } from "/assets/graphql-client.js";
+import { ApiError, payloadFor, request, send, SubscriptionClient } from "/assets/graphql-client.js";
+import * as ops from "/assets/operations.js";
+import { ACTIVITY, CREATE_VESSEL, FEATURES, LOG_ADDED, LOGIN, ME, REGISTER, VESSELS } from "/assets/operations.js";
 
 const TOKEN_KEY = "shippy.token";
 /** Rows per page of the consignment and fleet tables (a consignment's row is tall with its timeline). */
@@ -19,27 +21,14 @@ const NEWS_MS = 8000;
 
 // ---------------------------------------------------------------- API
 
-const ME = "query Me { me { id name email } }";
-const REGISTER = `mutation Register($input: RegisterInput!) { register(input: $input) { token user { id name email } } }`;
-const LOGIN = `mutation Login($email: String!, $password: String!) { login(email: $email, password: $password) { token user { id name email } } }`;
-const VESSEL_FIELDS = "id name capacity maxWeight remainingCapacity remainingWeight available createdAt owner { id name }";
-const VESSELS = `query Vessels($after: ID) { vessels(first: 100, after: $after) { ${VESSEL_FIELDS} } }`;
-const CREATE_VESSEL = `mutation CreateVessel($input: CreateVesselInput!) { createVessel(input: $input) { ${VESSEL_FIELDS} } }`;
-const ACTIVITY = `query Activity { me { activity(first: 100) { id kind message payload createdAt } } }`;
-const LOG_ADDED = `subscription LogAdded { logAdded { id kind message payload createdAt } }`;
-/** What this API version offers beyond the basics (fields added later; a query naming a missing field fails whole). */
-const FEATURES = `query Features { consignment: __type(name: "Consignment") { fields { name } } mutation: __type(name: "Mutation") { fields { name } } }`;
-
-function consignmentFields() {
-  const reason = state.features.reason ? " unassignableReason" : "";
-  return `id description weight status createdAt updatedAt containers { customerId origin } vessel { id name owner { id } }${reason}`;
-}
-const consignmentsQuery = () => `query Consignments($after: ID) { consignments(first: 100, after: $after) { ${consignmentFields()} } }`;
-const createConsignment = () => `mutation CreateConsignment($input: CreateConsignmentInput!) { createConsignment(input: $input) { ${consignmentFields()} } }`;
-const updateStatus = () => `mutation UpdateStatus($id: ID!, $status: ConsignmentStatus!) { updateConsignmentStatus(id: $id, status: $status) { ${consignmentFields()} } }`;
-const retryConsignment = () => `mutation Retry($id: ID!) { retryConsignment(id: $id) { ${consignmentFields()} } }`;
-const cancelConsignment = () => `mutation Cancel($id: ID!) { cancelConsignment(id: $id) { ${consignmentFields()} } }`;
-const consignmentUpdated = () => `subscription ConsignmentUpdated { consignmentUpdated { ${consignmentFields()} } }`;
+// The operations live in operations.js, which also lists them all for the router's first-party
+// manifest (they are sent by document id).
+const consignmentsQuery = () => ops.consignmentsQuery(state.features);
+const createConsignment = () => ops.createConsignment(state.features);
+const updateStatus = () => ops.updateStatus(state.features);
+const retryConsignment = () => ops.retryConsignment(state.features);
+const cancelConsignment = () => ops.cancelConsignment(state.features);
+const consignmentUpdated = () => ops.consignmentUpdated(state.features);
 
 /** How each status reads; `stage` orders the lifecycle (for the timeline and for sorting by status). */
 const STATUS = {
@@ -411,7 +400,7 @@ function call(query, variables) {
 /** Like `call`, but keeps a partial answer: an error on one item's field (say, a vessel owner the
  * user service cannot find) must not blank the whole list. Fails only when no data came back. */
 async function callPartial(query, variables) {
-  const all = await post({ query, variables }, { token: state.token });
+  const all = await send(query, variables, { token: state.token });
   if (all.data == null) {
     throw new ApiError(all.errors?.[0]?.message ?? "no data", { errors: all.errors ?? [], status: all.status });
   }
@@ -1172,13 +1161,13 @@ function startLive() {
     }, 3000);
   };
   state.stopLive.push(
-    state.live.subscribe({ query: consignmentUpdated() }, {
+    state.live.subscribe(payloadFor(consignmentUpdated()), {
       next: (result) => {
         if (result.data?.consignmentUpdated) upsertConsignment(result.data.consignmentUpdated);
       },
       error: onError,
     }),
-    state.live.subscribe({ query: LOG_ADDED }, {
+    state.live.subscribe(payloadFor(LOG_ADDED), {
       next: (result) => {
         const entry = result.data?.logAdded;
         if (!entry) {

@@ -1,6 +1,8 @@
 // A small GraphQL client for the Shippy web UI and the playground: queries and mutations over HTTP
 // POST, subscriptions over one WebSocket speaking graphql-transport-ws (the protocol the router
-// serves on the same path). Plain ES module, no dependencies.
+// serves on the same path). Plain ES module, no dependencies. Operations listed in the router's
+// first-party manifest (/assets/persisted-documents.json) are sent as trusted documents, by id, so
+// the UI keeps working on a router that runs nothing else (`persisted_documents.only`).
 
 /** The GraphQL endpoint of this router (same origin as the page). */
 export const GRAPHQL_PATH = "/graphql";
@@ -16,12 +18,45 @@ export class ApiError extends Error {
   }
 }
 
+/** Operation text -> document id, from the first-party manifest (loaded once). */
+let documentIds = null;
+
+async function documentIdOf(query) {
+  documentIds ??= fetch("/assets/persisted-documents.json")
+    .then((response) => (response.ok ? response.json() : { operations: [] }))
+    .then((manifest) => new Map(manifest.operations.map((operation) => [operation.body, operation.id])))
+    .catch(() => new Map());
+  return (await documentIds).get(query);
+}
+
+/** Codes with which a router says it does not know a document id. */
+const UNKNOWN_DOCUMENT = new Set(["PERSISTED_QUERY_NOT_FOUND", "PERSISTED_QUERY_NOT_SUPPORTED"]);
+
+/**
+ * The payload for `query`: by its document id when the manifest lists it, else its text. A
+ * router that does not know the id (an older one) gets the text on a second try (see `send`).
+ */
+export async function payloadFor(query, variables = {}) {
+  const documentId = await documentIdOf(query);
+  return documentId ? { documentId, variables } : { query, variables };
+}
+
+/** Sends `query` by id when it can, falling back to its text; the whole result. */
+export async function send(query, variables = {}, options = {}) {
+  const payload = await payloadFor(query, variables);
+  const all = await post(payload, options);
+  if (payload.documentId && all.errors?.some((e) => UNKNOWN_DOCUMENT.has(e.extensions?.code))) {
+    return post({ query, variables }, options);
+  }
+  return all;
+}
+
 /**
  * Sends one operation; resolves to its `data` when there are no errors, throws an ApiError otherwise
  * (partial data is kept on the error).
  */
 export async function request(query, variables = {}, { token, headers = {}, signal } = {}) {
-  const all = await post({ query, variables }, { token, headers, signal });
+  const all = await send(query, variables, { token, headers, signal });
   if (all.errors && all.errors.length) {
     throw new ApiError(all.errors[0].message, { errors: all.errors, status: all.status, data: all.data ?? null });
   }
@@ -151,10 +186,11 @@ export class SubscriptionClient {
       },
     };
     this.sinks.set(id, guarded);
-    this.connect().then(
-      () => {
+    // `payload` may be a promise (`payloadFor` looks the document id up).
+    Promise.all([this.connect(), payload]).then(
+      ([, ready]) => {
         if (active && this.socket?.readyState === WebSocket.OPEN) {
-          this.socket.send(JSON.stringify({ id, type: "subscribe", payload }));
+          this.socket.send(JSON.stringify({ id, type: "subscribe", payload: ready }));
         }
       },
       (error) => guarded.error(error),

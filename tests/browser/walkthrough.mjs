@@ -26,6 +26,15 @@ if (!base) {
 const executablePath = process.env.CHROMIUM ?? "/usr/bin/chromium";
 mkdirSync(artifacts, { recursive: true });
 const axeSource = readFileSync(createRequire(import.meta.url).resolve("axe-core/axe.min.js"), "utf8");
+// The UI sends its operations by document id (the router's first-party manifest): a request is
+// recognised by the ids of the named operations, or by its text.
+const manifest = JSON.parse(readFileSync(new URL("../../router/web/persisted-documents.json", import.meta.url), "utf8"));
+const sends = (body, names) =>
+  manifest.operations.some((o) => names.includes(o.name) && body.includes(o.id)) ||
+  names.some((name) => body.includes(`${kindOf(name)} ${name}`));
+function kindOf(name) {
+  return manifest.operations.find((o) => o.name === name)?.type ?? "query";
+}
 
 /** Generous: a loaded 2-core machine runs a debug build of every service next to the browser. */
 const WAIT = 20_000;
@@ -244,7 +253,7 @@ try {
     const released = new Promise((resolve) => (release = resolve));
     await page.route("**/graphql", async (route) => {
       const body = route.request().postData() ?? "";
-      if (/query (Vessels|Consignments|Activity)/.test(body)) await released;
+      if (sends(body, ["Vessels", "Consignments", "Activity"])) await released;
       return route.fallback();
     });
     await page.setViewportSize(PHONE);

@@ -19,8 +19,8 @@ use serde::{Deserialize, Serialize};
 pub struct PersistedDocumentsConfig {
     /// The manifest: a file path or an `http(s)://` URL. None: no trusted documents.
     pub manifest: Option<String>,
-    /// Refuse every operation that is not in the manifest (`PERSISTED_QUERY_NOT_IN_LIST`).
-    /// Needs `manifest`; turns APQ off.
+    /// Refuse every operation that is not in the manifest or first-party
+    /// (`PERSISTED_QUERY_NOT_IN_LIST`). Turns APQ off.
     pub only: bool,
     /// Automatic persisted queries (ignored when `only` is set).
     pub apq: bool,
@@ -39,6 +39,9 @@ pub struct PersistedDocumentsConfig {
     pub manifest_timeout: Duration,
     /// A header sent with manifest URL requests (`name: value`, e.g. a CDN key), if any.
     pub manifest_auth_header: Option<String>,
+    /// Trust the operations of Shippy's own web UI and `shippy demo` (built into the router)
+    /// beside the manifest, so they keep working under `only`.
+    pub first_party: bool,
 }
 
 impl Default for PersistedDocumentsConfig {
@@ -52,6 +55,7 @@ impl Default for PersistedDocumentsConfig {
             manifest_refresh_interval: Duration::from_secs(30),
             manifest_timeout: Duration::from_secs(10),
             manifest_auth_header: None,
+            first_party: true,
         }
     }
 }
@@ -65,10 +69,10 @@ impl PersistedDocumentsConfig {
     /// Problems serde cannot see, one message each.
     pub(crate) fn check(&self) -> Vec<String> {
         let mut problems = Vec::new();
-        if self.only && self.manifest.is_none() {
+        if self.only && self.manifest.is_none() && !self.first_party {
             problems.push(
-                "`persisted_documents.only` needs `persisted_documents.manifest`: with no manifest \
-                 every operation would be refused"
+                "`persisted_documents.only` needs `persisted_documents.manifest` (or \
+                 `first_party`): with neither every operation would be refused"
                     .to_string(),
             );
         }

@@ -22,6 +22,10 @@ use crate::fetch::{FetchError, Fetched, RemoteDocument, SourceError};
 /// Manifests bigger than this are refused (a client build's manifest is a few MiB at most).
 const MAX_MANIFEST_SIZE: usize = 64 * 1024 * 1024;
 
+/// The operations of Shippy's own clients (the web UI and `shippy demo`), generated from their
+/// source (`tests/first_party_documents.rs` checks it is current).
+const FIRST_PARTY: &[u8] = include_bytes!("../../web/persisted-documents.json");
+
 /// Why a manifest cannot be used.
 #[derive(Debug, thiserror::Error)]
 pub enum ManifestError {
@@ -146,6 +150,9 @@ pub(crate) struct PersistedDocuments {
     config: PersistedDocumentsConfig,
     source: Option<Source>,
     manifest: ArcSwap<Manifest>,
+    /// Shippy's own clients' documents (`persisted_documents.first_party`), trusted beside the
+    /// manifest.
+    first_party: Manifest,
     apq: Option<Cache<String, Arc<str>>>,
 }
 
@@ -184,6 +191,11 @@ impl PersistedDocuments {
             config: config.clone(),
             source,
             manifest: ArcSwap::from_pointee(Manifest::default()),
+            first_party: if config.first_party {
+                Manifest::parse(FIRST_PARTY)?
+            } else {
+                Manifest::default()
+            },
             apq: config
                 .apq_enabled()
                 .then(|| Cache::new(config.apq_max_entries)),
@@ -244,6 +256,20 @@ impl PersistedDocuments {
         Ok(self.install(manifest))
     }
 
+    fn by_id<'m>(&'m self, manifest: &'m Manifest, id: &str) -> Option<&'m Arc<str>> {
+        manifest
+            .by_id
+            .get(id)
+            .or_else(|| self.first_party.by_id.get(id))
+    }
+
+    fn by_text<'m>(&'m self, manifest: &'m Manifest, text: &str) -> Option<&'m Arc<str>> {
+        manifest
+            .texts
+            .get(text)
+            .or_else(|| self.first_party.texts.get(text))
+    }
+
     fn install(&self, manifest: Manifest) -> Refreshed {
         let count = manifest.len();
         metrics::gauge!("shippy_router_persisted_documents").set(count as f64);
@@ -267,7 +293,7 @@ impl PersistedDocuments {
                 StatusCode::BAD_REQUEST,
                 "Send either `documentId` or `query`, not both",
             )),
-            (Some(id), _, None) => match manifest.by_id.get(id) {
+            (Some(id), _, None) => match self.by_id(&manifest, id) {
                 Some(text) => {
                     outcome("manifest");
                     Ok(trusted(text))
@@ -280,7 +306,7 @@ impl PersistedDocuments {
                 }
             },
             (None, Some(persisted), None) => {
-                if let Some(text) = manifest.by_id.get(&persisted.sha256) {
+                if let Some(text) = self.by_id(&manifest, &persisted.sha256) {
                     outcome("manifest");
                     return Ok(trusted(text));
                 }
@@ -324,7 +350,7 @@ impl PersistedDocuments {
                         ),
                     ));
                 }
-                if let Some(listed) = manifest.texts.get(text.as_str()) {
+                if let Some(listed) = self.by_text(&manifest, text) {
                     return Ok(trusted(listed));
                 }
                 let text: Arc<str> = Arc::from(text.as_str());
@@ -337,7 +363,7 @@ impl PersistedDocuments {
                     trusted: false,
                 })
             }
-            (None, None, Some(text)) => Ok(match manifest.texts.get(text.as_str()) {
+            (None, None, Some(text)) => Ok(match self.by_text(&manifest, text) {
                 Some(listed) => trusted(listed),
                 None => Resolved {
                     text: Arc::from(text.as_str()),

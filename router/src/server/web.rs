@@ -40,6 +40,7 @@ struct Asset {
 const JS: &str = "text/javascript; charset=utf-8";
 const CSS: &str = "text/css; charset=utf-8";
 const HTML: &str = "text/html; charset=utf-8";
+const JSON: &str = "application/json";
 
 /// The files under `/assets/`.
 static ASSETS: &[Asset] = &[
@@ -72,6 +73,19 @@ static ASSETS: &[Asset] = &[
         content_type: JS,
         part: Part::Both,
         body: include_bytes!("../../web/graphql-client.js"),
+    },
+    Asset {
+        name: "operations.js",
+        content_type: JS,
+        part: Part::Ui,
+        body: include_bytes!("../../web/operations.js"),
+    },
+    Asset {
+        // The first-party manifest: the client sends these operations by id.
+        name: "persisted-documents.json",
+        content_type: JSON,
+        part: Part::Both,
+        body: include_bytes!("../../web/persisted-documents.json"),
     },
     Asset {
         name: "playground.js",
