@@ -28,6 +28,9 @@ pub fn supergraph_with_mutation() -> String {
 
 pub struct TestEnv {
     pub router: Router,
+    /// The supergraph the router loaded (subgraph URLs pointed at this environment's).
+    #[allow(dead_code)] // tests/http_api/supergraph.rs reads it; tests/edge.rs does not
+    pub supergraph: String,
     pub url: String,
     pub data: Arc<Data>,
     pub knobs: HashMap<&'static str, Arc<Knobs>>,
@@ -189,6 +192,7 @@ impl Builder {
         });
         TestEnv {
             router,
+            supergraph,
             url,
             data,
             knobs: running
