@@ -85,6 +85,9 @@ pub struct RouterArgs {
         env = "SHIPPY_ROUTER_SUPERGRAPH_AUTH_HEADER",
         value_name = "NAME: VALUE",
         requires = "supergraph_url",
+        // Also a conflict: clap does not enforce `requires` against an arg that conflicts with
+        // one present (`--supergraph`).
+        conflicts_with = "supergraph",
         hide_env_values = true
     )]
     pub supergraph_auth_header: Option<String>,
@@ -115,7 +118,7 @@ pub async fn run(
             let sdl = source
                 .fetch()
                 .await
-                .with_context(|| format!("fetching the supergraph from {url}"))?
+                .context("no supergraph to start with")?
                 .with_context(|| format!("{url} answered 304 to a first fetch"))?;
             (sdl, Origin::Url(Box::new(source)), url.clone())
         }
@@ -167,4 +170,57 @@ pub async fn run(
     }
     tracing::info!("router stopped");
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Debug, Parser)]
+    struct Cli {
+        #[command(flatten)]
+        router: RouterArgs,
+    }
+
+    fn parse(args: &[&str]) -> Result<RouterArgs, clap::Error> {
+        Cli::try_parse_from(std::iter::once("router").chain(args.iter().copied()))
+            .map(|cli| cli.router)
+    }
+
+    #[test]
+    fn the_supergraph_comes_from_a_file_or_a_url() {
+        let file = parse(&["--supergraph", "sg.graphql"]).unwrap();
+        assert_eq!(
+            file.supergraph.as_deref(),
+            Some(std::path::Path::new("sg.graphql"))
+        );
+        assert_eq!(file.supergraph_poll_interval, Duration::from_secs(10));
+        let url = parse(&[
+            "--supergraph-url",
+            "https://cdn.example.com/supergraph",
+            "--supergraph-poll-interval",
+            "1m",
+            "--supergraph-auth-header",
+            "x-cdn-key: k",
+        ])
+        .unwrap();
+        assert_eq!(url.supergraph, None);
+        assert_eq!(url.supergraph_poll_interval, Duration::from_secs(60));
+        assert_eq!(url.supergraph_auth_header.as_deref(), Some("x-cdn-key: k"));
+    }
+
+    #[test]
+    fn supergraph_flags_that_cannot_work_are_refused() {
+        for args in [
+            &[][..],
+            &["--supergraph", "a", "--supergraph-url", "http://b"],
+            &["--supergraph", "a", "--supergraph-auth-header", "x: y"],
+            &["--supergraph-auth-header", "x: y"],
+            &["--supergraph", "a", "--supergraph-poll-interval", "100ms"],
+            &["--supergraph", "a", "--supergraph-poll-interval", "often"],
+        ] {
+            assert!(parse(args).is_err(), "{args:?} parsed");
+        }
+    }
 }

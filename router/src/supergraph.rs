@@ -23,6 +23,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use http::{HeaderName, HeaderValue};
+use tracing::Instrument;
 
 use crate::error::codes;
 use crate::fetch::{Fetched, RemoteDocument};
@@ -256,7 +257,9 @@ impl Router {
                             "supergraph file unreadable; keeping the current supergraph"
                         );
                     }
-                    Ok(sdl) => self.apply(sdl, &path.display().to_string()).await,
+                    Ok(sdl) => {
+                        self.apply(sdl, &path.display().to_string()).await;
+                    }
                 }
             }
         }
@@ -269,11 +272,22 @@ impl Router {
         let mut ticker = tokio::time::interval(interval);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         ticker.tick().await;
+        // The hash of the last supergraph refused: a registry without `ETag`s answers it again
+        // on every poll, and once is enough to log and count it.
+        let mut refused: Option<String> = None;
         loop {
             ticker.tick().await;
             match source.fetch().await {
                 Ok(None) => {}
-                Ok(Some(sdl)) => self.apply(sdl, source.location()).await,
+                Ok(Some(sdl)) => {
+                    let hash = SupergraphInfo::of(&sdl).hash;
+                    if refused.as_deref() == Some(hash.as_str()) {
+                        continue;
+                    }
+                    if !self.apply(sdl, source.location()).await {
+                        refused = Some(hash);
+                    }
+                }
                 Err(error) => {
                     count("fetch_failed");
                     tracing::warn!(
@@ -288,20 +302,20 @@ impl Router {
     }
 
     /// Applies a supergraph a watcher found, logging the outcome (errors are logged and
-    /// counted by `update_supergraph`).
-    async fn apply(&self, sdl: String, from: &str) {
-        match self.update_supergraph(sdl).await {
+    /// counted by `update_supergraph`); false when it was refused.
+    async fn apply(&self, sdl: String, from: &str) -> bool {
+        let span = tracing::info_span!("supergraph_update", from);
+        match self.update_supergraph(sdl).instrument(span).await {
             Ok(SupergraphUpdate::Applied { hash }) => {
-                tracing::info!(from, hash, "supergraph reloaded")
+                tracing::info!(from, hash, "supergraph reloaded");
+                true
             }
             Ok(SupergraphUpdate::Unchanged) => {
-                tracing::debug!(from, "supergraph unchanged")
+                tracing::debug!(from, "supergraph unchanged");
+                true
             }
-            Err(error) => tracing::error!(
-                from,
-                %error,
-                "supergraph not reloaded; the current one keeps serving (fix it at its source)"
-            ),
+            // Logged (with the reason) and counted by `update_supergraph`, inside this span.
+            Err(_) => false,
         }
     }
 }
@@ -309,7 +323,10 @@ impl Router {
 /// Logs and counts a supergraph that did not load.
 fn failed(error: RouterError) -> RouterError {
     count("failed");
-    tracing::error!(%error, "new supergraph refused; the current one keeps serving");
+    tracing::error!(
+        %error,
+        "new supergraph refused; the current one keeps serving (fix the supergraph at its source)"
+    );
     error
 }
 

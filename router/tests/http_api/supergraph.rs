@@ -22,6 +22,10 @@ fn with_nickname(supergraph: &str) -> String {
     )
 }
 
+/// Held by the tests that make supergraph loads fail, so that each can count its own failures
+/// in the process-wide `shippy_router_supergraph_loads_total`.
+static COUNTING_FAILURES: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 fn sha256_hex(text: &str) -> String {
     use sha2::Digest;
     sha2::Sha256::digest(text.as_bytes())
@@ -123,6 +127,7 @@ async fn twenty_swaps_under_steady_load_fail_no_request() {
 
 #[tokio::test]
 async fn a_bad_supergraph_is_refused_counted_and_the_old_one_keeps_serving() {
+    let _counting = COUNTING_FAILURES.lock().await;
     let env = env().start().await;
     let serving = sha256_hex(&env.supergraph);
     let before = ready(&env).await;
@@ -168,8 +173,9 @@ async fn a_bad_supergraph_is_refused_counted_and_the_old_one_keeps_serving() {
         reply.text,
         fixture("bench.expected_response.json").trim_end()
     );
-    assert!(
-        loads(&env, "failed").await >= failed_before + 3.0,
+    assert_eq!(
+        loads(&env, "failed").await,
+        failed_before + 3.0,
         "every refusal is counted"
     );
     let metrics = env
@@ -246,6 +252,7 @@ async fn caches_are_per_supergraph_and_warmed_from_the_old_one() {
 
 #[tokio::test]
 async fn the_supergraph_file_is_watched() {
+    let _counting = COUNTING_FAILURES.lock().await;
     let env = env().start().await;
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("supergraph.graphql");
@@ -268,10 +275,11 @@ async fn the_supergraph_file_is_watched() {
     watcher.abort();
 }
 
-/// A schema registry on port 0: serves the current SDL with an `ETag`, answers 304 to a matching
-/// `If-None-Match`, and requires `x-registry-key: k1`.
+/// A schema registry on port 0: serves the current SDL with an `ETag` (unless `etags` is off),
+/// answers 304 to a matching `If-None-Match`, and requires `x-registry-key: k1`.
 struct Registry {
     sdl: Mutex<String>,
+    etags: AtomicBool,
     requests: AtomicUsize,
     not_modified: AtomicUsize,
     unauthorized: AtomicUsize,
@@ -293,6 +301,13 @@ async fn serve_registry(registry: Arc<Registry>) -> String {
                     );
                 }
                 let sdl = registry.sdl.lock().unwrap().clone();
+                if !registry.etags.load(Ordering::Relaxed) {
+                    return (
+                        axum::http::StatusCode::OK,
+                        [("cache-control", "no-cache".into())],
+                        sdl,
+                    );
+                }
                 let etag = format!("\"{}\"", &sha256_hex(&sdl)[..16]);
                 if headers.get("if-none-match").and_then(|v| v.to_str().ok()) == Some(etag.as_str())
                 {
@@ -315,9 +330,11 @@ async fn serve_registry(registry: Arc<Registry>) -> String {
 
 #[tokio::test]
 async fn a_polled_registry_url_is_followed_with_etags_and_the_auth_header() {
+    let _counting = COUNTING_FAILURES.lock().await;
     let env = env().start().await;
     let registry = Arc::new(Registry {
         sdl: Mutex::new(env.supergraph.clone()),
+        etags: AtomicBool::new(true),
         requests: AtomicUsize::new(0),
         not_modified: AtomicUsize::new(0),
         unauthorized: AtomicUsize::new(0),
@@ -360,6 +377,15 @@ async fn a_polled_registry_url_is_followed_with_etags_and_the_auth_header() {
     *registry.sdl.lock().unwrap() = "schema { query: Nope }".into();
     until(|| async { loads(&env, "failed").await > failed_before }).await;
     assert_eq!(ready(&env).await["supergraph"]["hash"], sha256_hex(&second));
+    // Without `ETag`s the same broken answer comes back on every poll: refused (logged,
+    // counted) once, not on every poll.
+    registry.etags.store(false, Ordering::Relaxed);
+    let requests = registry.requests.load(Ordering::Relaxed);
+    until(|| async { registry.requests.load(Ordering::Relaxed) >= requests + 4 }).await;
+    assert_eq!(loads(&env, "failed").await, failed_before + 1.0);
+    // A good answer is applied again, ETag or not.
+    *registry.sdl.lock().unwrap() = env.supergraph.clone();
+    until(|| async { !env.router.api_schema_sdl().contains("nickname") }).await;
     assert_eq!(
         registry.unauthorized.load(Ordering::Relaxed),
         1,
