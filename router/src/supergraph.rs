@@ -27,7 +27,7 @@ use tracing::Instrument;
 
 use crate::error::codes;
 use crate::fetch::{Fetched, RemoteDocument};
-use crate::operation::{Live, RouterState, SupergraphInfo};
+use crate::operation::{Live, PLANNING_TIMED_OUT, RouterState, SupergraphInfo};
 use crate::query_planner::override_labels::Planners;
 use crate::{Router, RouterError};
 
@@ -85,7 +85,8 @@ pub struct SupergraphSource {
 impl SupergraphSource {
     /// `auth_header` (`name: value`) is sent with every fetch.
     pub fn url(url: &str, auth_header: Option<&str>) -> Result<SupergraphSource, SourceError> {
-        let mut document = RemoteDocument::new(url, FETCH_TIMEOUT, MAX_SUPERGRAPH_SIZE)?;
+        let mut document = RemoteDocument::new(url, FETCH_TIMEOUT, MAX_SUPERGRAPH_SIZE)?
+            .with_accept("application/graphql, text/plain, */*");
         if let Some(header) = auth_header {
             let (name, value) = parse_auth_header(header)?;
             document = document.with_auth_header(name, value);
@@ -196,7 +197,8 @@ impl Router {
                 Err(error) => std::panic::resume_unwind(error.into_panic()),
             };
         let planner = planners.base();
-        crate::check_subgraph_names(planner, &current.config)?;
+        // The live configuration: `headers.subgraphs` may have changed since start-up.
+        crate::check_subgraph_names(planner, &current.live.load().config)?;
         let clients = crate::subgraph_clients(planner, &current.config, &current.subgraphs)?;
         let next = current.next(planners, clients, info)?;
         warm_up(current, &next).await?;
@@ -204,21 +206,25 @@ impl Router {
     }
 
     /// Makes `next` serve (the live rate limits follow its `@rateLimit`s). Called under
-    /// `lock_changes`.
+    /// `lock_changes`, so the live configuration checked here is the one it will serve with.
     fn swap(
         &self,
         current: &RouterState,
         next: RouterState,
     ) -> Result<Arc<RouterState>, RouterError> {
+        let previous = next.live.load_full();
+        // A reload may have named more subgraphs (`headers.subgraphs`) since `load` checked.
+        crate::check_subgraph_names(&next.planner, &previous.config)?;
         if next.rate_limit_directives != current.rate_limit_directives {
-            let previous = next.live.load_full();
-            let live = Live::new(
+            let mut live = Live::new(
                 previous.config.clone(),
                 &next.rate_limit_directives,
                 previous.generation + 1,
                 &next.revocations,
             )
             .map_err(RouterError::Setup)?;
+            // Same configuration, same keys: keep the verifier and the keys it fetched.
+            live.verifier = previous.verifier.clone();
             next.live.store(Arc::new(live));
         }
         let next = Arc::new(next);
@@ -351,10 +357,10 @@ async fn warm_up(current: &RouterState, next: &RouterState) -> Result<(), Router
         // The same override combination (the base one when the new supergraph has fewer).
         if let Err(rejection) = next.prepare(text, name.as_deref(), &live, variant).await {
             let errors = rejection.errors();
-            if let Some(error) = errors
-                .iter()
-                .find(|e| e.code() == Some(codes::QUERY_PLANNING_FAILED))
-            {
+            // A timeout may only mean a busy planner: not held against the supergraph.
+            if let Some(error) = errors.iter().find(|e| {
+                e.code() == Some(codes::QUERY_PLANNING_FAILED) && e.message != PLANNING_TIMED_OUT
+            }) {
                 return Err(RouterError::Unplannable {
                     operation: name.clone().unwrap_or_else(|| "(anonymous)".into()),
                     reason: error.message.clone(),

@@ -84,6 +84,10 @@ use crate::subgraph::SubgraphClient;
 use crate::subgraph::headers::{HeaderPolicy, SubgraphHeaders};
 use crate::subgraph::single_flight::SingleFlight;
 
+/// The message of a `QUERY_PLANNING_FAILED` for a plan that ran out of time (the planner may
+/// just have been busy, unlike the other planning failures).
+pub(crate) const PLANNING_TIMED_OUT: &str = "Query planning took too long";
+
 /// A GraphQL request, as sent by the client (over any transport).
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct GraphQLRequest {
@@ -583,9 +587,7 @@ impl RouterState {
                     Ok(plan) => Some(plan),
                     Err(error) => {
                         let message = match error.as_ref() {
-                            crate::query_planner::PlannerError::Timeout => {
-                                "Query planning took too long"
-                            }
+                            crate::query_planner::PlannerError::Timeout => PLANNING_TIMED_OUT,
                             _ => "The operation could not be planned",
                         };
                         return reject(

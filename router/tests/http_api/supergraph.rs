@@ -128,7 +128,13 @@ async fn twenty_swaps_under_steady_load_fail_no_request() {
 #[tokio::test]
 async fn a_bad_supergraph_is_refused_counted_and_the_old_one_keeps_serving() {
     let _counting = COUNTING_FAILURES.lock().await;
-    let env = env().start().await;
+    let env = env()
+        .config(|c| {
+            c.subgraphs.entry("inventory".into()).or_default().timeout =
+                Some(Duration::from_secs(5));
+        })
+        .start()
+        .await;
     let serving = sha256_hex(&env.supergraph);
     let before = ready(&env).await;
     assert_eq!(before["status"], "pass");
@@ -166,6 +172,19 @@ async fn a_bad_supergraph_is_refused_counted_and_the_old_one_keeps_serving() {
         "{no_url:?}"
     );
 
+    // The configuration names `inventory`, which this one calls `stock`.
+    let renamed = env
+        .router
+        .update_supergraph(
+            env.supergraph
+                .replace("name: \"inventory\"", "name: \"stock\""),
+        )
+        .await;
+    assert!(
+        matches!(&renamed, Err(RouterError::UnknownSubgraph(name)) if name == "inventory"),
+        "{renamed:?}"
+    );
+
     // Nothing changed: same supergraph, same answers.
     assert_eq!(ready(&env).await["supergraph"], before["supergraph"]);
     let reply = env.post(&fixture("bench.operation.graphql")).await;
@@ -175,7 +194,7 @@ async fn a_bad_supergraph_is_refused_counted_and_the_old_one_keeps_serving() {
     );
     assert_eq!(
         loads(&env, "failed").await,
-        failed_before + 3.0,
+        failed_before + 4.0,
         "every refusal is counted"
     );
     let metrics = env
@@ -404,4 +423,39 @@ async fn until<F: std::future::Future<Output = bool>>(condition: impl Fn() -> F)
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+}
+
+#[tokio::test]
+async fn a_supergraph_that_cannot_plan_an_operation_in_use_is_refused() {
+    let _counting = COUNTING_FAILURES.lock().await;
+    let env = env().start().await;
+    let query = "{ topProducts(first: 1) { upc name } }";
+    let served = env.post(query).await;
+    assert_eq!(
+        served.json()["data"]["topProducts"][0]["upc"],
+        "1",
+        "{}",
+        served.text
+    );
+    // `Product.name` moved to a subgraph that has no `Product` entity: the field is still in the
+    // API schema, so the operation validates, but no plan can reach it.
+    let field = "  name: String @join__field(graph: PRODUCTS)\n";
+    assert!(env.supergraph.contains(field));
+    let unreachable = env
+        .supergraph
+        .replace(field, "  name: String @join__field(graph: ACCOUNTS)\n");
+    let refused = env.router.update_supergraph(unreachable).await;
+    assert!(
+        matches!(&refused, Err(RouterError::Unplannable { .. })),
+        "{refused:?}"
+    );
+    assert_eq!(
+        env.post(query).await.text,
+        served.text,
+        "the old one serves"
+    );
+    assert_eq!(
+        ready(&env).await["supergraph"]["hash"],
+        sha256_hex(&env.supergraph)
+    );
 }
