@@ -459,3 +459,86 @@ async fn a_supergraph_that_cannot_plan_an_operation_in_use_is_refused() {
         sha256_hex(&env.supergraph)
     );
 }
+
+#[tokio::test]
+async fn subgraph_clients_survive_a_swap_unless_their_url_changes() {
+    use shippy_router::config::{CircuitBreakerConfig, RetryConfig, SubgraphOverride};
+    let calls = Arc::new(AtomicUsize::new(0));
+    let counted = Arc::clone(&calls);
+    let env = env()
+        .config(|c| {
+            c.subgraphs.insert(
+                "accounts".into(),
+                SubgraphOverride {
+                    circuit_breaker: Some(CircuitBreakerConfig {
+                        request_volume_threshold: 2,
+                        error_percent_threshold: 50,
+                        sleep_window: Duration::from_secs(60),
+                        ..CircuitBreakerConfig::default()
+                    }),
+                    retry: Some(RetryConfig {
+                        enabled: false,
+                        ..RetryConfig::default()
+                    }),
+                    dedupe: Some(false),
+                    ..Default::default()
+                },
+            );
+            c.http.dedupe = false;
+        })
+        .canned("accounts", move |_| {
+            counted.fetch_add(1, Ordering::SeqCst);
+            (500, "down".into())
+        })
+        .start()
+        .await;
+    let query = "{ me { name } }";
+    for _ in 0..2 {
+        env.post(query).await;
+    }
+    assert_eq!(
+        env.router.subgraph_status("accounts").unwrap().breaker,
+        Some("open")
+    );
+
+    // Same name, same URL: the same client, its breaker still open after the swap.
+    env.router
+        .update_supergraph(with_nickname(&env.supergraph))
+        .await
+        .unwrap();
+    assert_eq!(
+        env.router.subgraph_status("accounts").unwrap().breaker,
+        Some("open")
+    );
+    assert_eq!(
+        env.post(query).await.error_codes(),
+        ["SUBREQUEST_CIRCUIT_OPEN"]
+    );
+    assert_eq!(calls.load(Ordering::SeqCst), 2, "failed fast, not called");
+
+    // A new URL: a new client (closed breaker) at the new address.
+    let app = axum::Router::new().route(
+        "/graphql",
+        axum::routing::post(|| async {
+            (
+                [("content-type", "application/json")],
+                r#"{"data":{"me":{"name":"Moved"}}}"#,
+            )
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let moved = format!("http://{}/graphql", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    env.router
+        .update_supergraph(regex_replace_url(&env.supergraph, "accounts", &moved))
+        .await
+        .unwrap();
+    assert_eq!(
+        env.router.subgraph_status("accounts").unwrap().breaker,
+        Some("closed")
+    );
+    assert_eq!(
+        env.post(query).await.json(),
+        json!({"data": {"me": {"name": "Moved"}}})
+    );
+}
