@@ -8,7 +8,7 @@ use std::time::Duration;
 use serde_json::{Value as Json, json};
 use shippy_router::{RouterError, SupergraphSource, SupergraphUpdate};
 
-use super::harness::{TestEnv, env, fixture};
+use super::harness::{TestEnv, breaker_after_two_failures, env, fixture};
 
 /// The supergraph with one more field, `User.nickname` (served by nobody's queries here): a real
 /// schema change, with a different hash, that every operation of the other one survives.
@@ -462,30 +462,10 @@ async fn a_supergraph_that_cannot_plan_an_operation_in_use_is_refused() {
 
 #[tokio::test]
 async fn subgraph_clients_survive_a_swap_unless_their_url_changes() {
-    use shippy_router::config::{CircuitBreakerConfig, RetryConfig, SubgraphOverride};
     let calls = Arc::new(AtomicUsize::new(0));
     let counted = Arc::clone(&calls);
     let env = env()
-        .config(|c| {
-            c.subgraphs.insert(
-                "accounts".into(),
-                SubgraphOverride {
-                    circuit_breaker: Some(CircuitBreakerConfig {
-                        request_volume_threshold: 2,
-                        error_percent_threshold: 50,
-                        sleep_window: Duration::from_secs(60),
-                        ..CircuitBreakerConfig::default()
-                    }),
-                    retry: Some(RetryConfig {
-                        enabled: false,
-                        ..RetryConfig::default()
-                    }),
-                    dedupe: Some(false),
-                    ..Default::default()
-                },
-            );
-            c.http.dedupe = false;
-        })
+        .config(|c| breaker_after_two_failures(c, "accounts", Duration::from_secs(60)))
         .canned("accounts", move |_| {
             counted.fetch_add(1, Ordering::SeqCst);
             (500, "down".into())
