@@ -522,3 +522,38 @@ async fn subgraph_clients_survive_a_swap_unless_their_url_changes() {
         json!({"data": {"me": {"name": "Moved"}}})
     );
 }
+
+#[tokio::test]
+async fn a_swap_rebuilds_the_progressive_override_planners() {
+    let env = env()
+        .canned("reviews", crate::reviews_knows_me)
+        .start()
+        .await;
+    assert_eq!(crate::served_by_reviews(&env, 20, &[]).await, 0);
+    // `Query.me` moved to reviews for every request, then for none.
+    let all = crate::override_me("percent(100)")(env.supergraph.clone());
+    env.router.update_supergraph(all).await.unwrap();
+    assert_eq!(crate::served_by_reviews(&env, 20, &[]).await, 20);
+    let none = crate::override_me("percent(0)")(env.supergraph.clone());
+    env.router.update_supergraph(none).await.unwrap();
+    assert_eq!(crate::served_by_reviews(&env, 20, &[]).await, 0);
+}
+
+#[tokio::test]
+async fn a_supergraph_over_the_override_label_cap_is_refused() {
+    let _counting = COUNTING_FAILURES.lock().await;
+    let env = env()
+        .config(|c| c.override_labels.max_labels = 0)
+        .start()
+        .await;
+    let labelled = crate::override_me("beta")(env.supergraph.clone());
+    let refused = env.router.update_supergraph(labelled).await;
+    assert!(
+        matches!(&refused, Err(RouterError::Supergraph(e)) if e.to_string().contains("override_labels.max_labels")),
+        "{refused:?}"
+    );
+    assert_eq!(
+        ready(&env).await["supergraph"]["hash"],
+        sha256_hex(&env.supergraph)
+    );
+}
