@@ -242,7 +242,9 @@ impl Router {
         path: PathBuf,
         interval: Duration,
     ) -> impl Future<Output = ()> + Send + 'static {
-        let mut last = None;
+        // `None` until the first check; then the file's fingerprint (`None` when unreadable), so
+        // a missing file is reported once, not on every check.
+        let mut last: Option<Option<u64>> = None;
         async move {
             let mut ticker = tokio::time::interval(interval);
             ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -250,10 +252,10 @@ impl Router {
             loop {
                 ticker.tick().await;
                 let now = crate::fingerprint(&path);
-                if now.is_some() && now == last {
+                if last == Some(now) {
                     continue;
                 }
-                last = now;
+                last = Some(now);
                 match tokio::fs::read_to_string(&path).await {
                     Err(error) => {
                         count("fetch_failed");

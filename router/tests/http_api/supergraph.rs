@@ -296,6 +296,18 @@ async fn the_supergraph_file_is_watched() {
     assert_eq!(ready(&env).await["supergraph"]["hash"], sha256_hex(&second));
     std::fs::write(&file, &env.supergraph).unwrap();
     until(|| async { !env.router.api_schema_sdl().contains("nickname") }).await;
+    // A file that goes away is reported once (not on every check); the router keeps serving.
+    let unreadable = loads(&env, "fetch_failed").await;
+    std::fs::remove_file(&file).unwrap();
+    until(|| async { loads(&env, "fetch_failed").await > unreadable }).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(loads(&env, "fetch_failed").await, unreadable + 1.0);
+    assert_eq!(
+        ready(&env).await["supergraph"]["hash"],
+        sha256_hex(&env.supergraph)
+    );
+    std::fs::write(&file, with_nickname(&env.supergraph)).unwrap();
+    until(|| async { env.router.api_schema_sdl().contains("nickname") }).await;
     watcher.abort();
 }
 
