@@ -13,6 +13,8 @@
 //!
 //! - `server`: routes, serving and draining, background tasks, and the transports (`http`,
 //!   `ws`, `sse`, the web UI) over an app state of operation state + subscription hub.
+//! - `supergraph`: supergraph updates while serving (load, check, warm, swap the operation
+//!   state whole; the file watcher and the URL poller).
 //! - `subscriptions`: the hub, shared upstream streams (`upstream`), expiry and reload rules.
 //! - `operation`: an operation's path without HTTP: prepare (parse, document limits, validate,
 //!   normalize, plan), admit (variables, authorize, rate limits), execute, render; one
