@@ -84,6 +84,9 @@ pub mod codes {
     pub const PERSISTED_QUERY_NOT_SUPPORTED: &str = "PERSISTED_QUERY_NOT_SUPPORTED";
     /// `persisted_documents.only`: the operation is not in the trusted-document manifest.
     pub const PERSISTED_QUERY_NOT_IN_LIST: &str = "PERSISTED_QUERY_NOT_IN_LIST";
+    /// A subscription ended because the supergraph changed and its operation no longer
+    /// validates (or plans) against the new one; subscribing again shows why.
+    pub const SUPERGRAPH_CHANGED: &str = "SUPERGRAPH_CHANGED";
 }
 
 /// A position in the query text (1-based).

@@ -58,6 +58,8 @@ pub(crate) struct RemoteDocument {
     timeout: Duration,
     max_size: usize,
     auth: Option<(HeaderName, HeaderValue)>,
+    /// The `Accept` header sent (JSON unless [`with_accept`](Self::with_accept) says otherwise).
+    accept: HeaderValue,
     client: HttpClient,
     /// The `ETag` of the last document received, sent back as `If-None-Match`.
     etag: std::sync::Mutex<Option<HeaderValue>>,
@@ -84,6 +86,7 @@ impl RemoteDocument {
             timeout,
             max_size,
             auth: None,
+            accept: HeaderValue::from_static("application/json"),
             client: Client::builder(TokioExecutor::new()).build(connector),
             etag: std::sync::Mutex::new(None),
         })
@@ -92,6 +95,12 @@ impl RemoteDocument {
     /// Sends `name: value` with every fetch (a registry or CDN token).
     pub(crate) fn with_auth_header(mut self, name: HeaderName, value: HeaderValue) -> Self {
         self.auth = Some((name, value));
+        self
+    }
+
+    /// Asks for `accept` instead of JSON (a supergraph is GraphQL SDL).
+    pub(crate) fn with_accept(mut self, accept: &'static str) -> Self {
+        self.accept = HeaderValue::from_static(accept);
         self
     }
 
@@ -115,7 +124,7 @@ impl RemoteDocument {
             url: self.url.clone(),
             reason,
         };
-        let mut request = Request::get(self.uri.clone()).header(ACCEPT, "application/json");
+        let mut request = Request::get(self.uri.clone()).header(ACCEPT, self.accept.clone());
         if let Some((name, value)) = &self.auth {
             request = request.header(name, value);
         }

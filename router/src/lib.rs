@@ -13,6 +13,8 @@
 //!
 //! - `server`: routes, serving and draining, background tasks, and the transports (`http`,
 //!   `ws`, `sse`, the web UI) over an app state of operation state + subscription hub.
+//! - `supergraph`: supergraph updates while serving (load, check, warm, swap the operation
+//!   state whole; the file watcher and the URL poller).
 //! - `subscriptions`: the hub, shared upstream streams (`upstream`), expiry and reload rules.
 //! - `operation`: an operation's path without HTTP: prepare (parse, document limits, validate,
 //!   normalize, plan), admit (variables, authorize, rate limits), execute, render; one
@@ -38,6 +40,7 @@ mod rate_limit;
 mod server;
 mod subgraph;
 mod subscriptions;
+mod supergraph;
 mod telemetry;
 mod tls;
 
@@ -50,10 +53,12 @@ pub use cli::{RouterArgs, run};
 pub use config::RouterConfig;
 use operation::RouterState;
 pub use query_planner::PlannerError;
+use query_planner::QueryPlanner;
 use query_planner::override_labels::Planners;
 use server::AppState;
 use subgraph::SubgraphClient;
 use subscriptions::Hub;
+pub use supergraph::{SupergraphSource, SupergraphUpdate};
 
 /// Why a router could not be built from a supergraph and configuration.
 #[derive(Debug, thiserror::Error)]
@@ -83,6 +88,17 @@ pub enum RouterError {
     /// The configuration cannot be applied (keys, rate limits, `@rateLimit` directives).
     #[error("invalid configuration: {0}")]
     Setup(#[from] operation::SetupError),
+    /// A new supergraph cannot plan an operation the running one serves, though it still
+    /// validates there (see [`Router::update_supergraph`]).
+    #[error(
+        "the new supergraph cannot plan operation `{operation}`, which the current one serves: {reason}"
+    )]
+    Unplannable {
+        /// The operation's name.
+        operation: String,
+        /// What planning said.
+        reason: String,
+    },
 }
 
 /// A router over one supergraph. Cheap to clone: the state is shared.
@@ -145,59 +161,28 @@ impl Router {
         telemetry::register_gauges();
         let planners = Planners::new(sdl, config.override_labels.max_labels)?;
         let planner = Arc::clone(planners.base());
-        for name in config
-            .subgraphs
-            .keys()
-            .chain(config.subscriptions.subgraph_urls.keys())
-            .chain(config.headers.subgraphs.keys())
-        {
-            if !planner.subgraphs().iter().any(|s| &s.name == name) {
-                return Err(RouterError::UnknownSubgraph(name.clone()));
-            }
-        }
+        check_subgraph_names(&planner, &config)?;
         config.check()?;
-        let signer = match &config.subgraph_signing.key {
-            Some(key) => Some(Arc::new(RequestSigner::new(key.expose().as_bytes())?)),
-            None => None,
-        };
-        let mut clients = Vec::with_capacity(planner.subgraphs().len());
-        for subgraph in planner.subgraphs() {
-            let overrides = config.subgraphs.get(&subgraph.name);
-            let urls = match overrides {
-                Some(o) if !o.urls.is_empty() => o.urls.clone(),
-                Some(o) if o.url.is_some() => o.url.iter().cloned().collect(),
-                _ => vec![subgraph.url.clone()],
-            };
-            if urls.iter().any(|url| url.trim().is_empty()) {
-                return Err(RouterError::SubgraphUrl {
-                    subgraph: subgraph.name.clone(),
-                    reason: subgraph::UrlError::Empty,
-                });
-            }
-            let client = SubgraphClient::new(
-                &subgraph.name,
-                &urls,
-                &config.subgraph(&subgraph.name),
-                &config.subgraph_defaults,
-                signer.clone(),
-            )
-            .map_err(|reason| RouterError::SubgraphUrl {
-                subgraph: subgraph.name.clone(),
-                reason,
-            })?;
-            clients.push(client);
-        }
+        let clients = subgraph_clients(&planner, &config, &[])?;
         let hub = Arc::new(Hub::new(config.subscriptions.clone()));
-        let core = Arc::new(RouterState::new(config, planners, clients, revocations)?);
+        let info = operation::SupergraphInfo::of(sdl);
+        let core = Arc::new(RouterState::new(
+            config,
+            planners,
+            clients,
+            revocations,
+            info,
+        )?);
+        supergraph::record_loaded(None, &core.supergraph);
         Ok(Router {
-            state: Arc::new(AppState { core, hub }),
+            state: Arc::new(AppState::new(core, hub)),
         })
     }
 
     /// Whether the supergraph has `@authenticated` or `@requiresScopes` fields, which only a
     /// verified token can open.
     pub fn requires_identity(&self) -> bool {
-        !self.state.core.access.is_empty()
+        !self.state.core().access.is_empty()
     }
 
     /// The HTTP application: the GraphQL endpoint (behind the whole-request rate limit when
@@ -228,31 +213,32 @@ impl Router {
     /// (they need a restart). An invalid configuration changes nothing.
     pub fn reload(&self, config: RouterConfig) -> Result<ReloadOutcome, RouterError> {
         config.check()?;
-        if let Some(name) = config.headers.subgraphs.keys().find(|name| {
-            !self
-                .state
-                .planner
-                .subgraphs()
-                .iter()
-                .any(|s| &s.name == *name)
-        }) {
+        // One change at a time: a supergraph swap rebuilds the live rate limits too.
+        let _changing = self.state.lock_changes();
+        let core = self.state.core();
+        if let Some(name) = config
+            .headers
+            .subgraphs
+            .keys()
+            .find(|name| !core.planner.subgraphs().iter().any(|s| &s.name == *name))
+        {
             return Err(RouterError::UnknownSubgraph(name.clone()));
         }
-        let (live_config, restart_required) = config.keep_restart_only(&self.state.config);
-        let previous = self.state.live.load_full();
+        let (live_config, restart_required) = config.keep_restart_only(&core.config);
+        let previous = core.live.load_full();
         let changed = live_config != previous.config;
         let closes_subscriptions =
             subscriptions::reload::affects_subscriptions(&previous.config, &live_config);
         if changed {
             let live = operation::Live::new(
                 live_config,
-                &self.state.rate_limit_directives,
+                &core.rate_limit_directives,
                 previous.generation + 1,
-                &self.state.revocations,
+                &core.revocations,
             )?;
-            self.state.live.store(Arc::new(live));
+            core.live.store(Arc::new(live));
             // Operations prepared under the old limits must not be served again.
-            self.state.operations.clear();
+            core.operations.clear();
         }
         if closes_subscriptions {
             // Subscriptions admitted under the old rules reconnect under the new ones.
@@ -321,7 +307,7 @@ impl Router {
 
     /// The API schema clients see, as SDL.
     pub fn api_schema_sdl(&self) -> String {
-        self.state.planner.api_schema().to_string()
+        self.state.core().planner.api_schema().to_string()
     }
 
     /// The plan text for an operation (Apollo style), for diagnostics and snapshot tests.
@@ -330,8 +316,9 @@ impl Router {
         query: &str,
         operation_name: Option<&str>,
     ) -> Result<String, Vec<error::GraphQLError>> {
-        let live = self.state.live.load_full();
-        match self.state.prepare(query, operation_name, &live, 0).await {
+        let core = self.state.core();
+        let live = core.live.load_full();
+        match core.prepare(query, operation_name, &live, 0).await {
             Ok(prepared) => Ok(prepared
                 .plan
                 .as_ref()
@@ -343,7 +330,8 @@ impl Router {
 
     /// Breaker phase and replica health of subgraph `name`.
     pub fn subgraph_status(&self, name: &str) -> Option<SubgraphStatus> {
-        let client = self.state.subgraphs.iter().find(|c| c.name == name)?;
+        let core = self.state.core();
+        let client = core.subgraphs.iter().find(|c| c.name == name)?;
         Some(SubgraphStatus {
             breaker: client.breaker().map(|b| match b.phase() {
                 subgraph::resilience::breaker::Phase::Closed => "closed",
@@ -377,16 +365,81 @@ impl Router {
 
     /// Hits and misses of the plan and prepared-operation caches.
     pub fn cache_stats(&self) -> CacheStats {
-        let (plan_hits, plan_misses) = self.state.plans.counters.snapshot();
-        let (operation_hits, operation_misses) = self.state.operation_counters.snapshot();
+        let core = self.state.core();
+        let (plan_hits, plan_misses) = core.plans.counters.snapshot();
+        let (operation_hits, operation_misses) = core.operation_counters.snapshot();
         CacheStats {
             plan_hits,
             plan_misses,
-            plans_cached: self.state.plans.len(),
+            plans_cached: core.plans.len(),
             operation_hits,
             operation_misses,
         }
     }
+}
+
+/// Refuses a configuration that names subgraphs the supergraph does not declare.
+fn check_subgraph_names(planner: &QueryPlanner, config: &RouterConfig) -> Result<(), RouterError> {
+    for name in config
+        .subgraphs
+        .keys()
+        .chain(config.subscriptions.subgraph_urls.keys())
+        .chain(config.headers.subgraphs.keys())
+    {
+        if !planner.subgraphs().iter().any(|s| &s.name == name) {
+            return Err(RouterError::UnknownSubgraph(name.clone()));
+        }
+    }
+    Ok(())
+}
+
+/// A client per subgraph of `planner`, at the URLs the configuration gives (else the
+/// supergraph's). A client of `keep` with the same name and URLs is reused, so that its breaker
+/// state, replica health and connection pool survive a supergraph swap.
+fn subgraph_clients(
+    planner: &QueryPlanner,
+    config: &RouterConfig,
+    keep: &[Arc<SubgraphClient>],
+) -> Result<Vec<Arc<SubgraphClient>>, RouterError> {
+    let signer = match &config.subgraph_signing.key {
+        Some(key) => Some(Arc::new(RequestSigner::new(key.expose().as_bytes())?)),
+        None => None,
+    };
+    let mut clients = Vec::with_capacity(planner.subgraphs().len());
+    for subgraph in planner.subgraphs() {
+        let overrides = config.subgraphs.get(&subgraph.name);
+        let urls = match overrides {
+            Some(o) if !o.urls.is_empty() => o.urls.clone(),
+            Some(o) if o.url.is_some() => o.url.iter().cloned().collect(),
+            _ => vec![subgraph.url.clone()],
+        };
+        if urls.iter().any(|url| url.trim().is_empty()) {
+            return Err(RouterError::SubgraphUrl {
+                subgraph: subgraph.name.clone(),
+                reason: subgraph::UrlError::Empty,
+            });
+        }
+        if let Some(kept) = keep
+            .iter()
+            .find(|c| c.name == subgraph.name && c.urls == urls)
+        {
+            clients.push(Arc::clone(kept));
+            continue;
+        }
+        let client = SubgraphClient::new(
+            &subgraph.name,
+            &urls,
+            &config.subgraph(&subgraph.name),
+            &config.subgraph_defaults,
+            signer.clone(),
+        )
+        .map_err(|reason| RouterError::SubgraphUrl {
+            subgraph: subgraph.name.clone(),
+            reason,
+        })?;
+        clients.push(Arc::new(client));
+    }
+    Ok(clients)
 }
 
 /// A hash of the file's contents, `None` when it cannot be read.

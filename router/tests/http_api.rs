@@ -7,6 +7,7 @@ mod http_api {
     pub mod harness;
     mod persisted;
     pub mod subgraphs;
+    mod supergraph;
 }
 
 use std::time::{Duration, Instant};

@@ -1,7 +1,7 @@
 //! Federated subscriptions through the router over WebSocket: a scripted subgraph streams
 //! `Tick`s, the router completes each with `Tick.label` from a second subgraph. Event order,
 //! authentication (and token expiry), identity propagation, refusal, subgraph death, shutdown,
-//! reloads and the limits.
+//! reloads, supergraph swaps and the limits.
 
 #[path = "common/mock.rs"]
 mod mock;
@@ -812,4 +812,67 @@ async fn router_shutdown_ends_sse_streams() {
         .unwrap();
     env.until("the upstream complete", || env.events.open() == 0)
         .await;
+}
+
+#[tokio::test]
+async fn a_supergraph_swap_keeps_subscriptions_whose_fields_remain_and_ends_the_others() {
+    let env = start(|_| {}).await;
+    let mut client = Client::init(&env.ws_url, &token("alice")).await;
+    client
+        .subscribe("labelled", TICKS, json!({"from": 1}))
+        .await;
+    let numbers = "subscription($from: Int!) { ticks(from: $from) { n } }";
+    client
+        .subscribe("numbers", numbers, json!({"from": 1}))
+        .await;
+    env.until("both upstream subscriptions", || env.events.open() == 2)
+        .await;
+    let label = "  label: String! @join__field(graph: NAMES)\n";
+    assert!(env.supergraph.contains(label));
+
+    // A new field: every subscription still exists and keeps running.
+    let added = env.supergraph.replace(
+        label,
+        &format!("{label}  title: String @join__field(graph: NAMES)\n"),
+    );
+    env.router.update_supergraph(added).await.unwrap();
+    env.events.tick(1);
+    let mut got = vec![client.message().await, client.message().await];
+    got.sort_by_key(|m| m["id"].as_str().unwrap().to_string());
+    assert_eq!(
+        got,
+        [
+            json!({"type": "next", "id": "labelled", "payload": {"data": {"ticks": {"n": 1, "label": "tick t1"}}}}),
+            json!({"type": "next", "id": "numbers", "payload": {"data": {"ticks": {"n": 1}}}}),
+        ]
+    );
+
+    // `label` renamed: the subscription selecting it ends with a clear reason, the other stays.
+    let renamed = env
+        .supergraph
+        .replace(label, "  title: String! @join__field(graph: NAMES)\n");
+    env.router.update_supergraph(renamed).await.unwrap();
+    let ended = client.message().await;
+    assert_eq!(ended["type"], "error", "{ended}");
+    assert_eq!(ended["id"], "labelled");
+    assert_eq!(
+        ended["payload"][0]["extensions"]["code"],
+        "SUPERGRAPH_CHANGED"
+    );
+    env.until("the ended upstream subscription", || env.events.open() == 1)
+        .await;
+    env.events.tick(2);
+    assert_eq!(
+        client.message().await,
+        json!({"type": "next", "id": "numbers", "payload": {"data": {"ticks": {"n": 2}}}})
+    );
+    // Subscribing again says why: the field is gone.
+    client.subscribe("again", TICKS, json!({"from": 1})).await;
+    let refused = client.message().await;
+    assert_eq!(refused["id"], "again");
+    assert_eq!(
+        refused["payload"][0]["extensions"]["code"],
+        "GRAPHQL_VALIDATION_FAILED"
+    );
+    assert_eq!(env.events.open(), 1);
 }

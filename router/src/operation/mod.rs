@@ -84,6 +84,10 @@ use crate::subgraph::SubgraphClient;
 use crate::subgraph::headers::{HeaderPolicy, SubgraphHeaders};
 use crate::subgraph::single_flight::SingleFlight;
 
+/// The message of a `QUERY_PLANNING_FAILED` for a plan that ran out of time (the planner may
+/// just have been busy, unlike the other planning failures).
+pub(crate) const PLANNING_TIMED_OUT: &str = "Query planning took too long";
+
 /// A GraphQL request, as sent by the client (over any transport).
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct GraphQLRequest {
@@ -128,8 +132,9 @@ pub(crate) struct RouterState {
     /// planning, subgraphs) are read from here.
     pub(crate) config: RouterConfig,
     /// The hot-reloadable part, as of the last reload. A request loads it once and uses that
-    /// snapshot throughout, so a reload never mixes two configurations in one request.
-    pub(crate) live: ArcSwap<Live>,
+    /// snapshot throughout, so a reload never mixes two configurations in one request. Shared by
+    /// every supergraph's state: a supergraph swap keeps the configuration reloads made.
+    pub(crate) live: Arc<ArcSwap<Live>>,
     /// The planner with every progressive-override label off (`planners.base()`): the API
     /// schema, normalization, the supergraph's directives.
     pub(crate) planner: Arc<QueryPlanner>,
@@ -138,8 +143,9 @@ pub(crate) struct RouterState {
     /// `override_labels.header`, parsed.
     pub(crate) override_header: Option<HeaderName>,
     pub(crate) schema: Schema,
-    /// Indexed like `QueryPlanner::subgraphs()`.
-    pub(crate) subgraphs: Vec<SubgraphClient>,
+    /// Indexed like `QueryPlanner::subgraphs()`. Shared with the next supergraph's state when
+    /// a subgraph keeps its name and URLs, so its breaker and connection pool survive a swap.
+    pub(crate) subgraphs: Vec<Arc<SubgraphClient>>,
     pub(crate) validation_rules: ValidationPlan,
     pub(crate) operations: Cache<u128, Prepared>,
     pub(crate) operation_counters: CacheCounters,
@@ -153,8 +159,35 @@ pub(crate) struct RouterState {
     /// Revoked token ids (the user subgraph's `logout`). Made once at start-up, so that `shippy up`
     /// can share its store with the user subgraph; every verifier a reload builds checks it.
     pub(crate) revocations: Arc<dyn RevocationStore>,
-    /// Trusted documents and automatic persisted queries.
-    pub(crate) documents: documents::PersistedDocuments,
+    /// Trusted documents and automatic persisted queries; shared across supergraph swaps.
+    pub(crate) documents: Arc<documents::PersistedDocuments>,
+    /// Which supergraph this state serves, and since when.
+    pub(crate) supergraph: SupergraphInfo,
+}
+
+/// The identity of a loaded supergraph, shown on `/ready` and in metrics.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct SupergraphInfo {
+    /// SHA-256 of the SDL, lowercase hex.
+    pub(crate) hash: String,
+    /// When this router loaded it.
+    pub(crate) loaded_at: std::time::SystemTime,
+}
+
+impl SupergraphInfo {
+    pub(crate) fn of(sdl: &str) -> SupergraphInfo {
+        use sha2::Digest;
+        let digest = sha2::Sha256::digest(sdl.as_bytes());
+        let mut hash = String::with_capacity(64);
+        for byte in digest {
+            use std::fmt::Write;
+            let _ = write!(hash, "{byte:02x}");
+        }
+        SupergraphInfo {
+            hash,
+            loaded_at: std::time::SystemTime::now(),
+        }
+    }
 }
 
 /// The configuration that can change while serving, with what is built from it.
@@ -232,6 +265,10 @@ pub(crate) struct PreparedOperation {
     pub(crate) key: u128,
     /// The progressive-override combination it was planned for (`Planners::get`).
     pub(crate) override_variant: usize,
+    /// The query text and operation name it was prepared from: a supergraph swap prepares them
+    /// again against the new supergraph (to warm its caches, and to decide whether an open
+    /// subscription still exists there).
+    pub(crate) source: Arc<(String, Option<String>)>,
 }
 
 /// The outcome of `prepare`, cached: shared by every request with the same text.
@@ -241,18 +278,11 @@ impl RouterState {
     pub(crate) fn new(
         config: RouterConfig,
         planners: Planners,
-        subgraphs: Vec<SubgraphClient>,
+        subgraphs: Vec<Arc<SubgraphClient>>,
         revocations: Arc<dyn RevocationStore>,
+        supergraph: SupergraphInfo,
     ) -> Result<RouterState, SetupError> {
         let planner = Arc::clone(planners.base());
-        let schema = Schema::new(Arc::clone(planner.api_schema()))
-            .with_hidden_members_from(planner.supergraph());
-        let operations = Cache::new(config.query_planning.operation_cache_size.max(1));
-        let plans = PlanCache::new(
-            config.query_planning.cache_size,
-            config.query_planning.timeout,
-        );
-        let access = AccessRules::from_supergraph(planner.supergraph());
         let rate_limit_directives =
             crate::rate_limit::directives::from_supergraph(planner.supergraph())?;
         let client_ip_header = config
@@ -269,7 +299,70 @@ impl RouterState {
             .transpose()?;
         let live = Live::new(config.clone(), &rate_limit_directives, 0, &revocations)?;
         let documents = documents::PersistedDocuments::new(&config.persisted_documents)?;
-        if !access.is_empty() && live.verifier.is_none() {
+        Ok(RouterState::assemble(
+            config,
+            Arc::new(ArcSwap::from_pointee(live)),
+            planners,
+            override_header,
+            subgraphs,
+            rate_limit_directives,
+            client_ip_header,
+            revocations,
+            Arc::new(documents),
+            supergraph,
+        ))
+    }
+
+    /// The state for another supergraph, sharing with this one what must survive a swap: the
+    /// live configuration, the revoked token ids and the persisted documents. Everything built
+    /// from the supergraph (API schema, access rules, `@rateLimit`s) and the caches are new, so
+    /// nothing prepared or planned for the old supergraph is ever served under the new one. The
+    /// caller rebuilds the live rate limits when the `@rateLimit`s changed.
+    pub(crate) fn next(
+        &self,
+        planners: Planners,
+        subgraphs: Vec<Arc<SubgraphClient>>,
+        supergraph: SupergraphInfo,
+    ) -> Result<RouterState, SetupError> {
+        let rate_limit_directives =
+            crate::rate_limit::directives::from_supergraph(planners.base().supergraph())?;
+        Ok(RouterState::assemble(
+            self.config.clone(),
+            Arc::clone(&self.live),
+            planners,
+            self.override_header.clone(),
+            subgraphs,
+            rate_limit_directives,
+            self.client_ip_header.clone(),
+            Arc::clone(&self.revocations),
+            Arc::clone(&self.documents),
+            supergraph,
+        ))
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn assemble(
+        config: RouterConfig,
+        live: Arc<ArcSwap<Live>>,
+        planners: Planners,
+        override_header: Option<HeaderName>,
+        subgraphs: Vec<Arc<SubgraphClient>>,
+        rate_limit_directives: Vec<(String, FieldRateLimit)>,
+        client_ip_header: Option<HeaderName>,
+        revocations: Arc<dyn RevocationStore>,
+        documents: Arc<documents::PersistedDocuments>,
+        supergraph: SupergraphInfo,
+    ) -> RouterState {
+        let planner = Arc::clone(planners.base());
+        let schema = Schema::new(Arc::clone(planner.api_schema()))
+            .with_hidden_members_from(planner.supergraph());
+        let operations = Cache::new(config.query_planning.operation_cache_size.max(1));
+        let plans = PlanCache::new(
+            config.query_planning.cache_size,
+            config.query_planning.timeout,
+        );
+        let access = AccessRules::from_supergraph(planner.supergraph());
+        if !access.is_empty() && live.load().verifier.is_none() {
             tracing::warn!(
                 "**********************************************************************\n\
                  * The supergraph uses @authenticated/@requiresScopes but `auth.jwt`  *\n\
@@ -279,9 +372,9 @@ impl RouterState {
                  **********************************************************************"
             );
         }
-        Ok(RouterState {
+        RouterState {
             config,
-            live: ArcSwap::from_pointee(live),
+            live,
             planner,
             planners,
             override_header,
@@ -297,7 +390,8 @@ impl RouterState {
             client_ip_header,
             revocations,
             documents,
-        })
+            supergraph,
+        }
     }
 
     /// The stages up to the first `plan` for a query text, cached by text, operation name and
@@ -493,9 +587,7 @@ impl RouterState {
                     Ok(plan) => Some(plan),
                     Err(error) => {
                         let message = match error.as_ref() {
-                            crate::query_planner::PlannerError::Timeout => {
-                                "Query planning took too long"
-                            }
+                            crate::query_planner::PlannerError::Timeout => PLANNING_TIMED_OUT,
                             _ => "The operation could not be planned",
                         };
                         return reject(
@@ -522,6 +614,7 @@ impl RouterState {
             variants: Cache::new(32),
             key,
             override_variant: variant,
+            source: Arc::new((text.to_owned(), operation_name.map(str::to_owned))),
         }))
     }
 

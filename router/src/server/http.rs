@@ -54,7 +54,9 @@ async fn handle_request(
     request: http::Request<Body>,
     observed: &Observed,
 ) -> Response {
-    let live = state.live.load_full();
+    // The supergraph this request runs on, start to end, whatever swaps happen meanwhile.
+    let core = state.core();
+    let live = core.live.load_full();
     let (parts, body) = request.into_parts();
     // GraphQL over SSE: errors before the stream starts are plain JSON.
     let event_stream = sse::accepts(&parts.headers);
@@ -86,7 +88,7 @@ async fn handle_request(
         request::from_get(parts.uri.query())
     } else {
         match request::check_content_type(&parts.headers) {
-            Ok(()) => match read_body(body, state.config.http.max_body_size).await {
+            Ok(()) => match read_body(body, core.config.http.max_body_size).await {
                 Ok(bytes) => request::from_post(&bytes),
                 Err(error) => Err(error),
             },
@@ -103,11 +105,11 @@ async fn handle_request(
         ip: client_ip(
             &parts.headers,
             &parts.extensions,
-            state.client_ip_header.as_ref(),
+            core.client_ip_header.as_ref(),
         ),
     };
     if event_stream {
-        let mut response = sse::respond(&state, graphql, caller, identity.clone()).await;
+        let mut response = sse::respond(&state, &core, graphql, caller, identity.clone()).await;
         // The stream started; what it carries later is the subscription's, not this request's.
         if response.status() == StatusCode::OK {
             response.extensions_mut().insert(Outcome::Ok);
@@ -115,7 +117,7 @@ async fn handle_request(
         return response;
     }
     // A bug (here or in the planner) must cost one request, not a connection or the process.
-    match AssertUnwindSafe(run(&state, &live, graphql, media, caller, observed))
+    match AssertUnwindSafe(run(&core, &live, graphql, media, caller, observed))
         .catch_unwind()
         .await
     {

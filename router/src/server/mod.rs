@@ -14,9 +14,9 @@ pub(crate) mod web;
 pub(crate) mod ws;
 
 use std::future::Future;
-use std::ops::Deref;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard};
 
+use arc_swap::ArcSwap;
 use axum::routing::{any, get};
 
 use crate::operation::RouterState;
@@ -26,17 +26,44 @@ use crate::telemetry;
 
 /// What the transports share: the operation path's state and the subscription hub.
 pub(crate) struct AppState {
-    /// Everything operations share (caches, live configuration, subgraph clients).
-    pub(crate) core: Arc<RouterState>,
+    /// Everything operations share (caches, live configuration, subgraph clients), for the
+    /// current supergraph. A request or subscription loads it once ([`AppState::core`]) and uses
+    /// only that snapshot, so a supergraph swap never changes the plan of work in flight.
+    core: ArcSwap<RouterState>,
     /// Subscription connections and the upstream streams they share.
     pub(crate) hub: Arc<Hub>,
+    /// Held while `core` or the live configuration changes (a supergraph swap, a config reload),
+    /// so that two changes never build on the same previous state. Never held across `.await`.
+    changes: Mutex<()>,
+    /// Held for a whole supergraph update (loading and warming the new one), so that updates
+    /// from several sources apply one after the other.
+    pub(crate) updates: tokio::sync::Mutex<()>,
 }
 
-impl Deref for AppState {
-    type Target = RouterState;
+impl AppState {
+    pub(crate) fn new(core: Arc<RouterState>, hub: Arc<Hub>) -> AppState {
+        AppState {
+            core: ArcSwap::new(core),
+            hub,
+            changes: Mutex::new(()),
+            updates: tokio::sync::Mutex::new(()),
+        }
+    }
 
-    fn deref(&self) -> &RouterState {
-        &self.core
+    /// The current supergraph's state.
+    pub(crate) fn core(&self) -> Arc<RouterState> {
+        self.core.load_full()
+    }
+
+    pub(crate) fn lock_changes(&self) -> MutexGuard<'_, ()> {
+        self.changes.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Makes `core` the current supergraph's state (under [`lock_changes`](Self::lock_changes))
+    /// and tells open subscriptions.
+    pub(crate) fn swap_core(&self, core: Arc<RouterState>) {
+        self.core.store(Arc::clone(&core));
+        self.hub.supergraph_changed(core);
     }
 }
 
@@ -47,10 +74,36 @@ async fn health() -> impl axum::response::IntoResponse {
     )
 }
 
+/// `/ready`: serving, and on which supergraph (its SHA-256 and when it was loaded), so that a
+/// rollout of a new supergraph can be followed replica by replica.
+fn ready(state: &AppState) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let core = state.core();
+    let loaded_at = core
+        .supergraph
+        .loaded_at
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    let body = serde_json::json!({
+        "status": "pass",
+        "supergraph": {
+            "hash": core.supergraph.hash,
+            "loaded_at": humantime::format_rfc3339_seconds(core.supergraph.loaded_at).to_string(),
+            "loaded_at_unix": loaded_at.as_secs(),
+        }
+    });
+    (
+        [(::http::header::CONTENT_TYPE, "application/json")],
+        body.to_string(),
+    )
+        .into_response()
+}
+
 /// The HTTP application and the whole-request rate limiter behind it (when
 /// `rate_limit.requests` turns one on), whose state the background tasks clean up.
 pub(crate) fn app(state: &Arc<AppState>) -> (axum::Router, Option<Arc<RequestLimiter>>) {
-    let http = &state.config.http;
+    let core = state.core();
+    let http = &core.config.http;
     let handler_state = Arc::clone(state);
     let mut graphql = axum::Router::new().route(
         &http.graphql_path,
@@ -61,27 +114,29 @@ pub(crate) fn app(state: &Arc<AppState>) -> (axum::Router, Option<Arc<RequestLim
     }
     let (graphql, limiter) = crate::rate_limit::requests::apply(
         graphql,
-        &state.config.rate_limit.requests,
-        state.client_ip_header.clone(),
+        &core.config.rate_limit.requests,
+        core.client_ip_header.clone(),
     );
     let metrics_state = Arc::clone(state);
-    let app = graphql
-        .route(
-            "/metrics",
-            get(move || async move {
-                telemetry::metrics_response(metrics_state.subgraphs.iter().filter_map(|client| {
-                    client
-                        .breaker()
-                        .map(|breaker| (client.name.as_str(), breaker.phase()))
-                }))
-            }),
-        )
-        .route(&http.health_path, get(health));
-    // Stateless: ready as soon as it serves (what compose and load balancers probe).
+    let app = graphql.route(
+        "/metrics",
+        get(move || async move {
+            let core = metrics_state.core();
+            telemetry::metrics_response(core.subgraphs.iter().filter_map(|client| {
+                client
+                    .breaker()
+                    .map(|breaker| (client.name.as_str(), breaker.phase()))
+            }))
+        }),
+    );
+    // Ready as soon as it serves (what compose and load balancers probe); the body says which
+    // supergraph it serves.
+    let ready_state = Arc::clone(state);
+    let app = app.route("/ready", get(move || async move { ready(&ready_state) }));
     let app = if http.health_path == "/ready" {
         app
     } else {
-        app.route("/ready", get(health))
+        app.route(&http.health_path, get(health))
     };
     let app = app.merge(web::routes(http));
     (app, limiter)
@@ -96,9 +151,17 @@ pub(crate) async fn serve(
     listener: tokio::net::TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let drain_timeout = state.config.http.shutdown_timeout;
+    // Start-up settings only: the same in every supergraph's state. Not kept, so that the first
+    // supergraph's state is freed once it is swapped out and its last request finishes.
+    let (drain_timeout, connections) = {
+        let core = state.core();
+        (
+            core.config.http.shutdown_timeout,
+            core.config.http.connections.clone(),
+        )
+    };
     let (app, request_limiter) = app(&state);
-    let mut tasks = background::spawn(&state.core, request_limiter);
+    let mut tasks = background::spawn(&state, request_limiter);
     // Upgraded WebSocket connections are not the HTTP server's any more: they close
     // themselves ("going away") on the hub's signal, and serving ends once they have.
     let hub = Arc::clone(&state.hub);
@@ -106,17 +169,12 @@ pub(crate) async fn serve(
     let (signalled_tx, mut signalled_rx) = tokio::sync::watch::channel(false);
     // Our accept loop (connection caps, header/body/idle timeouts) gives every request its
     // `ConnectInfo<SocketAddr>`, as `into_make_service_with_connect_info` did.
-    let server = shippy_security::connections::serve(
-        "router",
-        listener,
-        app,
-        state.config.http.connections.clone(),
-        async move {
+    let server =
+        shippy_security::connections::serve("router", listener, app, connections, async move {
             shutdown.await;
             hub.shut_down();
             let _ = signalled_tx.send(true);
-        },
-    );
+        });
     let drain_deadline = async move {
         // Completes `drain_timeout` after the shutdown signal; never if the sender is dropped
         // without signalling (the server then ended on its own).

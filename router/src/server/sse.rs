@@ -29,7 +29,7 @@ use crate::auth::Identity;
 use crate::config::SlowClientPolicy;
 use crate::error::render_errors;
 use crate::error::{GraphQLError, codes};
-use crate::operation::{Caller, GraphQLRequest};
+use crate::operation::{Caller, GraphQLRequest, RouterState};
 use crate::subscriptions::{
     ConnectionSlot, Event, Received, Started, Subscriber, Subscribing, expiry, start,
 };
@@ -51,6 +51,7 @@ pub(crate) fn accepts(headers: &HeaderMap) -> bool {
 /// The event stream for `request`.
 pub(crate) async fn respond(
     state: &Arc<AppState>,
+    core: &Arc<RouterState>,
     request: GraphQLRequest,
     caller: Caller<'_>,
     identity: Option<Arc<Identity>>,
@@ -75,7 +76,7 @@ pub(crate) async fn respond(
             )]),
         );
     };
-    let live = state.live.load_full();
+    let live = core.live.load_full();
     let header_name = live.auth_header.clone();
     let expires = expiry::deadline(identity.as_deref(), live.config.auth.jwt.leeway);
     let who = Subscribing {
@@ -83,7 +84,7 @@ pub(crate) async fn respond(
         identity,
         authorization: caller.headers.get(&header_name).cloned(),
     };
-    let body = match start(&state.core, &state.hub, &request, who).await {
+    let body = match start(core, &state.hub, &request, who).await {
         Err(refused) => {
             let errors = render_errors(refused.errors());
             Body::from(finished(&errors))

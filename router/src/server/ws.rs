@@ -121,7 +121,7 @@ pub(crate) async fn handle(state: Arc<AppState>, request: http::Request<Body>) -
     let ip = crate::rate_limit::client_ip(
         &parts.headers,
         &parts.extensions,
-        state.client_ip_header.as_ref(),
+        state.core().client_ip_header.as_ref(),
     );
     let connection = Connection {
         state,
@@ -361,7 +361,7 @@ impl Connection {
                 "Too many initialisation requests".into(),
             );
         }
-        let live = self.state.live.load_full();
+        let live = self.state.core().live.load_full();
         let header_name = live.auth_header.clone();
         let presented = payload.as_ref().and_then(|p| {
             p.get("Authorization")
@@ -548,7 +548,9 @@ impl SubscriptionTask {
             identity: self.session.identity.clone(),
             authorization: self.session.authorization.clone(),
         };
-        let mut subscriber = match start(&self.state.core, &self.state.hub, &request, who).await {
+        // Each subscription runs on the supergraph current when it starts.
+        let core = self.state.core();
+        let mut subscriber = match start(&core, &self.state.hub, &request, who).await {
             Err(refused) => {
                 self.finish(self.writer.error(refused.errors())).await;
                 return;

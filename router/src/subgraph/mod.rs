@@ -66,6 +66,8 @@ type HttpClient = Client<HttpsConnector<HttpConnector>, Full<Bytes>>;
 
 pub(crate) struct SubgraphClient {
     pub(crate) name: String,
+    /// The URLs it was built for: a new supergraph that keeps them keeps this client.
+    pub(crate) urls: Vec<String>,
     /// Whether requests carry the caller's verified claims in `extensions.claims`.
     pub(crate) forward_claims: bool,
     /// Signs every request for this subgraph (`subgraph_signing.key`); none: requests go unsigned.
@@ -160,6 +162,7 @@ impl SubgraphClient {
             .build(connector);
         Ok(SubgraphClient {
             name: name.to_string(),
+            urls: urls.to_vec(),
             forward_claims: settings.forward_claims,
             signer,
             replicas: Balancer::new(

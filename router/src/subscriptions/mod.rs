@@ -17,6 +17,11 @@
 //!
 //! A connection or stream authenticated with a JWT ends when the token expires (`expiry`); a
 //! reload ends them only when it changes the rules they were admitted under (`reload`).
+//!
+//! A stream keeps the supergraph state it started on. When the supergraph is swapped, each stream
+//! prepares its operation again against the new one: if it still validates and plans as a
+//! subscription the stream keeps running (on its own plan, with its upstream stream), else it
+//! ends with a `SUPERGRAPH_CHANGED` error, so a client learns why and can subscribe anew.
 
 pub(crate) mod expiry;
 pub(crate) mod reload;
@@ -74,6 +79,9 @@ pub(crate) struct Hub {
     shutdown: watch::Sender<bool>,
     /// Bumped when a reload changed the rules subscriptions were admitted under.
     reloads: watch::Sender<u64>,
+    /// The state of the last supergraph swapped in (`None` until the first swap): streams
+    /// watch it to check their operation against the new supergraph.
+    supergraphs: watch::Sender<Option<Arc<RouterState>>>,
 }
 
 /// One upstream stream and its subscribers.
@@ -93,7 +101,18 @@ impl Hub {
             streams: Mutex::new(HashMap::new()),
             shutdown: watch::channel(false).0,
             reloads: watch::channel(0).0,
+            supergraphs: watch::channel(None).0,
         }
+    }
+
+    /// Tells open streams (and the health-check supervisor) that `core` now serves.
+    pub(crate) fn supergraph_changed(&self, core: Arc<RouterState>) {
+        self.supergraphs.send_replace(Some(core));
+    }
+
+    /// Swaps from now on (the current value counts as seen).
+    pub(crate) fn supergraph_updates(&self) -> watch::Receiver<Option<Arc<RouterState>>> {
+        self.supergraphs.subscribe()
     }
 
     pub(crate) fn config(&self) -> &SubscriptionsConfig {
@@ -404,6 +423,7 @@ impl Producer {
         let hub = &self.hub;
         let shutdown = hub.shutting_down();
         tokio::pin!(shutdown);
+        let mut swaps = hub.supergraph_updates();
         let service = node.primary.service.as_str();
         let admitted = &self.admitted;
         let variables = plan_variables(&admitted.prepared, &admitted.variables);
@@ -449,6 +469,16 @@ impl Producer {
                     upstream.complete().await;
                     return None;
                 }
+                Ok(()) = swaps.changed() => {
+                    let next = swaps.borrow_and_update().clone();
+                    match next {
+                        Some(core) if !self.still_exists(&core).await => {
+                            upstream.complete().await;
+                            return Some(Event::Error(Arc::new(vec![supergraph_changed_error()])));
+                        }
+                        _ => continue,
+                    }
+                }
             };
             match event {
                 UpstreamEvent::Next(payload) => {
@@ -493,6 +523,45 @@ impl Producer {
             }
         }
     }
+}
+
+impl Producer {
+    /// Whether this stream's operation is still a subscription under the supergraph of `core`:
+    /// it validates, normalizes and plans there, with the same admission (guards, variables)
+    /// as before. Prepared against `core`, which also warms its cache for resubscribing clients.
+    async fn still_exists(&self, core: &RouterState) -> bool {
+        let prepared = &self.admitted.prepared;
+        let (text, name) = &*prepared.source;
+        let live = core.live.load_full();
+        match core
+            .prepare(text, name.as_deref(), &live, prepared.override_variant)
+            .await
+        {
+            Ok(prepared) => {
+                prepared.kind == OperationKind::Subscription
+                    && matches!(
+                        prepared.plan.as_deref().and_then(|plan| plan.root.as_ref()),
+                        Some(PlanNode::Subscription(_))
+                    )
+            }
+            Err(rejection) => {
+                tracing::info!(
+                    errors = ?rejection.errors(),
+                    "ending a subscription: its operation does not exist in the new supergraph"
+                );
+                false
+            }
+        }
+    }
+}
+
+/// What a subscriber gets when the supergraph changed under its subscription in a way that
+/// removed what it subscribed to.
+pub(crate) fn supergraph_changed_error() -> GraphQLError {
+    GraphQLError::new(
+        "The supergraph changed and this subscription's operation is no longer valid; subscribe again",
+        codes::SUPERGRAPH_CHANGED,
+    )
 }
 
 /// Ends a stream however its producer stops: a producer that panicked owes its subscribers an

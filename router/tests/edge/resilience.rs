@@ -11,7 +11,7 @@ use shippy_router::config::{
     CircuitBreakerConfig, HealthCheckConfig, LoadBalancing, RetryConfig, SubgraphOverride,
 };
 
-use crate::harness::env;
+use crate::harness::{breaker_after_two_failures, env};
 use crate::support::*;
 
 fn no_retries() -> RetryConfig {
@@ -318,23 +318,7 @@ fn metric(text: &str, series: &str) -> Option<f64> {
 #[tokio::test]
 async fn fetch_failures_and_the_breaker_state_are_exported() {
     let env = env()
-        .config(|c| {
-            c.subgraphs.insert(
-                "accounts".into(),
-                SubgraphOverride {
-                    circuit_breaker: Some(CircuitBreakerConfig {
-                        request_volume_threshold: 2,
-                        error_percent_threshold: 50,
-                        sleep_window: Duration::from_secs(60),
-                        ..CircuitBreakerConfig::default()
-                    }),
-                    retry: Some(no_retries()),
-                    dedupe: Some(false),
-                    ..Default::default()
-                },
-            );
-            c.http.dedupe = false;
-        })
+        .config(|c| breaker_after_two_failures(c, "accounts", Duration::from_secs(60)))
         .canned("accounts", |_| (500, "down".into()))
         .start()
         .await;

@@ -26,8 +26,40 @@ pub fn supergraph_with_mutation() -> String {
     ) + "\ntype Mutation @join__type(graph: ACCOUNTS) {\n  updateName(id: ID!, name: String!): User @join__field(graph: ACCOUNTS)\n}\n"
 }
 
+/// Gives `subgraph` a circuit breaker that opens after two failed requests (of two) and stays
+/// open for `sleep_window`, with no retries or deduplication to blur the count.
+#[allow(dead_code)] // tests/edge.rs and tests/http_api/supergraph.rs use it; not every binary
+pub fn breaker_after_two_failures(
+    config: &mut RouterConfig,
+    subgraph: &str,
+    sleep_window: std::time::Duration,
+) {
+    use shippy_router::config::{CircuitBreakerConfig, RetryConfig, SubgraphOverride};
+    config.subgraphs.insert(
+        subgraph.into(),
+        SubgraphOverride {
+            circuit_breaker: Some(CircuitBreakerConfig {
+                request_volume_threshold: 2,
+                error_percent_threshold: 50,
+                sleep_window,
+                ..CircuitBreakerConfig::default()
+            }),
+            retry: Some(RetryConfig {
+                enabled: false,
+                ..RetryConfig::default()
+            }),
+            dedupe: Some(false),
+            ..Default::default()
+        },
+    );
+    config.http.dedupe = false;
+}
+
 pub struct TestEnv {
     pub router: Router,
+    /// The supergraph the router loaded (subgraph URLs pointed at this environment's).
+    #[allow(dead_code)] // tests/http_api/supergraph.rs reads it; tests/edge.rs does not
+    pub supergraph: String,
     pub url: String,
     pub data: Arc<Data>,
     pub knobs: HashMap<&'static str, Arc<Knobs>>,
@@ -189,6 +221,7 @@ impl Builder {
         });
         TestEnv {
             router,
+            supergraph,
             url,
             data,
             knobs: running

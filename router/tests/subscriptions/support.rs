@@ -211,6 +211,8 @@ async fn names(
 
 pub struct Env {
     pub router: Router,
+    /// The supergraph the router loaded (subgraph URLs pointed at the mocks).
+    pub supergraph: String,
     pub url: String,
     pub ws_url: String,
     pub events: Arc<Events>,
@@ -281,6 +283,7 @@ pub async fn start(configure: impl FnOnce(&mut RouterConfig)) -> Env {
     });
     Env {
         router,
+        supergraph,
         url: format!("http://{addr}/graphql"),
         ws_url: format!("ws://{addr}/graphql"),
         events,
