@@ -10,6 +10,7 @@ mod http_api {
     mod supergraph;
 }
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use reqwest::Method;
@@ -992,6 +993,75 @@ async fn too_many_override_labels_refuse_the_supergraph() {
     assert!(
         error.to_string().contains("override_labels.max_labels"),
         "{error}"
+    );
+}
+
+// ---- @inaccessible runtime types ----
+
+#[tokio::test]
+async fn an_inaccessible_object_fetched_for_a_requires_through_nested_interfaces_is_null() {
+    // `interface Item implements Node`; Book.summary requires
+    // `related { ... on Node { id ... on Item { title } } }`, and b1's `related` is a Draft, a
+    // type the API schema does not have.
+    let representations = Arc::new(std::sync::Mutex::new(Vec::<Json>::new()));
+    let seen = Arc::clone(&representations);
+    let env = env()
+        .supergraph(|_| fixture("inaccessible-requires.supergraph.graphql"))
+        .canned("products", |body| {
+            assert!(body.contains("books"), "catalog got {body}");
+            (
+                200,
+                json!({ "data": { "books": [
+                    { "__typename": "Book", "id": "b1", "title": "Dune",
+                      "related": { "__typename": "Draft", "id": "d1", "title": "Untitled" } },
+                    { "__typename": "Book", "id": "b2", "title": "Emma",
+                      "related": { "__typename": "Book", "id": "b1", "title": "Dune" } },
+                ] } })
+                .to_string(),
+            )
+        })
+        .canned("reviews", move |body| {
+            let request: Json = serde_json::from_str(body).unwrap();
+            let reps = request["variables"]["representations"]
+                .as_array()
+                .unwrap()
+                .clone();
+            let entities: Vec<Json> = reps
+                .iter()
+                .map(|rep| {
+                    let related = &rep["related"];
+                    json!({ "summary": format!("see {}: {}",
+                        related["id"].as_str().unwrap_or("?"),
+                        related["title"].as_str().unwrap_or("?")) })
+                })
+                .collect();
+            seen.lock().unwrap().extend(reps);
+            (
+                200,
+                json!({ "data": { "_entities": entities } }).to_string(),
+            )
+        })
+        .start()
+        .await;
+    let reply = env
+        .post("{ books { id summary related { __typename ... on Node { id ... on Item { title } } } } }")
+        .await;
+    assert_eq!(
+        reply.text,
+        r#"{"data":{"books":[{"id":"b1","summary":"see d1: Untitled","related":null},{"id":"b2","summary":"see b1: Dune","related":{"__typename":"Book","id":"b1","title":"Dune"}}]}}"#
+    );
+    // The requiring subgraph got the draft: requirements are internal.
+    let sent = representations.lock().unwrap().clone();
+    assert!(
+        sent.iter()
+            .any(|rep| rep["related"]["id"] == "d1" && rep["related"]["title"] == "Untitled"),
+        "{sent:?}"
+    );
+    // Asked without its type name, the draft is still null.
+    let reply = env.post("{ books { related { id } } }").await;
+    assert_eq!(
+        reply.text,
+        r#"{"data":{"books":[{"related":null},{"related":{"id":"b1"}}]}}"#
     );
 }
 
