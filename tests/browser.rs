@@ -95,20 +95,13 @@ async fn the_walkthrough_works_in_a_browser() {
     );
     println!("browser screenshots and the accessibility report: {artifacts}");
     // The UI sent its operations as trusted documents of the first-party manifest.
-    let metrics = reqwest::get(format!("{base}/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    let by_manifest: f64 = metrics
-        .lines()
-        .filter(|l| {
-            l.starts_with("shippy_router_persisted_documents_total{")
-                && l.contains("outcome=\"manifest\"")
-        })
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum();
+    let by_manifest = shippy
+        .metric(
+            "router",
+            "shippy_router_persisted_documents_total",
+            "outcome=\"manifest\"",
+        )
+        .await;
     assert!(
         by_manifest >= 20.0,
         "only {by_manifest} operations were sent by id"

@@ -50,23 +50,16 @@ async fn demo_ships_a_consignment_through_the_router() {
     let (ok, stdout, stderr) = demo(&["--router", &shippy.url("router")]).await;
     assert!(ok, "{stdout}\n{stderr}");
     // Every operation went as a trusted document of the router's first-party manifest.
-    let metrics = reqwest::get(format!("{base}/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    let by_manifest: f64 = metrics
-        .lines()
-        .filter(|l| {
-            l.starts_with("shippy_router_persisted_documents_total{")
-                && l.contains("outcome=\"manifest\"")
-        })
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum();
+    let by_manifest = shippy
+        .metric(
+            "router",
+            "shippy_router_persisted_documents_total",
+            "outcome=\"manifest\"",
+        )
+        .await;
     assert!(
         by_manifest >= 10.0,
-        "{by_manifest} operations sent by id:\n{metrics}"
+        "only {by_manifest} operations were sent by id"
     );
     assert!(shippy.stop("-TERM").await);
 }

@@ -176,6 +176,18 @@ impl Running {
         panic!("{service}: {seen} live subscribers after 20 s, expected {at_least}");
     }
 
+    /// The sum of `service`'s `/metrics` samples of `series` whose labels contain `label`
+    /// (e.g. `outcome="manifest"`).
+    pub async fn metric(&self, service: &str, series: &str, label: &str) -> f64 {
+        let url = self.url(service).replace("/graphql", "/metrics");
+        let text = reqwest::get(&url).await.unwrap().text().await.unwrap();
+        let prefix = format!("{series}{{");
+        text.lines()
+            .filter(|line| line.starts_with(&prefix) && line.contains(label))
+            .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
+    }
+
     /// Sends `signal` and waits for the process to exit; returns whether it exited successfully.
     pub async fn stop(mut self, signal: &str) -> bool {
         let pid = self.child.id().expect("running").to_string();
