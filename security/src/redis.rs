@@ -45,6 +45,31 @@ impl std::fmt::Debug for RedisClient {
     }
 }
 
+/// `url` with any password replaced by `***`, for error messages and logs: a Redis URL's
+/// userinfo (`redis://:secret@host`, `redis://user:secret@host`, and each node of a cluster URL
+/// that repeats it) must never reach an operator's terminal or a log store.
+pub fn redacted(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    // Userinfo ends at the last `@` before the first `/` of the path.
+    let authority_end = rest.find('/').unwrap_or(rest.len());
+    let (authority, path) = rest.split_at(authority_end);
+    match authority.rfind('@') {
+        Some(at) => {
+            let (userinfo, hosts) = authority.split_at(at);
+            let user = userinfo.split_once(':').map_or("", |(user, _)| user);
+            let shown = if userinfo.contains(':') {
+                format!("{user}:***")
+            } else {
+                "***".to_owned()
+            };
+            format!("{scheme}://{shown}{hosts}{path}")
+        }
+        None => url.to_owned(),
+    }
+}
+
 impl RedisClient {
     /// Parses `url`. Nothing is connected yet.
     pub fn open(url: &str) -> RedisResult<RedisClient> {
@@ -326,6 +351,38 @@ impl LazyConnection {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn redaction_hides_passwords_and_keeps_the_rest() {
+        for (url, shown) in [
+            ("redis://127.0.0.1:6379/2", "redis://127.0.0.1:6379/2"),
+            ("redis://:s3cret@cache:6379", "redis://:***@cache:6379"),
+            (
+                "rediss://app:s3cret@cache:6380/0",
+                "rediss://app:***@cache:6380/0",
+            ),
+            ("redis://token@cache", "redis://***@cache"),
+            (
+                "redis+cluster://:pw@h1:7000,h2:7001",
+                "redis+cluster://:***@h1:7000,h2:7001",
+            ),
+            ("redis://:p@ss@cache/1", "redis://:***@cache/1"),
+            ("not a url", "not a url"),
+        ] {
+            assert_eq!(redacted(url), shown, "{url}");
+        }
+    }
+
+    #[test]
+    fn a_bad_url_error_never_shows_its_password() {
+        let error = crate::revocation::RedisRevocations::new(
+            "redis://:hunter2@[bad",
+            "p:",
+            std::time::Duration::from_secs(1),
+        )
+        .unwrap_err();
+        assert!(!error.to_string().contains("hunter2"), "{error}");
+    }
 
     #[tokio::test]
     async fn connects_on_first_use_and_retries_after_a_failure() {

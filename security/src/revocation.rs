@@ -170,7 +170,7 @@ pub enum StoreError {
     /// The URL is not a Redis URL.
     #[error("`{url}` is not a Redis URL: {source}")]
     Url {
-        /// The URL as configured.
+        /// The URL as configured, its password replaced by `***`.
         url: String,
         /// What the Redis client said.
         #[source]
@@ -184,7 +184,7 @@ impl RedisRevocations {
     /// gets `timeout`. Does not connect yet.
     pub fn new(url: &str, prefix: &str, timeout: Duration) -> Result<RedisRevocations, StoreError> {
         let client = RedisClient::open(url).map_err(|source| StoreError::Url {
-            url: url.to_owned(),
+            url: crate::redis::redacted(url),
             source,
         })?;
         Ok(RedisRevocations {

@@ -59,7 +59,8 @@ impl RedisLimiter {
     pub(crate) fn new(config: &RedisRateLimitConfig) -> Result<RedisLimiter, LimitError> {
         let url = config.url.as_deref().ok_or(LimitError::RedisUrlMissing)?;
         let client = RedisClient::open(url).map_err(|source| LimitError::RedisUrl {
-            url: url.to_string(),
+            // The configured URL may carry a password.
+            url: shippy_security::redis::redacted(url),
             source,
         })?;
         Ok(RedisLimiter {

@@ -10,6 +10,10 @@ use crate::streams;
 /// A user registered ([`Registered`]).
 pub const REGISTERED: &str = "user.registered";
 
+/// The service that records [`REGISTERED`]: the user subgraph. Every service writes to the log
+/// stream, so a consumer that acts on a registration checks who sent it.
+pub const PUBLISHER: &str = "user";
+
 /// Payload of [`REGISTERED`].
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Registered {

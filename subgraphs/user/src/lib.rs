@@ -28,7 +28,7 @@ pub use graphql::UserSchema;
 use graphql::{Mutation, Query};
 
 /// The subgraph's name (service name in events, file name of its SDL and database).
-pub const NAME: &str = "user";
+pub const NAME: &str = shippy_contracts::user::PUBLISHER;
 
 /// What resolvers need, shared through the schema's data.
 #[derive(Clone)]

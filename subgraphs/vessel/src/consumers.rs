@@ -84,7 +84,15 @@ impl Registrations {
 #[async_trait::async_trait]
 impl Handler for Registrations {
     async fn handle(&self, event: &Event) -> Result<(), HandleError> {
-        if event.kind == user::REGISTERED {
+        if event.kind == user::REGISTERED && event.service != user::PUBLISHER {
+            // Any service may write to the log stream; only the user subgraph registers users.
+            tracing::warn!(
+                service = %event.service,
+                event_id = %event.event_id,
+                "ignored a user.registered not recorded by the user subgraph"
+            );
+            metrics::counter!("shippy_vessel_foreign_registrations_total").increment(1);
+        } else if event.kind == user::REGISTERED {
             let registered: user::Registered = consumer::payload(event)?;
             remember_user(&self.state.db, registered.user_id).await?;
             self.state.users_learned.notify_waiters();

@@ -309,7 +309,8 @@ async fn an_unknown_owner_is_refused_and_nothing_stored(backend: Backend) {
     let wait = Duration::from_millis(300);
     let h = start_waiting(backend, wait).await;
     // A well-signed token for a user who never registered (a forged or stale subject).
-    let stranger = token_for(&Uuid::now_v7().to_string());
+    let stranger_id = Uuid::now_v7().to_string();
+    let stranger = token_for(&stranger_id);
     let ghost = json!({ "input": { "name": "Ghost", "capacity": 5, "maxWeight": 100 } });
     let began = std::time::Instant::now();
     let resp = h.client.query(CREATE, ghost.clone(), Some(&stranger)).await;
@@ -321,7 +322,13 @@ async fn an_unknown_owner_is_refused_and_nothing_stored(backend: Backend) {
     );
     assert_eq!(h.stored_vessels().await, 0, "nothing was stored");
 
-    // Registered users are still accepted, and the refused one is not remembered as known.
+    // A registration of the stranger by another service than the user subgraph is ignored.
+    let mut forged = registration(&stranger_id);
+    forged.service = "log".into();
+    h.bus.publish(&forged).await.unwrap();
+
+    // Registered users are still accepted (so the forged event, published before, was seen),
+    // and the refused one is not remembered as known.
     let (token, _) = h.user_token().await;
     h.create(&token, "Real", 5, 100).await;
     assert_eq!(h.stored_vessels().await, 1);
