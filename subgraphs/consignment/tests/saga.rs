@@ -343,12 +343,17 @@ async fn the_owner_retries_and_cancels(backend: Backend) {
         .query(RETRY, json!({ "id": big }), Some(&owner))
         .await;
     assert_eq!(retried.data()["retryConsignment"]["status"], "PENDING");
-    let pushed = ws.next_payload("big", Duration::from_secs(10)).await;
-    assert_eq!(pushed["data"]["consignmentUpdated"]["status"], "PENDING");
-    let pushed = ws.next_payload("big", Duration::from_secs(10)).await;
+    // Pushes are the consignment as it is when delivered, and a subscriber never gets a snapshot
+    // older than one it has: when the vessel subgraph answers before the retry's push is read,
+    // that push already says UNASSIGNABLE and is the only one. So a PENDING at most, then
+    // UNASSIGNABLE.
+    let mut pushed = ws.next_payload("big", Duration::from_secs(10)).await;
+    if pushed["data"]["consignmentUpdated"]["status"] == "PENDING" {
+        pushed = ws.next_payload("big", Duration::from_secs(10)).await;
+    }
     assert_eq!(
-        pushed["data"]["consignmentUpdated"]["status"],
-        "UNASSIGNABLE"
+        pushed["data"]["consignmentUpdated"]["status"], "UNASSIGNABLE",
+        "{pushed}"
     );
     assert_eq!(
         pushed["data"]["consignmentUpdated"]["unassignableReason"],
