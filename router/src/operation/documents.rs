@@ -139,10 +139,29 @@ pub(crate) enum Refreshed {
 }
 
 /// The query text a request resolved to.
-pub(crate) struct Resolved {
-    pub(crate) text: Arc<str>,
-    /// From the manifest (by id, hash or identical text): allowed by the safelist.
+pub(crate) struct Resolved<'r> {
+    pub(crate) text: Text<'r>,
+    /// From the manifest (by id, hash or identical text): allowed by the safelist. A text is
+    /// looked up in the manifest only under `only`, where this decides.
     pub(crate) trusted: bool,
+}
+
+/// A resolved query text: the request's own (not copied: this is every plain request's path) or
+/// a stored document.
+pub(crate) enum Text<'r> {
+    Request(&'r str),
+    Stored(Arc<str>),
+}
+
+impl std::ops::Deref for Text<'_> {
+    type Target = str;
+
+    fn deref(&self) -> &str {
+        match self {
+            Text::Request(text) => text,
+            Text::Stored(text) => text,
+        }
+    }
 }
 
 /// Trusted documents and the APQ store, shared by every transport.
@@ -263,7 +282,12 @@ impl PersistedDocuments {
             .or_else(|| self.first_party.by_id.get(id))
     }
 
-    fn by_text<'m>(&'m self, manifest: &'m Manifest, text: &str) -> Option<&'m Arc<str>> {
+    /// The listed document identical to `text`, looked up only under `only` (where it decides
+    /// whether the text runs): hashing every query text twice is not worth it otherwise.
+    fn listed_text<'m>(&'m self, manifest: &'m Manifest, text: &str) -> Option<&'m Arc<str>> {
+        if !self.config.only {
+            return None;
+        }
         manifest
             .texts
             .get(text)
@@ -281,7 +305,10 @@ impl PersistedDocuments {
     /// hash: an APQ client then sends the text), `PERSISTED_QUERY_HASH_MISMATCH`,
     /// `PERSISTED_QUERY_NOT_SUPPORTED` (a hash alone with APQ off and no manifest) and
     /// `PERSISTED_QUERY_NOT_IN_LIST` is decided by the caller (it may allow introspection).
-    pub(crate) fn resolve(&self, request: &GraphQLRequest) -> Result<Resolved, PipelineError> {
+    pub(crate) fn resolve<'r>(
+        &self,
+        request: &'r GraphQLRequest,
+    ) -> Result<Resolved<'r>, PipelineError> {
         let persisted = persisted_query(&request.extensions)?;
         let manifest = self.manifest.load();
         let outcome = |name: &'static str| {
@@ -315,7 +342,7 @@ impl PersistedDocuments {
                         Some(text) => {
                             outcome("apq_hit");
                             Ok(Resolved {
-                                text,
+                                text: Text::Stored(text),
                                 trusted: false,
                             })
                         }
@@ -350,23 +377,22 @@ impl PersistedDocuments {
                         ),
                     ));
                 }
-                if let Some(listed) = self.by_text(&manifest, text) {
+                if let Some(listed) = self.listed_text(&manifest, text) {
                     return Ok(trusted(listed));
                 }
-                let text: Arc<str> = Arc::from(text.as_str());
                 if let Some(apq) = &self.apq {
                     outcome("apq_registered");
-                    apq.insert(persisted.sha256, Arc::clone(&text));
+                    apq.insert(persisted.sha256, Arc::from(text.as_str()));
                 }
                 Ok(Resolved {
-                    text,
+                    text: Text::Request(text),
                     trusted: false,
                 })
             }
-            (None, None, Some(text)) => Ok(match self.by_text(&manifest, text) {
+            (None, None, Some(text)) => Ok(match self.listed_text(&manifest, text) {
                 Some(listed) => trusted(listed),
                 None => Resolved {
-                    text: Arc::from(text.as_str()),
+                    text: Text::Request(text),
                     trusted: false,
                 },
             }),
@@ -378,9 +404,9 @@ impl PersistedDocuments {
     }
 }
 
-fn trusted(text: &Arc<str>) -> Resolved {
+fn trusted(text: &Arc<str>) -> Resolved<'static> {
     Resolved {
-        text: Arc::clone(text),
+        text: Text::Stored(Arc::clone(text)),
         trusted: true,
     }
 }
@@ -462,6 +488,20 @@ mod tests {
         }
     }
 
+    /// What a request resolved to, owned.
+    struct Got {
+        text: String,
+        trusted: bool,
+    }
+
+    fn ok(documents: &PersistedDocuments, request: GraphQLRequest) -> Got {
+        let resolved = documents.resolve(&request).unwrap();
+        Got {
+            text: resolved.text.to_string(),
+            trusted: resolved.trusted,
+        }
+    }
+
     fn apq(hash: &str) -> Json {
         serde_json::json!({ "persistedQuery": { "version": 1, "sha256Hash": hash } })
     }
@@ -498,11 +538,9 @@ mod tests {
             .err()
             .unwrap();
         assert_eq!(code(&miss), codes::PERSISTED_QUERY_NOT_FOUND);
-        let registered = documents
-            .resolve(&request(Some("{ a }"), None, apq(&hash)))
-            .unwrap();
+        let registered = ok(&documents, request(Some("{ a }"), None, apq(&hash)));
         assert_eq!(&*registered.text, "{ a }");
-        let hit = documents.resolve(&request(None, None, apq(&hash))).unwrap();
+        let hit = ok(&documents, request(None, None, apq(&hash)));
         assert_eq!(&*hit.text, "{ a }");
         assert!(!hit.trusted);
     }
@@ -553,9 +591,10 @@ mod tests {
             .unwrap();
         assert_eq!(code(&error), codes::PERSISTED_QUERY_NOT_SUPPORTED);
         // The text with its hash still runs: the extension is only an optimisation.
-        let resolved = documents
-            .resolve(&request(Some("{ a }"), None, apq(&sha256_hex("{ a }"))))
-            .unwrap();
+        let resolved = ok(
+            &documents,
+            request(Some("{ a }"), None, apq(&sha256_hex("{ a }"))),
+        );
         assert_eq!(&*resolved.text, "{ a }");
     }
 
@@ -567,20 +606,17 @@ mod tests {
                 {{"id":"{hash}","body":"query Me {{ me {{ id }} }}","name":"Me","type":"query"}}]}}"#
         );
         let documents = with_manifest(&manifest, true);
-        let by_id = documents
-            .resolve(&request(None, Some(&hash), Json::Null))
-            .unwrap();
+        let by_id = ok(&documents, request(None, Some(&hash), Json::Null));
         assert!(by_id.trusted);
         assert_eq!(&*by_id.text, "query Me { me { id } }");
-        let by_hash = documents.resolve(&request(None, None, apq(&hash))).unwrap();
+        let by_hash = ok(&documents, request(None, None, apq(&hash)));
         assert!(by_hash.trusted);
-        let by_text = documents
-            .resolve(&request(Some("query Me { me { id } }"), None, Json::Null))
-            .unwrap();
+        let by_text = ok(
+            &documents,
+            request(Some("query Me { me { id } }"), None, Json::Null),
+        );
         assert!(by_text.trusted);
-        let other = documents
-            .resolve(&request(Some("{ me { id } }"), None, Json::Null))
-            .unwrap();
+        let other = ok(&documents, request(Some("{ me { id } }"), None, Json::Null));
         assert!(!other.trusted, "a text not listed is not trusted");
         let unknown = documents
             .resolve(&request(None, Some("nope"), Json::Null))
@@ -598,9 +634,10 @@ mod tests {
     fn only_turns_apq_off() {
         let documents = with_manifest(r#"{"a": "{ a }"}"#, true);
         let text = "{ b }";
-        let resolved = documents
-            .resolve(&request(Some(text), None, apq(&sha256_hex(text))))
-            .unwrap();
+        let resolved = ok(
+            &documents,
+            request(Some(text), None, apq(&sha256_hex(text))),
+        );
         assert!(!resolved.trusted, "the caller refuses it");
         let error = documents
             .resolve(&request(None, None, apq(&sha256_hex(text))))
@@ -660,9 +697,7 @@ mod tests {
             documents.refresh().await,
             Err(ManifestError::Format(_))
         ));
-        let kept = documents
-            .resolve(&request(None, Some("b"), Json::Null))
-            .unwrap();
+        let kept = ok(&documents, request(None, Some("b"), Json::Null));
         assert_eq!(&*kept.text, "{ b }");
         std::fs::remove_file(&path).unwrap();
         assert!(matches!(
