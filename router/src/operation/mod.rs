@@ -102,6 +102,15 @@ pub(crate) struct GraphQLRequest {
     pub(crate) is_get: bool,
 }
 
+impl GraphQLRequest {
+    /// Whether it names something to run: a query text, a trusted document's id or an APQ hash.
+    pub(crate) fn names_an_operation(&self) -> bool {
+        self.query.is_some()
+            || self.document_id.is_some()
+            || self.extensions.contains_key("persistedQuery")
+    }
+}
+
 /// Why the operation path could not be set up from a configuration and a supergraph.
 #[derive(Debug, thiserror::Error)]
 pub enum SetupError {

@@ -125,21 +125,21 @@ pub(crate) fn from_get(query_string: Option<&str>) -> Result<GraphQLRequest, Pip
                 },
             }
         };
-    let extensions = parse_object("extensions", extensions)?;
-    if query.is_none() && document_id.is_none() && !extensions.contains_key("persistedQuery") {
+    let request = GraphQLRequest {
+        query,
+        document_id,
+        operation_name: operation_name.filter(|n| !n.is_empty()),
+        variables: parse_object("variables", variables)?,
+        extensions: parse_object("extensions", extensions)?,
+        is_get: true,
+    };
+    if !request.names_an_operation() {
         return Err(PipelineError::bad_request(
             StatusCode::BAD_REQUEST,
             "The `query` parameter is missing",
         ));
     }
-    Ok(GraphQLRequest {
-        query,
-        document_id,
-        operation_name: operation_name.filter(|n| !n.is_empty()),
-        variables: parse_object("variables", variables)?,
-        extensions,
-        is_get: true,
-    })
+    Ok(request)
 }
 
 /// Checks a POST's `Content-Type`: only JSON bodies are accepted.
@@ -231,21 +231,21 @@ pub(crate) fn from_post(body: &Bytes) -> Result<GraphQLRequest, PipelineError> {
             format!("The `{name}` must be a JSON object"),
         )),
     };
-    let extensions = object_field(object.remove("extensions"), "extensions")?;
-    if query.is_none() && document_id.is_none() && !extensions.contains_key("persistedQuery") {
+    let request = GraphQLRequest {
+        query,
+        document_id,
+        operation_name,
+        variables: object_field(object.remove("variables"), "variables")?,
+        extensions: object_field(object.remove("extensions"), "extensions")?,
+        is_get: false,
+    };
+    if !request.names_an_operation() {
         return Err(PipelineError::bad_request(
             StatusCode::BAD_REQUEST,
             "The request has no `query`",
         ));
     }
-    Ok(GraphQLRequest {
-        query,
-        document_id,
-        operation_name,
-        variables: object_field(object.remove("variables"), "variables")?,
-        extensions,
-        is_get: false,
-    })
+    Ok(request)
 }
 
 /// CSRF prevention, as the established routers do it: a request a browser could send

@@ -620,17 +620,18 @@ pub(crate) fn request_from_payload(
         Some(serde_json::Value::Object(map)) => map.clone(),
         _ => serde_json::Map::new(),
     };
-    if query.is_none() && document_id.is_none() && !extensions.contains_key("persistedQuery") {
-        return Err(bad("The payload has no `query` string"));
-    }
-    Ok(GraphQLRequest {
+    let request = GraphQLRequest {
         query,
         document_id,
         operation_name,
         variables,
         extensions,
         is_get: false,
-    })
+    };
+    if !request.names_an_operation() {
+        return Err(bad("The payload has no `query` string"));
+    }
+    Ok(request)
 }
 
 /// The error item a subscriber gets in place of `missed` events under the `drop` policy.
