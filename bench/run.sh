@@ -154,11 +154,8 @@ start_router() {
     mkdir -p "$dir"
     case "$target" in
         shippy)
-            local args=(--supergraph "$WORK/supergraph.graphql" --listen "127.0.0.1:$port")
-            if [[ $mode == dedup-off ]]; then
-                shippy_config_dedup_off >"$dir/router.yaml"
-                args+=(--config "$dir/router.yaml")
-            fi
+            shippy_config "$mode" >"$dir/router.yaml"
+            local args=(--supergraph "$WORK/supergraph.graphql" --listen "127.0.0.1:$port" --config "$dir/router.yaml")
             "${wrapper[@]}" "${OUR_ROUTER[@]}" "${args[@]}" >"$logfile" 2>&1 &
             ;;
         hive)
@@ -175,10 +172,15 @@ start_router() {
     fi
 }
 
-# Our router's configuration with deduplication off: outbound (per subgraph) and inbound (identical
-# client requests in flight sharing one execution), so every client request is executed on its own.
-shippy_config_dedup_off() {
-    printf 'http:\n  dedupe: false\nsubgraph_defaults:\n  dedupe: false\n'
+# Our router's configuration. The benchmark subgraphs check no router credential, so requests go
+# unsigned (Hive Router signs nothing either); in mode dedup-off deduplication is off outbound (per
+# subgraph) and inbound (identical client requests in flight sharing one execution), so every client
+# request is executed on its own.
+shippy_config() {
+    printf 'subgraph_signing:\n  required: false\n'
+    if [[ $1 == dedup-off ]]; then
+        printf 'http:\n  dedupe: false\nsubgraph_defaults:\n  dedupe: false\n'
+    fi
 }
 
 # Hive Router's configuration: its defaults, plus outbound deduplication off in mode dedup-off.
