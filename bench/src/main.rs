@@ -412,6 +412,8 @@ async fn fanout(args: FanoutArgs) -> anyhow::Result<ExitCode> {
         .arg(&supergraph)
         .args(["--listen", &format!("127.0.0.1:{port}")])
         .env("RUST_LOG", "warn")
+        // The fan-out's subgraphs do not check the router's signature: no signing key needed.
+        .env("SHIPPY_ROUTER__SUBGRAPH_SIGNING__REQUIRED", "false")
         .env(
             "SHIPPY_ROUTER__SUBSCRIPTIONS__MAX_CONNECTIONS",
             (args.subscribers + 100).to_string(),
