@@ -227,29 +227,33 @@ pub fn render(
             num(subgraphs(|p| p.cpu_ms_per_request), 3),
             failures(rows),
         );
-        out.push_str(
-            "Router throughput as a share of the direct baseline (median of per-round ratios):\n\n",
-        );
         // Only modes that sent what the baseline was sent (not the varied workload) compare.
         let comparable = |mode: &str| {
             mode != direct
                 && parse_latency_mode(mode).is_none()
                 && runs.workload(mode) == runs.workload(direct)
         };
+        let mut shares = String::new();
         for mode in runs.modes().into_iter().filter(|m| comparable(m)) {
             for target in runs.targets(mode) {
                 let share = runs.median_ratio(mode, target, direct, baseline, |r| {
                     Some(r.requests_per_second)
                 });
                 let _ = writeln!(
-                    out,
+                    shares,
                     "- {target}, {}: {}",
                     mode_title(mode).to_lowercase(),
                     percent(share)
                 );
             }
         }
-        out.push('\n');
+        if !shares.is_empty() {
+            out.push_str(
+                "Router throughput as a share of the direct baseline (median of per-round ratios):\n\n",
+            );
+            out.push_str(&shares);
+            out.push('\n');
+        }
     }
 
     render_latency(&mut out, &runs, reference);
@@ -664,6 +668,14 @@ mod tests {
             "{table}"
         );
         assert!(!table.contains("- shippy, varied"), "{table}");
+
+        // Without a comparable mode, no empty list.
+        let only_varied = vec![
+            varied("shippy", 3000.0),
+            run("direct", "monolith", 1, 4000.0, 0.2, 20.0),
+        ];
+        let table = render(&only_varied, &[], &ReportOptions::default());
+        assert!(!table.contains("as a share"), "{table}");
     }
 
     #[test]

@@ -105,7 +105,7 @@ async fn the_other_shapes_answer_what_the_data_says() {
     assert_eq!(
         feed,
         format!(
-            r#"{{"data":{{"feed":[{{"__typename":"Review","id":"3","body":{},"product":{{"upc":"1","name":"Table"}}}},{{"__typename":"Product","upc":"2","name":"Couch","shippingEstimate":0}},{{"__typename":"User","id":"2","username":"dotansimha","name":"Dotan Simha"}}]}}}}"#,
+            r#"{{"data":{{"feed":[{{"__typename":"Review","id":"3","body":{},"product":{{"upc":"1","name":"Table"}}}},{{"__typename":"Product","upc":"2","name":"Couch","shippingEstimate":0}},{{"__typename":"User","id":"2","name":"Dotan Simha","username":"dotansimha"}}]}}}}"#,
             serde_json::Value::from(body_3)
         )
     );
