@@ -381,7 +381,8 @@ fn render_instructions(out: &mut String, counts: &[InstructionCount], reference:
         out.push('\n');
     }
     out.push_str(
-        "\nCounted over 200 requests on 4 connections after 40 warm-up requests, everything the router \
+        "\nCounted over 200 requests on 4 connections after 40 warm-up requests (plus the check of each \
+         distinct request before them: 1, or the 25 of mode varied), everything the router \
          process executes included (HTTP, parsing, planning cache, execution, logging). Valgrind runs one \
          thread at a time, so outbound deduplication rarely has concurrent duplicates to share here.\n\n",
     );
