@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The router benchmark in one command: builds, starts the benchmark subgraphs, then for each round
-# starts each router in each mode, checks it answers the expected response, loads it, and stops it;
-# finally loads the monolith subgraph directly (the overhead baseline) and renders the comparison.
+# starts each router in each mode, checks it answers the expected responses, loads it, and stops it;
+# loads the monolith subgraph directly (the overhead baseline); measures latency at light load; and
+# renders the comparison.
 #
 #   bench/run.sh            full run; table on stdout and in bench/results/latest.md
 #   bench/run.sh --smoke    a few seconds, correctness only (CI): every target must answer exactly
@@ -9,7 +10,10 @@
 # Knobs (environment):
 #   DURATION=20s      measured window per run      WARMUP=3s       unmeasured load before it
 #   CONNECTIONS=50    concurrent connections       ROUNDS=3        rounds (ratios are per round)
-#   ROUTERS="shippy hive"                          MODES="default dedup-off"
+#   ROUTERS="shippy hive"                          MODES="default dedup-off varied"
+#     (varied: five operation shapes with changing variables, own supergraph, deduplication off)
+#   LATENCY_CONNECTIONS="1 10"  light-load points ("" skips them)   LATENCY_DURATION=5s per point
+#   LATENCY_WARMUP=1s  LATENCY_MODE=dedup-off (router configuration of the light-load points)
 #   HIVE_ROUTER=path  Hive Router binary (default: hive_router on PATH, then /work/tools/hive/bin)
 #   HIVE_LOG_LEVEL=   unset: Hive's default (info, one log line per request); e.g. warn to silence
 #   LOADGEN_THREADS=1 load generator threads       PROFILE=release (smoke: dev)
@@ -21,7 +25,7 @@ SMOKE=0
 case "${1:-}" in
     --smoke) SMOKE=1 ;;
     "") ;;
-    -h | --help) sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h | --help) sed -n '2,21p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "unknown argument: $1 (try --help)" >&2; exit 2 ;;
 esac
 
@@ -32,18 +36,23 @@ if [[ $SMOKE == 1 ]]; then
     CONNECTIONS=${CONNECTIONS:-4}
     ROUNDS=${ROUNDS:-1}
     ROUTERS=${ROUTERS:-shippy}
-    MODES=${MODES:-default dedup-off}
+    MODES=${MODES:-default dedup-off varied}
     PROFILE=${PROFILE:-dev}
     SMOKE_REQUESTS=${SMOKE_REQUESTS:-40}
+    LATENCY_WARMUP=${LATENCY_WARMUP:-0s}
 else
     DURATION=${DURATION:-20s}
     WARMUP=${WARMUP:-3s}
     CONNECTIONS=${CONNECTIONS:-50}
     ROUNDS=${ROUNDS:-3}
     ROUTERS=${ROUTERS:-shippy hive}
-    MODES=${MODES:-default dedup-off}
+    MODES=${MODES:-default dedup-off varied}
     PROFILE=${PROFILE:-release}
+    LATENCY_WARMUP=${LATENCY_WARMUP:-1s}
 fi
+LATENCY_CONNECTIONS=${LATENCY_CONNECTIONS-1 10}
+LATENCY_DURATION=${LATENCY_DURATION:-5s}
+LATENCY_MODE=${LATENCY_MODE:-dedup-off}
 LOADGEN_THREADS=${LOADGEN_THREADS:-1}
 if [[ -z ${HIVE_ROUTER:-} ]]; then
     HIVE_ROUTER=$(command -v hive_router || echo /work/tools/hive/bin/hive_router)
@@ -92,8 +101,12 @@ for target in $ROUTERS; do
     esac
     targets+=("$target")
 done
-for mode in $MODES; do
-    [[ $mode == default || $mode == dedup-off ]] || die "unknown mode '$mode' (known: default dedup-off)"
+for mode in $MODES $LATENCY_MODE; do
+    [[ $mode == default || $mode == dedup-off || $mode == varied ]] ||
+        die "unknown mode '$mode' (known: default dedup-off varied)"
+done
+for c in $LATENCY_CONNECTIONS; do
+    [[ $c =~ ^[1-9][0-9]*$ ]] || die "LATENCY_CONNECTIONS: '$c' is not a connection count"
 done
 
 # --- processes ---------------------------------------------------------------------------------
@@ -140,6 +153,11 @@ for _ in $(seq 100); do [[ -s $WORK/subgraphs.addr ]] && break; sleep 0.05; done
 SUBGRAPHS_URL=http://$(cat "$WORK/subgraphs.addr")
 "$BENCH" wait-ready "$SUBGRAPHS_URL/health" --timeout 10s
 "$BENCH" supergraph --subgraphs-url "$SUBGRAPHS_URL" >"$WORK/supergraph.graphql"
+"$BENCH" supergraph --subgraphs-url "$SUBGRAPHS_URL" --workload varied >"$WORK/supergraph-varied.graphql"
+
+# What a mode sends (`load --workload`) and the supergraph its routers run: mode varied has its own.
+workload_of() { if [[ $1 == varied ]]; then echo varied; else echo benchmark; fi; }
+supergraph_of() { if [[ $1 == varied ]]; then echo supergraph-varied.graphql; else echo supergraph.graphql; fi; }
 
 # Starts router $1 in mode $2, optionally under a wrapper command (valgrind) given after them;
 # sets ROUTER_PID and ROUTER_URL.
@@ -154,9 +172,16 @@ start_router() {
     mkdir -p "$dir"
     case "$target" in
         shippy)
-            shippy_config "$mode" >"$dir/router.yaml"
-            local args=(--supergraph "$WORK/supergraph.graphql" --listen "127.0.0.1:$port" --config "$dir/router.yaml")
-            "${wrapper[@]}" "${OUR_ROUTER[@]}" "${args[@]}" >"$logfile" 2>&1 &
+            local args=(--supergraph "$WORK/$(supergraph_of "$mode")" --listen "127.0.0.1:$port")
+            if [[ $mode == dedup-off || $mode == varied ]]; then
+                shippy_config_dedup_off >"$dir/router.yaml"
+                args+=(--config "$dir/router.yaml")
+            fi
+            # The benchmark subgraphs do not check the router's signature (as for any non-Shippy
+            # subgraph), so `shippy router` need not refuse to start without a signing key; setting
+            # SHIPPY_ROUTER__SUBGRAPH_SIGNING__KEY measures with signed subgraph requests.
+            SHIPPY_ROUTER__SUBGRAPH_SIGNING__REQUIRED=false \
+                "${wrapper[@]}" "${OUR_ROUTER[@]}" "${args[@]}" >"$logfile" 2>&1 &
             ;;
         hive)
             hive_config "$port" "$mode" >"$dir/router.config.yaml"
@@ -172,24 +197,20 @@ start_router() {
     fi
 }
 
-# Our router's configuration. The benchmark subgraphs check no router credential, so requests go
-# unsigned (Hive Router signs nothing either); in mode dedup-off deduplication is off outbound (per
-# subgraph) and inbound (identical client requests in flight sharing one execution), so every client
-# request is executed on its own.
-shippy_config() {
-    printf 'subgraph_signing:\n  required: false\n'
-    if [[ $1 == dedup-off ]]; then
-        printf 'http:\n  dedupe: false\nsubgraph_defaults:\n  dedupe: false\n'
-    fi
+# Our router's configuration with deduplication off: outbound (per subgraph) and inbound (identical
+# client requests in flight sharing one execution), so every client request is executed on its own.
+shippy_config_dedup_off() {
+    printf 'http:\n  dedupe: false\nsubgraph_defaults:\n  dedupe: false\n'
 }
 
-# Hive Router's configuration: its defaults, plus outbound deduplication off in mode dedup-off.
+# Hive Router's configuration: its defaults, plus outbound deduplication off in modes dedup-off and
+# varied (its inbound deduplication is off by default).
 hive_config() {
     local port=$1 mode=$2
     cat <<EOF
 supergraph:
   source: file
-  path: ../supergraph.graphql
+  path: ../$(supergraph_of "$mode")
 http:
   host: 127.0.0.1
   port: $port
@@ -197,27 +218,61 @@ EOF
     if [[ -n ${HIVE_LOG_LEVEL:-} ]]; then
         printf 'log:\n  level: %s\n' "$HIVE_LOG_LEVEL"
     fi
-    if [[ $mode == dedup-off ]]; then
+    if [[ $mode == dedup-off || $mode == varied ]]; then
         printf 'traffic_shaping:\n  all:\n    dedupe_enabled: false\n'
     fi
 }
 
-# Loads $1 (URL) as target $2 in mode $3, watching the given LABEL=PID processes.
-run_load() {
-    local url=$1 target=$2 mode=$3
-    shift 3
+# Loads $1 (URL) as target $2 with what mode $3 sends, recorded under label $4, with $5 connections
+# for $6 after a $7 warm-up, watching the remaining LABEL=PID processes.
+load_target() {
+    local url=$1 target=$2 mode=$3 label=$4 connections=$5 duration=$6 warmup=$7
+    shift 7
     local watch=() pidspec
     for pidspec in "$@"; do watch+=(--pid "$pidspec"); done
-    local window=(--duration "$DURATION")
+    local window=(--duration "$duration")
     local strict=()
     if [[ $SMOKE == 1 ]]; then
         window=(--requests "$SMOKE_REQUESTS")
         strict=(--strict)
     fi
-    "$BENCH" load --url "$url" --connections "$CONNECTIONS" "${window[@]}" --warmup "$WARMUP" \
+    "$BENCH" load --url "$url" --workload "$(workload_of "$mode")" --connections "$connections" \
+        "${window[@]}" --warmup "$warmup" \
         --threads "$LOADGEN_THREADS" --clk-tck "$CLK_TCK" "${watch[@]}" "${strict[@]}" \
         --subgraph-stats "$SUBGRAPHS_URL/stats" \
-        --target "$target" --mode "$mode" --round "$round" --out "$RESULTS/$round-$mode-$target.json"
+        --target "$target" --mode "$label" --round "$round" --out "$RESULTS/$round-$label-$target.json"
+}
+
+# Loads $1 (URL) as target $2 in mode $3 under the main load, watching the given LABEL=PID processes.
+run_load() {
+    local url=$1 target=$2 mode=$3
+    shift 3
+    load_target "$url" "$target" "$mode" "$mode" "$CONNECTIONS" "$DURATION" "$WARMUP" "$@"
+}
+
+# The light-load points of one round: each router (configured as LATENCY_MODE), then the monolith
+# directly, at each of LATENCY_CONNECTIONS; the report subtracts the monolith's p50 per round.
+run_latency() {
+    local target c label
+    [[ -n ${LATENCY_CONNECTIONS// /} ]] || return 0
+    for target in "${order[@]}"; do
+        run_name=round$round-latency
+        start_router "$target" "$LATENCY_MODE"
+        for c in $LATENCY_CONNECTIONS; do
+            label=latency-c$c-$LATENCY_MODE
+            if ! load_target "$ROUTER_URL" "$target" benchmark "$label" "$c" "$LATENCY_DURATION" \
+                "$LATENCY_WARMUP" "router=$ROUTER_PID" "subgraphs=$SUBGRAPHS_PID"; then
+                failed=1
+                show_log "$WORK/logs/$target-$LATENCY_MODE-$run_name.log"
+            fi
+        done
+        stop_process "$ROUTER_PID"
+    done
+    for c in $LATENCY_CONNECTIONS; do
+        label=latency-c$c-$LATENCY_MODE
+        load_target "$SUBGRAPHS_URL/monolith" monolith benchmark "$label" "$c" "$LATENCY_DURATION" \
+            "$LATENCY_WARMUP" "subgraphs=$SUBGRAPHS_PID" || failed=1
+    done
 }
 
 # --- the runs ----------------------------------------------------------------------------------
@@ -242,6 +297,7 @@ for round in $(seq "$ROUNDS"); do
         done
     done
     run_load "$SUBGRAPHS_URL/monolith" monolith direct "subgraphs=$SUBGRAPHS_PID" || failed=1
+    run_latency
 done
 LOAD_AFTER=$(cut -d' ' -f1-3 /proc/loadavg)
 
@@ -251,27 +307,32 @@ LOAD_AFTER=$(cut -d' ' -f1-3 /proc/loadavg)
 INSTRUCTIONS_FILE=$WORK/instructions.tsv
 CALLGRIND_REQUESTS=200
 count_instructions() {
-    local target=$1 mode=$2 out dump ir
+    local target=$1 mode=$2 out dump ir counted
     out=$WORK/callgrind/$target-$mode
     mkdir -p "$WORK/callgrind"
     run_name=callgrind
     start_router "$target" "$mode" valgrind --tool=callgrind "--callgrind-out-file=$out.%p"
-    local quiet=(--connections 4 --warmup 0s --request-timeout 120s --strict --out /dev/null)
-    if ! "$BENCH" load --url "$ROUTER_URL" --requests 40 "${quiet[@]}" 2>/dev/null; then
+    local quiet=(--workload "$(workload_of "$mode")" --connections 4 --warmup 0s --request-timeout 120s
+        --strict)
+    if ! "$BENCH" load --url "$ROUTER_URL" --requests 40 "${quiet[@]}" --out /dev/null 2>/dev/null; then
         log "warning: $target ($mode) failed under callgrind"
         stop_process "$ROUTER_PID"
         return 1
     fi
     callgrind_control --zero "$ROUTER_PID" >/dev/null
-    "$BENCH" load --url "$ROUTER_URL" --requests "$CALLGRIND_REQUESTS" "${quiet[@]}" 2>/dev/null
+    "$BENCH" load --url "$ROUTER_URL" --requests "$CALLGRIND_REQUESTS" "${quiet[@]}" \
+        --out "$out.load.json" 2>/dev/null
     callgrind_control --dump "$ROUTER_PID" >/dev/null
+    # The count includes the load's check of each distinct request before the measured ones (25 in
+    # mode varied: one more pass through its rotation, so the same mix).
+    counted=$((CALLGRIND_REQUESTS + $(sed -n 's/^ *"distinct_requests": \([0-9]*\),$/\1/p' "$out.load.json")))
     dump=$out.$ROUTER_PID.1
     for _ in $(seq 100); do [[ -s $dump ]] && grep -q '^totals:' "$dump" && break; sleep 0.1; done
     stop_process "$ROUTER_PID"
     ir=$(awk '/^summary:/ { print $2 }' "$dump" 2>/dev/null || true)
     [[ -n $ir ]] || { log "warning: no callgrind count for $target ($mode)"; return 1; }
-    printf '%s\t%s\t%s\n' "$mode" "$target" "$((ir / CALLGRIND_REQUESTS))" >>"$INSTRUCTIONS_FILE"
-    log "$target [$mode]: $((ir / CALLGRIND_REQUESTS)) instructions per request (callgrind)"
+    printf '%s\t%s\t%s\n' "$mode" "$target" "$((ir / counted))" >>"$INSTRUCTIONS_FILE"
+    log "$target [$mode]: $((ir / counted)) instructions per request (callgrind, $counted requests)"
 }
 
 INSTRUCTIONS=${INSTRUCTIONS:-auto}
@@ -300,11 +361,20 @@ if [[ $SMOKE == 1 ]]; then
 else
     window_note="$CONNECTIONS connections, $DURATION measured after $WARMUP warm-up, $ROUNDS rounds"
 fi
+mode_notes=()
+if [[ " $MODES " == *" varied "* ]]; then
+    mode_notes+=(--note "Mode varied: bench/workload/varied, its own supergraph (the benchmark's plus a union); 25 distinct requests in rotation (the benchmark operation, shallow, wide, @requires, union; each with 5 values of \$first), expected responses from the monolith, every response checked; deduplication off in both routers.")
+fi
+if [[ -n ${LATENCY_CONNECTIONS// /} ]]; then
+    if [[ $SMOKE == 1 ]]; then latency_window="$SMOKE_REQUESTS requests"; else latency_window="$LATENCY_DURATION after $LATENCY_WARMUP warm-up"; fi
+    mode_notes+=(--note "Light load: the benchmark operation at ${LATENCY_CONNECTIONS// /, } connection(s), $latency_window per point, routers in mode $LATENCY_MODE (each started once per round for all points), then the monolith directly.")
+fi
 instruction_args=()
 if [[ -s $INSTRUCTIONS_FILE ]]; then instruction_args=(--instructions "$INSTRUCTIONS_FILE"); fi
 report=$("$BENCH" report "$RESULTS" "${instruction_args[@]}" \
     --title "Router benchmark, $(date -u '+%Y-%m-%d %H:%M UTC')" \
     --note "Workload: bench/workload (users -> reviews -> product -> reviews -> author -> reviews -> product, and topProducts; 87,327-byte response), every response checked." \
+    "${mode_notes[@]}" \
     --note "Load: $window_note; load generator: $LOADGEN_THREADS thread(s), one keep-alive HTTP/1.1 connection per client." \
     --note "Machine: $(nproc) CPUs ($cpu_model), shared; load average $LOAD_BEFORE before, $LOAD_AFTER after. Commit $commit, profile $PROFILE.$hive_version" \
     --note "Targets run one at a time against the same subgraph process (memoized responses); each router starts fresh per run, so peak RSS is per run.")

@@ -4,6 +4,7 @@
 //! The workload is the public federation gateway benchmark (graphql-hive/router `bench/`, MIT): four
 //! subgraphs, one nested query with an 87 KB response. `workload` holds it, `subgraphs` serves it,
 //! `load` measures a router under it and `report` turns many measurements into one markdown table.
+//! `varied` is the second workload: several operation shapes with changing variables.
 //! `fanout` is the subscription benchmark: WebSocket subscribers through a router, events fanned out.
 
 pub mod client;
@@ -14,4 +15,5 @@ pub mod procfs;
 pub mod report;
 pub mod subgraphs;
 pub mod units;
+pub mod varied;
 pub mod workload;

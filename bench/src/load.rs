@@ -1,13 +1,15 @@
-//! The load generator: N keep-alive connections POST the operation back to back for a while, every
+//! The load generator: N keep-alive connections POST requests back to back for a while, every
 //! response is checked, and throughput, latency and the watched processes' CPU and memory are reported.
 //!
-//! Order of a run: one request checks that the target answers exactly the expected response (field
-//! order included) and fails the run otherwise; then the connections start, a warm-up passes
-//! unmeasured, CPU times and subgraph traffic are sampled, and the measured window runs until the
-//! duration ends or the request budget is spent; then everything is sampled again.
-//! Every measured response must be a 200 whose body is byte-identical to the first, checked one
-//! (cheap) or, failing that, semantically equal to the expected response (parsed); anything else is a
-//! failure, counted by kind.
+//! A run sends one request or rotates through several (the varied workload): the n-th request sent,
+//! over all connections, is `requests[n % len]`, so concurrent requests are as different as the
+//! rotation allows. Order of a run: each distinct request is sent once and must get exactly its
+//! expected response (field order included), else the run fails; then the connections start, a
+//! warm-up passes unmeasured, CPU times and subgraph traffic are sampled, and the measured window runs
+//! until the duration ends or the request budget is spent; then everything is sampled again.
+//! Every measured response must be a 200 whose body is byte-identical to the first, checked answer to
+//! the same request (cheap) or, failing that, semantically equal to its expected response (parsed);
+//! anything else is a failure, counted by kind.
 
 use std::{
     sync::{
@@ -53,13 +55,34 @@ pub struct Labels {
     pub round: u32,
 }
 
+/// One request a run sends, and the response it must get.
+#[derive(Debug, Clone)]
+pub struct Request {
+    /// Names the request in failure messages (e.g. `shallow {"first":2}`).
+    pub name: String,
+    /// The POST body.
+    pub body: Bytes,
+    pub expected: Json,
+}
+
+impl Request {
+    pub fn new(name: impl Into<String>, body: Bytes, expected: Json) -> Request {
+        Request {
+            name: name.into(),
+            body,
+            expected,
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct LoadOptions {
     pub url: String,
-    /// The request body every request sends.
-    pub body: Bytes,
-    /// The response every request must get.
-    pub expected: Json,
+    /// Sent in rotation: the n-th request of the run (warm-up included) is `requests[n % len]`.
+    pub requests: Vec<Request>,
+    /// Names the requests in the report (`benchmark`, `varied`), so that only runs of the same
+    /// workload are compared with each other.
+    pub workload: String,
     /// Concurrent connections, each sending its next request when the previous one is answered.
     pub connections: usize,
     pub stop: Stop,
@@ -80,14 +103,23 @@ pub struct LoadOptions {
 pub enum LoadError {
     #[error("at least one connection is needed")]
     NoConnections,
+    #[error("at least one request to send is needed")]
+    NoRequests,
     #[error(transparent)]
     Client(#[from] ClientError),
-    #[error("the first request got no answer within {0:?}")]
-    FirstTimedOut(Duration),
-    #[error("the first response has status {status}: {body}")]
-    FirstStatus { status: StatusCode, body: String },
-    #[error("the first response is not the expected response: {0}")]
-    FirstMismatch(Difference),
+    #[error("the first request ({name}) got no answer within {timeout:?}")]
+    FirstTimedOut { name: String, timeout: Duration },
+    #[error("the first response to {name} has status {status}: {body}")]
+    FirstStatus {
+        name: String,
+        status: StatusCode,
+        body: String,
+    },
+    #[error("the first response to {name} is not the expected response: {difference}")]
+    FirstMismatch {
+        name: String,
+        difference: Difference,
+    },
     #[error("cannot read /proc for {label} (pid {pid}): {source}")]
     Proc {
         label: String,
@@ -163,6 +195,12 @@ pub struct SubgraphTraffic {
 pub struct LoadReport {
     #[serde(flatten)]
     pub labels: Labels,
+    /// The workload the run sent (reports written before workloads had names sent the benchmark).
+    #[serde(default = "benchmark_workload")]
+    pub workload: String,
+    /// Distinct requests in the rotation.
+    #[serde(default = "one")]
+    pub distinct_requests: usize,
     pub connections: usize,
     pub measured_seconds: f64,
     /// Requests answered correctly in the measured window.
@@ -170,12 +208,24 @@ pub struct LoadReport {
     pub failures: Failures,
     pub requests_per_second: f64,
     pub latency_ms: Latency,
+    /// Bytes of the first request's response.
     pub response_bytes: usize,
     pub processes: Vec<ProcessUsage>,
     #[serde(default)]
     pub subgraph_traffic: Option<SubgraphTraffic>,
     /// The first wrong response's difference from the expected one, if any.
     pub first_mismatch: Option<String>,
+}
+
+/// The name of the published benchmark's single-operation workload.
+pub const BENCHMARK_WORKLOAD: &str = "benchmark";
+
+fn benchmark_workload() -> String {
+    BENCHMARK_WORKLOAD.to_owned()
+}
+
+fn one() -> usize {
+    1
 }
 
 impl LoadReport {
@@ -189,22 +239,33 @@ pub async fn run(options: LoadOptions) -> Result<LoadReport, LoadError> {
     if options.connections == 0 {
         return Err(LoadError::NoConnections);
     }
+    if options.requests.is_empty() {
+        return Err(LoadError::NoRequests);
+    }
     let target = Target::parse(&options.url)?;
-    let reference = check_first_response(&target, &options).await?;
-    let response_bytes = reference.len();
+    let mut prepared = Vec::with_capacity(options.requests.len());
+    for request in &options.requests {
+        let reference = check_first_response(&target, request, options.request_timeout).await?;
+        prepared.push(Prepared {
+            body: request.body.clone(),
+            checker: Checker {
+                name: request.name.clone(),
+                reference,
+                expected: request.expected.clone(),
+            },
+        });
+    }
+    let response_bytes = prepared[0].checker.reference.len();
 
     let plan = Arc::new(Plan {
-        body: options.body.clone(),
+        requests: prepared,
+        next: AtomicU64::new(0),
         end: OnceLock::new(),
         budget: Budget(AtomicU64::new(match options.stop {
             Stop::After(_) => u64::MAX,
             Stop::Requests(n) => n,
         })),
         request_timeout: options.request_timeout,
-        checker: Checker {
-            reference,
-            expected: options.expected.clone(),
-        },
         target,
     });
     // Warm-up runs to completion before the "before" samples are taken, so that nothing is in flight
@@ -253,6 +314,8 @@ pub async fn run(options: LoadOptions) -> Result<LoadReport, LoadError> {
     }
     Ok(LoadReport {
         labels: options.labels,
+        workload: options.workload,
+        distinct_requests: options.requests.len(),
         connections: options.connections,
         measured_seconds: window,
         ok,
@@ -271,7 +334,7 @@ pub async fn run(options: LoadOptions) -> Result<LoadReport, LoadError> {
                 ),
             }
         }),
-        first_mismatch: totals.first_mismatch.map(|d| d.to_string()),
+        first_mismatch: totals.first_mismatch,
     })
 }
 
@@ -292,39 +355,72 @@ fn open_window(plan: &Plan, stop: Stop) -> Instant {
     start
 }
 
-/// Sends one request and insists on the expected response; returns its body, the byte-exact
-/// reference that makes checking every later response cheap.
-async fn check_first_response(target: &Target, options: &LoadOptions) -> Result<Bytes, LoadError> {
+/// Sends `request` once and insists on its expected response; returns the body, the byte-exact
+/// reference that makes checking every later response to the same request cheap.
+async fn check_first_response(
+    target: &Target,
+    request: &Request,
+    timeout: Duration,
+) -> Result<Bytes, LoadError> {
     let exchange = async {
         let mut connection = Connection::open(target).await?;
         connection
-            .post_json(&target.path_and_query, options.body.clone())
+            .post_json(&target.path_and_query, request.body.clone())
             .await
     };
-    let (status, body) = tokio::time::timeout(options.request_timeout, exchange)
+    let (status, body) = tokio::time::timeout(timeout, exchange)
         .await
-        .map_err(|_| LoadError::FirstTimedOut(options.request_timeout))??;
+        .map_err(|_| LoadError::FirstTimedOut {
+            name: request.name.clone(),
+            timeout,
+        })??;
     if status != StatusCode::OK {
         let body = String::from_utf8_lossy(&body[..body.len().min(500)]).into_owned();
-        return Err(LoadError::FirstStatus { status, body });
+        return Err(LoadError::FirstStatus {
+            name: request.name.clone(),
+            status,
+            body,
+        });
     }
     let checker = Checker {
+        name: request.name.clone(),
         reference: Bytes::new(),
-        expected: options.expected.clone(),
+        expected: request.expected.clone(),
     };
-    checker.check(&body).map_err(LoadError::FirstMismatch)?;
+    checker
+        .check(&body)
+        .map_err(|difference| LoadError::FirstMismatch {
+            name: request.name.clone(),
+            difference,
+        })?;
     Ok(body)
+}
+
+/// One request of the rotation with what its answers are checked against.
+struct Prepared {
+    body: Bytes,
+    checker: Checker,
 }
 
 /// Shared, read-only description of the run, plus the request budget.
 struct Plan {
     target: Target,
-    body: Bytes,
+    /// The rotation; `next` counts the requests sent, over all connections.
+    requests: Vec<Prepared>,
+    next: AtomicU64,
     /// When a timed window ends (set as it opens).
     end: OnceLock<Instant>,
     budget: Budget,
     request_timeout: Duration,
-    checker: Checker,
+}
+
+impl Plan {
+    /// The next request of the rotation.
+    fn next_request(&self) -> &Prepared {
+        let n = self.next.fetch_add(1, Ordering::Relaxed);
+        // The remainder is below `requests.len()`, so it fits a usize.
+        &self.requests[(n % self.requests.len() as u64) as usize]
+    }
 }
 
 /// Requests the measured window may still send (`u64::MAX` when the window is timed).
@@ -340,6 +436,8 @@ impl Budget {
 }
 
 struct Checker {
+    /// The request's name, for failure messages.
+    name: String,
     /// A response body already known to be correct.
     reference: Bytes,
     expected: Json,
@@ -364,7 +462,8 @@ struct WorkerStats {
     ok: u64,
     failures: Failures,
     latencies_us: Vec<u64>,
-    first_mismatch: Option<Difference>,
+    /// The first wrong response's request and difference.
+    first_mismatch: Option<String>,
 }
 
 impl WorkerStats {
@@ -399,7 +498,10 @@ async fn warm_up(plan: Arc<Plan>, until: Instant) -> Option<Connection> {
         let Some(open) = connection.as_mut() else {
             continue;
         };
-        let exchange = open.post_json(&plan.target.path_and_query, plan.body.clone());
+        let exchange = open.post_json(
+            &plan.target.path_and_query,
+            plan.next_request().body.clone(),
+        );
         if !matches!(
             tokio::time::timeout(plan.request_timeout, exchange).await,
             Ok(Ok(_))
@@ -431,7 +533,8 @@ async fn worker(plan: Arc<Plan>, mut connection: Option<Connection>) -> WorkerSt
         let Some(open) = connection.as_mut() else {
             continue;
         };
-        let exchange = open.post_json(&plan.target.path_and_query, plan.body.clone());
+        let request = plan.next_request();
+        let exchange = open.post_json(&plan.target.path_and_query, request.body.clone());
         let outcome = tokio::time::timeout(plan.request_timeout, exchange).await;
         let elapsed = started.elapsed();
         match outcome {
@@ -441,9 +544,11 @@ async fn worker(plan: Arc<Plan>, mut connection: Option<Connection>) -> WorkerSt
                     .push(elapsed.as_micros().try_into().unwrap_or(u64::MAX));
                 if status != StatusCode::OK {
                     stats.failures.status += 1;
-                } else if let Err(difference) = plan.checker.check(&body) {
+                } else if let Err(difference) = request.checker.check(&body) {
                     stats.failures.wrong_response += 1;
-                    stats.first_mismatch.get_or_insert(difference);
+                    stats
+                        .first_mismatch
+                        .get_or_insert_with(|| format!("{}: {difference}", request.checker.name));
                 } else {
                     stats.ok += 1;
                 }
@@ -547,6 +652,7 @@ mod tests {
     #[test]
     fn checker_accepts_the_reference_and_equal_documents_only() {
         let checker = Checker {
+            name: "test".into(),
             reference: Bytes::from_static(br#"{"data":{"a":1,"b":2}}"#),
             expected: Json::parse(br#"{"data":{"a":1,"b":2}}"#).unwrap(),
         };

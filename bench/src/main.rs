@@ -5,15 +5,15 @@
 use std::{net::SocketAddr, path::PathBuf, process::ExitCode, time::Duration};
 
 use anyhow::{Context, bail};
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 use shippy_bench::{
     client, fanout,
     json::Json,
-    load::{self, Labels, LoadOptions, Stop, Watched},
+    load::{self, Labels, LoadOptions, Request, Stop, Watched},
     procfs, report,
     subgraphs::{self, SubgraphOptions},
     units::parse_duration,
-    workload,
+    varied, workload,
 };
 
 #[derive(Parser)]
@@ -30,13 +30,15 @@ struct Cli {
 enum Command {
     /// Serve the four benchmark subgraphs and the monolith baseline under /<name> on one port.
     Subgraphs(SubgraphsArgs),
-    /// Print the benchmark supergraph with its subgraph URLs under the given base URL.
+    /// Print a workload's supergraph with its subgraph URLs under the given base URL.
     Supergraph {
         /// Where the subgraphs listen, e.g. http://127.0.0.1:4200.
         #[arg(long)]
         subgraphs_url: String,
+        #[arg(long, value_enum, default_value_t = Workload::Benchmark)]
+        workload: Workload,
     },
-    /// Load a GraphQL endpoint with the benchmark operation and report what it measured (JSON).
+    /// Load a GraphQL endpoint with a workload and report what it measured (JSON).
     Load(LoadArgs),
     /// Render the markdown comparison from a directory of `load` reports.
     Report(ReportArgs),
@@ -53,6 +55,15 @@ enum Command {
     /// Subscription fan-out: N WebSocket subscribers through our router (started as a child
     /// process) on one subscription; prints delivery latency and router RSS per subscriber.
     Fanout(FanoutArgs),
+}
+
+/// What a load run sends.
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Workload {
+    /// The published benchmark: one operation, one expected response.
+    Benchmark,
+    /// Five operation shapes with changing variables, in rotation (its own supergraph).
+    Varied,
 }
 
 #[derive(Args)]
@@ -97,14 +108,17 @@ struct LoadArgs {
     /// The GraphQL endpoint, e.g. http://127.0.0.1:4000/graphql.
     #[arg(long)]
     url: String,
+    /// What to send; `--operation` replaces the benchmark's operation.
+    #[arg(long, value_enum, default_value_t = Workload::Benchmark)]
+    workload: Workload,
     /// The operation to send (default: the benchmark operation).
-    #[arg(long)]
+    #[arg(long, conflicts_with = "workload")]
     operation: Option<PathBuf>,
     /// The operation name to send with it (default: TestQuery with the default operation).
     #[arg(long)]
     operation_name: Option<String>,
     /// The response every request must get (default: the benchmark's expected response).
-    #[arg(long)]
+    #[arg(long, conflicts_with = "workload")]
     expected: Option<PathBuf>,
     /// Concurrent keep-alive connections, each one request at a time.
     #[arg(long, default_value_t = 50)]
@@ -197,9 +211,13 @@ fn main() -> ExitCode {
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Subgraphs(args) => runtime(None)?.block_on(serve_subgraphs(args))?,
-        Command::Supergraph { subgraphs_url } => {
-            print!("{}", workload::supergraph_for(&subgraphs_url))
-        }
+        Command::Supergraph {
+            subgraphs_url,
+            workload,
+        } => match workload {
+            Workload::Benchmark => print!("{}", workload::supergraph_for(&subgraphs_url)),
+            Workload::Varied => print!("{}", varied::supergraph_for(&subgraphs_url)),
+        },
         Command::Load(args) => {
             let threads = args.threads.max(1);
             return runtime(Some(threads))?.block_on(load(args));
@@ -306,7 +324,14 @@ async fn shutdown_signal() {
     }
 }
 
-async fn load(args: LoadArgs) -> anyhow::Result<ExitCode> {
+/// The requests of a load run and the workload's name for the report.
+async fn requests(args: &LoadArgs) -> anyhow::Result<(Vec<Request>, String)> {
+    if args.workload == Workload::Varied {
+        let requests = varied::requests()
+            .await
+            .context("computing the expected responses")?;
+        return Ok((requests, varied::NAME.to_owned()));
+    }
     let (query, operation_name) = match &args.operation {
         Some(path) => {
             let text = std::fs::read_to_string(path)
@@ -327,6 +352,25 @@ async fn load(args: LoadArgs) -> anyhow::Result<ExitCode> {
         None => workload::EXPECTED_RESPONSE.as_bytes().to_vec(),
     };
     let expected = Json::parse(&expected_text).context("the expected response is not JSON")?;
+    let custom = args.operation.is_some() || args.expected.is_some();
+    let name = operation_name
+        .clone()
+        .unwrap_or_else(|| "the operation".into());
+    let request = Request::new(
+        name,
+        workload::request_body(&query, operation_name.as_deref()),
+        expected,
+    );
+    let workload = if custom {
+        "custom"
+    } else {
+        load::BENCHMARK_WORKLOAD
+    };
+    Ok((vec![request], workload.to_owned()))
+}
+
+async fn load(args: LoadArgs) -> anyhow::Result<ExitCode> {
+    let (requests, workload) = requests(&args).await?;
     let mut watch = args.watch;
     // Our own cost too: a saturated load generator would cap every target at the same rate.
     watch.push(Watched {
@@ -335,8 +379,8 @@ async fn load(args: LoadArgs) -> anyhow::Result<ExitCode> {
     });
     let options = LoadOptions {
         url: args.url.clone(),
-        body: workload::request_body(&query, operation_name.as_deref()),
-        expected,
+        requests,
+        workload,
         connections: args.connections,
         stop: args
             .requests
@@ -412,6 +456,8 @@ async fn fanout(args: FanoutArgs) -> anyhow::Result<ExitCode> {
         .arg(&supergraph)
         .args(["--listen", &format!("127.0.0.1:{port}")])
         .env("RUST_LOG", "warn")
+        // The fan-out's subgraphs do not check the router's signature: no signing key needed.
+        .env("SHIPPY_ROUTER__SUBGRAPH_SIGNING__REQUIRED", "false")
         .env(
             "SHIPPY_ROUTER__SUBSCRIPTIONS__MAX_CONNECTIONS",
             (args.subscribers + 100).to_string(),

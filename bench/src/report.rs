@@ -4,6 +4,10 @@
 //! The machine is shared and noisy, so absolute figures drift between rounds while the ratio of two
 //! routers measured side by side drifts much less: ratios are therefore computed per round and the
 //! report shows their median. Absolute figures are medians over rounds; failures are summed.
+//!
+//! Runs whose mode is a light-load latency label (`latency-c<connections>-<router mode>`, see
+//! [`latency_mode`]) get their own section: latency percentiles at a few connections and each
+//! router's p50 overhead over the monolith measured in the same round.
 
 use std::{collections::BTreeMap, fmt::Write as _, fs, io, path::Path};
 
@@ -37,6 +41,23 @@ impl Default for ReportOptions {
         }
     }
 }
+
+/// The mode label of a light-load latency run at `connections` with the routers configured as in
+/// `router_mode`; the monolith's runs at the same load carry the same label.
+pub fn latency_mode(connections: usize, router_mode: &str) -> String {
+    format!("{LATENCY_PREFIX}{connections}-{router_mode}")
+}
+
+const LATENCY_PREFIX: &str = "latency-c";
+
+/// The connections and router mode of a [`latency_mode`] label.
+fn parse_latency_mode(mode: &str) -> Option<(usize, &str)> {
+    let (connections, router_mode) = mode.strip_prefix(LATENCY_PREFIX)?.split_once('-')?;
+    Some((connections.parse().ok()?, router_mode))
+}
+
+/// The target whose latency is subtracted from the routers' in the light-load section.
+pub const DIRECT_TARGET: &str = "monolith";
 
 /// Instructions one request costs a target, counted by callgrind: deterministic, so unlike the
 /// timed figures it does not move with the machine's load.
@@ -120,7 +141,7 @@ pub fn render(
     for mode in runs
         .modes()
         .into_iter()
-        .filter(|m| *m != options.direct_mode)
+        .filter(|m| *m != options.direct_mode && parse_latency_mode(m).is_none())
     {
         let _ = writeln!(out, "### {}\n", mode_title(mode));
         out.push_str(
@@ -206,24 +227,36 @@ pub fn render(
             num(subgraphs(|p| p.cpu_ms_per_request), 3),
             failures(rows),
         );
-        out.push_str(
-            "Router throughput as a share of the direct baseline (median of per-round ratios):\n\n",
-        );
-        for mode in runs.modes().into_iter().filter(|m| *m != direct) {
+        // Only modes that sent what the baseline was sent (not the varied workload) compare.
+        let comparable = |mode: &str| {
+            mode != direct
+                && parse_latency_mode(mode).is_none()
+                && runs.workload(mode) == runs.workload(direct)
+        };
+        let mut shares = String::new();
+        for mode in runs.modes().into_iter().filter(|m| comparable(m)) {
             for target in runs.targets(mode) {
                 let share = runs.median_ratio(mode, target, direct, baseline, |r| {
                     Some(r.requests_per_second)
                 });
                 let _ = writeln!(
-                    out,
+                    shares,
                     "- {target}, {}: {}",
                     mode_title(mode).to_lowercase(),
                     percent(share)
                 );
             }
         }
-        out.push('\n');
+        if !shares.is_empty() {
+            out.push_str(
+                "Router throughput as a share of the direct baseline (median of per-round ratios):\n\n",
+            );
+            out.push_str(&shares);
+            out.push('\n');
+        }
     }
+
+    render_latency(&mut out, &runs, reference);
 
     let _ = writeln!(
         out,
@@ -232,6 +265,84 @@ pub fn render(
          above 1 is better; CPU/req and RSS ratios below 1 are better."
     );
     out
+}
+
+/// The light-load section: per connection count, each target's latency and each router's p50
+/// overhead over the monolith (per round, then the median), and that overhead against the
+/// reference router's.
+fn render_latency(out: &mut String, runs: &Runs, reference: &str) {
+    let mut modes: Vec<(usize, &str, &str)> = runs
+        .modes()
+        .into_iter()
+        .filter_map(|m| parse_latency_mode(m).map(|(c, router_mode)| (c, router_mode, m)))
+        .collect();
+    if modes.is_empty() {
+        return;
+    }
+    modes.sort();
+    let mut router_modes: Vec<&str> = modes.iter().map(|(_, r, _)| *r).collect();
+    router_modes.dedup();
+    let _ = writeln!(
+        out,
+        "### Latency at light load (the benchmark operation; routers in mode {})\n",
+        router_modes
+            .iter()
+            .map(|m| format!("`{m}`"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    out.push_str(
+        "| connections | target | req/s | p50 ms | p90 ms | p99 ms | p50 overhead ms | overhead vs ref | failures |\n",
+    );
+    out.push_str("|---:|---|---:|---:|---:|---:|---:|---:|---:|\n");
+    for (connections, _, mode) in &modes {
+        let direct = runs.get(mode, DIRECT_TARGET);
+        // A target's p50 minus the monolith's p50 of the same round.
+        let overhead = |run: &LoadReport| {
+            direct
+                .iter()
+                .find(|d| d.labels.round == run.labels.round)
+                .map(|d| run.latency_ms.p50 - d.latency_ms.p50)
+        };
+        let reference_runs = runs.get(mode, reference);
+        for target in runs.targets(mode) {
+            let rows = runs.get(mode, target);
+            let is_direct = target == DIRECT_TARGET;
+            let (overhead_ms, vs_ref) = if is_direct {
+                (None, None)
+            } else {
+                let vs_ref = median(rows.iter().filter_map(|run| {
+                    let reference_run = reference_runs
+                        .iter()
+                        .find(|r| r.labels.round == run.labels.round)?;
+                    let (ours, theirs) = (overhead(run)?, overhead(reference_run)?);
+                    (theirs > 0.0).then(|| ours / theirs)
+                }));
+                (median(rows.iter().filter_map(|r| overhead(r))), vs_ref)
+            };
+            let label = if is_direct {
+                format!("{target} (direct)")
+            } else {
+                target.to_owned()
+            };
+            let _ = writeln!(
+                out,
+                "| {connections} | {label} | {} | {} | {} | {} | {} | {} | {} |",
+                num(median(rows.iter().map(|r| r.requests_per_second)), 0),
+                num(median(rows.iter().map(|r| r.latency_ms.p50)), 2),
+                num(median(rows.iter().map(|r| r.latency_ms.p90)), 2),
+                num(median(rows.iter().map(|r| r.latency_ms.p99)), 2),
+                num(overhead_ms, 2),
+                times(vs_ref),
+                failures(rows),
+            );
+        }
+    }
+    out.push_str(
+        "\nOverhead is a router's p50 minus the monolith's p50 in the same round (what federation \
+         adds to one request at this load), the median over rounds; \"overhead vs ref\" is the median \
+         of per-round ratios of the two overheads (below 1: less added latency than the reference).\n\n",
+    );
 }
 
 fn render_instructions(out: &mut String, counts: &[InstructionCount], reference: &str) {
@@ -270,7 +381,8 @@ fn render_instructions(out: &mut String, counts: &[InstructionCount], reference:
         out.push('\n');
     }
     out.push_str(
-        "\nCounted over 200 requests on 4 connections after 40 warm-up requests, everything the router \
+        "\nCounted over 200 requests on 4 connections after 40 warm-up requests (plus the check of each \
+         distinct request before them: 1, or the 25 of mode varied), everything the router \
          process executes included (HTTP, parsing, planning cache, execution, logging). Valgrind runs one \
          thread at a time, so outbound deduplication rarely has concurrent duplicates to share here.\n\n",
     );
@@ -318,6 +430,13 @@ impl<'a> Runs<'a> {
         targets
     }
 
+    /// The workload a mode's runs sent (that of its first run).
+    fn workload(&self, mode: &str) -> Option<&'a str> {
+        let targets = self.by_mode.get(mode)?;
+        let run = targets.values().flatten().next()?;
+        Some(run.workload.as_str())
+    }
+
     fn get(&self, mode: &str, target: &str) -> &[&'a LoadReport] {
         self.by_mode
             .get(mode)
@@ -347,7 +466,8 @@ fn mode_rank(mode: &str) -> u8 {
     match mode {
         "default" => 0,
         "dedup-off" => 1,
-        _ => 2,
+        "varied" => 2,
+        _ => 3,
     }
 }
 
@@ -365,6 +485,9 @@ fn mode_title(mode: &str) -> String {
         // Both routers: ours with inbound and outbound off, Hive with outbound off (its inbound
         // deduplication is off by default).
         "dedup-off" => "Deduplication off".into(),
+        "varied" => {
+            "Varied workload (five operation shapes, changing variables; deduplication off)".into()
+        }
         other => format!("Mode `{other}`"),
     }
 }
@@ -433,6 +556,8 @@ mod tests {
                 mode: mode.into(),
                 round,
             },
+            workload: crate::load::BENCHMARK_WORKLOAD.into(),
+            distinct_requests: 1,
             connections: 50,
             measured_seconds: 10.0,
             ok: (rps * 10.0) as u64,
@@ -520,6 +645,102 @@ mod tests {
         );
         assert!(table.contains("- shippy, default settings: 50%"), "{table}");
         assert!(table.contains("- hive, default settings: 25%"), "{table}");
+    }
+
+    #[test]
+    fn the_varied_mode_has_its_table_but_no_share_of_the_benchmark_baseline() {
+        let varied = |target, rps| {
+            let mut r = run("varied", target, 1, rps, 1.0, 30.0);
+            r.workload = "varied".into();
+            r.distinct_requests = 25;
+            r
+        };
+        let reports = vec![
+            run("dedup-off", "shippy", 1, 2000.0, 1.0, 30.0),
+            varied("shippy", 3000.0),
+            varied("hive", 2000.0),
+            run("direct", "monolith", 1, 4000.0, 0.2, 20.0),
+        ];
+        let table = render(&reports, &[], &ReportOptions::default());
+        assert!(table.contains("### Varied workload"), "{table}");
+        assert!(table.contains("| shippy | 3000 | 1.50× |"), "{table}");
+        assert!(
+            table.contains("- shippy, deduplication off: 50%"),
+            "{table}"
+        );
+        assert!(!table.contains("- shippy, varied"), "{table}");
+
+        // Without a comparable mode, no empty list.
+        let only_varied = vec![
+            varied("shippy", 3000.0),
+            run("direct", "monolith", 1, 4000.0, 0.2, 20.0),
+        ];
+        let table = render(&only_varied, &[], &ReportOptions::default());
+        assert!(!table.contains("as a share"), "{table}");
+    }
+
+    #[test]
+    fn light_load_latency_shows_overheads_over_the_monolith() {
+        let at = |connections: usize, target: &str, round: u32, p50: f64| {
+            let mut r = run(
+                &latency_mode(connections, "dedup-off"),
+                target,
+                round,
+                100.0,
+                1.0,
+                30.0,
+            );
+            r.latency_ms.p50 = p50;
+            r
+        };
+        let reports = vec![
+            // Round 1: overheads 1 ms (ours) and 4 ms (Hive); round 2, slower: 2 and 4.
+            at(1, "shippy", 1, 2.0),
+            at(1, "hive", 1, 5.0),
+            at(1, DIRECT_TARGET, 1, 1.0),
+            at(1, "shippy", 2, 4.0),
+            at(1, "hive", 2, 6.0),
+            at(1, DIRECT_TARGET, 2, 2.0),
+            at(10, "shippy", 1, 3.0),
+            at(10, "hive", 1, 2.0),
+            at(10, DIRECT_TARGET, 1, 2.5),
+        ];
+        let table = render(&reports, &[], &ReportOptions::default());
+        assert!(
+            table.contains(
+                "### Latency at light load (the benchmark operation; routers in mode `dedup-off`)"
+            ),
+            "{table}"
+        );
+        assert!(
+            table.contains("| 1 | shippy | 100 | 3.00 | 20.00 | 30.00 | 1.50 | 0.38× | 0 |"),
+            "{table}"
+        );
+        assert!(
+            table.contains("| 1 | hive | 100 | 5.50 | 20.00 | 30.00 | 4.00 | 1.00× | 0 |"),
+            "{table}"
+        );
+        assert!(
+            table.contains("| 1 | monolith (direct) | 100 | 1.50 |"),
+            "{table}"
+        );
+        // Hive faster than the monolith at 10: no meaningful ratio.
+        assert!(
+            table.contains("| 10 | shippy | 100 | 3.00 | 20.00 | 30.00 | 0.50 | – | 0 |"),
+            "{table}"
+        );
+        assert!(!table.contains("### Mode `latency"), "{table}");
+        assert!(table.find("| 1 | shippy").unwrap() < table.find("| 10 | shippy").unwrap());
+    }
+
+    #[test]
+    fn latency_labels_round_trip() {
+        assert_eq!(
+            parse_latency_mode(&latency_mode(10, "dedup-off")),
+            Some((10, "dedup-off"))
+        );
+        assert_eq!(parse_latency_mode("dedup-off"), None);
+        assert_eq!(parse_latency_mode("latency-cx-default"), None);
     }
 
     #[test]

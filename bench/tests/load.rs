@@ -13,7 +13,7 @@ use axum::{Router, extract::State, http::StatusCode, routing::post};
 use bytes::Bytes;
 use shippy_bench::{
     json::Json,
-    load::{self, Labels, LoadError, LoadOptions, Stop, Watched},
+    load::{self, Labels, LoadError, LoadOptions, Request, Stop, Watched},
     procfs,
     subgraphs::{self, SubgraphOptions},
     workload,
@@ -25,8 +25,12 @@ const HELLO: &str = r#"{"data":{"hello":"world"}}"#;
 fn options(url: String, expected: &str, stop: Stop) -> LoadOptions {
     LoadOptions {
         url,
-        body: Bytes::from_static(br#"{"query":"{ hello }"}"#),
-        expected: Json::parse(expected.as_bytes()).unwrap(),
+        requests: vec![Request::new(
+            "hello",
+            Bytes::from_static(br#"{"query":"{ hello }"}"#),
+            Json::parse(expected.as_bytes()).unwrap(),
+        )],
+        workload: "test".into(),
         connections: 1,
         stop,
         warmup: Duration::ZERO,
@@ -65,7 +69,8 @@ async fn measures_a_correct_target_and_the_watched_process() {
     ));
 
     let mut options = options(url, workload::EXPECTED_RESPONSE, Stop::Requests(60));
-    options.body = workload::request_body(workload::OPERATION, Some(workload::OPERATION_NAME));
+    options.requests[0].body =
+        workload::request_body(workload::OPERATION, Some(workload::OPERATION_NAME));
     options.connections = 4;
     options.warmup = Duration::from_millis(50);
     // The subgraphs run in this process, so this process is the one to watch.
@@ -120,7 +125,8 @@ async fn subgraph_traffic_is_exact_without_warm_up() {
         workload::EXPECTED_RESPONSE,
         Stop::Requests(30),
     );
-    options.body = workload::request_body(workload::OPERATION, Some(workload::OPERATION_NAME));
+    options.requests[0].body =
+        workload::request_body(workload::OPERATION, Some(workload::OPERATION_NAME));
     options.connections = 3;
     options.subgraph_stats = Some(format!("{base}/stats"));
     let report = load::run(options).await.unwrap();
@@ -174,9 +180,10 @@ async fn a_wrong_first_response_stops_the_run_with_its_difference() {
     let error = load::run(options(url, HELLO, Stop::Requests(10)))
         .await
         .unwrap_err();
-    let LoadError::FirstMismatch(difference) = error else {
+    let LoadError::FirstMismatch { name, difference } = error else {
         panic!("{error}")
     };
+    assert_eq!(name, "hello");
     assert_eq!(difference.path, "$.data.hello");
 }
 
@@ -191,7 +198,7 @@ async fn a_failing_first_response_stops_the_run_with_its_status() {
         .await
         .unwrap_err();
     assert!(
-        matches!(&error, LoadError::FirstStatus { status: StatusCode::BAD_GATEWAY, body } if body == "upstream down"),
+        matches!(&error, LoadError::FirstStatus { status: StatusCode::BAD_GATEWAY, body, .. } if body == "upstream down"),
         "{error}"
     );
 }
@@ -203,7 +210,10 @@ async fn a_silent_target_times_out_the_first_request() {
     let mut options = options(url, HELLO, Stop::Requests(10));
     options.request_timeout = Duration::from_millis(100);
     let error = load::run(options).await.unwrap_err();
-    assert!(matches!(error, LoadError::FirstTimedOut(_)), "{error}");
+    assert!(
+        matches!(&error, LoadError::FirstTimedOut { name, .. } if name == "hello"),
+        "{error}"
+    );
 }
 
 #[tokio::test]
@@ -229,8 +239,14 @@ async fn unreachable_targets_and_zero_connections_are_errors() {
     );
     none.connections = 0;
     assert!(matches!(
-        load::run(none).await.unwrap_err(),
+        load::run(none.clone()).await.unwrap_err(),
         LoadError::NoConnections
+    ));
+    none.connections = 1;
+    none.requests.clear();
+    assert!(matches!(
+        load::run(none).await.unwrap_err(),
+        LoadError::NoRequests
     ));
 }
 
@@ -267,7 +283,7 @@ async fn failures_during_the_load_are_counted_by_kind() {
     assert_eq!(report.failures.transport, 0);
     assert_eq!(
         report.first_mismatch.as_deref(),
-        Some(r#"at $.data: expected an object with keys [hello], got null"#)
+        Some(r#"hello: at $.data: expected an object with keys [hello], got null"#)
     );
 }
 
@@ -304,4 +320,92 @@ async fn a_target_that_goes_away_counts_transport_failures() {
 
     assert_eq!(report.ok, 0);
     assert_eq!(report.failures.transport, 3);
+}
+
+/// Calls the echo target got, per value of n.
+type Seen = Arc<std::sync::Mutex<Vec<usize>>>;
+/// The echo target's state: its per-n counts and its call counter.
+type EchoState = (Seen, Arc<AtomicUsize>);
+
+/// Answers `{"data":{"echo":<the request's variable n>}}`, except `wrong_from_call`th call on, whose
+/// answers to n = 2 are wrong; counts the calls per n.
+fn echo_app(wrong_from_call: usize) -> (Router, Seen) {
+    let seen = Arc::new(std::sync::Mutex::new(vec![0usize; 3]));
+    let calls = Arc::new(AtomicUsize::new(0));
+    let state = (Arc::clone(&seen), calls);
+    let app = Router::new()
+        .route(
+            "/graphql",
+            post(
+                move |State((seen, calls)): State<EchoState>, body: Bytes| async move {
+                    let call = calls.fetch_add(1, Ordering::SeqCst);
+                    let request: serde_json::Value = serde_json::from_slice(&body).unwrap();
+                    let n = request["variables"]["n"].as_u64().unwrap();
+                    seen.lock().unwrap()[n as usize] += 1;
+                    let answer = if n == 2 && call >= wrong_from_call {
+                        99
+                    } else {
+                        n
+                    };
+                    format!(r#"{{"data":{{"echo":{answer}}}}}"#)
+                },
+            ),
+        )
+        .with_state(state);
+    (app, seen)
+}
+
+fn echo_requests() -> Vec<Request> {
+    (0..3)
+        .map(|n| {
+            Request::new(
+                format!("echo {n}"),
+                Bytes::from(format!(
+                    r#"{{"query":"{{ echo }}","variables":{{"n":{n}}}}}"#
+                )),
+                Json::parse(format!(r#"{{"data":{{"echo":{n}}}}}"#)).unwrap(),
+            )
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn a_rotation_sends_every_request_in_turn_and_checks_each_against_its_own_answer() {
+    let (app, seen) = echo_app(usize::MAX);
+    let (url, _stop) = serve(app).await;
+    let mut options = options(url, HELLO, Stop::Requests(30));
+    options.requests = echo_requests();
+    options.connections = 3;
+    let report = load::run(options).await.unwrap();
+    assert_eq!(report.ok, 30, "{:?}", report.first_mismatch);
+    assert_eq!(report.distinct_requests, 3);
+    // One check of each, then the 30 measured requests shared evenly by the rotation.
+    assert_eq!(*seen.lock().unwrap(), [11, 11, 11]);
+}
+
+#[tokio::test]
+async fn a_wrong_answer_to_one_request_of_a_rotation_is_caught_and_named() {
+    // Wrong from the start: the check of `echo 2` stops the run.
+    let (app, _) = echo_app(0);
+    let (url, _stop) = serve(app).await;
+    let mut checked_once = options(url, HELLO, Stop::Requests(30));
+    checked_once.requests = echo_requests();
+    let error = load::run(checked_once).await.unwrap_err();
+    assert!(
+        matches!(&error, LoadError::FirstMismatch { name, .. } if name == "echo 2"),
+        "{error}"
+    );
+
+    // Wrong after the checks: the measured answers to `echo 2` fail, the others pass.
+    let (app, _) = echo_app(3);
+    let (url, _stop) = serve(app).await;
+    let mut wrong_later = options(url, HELLO, Stop::Requests(30));
+    wrong_later.requests = echo_requests();
+    let report = load::run(wrong_later).await.unwrap();
+    assert_eq!(report.failures.wrong_response, 10);
+    assert_eq!(report.ok, 20);
+    assert_eq!(
+        report.first_mismatch.as_deref(),
+        Some("echo 2: at $.data.echo: expected 2, got 99")
+    );
 }

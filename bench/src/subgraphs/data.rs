@@ -132,6 +132,40 @@ pub const REVIEWS_OF_EVERY_USER: &[&str] = &["1", "2"];
 /// How many products `topProducts` lists when the client does not say.
 pub const DEFAULT_TOP_PRODUCTS: i32 = 5;
 
+/// An item of `Query.feed`, the union the varied workload adds (the published workload has no
+/// abstract type): reviews owns the list, while the members' fields live in every subgraph.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FeedEntry {
+    /// A review, by id.
+    Review(&'static str),
+    /// A product, by upc.
+    Product(&'static str),
+    /// A user, by id.
+    User(&'static str),
+}
+
+/// The feed, in order: the three member types interleaved, so that any prefix mixes them.
+pub const FEED: &[FeedEntry] = &[
+    FeedEntry::Review("3"),
+    FeedEntry::Product("2"),
+    FeedEntry::User("2"),
+    FeedEntry::Review("11"),
+    FeedEntry::Product("5"),
+    FeedEntry::User("4"),
+    FeedEntry::Review("6"),
+    FeedEntry::Product("1"),
+    FeedEntry::User("6"),
+    FeedEntry::Review("9"),
+    FeedEntry::Product("3"),
+    FeedEntry::User("1"),
+    FeedEntry::Review("1"),
+    FeedEntry::Product("4"),
+    FeedEntry::User("3"),
+];
+
+/// How many feed items `feed` lists when the client does not say.
+pub const DEFAULT_FEED_LENGTH: i32 = 6;
+
 pub fn user_by_id(id: &str) -> Option<&'static UserRow> {
     USERS.iter().find(|u| u.id == id)
 }
@@ -161,6 +195,14 @@ pub fn reviews_of_every_user() -> impl Iterator<Item = &'static ReviewRow> {
 /// The first `first` products of the catalogue; a negative count lists none.
 pub fn top_products(first: i32) -> impl Iterator<Item = &'static ProductRow> {
     PRODUCTS.iter().take(usize::try_from(first).unwrap_or(0))
+}
+
+/// The first `first` feed items (by default [`DEFAULT_FEED_LENGTH`]); a negative count lists none.
+pub fn feed(first: Option<i32>) -> impl Iterator<Item = FeedEntry> {
+    let first = first.unwrap_or(DEFAULT_FEED_LENGTH);
+    FEED.iter()
+        .copied()
+        .take(usize::try_from(first).unwrap_or(0))
 }
 
 /// Inventory's shipping rule: expensive items ship free, others cost half their weight. Either input
@@ -261,5 +303,29 @@ mod tests {
             );
         }
         assert_eq!(reviews_of_every_user().count(), REVIEWS_OF_EVERY_USER.len());
+        for entry in FEED {
+            let found = match *entry {
+                FeedEntry::Review(id) => review_by_id(id).is_some(),
+                FeedEntry::Product(upc) => product_by_upc(upc).is_some(),
+                FeedEntry::User(id) => user_by_id(id).is_some(),
+            };
+            assert!(found, "feed entry {entry:?}");
+        }
+    }
+
+    #[test]
+    fn feed_clamps_its_count_and_mixes_its_members() {
+        assert_eq!(feed(Some(-1)).count(), 0);
+        assert_eq!(feed(None).count() as i32, DEFAULT_FEED_LENGTH);
+        assert_eq!(feed(Some(100)).count(), FEED.len());
+        let first_three: Vec<_> = feed(Some(3)).collect();
+        assert!(matches!(
+            first_three[..],
+            [
+                FeedEntry::Review(_),
+                FeedEntry::Product(_),
+                FeedEntry::User(_)
+            ]
+        ));
     }
 }

@@ -1,11 +1,12 @@
 //! The whole benchmark schema served by one plain (non-federated) GraphQL server: the overhead
 //! baseline. It answers the benchmark operation itself, with the same data and the same response a
 //! router gets by joining the four subgraphs, so loading it directly shows what serving that
-//! response costs without federation.
+//! response costs without federation. It also serves `feed` (the varied workload's union), so it is
+//! the independent source of every varied operation's expected response.
 
-use async_graphql::{EmptyMutation, EmptySubscription, ID, Object, Schema};
+use async_graphql::{EmptyMutation, EmptySubscription, ID, Object, Schema, Union};
 
-use super::data::{self, ProductRow, ReviewRow, UserRow};
+use super::data::{self, FeedEntry, ProductRow, ReviewRow, UserRow};
 
 pub type MonolithSchema = Schema<Query, EmptyMutation, EmptySubscription>;
 
@@ -40,6 +41,33 @@ impl Query {
                 .collect(),
         )
     }
+
+    async fn feed(
+        &self,
+        #[graphql(default_with = "Some(data::DEFAULT_FEED_LENGTH)")] first: Option<i32>,
+    ) -> Option<Vec<Option<FeedItem>>> {
+        Some(
+            data::feed(first)
+                .map(|entry| {
+                    Some(match entry {
+                        FeedEntry::Review(id) => FeedItem::Review(Review(data::review_by_id(id)?)),
+                        FeedEntry::Product(upc) => {
+                            FeedItem::Product(Product(data::product_by_upc(upc)?))
+                        }
+                        FeedEntry::User(id) => FeedItem::User(User(data::user_by_id(id)?)),
+                    })
+                })
+                .collect(),
+        )
+    }
+}
+
+/// What `Query.feed` lists.
+#[derive(Union)]
+pub enum FeedItem {
+    Review(Review),
+    Product(Product),
+    User(User),
 }
 
 pub struct User(&'static UserRow);

@@ -1,13 +1,15 @@
 //! The reviews subgraph: reviews, the `reviews` of users and products, and `Review.author`, which
 //! `@provides` the author's `username` so that the router need not ask accounts for it. Also the
-//! supergraph's two subscriptions, which replay the reviews at a steady pace.
+//! supergraph's two subscriptions, which replay the reviews at a steady pace, and `feed`, a list of
+//! the union `FeedItem` (reviews, products, users) that only the varied workload's supergraph has:
+//! reviews knows which items the feed holds, the other subgraphs own their fields.
 
 use std::time::Duration;
 
-use async_graphql::{EmptyMutation, Error, ID, Object, Schema, Subscription};
+use async_graphql::{EmptyMutation, Error, ID, Object, Schema, Subscription, Union};
 use futures::{Stream, StreamExt};
 
-use super::data::{self, ReviewRow};
+use super::data::{self, FeedEntry, ReviewRow};
 
 pub type ReviewsSchema = Schema<Query, EmptyMutation, SubscriptionRoot>;
 
@@ -22,6 +24,30 @@ pub struct Query;
 
 #[Object]
 impl Query {
+    /// The first `first` items of the feed. Products and users are returned as bare references
+    /// (upc, id): the router fetches their fields from products, inventory and accounts.
+    async fn feed(
+        &self,
+        #[graphql(default_with = "Some(data::DEFAULT_FEED_LENGTH)")] first: Option<i32>,
+    ) -> Option<Vec<Option<FeedItem>>> {
+        Some(
+            data::feed(first)
+                .map(|entry| {
+                    Some(match entry {
+                        FeedEntry::Review(id) => FeedItem::Review(Review(data::review_by_id(id)?)),
+                        FeedEntry::Product(upc) => FeedItem::Product(Product {
+                            upc: upc.to_owned(),
+                        }),
+                        FeedEntry::User(id) => FeedItem::User(User {
+                            id: ID::from(id),
+                            username: None,
+                        }),
+                    })
+                })
+                .collect(),
+        )
+    }
+
     #[graphql(entity)]
     async fn find_review_by_id(&self, id: ID) -> Option<Review> {
         data::review_by_id(&id).map(Review)
@@ -38,6 +64,14 @@ impl Query {
     async fn find_product_by_upc(&self, upc: String) -> Product {
         Product { upc }
     }
+}
+
+/// What `Query.feed` lists.
+#[derive(Union)]
+pub enum FeedItem {
+    Review(Review),
+    Product(Product),
+    User(User),
 }
 
 pub struct Review(&'static ReviewRow);
