@@ -406,6 +406,7 @@ fn subgraph_clients(
         None => None,
     };
     let mut clients = Vec::with_capacity(planner.subgraphs().len());
+    let mut pools = subgraph::ConnectionPools::of(keep);
     for subgraph in planner.subgraphs() {
         let overrides = config.subgraphs.get(&subgraph.name);
         let urls = match overrides {
@@ -432,6 +433,7 @@ fn subgraph_clients(
             &config.subgraph(&subgraph.name),
             &config.subgraph_defaults,
             signer.clone(),
+            &mut pools,
         )
         .map_err(|reason| RouterError::SubgraphUrl {
             subgraph: subgraph.name.clone(),

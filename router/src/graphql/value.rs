@@ -142,6 +142,29 @@ pub(crate) fn deep_merge<'a>(target: &mut Value<'a>, source: Value<'a>) {
     }
 }
 
+/// [`deep_merge`] of a copy of `source`, copying only what `target` lacks: an entity result
+/// shared by several entities is merged into all but the last of them this way, instead of
+/// cloning the whole result and then merging (and dropping) the clone.
+pub(crate) fn deep_merge_ref<'a>(target: &mut Value<'a>, source: &Value<'a>) {
+    match (target, source) {
+        (Value::Object(target_fields), Value::Object(source_fields)) => {
+            for (key, value) in source_fields {
+                match target_fields.iter_mut().find(|(k, _)| key_eq(k, key)) {
+                    Some((_, existing)) => deep_merge_ref(existing, value),
+                    None => target_fields.push((key.clone(), value.clone())),
+                }
+            }
+        }
+        (Value::Array(target_items), Value::Array(source_items)) => {
+            for (existing, value) in target_items.iter_mut().zip(source_items) {
+                deep_merge_ref(existing, value);
+            }
+        }
+        (Value::Object(_) | Value::Array(_), Value::Null) => {}
+        (target, source) => *target = source.clone(),
+    }
+}
+
 /// Appends `s` as a JSON string literal (quoted, escaped).
 #[inline]
 pub(crate) fn write_str(out: &mut Vec<u8>, s: &str) {

@@ -14,7 +14,7 @@ use xxhash_rust::xxh3::xxh3_128;
 
 use crate::error::PathElement;
 use crate::graphql::schema::Schema;
-use crate::graphql::value::{Value, deep_merge, key_eq, object_get, write_str};
+use crate::graphql::value::{Value, deep_merge, key_eq, object_get};
 use crate::query_planner::{PathSegment, Rewrite, RewriteSegment, Selection, SelectionSet};
 
 /// Representations collected for one `_entities` call.
@@ -194,13 +194,46 @@ pub(crate) fn write_representation(
         return false;
     };
     let type_name = entity.typename();
-    let mut written: Vec<&str> = Vec::new();
+    let mut written = Written::default();
     out.push(b'{');
     write_selection_fields(schema, fields, type_name, requires, out, &mut written);
     out.push(b'}');
     // An entity with only `__typename` matched a condition but has no key fields: still not
     // resolvable, so it is not sent either.
-    written.iter().any(|k| *k != "__typename")
+    written.any(|k| k != "__typename")
+}
+
+/// The keys written into one representation object so far. Runs once per entity, and entities
+/// are the bulk of a large response, so the usual handful of keys lives inline: a heap
+/// allocation per entity cost more than writing the representation.
+#[derive(Default)]
+struct Written<'f> {
+    inline: [&'f str; 8],
+    len: usize,
+    more: Vec<&'f str>,
+}
+
+impl<'f> Written<'f> {
+    fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    fn any(&self, mut f: impl FnMut(&'f str) -> bool) -> bool {
+        self.inline[..self.len.min(8)].iter().any(|k| f(k)) || self.more.iter().any(|k| f(k))
+    }
+
+    fn contains(&self, key: &str) -> bool {
+        self.any(|k| key_eq(k, key))
+    }
+
+    fn push(&mut self, key: &'f str) {
+        if self.len < self.inline.len() {
+            self.inline[self.len] = key;
+        } else {
+            self.more.push(key);
+        }
+        self.len += 1;
+    }
 }
 
 fn write_selection_fields<'f>(
@@ -209,13 +242,13 @@ fn write_selection_fields<'f>(
     type_name: Option<&str>,
     selections: &'f SelectionSet,
     out: &mut Vec<u8>,
-    written: &mut Vec<&'f str>,
+    written: &mut Written<'f>,
 ) {
     for selection in &selections.items {
         match selection {
             Selection::Field(field) => {
                 let key = field.response_key();
-                if written.contains(&key) {
+                if written.contains(key) {
                     continue;
                 }
                 // The planner writes `key: dataKey` when it fetched the requirement under an
@@ -226,8 +259,10 @@ fn write_selection_fields<'f>(
                     out.push(b',');
                 }
                 written.push(key);
-                write_str(out, key);
-                out.push(b':');
+                // Response keys are GraphQL names ([_A-Za-z][_0-9A-Za-z]*): nothing to escape.
+                out.push(b'"');
+                out.extend_from_slice(key.as_bytes());
+                out.extend_from_slice(b"\":");
                 write_selected_value(schema, value, &field.selections, out);
             }
             Selection::InlineFragment(fragment) => {
@@ -263,7 +298,7 @@ fn write_selected_value(
 ) {
     match value {
         Value::Object(fields) if !selections.items.is_empty() => {
-            let mut written = Vec::new();
+            let mut written = Written::default();
             out.push(b'{');
             write_selection_fields(
                 schema,

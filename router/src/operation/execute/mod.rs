@@ -28,7 +28,7 @@ use self::entities::{
 };
 use super::RouterState;
 use crate::error::{GraphQLError, PathElement, codes};
-use crate::graphql::value::{Value, deep_merge, write_str};
+use crate::graphql::value::{Value, deep_merge, deep_merge_ref, write_str};
 use crate::query_planner::{BatchFetchNode, FetchNode, FlattenNode, OperationKind, PlanNode};
 use crate::subgraph::FetchError;
 use crate::subgraph::headers::SubgraphHeaders;
@@ -628,14 +628,14 @@ impl<'a> Execution<'a> {
                     }
                 }
                 remaining_uses[index] -= 1;
-                let result = if remaining_uses[index] == 0 {
-                    std::mem::take(&mut entities[index])
-                } else {
-                    entities[index].clone()
+                let Some(target) = locate_mut(&mut data, location) else {
+                    lost += 1;
+                    continue;
                 };
-                match locate_mut(&mut data, location) {
-                    Some(target) => deep_merge(target, result),
-                    None => lost += 1,
+                if remaining_uses[index] == 0 {
+                    deep_merge(target, std::mem::take(&mut entities[index]));
+                } else {
+                    deep_merge_ref(target, &entities[index]);
                 }
             }
         }
