@@ -74,6 +74,9 @@ struct FanoutArgs {
     /// Write the JSON report here as well.
     #[arg(long)]
     out: Option<PathBuf>,
+    /// Clock ticks per second of /proc CPU times (`getconf CLK_TCK`).
+    #[arg(long, default_value_t = procfs::DEFAULT_CLK_TCK)]
+    clk_tck: u64,
 }
 
 #[derive(Args)]
@@ -441,6 +444,7 @@ async fn fanout(args: FanoutArgs) -> anyhow::Result<ExitCode> {
         connect_concurrency: args.connect_concurrency,
         timeout: args.timeout,
         router_pid: router.id(),
+        clk_tck: args.clk_tck,
     };
     let result = fanout::run(source, &options).await;
     let _ = router.kill().await;
