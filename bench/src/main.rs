@@ -77,6 +77,9 @@ struct FanoutArgs {
     /// Clock ticks per second of /proc CPU times (`getconf CLK_TCK`).
     #[arg(long, default_value_t = procfs::DEFAULT_CLK_TCK)]
     clk_tck: u64,
+    /// Each subscriber's WebSocket read buffer, in bytes (tungstenite's default is 131072).
+    #[arg(long, default_value_t = fanout::CLIENT_READ_BUFFER_SIZE)]
+    client_read_buffer: usize,
 }
 
 #[derive(Args)]
@@ -415,6 +418,8 @@ async fn fanout(args: FanoutArgs) -> anyhow::Result<ExitCode> {
         .arg(&supergraph)
         .args(["--listen", &format!("127.0.0.1:{port}")])
         .env("RUST_LOG", "warn")
+        // The benchmark's own subgraphs check no signature, so the router needs no signing key.
+        .env("SHIPPY_ROUTER__SUBGRAPH_SIGNING__REQUIRED", "false")
         .env(
             "SHIPPY_ROUTER__SUBSCRIPTIONS__MAX_CONNECTIONS",
             (args.subscribers + 100).to_string(),
@@ -445,6 +450,7 @@ async fn fanout(args: FanoutArgs) -> anyhow::Result<ExitCode> {
         timeout: args.timeout,
         router_pid: router.id(),
         clk_tck: args.clk_tck,
+        client_read_buffer: args.client_read_buffer,
     };
     let result = fanout::run(source, &options).await;
     let _ = router.kill().await;
