@@ -8,6 +8,10 @@
 //! process (or in this one, for tests), so its resident memory can be read before the
 //! subscribers connect and once they all receive events: the difference per subscriber is what a
 //! subscription costs it.
+//!
+//! Both processes' CPU time (`/proc/<pid>/stat`) is read around the measured events, so a latency
+//! figure comes with where the time went: the router's fan-out, or the subscribers' own receiving
+//! and parsing, which share the machine with it.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -23,6 +27,9 @@ use serde_json::{Value, json};
 use tokio::sync::{Semaphore, broadcast};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+
+use crate::procfs;
 
 /// What every subscriber runs.
 pub const SUBSCRIPTION: &str = "subscription { tick { seq sentAtMs label } }";
@@ -41,8 +48,12 @@ pub struct FanoutOptions {
     pub connect_concurrency: usize,
     /// The whole run (connecting included) fails after this long.
     pub timeout: Duration,
-    /// The router process, to read its resident memory (`None`: not measured).
+    /// The router process, to read its resident memory and CPU time (`None`: not measured).
     pub router_pid: Option<u32>,
+    /// Clock ticks per second of /proc CPU times (`getconf CLK_TCK`).
+    pub clk_tck: u64,
+    /// Each subscriber's WebSocket read buffer, in bytes ([`CLIENT_READ_BUFFER_SIZE`]).
+    pub client_read_buffer: usize,
 }
 
 /// What a run measured.
@@ -64,6 +75,18 @@ pub struct FanoutReport {
     pub router_rss_before_mib: Option<f64>,
     pub router_rss_after_mib: Option<f64>,
     pub router_rss_per_subscriber_kib: Option<f64>,
+    /// Wall time from the first measured event until every subscriber had the last one.
+    pub measured_seconds: f64,
+    /// CPU time (user + system) of this process over `measured_seconds`: the subscribers
+    /// receiving and parsing (and the event source, one event and one entity fetch per event).
+    /// With the router in-process (tests) it includes the router.
+    pub subscriber_cpu_seconds: f64,
+    /// The same for the router process (`None` without `router_pid`).
+    pub router_cpu_seconds: Option<f64>,
+    /// `subscriber_cpu_seconds` per delivered event, in microseconds.
+    pub subscriber_cpu_us_per_delivery: f64,
+    /// `router_cpu_seconds` per delivered event, in microseconds.
+    pub router_cpu_us_per_delivery: Option<f64>,
 }
 
 /// The event source: a graphql-transport-ws subgraph (`/events`) and the HTTP subgraph that
@@ -251,15 +274,23 @@ struct Received {
     out_of_order: u64,
 }
 
+/// A subscriber's WebSocket read buffer by default, in bytes.
+pub const CLIENT_READ_BUFFER_SIZE: usize = 4 * 1024;
+
 type Socket =
     tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
-async fn subscribe(url: &str) -> anyhow::Result<Socket> {
+async fn subscribe(url: &str, read_buffer: usize) -> anyhow::Result<Socket> {
     let mut request = url.into_client_request()?;
     request
         .headers_mut()
         .insert("sec-websocket-protocol", "graphql-transport-ws".parse()?);
-    let (mut socket, _) = tokio_tungstenite::connect_async(request).await?;
+    // tungstenite's default read buffer (128 KiB) is zero-filled before every read: at 10,000
+    // subscribers that is gigabytes of memset per event in this process, on the cores the
+    // router runs on, and the figure would mostly measure it. Frames here are ~100 bytes.
+    let config = WebSocketConfig::default().read_buffer_size(read_buffer);
+    let (mut socket, _) =
+        tokio_tungstenite::connect_async_with_config(request, Some(config), false).await?;
     socket
         .send(Message::text(r#"{"type":"connection_init"}"#))
         .await?;
@@ -341,6 +372,16 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted[rank.min(sorted.len() - 1)]
 }
 
+/// CPU time of this process and of the router, in clock ticks.
+fn cpu_now(router_pid: Option<u32>) -> anyhow::Result<(u64, Option<u64>)> {
+    let own = procfs::cpu_ticks(std::process::id()).context("reading our own CPU time")?;
+    let router = router_pid
+        .map(procfs::cpu_ticks)
+        .transpose()
+        .context("reading the router's CPU time")?;
+    Ok((own, router))
+}
+
 fn rss_mib(pid: Option<u32>) -> Option<f64> {
     let status = std::fs::read_to_string(format!("/proc/{}/status", pid?)).ok()?;
     let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
@@ -367,9 +408,10 @@ pub async fn run(source: Arc<Source>, options: &FanoutOptions) -> anyhow::Result
     for _ in 0..options.subscribers {
         let permits = Arc::clone(&permits);
         let url = options.url.clone();
+        let read_buffer = options.client_read_buffer;
         connecting.push(tokio::spawn(async move {
             let _permit = permits.acquire_owned().await?;
-            subscribe(&url).await
+            subscribe(&url, read_buffer).await
         }));
     }
     let mut receivers = Vec::with_capacity(options.subscribers);
@@ -402,6 +444,8 @@ pub async fn run(source: Arc<Source>, options: &FanoutOptions) -> anyhow::Result
     // Let the last warm-up event drain before measuring.
     tokio::time::sleep(Duration::from_millis(500)).await;
     let rss_after = rss_mib(options.router_pid);
+    let cpu_before = cpu_now(options.router_pid)?;
+    let measuring = Instant::now();
     for seq in 0..options.events {
         source.emit(first + seq as i64);
         tokio::time::sleep(options.interval).await;
@@ -416,7 +460,18 @@ pub async fn run(source: Arc<Source>, options: &FanoutOptions) -> anyhow::Result
         lost_or_reordered += received.out_of_order;
         latencies.extend(received.latencies_ms);
     }
+    // The receivers finished with their last event, so this window holds the whole fan-out of
+    // every measured event (and the idle time between events, which costs no CPU).
+    let measured_seconds = measuring.elapsed().as_secs_f64();
+    let cpu_after = cpu_now(options.router_pid)?;
     let delivered = latencies.len() as u64;
+    let seconds = |ticks: u64| ticks as f64 / options.clk_tck.max(1) as f64;
+    let subscriber_cpu_seconds = seconds(cpu_after.0.saturating_sub(cpu_before.0));
+    let router_cpu_seconds = match (cpu_before.1, cpu_after.1) {
+        (Some(before), Some(after)) => Some(seconds(after.saturating_sub(before))),
+        _ => None,
+    };
+    let per_delivery = |cpu: f64| cpu * 1e6 / delivered.max(1) as f64;
     lost_or_reordered += (options.subscribers * options.events) as u64 - delivered;
     latencies.sort_by(f64::total_cmp);
     let per_subscriber = match (rss_before, rss_after) {
@@ -438,6 +493,11 @@ pub async fn run(source: Arc<Source>, options: &FanoutOptions) -> anyhow::Result
         router_rss_before_mib: rss_before,
         router_rss_after_mib: rss_after,
         router_rss_per_subscriber_kib: per_subscriber,
+        measured_seconds,
+        subscriber_cpu_seconds,
+        router_cpu_seconds,
+        subscriber_cpu_us_per_delivery: per_delivery(subscriber_cpu_seconds),
+        router_cpu_us_per_delivery: router_cpu_seconds.map(per_delivery),
     })
 }
 
@@ -447,8 +507,12 @@ pub fn summary(report: &FanoutReport) -> String {
         .router_rss_per_subscriber_kib
         .map(|kib| format!(", router RSS {kib:.1} KiB per subscriber"))
         .unwrap_or_default();
+    let router_cpu = match (report.router_cpu_seconds, report.router_cpu_us_per_delivery) {
+        (Some(seconds), Some(us)) => format!(", router CPU {seconds:.2} s ({us:.1} us/delivery)"),
+        _ => String::new(),
+    };
     format!(
-        "{} subscribers x {} events: {} delivered, {} lost or reordered, p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms, connected in {:.1} s, {} upstream subscription(s){rss}",
+        "{} subscribers x {} events: {} delivered, {} lost or reordered, p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms, connected in {:.1} s, {} upstream subscription(s){rss}; over {:.1} s of events: subscribers' CPU {:.2} s ({:.1} us/delivery){router_cpu}",
         report.subscribers,
         report.events,
         report.delivered,
@@ -458,5 +522,8 @@ pub fn summary(report: &FanoutReport) -> String {
         report.latency_max_ms,
         report.connect_seconds,
         report.upstream_subscriptions,
+        report.measured_seconds,
+        report.subscriber_cpu_seconds,
+        report.subscriber_cpu_us_per_delivery,
     )
 }

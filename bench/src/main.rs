@@ -85,6 +85,12 @@ struct FanoutArgs {
     /// Write the JSON report here as well.
     #[arg(long)]
     out: Option<PathBuf>,
+    /// Clock ticks per second of /proc CPU times (`getconf CLK_TCK`).
+    #[arg(long, default_value_t = procfs::DEFAULT_CLK_TCK)]
+    clk_tck: u64,
+    /// Each subscriber's WebSocket read buffer, in bytes (tungstenite's default is 131072).
+    #[arg(long, default_value_t = fanout::CLIENT_READ_BUFFER_SIZE)]
+    client_read_buffer: usize,
 }
 
 #[derive(Args)]
@@ -487,6 +493,8 @@ async fn fanout(args: FanoutArgs) -> anyhow::Result<ExitCode> {
         connect_concurrency: args.connect_concurrency,
         timeout: args.timeout,
         router_pid: router.id(),
+        clk_tck: args.clk_tck,
+        client_read_buffer: args.client_read_buffer,
     };
     let result = fanout::run(source, &options).await;
     let _ = router.kill().await;

@@ -31,6 +31,8 @@ async fn every_subscriber_gets_every_event_in_order() {
         timeout: Duration::from_secs(120),
         // Measuring our own process would count the subscribers too.
         router_pid: None,
+        clk_tck: shippy_bench::procfs::DEFAULT_CLK_TCK,
+        client_read_buffer: fanout::CLIENT_READ_BUFFER_SIZE,
     };
     let report = fanout::run(Arc::clone(&source), &options).await.unwrap();
     assert_eq!(report.delivered, 500, "{}", fanout::summary(&report));
@@ -42,4 +44,12 @@ async fn every_subscriber_gets_every_event_in_order() {
     assert!(report.latency_p50_ms >= 0.0 && report.latency_p50_ms <= report.latency_p99_ms);
     assert!(report.latency_p99_ms <= report.latency_max_ms);
     assert!(report.router_rss_per_subscriber_kib.is_none());
+    // 10 events 20 ms apart: the window spans them all.
+    assert!(
+        report.measured_seconds >= 0.18,
+        "{}",
+        fanout::summary(&report)
+    );
+    assert!(report.subscriber_cpu_seconds >= 0.0 && report.subscriber_cpu_seconds.is_finite());
+    assert!(report.router_cpu_seconds.is_none() && report.router_cpu_us_per_delivery.is_none());
 }

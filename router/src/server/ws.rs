@@ -14,26 +14,28 @@
 //! admitted under (see `subscriptions::reload`) with 1012 (service restart: clients reconnect, and are admitted under the new rules); a slow subscriber
 //! under the `close` policy with 1008 (policy violation).
 //!
-//! Each connection is one task that reads the client, writes frames, and pings; each active
-//! subscription is a task that turns its stream's events into frames. Frames go through a bounded
-//! channel (`subscriptions.buffer_size`), so a client that does not read makes its subscriptions
-//! fall behind their streams, where the slow-client policy applies.
+//! Each connection is one task that reads the client, pings, and turns its subscriptions' events
+//! into frames, written one at a time. A subscription is no task of its own: it is a
+//! [`Subscription`] the connection polls, first its way through the operation path (boxed, so
+//! that the large future is freed once started), then its receiver on the shared stream. Nothing
+//! is queued per subscriber: a client that does not read blocks its connection's writes, so its
+//! subscriptions fall behind their streams' shared buffers (`subscriptions.buffer_size` events),
+//! where the slow-client policy applies, and its memory stays what it was.
 
-use std::collections::HashMap;
 use std::future::Future;
 use std::net::IpAddr;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll, ready};
 
 use axum::body::Body;
 use axum::extract::FromRequestParts;
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
 use axum::response::{IntoResponse, Response};
-use futures::{SinkExt, StreamExt};
+use futures::stream::BoxStream;
+use futures::{FutureExt, SinkExt, StreamExt};
 use http::{HeaderMap, HeaderValue, StatusCode};
 use serde::Deserialize;
-use tokio::sync::mpsc;
-use tokio::task::AbortHandle;
 
 use super::AppState;
 use super::http::http_response;
@@ -42,9 +44,9 @@ use crate::auth::Identity;
 use crate::config::SlowClientPolicy;
 use crate::error::render_errors;
 use crate::error::{GraphQLError, codes};
-use crate::operation::Caller;
+use crate::operation::{Caller, GraphQLRequest, PipelineError};
 use crate::subscriptions::{
-    CONNECTIONS_GAUGE, ConnectionSlot, Event, Received, Started, Subscribing, expiry,
+    CONNECTIONS_GAUGE, ConnectionSlot, Event, Received, Started, Subscriber, Subscribing, expiry,
     request_from_payload, start,
 };
 
@@ -105,11 +107,13 @@ pub(crate) async fn handle(state: Arc<AppState>, request: http::Request<Body>) -
             codes::SUBSCRIPTION_LIMIT_EXCEEDED,
         );
     };
-    // tungstenite's defaults (128 KiB read buffer, allocated up front, and 128 KiB of writes
-    // gathered before a flush) would cost every connection a quarter MiB; GraphQL messages are
-    // small and each is flushed on its own.
+    // tungstenite's defaults (128 KiB read buffer, allocated up front and zero-filled before every
+    // read, and 128 KiB of writes gathered before a flush) would cost every connection a quarter
+    // MiB. Clients send little (`connection_init`, `subscribe`, `pong`, `complete`): a larger
+    // message is read in several calls into a buffer grown to fit it. Frames are flushed one by
+    // one.
     let upgrade = upgrade
-        .read_buffer_size(8 * 1024)
+        .read_buffer_size(READ_BUFFER_SIZE)
         .write_buffer_size(0)
         .protocols([TRANSPORT_WS, LEGACY_WS])
         .max_message_size(config.max_message_size)
@@ -126,12 +130,35 @@ pub(crate) async fn handle(state: Arc<AppState>, request: http::Request<Body>) -
     let connection = Connection {
         state,
         protocol,
-        headers: parts.headers,
+        headers: owned_headers(&parts.headers),
         ip,
         session: None,
-        active: HashMap::new(),
+        subscriptions: Subscriptions::default(),
     };
     upgrade.on_upgrade(move |socket| connection.run(socket, slot))
+}
+
+/// The WebSocket read buffer of a connection, in bytes: what every connection holds for reading.
+const READ_BUFFER_SIZE: usize = 1024;
+
+/// A copy of `headers` that owns its values. hyper's are slices of the connection's read buffer
+/// (8 KiB at least), which a connection keeping its upgrade request's headers would hold for its
+/// whole life.
+fn owned_headers(headers: &HeaderMap) -> HeaderMap {
+    let mut owned = HeaderMap::with_capacity(headers.len());
+    for (name, value) in headers {
+        // hyper admits only bytes a header value may hold, so the copy cannot fail; if it ever
+        // did, sharing the value keeps the header at the cost of the buffer.
+        let copy = match HeaderValue::from_bytes(value.as_bytes()) {
+            Ok(mut copy) => {
+                copy.set_sensitive(value.is_sensitive());
+                copy
+            }
+            Err(_) => value.clone(),
+        };
+        owned.append(name.clone(), copy);
+    }
+    owned
 }
 
 /// The caller of an initialized connection.
@@ -148,21 +175,21 @@ struct Session {
 struct Connection {
     state: Arc<AppState>,
     protocol: Protocol,
+    /// The upgrade request's headers until `connection_init` moves them into the session.
     headers: HeaderMap,
     ip: Option<IpAddr>,
     session: Option<Session>,
-    /// Running subscriptions by client id.
-    active: HashMap<String, AbortHandle>,
+    /// Running subscriptions.
+    subscriptions: Subscriptions,
 }
 
-/// What a subscription task sends to its connection.
+/// What a subscription asks of its connection.
 enum Outbound {
     Frame(String),
-    /// The subscription ended: forget its id, then send its last frame.
-    Finished {
-        id: String,
-        frame: String,
-    },
+    /// The subscription ended (it is forgotten already): send its last frame.
+    Finished(String),
+    /// Close the connection (a slow subscriber under the `close` policy).
+    Close(u16, String),
 }
 
 /// What handling one client message asks of the connection.
@@ -197,16 +224,14 @@ impl Drop for Gauge {
 }
 
 impl Connection {
-    async fn run(mut self, socket: WebSocket, _slot: ConnectionSlot) {
+    async fn run(mut self, mut socket: WebSocket, _slot: ConnectionSlot) {
         let _gauge = Gauge::open();
         let config = self.state.hub.config().clone();
+        let policy = config.slow_client;
         let shutdown = self.state.hub.shutting_down();
         tokio::pin!(shutdown);
         let reload = self.state.hub.next_reload();
         tokio::pin!(reload);
-        let (mut sink, mut stream) = socket.split();
-        let (frames, mut outbound) = mpsc::channel::<Outbound>(config.buffer_size);
-        let (closer, mut closes) = mpsc::unbounded_channel::<(u16, String)>();
         let init_deadline = tokio::time::sleep(config.connection_init_timeout);
         tokio::pin!(init_deadline);
         let mut keep_alive = tokio::time::interval(config.keep_alive);
@@ -238,9 +263,14 @@ impl Connection {
                     tracing::info!("closing a subscription connection: its token expired");
                     if self.protocol == Protocol::Legacy {
                         let error = [expiry::expired_error()];
-                        for id in self.active.keys() {
-                            let frame = Writer::new(self.protocol, id.clone()).error(&error);
-                            if sink.send(Message::text(frame)).await.is_err() {
+                        let frames: Vec<String> = self
+                            .subscriptions
+                            .running
+                            .iter()
+                            .map(|subscription| subscription.writer.error(&error))
+                            .collect();
+                        for frame in frames {
+                            if socket.send(Message::text(frame)).await.is_err() {
                                 break 'connection None;
                             }
                         }
@@ -250,22 +280,20 @@ impl Connection {
                         close::TOKEN_EXPIRED_REASON.into(),
                     ));
                 }
-                Some((code, reason)) = closes.recv() => break Some(close_with(code, reason)),
                 () = &mut init_deadline, if self.session.is_none() => {
                     break Some(close_with(
                         close::INIT_TIMEOUT,
                         close::INIT_TIMEOUT_REASON.into(),
                     ));
                 }
-                Some(out) = outbound.recv() => {
+                out = std::future::poll_fn(|cx| self.subscriptions.poll_next(cx, policy)),
+                    if !self.subscriptions.running.is_empty() =>
+                {
                     let frame = match out {
-                        Outbound::Frame(frame) => frame,
-                        Outbound::Finished { id, frame } => {
-                            self.active.remove(&id);
-                            frame
-                        }
+                        Outbound::Frame(frame) | Outbound::Finished(frame) => frame,
+                        Outbound::Close(code, reason) => break Some(close_with(code, reason)),
                     };
-                    if sink.send(Message::text(frame)).await.is_err() {
+                    if socket.send(Message::text(frame)).await.is_err() {
                         break None;
                     }
                 }
@@ -275,11 +303,11 @@ impl Connection {
                         Protocol::Legacy if self.session.is_some() => r#"{"type":"ka"}"#,
                         Protocol::Legacy => continue,
                     };
-                    if sink.send(Message::text(ping)).await.is_err() {
+                    if socket.send(Message::text(ping)).await.is_err() {
                         break None;
                     }
                 }
-                message = stream.next() => {
+                message = socket.recv() => {
                     let text = match message {
                         Some(Ok(Message::Text(text))) => text,
                         Some(Ok(Message::Binary(_))) => {
@@ -291,7 +319,7 @@ impl Connection {
                         Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
                         Some(Ok(Message::Close(_))) | Some(Err(_)) | None => break None,
                     };
-                    let flow = self.on_message(text.as_str(), &frames, &closer).await;
+                    let flow = self.on_message(text.as_str()).await;
                     if !armed && let Some(session) = &self.session {
                         expired = Box::pin(expiry::passed(session.expires));
                         armed = true;
@@ -299,13 +327,13 @@ impl Connection {
                     match flow {
                         Flow::Continue => {}
                         Flow::Reply(reply) => {
-                            if sink.send(Message::text(reply)).await.is_err() {
+                            if socket.send(Message::text(reply)).await.is_err() {
                                 break None;
                             }
                         }
                         Flow::Close(code, reason) => break Some(close_with(code, reason)),
                         Flow::ReplyThenClose(reply, code, reason) => {
-                            if sink.send(Message::text(reply)).await.is_err() {
+                            if socket.send(Message::text(reply)).await.is_err() {
                                 break None;
                             }
                             break Some(close_with(code, reason));
@@ -314,35 +342,29 @@ impl Connection {
                 }
             }
         };
-        for (_, task) in self.active.drain() {
-            task.abort();
-        }
+        // Leave the shared streams before the goodbye, which may wait on a slow client.
+        self.subscriptions.running.clear();
         if let Some(frame) = final_frame {
-            let _ = sink.send(frame).await;
+            let _ = socket.send(frame).await;
         }
-        let _ = sink.close().await;
+        let _ = socket.close().await;
     }
 
-    async fn on_message(
-        &mut self,
-        text: &str,
-        frames: &mpsc::Sender<Outbound>,
-        closer: &mpsc::UnboundedSender<(u16, String)>,
-    ) -> Flow {
+    async fn on_message(&mut self, text: &str) -> Flow {
         let Ok(message) = serde_json::from_str::<ClientMessage>(text) else {
             return Flow::Close(close::BAD_REQUEST, "Invalid message received".into());
         };
         let legacy = self.protocol == Protocol::Legacy;
         match (message.kind.as_str(), legacy) {
-            ("connection_init", _) => self.init(message.payload).await,
+            // Boxed: verifying a token is the largest future of a connection, and needed once;
+            // inline, every connection's task would keep room for it.
+            ("connection_init", _) => self.init(message.payload).boxed().await,
             ("ping", false) => Flow::Reply(r#"{"type":"pong"}"#.into()),
             ("pong", false) => Flow::Continue,
-            ("subscribe", false) | ("start", true) => {
-                self.subscribe(message.id, message.payload, frames, closer)
-            }
+            ("subscribe", false) | ("start", true) => self.subscribe(message.id, message.payload),
             ("complete", false) | ("stop", true) => {
-                if let Some(task) = message.id.and_then(|id| self.active.remove(&id)) {
-                    task.abort();
+                if let Some(id) = message.id {
+                    self.subscriptions.remove(&id);
                 }
                 Flow::Continue
             }
@@ -368,7 +390,8 @@ impl Connection {
                 .or_else(|| p.get("authorization"))
                 .and_then(|v| v.as_str())
         });
-        let mut headers = self.headers.clone();
+        // Moved, not copied: a connection keeps one set of headers, its session's.
+        let mut headers = std::mem::take(&mut self.headers);
         if let Some(value) = presented {
             match HeaderValue::from_str(value) {
                 Ok(value) => {
@@ -419,28 +442,22 @@ impl Connection {
         }
     }
 
-    fn subscribe(
-        &mut self,
-        id: Option<String>,
-        payload: Option<serde_json::Value>,
-        frames: &mpsc::Sender<Outbound>,
-        closer: &mpsc::UnboundedSender<(u16, String)>,
-    ) -> Flow {
+    fn subscribe(&mut self, id: Option<String>, payload: Option<serde_json::Value>) -> Flow {
         let Some(session) = self.session.clone() else {
             return Flow::Close(close::UNAUTHORIZED, "Unauthorized".into());
         };
         let Some(id) = id.filter(|id| !id.is_empty()) else {
             return Flow::Close(close::BAD_REQUEST, "A subscription needs an `id`".into());
         };
-        if self.active.contains_key(&id) {
+        if self.subscriptions.contains(&id) {
             return Flow::Close(
                 close::DUPLICATE_ID,
                 format!("Subscriber for {id} already exists"),
             );
         }
-        let writer = Writer::new(self.protocol, id.clone());
+        let writer = Writer::new(self.protocol, id);
         let config = self.state.hub.config();
-        if self.active.len() >= config.max_subscriptions_per_connection {
+        if self.subscriptions.running.len() >= config.max_subscriptions_per_connection {
             let error = GraphQLError::new(
                 format!(
                     "A connection may run at most {} subscriptions",
@@ -459,19 +476,155 @@ impl Connection {
             Ok(request) => request,
             Err(error) => return Flow::Reply(writer.error(&[error])),
         };
-        let task = SubscriptionTask {
-            state: Arc::clone(&self.state),
-            session,
-            ip: self.ip,
+        let starting = starting(&self.state, session, self.ip, request);
+        self.subscriptions.running.push(Subscription {
             writer,
-            frames: frames.clone(),
-            closer: closer.clone(),
-            policy: config.slow_client,
-        };
-        let handle = tokio::spawn(task.run(request));
-        self.active.insert(id, handle.abort_handle());
+            state: State::Starting(starting),
+        });
         Flow::Continue
     }
+}
+
+/// The operation path of one subscription (prepare, admit, plan, join the shared stream), on the
+/// supergraph current when it starts. Boxed and owning what it needs, so the connection can poll
+/// it among its other work and free it once it has started.
+fn starting(
+    state: &AppState,
+    session: Session,
+    ip: Option<IpAddr>,
+    request: GraphQLRequest,
+) -> Pin<Box<dyn Future<Output = Result<Started, PipelineError>> + Send>> {
+    let core = state.core();
+    let hub = Arc::clone(&state.hub);
+    Box::pin(async move {
+        let who = Subscribing {
+            caller: Caller {
+                headers: &session.headers,
+                identity: session.identity.as_deref(),
+                ip,
+            },
+            identity: session.identity.clone(),
+            authorization: session.authorization.clone(),
+        };
+        start(&core, &hub, &request, who).await
+    })
+}
+
+/// A connection's running subscriptions, polled by its task. Few (at most
+/// `max_subscriptions_per_connection`), so a list searched by id.
+#[derive(Default)]
+struct Subscriptions {
+    running: Vec<Subscription>,
+    /// Where the next poll starts, so that one busy subscription does not starve the others
+    /// into the slow-client policy.
+    next: usize,
+}
+
+impl Subscriptions {
+    fn contains(&self, id: &str) -> bool {
+        self.running.iter().any(|s| s.writer.id == id)
+    }
+
+    /// Stops the subscription `id` (leaving its stream), if it runs.
+    fn remove(&mut self, id: &str) {
+        self.running.retain(|s| s.writer.id != id);
+    }
+
+    /// The next thing a subscription asks; a finished subscription is removed first.
+    fn poll_next(&mut self, cx: &mut Context<'_>, policy: SlowClientPolicy) -> Poll<Outbound> {
+        let count = self.running.len();
+        for step in 0..count {
+            let index = (self.next + step) % count;
+            if let Poll::Ready(out) = self.running[index].poll_next(cx, policy) {
+                self.next = index + 1;
+                if matches!(out, Outbound::Finished(_)) {
+                    self.running.swap_remove(index);
+                }
+                return Poll::Ready(out);
+            }
+        }
+        Poll::Pending
+    }
+}
+
+/// One client subscription: starting, then forwarding its stream's events as frames.
+struct Subscription {
+    writer: Writer,
+    state: State,
+}
+
+enum State {
+    /// On the operation path.
+    Starting(Pin<Box<dyn Future<Output = Result<Started, PipelineError>> + Send>>),
+    /// Receiving the stream's events (`None`: the stream ended without a final event).
+    Streaming(BoxStream<'static, Option<Received>>),
+    /// Its last frame is due next (a query's `complete`, after its response).
+    Finishing(String),
+}
+
+impl Subscription {
+    fn poll_next(&mut self, cx: &mut Context<'_>, policy: SlowClientPolicy) -> Poll<Outbound> {
+        let writer = &self.writer;
+        loop {
+            let events = match &mut self.state {
+                State::Starting(starting) => match ready!(starting.as_mut().poll(cx)) {
+                    Err(refused) => {
+                        return Poll::Ready(Outbound::Finished(writer.error(refused.errors())));
+                    }
+                    Ok(Started::Single(body)) => {
+                        self.state = State::Finishing(writer.complete());
+                        return Poll::Ready(Outbound::Frame(writer.next(&body)));
+                    }
+                    Ok(Started::Stream(subscriber)) => {
+                        self.state = State::Streaming(events(subscriber));
+                        continue;
+                    }
+                },
+                State::Finishing(frame) => {
+                    return Poll::Ready(Outbound::Finished(std::mem::take(frame)));
+                }
+                State::Streaming(events) => events,
+            };
+            let out = match ready!(events.poll_next_unpin(cx)).flatten() {
+                Some(Received::Event(Event::Next(body))) => Outbound::Frame(writer.next(&body)),
+                Some(Received::Event(Event::Error(errors))) => {
+                    Outbound::Finished(writer.error(&errors))
+                }
+                Some(Received::Event(Event::Complete)) => Outbound::Finished(writer.complete()),
+                Some(Received::Lagged(missed)) => match policy {
+                    SlowClientPolicy::Close => {
+                        tracing::info!(missed, "closing a subscriber that fell behind");
+                        Outbound::Close(
+                            close::POLICY_VIOLATION,
+                            "Subscriber too slow: events could not be delivered".into(),
+                        )
+                    }
+                    SlowClientPolicy::Drop => {
+                        let body = render_errors(&[crate::subscriptions::dropped_error(missed)]);
+                        Outbound::Frame(writer.next(&body))
+                    }
+                },
+                None => {
+                    let error = GraphQLError::new(
+                        "The subscription ended",
+                        codes::SUBSCRIPTION_UPSTREAM_CLOSED,
+                    );
+                    Outbound::Finished(writer.error(&[error]))
+                }
+            };
+            return Poll::Ready(out);
+        }
+    }
+}
+
+/// `subscriber`'s events as a stream the connection can poll again and again: the receiver and
+/// its pending `recv` live in one allocation, reused for every event.
+fn events(subscriber: Subscriber) -> BoxStream<'static, Option<Received>> {
+    futures::stream::unfold(subscriber, |mut subscriber| async move {
+        let received = subscriber.recv().await;
+        Some((received, subscriber))
+    })
+    .boxed()
 }
 
 /// Formats a subscription's frames in its connection's protocol.
@@ -526,99 +679,65 @@ impl Writer {
     }
 }
 
-/// One client subscription: starts it, then forwards its stream's events as frames.
-struct SubscriptionTask {
-    state: Arc<AppState>,
-    session: Session,
-    ip: Option<IpAddr>,
-    writer: Writer,
-    frames: mpsc::Sender<Outbound>,
-    closer: mpsc::UnboundedSender<(u16, String)>,
-    policy: SlowClientPolicy,
-}
-
-impl SubscriptionTask {
-    async fn run(self, request: crate::operation::GraphQLRequest) {
-        let who = Subscribing {
-            caller: Caller {
-                headers: &self.session.headers,
-                identity: self.session.identity.as_deref(),
-                ip: self.ip,
-            },
-            identity: self.session.identity.clone(),
-            authorization: self.session.authorization.clone(),
-        };
-        // Each subscription runs on the supergraph current when it starts.
-        let core = self.state.core();
-        let mut subscriber = match start(&core, &self.state.hub, &request, who).await {
-            Err(refused) => {
-                self.finish(self.writer.error(refused.errors())).await;
-                return;
-            }
-            Ok(Started::Single(body)) => {
-                let _ = self
-                    .frames
-                    .send(Outbound::Frame(self.writer.next(&body)))
-                    .await;
-                self.finish(self.writer.complete()).await;
-                return;
-            }
-            Ok(Started::Stream(subscriber)) => subscriber,
-        };
-        loop {
-            let frame = match subscriber.recv().await {
-                Some(Received::Event(Event::Next(body))) => self.writer.next(&body),
-                Some(Received::Event(Event::Error(errors))) => {
-                    self.finish(self.writer.error(&errors)).await;
-                    return;
-                }
-                Some(Received::Event(Event::Complete)) => {
-                    self.finish(self.writer.complete()).await;
-                    return;
-                }
-                Some(Received::Lagged(missed)) => match self.policy {
-                    SlowClientPolicy::Close => {
-                        tracing::info!(missed, "closing a subscriber that fell behind");
-                        let _ = self.closer.send((
-                            close::POLICY_VIOLATION,
-                            "Subscriber too slow: events could not be delivered".into(),
-                        ));
-                        return;
-                    }
-                    SlowClientPolicy::Drop => {
-                        let body = render_errors(&[crate::subscriptions::dropped_error(missed)]);
-                        self.writer.next(&body)
-                    }
-                },
-                None => {
-                    let error = GraphQLError::new(
-                        "The subscription ended",
-                        codes::SUBSCRIPTION_UPSTREAM_CLOSED,
-                    );
-                    self.finish(self.writer.error(&[error])).await;
-                    return;
-                }
-            };
-            if self.frames.send(Outbound::Frame(frame)).await.is_err() {
-                return;
-            }
-        }
-    }
-
-    async fn finish(&self, frame: String) {
-        let _ = self
-            .frames
-            .send(Outbound::Finished {
-                id: self.writer.id.clone(),
-                frame,
-            })
-            .await;
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn kept_headers_do_not_hold_the_request_buffer() {
+        let buffer = bytes::Bytes::from(vec![b'x'; 8192]);
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            "x-tenant",
+            HeaderValue::from_maybe_shared(buffer.slice(0..16)).unwrap(),
+        );
+        let mut secret = HeaderValue::from_maybe_shared(buffer.slice(16..32)).unwrap();
+        secret.set_sensitive(true);
+        headers.insert(http::header::AUTHORIZATION, secret);
+        let owned = owned_headers(&headers);
+        assert_eq!(owned, headers);
+        assert!(owned[http::header::AUTHORIZATION].is_sensitive());
+        let range = buffer.as_ptr_range();
+        for value in owned.values() {
+            assert!(
+                !range.contains(&value.as_bytes().as_ptr()),
+                "a kept value still points into the request buffer"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn subscriptions_take_turns_and_are_forgotten_when_finished() {
+        let query = |id: &str| Subscription {
+            writer: Writer::new(Protocol::Transport, id.into()),
+            state: State::Starting(Box::pin(async {
+                Ok(Started::Single(bytes::Bytes::from_static(b"{}")))
+            })),
+        };
+        let mut subscriptions = Subscriptions::default();
+        subscriptions.running.push(query("a"));
+        subscriptions.running.push(query("b"));
+        let mut sent = Vec::new();
+        while !subscriptions.running.is_empty() {
+            let out =
+                std::future::poll_fn(|cx| subscriptions.poll_next(cx, SlowClientPolicy::Close))
+                    .await;
+            let (Outbound::Frame(frame) | Outbound::Finished(frame)) = out else {
+                panic!("nothing here closes the connection");
+            };
+            let frame: serde_json::Value = serde_json::from_str(&frame).unwrap();
+            sent.push(format!("{} {}", frame["type"], frame["id"]));
+        }
+        assert_eq!(
+            sent,
+            [
+                r#""next" "a""#,
+                r#""next" "b""#,
+                r#""complete" "a""#,
+                r#""complete" "b""#
+            ]
+        );
+    }
 
     #[test]
     fn frames_escape_the_id_and_follow_the_protocol() {
