@@ -94,14 +94,27 @@ impl Connection {
         path: &str,
         body: Bytes,
     ) -> Result<(StatusCode, Bytes), ClientError> {
-        let request = Request::builder()
+        self.post_json_as(path, body, None).await
+    }
+
+    /// [`post_json`](Self::post_json) with an `Authorization` header when `authorization` is given
+    /// (`Bearer <token>`): the pipeline benchmark acts as many signed-in users.
+    pub async fn post_json_as(
+        &mut self,
+        path: &str,
+        body: Bytes,
+        authorization: Option<&str>,
+    ) -> Result<(StatusCode, Bytes), ClientError> {
+        let mut request = Request::builder()
             .method(Method::POST)
             .uri(path)
             .header(header::HOST, &self.host)
             .header(header::CONTENT_TYPE, "application/json")
-            .header(header::ACCEPT, "application/json")
-            .body(Full::new(body))?;
-        self.send(request).await
+            .header(header::ACCEPT, "application/json");
+        if let Some(value) = authorization {
+            request = request.header(header::AUTHORIZATION, value);
+        }
+        self.send(request.body(Full::new(body))?).await
     }
 
     pub async fn get(&mut self, path: &str) -> Result<(StatusCode, Bytes), ClientError> {

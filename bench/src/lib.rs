@@ -6,11 +6,14 @@
 //! `load` measures a router under it and `report` turns many measurements into one markdown table.
 //! `varied` is the second workload: several operation shapes with changing variables.
 //! `fanout` is the subscription benchmark: WebSocket subscribers through a router, events fanned out.
+//! `pipeline` is the event pipeline benchmark: `createConsignment` through the real services, as
+//! separate processes on PostgreSQL and Redis, until consignments are assigned and logged.
 
 pub mod client;
 pub mod fanout;
 pub mod json;
 pub mod load;
+pub mod pipeline;
 pub mod procfs;
 pub mod report;
 pub mod subgraphs;

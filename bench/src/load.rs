@@ -613,7 +613,7 @@ fn ratio(numerator: f64, denominator: f64) -> f64 {
 }
 
 /// Nearest-rank percentiles over the samples (sorted in place).
-fn latency(samples_us: &mut [u64]) -> Latency {
+pub fn latency(samples_us: &mut [u64]) -> Latency {
     if samples_us.is_empty() {
         return Latency::default();
     }

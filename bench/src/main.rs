@@ -10,6 +10,7 @@ use shippy_bench::{
     client, fanout,
     json::Json,
     load::{self, Labels, LoadOptions, Request, Stop, Watched},
+    pipeline::{self, PipelineOptions},
     procfs, report,
     subgraphs::{self, SubgraphOptions},
     units::parse_duration,
@@ -55,6 +56,48 @@ enum Command {
     /// Subscription fan-out: N WebSocket subscribers through our router (started as a child
     /// process) on one subscription; prints delivery latency and router RSS per subscriber.
     Fanout(FanoutArgs),
+    /// Event pipeline: createConsignment through the router with every service a separate `shippy`
+    /// process on fresh PostgreSQL databases and Redis; prints consignments assigned and log
+    /// entries stored per second, and where the rest wait. Fails if any consignment is lost.
+    Pipeline(PipelineArgs),
+}
+
+#[derive(Args)]
+struct PipelineArgs {
+    /// The `shippy` binary [default: `shippy` beside this executable].
+    #[arg(long)]
+    shippy: Option<PathBuf>,
+    /// A PostgreSQL database of a user allowed to create databases; the run's own are created
+    /// (and dropped) beside it.
+    #[arg(
+        long,
+        env = "TEST_DATABASE_URL",
+        default_value = "postgres://postgres@127.0.0.1:5432/test"
+    )]
+    database_url: String,
+    /// The shared Redis; only keys under the run's own prefix are written and deleted.
+    #[arg(long, env = "TEST_REDIS_URL", default_value = "redis://127.0.0.1:6379")]
+    redis_url: String,
+    /// Users the consignments are spread over, each owning one vessel.
+    #[arg(long, default_value_t = 20)]
+    users: usize,
+    /// Concurrent keep-alive connections sending createConsignment.
+    #[arg(long, default_value_t = 64)]
+    connections: usize,
+    #[arg(long, default_value = "5s", value_parser = parse_duration)]
+    warmup: Duration,
+    /// The measured window.
+    #[arg(long, default_value = "20s", value_parser = parse_duration)]
+    duration: Duration,
+    /// After the load, how long every consignment has to be assigned and logged.
+    #[arg(long, default_value = "5m", value_parser = parse_duration)]
+    drain_timeout: Duration,
+    /// Clock ticks per second of /proc CPU times (`getconf CLK_TCK`).
+    #[arg(long, default_value_t = procfs::DEFAULT_CLK_TCK)]
+    clk_tck: u64,
+    /// Write the JSON report here as well.
+    #[arg(long)]
+    out: Option<PathBuf>,
 }
 
 /// What a load run sends.
@@ -269,6 +312,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             runtime(None)?.block_on(shippy_router::run(args, shutdown_signal()))?;
         }
         Command::Fanout(args) => return runtime(None)?.block_on(fanout(args)),
+        Command::Pipeline(args) => return runtime(None)?.block_on(pipeline(args)),
         Command::FreePort => {
             let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
             println!("{}", listener.local_addr()?.port());
@@ -507,6 +551,34 @@ async fn fanout(args: FanoutArgs) -> anyhow::Result<ExitCode> {
     }
     println!("{json}");
     Ok(if report.lost_or_reordered == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+async fn pipeline(args: PipelineArgs) -> anyhow::Result<ExitCode> {
+    let shippy = match args.shippy {
+        Some(path) => path,
+        None => pipeline::shippy_beside(&std::env::current_exe()?).context(
+            "no `shippy` beside this executable: build it (cargo build --release -p shippy) or pass --shippy",
+        )?,
+    };
+    let mut options = PipelineOptions::new(shippy, args.database_url, args.redis_url);
+    options.users = args.users;
+    options.connections = args.connections;
+    options.warmup = args.warmup;
+    options.duration = args.duration;
+    options.drain_timeout = args.drain_timeout;
+    options.clk_tck = args.clk_tck;
+    let report = pipeline::run(&options).await?;
+    let json = serde_json::to_string_pretty(&report)?;
+    if let Some(path) = &args.out {
+        std::fs::write(path, &json).with_context(|| format!("writing {}", path.display()))?;
+    }
+    println!("{json}");
+    eprintln!("{}", pipeline::summary(&report));
+    Ok(if report.complete() {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE

@@ -21,6 +21,31 @@ pub fn peak_rss_kib(pid: u32) -> io::Result<u64> {
     parse_peak_rss_kib(&status).ok_or_else(|| invalid(format!("no VmHWM in /proc/{pid}/status")))
 }
 
+/// CPU time of the whole machine so far, all CPUs together, in clock ticks: `(busy, total)` from the
+/// first line of `/proc/stat`. Busy is everything but `idle` and `iowait`, so the busy share of a
+/// window tells how loaded the machine was, our processes and everyone else's.
+pub fn machine_ticks() -> io::Result<(u64, u64)> {
+    let stat = fs::read_to_string("/proc/stat")?;
+    parse_machine_ticks(&stat).ok_or_else(|| invalid("unexpected /proc/stat format".to_owned()))
+}
+
+fn parse_machine_ticks(stat: &str) -> Option<(u64, u64)> {
+    let line = stat.lines().next()?.strip_prefix("cpu ")?;
+    let fields: Vec<u64> = line
+        .split_whitespace()
+        .map(str::parse)
+        .collect::<Result<_, _>>()
+        .ok()?;
+    // user nice system idle iowait irq softirq steal [guest guest_nice]: guest time is already
+    // counted in user and nice, so only the first eight add up to the total.
+    if fields.len() < 5 {
+        return None;
+    }
+    let total: u64 = fields.iter().take(8).sum();
+    let idle = fields[3] + fields[4];
+    Some((total - idle, total))
+}
+
 fn invalid(message: String) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, message)
 }
@@ -69,6 +94,17 @@ mod tests {
             "Name:\tshippy\nVmPeak:\t  900000 kB\nVmHWM:\t   54321 kB\nVmRSS:\t   50000 kB\n";
         assert_eq!(parse_peak_rss_kib(status), Some(54_321));
         assert_eq!(parse_peak_rss_kib("Name:\tkthread\n"), None);
+    }
+
+    #[test]
+    fn machine_ticks_leave_out_idle_iowait_and_guest_time() {
+        let stat = "cpu  100 5 50 1000 20 3 2 1 40 0\ncpu0 50 2 25 500 10 1 1 0 20 0\n";
+        assert_eq!(parse_machine_ticks(stat), Some((161, 1181)));
+        assert_eq!(parse_machine_ticks("cpu0 1 2 3 4 5\n"), None);
+        assert_eq!(parse_machine_ticks("cpu  1 2 x 4 5\n"), None);
+        assert_eq!(parse_machine_ticks("cpu  1 2 3\n"), None);
+        let (busy, total) = machine_ticks().unwrap();
+        assert!(busy <= total && total > 0);
     }
 
     #[test]

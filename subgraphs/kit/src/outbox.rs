@@ -20,7 +20,7 @@ use sea_orm::{
     ActiveValue::{NotSet, Set},
     ColumnTrait, ConnectionTrait, DatabaseBackend, DatabaseConnection, DbErr, EntityTrait,
     QueryFilter, QueryOrder, QuerySelect, TransactionTrait,
-    sea_query::{Expr, LockBehavior, LockType},
+    sea_query::{Expr, ExprTrait, LockBehavior, LockType},
 };
 use tokio::sync::Notify;
 use tracing::Instrument;
@@ -344,10 +344,11 @@ impl Relay {
     ///
     /// No transaction or row lock is held while Redis is called: the rows are claimed first in a short
     /// transaction (their `leased_until` set `lease` ahead; on PostgreSQL chosen with `FOR UPDATE SKIP
-    /// LOCKED`, so relays of several replicas sharing a database never claim the same row), published, then
-    /// marked sent one by one. A slow Redis therefore stalls only this relay's batch, never another
-    /// replica's. Rows of a relay that died mid-batch are claimed by another once the lease runs out (they
-    /// may then be published twice, which the bus's dedupe marker and the consumers absorb).
+    /// LOCKED`, so relays of several replicas sharing a database never claim the same row), published
+    /// one by one, then the ones published are marked sent in one statement. A slow Redis therefore
+    /// stalls only this relay's batch, never another replica's. Rows of a relay that died mid-batch
+    /// are claimed by another once the lease runs out (they may then be published twice, which the
+    /// bus's dedupe marker and the consumers absorb).
     pub async fn relay_once(&self) -> Result<usize, RelayError> {
         use entity::{Column, Entity};
 
@@ -362,46 +363,55 @@ impl Relay {
         }
 
         let rows = self.claim().await?;
-        let mut published = 0;
+        let mut sent = Vec::with_capacity(rows.len());
         let mut failure = None;
         let mut rest = rows.iter();
         for row in rest.by_ref() {
             match self.publish(row).await {
-                Ok(()) => {
-                    Entity::update_many()
-                        .col_expr(Column::PublishedAt, Expr::value(Utc::now()))
-                        .col_expr(
-                            Column::Attempts,
-                            Expr::value(row.attempts.saturating_add(1)),
-                        )
-                        .col_expr(
-                            Column::LeasedUntil,
-                            Expr::value(Option::<DateTime<Utc>>::None),
-                        )
-                        .filter(Column::Id.eq(row.id))
-                        .exec(&self.db)
-                        .await?;
-                    published += 1;
-                }
+                Ok(()) => sent.push(row.id),
                 Err(err) => {
-                    Entity::update_many()
-                        .col_expr(
-                            Column::Attempts,
-                            Expr::value(row.attempts.saturating_add(1)),
-                        )
-                        .col_expr(Column::LastError, Expr::value(err.to_string()))
-                        .col_expr(
-                            Column::LeasedUntil,
-                            Expr::value(Option::<DateTime<Utc>>::None),
-                        )
-                        .filter(Column::Id.eq(row.id))
-                        .exec(&self.db)
-                        .await?;
-                    failure = Some((row.event_id, err));
+                    failure = Some((row, err));
                     break;
                 }
             }
         }
+        // The rows the bus took are marked sent in one statement, not one per row: a round trip per
+        // event was half of what the relay spent, and under load the relay paced the whole
+        // pipeline (bench/README.md, "Event pipeline"). Dying before this leaves them leased, so
+        // they are published again once the lease runs out, as after a crash between publish and
+        // mark before; the bus's dedupe marker and the consumers absorb the copies.
+        let published = sent.len();
+        if !sent.is_empty() {
+            Entity::update_many()
+                .col_expr(Column::PublishedAt, Expr::value(Utc::now()))
+                .col_expr(Column::Attempts, Expr::col(Column::Attempts).add(1))
+                .col_expr(
+                    Column::LeasedUntil,
+                    Expr::value(Option::<DateTime<Utc>>::None),
+                )
+                .filter(Column::Id.is_in(sent))
+                .exec(&self.db)
+                .await?;
+        }
+        let failure = match failure {
+            Some((row, err)) => {
+                Entity::update_many()
+                    .col_expr(
+                        Column::Attempts,
+                        Expr::value(row.attempts.saturating_add(1)),
+                    )
+                    .col_expr(Column::LastError, Expr::value(err.to_string()))
+                    .col_expr(
+                        Column::LeasedUntil,
+                        Expr::value(Option::<DateTime<Utc>>::None),
+                    )
+                    .filter(Column::Id.eq(row.id))
+                    .exec(&self.db)
+                    .await?;
+                Some((row.event_id, err))
+            }
+            None => None,
+        };
         // Rows claimed but not tried (after a failure) are released for the next round.
         let untried: Vec<i64> = rest.map(|row| row.id).collect();
         if !untried.is_empty() {

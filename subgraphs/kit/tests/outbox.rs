@@ -3,7 +3,7 @@
 
 use std::sync::{
     Arc,
-    atomic::{AtomicBool, Ordering},
+    atomic::{AtomicBool, AtomicUsize, Ordering},
 };
 
 use futures::StreamExt;
@@ -63,6 +63,8 @@ async fn pending(db: &DatabaseConnection) -> u64 {
 struct FlakyBus {
     inner: InProcessBus,
     down: AtomicBool,
+    /// Publishes that succeed before the bus fails every further one (`usize::MAX`: no limit).
+    publishes_left: AtomicUsize,
     reset: AtomicBool,
     hang: bool,
     release: tokio::sync::Notify,
@@ -73,6 +75,7 @@ impl FlakyBus {
         Self {
             inner: InProcessBus::default(),
             down: AtomicBool::new(down),
+            publishes_left: AtomicUsize::new(usize::MAX),
             reset: AtomicBool::new(false),
             hang: false,
             release: tokio::sync::Notify::new(),
@@ -83,7 +86,11 @@ impl FlakyBus {
 #[async_trait::async_trait]
 impl EventBus for FlakyBus {
     async fn publish(&self, event: &Event) -> Result<(), BusError> {
-        if self.down.load(Ordering::SeqCst) {
+        let spent = self
+            .publishes_left
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+            .is_err();
+        if self.down.load(Ordering::SeqCst) || spent {
             return Err(BusError::Unavailable("test bus is down".into()));
         }
         if self.hang {
@@ -389,7 +396,57 @@ async fn a_stuck_relay_blocks_no_other_and_its_lease_runs_out(backend: Backend) 
     let _ = stuck_round.await;
 }
 
+/// A bus that fails in the middle of a batch: the rows it took are marked sent together, the one it
+/// refused carries the error, the rest are released untried; the next round sends those, in order.
+async fn a_batch_failing_midway_marks_what_was_sent_and_resumes_in_order(backend: Backend) {
+    let (_guard, db) = database(backend).await;
+    let bus = Arc::new(FlakyBus::new(false));
+    bus.publishes_left.store(2, Ordering::SeqCst);
+    let mut feed = bus.subscribe("log").await.unwrap();
+    let relay = Outbox::new().relay(db.clone(), bus.clone(), RelayConfig::default());
+    for n in 0..5 {
+        outbox::record(&db, &event(n)).await.unwrap();
+    }
+    let err = relay.relay_once().await.unwrap_err();
+    assert!(
+        matches!(err, RelayError::Publish { published: 2, .. }),
+        "{err}"
+    );
+    let rows = entity::Entity::find()
+        .order_by_asc(entity::Column::Id)
+        .all(&db)
+        .await
+        .unwrap();
+    let sent: Vec<(bool, i32)> = rows
+        .iter()
+        .map(|r| (r.published_at.is_some(), r.attempts))
+        .collect();
+    assert_eq!(
+        sent,
+        [(true, 1), (true, 1), (false, 1), (false, 0), (false, 0)]
+    );
+    assert!(
+        rows[2]
+            .last_error
+            .as_deref()
+            .unwrap_or_default()
+            .contains("down")
+    );
+    assert!(
+        rows.iter().all(|r| r.leased_until.is_none()),
+        "no row stays leased"
+    );
+
+    bus.publishes_left.store(usize::MAX, Ordering::SeqCst);
+    assert_eq!(relay.relay_once().await.unwrap(), 3);
+    for n in 0..5 {
+        assert_eq!(feed.next().await.unwrap().payload["n"], n, "out of order");
+    }
+    assert_eq!(pending(&db).await, 0);
+}
+
 shippy_kit::backend_tests!(
+    a_batch_failing_midway_marks_what_was_sent_and_resumes_in_order,
     a_stuck_relay_blocks_no_other_and_its_lease_runs_out,
     a_reset_bus_gets_the_retained_rows_again_and_old_rows_are_pruned,
     running_relay_retries_until_the_bus_is_back,
