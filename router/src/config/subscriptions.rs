@@ -46,12 +46,12 @@ pub struct SubscriptionsConfig {
 }
 
 /// A subscriber whose buffer is full is either closed (it must resubscribe, and knows it:
-/// WebSocket close 4429 / an SSE error event) or loses the events that do not fit, each loss
+/// WebSocket close 1008 / an SSE error event) or loses the events that do not fit, each loss
 /// reported as an error item (`SUBSCRIPTION_EVENTS_DROPPED` with the count).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum SlowClientPolicy {
-    /// Close the subscription (WebSocket 4429, an SSE error event).
+    /// Close the subscription (WebSocket 1008, an SSE error event).
     Close,
     /// Drop the events that do not fit and report how many were lost.
     Drop,
