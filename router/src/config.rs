@@ -38,7 +38,7 @@ pub use rate_limit::{
 pub use reload::ReloadConfig;
 pub use resilience::{CircuitBreakerConfig, HealthCheckConfig, LoadBalancing, RetryConfig};
 pub use signing::SubgraphSigningConfig;
-pub use subgraphs::{EffectiveSubgraphConfig, SubgraphDefaults, SubgraphOverride};
+pub use subgraphs::{EffectiveSubgraphConfig, MIN_READ_BUFFER, SubgraphDefaults, SubgraphOverride};
 pub use subscriptions::{SlowClientPolicy, SubscriptionsConfig};
 
 use std::collections::BTreeMap;
@@ -331,6 +331,12 @@ impl RouterConfig {
             if value == 0 {
                 problems.push(format!("`{name}` must be at least 1"));
             }
+        }
+        if self.subgraph_defaults.max_read_buffer < subgraphs::MIN_READ_BUFFER {
+            problems.push(format!(
+                "`subgraph_defaults.max_read_buffer` must be at least {}",
+                subgraphs::MIN_READ_BUFFER
+            ));
         }
         problems.extend(self.persisted_documents.check());
         problems.extend(
@@ -667,7 +673,7 @@ mod tests {
     fn rejects_bad_values_with_their_keys() {
         let path = write_temp(
             "bad.yaml",
-            "limits:\n  max_depth: 0\nauth:\n  jwt:\n    secret: short\nsubgraph_signing:\n  key: short\nrate_limit:\n  backend: redis\n  fields:\n    nodot: 1 per 1s\nsubgraph_defaults:\n  circuit_breaker:\n    error_percent_threshold: 150\nsubgraphs:\n  a:\n    url: http://x/\n    urls: [http://y/]\n",
+            "limits:\n  max_depth: 0\nauth:\n  jwt:\n    secret: short\nsubgraph_signing:\n  key: short\nrate_limit:\n  backend: redis\n  fields:\n    nodot: 1 per 1s\nsubgraph_defaults:\n  max_read_buffer: 4096\n  circuit_breaker:\n    error_percent_threshold: 150\nsubgraphs:\n  a:\n    url: http://x/\n    urls: [http://y/]\n",
         );
         let err = RouterConfig::load(Some(&path)).unwrap_err().to_string();
         for key in [
@@ -677,6 +683,7 @@ mod tests {
             "rate_limit.redis.url",
             "rate_limit.fields.nodot",
             "error_percent_threshold",
+            "subgraph_defaults.max_read_buffer",
             "subgraphs.a",
         ] {
             assert!(err.contains(key), "{key} missing from: {err}");

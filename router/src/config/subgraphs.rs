@@ -24,6 +24,11 @@ pub struct SubgraphDefaults {
     pub pool_idle_timeout: Duration,
     /// Largest subgraph response body accepted, in bytes.
     pub max_response_size: usize,
+    /// Largest read buffer of one subgraph connection, in bytes (at least 8192); it also bounds a
+    /// response's status line and headers. Each connection keeps a buffer that grows with the
+    /// responses it reads, up to this: small keeps idle connections cheap, and a larger body is
+    /// simply read in more pieces.
+    pub max_read_buffer: usize,
     /// Client request headers copied to subgraph requests (case-insensitive). The
     /// `authorization` header is how subgraphs verify the caller themselves.
     pub forward_headers: Vec<String>,
@@ -40,6 +45,9 @@ pub struct SubgraphDefaults {
     pub health_check: HealthCheckConfig,
 }
 
+/// The smallest `max_read_buffer` the HTTP client can work with.
+pub const MIN_READ_BUFFER: usize = 8192;
+
 impl Default for SubgraphDefaults {
     fn default() -> Self {
         SubgraphDefaults {
@@ -48,6 +56,7 @@ impl Default for SubgraphDefaults {
             max_connections: 256,
             pool_idle_timeout: Duration::from_secs(90),
             max_response_size: 64 * 1024 * 1024,
+            max_read_buffer: 16 * 1024,
             forward_headers: vec![
                 "authorization".into(),
                 "traceparent".into(),

@@ -21,7 +21,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::header::{ACCEPT, CONTENT_TYPE, HeaderMap, HeaderValue};
 use http::{Method, Request, StatusCode, Uri};
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::{BodyExt, Full};
 use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
@@ -31,7 +31,10 @@ use tokio::sync::Semaphore;
 use xxhash_rust::xxh3::Xxh3;
 
 use self::single_flight::SingleFlight;
-use crate::config::{EffectiveSubgraphConfig, HealthCheckConfig, SubgraphDefaults};
+use crate::config::{
+    EffectiveSubgraphConfig, HealthCheckConfig, MIN_READ_BUFFER, SubgraphDefaults,
+};
+
 use crate::subgraph::resilience::balancer::Balancer;
 use crate::subgraph::resilience::breaker::{CircuitBreaker, Rejected};
 use crate::subgraph::resilience::retry::{RetryPolicy, retryable_status};
@@ -108,7 +111,10 @@ impl ConnectionPools {
         http.set_nodelay(true);
         http.set_connect_timeout(Some(connect_timeout));
         let connector = crate::tls::https_connector(http).map_err(UrlError::Tls)?;
-        let client = Client::builder(TokioExecutor::new())
+        let mut builder = Client::builder(TokioExecutor::new());
+        // hyper panics below its minimum; `RouterConfig::check` refuses smaller values first.
+        builder.http1_max_buf_size(defaults.max_read_buffer.max(MIN_READ_BUFFER));
+        let client = builder
             .pool_timer(TokioTimer::new())
             .pool_idle_timeout(defaults.pool_idle_timeout)
             .build(connector);
@@ -412,25 +418,47 @@ impl SubgraphClient {
         })?;
         let status = response.status();
         let (parts, body) = response.into_parts();
-        let body = Limited::new(body, self.max_response_size)
-            .collect()
-            .await
-            .map_err(|e| {
-                if e.downcast_ref::<http_body_util::LengthLimitError>()
-                    .is_some()
-                {
-                    FetchError::TooLarge(self.max_response_size)
-                } else {
-                    FetchError::Transport(e.to_string().into())
-                }
-            })?
-            .to_bytes();
+        let body = read_body(body, &parts.headers, self.max_response_size).await?;
         Ok(SubgraphResponse {
             status,
             body,
             headers: parts.headers,
         })
     }
+}
+
+/// Reads a subgraph response body into one buffer of exactly its size, at most `limit` bytes.
+///
+/// The frames hyper yields are slices of its connection read buffer, which it sizes adaptively (tens
+/// of KiB for these responses): keeping a frame keeps the whole buffer, and the parsed response
+/// borrows the body until the client's response is written. Copying each frame into a buffer
+/// sized from `Content-Length` and dropping it at once lets hyper reuse its read buffer for the next
+/// response on the connection, so an in-flight request holds what its subgraphs sent, not their
+/// connections' buffers (bench/README.md, "Where the peak RSS goes"). The copy is one `memcpy` of
+/// the body.
+async fn read_body(
+    mut body: hyper::body::Incoming,
+    headers: &HeaderMap,
+    limit: usize,
+) -> Result<Bytes, FetchError> {
+    let declared = headers
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.parse::<usize>().ok());
+    if declared.is_some_and(|length| length > limit) {
+        return Err(FetchError::TooLarge(limit));
+    }
+    let mut buffer = Vec::with_capacity(declared.unwrap_or(0));
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| FetchError::Transport(e.to_string().into()))?;
+        if let Ok(data) = frame.into_data() {
+            if buffer.len() + data.len() > limit {
+                return Err(FetchError::TooLarge(limit));
+            }
+            buffer.extend_from_slice(&data);
+        }
+    }
+    Ok(Bytes::from(buffer))
 }
 
 fn error_chain(error: &dyn std::error::Error) -> String {
@@ -503,5 +531,118 @@ mod tests {
         assert_eq!(after_swap.len(), 1);
         client("c", "http://127.0.0.1:1/c", &config, &mut after_swap);
         assert_eq!(after_swap.len(), 1);
+    }
+
+    /// A one-shot HTTP server: answers the first request on its port with `response`, verbatim.
+    async fn answer_once(response: Vec<u8>) -> Uri {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        tokio::spawn(async move {
+            let (mut socket, _) = listener.accept().await.unwrap();
+            // Read the request head and its body before answering, as a server would.
+            let mut request = Vec::new();
+            let mut chunk = [0u8; 4096];
+            loop {
+                let n = socket.read(&mut chunk).await.unwrap();
+                request.extend_from_slice(&chunk[..n]);
+                let text = String::from_utf8_lossy(&request);
+                if let Some(end) = text.find("\r\n\r\n") {
+                    let length = text[..end]
+                        .lines()
+                        .find_map(|line| line.strip_prefix("content-length: "))
+                        .map_or(0, |v| v.trim().parse::<usize>().unwrap());
+                    if request.len() >= end + 4 + length {
+                        break;
+                    }
+                }
+                assert!(n > 0, "the client closed before sending its request");
+            }
+            socket.write_all(&response).await.unwrap();
+            socket.shutdown().await.ok();
+        });
+        format!("http://127.0.0.1:{port}/graphql").parse().unwrap()
+    }
+
+    async fn fetch_from(response: Vec<u8>, max_response_size: usize) -> FetchResult {
+        fetch_with(
+            response,
+            max_response_size,
+            RouterConfig::default().subgraph_defaults.max_read_buffer,
+        )
+        .await
+    }
+
+    async fn fetch_with(
+        response: Vec<u8>,
+        max_response_size: usize,
+        max_read_buffer: usize,
+    ) -> FetchResult {
+        let uri = answer_once(response).await;
+        let mut config = RouterConfig::default();
+        config.subgraph_defaults.max_response_size = max_response_size;
+        config.subgraph_defaults.max_read_buffer = max_read_buffer;
+        let subgraph = client(
+            "s",
+            &uri.to_string(),
+            &config,
+            &mut ConnectionPools::default(),
+        );
+        subgraph
+            .send_inner(&uri, Bytes::from_static(b"{}"), &HeaderMap::new())
+            .await
+    }
+
+    fn response(extra_headers: &str, body: &[u8]) -> Vec<u8> {
+        let mut out = format!(
+            "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n{extra_headers}\r\n",
+            body.len()
+        )
+        .into_bytes();
+        out.extend_from_slice(body);
+        out
+    }
+
+    #[tokio::test]
+    async fn a_body_larger_than_the_read_buffer_arrives_whole_in_one_exact_buffer() {
+        // 100 KB against the default 16 KiB read buffer: read in pieces, copied into one buffer.
+        let body: Vec<u8> = (0..100_000u32).map(|i| b'a' + (i % 26) as u8).collect();
+        let answer = fetch_from(response("", &body), 1 << 20).await.unwrap();
+        assert_eq!(answer.status, StatusCode::OK);
+        assert_eq!(answer.body.len(), body.len());
+        assert!(answer.body == body, "the body arrived altered");
+    }
+
+    #[tokio::test]
+    async fn a_declared_length_over_the_limit_is_refused_before_reading() {
+        let body = vec![b' '; 2_000];
+        let err = fetch_from(response("", &body), 1_000).await.unwrap_err();
+        assert!(matches!(err, FetchError::TooLarge(1_000)), "{err:?}");
+    }
+
+    #[tokio::test]
+    async fn a_chunked_body_is_refused_once_it_grows_over_the_limit() {
+        let mut raw = b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ntransfer-encoding: chunked\r\n\r\n".to_vec();
+        for _ in 0..3 {
+            raw.extend_from_slice(b"200\r\n");
+            raw.extend_from_slice(&[b' '; 0x200]);
+            raw.extend_from_slice(b"\r\n");
+        }
+        raw.extend_from_slice(b"0\r\n\r\n");
+        let err = fetch_from(raw.clone(), 1_000).await.unwrap_err();
+        assert!(matches!(err, FetchError::TooLarge(1_000)), "{err:?}");
+        // Under the limit the same body is accepted, so it was the size that was refused.
+        let answer = fetch_from(raw, 4_096).await.unwrap();
+        assert_eq!(answer.body.len(), 3 * 0x200);
+    }
+
+    #[tokio::test]
+    async fn response_headers_larger_than_the_read_buffer_fail_the_fetch() {
+        // `max_read_buffer` (16 KiB by default) bounds the head of a response too.
+        let huge = format!("x-padding: {}\r\n", "p".repeat(20 * 1024));
+        let err = fetch_from(response(&huge, b"{}"), 1 << 20)
+            .await
+            .unwrap_err();
+        assert!(matches!(err, FetchError::Transport(_)), "{err:?}");
     }
 }
