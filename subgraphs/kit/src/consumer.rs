@@ -134,6 +134,15 @@ pub trait Handler: Send + Sync + 'static {
     /// Does the work for `event`; `Ok` once it is durable (committed). Events the handler does not care
     /// about are simply `Ok`.
     async fn handle(&self, event: &Event) -> Result<(), HandleError>;
+
+    /// Handles `events` (several, in stream order) all together, for a handler that can do that cheaper
+    /// than one by one (one multi-row statement). All or nothing: `Some(Ok)` once all are durable;
+    /// `Some(Err)` when none is, and then each is handed to [`handle`](Self::handle), so that a failure
+    /// is told apart per event (retried, dead-lettered). `None` (the default): the handler does not batch.
+    async fn handle_batch(&self, events: &[&Event]) -> Option<Result<(), HandleError>> {
+        let _ = events;
+        None
+    }
 }
 
 #[async_trait::async_trait]
@@ -141,12 +150,20 @@ impl<H: Handler> Handler for Arc<H> {
     async fn handle(&self, event: &Event) -> Result<(), HandleError> {
         (**self).handle(event).await
     }
+
+    async fn handle_batch(&self, events: &[&Event]) -> Option<Result<(), HandleError>> {
+        (**self).handle_batch(events).await
+    }
 }
 
 #[async_trait::async_trait]
 impl Handler for Box<dyn Handler> {
     async fn handle(&self, event: &Event) -> Result<(), HandleError> {
         (**self).handle(event).await
+    }
+
+    async fn handle_batch(&self, events: &[&Event]) -> Option<Result<(), HandleError>> {
+        (**self).handle_batch(events).await
     }
 }
 
@@ -277,6 +294,9 @@ impl<H: Handler> Consumer<H> {
             // one per entry (most entries of a shared stream are ones a group ignores, which cost
             // nothing else). A stop before it leaves them pending, to be redelivered: never lost.
             let mut handled = Vec::with_capacity(deliveries.len());
+            let deliveries = self
+                .handle_together(deliveries, &mut handled, &mut transient)
+                .await;
             for delivery in deliveries {
                 let id = delivery.id.clone();
                 match self
@@ -359,6 +379,54 @@ impl<H: Handler> Consumer<H> {
             Ok(_) => {}
             Err(err) => {
                 tracing::debug!(stream = %self.stream, group = %self.group, error = %err, "cannot prune idle consumers")
+            }
+        }
+    }
+
+    /// Offers the deliveries of a read that are ready to handle (decoded, within `max_deliveries`) to
+    /// the handler's [`Handler::handle_batch`], when there are several. When it handled them, their ids
+    /// join `handled` and the other deliveries are returned, for one-by-one processing; otherwise all
+    /// are returned. Each event of the batch has its `events.consume` span, open while the batch runs.
+    async fn handle_together(
+        &self,
+        deliveries: Vec<Delivery>,
+        handled: &mut Vec<String>,
+        transient: &mut TransientFailures,
+    ) -> Vec<Delivery> {
+        let max = self.config.max_deliveries.max(1);
+        let ready: Vec<bool> = deliveries
+            .iter()
+            .map(|d| d.event.is_ok() && transient.counted(d) <= max)
+            .collect();
+        if ready.iter().filter(|r| **r).count() < 2 {
+            return deliveries;
+        }
+        let together = deliveries.iter().zip(&ready).filter(|(_, r)| **r);
+        let events: Vec<&Event> = together
+            .clone()
+            .filter_map(|(d, _)| d.event.as_ref().ok())
+            .collect();
+        let spans: Vec<tracing::Span> = together.map(|(d, _)| self.consume_span(d)).collect();
+        match self.handler.handle_batch(&events).await {
+            None => deliveries,
+            Some(Ok(())) => {
+                let mut rest = Vec::new();
+                for (delivery, ready) in deliveries.into_iter().zip(ready) {
+                    if ready {
+                        transient.forget(&delivery.id);
+                        handled.push(delivery.id);
+                    } else {
+                        rest.push(delivery);
+                    }
+                }
+                rest
+            }
+            Some(Err(err)) => {
+                for span in &spans {
+                    span.record("otel.status_code", "ERROR");
+                }
+                tracing::debug!(stream = %self.stream, group = %self.group, events = events.len(), error = %err, "batch not handled; handling its events one by one");
+                deliveries
             }
         }
     }
@@ -952,6 +1020,70 @@ mod tests {
             dead.read_new(10, Duration::ZERO).await.unwrap().is_empty(),
             "nothing dead-lettered"
         );
+    }
+
+    /// Handles a batch at once, except that the first batch fails when `fail_first` is set.
+    struct Batching {
+        fail_first: std::sync::atomic::AtomicBool,
+        batches: Mutex<Vec<Vec<i64>>>,
+        one_by_one: Mutex<Vec<i64>>,
+    }
+
+    #[async_trait::async_trait]
+    impl Handler for Batching {
+        async fn handle(&self, event: &Event) -> Result<(), HandleError> {
+            let n = event.payload["n"].as_i64().unwrap();
+            self.one_by_one.lock().unwrap().push(n);
+            Ok(())
+        }
+
+        async fn handle_batch(&self, events: &[&Event]) -> Option<Result<(), HandleError>> {
+            let numbers = events.iter().map(|e| e.payload["n"].as_i64().unwrap());
+            self.batches.lock().unwrap().push(numbers.collect());
+            if self
+                .fail_first
+                .swap(false, std::sync::atomic::Ordering::SeqCst)
+            {
+                return Some(Err(HandleError::Transient("database down".into())));
+            }
+            Some(Ok(()))
+        }
+    }
+
+    #[tokio::test]
+    async fn a_read_goes_to_handle_batch_and_one_by_one_when_the_batch_fails() {
+        let bus = Arc::new(AckCounting {
+            inner: InProcessBus::default(),
+            acks: Arc::default(),
+        });
+        for n in 1..=4 {
+            bus.publish(&event(n)).await.unwrap();
+        }
+        for (group, fail_first) in [("g", false), ("g2", true)] {
+            bus.acks.lock().unwrap().clear();
+            let handler = Arc::new(Batching {
+                fail_first: fail_first.into(),
+                batches: Mutex::default(),
+                one_by_one: Mutex::default(),
+            });
+            let shutdown = CancellationToken::new();
+            let task = tokio::spawn(
+                Consumer::new(bus.clone(), "log", group, handler.clone(), config())
+                    .run(shutdown.clone()),
+            );
+            eventually("the acknowledgement", || {
+                !bus.acks.lock().unwrap().is_empty()
+            })
+            .await;
+            shutdown.cancel();
+            task.await.unwrap();
+            assert_eq!(*handler.batches.lock().unwrap(), [vec![1, 2, 3, 4]]);
+            let expected: &[i64] = if fail_first { &[1, 2, 3, 4] } else { &[] };
+            assert_eq!(*handler.one_by_one.lock().unwrap(), expected, "{group}");
+            let acks = bus.acks.lock().unwrap().clone();
+            assert_eq!(acks.len(), 1, "{group}: {acks:?}");
+            assert_eq!(acks[0].len(), 4, "{group}");
+        }
     }
 
     #[test]
