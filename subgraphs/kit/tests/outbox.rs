@@ -516,7 +516,34 @@ async fn a_refused_event_mid_batch_marks_only_the_rows_before_it(backend: Backen
     assert_eq!(pending(&db).await, 0);
 }
 
+/// The relay's own pool: two connections beside the main pool on PostgreSQL, none on SQLite (whose one
+/// connection is shared); a relay on it publishes what requests recorded through the main pool.
+async fn the_relay_pool_aside_is_small_and_only_on_postgres(backend: Backend) {
+    let (guard, db) = database(backend).await;
+    let aside = db::connect_aside(&guard.url, 2).await.unwrap();
+    let Some(aside) = aside else {
+        assert_eq!(backend, Backend::Sqlite, "only SQLite shares its pool");
+        return;
+    };
+    assert_eq!(backend, Backend::Postgres);
+    assert_eq!(
+        aside
+            .get_postgres_connection_pool()
+            .options()
+            .get_max_connections(),
+        2
+    );
+    let bus = Arc::new(InProcessBus::default());
+    let mut feed = bus.subscribe("log").await.unwrap();
+    let relay = Outbox::new().relay(aside, bus.clone(), RelayConfig::default());
+    outbox::record(&db, &event(5)).await.unwrap();
+    assert_eq!(relay.relay_once().await.unwrap(), 1);
+    assert_eq!(feed.next().await.unwrap().payload["n"], 5);
+    assert_eq!(pending(&db).await, 0);
+}
+
 shippy_kit::backend_tests!(
+    the_relay_pool_aside_is_small_and_only_on_postgres,
     a_refused_event_mid_batch_marks_only_the_rows_before_it,
     a_batch_failing_midway_marks_what_was_sent_and_resumes_in_order,
     a_stuck_relay_blocks_no_other_and_its_lease_runs_out,
