@@ -342,28 +342,22 @@ impl Relay {
     async fn publish(&self, rows: &[entity::Model]) -> (usize, Option<BusError>) {
         let (events, spans): (Vec<Event>, Vec<tracing::Span>) =
             rows.iter().map(Self::prepare).unzip();
-        let mut results = self.bus.publish_batch(&events).await.into_iter();
-        let mut published = 0;
-        let failure = loop {
-            match results.next() {
-                Some(Ok(())) if published < rows.len() => published += 1,
-                Some(Ok(())) => break None,
-                Some(Err(err)) => break Some(err),
-                // The bus stopped without saying why: only a bug of the bus can do that.
-                None if published < rows.len() => {
-                    break Some(BusError::Command(
-                        "the bus returned no result for this event".into(),
-                    ));
-                }
-                None => break None,
-            }
-        };
-        if failure.is_some()
-            && let Some(span) = spans.get(published)
-        {
-            span.record("otel.status_code", "ERROR");
+        let results = self.bus.publish_batch(&events).await;
+        let published = results
+            .iter()
+            .take(rows.len())
+            .take_while(|result| result.is_ok())
+            .count();
+        if published == rows.len() {
+            return (published, None);
         }
-        (published, failure)
+        spans[published].record("otel.status_code", "ERROR");
+        let failure = match results.into_iter().nth(published) {
+            Some(Err(err)) => err,
+            // The bus stopped without saying why: only a bug of the bus can do that.
+            _ => BusError::Command("the bus returned no result for this event".into()),
+        };
+        (published, Some(failure))
     }
 
     /// One round: claims up to `batch_size` pending rows, publishes them, and marks them; stops at the first
@@ -373,8 +367,7 @@ impl Relay {
     /// transaction (their `leased_until` set `lease` ahead; on PostgreSQL chosen with `FOR UPDATE SKIP
     /// LOCKED`, so relays of several replicas sharing a database never claim the same row), published
     /// as one batch ([`EventBus::publish_batch`]), then the leading ones the bus took are marked sent in
-    /// one statement. A slow Redis therefore
-    /// stalls only this relay's batch, never another replica's. Rows of a relay that died mid-batch
+    /// one statement. A slow Redis therefore stalls only this relay's batch, never another replica's. Rows of a relay that died mid-batch
     /// are claimed by another once the lease runs out (they may then be published twice, which the
     /// bus's dedupe marker and the consumers absorb).
     pub async fn relay_once(&self) -> Result<usize, RelayError> {
@@ -399,9 +392,10 @@ impl Relay {
         // pipeline (bench/README.md, "Event pipeline").
         let (published, failure) = self.publish(&rows).await;
         let (sent, rest) = rows.split_at(published);
+        // `publish` reports a failure only for a row it did not count as published.
         let (failure, rest) = match (failure, rest.split_first()) {
             (Some(err), Some((row, rest))) => (Some((row, err)), rest),
-            (_, _) => (None, rest),
+            _ => (None, rest),
         };
         let sent: Vec<i64> = sent.iter().map(|row| row.id).collect();
         // The rows the bus took are marked sent in one statement, not one per row, for the same
