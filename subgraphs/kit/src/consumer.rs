@@ -5,7 +5,8 @@
 //! 1. every `claim_idle / 2`, take over entries that any consumer of the group left unacknowledged for
 //!    `claim_idle` (a crashed replica, or a handler that failed): `XAUTOCLAIM`;
 //! 2. otherwise wait up to `block` for new entries: `XREADGROUP ... >`;
-//! 3. hand each entry to the handler: success is acknowledged (`XACK`); [`HandleError::Retry`] and
+//! 3. hand each entry to the handler: success is acknowledged, with one `XACK` for all the entries of the
+//!    read that succeeded, sent once the last was handled; [`HandleError::Retry`] and
 //!    [`HandleError::Transient`] leave it pending, so it comes back through step 1, and pause the consumer
 //!    with exponential backoff; [`HandleError::Reject`], an undecodable entry, or an entry already
 //!    delivered `max_deliveries` times goes to the dead-letter stream. Deliveries that failed with
@@ -13,7 +14,9 @@
 //!    toward `max_deliveries`: a shared outage must not dead-letter every event that arrived during it.
 //!
 //! Delivery is at least once: a consumer can stop after the handler committed but before the
-//! acknowledgement. Handlers are therefore idempotent by `event_id` (see [`crate::inbox`]).
+//! acknowledgement (sent at the end of a read, so that may be several entries). Such entries stay pending
+//! and are taken over after `claim_idle`; handlers are therefore idempotent by `event_id` (see
+//! [`crate::inbox`]). An entry is never acknowledged before its handler has returned `Ok`.
 //!
 //! Bus failures (Redis down) never end the loop: it waits with backoff and tries again, until shutdown.
 //! While it waits it probes the bus every `probe_interval`, and goes back to work as soon as a probe
@@ -131,6 +134,15 @@ pub trait Handler: Send + Sync + 'static {
     /// Does the work for `event`; `Ok` once it is durable (committed). Events the handler does not care
     /// about are simply `Ok`.
     async fn handle(&self, event: &Event) -> Result<(), HandleError>;
+
+    /// Handles `events` (several, in stream order) all together, for a handler that can do that cheaper
+    /// than one by one (one multi-row statement). All or nothing: `Some(Ok)` once all are durable;
+    /// `Some(Err)` when none is, and then each is handed to [`handle`](Self::handle), so that a failure
+    /// is told apart per event (retried, dead-lettered). `None` (the default): the handler does not batch.
+    async fn handle_batch(&self, events: &[&Event]) -> Option<Result<(), HandleError>> {
+        let _ = events;
+        None
+    }
 }
 
 #[async_trait::async_trait]
@@ -138,12 +150,20 @@ impl<H: Handler> Handler for Arc<H> {
     async fn handle(&self, event: &Event) -> Result<(), HandleError> {
         (**self).handle(event).await
     }
+
+    async fn handle_batch(&self, events: &[&Event]) -> Option<Result<(), HandleError>> {
+        (**self).handle_batch(events).await
+    }
 }
 
 #[async_trait::async_trait]
 impl Handler for Box<dyn Handler> {
     async fn handle(&self, event: &Event) -> Result<(), HandleError> {
         (**self).handle(event).await
+    }
+
+    async fn handle_batch(&self, events: &[&Event]) -> Option<Result<(), HandleError>> {
+        (**self).handle_batch(events).await
     }
 }
 
@@ -160,7 +180,11 @@ pub const STATS_EVERY: Duration = Duration::from_secs(5);
 /// What became of one delivery.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Outcome {
+    /// Handled (or ignored) and durable: to acknowledge.
+    Handled,
+    /// Out of the pending list already (dead-lettered, which acknowledges it).
     Done,
+    /// Still pending: retried later.
     Failed,
 }
 
@@ -266,15 +290,25 @@ impl<H: Handler> Consumer<H> {
             };
 
             let mut failed = false;
+            // Acknowledged together once the whole read is handled: one `XACK` per read instead of
+            // one per entry (most entries of a shared stream are ones a group ignores, which cost
+            // nothing else). A stop before it leaves them pending, to be redelivered: never lost.
+            let mut handled = Vec::with_capacity(deliveries.len());
+            let deliveries = self
+                .handle_together(deliveries, &mut handled, &mut transient)
+                .await;
             for delivery in deliveries {
-                if self
+                let id = delivery.id.clone();
+                match self
                     .process(reader.as_mut(), delivery, &mut transient)
                     .await
-                    == Outcome::Failed
                 {
-                    failed = true;
+                    Outcome::Handled => handled.push(id),
+                    Outcome::Done => {}
+                    Outcome::Failed => failed = true,
                 }
             }
+            self.ack(reader.as_mut(), &handled).await;
             if failed {
                 // Most handler failures are shared ones (the database is down): slow down rather than burn
                 // through every entry's delivery budget.
@@ -349,14 +383,57 @@ impl<H: Handler> Consumer<H> {
         }
     }
 
-    /// Handles one delivery in an `events.consume` span linked to the span that published it
-    /// (a link, not a parent: the consumer's work is its own trace).
-    async fn process(
+    /// Offers the deliveries of a read that are ready to handle (decoded, within `max_deliveries`) to
+    /// the handler's [`Handler::handle_batch`], when there are several. When it handled them, their ids
+    /// join `handled` and the other deliveries are returned, for one-by-one processing; otherwise all
+    /// are returned. Each event of the batch has its `events.consume` span, open while the batch runs.
+    async fn handle_together(
         &self,
-        reader: &mut dyn GroupReader,
-        delivery: Delivery,
+        deliveries: Vec<Delivery>,
+        handled: &mut Vec<String>,
         transient: &mut TransientFailures,
-    ) -> Outcome {
+    ) -> Vec<Delivery> {
+        let max = self.config.max_deliveries.max(1);
+        let ready: Vec<bool> = deliveries
+            .iter()
+            .map(|d| d.event.is_ok() && transient.counted(d) <= max)
+            .collect();
+        if ready.iter().filter(|r| **r).count() < 2 {
+            return deliveries;
+        }
+        let together = deliveries.iter().zip(&ready).filter(|(_, r)| **r);
+        let events: Vec<&Event> = together
+            .clone()
+            .filter_map(|(d, _)| d.event.as_ref().ok())
+            .collect();
+        let spans: Vec<tracing::Span> = together.map(|(d, _)| self.consume_span(d)).collect();
+        match self.handler.handle_batch(&events).await {
+            None => deliveries,
+            Some(Ok(())) => {
+                let mut rest = Vec::new();
+                for (delivery, ready) in deliveries.into_iter().zip(ready) {
+                    if ready {
+                        transient.forget(&delivery.id);
+                        handled.push(delivery.id);
+                    } else {
+                        rest.push(delivery);
+                    }
+                }
+                rest
+            }
+            Some(Err(err)) => {
+                for span in &spans {
+                    span.record("otel.status_code", "ERROR");
+                }
+                tracing::debug!(stream = %self.stream, group = %self.group, events = events.len(), error = %err, "batch not handled; handling its events one by one");
+                deliveries
+            }
+        }
+    }
+
+    /// The `events.consume` span of `delivery`, linked to the span that published it (a link, not a
+    /// parent: the consumer's work is its own trace).
+    fn consume_span(&self, delivery: &Delivery) -> tracing::Span {
         let span = tracing::info_span!(target: shippy_telemetry::SPANS, "events.consume",
             otel.kind = "consumer",
             messaging.system = "shippy",
@@ -370,6 +447,17 @@ impl<H: Handler> Consumer<H> {
             span.record("event.kind", event.kind.as_str());
             shippy_telemetry::propagation::link_to_traceparent(&span, event.traceparent.as_deref());
         }
+        span
+    }
+
+    /// Handles one delivery in its `events.consume` span ([`consume_span`](Self::consume_span)).
+    async fn process(
+        &self,
+        reader: &mut dyn GroupReader,
+        delivery: Delivery,
+        transient: &mut TransientFailures,
+    ) -> Outcome {
+        let span = self.consume_span(&delivery);
         let outcome = self
             .process_in_span(reader, delivery, transient)
             .instrument(span.clone())
@@ -404,13 +492,7 @@ impl<H: Handler> Consumer<H> {
             transient.forget(&delivery.id);
         }
         match result {
-            Ok(()) => {
-                if let Err(err) = reader.ack(std::slice::from_ref(&delivery.id)).await {
-                    // Handled and committed: a redelivery is absorbed by the handler's idempotency.
-                    tracing::warn!(stream = %self.stream, group = %self.group, entry = %delivery.id, error = %err, "acknowledgement failed; the event will be delivered again");
-                }
-                Outcome::Done
-            }
+            Ok(()) => Outcome::Handled,
             Err(HandleError::Reject(reason)) => self.dead_letter(reader, &delivery, &reason).await,
             Err(HandleError::Transient(reason)) => {
                 transient.record(&delivery.id);
@@ -444,6 +526,17 @@ impl<H: Handler> Consumer<H> {
                 );
                 Outcome::Failed
             }
+        }
+    }
+
+    /// Acknowledges the entries `handled` (committed by the handler) in one `XACK`.
+    async fn ack(&self, reader: &mut dyn GroupReader, handled: &[String]) {
+        let Some(first) = handled.first() else {
+            return;
+        };
+        if let Err(err) = reader.ack(handled).await {
+            // Handled and committed: a redelivery is absorbed by the handler's idempotency.
+            tracing::warn!(stream = %self.stream, group = %self.group, entries = handled.len(), %first, error = %err, "acknowledgement failed; the events will be delivered again");
         }
     }
 
@@ -737,6 +830,260 @@ mod tests {
         );
         shutdown.cancel();
         task.await.unwrap();
+    }
+
+    /// The in-process bus, with every `XACK` its group readers send recorded.
+    struct AckCounting {
+        inner: InProcessBus,
+        acks: Arc<Mutex<Vec<Vec<String>>>>,
+    }
+
+    struct CountingReader {
+        inner: Box<dyn GroupReader>,
+        acks: Arc<Mutex<Vec<Vec<String>>>>,
+    }
+
+    #[async_trait::async_trait]
+    impl GroupReader for CountingReader {
+        async fn claim_idle(
+            &mut self,
+            min_idle: Duration,
+            count: usize,
+        ) -> Result<Vec<Delivery>, crate::events::BusError> {
+            self.inner.claim_idle(min_idle, count).await
+        }
+        async fn read_new(
+            &mut self,
+            count: usize,
+            block: Duration,
+        ) -> Result<Vec<Delivery>, crate::events::BusError> {
+            self.inner.read_new(count, block).await
+        }
+        async fn ack(&mut self, ids: &[String]) -> Result<(), crate::events::BusError> {
+            self.acks.lock().unwrap().push(ids.to_vec());
+            self.inner.ack(ids).await
+        }
+        async fn dead_letter(
+            &mut self,
+            delivery: &Delivery,
+            reason: &str,
+        ) -> Result<(), crate::events::BusError> {
+            self.inner.dead_letter(delivery, reason).await
+        }
+        async fn stats(&mut self) -> Result<crate::events::GroupStats, crate::events::BusError> {
+            self.inner.stats().await
+        }
+        async fn prune_consumers(
+            &mut self,
+            idle: Duration,
+        ) -> Result<Vec<String>, crate::events::BusError> {
+            self.inner.prune_consumers(idle).await
+        }
+    }
+
+    #[async_trait::async_trait]
+    impl EventBus for AckCounting {
+        async fn publish(&self, event: &Event) -> Result<(), crate::events::BusError> {
+            self.inner.publish(event).await
+        }
+        async fn subscribe(
+            &self,
+            stream: &str,
+        ) -> Result<crate::events::EventStream, crate::events::BusError> {
+            self.inner.subscribe(stream).await
+        }
+        async fn join_group(
+            &self,
+            stream: &str,
+            group: &str,
+            consumer: &str,
+        ) -> Result<Box<dyn GroupReader>, crate::events::BusError> {
+            Ok(Box::new(CountingReader {
+                inner: self.inner.join_group(stream, group, consumer).await?,
+                acks: self.acks.clone(),
+            }))
+        }
+        async fn ping(&self) -> Result<(), crate::events::BusError> {
+            Ok(())
+        }
+        async fn mark_epoch(&self, _holder: &str) -> Result<bool, crate::events::BusError> {
+            Ok(false)
+        }
+    }
+
+    /// Handles events, but the first delivery of event `stall` never returns (the process dies there).
+    struct Stalling {
+        stall: i64,
+        stalled: tokio::sync::Notify,
+        seen: Mutex<Vec<i64>>,
+    }
+
+    #[async_trait::async_trait]
+    impl Handler for Stalling {
+        async fn handle(&self, event: &Event) -> Result<(), HandleError> {
+            let n = event.payload["n"].as_i64().unwrap();
+            let first = {
+                let mut seen = self.seen.lock().unwrap();
+                let first = !seen.contains(&n);
+                seen.push(n);
+                first
+            };
+            if n == self.stall && first {
+                self.stalled.notify_one();
+                std::future::pending::<()>().await;
+            }
+            Ok(())
+        }
+    }
+
+    #[tokio::test]
+    async fn a_read_is_acknowledged_in_one_xack_and_a_crash_before_it_only_redelivers() {
+        let bus = Arc::new(AckCounting {
+            inner: InProcessBus::default(),
+            acks: Arc::default(),
+        });
+        let mut dead = bus
+            .inner
+            .join_group(&dead_letters("log"), "ops", "t")
+            .await
+            .unwrap();
+        // Published before the consumer starts, so its first read takes them all.
+        for n in 1..=5 {
+            bus.publish(&event(n)).await.unwrap();
+        }
+        let all = Scripted::new(0, HandleError::Retry("unused".into()));
+        let shutdown = CancellationToken::new();
+        let task = tokio::spawn(
+            Consumer::new(bus.clone(), "log", "g", all.clone(), config()).run(shutdown.clone()),
+        );
+        eventually("all five handled", || {
+            all.handled.lock().unwrap().len() == 5
+        })
+        .await;
+        eventually("the acknowledgement", || {
+            !bus.acks.lock().unwrap().is_empty()
+        })
+        .await;
+        shutdown.cancel();
+        task.await.unwrap();
+        let acks = bus.acks.lock().unwrap().clone();
+        assert_eq!(acks.len(), 1, "one XACK for the read: {acks:?}");
+        assert_eq!(acks[0].len(), 5);
+
+        // A second group whose consumer dies while handling the third event of its read: the two
+        // handled before are committed but not acknowledged, so they stay pending with the rest.
+        bus.acks.lock().unwrap().clear();
+        let stalling = Arc::new(Stalling {
+            stall: 3,
+            stalled: tokio::sync::Notify::new(),
+            seen: Mutex::default(),
+        });
+        let crashed = tokio::spawn(
+            Consumer::new(bus.clone(), "log", "g2", stalling.clone(), config())
+                .run(CancellationToken::new()),
+        );
+        tokio::time::timeout(Duration::from_secs(10), stalling.stalled.notified())
+            .await
+            .expect("the handler reaches the third event");
+        crashed.abort();
+        let _ = crashed.await;
+        assert!(bus.acks.lock().unwrap().is_empty(), "nothing acknowledged");
+        let mut probe = bus.inner.join_group("log", "g2", "probe").await.unwrap();
+        assert_eq!(probe.stats().await.unwrap().pending, 5);
+
+        // Another replica takes the entries over once they idled: the two handled ones are handled
+        // again (the handler's inbox absorbs that), and none is lost.
+        let replica = ConsumerConfig {
+            name: Some("replica".into()),
+            ..config()
+        };
+        let shutdown = CancellationToken::new();
+        let task = tokio::spawn(
+            Consumer::new(bus.clone(), "log", "g2", stalling.clone(), replica)
+                .run(shutdown.clone()),
+        );
+        let mut pending = u64::MAX;
+        tokio::time::timeout(Duration::from_secs(10), async {
+            while pending != 0 {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+                pending = probe.stats().await.unwrap().pending;
+            }
+        })
+        .await
+        .expect("every entry acknowledged in the end");
+        shutdown.cancel();
+        task.await.unwrap();
+        let mut seen = stalling.seen.lock().unwrap().clone();
+        seen.sort_unstable();
+        assert_eq!(seen, [1, 1, 2, 2, 3, 3, 4, 5]);
+        assert!(
+            dead.read_new(10, Duration::ZERO).await.unwrap().is_empty(),
+            "nothing dead-lettered"
+        );
+    }
+
+    /// Handles a batch at once, except that the first batch fails when `fail_first` is set.
+    struct Batching {
+        fail_first: std::sync::atomic::AtomicBool,
+        batches: Mutex<Vec<Vec<i64>>>,
+        one_by_one: Mutex<Vec<i64>>,
+    }
+
+    #[async_trait::async_trait]
+    impl Handler for Batching {
+        async fn handle(&self, event: &Event) -> Result<(), HandleError> {
+            let n = event.payload["n"].as_i64().unwrap();
+            self.one_by_one.lock().unwrap().push(n);
+            Ok(())
+        }
+
+        async fn handle_batch(&self, events: &[&Event]) -> Option<Result<(), HandleError>> {
+            let numbers = events.iter().map(|e| e.payload["n"].as_i64().unwrap());
+            self.batches.lock().unwrap().push(numbers.collect());
+            if self
+                .fail_first
+                .swap(false, std::sync::atomic::Ordering::SeqCst)
+            {
+                return Some(Err(HandleError::Transient("database down".into())));
+            }
+            Some(Ok(()))
+        }
+    }
+
+    #[tokio::test]
+    async fn a_read_goes_to_handle_batch_and_one_by_one_when_the_batch_fails() {
+        let bus = Arc::new(AckCounting {
+            inner: InProcessBus::default(),
+            acks: Arc::default(),
+        });
+        for n in 1..=4 {
+            bus.publish(&event(n)).await.unwrap();
+        }
+        for (group, fail_first) in [("g", false), ("g2", true)] {
+            bus.acks.lock().unwrap().clear();
+            let handler = Arc::new(Batching {
+                fail_first: fail_first.into(),
+                batches: Mutex::default(),
+                one_by_one: Mutex::default(),
+            });
+            let shutdown = CancellationToken::new();
+            let task = tokio::spawn(
+                Consumer::new(bus.clone(), "log", group, handler.clone(), config())
+                    .run(shutdown.clone()),
+            );
+            eventually("the acknowledgement", || {
+                !bus.acks.lock().unwrap().is_empty()
+            })
+            .await;
+            shutdown.cancel();
+            task.await.unwrap();
+            assert_eq!(*handler.batches.lock().unwrap(), [vec![1, 2, 3, 4]]);
+            let expected: &[i64] = if fail_first { &[1, 2, 3, 4] } else { &[] };
+            assert_eq!(*handler.one_by_one.lock().unwrap(), expected, "{group}");
+            let acks = bus.acks.lock().unwrap().clone();
+            assert_eq!(acks.len(), 1, "{group}: {acks:?}");
+            assert_eq!(acks[0].len(), 4, "{group}");
+        }
     }
 
     #[test]

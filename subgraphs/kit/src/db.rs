@@ -56,6 +56,25 @@ pub fn backend_of(url: &str) -> Result<DatabaseBackend, DbError> {
 /// transaction, use only the transaction, never the pool (on SQLite that would wait for the connection the
 /// transaction holds, until the acquire timeout).
 pub async fn connect(url: &str) -> Result<DatabaseConnection, DbError> {
+    open(url, 16).await
+}
+
+/// Opens a small pool of at most `connections` beside the main one, for a background task that must
+/// not wait behind request traffic for a connection (the outbox relay: when requests hold all of the
+/// main pool's connections, each of its round trips queued behind them, and it paced the whole event
+/// pipeline). `None` on SQLite, whose one connection is shared on purpose (see [`connect`]).
+pub async fn connect_aside(
+    url: &str,
+    connections: u32,
+) -> Result<Option<DatabaseConnection>, DbError> {
+    if backend_of(url)? == DatabaseBackend::Sqlite {
+        return Ok(None);
+    }
+    open(url, connections.max(1)).await.map(Some)
+}
+
+/// Opens a pool of at most `connections` (PostgreSQL) or one (SQLite).
+async fn open(url: &str, connections: u32) -> Result<DatabaseConnection, DbError> {
     let backend = backend_of(url)?;
     let mut opts = ConnectOptions::new(url.to_owned());
     opts.acquire_timeout(Duration::from_secs(10))
@@ -66,7 +85,7 @@ pub async fn connect(url: &str) -> Result<DatabaseConnection, DbError> {
             opts.max_connections(1).min_connections(1);
         }
         _ => {
-            opts.max_connections(16);
+            opts.max_connections(connections);
         }
     }
     let db = Database::connect(opts).await.map_err(DbError::Connect)?;

@@ -23,7 +23,6 @@ use sea_orm::{
     sea_query::{Expr, ExprTrait, LockBehavior, LockType},
 };
 use tokio::sync::Notify;
-use tracing::Instrument;
 
 use crate::{
     config::RelayConfig,
@@ -315,9 +314,10 @@ impl Relay {
         }
     }
 
-    /// Publishes one row in an `events.publish` span that continues the trace of the request that
-    /// recorded it; the entry carries this span's position, so consumers link to the publish.
-    async fn publish(&self, row: &entity::Model) -> Result<(), BusError> {
+    /// The event of `row`, with the `events.publish` span it is published in: the span continues the trace
+    /// of the request that recorded the row, and the event carries the span's own position, so consumers
+    /// link to the publish. The span stays open until the bus has answered for the whole batch.
+    fn prepare(row: &entity::Model) -> (Event, tracing::Span) {
         let mut event = row.to_event();
         let span = tracing::info_span!(target: shippy_telemetry::SPANS, "events.publish",
             otel.kind = "producer",
@@ -325,18 +325,39 @@ impl Relay {
             messaging.destination.name = %event.stream,
             messaging.message.id = %event.event_id,
             event.kind = %event.kind,
+            otel.status_code = tracing::field::Empty,
         );
         if let Some(traceparent) = &event.traceparent {
             shippy_telemetry::propagation::set_parent_from_traceparent(&span, traceparent);
         }
-        async {
-            if let Some(own) = shippy_telemetry::propagation::current_traceparent() {
-                event.traceparent = Some(own);
-            }
-            self.bus.publish(&event).await
+        if let Some(own) = span.in_scope(shippy_telemetry::propagation::current_traceparent) {
+            event.traceparent = Some(own);
         }
-        .instrument(span)
-        .await
+        (event, span)
+    }
+
+    /// Publishes `rows` in one batch ([`EventBus::publish_batch`], one Redis round trip), each in its own
+    /// `events.publish` span. Returns how many leading rows the bus took, and why the next one failed
+    /// (`None` when all were taken).
+    async fn publish(&self, rows: &[entity::Model]) -> (usize, Option<BusError>) {
+        let (events, spans): (Vec<Event>, Vec<tracing::Span>) =
+            rows.iter().map(Self::prepare).unzip();
+        let results = self.bus.publish_batch(&events).await;
+        let published = results
+            .iter()
+            .take(rows.len())
+            .take_while(|result| result.is_ok())
+            .count();
+        if published == rows.len() {
+            return (published, None);
+        }
+        spans[published].record("otel.status_code", "ERROR");
+        let failure = match results.into_iter().nth(published) {
+            Some(Err(err)) => err,
+            // The bus stopped without saying why: only a bug of the bus can do that.
+            _ => BusError::Command("the bus returned no result for this event".into()),
+        };
+        (published, Some(failure))
     }
 
     /// One round: claims up to `batch_size` pending rows, publishes them, and marks them; stops at the first
@@ -345,8 +366,8 @@ impl Relay {
     /// No transaction or row lock is held while Redis is called: the rows are claimed first in a short
     /// transaction (their `leased_until` set `lease` ahead; on PostgreSQL chosen with `FOR UPDATE SKIP
     /// LOCKED`, so relays of several replicas sharing a database never claim the same row), published
-    /// one by one, then the ones published are marked sent in one statement. A slow Redis therefore
-    /// stalls only this relay's batch, never another replica's. Rows of a relay that died mid-batch
+    /// as one batch ([`EventBus::publish_batch`]), then the leading ones the bus took are marked sent in
+    /// one statement. A slow Redis therefore stalls only this relay's batch, never another replica's. Rows of a relay that died mid-batch
     /// are claimed by another once the lease runs out (they may then be published twice, which the
     /// bus's dedupe marker and the consumers absorb).
     pub async fn relay_once(&self) -> Result<usize, RelayError> {
@@ -363,24 +384,24 @@ impl Relay {
         }
 
         let rows = self.claim().await?;
-        let mut sent = Vec::with_capacity(rows.len());
-        let mut failure = None;
-        let mut rest = rows.iter();
-        for row in rest.by_ref() {
-            match self.publish(row).await {
-                Ok(()) => sent.push(row.id),
-                Err(err) => {
-                    failure = Some((row, err));
-                    break;
-                }
-            }
+        if rows.is_empty() {
+            return Ok(0);
         }
-        // The rows the bus took are marked sent in one statement, not one per row: a round trip per
-        // event was half of what the relay spent, and under load the relay paced the whole
-        // pipeline (bench/README.md, "Event pipeline"). Dying before this leaves them leased, so
-        // they are published again once the lease runs out, as after a crash between publish and
-        // mark before; the bus's dedupe marker and the consumers absorb the copies.
-        let published = sent.len();
+        // The whole batch goes to the bus in one round trip, not one per event: under load every
+        // round trip waits behind the requests for the two cores, and the relay paced the whole
+        // pipeline (bench/README.md, "Event pipeline").
+        let (published, failure) = self.publish(&rows).await;
+        let (sent, rest) = rows.split_at(published);
+        // `publish` reports a failure only for a row it did not count as published.
+        let (failure, rest) = match (failure, rest.split_first()) {
+            (Some(err), Some((row, rest))) => (Some((row, err)), rest),
+            _ => (None, rest),
+        };
+        let sent: Vec<i64> = sent.iter().map(|row| row.id).collect();
+        // The rows the bus took are marked sent in one statement, not one per row, for the same
+        // reason. Dying before this leaves them leased, so they are published again once the lease
+        // runs out, as after a crash between publish and mark before; the bus's dedupe marker and
+        // the consumers absorb the copies.
         if !sent.is_empty() {
             Entity::update_many()
                 .col_expr(Column::PublishedAt, Expr::value(Utc::now()))
@@ -412,8 +433,10 @@ impl Relay {
             }
             None => None,
         };
-        // Rows claimed but not tried (after a failure) are released for the next round.
-        let untried: Vec<i64> = rest.map(|row| row.id).collect();
+        // Rows claimed after a failure are released for the next round. The bus may have taken some
+        // of them anyway (an event of another stream, in the same round trip): they are published
+        // again then, and the dedupe marker absorbs the copy.
+        let untried: Vec<i64> = rest.iter().map(|row| row.id).collect();
         if !untried.is_empty() {
             Entity::update_many()
                 .col_expr(

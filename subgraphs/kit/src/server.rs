@@ -520,9 +520,17 @@ impl Runtime {
         shutdown: CancellationToken,
     ) -> Result<(), SupervisorError> {
         let grace = self.config.server.shutdown_grace;
+        let relay_db = match db::connect_aside(&self.config.database_url, RELAY_CONNECTIONS).await {
+            Ok(Some(own)) => own,
+            Ok(None) => self.db.clone(),
+            Err(err) => {
+                tracing::warn!(error = %err, "the outbox relay shares the request pool: cannot open its own");
+                self.db.clone()
+            }
+        };
         let relay = self
             .outbox
-            .relay(self.db.clone(), self.bus.clone(), self.config.relay.clone())
+            .relay(relay_db, self.bus.clone(), self.config.relay.clone())
             .for_service(name);
         let app = crate::observe::instrument(app, name);
         let mut supervisor = Supervisor::new(shutdown.clone());
@@ -547,6 +555,9 @@ impl Runtime {
         supervisor.wait(grace).await
     }
 }
+
+/// Connections of the outbox relay's own pool ([`db::connect_aside`]): it works one statement at a time.
+const RELAY_CONNECTIONS: u32 = 2;
 
 /// A named long-lived task to run beside a subgraph's server (see [`Runtime::serve`]).
 pub struct BackgroundTask {

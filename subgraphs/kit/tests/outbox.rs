@@ -117,6 +117,47 @@ impl EventBus for FlakyBus {
     }
 }
 
+/// A bus that publishes a batch like the Redis bus does across streams: every event is tried, so one
+/// refused in the middle (the one numbered `refuse`) does not keep the later ones out.
+struct Pipelined {
+    inner: InProcessBus,
+    refuse: std::sync::atomic::AtomicI64,
+}
+
+#[async_trait::async_trait]
+impl EventBus for Pipelined {
+    async fn publish(&self, event: &Event) -> Result<(), BusError> {
+        if event.payload["n"].as_i64() == Some(self.refuse.load(Ordering::SeqCst)) {
+            return Err(BusError::Command("refused by the test".into()));
+        }
+        self.inner.publish(event).await
+    }
+    async fn publish_batch(&self, events: &[Event]) -> Vec<Result<(), BusError>> {
+        let mut results = Vec::new();
+        for event in events {
+            results.push(self.publish(event).await);
+        }
+        results
+    }
+    async fn subscribe(&self, stream: &str) -> Result<EventStream, BusError> {
+        self.inner.subscribe(stream).await
+    }
+    async fn join_group(
+        &self,
+        stream: &str,
+        group: &str,
+        consumer: &str,
+    ) -> Result<Box<dyn GroupReader>, BusError> {
+        self.inner.join_group(stream, group, consumer).await
+    }
+    async fn ping(&self) -> Result<(), BusError> {
+        Ok(())
+    }
+    async fn mark_epoch(&self, _holder: &str) -> Result<bool, BusError> {
+        Ok(false)
+    }
+}
+
 async fn committed_events_are_published_once_rolled_back_never(backend: Backend) {
     let (_guard, db) = database(backend).await;
     let bus = Arc::new(InProcessBus::default());
@@ -396,16 +437,16 @@ async fn a_stuck_relay_blocks_no_other_and_its_lease_runs_out(backend: Backend) 
     let _ = stuck_round.await;
 }
 
-/// A bus that fails in the middle of a batch: the rows it took are marked sent together, the one it
-/// refused carries the error, the rest are released untried; the next round sends those, in order.
-async fn a_batch_failing_midway_marks_what_was_sent_and_resumes_in_order(backend: Backend) {
-    let (_guard, db) = database(backend).await;
-    let bus = Arc::new(FlakyBus::new(false));
-    bus.publishes_left.store(2, Ordering::SeqCst);
-    let mut feed = bus.subscribe("log").await.unwrap();
-    let relay = Outbox::new().relay(db.clone(), bus.clone(), RelayConfig::default());
+/// Records five events and runs one round of `relay`, whose bus fails the third with an error saying
+/// `why`: the first two rows are marked sent, the third carries the error, the last two are released
+/// untried, and no row stays leased.
+async fn a_round_fails_at_the_third_of_five(
+    relay: &outbox::Relay,
+    db: &DatabaseConnection,
+    why: &str,
+) {
     for n in 0..5 {
-        outbox::record(&db, &event(n)).await.unwrap();
+        outbox::record(db, &event(n)).await.unwrap();
     }
     let err = relay.relay_once().await.unwrap_err();
     assert!(
@@ -414,7 +455,7 @@ async fn a_batch_failing_midway_marks_what_was_sent_and_resumes_in_order(backend
     );
     let rows = entity::Entity::find()
         .order_by_asc(entity::Column::Id)
-        .all(&db)
+        .all(db)
         .await
         .unwrap();
     let sent: Vec<(bool, i32)> = rows
@@ -425,17 +466,23 @@ async fn a_batch_failing_midway_marks_what_was_sent_and_resumes_in_order(backend
         sent,
         [(true, 1), (true, 1), (false, 1), (false, 0), (false, 0)]
     );
-    assert!(
-        rows[2]
-            .last_error
-            .as_deref()
-            .unwrap_or_default()
-            .contains("down")
-    );
+    let error = rows[2].last_error.as_deref().unwrap_or_default();
+    assert!(error.contains(why), "{error}");
     assert!(
         rows.iter().all(|r| r.leased_until.is_none()),
         "no row stays leased"
     );
+}
+
+/// A bus that fails in the middle of a batch: the rows it took are marked sent together, the one it
+/// refused carries the error, the rest are released untried; the next round sends those, in order.
+async fn a_batch_failing_midway_marks_what_was_sent_and_resumes_in_order(backend: Backend) {
+    let (_guard, db) = database(backend).await;
+    let bus = Arc::new(FlakyBus::new(false));
+    bus.publishes_left.store(2, Ordering::SeqCst);
+    let mut feed = bus.subscribe("log").await.unwrap();
+    let relay = Outbox::new().relay(db.clone(), bus.clone(), RelayConfig::default());
+    a_round_fails_at_the_third_of_five(&relay, &db, "down").await;
 
     bus.publishes_left.store(usize::MAX, Ordering::SeqCst);
     assert_eq!(relay.relay_once().await.unwrap(), 3);
@@ -445,7 +492,59 @@ async fn a_batch_failing_midway_marks_what_was_sent_and_resumes_in_order(backend
     assert_eq!(pending(&db).await, 0);
 }
 
+/// A batch whose middle event the bus refused while it took the ones after it: only the rows before the
+/// refused one are marked sent; the refused one carries the error; the ones after it are released, not
+/// marked, and published again next round (a copy the Redis bus's dedupe marker, or the consumers'
+/// inbox, absorbs).
+async fn a_refused_event_mid_batch_marks_only_the_rows_before_it(backend: Backend) {
+    let (_guard, db) = database(backend).await;
+    let bus = Arc::new(Pipelined {
+        inner: InProcessBus::default(),
+        refuse: std::sync::atomic::AtomicI64::new(2),
+    });
+    let mut feed = bus.subscribe("log").await.unwrap();
+    let relay = Outbox::new().relay(db.clone(), bus.clone(), RelayConfig::default());
+    a_round_fails_at_the_third_of_five(&relay, &db, "refused").await;
+
+    bus.refuse.store(-1, Ordering::SeqCst);
+    assert_eq!(relay.relay_once().await.unwrap(), 3);
+    let mut seen = Vec::new();
+    for _ in 0..7 {
+        seen.push(feed.next().await.unwrap().payload["n"].as_i64().unwrap());
+    }
+    assert_eq!(seen, [0, 1, 3, 4, 2, 3, 4]);
+    assert_eq!(pending(&db).await, 0);
+}
+
+/// The relay's own pool: two connections beside the main pool on PostgreSQL, none on SQLite (whose one
+/// connection is shared); a relay on it publishes what requests recorded through the main pool.
+async fn the_relay_pool_aside_is_small_and_only_on_postgres(backend: Backend) {
+    let (guard, db) = database(backend).await;
+    let aside = db::connect_aside(&guard.url, 2).await.unwrap();
+    let Some(aside) = aside else {
+        assert_eq!(backend, Backend::Sqlite, "only SQLite shares its pool");
+        return;
+    };
+    assert_eq!(backend, Backend::Postgres);
+    assert_eq!(
+        aside
+            .get_postgres_connection_pool()
+            .options()
+            .get_max_connections(),
+        2
+    );
+    let bus = Arc::new(InProcessBus::default());
+    let mut feed = bus.subscribe("log").await.unwrap();
+    let relay = Outbox::new().relay(aside, bus.clone(), RelayConfig::default());
+    outbox::record(&db, &event(5)).await.unwrap();
+    assert_eq!(relay.relay_once().await.unwrap(), 1);
+    assert_eq!(feed.next().await.unwrap().payload["n"], 5);
+    assert_eq!(pending(&db).await, 0);
+}
+
 shippy_kit::backend_tests!(
+    the_relay_pool_aside_is_small_and_only_on_postgres,
+    a_refused_event_mid_batch_marks_only_the_rows_before_it,
     a_batch_failing_midway_marks_what_was_sent_and_resumes_in_order,
     a_stuck_relay_blocks_no_other_and_its_lease_runs_out,
     a_reset_bus_gets_the_retained_rows_again_and_old_rows_are_pruned,

@@ -61,6 +61,7 @@ on_single_server_and_cluster!(
     a_consumer_group_that_vanished_is_created_again,
     entries_carry_the_traceparent_and_groups_report_their_backlog,
     dead_letters_under_the_old_key_name_are_moved_and_listed,
+    a_batch_keeps_each_stream_in_order_past_a_failed_event,
 );
 
 fn event(n: i64) -> Event {
@@ -152,6 +153,62 @@ async fn a_retried_publish_adds_the_event_once(ns: RedisNamespace) {
     no_dedupe.publish(&e).await.unwrap();
     no_dedupe.publish(&e).await.unwrap();
     assert_eq!(xlen(&ns, "log").await, 3);
+}
+
+/// The numbers of the events in `stream`, oldest first.
+async fn numbers_in(ns: &RedisNamespace, stream: &str) -> Vec<i64> {
+    let mut conn = ns.connection().await;
+    let entries: redis::streams::StreamRangeReply = conn.xrange_all(ns.key(stream)).await.unwrap();
+    entries
+        .ids
+        .iter()
+        .map(|entry| {
+            let json: String = entry.get("event").unwrap();
+            number(&serde_json::from_str(&json).unwrap())
+        })
+        .collect()
+}
+
+/// A batch goes in one pipeline per stream: an event that fails (here its dedupe marker is a key of
+/// the wrong type) is reported as failed, the events after it in its stream refuse rather than enter
+/// the stream ahead of it, and another stream's events are not held up. Published again, the batch
+/// completes in order, and what was added before is not added twice.
+async fn a_batch_keeps_each_stream_in_order_past_a_failed_event(ns: RedisNamespace) {
+    testing::init();
+    let bus = ns.bus();
+    let other = |n| {
+        Event::new(
+            "consignment",
+            "test",
+            "test.happened",
+            None,
+            "n",
+            serde_json::json!({ "n": n }),
+        )
+    };
+    let batch = [event(1), event(2), event(3), other(4)];
+    let marker = format!("{{{}log}}:published:{}", ns.prefix, batch[1].event_id);
+    let mut conn = ns.connection().await;
+    conn.hset::<_, _, _, ()>(&marker, "not", "a marker")
+        .await
+        .unwrap();
+
+    let results = bus.publish_batch(&batch).await;
+    let ok: Vec<bool> = results.iter().map(Result::is_ok).collect();
+    assert_eq!(ok, [true, false, false, true], "{results:?}");
+    assert!(
+        matches!(&results[2], Err(BusError::Command(m)) if m.contains("UNORDERED")),
+        "{results:?}"
+    );
+    assert_eq!(numbers_in(&ns, "log").await, [1]);
+    assert_eq!(numbers_in(&ns, "consignment").await, [4]);
+
+    conn.del::<_, ()>(&marker).await.unwrap();
+    let results = bus.publish_batch(&batch).await;
+    assert!(results.iter().all(Result::is_ok), "{results:?}");
+    assert_eq!(results.len(), 4);
+    assert_eq!(numbers_in(&ns, "log").await, [1, 2, 3]);
+    assert_eq!(numbers_in(&ns, "consignment").await, [4]);
 }
 
 async fn streams_are_trimmed_to_about_max_len(ns: RedisNamespace) {

@@ -344,7 +344,43 @@ async fn a_lagging_subscriber_is_told_what_it_missed(backend: Backend) {
     feed.await.unwrap().unwrap();
 }
 
+/// A read's entries are stored in one statement that skips what is there already, and copies
+/// within the batch itself (an event published twice).
+async fn a_batch_is_stored_at_once_skipping_copies(backend: Backend) {
+    testing::init();
+    let test_db = TestDb::create(backend).await;
+    let db = shippy_kit::db::connect_and_migrate::<shippy_migrations::log::Migrator>(&test_db.url)
+        .await
+        .expect("migrate");
+    let (a, b, c) = (
+        event("user", "user.registered", Some("u1"), 1),
+        event("vessel", "vessel.created", None, 2),
+        event("user", "user.registered", Some("u2"), 3),
+    );
+    let store_all = shippy_log::consumers::store_all;
+    assert_eq!(store_all(&db, &[&a, &b, &a]).await.unwrap(), 2);
+    assert_eq!(store_all(&db, &[&a, &c]).await.unwrap(), 1);
+    assert_eq!(store_all(&db, &[&b]).await.unwrap(), 0);
+    assert_eq!(store_all(&db, &[]).await.unwrap(), 0);
+    let stored = shippy_log::entity::Entity::find().all(&db).await.unwrap();
+    let mut ids: Vec<Uuid> = stored.iter().map(|row| row.event_id).collect();
+    ids.sort();
+    let mut expected = vec![a.event_id, b.event_id, c.event_id];
+    expected.sort();
+    assert_eq!(ids, expected);
+    let first = stored
+        .iter()
+        .find(|row| row.event_id == a.event_id)
+        .unwrap();
+    assert_eq!(
+        (first.kind.as_str(), first.user_id.as_deref()),
+        ("user.registered", Some("u1"))
+    );
+    assert_eq!(first.created_at, a.occurred_at);
+}
+
 shippy_kit::backend_tests!(
+    a_batch_is_stored_at_once_skipping_copies,
     entries_are_stored_once_and_shown_to_their_user,
     activity_is_the_users_own,
     log_added_pushes_what_the_caller_may_see,

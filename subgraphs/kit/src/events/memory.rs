@@ -122,7 +122,30 @@ impl Inner {
     }
 
     fn append(&self, event: &Event) -> Result<(), BusError> {
+        self.append_to(&mut self.lock(), event)
+    }
+
+    /// Appends `events` in order under one lock, stopping at the first that does not fit (see
+    /// [`EventBus::publish_batch`]).
+    fn append_all(&self, events: &[Event]) -> Vec<Result<(), BusError>> {
         let mut streams = self.lock();
+        let mut results = Vec::with_capacity(events.len());
+        for event in events {
+            let result = self.append_to(&mut streams, event);
+            let failed = result.is_err();
+            results.push(result);
+            if failed {
+                break;
+            }
+        }
+        results
+    }
+
+    fn append_to(
+        &self,
+        streams: &mut HashMap<String, StreamState>,
+        event: &Event,
+    ) -> Result<(), BusError> {
         let stream = streams
             .entry(event.stream.clone())
             .or_insert_with(|| StreamState::new(self.capacity));
@@ -149,6 +172,10 @@ impl Inner {
 impl EventBus for InProcessBus {
     async fn publish(&self, event: &Event) -> Result<(), BusError> {
         self.inner.append(event)
+    }
+
+    async fn publish_batch(&self, events: &[Event]) -> Vec<Result<(), BusError>> {
+        self.inner.append_all(events)
     }
 
     async fn subscribe(&self, stream: &str) -> Result<EventStream, BusError> {
@@ -535,6 +562,37 @@ mod tests {
         assert_eq!(
             numbers(&reader.read_new(10, Duration::ZERO).await.unwrap()),
             vec![3]
+        );
+    }
+
+    #[tokio::test]
+    async fn a_batch_stops_at_the_first_event_that_does_not_fit() {
+        let bus = InProcessBus::new(2);
+        let mut reader = bus.join_group("log", "g", "a").await.unwrap();
+        // A third `log` event would overflow what `g` has not handled; the `vessel` one after it would
+        // fit, but is not tried: nothing of the batch enters after a failure.
+        let batch = [
+            event("log", 0),
+            event("log", 1),
+            event("log", 2),
+            event("vessel", 3),
+        ];
+        let results = bus.publish_batch(&batch).await;
+        assert_eq!(results.len(), 3, "untried events have no result");
+        assert!(results[0].is_ok() && results[1].is_ok());
+        assert!(
+            matches!(&results[2], Err(BusError::Unavailable(m)) if m.contains("`g`")),
+            "{results:?}"
+        );
+        let read = reader.read_new(10, Duration::ZERO).await.unwrap();
+        assert_eq!(numbers(&read), vec![0, 1]);
+        let mut vessel = bus.join_group("vessel", "g", "a").await.unwrap();
+        assert!(
+            vessel
+                .read_new(10, Duration::ZERO)
+                .await
+                .unwrap()
+                .is_empty()
         );
     }
 

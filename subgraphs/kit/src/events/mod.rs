@@ -112,7 +112,7 @@ impl Event {
 }
 
 /// Why the bus refused an operation.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum BusError {
     /// The bus cannot be reached (Redis down or too slow), or cannot take more right now (an in-process
     /// stream is full); the caller retries later.
@@ -186,6 +186,28 @@ pub trait EventBus: Send + Sync + 'static {
     /// Publishes one event to `event.stream`. `Ok` means the bus has accepted it: the outbox row may then be
     /// marked sent.
     async fn publish(&self, event: &Event) -> Result<(), BusError>;
+
+    /// Publishes `events` in order, in as few round trips as the bus can (the Redis bus: one per stream in
+    /// the batch, sent together), and says what became of each: `results[i]` is the outcome of `events[i]`,
+    /// as [`publish`](Self::publish) would have answered it. The results may be fewer than the events
+    /// when the bus stopped at a failure: the events past the last result were not tried.
+    ///
+    /// Events of one stream enter it in the order given, and none enters it after one of the batch that
+    /// failed (the Redis bus refuses it too). An event of another stream may still be accepted after a
+    /// failure: the caller treats only the leading accepted ones as sent and publishes the rest again later,
+    /// which the bus's dedupe marker absorbs. The default publishes one by one, stopping at the first failure.
+    async fn publish_batch(&self, events: &[Event]) -> Vec<Result<(), BusError>> {
+        let mut results = Vec::with_capacity(events.len());
+        for event in events {
+            let result = self.publish(event).await;
+            let failed = result.is_err();
+            results.push(result);
+            if failed {
+                break;
+            }
+        }
+        results
+    }
 
     /// Follows `stream` from now on (events published before are not replayed). A subscriber that falls too
     /// far behind misses events rather than slowing publishers down: this feed is for live views (GraphQL

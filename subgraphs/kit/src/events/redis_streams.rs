@@ -53,12 +53,19 @@ use super::{
 use crate::config::EventsConfig;
 
 /// Adds the event unless its marker says it was added already; returns the entry id either way.
-/// KEYS: stream, marker. ARGV: max_len, marker TTL in ms, event JSON, kind, traceparent (may be
-/// empty: then the entry has no `traceparent` field).
+/// KEYS: stream, marker, and optionally the marker of the event before it in the same batch and stream.
+/// ARGV: max_len, marker TTL in ms, event JSON, kind, traceparent (may be empty: then the entry has no
+/// `traceparent` field).
 /// A retry that finds the marker still writes (it renews the marker's TTL): replication is in order, so a
 /// `WAIT` after it confirms the replicas hold the original entry too, even when the retry comes on a new
 /// connection that never carried the original write.
+/// The third key keeps a batch in order: the events of a batch are pipelined, so Redis runs each one's
+/// script whatever became of the one before; when that one failed (its marker is not there), this one
+/// refuses too rather than enter the stream ahead of it.
 const PUBLISH_ONCE: &str = r"
+if KEYS[3] and redis.call('TYPE', KEYS[3]).ok ~= 'string' then
+  return redis.error_reply('UNORDERED the event before this one in its batch was not published; this one waits for it')
+end
 local prior = redis.call('GET', KEYS[2])
 if prior then
   redis.call('PEXPIRE', KEYS[2], ARGV[2])
@@ -80,7 +87,6 @@ pub struct RedisBus {
     /// Shared by publishes and pings; multiplexed, so concurrent callers do not wait for each other.
     conn: LazyConnection,
     config: EventsConfig,
-    publish_once: redis::Script,
     /// Replicas that must hold a published event before the publish counts (`WAIT`); 0: do not wait.
     publish_replicas: usize,
     /// When a publish with fewer replicas than wanted was last logged: a primary without its replica is
@@ -206,7 +212,6 @@ impl RedisBus {
             client,
             conn,
             config,
-            publish_once: redis::Script::new(PUBLISH_ONCE),
             publish_replicas,
             degraded_logged: std::sync::Mutex::new(None),
         })
@@ -387,22 +392,130 @@ impl RedisBus {
         )
     }
 
-    /// Sends `add` (which adds an event to the stream at `key`) and, when `publish_replicas` is set, waits
-    /// until that many replicas of the primary that took it hold it (`WAIT`); fewer when the primary has
-    /// fewer replicas connected (right after a failover the promoted replica has none until the old primary
-    /// comes back as its replica: a write there cannot be kept any safer, and refusing it would stop the
-    /// stream). `ROLE` rides in one pipeline with `add`, and `WAIT` in one with a read of `key`, so both
-    /// reach the primary of `key`'s slot on the connection that carried the write.
-    async fn add_durably(&self, key: &str, add: redis::Cmd, what: &str) -> Result<(), BusError> {
+    /// The command that adds `event` (encoded as `json`) to the stream at `key`: the publish-once script
+    /// with the event's dedupe marker, or a plain `XADD` when there is no dedupe window. `previous` is the
+    /// marker of the event before it in the same pipeline and stream, which must be there (see
+    /// [`PUBLISH_ONCE`]). Returns the command and this event's marker.
+    fn add_command(
+        &self,
+        key: &str,
+        json: &str,
+        event: &Event,
+        previous: Option<&str>,
+    ) -> (redis::Cmd, Option<String>) {
+        let window = self.config.dedupe_window.as_millis();
+        if window == 0 {
+            return (self.xadd(key, json, event), None);
+        }
+        let marker = same_slot(key, &format!(":published:{}", event.event_id));
+        // `EVAL` with the source rather than `EVALSHA`: in a pipeline there is no second chance after
+        // `NOSCRIPT` (a node that restarted, a replica just promoted), and the script is short.
+        let mut add = redis::cmd("EVAL");
+        add.arg(PUBLISH_ONCE)
+            .arg(if previous.is_some() { 3 } else { 2 })
+            .arg(key)
+            .arg(&marker);
+        if let Some(previous) = previous {
+            add.arg(previous);
+        }
+        add.arg(self.config.max_len)
+            .arg(u64::try_from(window).unwrap_or(u64::MAX))
+            .arg(json)
+            .arg(&event.kind)
+            .arg(event.traceparent.as_deref().unwrap_or_default());
+        (add, Some(marker))
+    }
+
+    /// Publishes `events`, all of the stream at `key`, in one pipeline (one round trip; one slot of a
+    /// cluster), and, when `publish_replicas` is set, confirms them with one `WAIT`. One result per event,
+    /// in order.
+    async fn publish_run(&self, key: &str, events: &[&Event]) -> Vec<Result<(), BusError>> {
+        let mut pipe = redis::pipe();
+        // One reply per command, errors included: an event the script refused must not fail the others'.
+        pipe.ignore_errors();
+        let mut previous: Option<String> = None;
+        let mut encoded = Vec::with_capacity(events.len());
+        for event in events {
+            match serde_json::to_string(event) {
+                Ok(json) => {
+                    let (add, marker) = self.add_command(key, &json, event, previous.as_deref());
+                    pipe.add_command(add);
+                    previous = marker;
+                    encoded.push(Ok(()));
+                }
+                Err(err) => {
+                    // The events after it are not sent: they must not enter the stream ahead of it.
+                    encoded.push(Err(BusError::Encode(err.to_string())));
+                    break;
+                }
+            }
+        }
+        if pipe.is_empty() {
+            return encoded;
+        }
+        let sent = pipe.len();
+        let wanted = self.publish_replicas;
+        if wanted > 0 {
+            // `ROLE` rides in the pipeline, so it reaches the primary that took the events.
+            pipe.cmd("ROLE");
+        }
+        let limit = self.config.command_timeout;
+        let mut replies =
+            match query_pipe::<Vec<redis::RedisResult<redis::Value>>>(&self.conn, &pipe, limit)
+                .await
+            {
+                Ok(replies) => replies,
+                Err(err) => return vec![Err(err); sent],
+            };
+        let role = if wanted > 0 {
+            replies.pop().and_then(Result::ok)
+        } else {
+            None
+        };
+        let mut results: Vec<Result<(), BusError>> = replies
+            .into_iter()
+            .take(sent)
+            .map(|reply| reply.map(drop).map_err(unavailable))
+            .collect();
+        if results.len() < sent {
+            results.resize_with(sent, || {
+                Err(BusError::Command(
+                    "Redis sent fewer replies than commands".into(),
+                ))
+            });
+        }
+        if wanted > 0 && results.iter().any(Result::is_ok) {
+            let what = match events {
+                [event] => format!("event {}", event.event_id),
+                _ => format!("a batch of {sent} events"),
+            };
+            if let Err(err) = self.confirm_replicas(key, role.as_ref(), &what).await {
+                for result in &mut results {
+                    if result.is_ok() {
+                        *result = Err(err.clone());
+                    }
+                }
+            }
+        }
+        results.extend(encoded.into_iter().skip(sent));
+        results
+    }
+
+    /// Waits until `publish_replicas` replicas of the primary of `key`'s slot hold what was just added
+    /// there (`WAIT`); fewer when the primary has fewer replicas connected, as `role` (its `ROLE` reply,
+    /// from the pipeline that carried the write) says: right after a failover the promoted replica has
+    /// none until the old primary comes back as its replica, a write there cannot be kept any safer, and
+    /// refusing it would stop the stream. `WAIT` rides in one pipeline with a read of `key`, so it reaches
+    /// the primary of `key`'s slot on the connection that carried the write.
+    async fn confirm_replicas(
+        &self,
+        key: &str,
+        role: Option<&redis::Value>,
+        what: &str,
+    ) -> Result<(), BusError> {
         let limit = self.config.command_timeout;
         let wanted = self.publish_replicas;
-        if wanted == 0 {
-            return query::<String>(&self.conn, add, limit).await.map(drop);
-        }
-        let mut pipe = redis::pipe();
-        pipe.add_command(add).cmd("ROLE");
-        let (_id, role): (String, redis::Value) = query_pipe(&self.conn, &pipe, limit).await?;
-        let connected = connected_replicas(&role);
+        let connected = role.map_or(0, connected_replicas);
         let needed = wanted.min(connected);
         if needed < wanted {
             metrics::counter!(
@@ -520,45 +633,37 @@ fn is_nogroup(err: &BusError) -> bool {
 #[async_trait::async_trait]
 impl EventBus for RedisBus {
     async fn publish(&self, event: &Event) -> Result<(), BusError> {
-        let json = serde_json::to_string(event).map_err(|e| BusError::Encode(e.to_string()))?;
-        let key = self.key(&event.stream);
-        let window = self.config.dedupe_window.as_millis();
-        let what = format!("event {}", event.event_id);
-        if window == 0 {
-            let add = self.xadd(&key, &json, event);
-            return self.add_durably(&key, add, &what).await;
-        }
-        let marker = same_slot(&key, &format!(":published:{}", event.event_id));
-        if self.publish_replicas == 0 {
-            let mut invocation = self.publish_once.key(&key);
-            invocation
-                .key(&marker)
-                .arg(self.config.max_len)
-                .arg(u64::try_from(window).unwrap_or(u64::MAX))
-                .arg(&json)
-                .arg(&event.kind)
-                .arg(event.traceparent.as_deref().unwrap_or_default());
-            let limit = self.config.command_timeout;
-            return bounded(limit, async {
-                let mut c = self.conn.get().await?;
-                invocation.invoke_async::<String>(&mut c).await
-            })
+        self.publish_batch(std::slice::from_ref(event))
             .await
-            .map(drop);
+            .pop()
+            .unwrap_or_else(|| Err(BusError::Command("no reply for the event".into())))
+    }
+
+    /// One pipeline per stream of the batch (a cluster takes a pipeline only within one slot), all sent
+    /// at once, so the batch costs about one round trip.
+    async fn publish_batch(&self, events: &[Event]) -> Vec<Result<(), BusError>> {
+        // The batch's streams in order of appearance, each with its events' positions in the batch.
+        let mut runs: Vec<(String, Vec<usize>)> = Vec::new();
+        for (at, event) in events.iter().enumerate() {
+            let key = self.key(&event.stream);
+            match runs.iter_mut().find(|(k, _)| *k == key) {
+                Some((_, positions)) => positions.push(at),
+                None => runs.push((key, vec![at])),
+            }
         }
-        // `EVAL` with the source rather than `EVALSHA`: in a pipeline there is no second chance after
-        // `NOSCRIPT` (a node that restarted, a replica just promoted), and the script is short.
-        let mut add = redis::cmd("EVAL");
-        add.arg(PUBLISH_ONCE)
-            .arg(2)
-            .arg(&key)
-            .arg(&marker)
-            .arg(self.config.max_len)
-            .arg(u64::try_from(window).unwrap_or(u64::MAX))
-            .arg(&json)
-            .arg(&event.kind)
-            .arg(event.traceparent.as_deref().unwrap_or_default());
-        self.add_durably(&key, add, &what).await
+        let outcomes = futures::future::join_all(runs.iter().map(|(key, positions)| {
+            let run: Vec<&Event> = positions.iter().map(|&at| &events[at]).collect();
+            async move { self.publish_run(key, &run).await }
+        }))
+        .await;
+        let mut results: Vec<Option<Result<(), BusError>>> = vec![None; events.len()];
+        for ((_, positions), outcome) in runs.iter().zip(outcomes) {
+            for (&at, result) in positions.iter().zip(outcome) {
+                results[at] = Some(result);
+            }
+        }
+        // An event of a run cut short (it could not be encoded) has no result: the results end before it.
+        results.into_iter().map_while(|result| result).collect()
     }
 
     async fn subscribe(&self, stream: &str) -> Result<EventStream, BusError> {
