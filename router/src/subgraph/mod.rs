@@ -34,7 +34,6 @@ use self::single_flight::SingleFlight;
 use crate::config::{
     EffectiveSubgraphConfig, HealthCheckConfig, MIN_READ_BUFFER, SubgraphDefaults,
 };
-
 use crate::subgraph::resilience::balancer::Balancer;
 use crate::subgraph::resilience::breaker::{CircuitBreaker, Rejected};
 use crate::subgraph::resilience::retry::{RetryPolicy, retryable_status};
@@ -427,6 +426,9 @@ impl SubgraphClient {
     }
 }
 
+/// The most a response body's buffer reserves up front from its `Content-Length` (1 MiB).
+const PREALLOCATE_AT_MOST: usize = 1 << 20;
+
 /// Reads a subgraph response body into one buffer of exactly its size, at most `limit` bytes.
 ///
 /// The frames hyper yields are slices of its connection read buffer, which it sizes adaptively (tens
@@ -448,7 +450,10 @@ async fn read_body(
     if declared.is_some_and(|length| length > limit) {
         return Err(FetchError::TooLarge(limit));
     }
-    let mut buffer = Vec::with_capacity(declared.unwrap_or(0));
+    // The declared length is the subgraph's word: reserve at most `PREALLOCATE_AT_MOST` on it,
+    // so responses that announce much and send little cannot make the router reserve up to
+    // `limit` each; a larger body grows the buffer as it actually arrives.
+    let mut buffer = Vec::with_capacity(declared.unwrap_or(0).min(PREALLOCATE_AT_MOST));
     while let Some(frame) = body.frame().await {
         let frame = frame.map_err(|e| FetchError::Transport(e.to_string().into()))?;
         if let Ok(data) = frame.into_data() {
@@ -610,6 +615,15 @@ mod tests {
         let answer = fetch_from(response("", &body), 1 << 20).await.unwrap();
         assert_eq!(answer.status, StatusCode::OK);
         assert_eq!(answer.body.len(), body.len());
+        assert!(answer.body == body, "the body arrived altered");
+    }
+
+    #[tokio::test]
+    async fn a_body_larger_than_the_up_front_reservation_arrives_whole() {
+        let body: Vec<u8> = (0..PREALLOCATE_AT_MOST + 300_000)
+            .map(|i| b'a' + (i % 26) as u8)
+            .collect();
+        let answer = fetch_from(response("", &body), 4 << 20).await.unwrap();
         assert!(answer.body == body, "the body arrived altered");
     }
 
