@@ -189,7 +189,21 @@ pub async fn apply_answer(
     if !inbox::first_time(&txn, GROUP, event_id).await? {
         return Ok(None);
     }
-    let Some(mut row) = Consignments::find_by_id(consignment).one(&txn).await? else {
+    let applied = apply_answer_in(&txn, consignment, answer).await?;
+    txn.commit().await?;
+    state.outbox.wake();
+    Ok(applied)
+}
+
+/// [`apply_answer`]'s work inside `txn`, the caller's transaction (which has recorded the event in the
+/// inbox and commits, so that a consumer can apply several answers in one transaction). Nothing is
+/// committed here: an error leaves `txn` to be rolled back.
+pub(crate) async fn apply_answer_in(
+    txn: &DatabaseTransaction,
+    consignment: Uuid,
+    answer: &Answer,
+) -> Result<Option<entity::Model>, AnswerError> {
+    let Some(mut row) = Consignments::find_by_id(consignment).one(txn).await? else {
         return Err(AnswerError::UnknownConsignment(consignment));
     };
     let applies = match answer {
@@ -230,30 +244,25 @@ pub async fn apply_answer(
             .filter(Column::Id.eq(consignment))
             .filter(Column::Status.eq(Status::Pending.as_str()))
             .filter(Column::AssignmentRound.eq(row.assignment_round))
-            .exec(&txn)
+            .exec(txn)
             .await?;
         if changed.rows_affected == 1 {
-            let row = reload(&txn, consignment).await?;
-            record_change(&txn, kind, &row, message, &[row.owner_id]).await?;
-            txn.commit().await?;
-            state.outbox.wake();
+            let row = reload(txn, consignment).await?;
+            record_change(txn, kind, &row, message, &[row.owner_id]).await?;
             return Ok(Some(row));
         }
         // Changed meanwhile (it expired, was cancelled or retried): judge the answer against that.
-        row = reload(&txn, consignment).await?;
+        row = reload(txn, consignment).await?;
     }
     if let Answer::Assigned {
         vessel_id, round, ..
     } = answer
         && row.vessel_id != Some(*vessel_id)
     {
-        refuse_booking(&txn, &row, *vessel_id, *round).await?;
-        txn.commit().await?;
-        state.outbox.wake();
+        refuse_booking(txn, &row, *vessel_id, *round).await?;
         return Ok(None);
     }
     // Answered before (a repeated answer, or the first answer stands).
-    txn.commit().await?;
     Ok(None)
 }
 

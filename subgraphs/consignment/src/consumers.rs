@@ -15,19 +15,20 @@ use std::collections::{HashMap, VecDeque};
 
 use chrono::{DateTime, Utc};
 use futures::{StreamExt, stream::BoxStream};
-use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
+use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect, TransactionTrait};
 use shippy_contracts::{consignment::Snapshot, consignment::is_change, streams, vessel};
 use shippy_kit::{
     consumer::{self, HandleError, Handler},
     error,
     events::Event,
+    inbox,
     live::Live,
 };
 use uuid::Uuid;
 
 use crate::{
     State,
-    commands::{Answer, apply_answer},
+    commands::{Answer, apply_answer, apply_answer_in},
     entity::{self, Column, Entity as Consignments},
 };
 
@@ -162,7 +163,8 @@ pub fn watch(
 }
 
 /// The consumer's handler: applies `vessel.assigned` and `vessel.unassignable`, ignores the rest of the
-/// stream (including this subgraph's own events).
+/// stream (including this subgraph's own events). A read of several events is applied in one transaction
+/// ([`Handler::handle_batch`]): one commit for up to a read's worth of answers instead of one each.
 pub struct VesselAnswers {
     state: State,
 }
@@ -172,35 +174,69 @@ impl VesselAnswers {
     pub fn new(state: State) -> Self {
         Self { state }
     }
+
+    /// Applies every answer of `events`, in stream order, in one transaction; all or nothing.
+    async fn apply_together(&self, events: &[&Event]) -> Result<(), HandleError> {
+        let mut answers = Vec::with_capacity(events.len());
+        for event in events {
+            if let Some((consignment, answer)) = answer_in(event)? {
+                answers.push((event.event_id, consignment, answer));
+            }
+        }
+        if answers.is_empty() {
+            return Ok(());
+        }
+        let txn = self.state.db.begin().await?;
+        for (event_id, consignment, answer) in &answers {
+            // An answer applied before (redelivered) is skipped; the rest of the batch goes on.
+            if inbox::first_time(&txn, GROUP, *event_id).await? {
+                apply_answer_in(&txn, *consignment, answer).await?;
+            }
+        }
+        txn.commit().await?;
+        self.state.outbox.wake();
+        Ok(())
+    }
+}
+
+/// The vessel subgraph's answer `event` carries, with the consignment it is about; `None` for the other
+/// events of the stream.
+fn answer_in(event: &Event) -> Result<Option<(Uuid, Answer)>, HandleError> {
+    Ok(Some(match event.kind.as_str() {
+        vessel::ASSIGNED => {
+            let a: vessel::Assigned = consumer::payload(event)?;
+            (
+                a.consignment_id,
+                Answer::Assigned {
+                    vessel_id: a.vessel_id,
+                    vessel_owner_id: a.vessel_owner_id,
+                    vessel_name: a.vessel_name,
+                    round: a.round,
+                },
+            )
+        }
+        vessel::UNASSIGNABLE => {
+            let u: vessel::Unassignable = consumer::payload(event)?;
+            let answer = Answer::Unassignable {
+                reason: u.reason,
+                round: u.round,
+            };
+            (u.consignment_id, answer)
+        }
+        _ => return Ok(None),
+    }))
 }
 
 #[async_trait::async_trait]
 impl Handler for VesselAnswers {
     async fn handle(&self, event: &Event) -> Result<(), HandleError> {
-        let (consignment, answer) = match event.kind.as_str() {
-            vessel::ASSIGNED => {
-                let a: vessel::Assigned = consumer::payload(event)?;
-                (
-                    a.consignment_id,
-                    Answer::Assigned {
-                        vessel_id: a.vessel_id,
-                        vessel_owner_id: a.vessel_owner_id,
-                        vessel_name: a.vessel_name,
-                        round: a.round,
-                    },
-                )
-            }
-            vessel::UNASSIGNABLE => {
-                let u: vessel::Unassignable = consumer::payload(event)?;
-                let answer = Answer::Unassignable {
-                    reason: u.reason,
-                    round: u.round,
-                };
-                (u.consignment_id, answer)
-            }
-            _ => return Ok(()),
-        };
-        apply_answer(&self.state, event.event_id, consignment, &answer).await?;
+        if let Some((consignment, answer)) = answer_in(event)? {
+            apply_answer(&self.state, event.event_id, consignment, &answer).await?;
+        }
         Ok(())
+    }
+
+    async fn handle_batch(&self, events: &[&Event]) -> Option<Result<(), HandleError>> {
+        Some(self.apply_together(events).await)
     }
 }

@@ -2,8 +2,8 @@
 //! subgraph on the same in-process bus, with short `assignment.retry_after` and `assignment.deadline`.
 //! A consignment nobody answers ends `UNASSIGNABLE` with a reason only its owner sees; a booking that
 //! arrives after the deadline or after a cancel is given back; the owner retries and cancels (and gets
-//! the documented errors); and a vessel database that fails for longer than the old dead-letter window
-//! strands nothing and books nothing twice.
+//! the documented errors); a vessel database that fails for longer than the old dead-letter window
+//! strands nothing and books nothing twice; and a read of answers applies in one transaction.
 
 use std::{sync::Arc, time::Duration};
 
@@ -523,19 +523,7 @@ async fn answers_of_another_round_are_refused(backend: Backend) {
             .await
             .unwrap()
     };
-    let refusals = || async {
-        state
-            .db
-            .query_one_raw(Statement::from_string(
-                state.db.get_database_backend(),
-                "SELECT count(*) AS n FROM outbox WHERE kind = 'consignment.booking_refused'",
-            ))
-            .await
-            .unwrap()
-            .unwrap()
-            .try_get::<i64>("", "n")
-            .unwrap()
-    };
+    let refusals = || refusals(state);
     assert!(apply(booked(x, 1)).await.is_none(), "a round not yet asked");
     assert_eq!(refusals().await, 1);
     let other_round = Answer::Unassignable {
@@ -566,7 +554,126 @@ async fn answers_of_another_round_are_refused(backend: Backend) {
     assert_eq!(refusals().await, 3, "a booking after a cancel is refused");
 }
 
+/// The vessel subgraph's answers in one read are applied in one transaction, skipping those applied
+/// before; and all or nothing: a read with an answer that cannot be applied (about a consignment never
+/// stored) applies none of it, so the consumer can hand its events over one by one.
+async fn the_answers_of_a_read_apply_in_one_transaction(backend: Backend) {
+    use shippy_consignment::{commands, consumers::VesselAnswers};
+    use shippy_contracts::vessel;
+    use shippy_kit::consumer::{HandleError, Handler};
+    let (service, _db) = service(backend).await;
+    let state = service.state();
+    let owner = Uuid::now_v7();
+    let mut rows = Vec::new();
+    for _ in 0..4 {
+        rows.push(
+            commands::create(state, owner, new_consignment())
+                .await
+                .unwrap(),
+        );
+    }
+    let ship = Uuid::now_v7();
+    let assigned = |consignment_id| {
+        let payload = vessel::Assigned {
+            consignment_id,
+            vessel_id: ship,
+            vessel_owner_id: Uuid::nil(),
+            vessel_name: "Ship".into(),
+            round: 0,
+        };
+        shippy_contracts::event(
+            streams::CONSIGNMENT,
+            "vessel",
+            vessel::ASSIGNED,
+            None,
+            "booked",
+            &payload,
+        )
+        .unwrap()
+    };
+    let unassignable = shippy_contracts::event(
+        streams::CONSIGNMENT,
+        "vessel",
+        vessel::UNASSIGNABLE,
+        None,
+        "no room",
+        &vessel::Unassignable {
+            consignment_id: rows[2].id,
+            reason: "No vessel has room".into(),
+            container_count: 1,
+            weight: 1,
+            round: 0,
+        },
+    )
+    .unwrap();
+    let ignored = shippy_contracts::event(
+        streams::CONSIGNMENT,
+        "consignment",
+        contract::CANCELLED,
+        Some(owner.to_string()),
+        "someone else's",
+        &json!({}),
+    )
+    .unwrap();
+    let read = [
+        assigned(rows[0].id),
+        ignored,
+        assigned(rows[1].id),
+        unassignable,
+    ];
+    let events: Vec<_> = read.iter().collect();
+    let answers = VesselAnswers::new(state.clone());
+    assert_eq!(answers.handle_batch(&events).await, Some(Ok(())));
+    let status = |id| async move { status_of(state, id).await };
+    assert_eq!(status(rows[0].id).await, "ASSIGNED");
+    assert_eq!(status(rows[1].id).await, "ASSIGNED");
+    assert_eq!(status(rows[2].id).await, "UNASSIGNABLE");
+    // Redelivered: nothing applies twice (a second application would refuse the booking).
+    assert_eq!(answers.handle_batch(&events).await, Some(Ok(())));
+
+    let bad_read = [assigned(rows[3].id), assigned(Uuid::now_v7())];
+    let events: Vec<_> = bad_read.iter().collect();
+    assert!(matches!(
+        answers.handle_batch(&events).await,
+        Some(Err(HandleError::Reject(_)))
+    ));
+    assert_eq!(
+        status(rows[3].id).await,
+        "PENDING",
+        "none of the read applied"
+    );
+    answers.handle(&bad_read[0]).await.unwrap();
+    assert_eq!(status(rows[3].id).await, "ASSIGNED");
+    assert_eq!(refusals(state).await, 0, "every answer applied once");
+}
+
+/// How many `consignment.booking_refused` events `state`'s subgraph recorded.
+async fn refusals(state: &shippy_consignment::State) -> i64 {
+    state
+        .db
+        .query_one_raw(Statement::from_string(
+            state.db.get_database_backend(),
+            "SELECT count(*) AS n FROM outbox WHERE kind = 'consignment.booking_refused'",
+        ))
+        .await
+        .unwrap()
+        .unwrap()
+        .try_get::<i64>("", "n")
+        .unwrap()
+}
+
+/// Consignment `id`'s status in `state`'s database.
+async fn status_of(state: &shippy_consignment::State, id: Uuid) -> String {
+    shippy_consignment::entity::Entity::find_by_id(id)
+        .one(&state.db)
+        .await
+        .unwrap()
+        .expect("stored")
+        .status
+}
+
 shippy_kit::backend_tests!(
+    the_answers_of_a_read_apply_in_one_transaction,
     two_replicas_never_drive_one_row_twice,
     answers_of_another_round_are_refused,
     an_unanswered_consignment_expires_with_a_reason_for_its_owner,

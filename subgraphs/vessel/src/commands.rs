@@ -28,8 +28,8 @@ use std::time::Duration;
 use chrono::Utc;
 use sea_orm::{
     ActiveValue::Set,
-    ColumnTrait, ConnectionTrait, DbErr, EntityTrait, Order, QueryFilter, QueryOrder, QuerySelect,
-    TransactionTrait,
+    ColumnTrait, ConnectionTrait, DatabaseTransaction, DbErr, EntityTrait, Order, QueryFilter,
+    QueryOrder, QuerySelect, TransactionTrait,
     sea_query::{Expr, ExprTrait, SimpleExpr},
 };
 use serde_json::json;
@@ -260,10 +260,29 @@ impl From<BookingError> for HandleError {
 }
 
 /// Books `request` (from event `event_id`) on the best-fitting available vessel, or records that none
-/// fits.
+/// fits, in a transaction of its own ([`book_in`]).
 pub async fn book(
     state: &State,
     event_id: Uuid,
+    request: &BookingRequest,
+) -> Result<Booking, BookingError> {
+    let txn = state.db.begin().await?;
+    if !inbox::first_time(&txn, GROUP, event_id).await? {
+        return Ok(Booking::AlreadyHandled);
+    }
+    let booking = book_in(&txn, request).await?;
+    txn.commit().await?;
+    if booking != Booking::Stale {
+        state.outbox.wake();
+    }
+    Ok(booking)
+}
+
+/// [`book`]'s work inside `txn`, the caller's transaction (which has recorded the event in the inbox and
+/// commits, so that a consumer can book several requests in one transaction). Nothing is committed here:
+/// an error leaves `txn` to be rolled back.
+pub(crate) async fn book_in(
+    txn: &DatabaseTransaction,
     request: &BookingRequest,
 ) -> Result<Booking, BookingError> {
     // Out-of-range requests cannot fit any vessel; the parsers say so without a query.
@@ -272,37 +291,29 @@ pub async fn book(
         Weight::parse(request.weight),
     ) else {
         let reason = format!("No vessel can carry {}", size_in_words(request));
-        return unassignable(state, event_id, request, &reason).await;
+        return unassignable_in(txn, request, &reason).await;
     };
-    let txn = state.db.begin().await?;
-    if !inbox::first_time(&txn, GROUP, event_id).await? {
-        return Ok(Booking::AlreadyHandled);
-    }
     // A repeated request must not book twice. (Two requests for one consignment racing past this check
     // both try to insert its reservation: the primary key refuses the second, whose transaction rolls
     // back with its capacity update, and its retry finds the booking here.)
-    if let Some(existing) = reservation::Entity::find_by_id(request.id)
-        .one(&txn)
-        .await?
-    {
+    if let Some(existing) = reservation::Entity::find_by_id(request.id).one(txn).await? {
         if existing.released_at.is_none() {
-            return answer_again(txn, state, request, existing).await;
+            return answer_again(txn, request, existing).await;
         }
         if existing.round >= request.round {
-            txn.commit().await?;
             tracing::info!(consignment = %request.id, round = request.round,
                 "assignment request for a consignment whose booking was already given back; ignored as stale");
             return Ok(Booking::Stale);
         }
         // The owner retried after the earlier booking was given back: book afresh.
         reservation::Entity::delete_by_id(request.id)
-            .exec(&txn)
+            .exec(txn)
             .await?;
     }
     for _ in 0..MAX_ATTEMPTS {
-        let Some(vessel) = find_available(&txn, containers, weight).await? else {
+        let Some(vessel) = find_available(txn, containers, weight).await? else {
             let reason = format!("No vessel has room for {}", size_in_words(request));
-            return unassignable_in(txn, state, request, &reason).await;
+            return unassignable_in(txn, request, &reason).await;
         };
         let booked = Vessels::update_many()
             .col_expr(
@@ -317,7 +328,7 @@ pub async fn book(
             .filter(Column::Available.eq(true))
             .filter(remaining_capacity().gte(containers.get()))
             .filter(remaining_weight().gte(weight.get()))
-            .exec(&txn)
+            .exec(txn)
             .await?;
         if booked.rows_affected == 0 {
             // Someone booked it first and it no longer fits: look again.
@@ -332,10 +343,10 @@ pub async fn book(
             released_at: Set(None),
             round: Set(request.round),
         })
-        .exec_without_returning(&txn)
+        .exec_without_returning(txn)
         .await?;
         let vessel = Vessels::find_by_id(vessel.id)
-            .one(&txn)
+            .one(txn)
             .await?
             .ok_or_else(|| DbErr::RecordNotFound(vessel.id.to_string()))?;
         let answer = assigned(
@@ -365,10 +376,8 @@ pub async fn book(
                 "remaining_capacity": vessel.remaining_capacity(),
             }),
         );
-        outbox::record(&txn, &answer).await?;
-        outbox::record(&txn, &log).await?;
-        txn.commit().await?;
-        state.outbox.wake();
+        outbox::record(txn, &answer).await?;
+        outbox::record(txn, &log).await?;
         return Ok(Booking::Assigned(vessel));
     }
     Err(BookingError::Contended)
@@ -377,8 +386,7 @@ pub async fn book(
 /// Answers a repeated request for a consignment booked before with that booking (adopting it for the
 /// request's round, so that giving back a late booking of an older round leaves it alone).
 async fn answer_again(
-    txn: sea_orm::DatabaseTransaction,
-    state: &State,
+    txn: &DatabaseTransaction,
     request: &BookingRequest,
     existing: reservation::Model,
 ) -> Result<Booking, BookingError> {
@@ -387,11 +395,11 @@ async fn answer_again(
             .col_expr(reservation::Column::Round, Expr::value(request.round))
             .filter(reservation::Column::ConsignmentId.eq(request.id))
             .filter(reservation::Column::ReleasedAt.is_null())
-            .exec(&txn)
+            .exec(txn)
             .await?;
     }
     let vessel = Vessels::find_by_id(existing.vessel_id)
-        .one(&txn)
+        .one(txn)
         .await?
         .ok_or_else(|| DbErr::RecordNotFound(existing.vessel_id.to_string()))?;
     let answer = assigned(
@@ -402,9 +410,7 @@ async fn answer_again(
             request.id, vessel.name
         ),
     )?;
-    outbox::record(&txn, &answer).await?;
-    txn.commit().await?;
-    state.outbox.wake();
+    outbox::record(txn, &answer).await?;
     tracing::info!(consignment = %request.id, vessel = %vessel.id, round = request.round,
         "repeated assignment request answered with the existing booking");
     Ok(Booking::AlreadyBooked(vessel))
@@ -481,22 +487,9 @@ fn answer<P: serde::Serialize>(
     .map_err(|e| DbErr::Custom(format!("cannot encode `{kind}`: {e}")))
 }
 
-async fn unassignable(
-    state: &State,
-    event_id: Uuid,
-    request: &BookingRequest,
-    reason: &str,
-) -> Result<Booking, BookingError> {
-    let txn = state.db.begin().await?;
-    if !inbox::first_time(&txn, GROUP, event_id).await? {
-        return Ok(Booking::AlreadyHandled);
-    }
-    unassignable_in(txn, state, request, reason).await
-}
-
+/// Answers `request` with `vessel.unassignable` for `reason`, inside `txn`.
 async fn unassignable_in(
-    txn: sea_orm::DatabaseTransaction,
-    state: &State,
+    txn: &DatabaseTransaction,
     request: &BookingRequest,
     reason: &str,
 ) -> Result<Booking, BookingError> {
@@ -512,9 +505,7 @@ async fn unassignable_in(
             round: request.round,
         },
     )?;
-    outbox::record(&txn, &answer).await?;
-    txn.commit().await?;
-    state.outbox.wake();
+    outbox::record(txn, &answer).await?;
     Ok(Booking::Unassignable)
 }
 
@@ -559,6 +550,20 @@ pub async fn give_back(
     if !inbox::first_time(&txn, GROUP, event_id).await? {
         return Ok(false);
     }
+    let given_back = give_back_in(&txn, consignment, why).await?;
+    txn.commit().await?;
+    if given_back {
+        state.outbox.wake();
+    }
+    Ok(given_back)
+}
+
+/// [`give_back`]'s work inside `txn`, the caller's transaction (see [`book_in`]).
+pub(crate) async fn give_back_in(
+    txn: &DatabaseTransaction,
+    consignment: Uuid,
+    why: GiveBack,
+) -> Result<bool, DbErr> {
     let mut mark = reservation::Entity::update_many()
         .col_expr(reservation::Column::ReleasedAt, Expr::value(Utc::now()))
         .filter(reservation::Column::ConsignmentId.eq(consignment))
@@ -568,17 +573,16 @@ pub async fn give_back(
             .filter(reservation::Column::VesselId.eq(vessel_id))
             .filter(reservation::Column::Round.eq(round));
     }
-    let marked = mark.exec(&txn).await?;
+    let marked = mark.exec(txn).await?;
     let booking = match marked.rows_affected {
         1 => {
             reservation::Entity::find_by_id(consignment)
-                .one(&txn)
+                .one(txn)
                 .await?
         }
         _ => None,
     };
     let Some(booking) = booking else {
-        txn.commit().await?;
         match why {
             GiveBack::Delivered => {
                 tracing::warn!(%consignment, "delivered consignment has no active booking (never booked, or released already)")
@@ -603,9 +607,9 @@ pub async fn give_back(
             Expr::col(Column::ReservedWeight).sub(booking.weight),
         )
         .filter(Column::Id.eq(booking.vessel_id))
-        .exec(&txn)
+        .exec(txn)
         .await?;
-    if let Some(vessel) = Vessels::find_by_id(booking.vessel_id).one(&txn).await? {
+    if let Some(vessel) = Vessels::find_by_id(booking.vessel_id).one(txn).await? {
         let log = log::event(
             NAME,
             "vessel.released",
@@ -627,10 +631,8 @@ pub async fn give_back(
                 "remaining_capacity": vessel.remaining_capacity(),
             }),
         );
-        outbox::record(&txn, &log).await?;
+        outbox::record(txn, &log).await?;
     }
-    txn.commit().await?;
-    state.outbox.wake();
     Ok(true)
 }
 

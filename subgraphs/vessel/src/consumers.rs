@@ -9,22 +9,26 @@
 //! [`Registrations`] learns every user whose registration is still on the log stream (it is trimmed to
 //! `events.max_len` entries; see the README for what that means for older users).
 
+use sea_orm::{DatabaseTransaction, TransactionTrait};
 use shippy_contracts::{consignment, user};
 use shippy_kit::{
     consumer::{self, HandleError, Handler},
     events::Event,
+    inbox,
 };
+use uuid::Uuid;
 
 use crate::{
     State,
-    commands::{GiveBack, book, give_back, remember_user},
+    commands::{BookingRequest, GiveBack, book, book_in, give_back, give_back_in, remember_user},
 };
 
 /// The vessel subgraph's consumer group on the `consignment` and `log` streams (also its inbox's key).
 pub const GROUP: &str = "vessel";
 
 /// The consumer's handler: books requested consignments, gives back what is no longer wanted, ignores
-/// the rest.
+/// the rest. A read of several events is handled in one transaction ([`Handler::handle_batch`]): one
+/// commit, and one wait for the disk, for up to a read's worth of bookings instead of one each.
 pub struct Assigner {
     state: State,
 }
@@ -34,26 +38,60 @@ impl Assigner {
     pub fn new(state: State) -> Self {
         Self { state }
     }
+
+    /// Does the work of every event of `events` that asks for some, in stream order, in one transaction;
+    /// all or nothing. (Two replicas' reads may lock the same vessels in different orders; PostgreSQL
+    /// then aborts one of them as a deadlock, a transient error, and the consumer hands that read over
+    /// one event at a time.)
+    async fn handle_together(&self, events: &[&Event]) -> Result<(), HandleError> {
+        let mut work = Vec::with_capacity(events.len());
+        for event in events {
+            if let Some(todo) = Work::of(event)? {
+                work.push((event.event_id, todo));
+            }
+        }
+        if work.is_empty() {
+            return Ok(());
+        }
+        let txn = self.state.db.begin().await?;
+        for (event_id, todo) in &work {
+            // An event handled before (redelivered) is skipped; the rest of the batch goes on.
+            if inbox::first_time(&txn, GROUP, *event_id).await? {
+                todo.run_in(&txn).await?;
+            }
+        }
+        txn.commit().await?;
+        self.state.outbox.wake();
+        Ok(())
+    }
 }
 
-#[async_trait::async_trait]
-impl Handler for Assigner {
-    async fn handle(&self, event: &Event) -> Result<(), HandleError> {
-        let id = event.event_id;
-        match event.kind.as_str() {
+/// What one event of the `consignment` stream asks of this subgraph.
+enum Work {
+    /// Book a consignment (an assignment request).
+    Book(BookingRequest),
+    /// Give a consignment's booking back.
+    GiveBack(Uuid, GiveBack),
+}
+
+impl Work {
+    /// The work `event` asks for; `None` for the events this group ignores.
+    fn of(event: &Event) -> Result<Option<Self>, HandleError> {
+        Ok(Some(match event.kind.as_str() {
             kind if consignment::requests_assignment(kind) => {
                 let request: consignment::Snapshot = consumer::payload(event)?;
-                book(&self.state, id, &request.into()).await?;
+                Work::Book(request.into())
             }
             consignment::STATUS_CHANGED => {
                 let change: consignment::Snapshot = consumer::payload(event)?;
-                if change.status == consignment::status::DELIVERED {
-                    give_back(&self.state, id, change.id, GiveBack::Delivered).await?;
+                if change.status != consignment::status::DELIVERED {
+                    return Ok(None);
                 }
+                Work::GiveBack(change.id, GiveBack::Delivered)
             }
             consignment::CANCELLED => {
                 let cancelled: consignment::Snapshot = consumer::payload(event)?;
-                give_back(&self.state, id, cancelled.id, GiveBack::Cancelled).await?;
+                Work::GiveBack(cancelled.id, GiveBack::Cancelled)
             }
             consignment::BOOKING_REFUSED => {
                 let refused: consignment::BookingRefused = consumer::payload(event)?;
@@ -61,11 +99,50 @@ impl Handler for Assigner {
                     vessel_id: refused.vessel_id,
                     round: refused.round,
                 };
-                give_back(&self.state, id, refused.consignment_id, why).await?;
+                Work::GiveBack(refused.consignment_id, why)
             }
-            _ => {}
+            _ => return Ok(None),
+        }))
+    }
+
+    /// Does it in a transaction of its own, recording `event_id` in the inbox.
+    async fn run(&self, state: &State, event_id: Uuid) -> Result<(), HandleError> {
+        match self {
+            Work::Book(request) => {
+                book(state, event_id, request).await?;
+            }
+            Work::GiveBack(consignment, why) => {
+                give_back(state, event_id, *consignment, *why).await?;
+            }
         }
         Ok(())
+    }
+
+    /// Does it inside `txn`, whose inbox row the caller recorded.
+    async fn run_in(&self, txn: &DatabaseTransaction) -> Result<(), HandleError> {
+        match self {
+            Work::Book(request) => {
+                book_in(txn, request).await?;
+            }
+            Work::GiveBack(consignment, why) => {
+                give_back_in(txn, *consignment, *why).await?;
+            }
+        }
+        Ok(())
+    }
+}
+
+#[async_trait::async_trait]
+impl Handler for Assigner {
+    async fn handle(&self, event: &Event) -> Result<(), HandleError> {
+        match Work::of(event)? {
+            Some(work) => work.run(&self.state, event.event_id).await,
+            None => Ok(()),
+        }
+    }
+
+    async fn handle_batch(&self, events: &[&Event]) -> Option<Result<(), HandleError>> {
+        Some(self.handle_together(events).await)
     }
 }
 

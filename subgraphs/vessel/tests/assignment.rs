@@ -2,7 +2,8 @@
 //! vessel's capacity or max weight, a redelivered request books once, the best-fitting vessel is chosen,
 //! delivery gives the capacity back once (also when duplicated deliveries race), a re-driven request
 //! never books twice (also when copies race), late and cancelled bookings are given back once, and the
-//! running subgraph answers `consignment.created` events on the bus in words an owner understands.
+//! running subgraph answers `consignment.created` events on the bus in words an owner understands; a
+//! read of several events is handled in one transaction, all or nothing.
 
 use shippy_contracts::{streams, user};
 use std::{sync::Arc, time::Duration};
@@ -11,6 +12,7 @@ use futures::StreamExt;
 use sea_orm::{EntityTrait, PaginatorTrait};
 use serde_json::json;
 use shippy_kit::{
+    consumer::{HandleError, Handler},
     events::{Event, EventBus},
     testing::{self, Backend, TestDb, TestServer},
 };
@@ -18,6 +20,7 @@ use shippy_user::tokens::TokenIssuer;
 use shippy_vessel::{
     State,
     commands::{self, Booking, BookingRequest, GiveBack, NewVessel},
+    consumers::Assigner,
     domain::{Capacity, VesselName, Weight},
     entity::{self, reservation},
 };
@@ -242,10 +245,27 @@ async fn duplicated_deliveries_free_the_capacity_once(backend: Backend) {
 }
 
 fn created(consignment: Uuid, owner: Uuid, containers: i32, weight: i64) -> Event {
+    snapshot_event(
+        "consignment.created",
+        consignment,
+        owner,
+        containers,
+        weight,
+    )
+}
+
+/// A `consignment.*` event of `kind` carrying the consignment's snapshot.
+fn snapshot_event(
+    kind: &str,
+    consignment: Uuid,
+    owner: Uuid,
+    containers: i32,
+    weight: i64,
+) -> Event {
     Event::new(
         streams::CONSIGNMENT,
         "consignment",
-        "consignment.created",
+        kind,
         Some(owner.to_string()),
         "created",
         json!({
@@ -487,7 +507,81 @@ async fn late_and_cancelled_bookings_are_given_back_once(backend: Backend) {
     );
 }
 
+/// A read of several events is handled in one transaction, in stream order (a booking and its cancel in
+/// one read leave nothing booked), skipping the events handled before; and all or nothing: a read with
+/// an event that cannot be handled changes nothing, so the consumer can hand its events over one by one.
+async fn a_read_is_handled_in_one_transaction(backend: Backend) {
+    let h = Harness::start(backend).await;
+    let vessel = h.vessel("Batch", 10, 1_000).await;
+    let assigner = Assigner::new(h.state().clone());
+    let owner = Uuid::now_v7();
+    let (a, b, c) = (Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7());
+    let read = [
+        created(a, owner, 4, 40),
+        snapshot_event("consignment.assigned", b, owner, 3, 30),
+        created(b, owner, 3, 30),
+        snapshot_event("consignment.cancelled", a, owner, 4, 40),
+    ];
+    let events: Vec<&Event> = read.iter().collect();
+    assert_eq!(assigner.handle_batch(&events).await, Some(Ok(())));
+    let booked = h.reload(vessel.id).await;
+    assert_eq!(
+        (booked.reserved_containers, booked.reserved_weight),
+        (3, 30),
+        "b stays booked; a was booked and given back"
+    );
+    let db = &h.state().db;
+    let booking = |id| async move {
+        reservation::Entity::find_by_id(id)
+            .one(db)
+            .await
+            .unwrap()
+            .expect("a booking")
+    };
+    assert!(booking(a).await.released_at.is_some());
+    assert!(booking(b).await.released_at.is_none());
+
+    // The same read again (redelivered after a crash before the acknowledgement): nothing changes.
+    assert_eq!(assigner.handle_batch(&events).await, Some(Ok(())));
+    assert_eq!(h.reload(vessel.id).await.reserved_containers, 3);
+
+    let undecodable = Event::new(
+        streams::CONSIGNMENT,
+        "consignment",
+        "consignment.created",
+        Some(owner.to_string()),
+        "created",
+        json!({ "id": "not a consignment" }),
+    );
+    let bad_read = [created(c, owner, 2, 20), undecodable];
+    let events: Vec<&Event> = bad_read.iter().collect();
+    assert!(matches!(
+        assigner.handle_batch(&events).await,
+        Some(Err(HandleError::Reject(_)))
+    ));
+    assert_eq!(
+        h.reload(vessel.id).await.reserved_containers,
+        3,
+        "nothing of it booked"
+    );
+    assert!(
+        reservation::Entity::find_by_id(c)
+            .one(&h.state().db)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    // One by one, as the consumer goes on: the good event books, the bad one is rejected.
+    assigner.handle(&bad_read[0]).await.unwrap();
+    assert!(matches!(
+        assigner.handle(&bad_read[1]).await,
+        Err(HandleError::Reject(_))
+    ));
+    assert_eq!(h.reload(vessel.id).await.reserved_containers, 5);
+}
+
 shippy_kit::backend_tests!(
+    a_read_is_handled_in_one_transaction,
     a_redriven_request_never_books_twice,
     late_and_cancelled_bookings_are_given_back_once,
     concurrent_bookings_never_overbook,
