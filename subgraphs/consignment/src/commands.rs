@@ -108,16 +108,17 @@ pub async fn create(
         requested_at: Set(Some(at)),
     };
     let txn = state.db.begin().await?;
-    Consignments::insert(row)
-        .exec_without_returning(&txn)
-        .await?;
-    let row = reload(&txn, id).await?;
+    // The row as stored comes back with the insert (`RETURNING`).
+    let row = Consignments::insert(row).exec_with_returning(&txn).await?;
     let summary = format!(
         "consignment {id} created: containers {}, weight {} kg",
         row.container_count, row.weight
     );
-    outbox::record(&txn, &snapshot(contract::CREATED, &row, summary.clone())?).await?;
-    outbox::record(&txn, &log_entry(contract::CREATED, owner, &row, summary)).await?;
+    let events = [
+        snapshot(contract::CREATED, &row, summary.clone())?,
+        log_entry(contract::CREATED, owner, &row, summary),
+    ];
+    outbox::record_all(&txn, &events).await?;
     txn.commit().await?;
     state.outbox.wake();
     Ok(row)
@@ -189,19 +190,23 @@ pub async fn apply_answer(
     if !inbox::first_time(&txn, GROUP, event_id).await? {
         return Ok(None);
     }
-    let applied = apply_answer_in(&txn, consignment, answer).await?;
+    let mut events = Vec::new();
+    let applied = apply_answer_in(&txn, consignment, answer, &mut events).await?;
+    outbox::record_all(&txn, &events).await?;
     txn.commit().await?;
     state.outbox.wake();
     Ok(applied)
 }
 
 /// [`apply_answer`]'s work inside `txn`, the caller's transaction (which has recorded the event in the
-/// inbox and commits, so that a consumer can apply several answers in one transaction). Nothing is
-/// committed here: an error leaves `txn` to be rolled back.
+/// inbox and commits, so that a consumer can apply several answers in one transaction). The events to
+/// publish are added to `events`, for the caller to record in `txn` (all of a transaction's in one
+/// statement). Nothing is committed here: an error leaves `txn` to be rolled back.
 pub(crate) async fn apply_answer_in(
     txn: &DatabaseTransaction,
     consignment: Uuid,
     answer: &Answer,
+    events: &mut Vec<Event>,
 ) -> Result<Option<entity::Model>, AnswerError> {
     let Some(mut row) = Consignments::find_by_id(consignment).one(txn).await? else {
         return Err(AnswerError::UnknownConsignment(consignment));
@@ -235,6 +240,7 @@ pub(crate) async fn apply_answer_in(
                 format!("consignment {consignment} could not be assigned: {reason}"),
             ),
         };
+        // The row as the change leaves it comes back with the update (`RETURNING`).
         let changed = Consignments::update_many()
             .col_expr(Column::Status, Expr::value(status.as_str()))
             .col_expr(Column::VesselId, Expr::value(vessel_id))
@@ -244,11 +250,11 @@ pub(crate) async fn apply_answer_in(
             .filter(Column::Id.eq(consignment))
             .filter(Column::Status.eq(Status::Pending.as_str()))
             .filter(Column::AssignmentRound.eq(row.assignment_round))
-            .exec(txn)
-            .await?;
-        if changed.rows_affected == 1 {
-            let row = reload(txn, consignment).await?;
-            record_change(txn, kind, &row, message, &[row.owner_id]).await?;
+            .exec_with_returning(txn)
+            .await?
+            .pop();
+        if let Some(row) = changed {
+            events.extend(change_events(kind, &row, message, &[row.owner_id])?);
             return Ok(Some(row));
         }
         // Changed meanwhile (it expired, was cancelled or retried): judge the answer against that.
@@ -259,24 +265,19 @@ pub(crate) async fn apply_answer_in(
     } = answer
         && row.vessel_id != Some(*vessel_id)
     {
-        refuse_booking(txn, &row, *vessel_id, *round).await?;
+        events.push(refusal(&row, *vessel_id, *round)?);
         return Ok(None);
     }
     // Answered before (a repeated answer, or the first answer stands).
     Ok(None)
 }
 
-/// Records `consignment.booking_refused` for a booking of `row` on `vessel_id` that came too late.
-async fn refuse_booking(
-    txn: &DatabaseTransaction,
-    row: &entity::Model,
-    vessel_id: Uuid,
-    round: i32,
-) -> Result<(), DbErr> {
+/// `consignment.booking_refused` for a booking of `row` on `vessel_id` that came too late.
+fn refusal(row: &entity::Model, vessel_id: Uuid, round: i32) -> Result<Event, DbErr> {
     tracing::warn!(consignment = %row.id, %vessel_id, round, status = %row.status,
         "a vessel booked a consignment that no longer waits for one; asking the vessel subgraph to give the booking back");
     metrics::counter!(shippy_telemetry::metrics::names::ASSIGNMENT_LATE_BOOKINGS).increment(1);
-    let event = shippy_contracts::event(
+    shippy_contracts::event(
         streams::CONSIGNMENT,
         NAME,
         contract::BOOKING_REFUSED,
@@ -291,8 +292,7 @@ async fn refuse_booking(
             round,
         },
     )
-    .map_err(|e| DbErr::Custom(e.to_string()))?;
-    outbox::record(txn, &event).await
+    .map_err(|e| DbErr::Custom(e.to_string()))
 }
 
 /// A timestamp after `previous`: now, or a microsecond later when the clock has not moved on (or went
@@ -313,11 +313,23 @@ pub(crate) async fn record_change(
     message: String,
     log_for: &[Uuid],
 ) -> Result<(), DbErr> {
-    outbox::record(txn, &snapshot(kind, row, message.clone())?).await?;
+    outbox::record_all(txn, &change_events(kind, row, message, log_for)?).await
+}
+
+/// The events of a change of `row`: its snapshot on the `consignment` stream, and an entry in the log of
+/// each of `log_for`.
+fn change_events(
+    kind: &str,
+    row: &entity::Model,
+    message: String,
+    log_for: &[Uuid],
+) -> Result<Vec<Event>, DbErr> {
+    let mut events = Vec::with_capacity(1 + log_for.len());
+    events.push(snapshot(kind, row, message.clone())?);
     for user in log_for {
-        outbox::record(txn, &log_entry(kind, *user, row, message.clone())).await?;
+        events.push(log_entry(kind, *user, row, message.clone()));
     }
-    Ok(())
+    Ok(events)
 }
 
 /// The update moving `row` from `current` (the status read) to `next`. Conditional on the status read,

@@ -23,6 +23,7 @@ use shippy_kit::{
     events::Event,
     inbox,
     live::Live,
+    outbox,
 };
 use uuid::Uuid;
 
@@ -187,12 +188,14 @@ impl VesselAnswers {
             return Ok(());
         }
         let txn = self.state.db.begin().await?;
+        let mut events = Vec::new();
         for (event_id, consignment, answer) in &answers {
             // An answer applied before (redelivered) is skipped; the rest of the batch goes on.
             if inbox::first_time(&txn, GROUP, *event_id).await? {
-                apply_answer_in(&txn, *consignment, answer).await?;
+                apply_answer_in(&txn, *consignment, answer, &mut events).await?;
             }
         }
+        outbox::record_all(&txn, &events).await?;
         txn.commit().await?;
         self.state.outbox.wake();
         Ok(())

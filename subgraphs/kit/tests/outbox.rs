@@ -542,7 +542,41 @@ async fn the_relay_pool_aside_is_small_and_only_on_postgres(backend: Backend) {
     assert_eq!(pending(&db).await, 0);
 }
 
+/// Events recorded together are stored in their order, also past the rows one `INSERT` takes (so in
+/// several statements), and the relay publishes them in that order; recording none stores nothing.
+async fn events_recorded_together_keep_their_order(backend: Backend) {
+    let (_guard, db) = database(backend).await;
+    outbox::record_all(&db, &[]).await.unwrap();
+    assert_eq!(pending(&db).await, 0);
+    let events: Vec<Event> = (0..1_203).map(event).collect();
+    let txn = db.begin().await.unwrap();
+    outbox::record_all(&txn, &events).await.unwrap();
+    txn.commit().await.unwrap();
+    let rows = entity::Entity::find()
+        .order_by_asc(entity::Column::Id)
+        .all(&db)
+        .await
+        .unwrap();
+    let stored: Vec<_> = rows.iter().map(|row| row.event_id).collect();
+    let recorded: Vec<_> = events.iter().map(|event| event.event_id).collect();
+    assert_eq!(stored, recorded);
+    assert_eq!(rows[1_202].payload["n"], 1_202);
+
+    // Room for all of them: a live subscriber further behind than the bus holds skips the oldest.
+    let bus = Arc::new(InProcessBus::new(2_048));
+    let mut feed = bus.subscribe("log").await.unwrap();
+    let relay = Outbox::new().relay(db.clone(), bus.clone(), RelayConfig::default());
+    let mut published = 0;
+    while published < events.len() {
+        published += relay.relay_once().await.unwrap();
+    }
+    for n in 0..1_203 {
+        assert_eq!(feed.next().await.unwrap().payload["n"], n, "out of order");
+    }
+}
+
 shippy_kit::backend_tests!(
+    events_recorded_together_keep_their_order,
     the_relay_pool_aside_is_small_and_only_on_postgres,
     a_refused_event_mid_batch_marks_only_the_rows_before_it,
     a_batch_failing_midway_marks_what_was_sent_and_resumes_in_order,

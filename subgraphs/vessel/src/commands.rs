@@ -270,7 +270,9 @@ pub async fn book(
     if !inbox::first_time(&txn, GROUP, event_id).await? {
         return Ok(Booking::AlreadyHandled);
     }
-    let booking = book_in(&txn, request).await?;
+    let mut events = Vec::new();
+    let booking = book_in(&txn, request, &mut events).await?;
+    outbox::record_all(&txn, &events).await?;
     txn.commit().await?;
     if booking != Booking::Stale {
         state.outbox.wake();
@@ -279,11 +281,13 @@ pub async fn book(
 }
 
 /// [`book`]'s work inside `txn`, the caller's transaction (which has recorded the event in the inbox and
-/// commits, so that a consumer can book several requests in one transaction). Nothing is committed here:
-/// an error leaves `txn` to be rolled back.
+/// commits, so that a consumer can book several requests in one transaction). The events to publish are
+/// added to `events`, for the caller to record in `txn` (all of a transaction's in one statement).
+/// Nothing is committed here: an error leaves `txn` to be rolled back.
 pub(crate) async fn book_in(
     txn: &DatabaseTransaction,
     request: &BookingRequest,
+    events: &mut Vec<Event>,
 ) -> Result<Booking, BookingError> {
     // Out-of-range requests cannot fit any vessel; the parsers say so without a query.
     let (Ok(containers), Ok(weight)) = (
@@ -291,14 +295,14 @@ pub(crate) async fn book_in(
         Weight::parse(request.weight),
     ) else {
         let reason = format!("No vessel can carry {}", size_in_words(request));
-        return unassignable_in(txn, request, &reason).await;
+        return unassignable_in(request, &reason, events);
     };
     // A repeated request must not book twice. (Two requests for one consignment racing past this check
     // both try to insert its reservation: the primary key refuses the second, whose transaction rolls
     // back with its capacity update, and its retry finds the booking here.)
     if let Some(existing) = reservation::Entity::find_by_id(request.id).one(txn).await? {
         if existing.released_at.is_none() {
-            return answer_again(txn, request, existing).await;
+            return answer_again(txn, request, existing, events).await;
         }
         if existing.round >= request.round {
             tracing::info!(consignment = %request.id, round = request.round,
@@ -313,9 +317,10 @@ pub(crate) async fn book_in(
     for _ in 0..MAX_ATTEMPTS {
         let Some(vessel) = find_available(txn, containers, weight).await? else {
             let reason = format!("No vessel has room for {}", size_in_words(request));
-            return unassignable_in(txn, request, &reason).await;
+            return unassignable_in(request, &reason, events);
         };
-        let booked = Vessels::update_many()
+        // The vessel as the booking leaves it comes back with the update (`RETURNING`).
+        let Some(vessel) = Vessels::update_many()
             .col_expr(
                 Column::ReservedContainers,
                 Expr::col(Column::ReservedContainers).add(containers.get()),
@@ -328,12 +333,13 @@ pub(crate) async fn book_in(
             .filter(Column::Available.eq(true))
             .filter(remaining_capacity().gte(containers.get()))
             .filter(remaining_weight().gte(weight.get()))
-            .exec(txn)
-            .await?;
-        if booked.rows_affected == 0 {
+            .exec_with_returning(txn)
+            .await?
+            .pop()
+        else {
             // Someone booked it first and it no longer fits: look again.
             continue;
-        }
+        };
         reservation::Entity::insert(reservation::ActiveModel {
             consignment_id: Set(request.id),
             vessel_id: Set(vessel.id),
@@ -345,10 +351,6 @@ pub(crate) async fn book_in(
         })
         .exec_without_returning(txn)
         .await?;
-        let vessel = Vessels::find_by_id(vessel.id)
-            .one(txn)
-            .await?
-            .ok_or_else(|| DbErr::RecordNotFound(vessel.id.to_string()))?;
         let answer = assigned(
             request,
             &vessel,
@@ -376,8 +378,7 @@ pub(crate) async fn book_in(
                 "remaining_capacity": vessel.remaining_capacity(),
             }),
         );
-        outbox::record(txn, &answer).await?;
-        outbox::record(txn, &log).await?;
+        events.extend([answer, log]);
         return Ok(Booking::Assigned(vessel));
     }
     Err(BookingError::Contended)
@@ -389,6 +390,7 @@ async fn answer_again(
     txn: &DatabaseTransaction,
     request: &BookingRequest,
     existing: reservation::Model,
+    events: &mut Vec<Event>,
 ) -> Result<Booking, BookingError> {
     if existing.round < request.round {
         reservation::Entity::update_many()
@@ -410,7 +412,7 @@ async fn answer_again(
             request.id, vessel.name
         ),
     )?;
-    outbox::record(txn, &answer).await?;
+    events.push(answer);
     tracing::info!(consignment = %request.id, vessel = %vessel.id, round = request.round,
         "repeated assignment request answered with the existing booking");
     Ok(Booking::AlreadyBooked(vessel))
@@ -487,11 +489,11 @@ fn answer<P: serde::Serialize>(
     .map_err(|e| DbErr::Custom(format!("cannot encode `{kind}`: {e}")))
 }
 
-/// Answers `request` with `vessel.unassignable` for `reason`, inside `txn`.
-async fn unassignable_in(
-    txn: &DatabaseTransaction,
+/// Answers `request` with `vessel.unassignable` for `reason` (added to `events`).
+fn unassignable_in(
     request: &BookingRequest,
     reason: &str,
+    events: &mut Vec<Event>,
 ) -> Result<Booking, BookingError> {
     let answer = answer(
         vessel::UNASSIGNABLE,
@@ -505,7 +507,7 @@ async fn unassignable_in(
             round: request.round,
         },
     )?;
-    outbox::record(txn, &answer).await?;
+    events.push(answer);
     Ok(Booking::Unassignable)
 }
 
@@ -550,7 +552,9 @@ pub async fn give_back(
     if !inbox::first_time(&txn, GROUP, event_id).await? {
         return Ok(false);
     }
-    let given_back = give_back_in(&txn, consignment, why).await?;
+    let mut events = Vec::new();
+    let given_back = give_back_in(&txn, consignment, why, &mut events).await?;
+    outbox::record_all(&txn, &events).await?;
     txn.commit().await?;
     if given_back {
         state.outbox.wake();
@@ -558,11 +562,13 @@ pub async fn give_back(
     Ok(given_back)
 }
 
-/// [`give_back`]'s work inside `txn`, the caller's transaction (see [`book_in`]).
+/// [`give_back`]'s work inside `txn`, the caller's transaction, its events added to `events` (see
+/// [`book_in`]).
 pub(crate) async fn give_back_in(
     txn: &DatabaseTransaction,
     consignment: Uuid,
     why: GiveBack,
+    events: &mut Vec<Event>,
 ) -> Result<bool, DbErr> {
     let mut mark = reservation::Entity::update_many()
         .col_expr(reservation::Column::ReleasedAt, Expr::value(Utc::now()))
@@ -597,7 +603,7 @@ pub(crate) async fn give_back_in(
         }
         return Ok(false);
     };
-    Vessels::update_many()
+    let vessel = Vessels::update_many()
         .col_expr(
             Column::ReservedContainers,
             Expr::col(Column::ReservedContainers).sub(booking.containers),
@@ -607,10 +613,11 @@ pub(crate) async fn give_back_in(
             Expr::col(Column::ReservedWeight).sub(booking.weight),
         )
         .filter(Column::Id.eq(booking.vessel_id))
-        .exec(txn)
-        .await?;
-    if let Some(vessel) = Vessels::find_by_id(booking.vessel_id).one(txn).await? {
-        let log = log::event(
+        .exec_with_returning(txn)
+        .await?
+        .pop();
+    if let Some(vessel) = vessel {
+        events.push(log::event(
             NAME,
             "vessel.released",
             Some(vessel.owner_id.to_string()),
@@ -630,8 +637,7 @@ pub(crate) async fn give_back_in(
                 "containers": booking.containers,
                 "remaining_capacity": vessel.remaining_capacity(),
             }),
-        );
-        outbox::record(txn, &log).await?;
+        ));
     }
     Ok(true)
 }

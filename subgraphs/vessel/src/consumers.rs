@@ -14,7 +14,7 @@ use shippy_contracts::{consignment, user};
 use shippy_kit::{
     consumer::{self, HandleError, Handler},
     events::Event,
-    inbox,
+    inbox, outbox,
 };
 use uuid::Uuid;
 
@@ -54,12 +54,14 @@ impl Assigner {
             return Ok(());
         }
         let txn = self.state.db.begin().await?;
+        let mut events = Vec::new();
         for (event_id, todo) in &work {
             // An event handled before (redelivered) is skipped; the rest of the batch goes on.
             if inbox::first_time(&txn, GROUP, *event_id).await? {
-                todo.run_in(&txn).await?;
+                todo.run_in(&txn, &mut events).await?;
             }
         }
+        outbox::record_all(&txn, &events).await?;
         txn.commit().await?;
         self.state.outbox.wake();
         Ok(())
@@ -118,14 +120,19 @@ impl Work {
         Ok(())
     }
 
-    /// Does it inside `txn`, whose inbox row the caller recorded.
-    async fn run_in(&self, txn: &DatabaseTransaction) -> Result<(), HandleError> {
+    /// Does it inside `txn`, whose inbox row the caller recorded; the events to publish are added to
+    /// `events`, for the caller to record.
+    async fn run_in(
+        &self,
+        txn: &DatabaseTransaction,
+        events: &mut Vec<Event>,
+    ) -> Result<(), HandleError> {
         match self {
             Work::Book(request) => {
-                book_in(txn, request).await?;
+                book_in(txn, request, events).await?;
             }
             Work::GiveBack(consignment, why) => {
-                give_back_in(txn, *consignment, *why).await?;
+                give_back_in(txn, *consignment, *why, events).await?;
             }
         }
         Ok(())
