@@ -189,9 +189,11 @@ impl VesselAnswers {
         }
         let txn = self.state.db.begin().await?;
         let mut events = Vec::new();
+        let ids: Vec<Uuid> = answers.iter().map(|(id, ..)| *id).collect();
+        let mut first = inbox::first_times(&txn, GROUP, &ids).await?;
         for (event_id, consignment, answer) in &answers {
             // An answer applied before (redelivered) is skipped; the rest of the batch goes on.
-            if inbox::first_time(&txn, GROUP, *event_id).await? {
+            if first.remove(event_id) {
                 apply_answer_in(&txn, *consignment, answer, &mut events).await?;
             }
         }

@@ -6,6 +6,8 @@
 //! makes the second wait for the first to commit and then see the row. Rolled-back work takes its row
 //! with it, so a failed attempt is retried in full.
 
+use std::collections::HashSet;
+
 use chrono::Utc;
 use sea_orm::{ActiveValue::Set, ConnectionTrait, DbErr, EntityTrait, TryInsertResult};
 use uuid::Uuid;
@@ -52,4 +54,36 @@ pub async fn first_time<C: ConnectionTrait>(
         .exec_without_returning(conn)
         .await?;
     Ok(matches!(inserted, TryInsertResult::Inserted(n) if n > 0))
+}
+
+/// Most rows in one `INSERT` of [`first_times`].
+const ROWS_PER_INSERT: usize = 1000;
+
+/// [`first_time`] for several events at once, in one statement per [`ROWS_PER_INSERT`] (for a handler
+/// applying a read of events in one transaction): the ids of `event_ids` that `consumer` handles for
+/// the first time. An id listed twice (an event published twice, in one read) is in the set once: the
+/// caller takes it out as it handles it ([`HashSet::remove`]), so its second copy is skipped.
+pub async fn first_times<C: ConnectionTrait>(
+    conn: &C,
+    consumer: &str,
+    event_ids: &[Uuid],
+) -> Result<HashSet<Uuid>, DbErr> {
+    let mut first = HashSet::with_capacity(event_ids.len());
+    let at = Utc::now();
+    for chunk in event_ids.chunks(ROWS_PER_INSERT) {
+        let rows = chunk.iter().map(|id| entity::ActiveModel {
+            consumer: Set(consumer.to_owned()),
+            event_id: Set(*id),
+            handled_at: Set(at),
+        });
+        // `RETURNING` gives back only the rows inserted: those that conflicted were handled before.
+        if let TryInsertResult::Inserted(keys) = entity::Entity::insert_many(rows)
+            .on_conflict_do_nothing()
+            .exec_with_returning_keys(conn)
+            .await?
+        {
+            first.extend(keys.into_iter().map(|(_, id)| id));
+        }
+    }
+    Ok(first)
 }

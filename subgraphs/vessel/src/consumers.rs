@@ -55,9 +55,11 @@ impl Assigner {
         }
         let txn = self.state.db.begin().await?;
         let mut events = Vec::new();
+        let ids: Vec<Uuid> = work.iter().map(|(id, _)| *id).collect();
+        let mut first = inbox::first_times(&txn, GROUP, &ids).await?;
         for (event_id, todo) in &work {
             // An event handled before (redelivered) is skipped; the rest of the batch goes on.
-            if inbox::first_time(&txn, GROUP, *event_id).await? {
+            if first.remove(event_id) {
                 todo.run_in(&txn, &mut events).await?;
             }
         }

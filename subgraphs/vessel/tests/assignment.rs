@@ -9,7 +9,7 @@ use shippy_contracts::{streams, user};
 use std::{sync::Arc, time::Duration};
 
 use futures::StreamExt;
-use sea_orm::{EntityTrait, PaginatorTrait};
+use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter};
 use serde_json::json;
 use shippy_kit::{
     consumer::{HandleError, Handler},
@@ -516,14 +516,23 @@ async fn a_read_is_handled_in_one_transaction(backend: Backend) {
     let assigner = Assigner::new(h.state().clone());
     let owner = Uuid::now_v7();
     let (a, b, c) = (Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7());
+    let b_created = created(b, owner, 3, 30);
     let read = [
         created(a, owner, 4, 40),
         snapshot_event("consignment.assigned", b, owner, 3, 30),
-        created(b, owner, 3, 30),
+        b_created.clone(),
         snapshot_event("consignment.cancelled", a, owner, 4, 40),
+        // The same event twice in one read (the relay published it twice): handled once.
+        b_created,
     ];
     let events: Vec<&Event> = read.iter().collect();
     assert_eq!(assigner.handle_batch(&events).await, Some(Ok(())));
+    let answers = shippy_kit::outbox::entity::Entity::find()
+        .filter(shippy_kit::outbox::entity::Column::Kind.eq("vessel.assigned"))
+        .count(&h.state().db)
+        .await
+        .unwrap();
+    assert_eq!(answers, 2, "one answer for a, one for b");
     let booked = h.reload(vessel.id).await;
     assert_eq!(
         (booked.reserved_containers, booked.reserved_weight),
