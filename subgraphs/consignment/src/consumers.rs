@@ -15,7 +15,9 @@ use std::collections::{HashMap, VecDeque};
 
 use chrono::{DateTime, Utc};
 use futures::{StreamExt, stream::BoxStream};
-use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect, TransactionTrait};
+use sea_orm::{
+    ColumnTrait, DatabaseTransaction, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
+};
 use shippy_contracts::{consignment::Snapshot, consignment::is_change, streams, vessel};
 use shippy_kit::{
     consumer::{self, HandleError, Handler},
@@ -23,7 +25,6 @@ use shippy_kit::{
     events::Event,
     inbox,
     live::Live,
-    outbox,
 };
 use uuid::Uuid;
 
@@ -176,30 +177,30 @@ impl VesselAnswers {
         Self { state }
     }
 
-    /// Applies every answer of `events`, in stream order, in one transaction; all or nothing.
+    /// Applies every answer of `events`, in stream order, in one transaction; all or nothing
+    /// ([`inbox::apply_together`]).
     async fn apply_together(&self, events: &[&Event]) -> Result<(), HandleError> {
         let mut answers = Vec::with_capacity(events.len());
         for event in events {
             if let Some((consignment, answer)) = answer_in(event)? {
-                answers.push((event.event_id, consignment, answer));
+                answers.push((event.event_id, AnswerTo(consignment, answer)));
             }
         }
-        if answers.is_empty() {
-            return Ok(());
-        }
-        let txn = self.state.db.begin().await?;
-        let mut events = Vec::new();
-        let ids: Vec<Uuid> = answers.iter().map(|(id, ..)| *id).collect();
-        let mut first = inbox::first_times(&txn, GROUP, &ids).await?;
-        for (event_id, consignment, answer) in &answers {
-            // An answer applied before (redelivered) is skipped; the rest of the batch goes on.
-            if first.remove(event_id) {
-                apply_answer_in(&txn, *consignment, answer, &mut events).await?;
-            }
-        }
-        outbox::record_all(&txn, &events).await?;
-        txn.commit().await?;
-        self.state.outbox.wake();
+        inbox::apply_together(&self.state.db, &self.state.outbox, GROUP, &answers).await
+    }
+}
+
+/// An answer with the consignment it is about, applied inside a read's transaction.
+struct AnswerTo(Uuid, Answer);
+
+#[async_trait::async_trait]
+impl inbox::InTransaction for AnswerTo {
+    async fn run_in(
+        &self,
+        txn: &DatabaseTransaction,
+        events: &mut Vec<Event>,
+    ) -> Result<(), HandleError> {
+        apply_answer_in(txn, self.0, &self.1, events).await?;
         Ok(())
     }
 }

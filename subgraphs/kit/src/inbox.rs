@@ -5,12 +5,20 @@
 //! and when two consumers handle the same event at once (one took it over from the other), the unique key
 //! makes the second wait for the first to commit and then see the row. Rolled-back work takes its row
 //! with it, so a failed attempt is retried in full.
+//!
+//! A handler that applies a whole read in one transaction ([`crate::consumer::Handler::handle_batch`])
+//! hands its work to [`apply_together`], which records the read's rows with [`first_times`].
 
 use std::collections::HashSet;
 
 use chrono::Utc;
-use sea_orm::{ActiveValue::Set, ConnectionTrait, DbErr, EntityTrait, TryInsertResult};
+use sea_orm::{
+    ActiveValue::Set, ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbErr, EntityTrait,
+    TransactionTrait, TryInsertResult,
+};
 use uuid::Uuid;
+
+use crate::{consumer::HandleError, events::Event, outbox, outbox::Outbox};
 
 /// The `inbox` table, created by the migrators of subgraphs that consume events (`shippy-migrations`).
 pub mod entity {
@@ -86,4 +94,46 @@ pub async fn first_times<C: ConnectionTrait>(
         }
     }
     Ok(first)
+}
+
+/// What one event asks of a consumer, done inside a transaction its caller owns ([`apply_together`]).
+#[async_trait::async_trait]
+pub trait InTransaction: Send + Sync {
+    /// Does the work inside `txn`; the events it publishes are added to `events`, which the caller
+    /// records in the outbox before it commits.
+    async fn run_in(
+        &self,
+        txn: &DatabaseTransaction,
+        events: &mut Vec<Event>,
+    ) -> Result<(), HandleError>;
+}
+
+/// Applies a read's `work` (each with the id of the event that asked for it) in stream order, in one
+/// transaction of `db`, all or nothing: the inbox rows of the whole read in one statement
+/// ([`first_times`]), each first-seen event's work (a redelivered one, or the second copy of an event
+/// published twice, is skipped and the rest goes on), every event the work publishes in one outbox
+/// insert, one commit; then the outbox relay is woken. An error rolls everything back, so the consumer
+/// can hand the read over one event at a time.
+pub async fn apply_together<W: InTransaction>(
+    db: &DatabaseConnection,
+    outbox: &Outbox,
+    consumer: &str,
+    work: &[(Uuid, W)],
+) -> Result<(), HandleError> {
+    if work.is_empty() {
+        return Ok(());
+    }
+    let txn = db.begin().await?;
+    let ids: Vec<Uuid> = work.iter().map(|(id, _)| *id).collect();
+    let mut first = first_times(&txn, consumer, &ids).await?;
+    let mut events = Vec::new();
+    for (event_id, todo) in work {
+        if first.remove(event_id) {
+            todo.run_in(&txn, &mut events).await?;
+        }
+    }
+    outbox::record_all(&txn, &events).await?;
+    txn.commit().await?;
+    outbox.wake();
+    Ok(())
 }

@@ -9,12 +9,12 @@
 //! [`Registrations`] learns every user whose registration is still on the log stream (it is trimmed to
 //! `events.max_len` entries; see the README for what that means for older users).
 
-use sea_orm::{DatabaseTransaction, TransactionTrait};
+use sea_orm::DatabaseTransaction;
 use shippy_contracts::{consignment, user};
 use shippy_kit::{
     consumer::{self, HandleError, Handler},
     events::Event,
-    inbox, outbox,
+    inbox,
 };
 use uuid::Uuid;
 
@@ -40,9 +40,9 @@ impl Assigner {
     }
 
     /// Does the work of every event of `events` that asks for some, in stream order, in one transaction;
-    /// all or nothing. (Two replicas' reads may lock the same vessels in different orders; PostgreSQL
-    /// then aborts one of them as a deadlock, a transient error, and the consumer hands that read over
-    /// one event at a time.)
+    /// all or nothing ([`inbox::apply_together`]). (Two replicas' reads may lock the same vessels in
+    /// different orders; PostgreSQL then aborts one of them as a deadlock, a transient error, and the
+    /// consumer hands that read over one event at a time.)
     async fn handle_together(&self, events: &[&Event]) -> Result<(), HandleError> {
         let mut work = Vec::with_capacity(events.len());
         for event in events {
@@ -50,23 +50,7 @@ impl Assigner {
                 work.push((event.event_id, todo));
             }
         }
-        if work.is_empty() {
-            return Ok(());
-        }
-        let txn = self.state.db.begin().await?;
-        let mut events = Vec::new();
-        let ids: Vec<Uuid> = work.iter().map(|(id, _)| *id).collect();
-        let mut first = inbox::first_times(&txn, GROUP, &ids).await?;
-        for (event_id, todo) in &work {
-            // An event handled before (redelivered) is skipped; the rest of the batch goes on.
-            if first.remove(event_id) {
-                todo.run_in(&txn, &mut events).await?;
-            }
-        }
-        outbox::record_all(&txn, &events).await?;
-        txn.commit().await?;
-        self.state.outbox.wake();
-        Ok(())
+        inbox::apply_together(&self.state.db, &self.state.outbox, GROUP, &work).await
     }
 }
 
@@ -121,9 +105,11 @@ impl Work {
         }
         Ok(())
     }
+}
 
-    /// Does it inside `txn`, whose inbox row the caller recorded; the events to publish are added to
-    /// `events`, for the caller to record.
+/// Inside a read's transaction, whose inbox rows [`inbox::apply_together`] records.
+#[async_trait::async_trait]
+impl inbox::InTransaction for Work {
     async fn run_in(
         &self,
         txn: &DatabaseTransaction,
