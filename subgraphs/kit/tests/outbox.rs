@@ -3,7 +3,7 @@
 
 use std::sync::{
     Arc,
-    atomic::{AtomicBool, AtomicUsize, Ordering},
+    atomic::{AtomicBool, AtomicI64, AtomicUsize, Ordering},
 };
 
 use futures::StreamExt;
@@ -59,7 +59,10 @@ async fn pending(db: &DatabaseConnection) -> u64 {
 }
 
 /// A bus that fails to publish while `down` is set, reports a reset (lost data) once after `reset` is set,
-/// and, with `hang`, lets each publish wait until `release` is notified.
+/// with `hang` lets each publish wait until `release` is notified, and refuses the event whose payload `n`
+/// is `refuse`. With `pipelined` it publishes a batch like the Redis bus does across streams: every event is
+/// tried, so one refused in the middle does not keep the later ones out (otherwise a batch stops at the
+/// first failure, as the trait's default does).
 struct FlakyBus {
     inner: InProcessBus,
     down: AtomicBool,
@@ -68,6 +71,9 @@ struct FlakyBus {
     reset: AtomicBool,
     hang: bool,
     release: tokio::sync::Notify,
+    /// The payload `n` of the event refused (`-1`: none).
+    refuse: AtomicI64,
+    pipelined: bool,
 }
 
 impl FlakyBus {
@@ -79,6 +85,8 @@ impl FlakyBus {
             reset: AtomicBool::new(false),
             hang: false,
             release: tokio::sync::Notify::new(),
+            refuse: AtomicI64::new(-1),
+            pipelined: false,
         }
     }
 }
@@ -86,6 +94,9 @@ impl FlakyBus {
 #[async_trait::async_trait]
 impl EventBus for FlakyBus {
     async fn publish(&self, event: &Event) -> Result<(), BusError> {
+        if event.payload["n"].as_i64() == Some(self.refuse.load(Ordering::SeqCst)) {
+            return Err(BusError::Command("refused by the test".into()));
+        }
         let spent = self
             .publishes_left
             .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
@@ -98,44 +109,15 @@ impl EventBus for FlakyBus {
         }
         self.inner.publish(event).await
     }
-    async fn subscribe(&self, stream: &str) -> Result<EventStream, BusError> {
-        self.inner.subscribe(stream).await
-    }
-    async fn join_group(
-        &self,
-        stream: &str,
-        group: &str,
-        consumer: &str,
-    ) -> Result<Box<dyn GroupReader>, BusError> {
-        self.inner.join_group(stream, group, consumer).await
-    }
-    async fn ping(&self) -> Result<(), BusError> {
-        Ok(())
-    }
-    async fn mark_epoch(&self, _holder: &str) -> Result<bool, BusError> {
-        Ok(self.reset.swap(false, Ordering::SeqCst))
-    }
-}
-
-/// A bus that publishes a batch like the Redis bus does across streams: every event is tried, so one
-/// refused in the middle (the one numbered `refuse`) does not keep the later ones out.
-struct Pipelined {
-    inner: InProcessBus,
-    refuse: std::sync::atomic::AtomicI64,
-}
-
-#[async_trait::async_trait]
-impl EventBus for Pipelined {
-    async fn publish(&self, event: &Event) -> Result<(), BusError> {
-        if event.payload["n"].as_i64() == Some(self.refuse.load(Ordering::SeqCst)) {
-            return Err(BusError::Command("refused by the test".into()));
-        }
-        self.inner.publish(event).await
-    }
     async fn publish_batch(&self, events: &[Event]) -> Vec<Result<(), BusError>> {
-        let mut results = Vec::new();
+        let mut results = Vec::with_capacity(events.len());
         for event in events {
-            results.push(self.publish(event).await);
+            let result = self.publish(event).await;
+            let stop = result.is_err() && !self.pipelined;
+            results.push(result);
+            if stop {
+                break;
+            }
         }
         results
     }
@@ -154,7 +136,7 @@ impl EventBus for Pipelined {
         Ok(())
     }
     async fn mark_epoch(&self, _holder: &str) -> Result<bool, BusError> {
-        Ok(false)
+        Ok(self.reset.swap(false, Ordering::SeqCst))
     }
 }
 
@@ -498,9 +480,10 @@ async fn a_batch_failing_midway_marks_what_was_sent_and_resumes_in_order(backend
 /// inbox, absorbs).
 async fn a_refused_event_mid_batch_marks_only_the_rows_before_it(backend: Backend) {
     let (_guard, db) = database(backend).await;
-    let bus = Arc::new(Pipelined {
-        inner: InProcessBus::default(),
-        refuse: std::sync::atomic::AtomicI64::new(2),
+    let bus = Arc::new(FlakyBus {
+        refuse: AtomicI64::new(2),
+        pipelined: true,
+        ..FlakyBus::new(false)
     });
     let mut feed = bus.subscribe("log").await.unwrap();
     let relay = Outbox::new().relay(db.clone(), bus.clone(), RelayConfig::default());
