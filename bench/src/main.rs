@@ -95,6 +95,10 @@ struct PipelineArgs {
     /// Clock ticks per second of /proc CPU times (`getconf CLK_TCK`).
     #[arg(long, default_value_t = procfs::DEFAULT_CLK_TCK)]
     clk_tck: u64,
+    /// A `shippy` settings file every subgraph starts with (`--config`), e.g. other
+    /// `[events.consumer]` or `[relay]` settings; recorded in the report.
+    #[arg(long)]
+    subgraph_config: Option<PathBuf>,
     /// Write the JSON report here as well.
     #[arg(long)]
     out: Option<PathBuf>,
@@ -571,6 +575,13 @@ async fn pipeline(args: PipelineArgs) -> anyhow::Result<ExitCode> {
     options.duration = args.duration;
     options.drain_timeout = args.drain_timeout;
     options.clk_tck = args.clk_tck;
+    // Absolute: the services run in a directory of their own.
+    options.subgraph_config = args
+        .subgraph_config
+        .map(|path| {
+            std::fs::canonicalize(&path).with_context(|| format!("reading {}", path.display()))
+        })
+        .transpose()?;
     let report = pipeline::run(&options).await?;
     let json = serde_json::to_string_pretty(&report)?;
     if let Some(path) = &args.out {

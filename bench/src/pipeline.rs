@@ -101,6 +101,9 @@ pub struct PipelineOptions {
     pub clk_tck: u64,
     /// `RUST_LOG` of the services.
     pub log_filter: String,
+    /// A `shippy` settings file every subgraph process starts with (`--config`), to measure other
+    /// consumer or relay settings than the defaults; `None`: the defaults.
+    pub subgraph_config: Option<PathBuf>,
 }
 
 impl PipelineOptions {
@@ -119,6 +122,7 @@ impl PipelineOptions {
             sample_every: Duration::from_secs(1),
             clk_tck: procfs::DEFAULT_CLK_TCK,
             log_filter: "warn".to_owned(),
+            subgraph_config: None,
         }
     }
 }
@@ -212,6 +216,8 @@ pub struct Bottleneck {
 pub struct PipelineReport {
     /// The run's id: its databases were `shippy_bench_<id>_*`, its Redis keys `shippy:bench:<id>:*`.
     pub run_id: String,
+    /// The settings file the subgraphs ran with, if not the defaults.
+    pub subgraph_config: Option<PathBuf>,
     pub users: usize,
     pub connections: usize,
     pub warmup_seconds: f64,
@@ -525,6 +531,9 @@ async fn start_services(
             .env("SHIPPY_STREAM_PREFIX", namespace.prefix())
             .env("SHIPPY_JWT_SECRET", &jwt)
             .env("SHIPPY_ROUTER_SIGNING_KEY", &signing);
+        if let Some(config) = &options.subgraph_config {
+            cmd.arg("--config").arg(config);
+        }
         services.start(subgraph, cmd).await?;
     }
     for subgraph in SUBGRAPHS {
@@ -1143,6 +1152,7 @@ async fn measure(
 
     Ok(PipelineReport {
         run_id: namespace.id.clone(),
+        subgraph_config: options.subgraph_config.clone(),
         users: options.users,
         connections: options.connections,
         warmup_seconds: options.warmup.as_secs_f64(),
@@ -1248,6 +1258,9 @@ pub fn summary(report: &PipelineReport) -> String {
         report.assigned_per_second,
         report.log_entries_per_second
     );
+    if let Some(config) = &report.subgraph_config {
+        out += &format!("subgraphs' settings: {}\n", config.display());
+    }
     out += &format!(
         "createConsignment p50 {:.1} ms p99 {:.1} ms; create -> ASSIGNED p50 {:.0} ms p99 {:.0} ms; \
          log lag p50 {:.0} ms p99 {:.0} ms\n",

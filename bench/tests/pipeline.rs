@@ -79,14 +79,10 @@ async fn bench_databases() -> i64 {
     count("SELECT count(*) FROM pg_database WHERE datname LIKE 'shippy\\_bench\\_%'".into()).await
 }
 
-#[tokio::test]
-async fn a_service_that_does_not_start_fails_the_run_and_leaves_nothing_behind() {
-    let _serial = ONE_AT_A_TIME.lock().await;
-    // `false` exits at once without printing its URL.
-    let options = small(PathBuf::from("/bin/false"));
-    let error = pipeline::run(&options).await.unwrap_err();
+/// `error` says the first service (`user`) exited before it was up, and the run dropped its databases.
+async fn user_did_not_start_and_nothing_is_left(error: &PipelineError) {
     assert!(
-        matches!(&error, PipelineError::Start { service, reason }
+        matches!(error, PipelineError::Start { service, reason }
             if service == "user" && reason.contains("exited before printing its URL")),
         "{error}"
     );
@@ -95,6 +91,29 @@ async fn a_service_that_does_not_start_fails_the_run_and_leaves_nothing_behind()
         0,
         "the failed run dropped its databases"
     );
+}
+
+#[tokio::test]
+async fn a_service_that_does_not_start_fails_the_run_and_leaves_nothing_behind() {
+    let _serial = ONE_AT_A_TIME.lock().await;
+    // `false` exits at once without printing its URL.
+    let options = small(PathBuf::from("/bin/false"));
+    let error = pipeline::run(&options).await.unwrap_err();
+    user_did_not_start_and_nothing_is_left(&error).await;
+}
+
+/// `--subgraph-config` reaches every subgraph process: a settings file they refuse (an unknown key)
+/// stops the first one from starting, and the run fails cleanly.
+#[tokio::test]
+async fn the_subgraph_settings_file_is_what_the_subgraphs_start_with() {
+    let _serial = ONE_AT_A_TIME.lock().await;
+    let config = std::env::temp_dir().join(format!("shippy-bench-{}.toml", uuid::Uuid::new_v4()));
+    std::fs::write(&config, "[events.consumer]\nno_such_setting = 1\n").unwrap();
+    let mut options = small(shippy());
+    options.subgraph_config = Some(config.clone());
+    let error = pipeline::run(&options).await.unwrap_err();
+    std::fs::remove_file(&config).unwrap();
+    user_did_not_start_and_nothing_is_left(&error).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
