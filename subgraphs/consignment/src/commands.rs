@@ -9,7 +9,7 @@
 
 use chrono::{DateTime, SubsecRound, Utc};
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseTransaction, DbErr, EntityTrait,
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseTransaction, DbErr, EntityTrait,
     QueryFilter, TransactionTrait, sea_query::Expr,
 };
 use serde_json::json;
@@ -90,26 +90,25 @@ pub async fn create(
     let at = now();
     let containers = serde_json::to_value(new.containers.as_slice())
         .map_err(|e| DbErr::Custom(e.to_string()))?;
-    let row = entity::ActiveModel {
-        id: Set(id),
-        owner_id: Set(owner),
-        description: Set(new.description.as_str().to_owned()),
-        weight: Set(new.weight.get()),
-        containers: Set(containers),
-        container_count: Set(new.containers.count()),
-        status: Set(Status::Pending.as_str().to_owned()),
-        vessel_id: Set(None),
-        vessel_owner_id: Set(None),
-        created_at: Set(at),
-        updated_at: Set(at),
-        unassignable_reason: Set(None),
-        assignment_round: Set(0),
-        pending_since: Set(Some(at)),
-        requested_at: Set(Some(at)),
+    let row = entity::Model {
+        id,
+        owner_id: owner,
+        description: new.description.as_str().to_owned(),
+        weight: new.weight.get(),
+        containers,
+        container_count: new.containers.count(),
+        status: Status::Pending.as_str().to_owned(),
+        vessel_id: None,
+        vessel_owner_id: None,
+        created_at: at,
+        updated_at: at,
+        unassignable_reason: None,
+        assignment_round: 0,
+        pending_since: Some(at),
+        requested_at: Some(at),
     };
-    let txn = state.db.begin().await?;
-    // The row as stored comes back with the insert (`RETURNING`).
-    let row = Consignments::insert(row).exec_with_returning(&txn).await?;
+    // The events describe the row as it is about to be stored (`at` is already in the database's
+    // precision), so the row and its events go to the database in one statement where it can.
     let summary = format!(
         "consignment {id} created: containers {}, weight {} kg",
         row.container_count, row.weight
@@ -118,10 +117,11 @@ pub async fn create(
         snapshot(contract::CREATED, &row, summary.clone())?,
         log_entry(contract::CREATED, owner, &row, summary),
     ];
-    outbox::record_all(&txn, &events).await?;
-    txn.commit().await?;
+    // Every column set (`reset_all`: a model converts to unchanged values, which an insert skips).
+    let insert = entity::ActiveModel::from(row).reset_all();
+    let stored = outbox::insert_recording(&state.db, insert, &events).await?;
     state.outbox.wake();
-    Ok(row)
+    Ok(stored)
 }
 
 /// The vessel subgraph's answer to `consignment.created`.

@@ -558,7 +558,52 @@ async fn events_recorded_together_keep_their_order(backend: Backend) {
     }
 }
 
+/// A row and the events describing it are stored together (on PostgreSQL in one statement) or not
+/// at all: an event the outbox refuses leaves the row out, a row refused leaves its events out.
+/// (The row here is an outbox row too, the one table this test database has.)
+async fn a_row_and_its_events_are_stored_together_or_not_at_all(backend: Backend) {
+    let (_guard, db) = database(backend).await;
+    let stored_ids = || async {
+        let mut ids: Vec<String> = entity::Entity::find()
+            .all(&db)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|row| row.message)
+            .collect();
+        ids.sort();
+        ids
+    };
+    let [a, b, c, d, e, f, g] = [1, 2, 3, 4, 5, 6, 7].map(event);
+
+    let stored = outbox::insert_recording(&db, outbox::row_of(&a), &[b.clone(), c])
+        .await
+        .unwrap();
+    assert_eq!(stored.event_id, a.event_id, "the row comes back as stored");
+    assert_eq!(stored.payload["n"], 1);
+    assert!(stored.id > 0, "with the key the database gave it");
+    assert_eq!(stored_ids().await, ["event 1", "event 2", "event 3"]);
+
+    // `b` is recorded already (its `event_id` is unique): neither `d` nor `e` is stored.
+    let refused = outbox::insert_recording(&db, outbox::row_of(&d), &[e, b]).await;
+    assert!(refused.is_err(), "a refused event fails the whole write");
+    // The row `a` again (unique `event_id`): its event `f` is not stored.
+    let refused = outbox::insert_recording(&db, outbox::row_of(&a), &[f]).await;
+    assert!(refused.is_err(), "a refused row fails the whole write");
+    assert_eq!(stored_ids().await, ["event 1", "event 2", "event 3"]);
+
+    // No events: just the row.
+    outbox::insert_recording(&db, outbox::row_of(&g), &[])
+        .await
+        .unwrap();
+    assert_eq!(
+        stored_ids().await,
+        ["event 1", "event 2", "event 3", "event 7"]
+    );
+}
+
 shippy_kit::backend_tests!(
+    a_row_and_its_events_are_stored_together_or_not_at_all,
     events_recorded_together_keep_their_order,
     the_relay_pool_aside_is_small_and_only_on_postgres,
     a_refused_event_mid_batch_marks_only_the_rows_before_it,
