@@ -602,7 +602,60 @@ async fn a_row_and_its_events_are_stored_together_or_not_at_all(backend: Backend
     );
 }
 
+/// Relays racing on one database (replicas sharing it) never claim the same row: every event is
+/// published once, and each relay's batches leave in the order they were recorded.
+async fn racing_relays_publish_every_event_once(backend: Backend) {
+    let (_guard, db) = database(backend).await;
+    let events: Vec<Event> = (0..400).map(event).collect();
+    outbox::record_all(&db, &events).await.unwrap();
+    let bus = Arc::new(InProcessBus::new(1_024));
+    let mut feed = bus.subscribe("log").await.unwrap();
+    let relays = (0..4).map(|_| {
+        let relay = Outbox::new().relay(
+            db.clone(),
+            bus.clone(),
+            RelayConfig {
+                batch_size: 25,
+                ..RelayConfig::default()
+            },
+        );
+        tokio::spawn(async move {
+            let mut published = 0;
+            loop {
+                match relay.relay_once().await.unwrap() {
+                    0 => return published,
+                    n => published += n,
+                }
+            }
+        })
+    });
+    let mut published = 0;
+    for relay in relays.collect::<Vec<_>>() {
+        published += relay.await.unwrap();
+    }
+    assert_eq!(
+        published, 400,
+        "the relays' counts add up to every row once"
+    );
+    let mut seen = std::collections::HashSet::new();
+    for _ in 0..400 {
+        let event = tokio::time::timeout(std::time::Duration::from_secs(5), feed.next())
+            .await
+            .expect("every event arrives")
+            .unwrap();
+        assert!(seen.insert(event.event_id), "published twice: {event:?}");
+    }
+    assert_eq!(pending(&db).await, 0);
+    let leased = entity::Entity::find()
+        .filter(entity::Column::LeasedUntil.is_not_null())
+        .count(&db)
+        .await
+        .unwrap();
+    assert_eq!(leased, 0, "every claimed row was marked sent");
+}
+
 shippy_kit::backend_tests!(
+    racing_relays_publish_every_event_once,
     a_row_and_its_events_are_stored_together_or_not_at_all,
     events_recorded_together_keep_their_order,
     the_relay_pool_aside_is_small_and_only_on_postgres,
