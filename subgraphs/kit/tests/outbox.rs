@@ -563,7 +563,7 @@ async fn events_recorded_together_keep_their_order(backend: Backend) {
 /// (The row here is an outbox row too, the one table this test database has.)
 async fn a_row_and_its_events_are_stored_together_or_not_at_all(backend: Backend) {
     let (_guard, db) = database(backend).await;
-    let stored_ids = || async {
+    let stored_messages = || async {
         let mut ids: Vec<String> = entity::Entity::find()
             .all(&db)
             .await
@@ -582,7 +582,7 @@ async fn a_row_and_its_events_are_stored_together_or_not_at_all(backend: Backend
     assert_eq!(stored.event_id, a.event_id, "the row comes back as stored");
     assert_eq!(stored.payload["n"], 1);
     assert!(stored.id > 0, "with the key the database gave it");
-    assert_eq!(stored_ids().await, ["event 1", "event 2", "event 3"]);
+    assert_eq!(stored_messages().await, ["event 1", "event 2", "event 3"]);
 
     // `b` is recorded already (its `event_id` is unique): neither `d` nor `e` is stored.
     let refused = outbox::insert_recording(&db, outbox::row_of(&d), &[e, b]).await;
@@ -590,20 +590,20 @@ async fn a_row_and_its_events_are_stored_together_or_not_at_all(backend: Backend
     // The row `a` again (unique `event_id`): its event `f` is not stored.
     let refused = outbox::insert_recording(&db, outbox::row_of(&a), &[f]).await;
     assert!(refused.is_err(), "a refused row fails the whole write");
-    assert_eq!(stored_ids().await, ["event 1", "event 2", "event 3"]);
+    assert_eq!(stored_messages().await, ["event 1", "event 2", "event 3"]);
 
     // No events: just the row.
     outbox::insert_recording(&db, outbox::row_of(&g), &[])
         .await
         .unwrap();
     assert_eq!(
-        stored_ids().await,
+        stored_messages().await,
         ["event 1", "event 2", "event 3", "event 7"]
     );
 }
 
 /// Relays racing on one database (replicas sharing it) never claim the same row: every event is
-/// published once, and each relay's batches leave in the order they were recorded.
+/// published once, and no row is left leased.
 async fn racing_relays_publish_every_event_once(backend: Backend) {
     let (_guard, db) = database(backend).await;
     let events: Vec<Event> = (0..400).map(event).collect();
