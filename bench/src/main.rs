@@ -249,7 +249,7 @@ fn parse_watched(text: &str) -> Result<Watched, String> {
 // The same allocator as the `shippy` binary, so that `shippy-bench router` measures what `shippy
 // router` runs (and the subgraphs and load generator allocate as cheaply).
 #[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 fn main() -> ExitCode {
     match run(Cli::parse()) {
