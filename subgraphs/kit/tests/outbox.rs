@@ -564,15 +564,15 @@ async fn events_recorded_together_keep_their_order(backend: Backend) {
 async fn a_row_and_its_events_are_stored_together_or_not_at_all(backend: Backend) {
     let (_guard, db) = database(backend).await;
     let stored_messages = || async {
-        let mut ids: Vec<String> = entity::Entity::find()
+        let mut messages: Vec<String> = entity::Entity::find()
             .all(&db)
             .await
             .unwrap()
             .into_iter()
             .map(|row| row.message)
             .collect();
-        ids.sort();
-        ids
+        messages.sort();
+        messages
     };
     let [a, b, c, d, e, f, g] = [1, 2, 3, 4, 5, 6, 7].map(event);
 
