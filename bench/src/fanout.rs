@@ -87,6 +87,20 @@ pub struct FanoutReport {
     pub subscriber_cpu_us_per_delivery: f64,
     /// `router_cpu_seconds` per delivered event, in microseconds.
     pub router_cpu_us_per_delivery: Option<f64>,
+    /// Each measured event's latencies across the subscribers, in order: whether a tail is
+    /// every event's last subscribers or a few slow events.
+    pub by_event: Vec<EventLatency>,
+}
+
+/// One measured event's delivery latencies across the subscribers.
+#[derive(Debug, Clone, Serialize)]
+pub struct EventLatency {
+    /// When it was emitted, in seconds after the first subscriber started connecting.
+    pub at_s: f64,
+    pub delivered: usize,
+    pub p50_ms: f64,
+    pub p99_ms: f64,
+    pub max_ms: f64,
 }
 
 /// The event source: a graphql-transport-ws subgraph (`/events`) and the HTTP subgraph that
@@ -267,10 +281,11 @@ struct TickEvent {
     label: String,
 }
 
-/// One subscriber's record: latencies of the measured events, in order of arrival.
+/// One subscriber's record: the measured events it got, in order of arrival, as (index of the
+/// event among the measured ones, latency).
 #[derive(Default)]
 struct Received {
-    latencies_ms: Vec<f64>,
+    latencies_ms: Vec<(usize, f64)>,
     out_of_order: u64,
 }
 
@@ -306,15 +321,16 @@ async fn subscribe(url: &str, read_buffer: usize) -> anyhow::Result<Socket> {
     Ok(socket)
 }
 
-/// Reads events until the measured ones (`seq >= first`, `events` of them) arrived. Warm-up
-/// events (`seq < first`) only mark the subscriber as attached.
+/// Reads events until the measured ones (`seq >= first`, `events` of them) arrived, and gives the
+/// socket back still subscribed ([`leave`]). Warm-up events (`seq < first`) only mark the
+/// subscriber as attached.
 async fn receive(
     mut socket: Socket,
     source: Arc<Source>,
     first: i64,
     events: usize,
     attached: Arc<AtomicUsize>,
-) -> anyhow::Result<Received> {
+) -> anyhow::Result<(Received, Socket)> {
     let mut received = Received::default();
     let mut is_attached = false;
     let mut expected = first;
@@ -355,13 +371,20 @@ async fn receive(
             received.out_of_order += 1;
         }
         expected = seq + 1;
-        received.latencies_ms.push(now - tick.sent_at_ms);
+        let index = usize::try_from(seq - first).context("a measured event before the first")?;
+        received.latencies_ms.push((index, now - tick.sent_at_ms));
     }
+    Ok((received, socket))
+}
+
+/// Unsubscribes and closes, as a client that is done would. Only once every subscriber has the
+/// last event: a subscriber closing early would put its `complete` and close handshake on both
+/// processes' cores while the others still wait for that event, and into its latency.
+async fn leave(mut socket: Socket) {
     let _ = socket
         .send(Message::text(r#"{"type":"complete","id":"1"}"#))
         .await;
     let _ = socket.close(None).await;
-    Ok(received)
 }
 
 fn percentile(sorted: &[f64], p: f64) -> f64 {
@@ -446,24 +469,49 @@ pub async fn run(source: Arc<Source>, options: &FanoutOptions) -> anyhow::Result
     let rss_after = rss_mib(options.router_pid);
     let cpu_before = cpu_now(options.router_pid)?;
     let measuring = Instant::now();
+    let mut emitted_at = Vec::with_capacity(options.events);
     for seq in 0..options.events {
+        emitted_at.push(started.elapsed().as_secs_f64());
         source.emit(first + seq as i64);
         tokio::time::sleep(options.interval).await;
     }
     let mut latencies = Vec::with_capacity(options.subscribers * options.events);
+    let mut by_event = vec![Vec::with_capacity(options.subscribers); options.events];
     let mut lost_or_reordered = 0;
+    let mut sockets = Vec::with_capacity(options.subscribers);
+    let mut all_received = Vec::with_capacity(options.subscribers);
     for receiver in receivers {
         let remaining = deadline.saturating_duration_since(Instant::now());
-        let received = tokio::time::timeout(remaining, receiver)
+        let (received, socket) = tokio::time::timeout(remaining, receiver)
             .await
             .context("subscribers still waiting for events at the timeout")???;
-        lost_or_reordered += received.out_of_order;
-        latencies.extend(received.latencies_ms);
+        sockets.push(socket);
+        all_received.push(received);
     }
     // The receivers finished with their last event, so this window holds the whole fan-out of
-    // every measured event (and the idle time between events, which costs no CPU).
+    // every measured event (and the idle time between events, which costs no CPU), and none of
+    // the unsubscribing below.
     let measured_seconds = measuring.elapsed().as_secs_f64();
     let cpu_after = cpu_now(options.router_pid)?;
+    let leaving: Vec<_> = sockets
+        .into_iter()
+        .map(|socket| tokio::spawn(leave(socket)))
+        .collect();
+    for left in leaving {
+        let remaining = deadline.saturating_duration_since(Instant::now());
+        tokio::time::timeout(remaining, left)
+            .await
+            .context("subscribers still closing at the timeout")??;
+    }
+    for received in all_received {
+        lost_or_reordered += received.out_of_order;
+        for (index, latency) in received.latencies_ms {
+            latencies.push(latency);
+            if let Some(event) = by_event.get_mut(index) {
+                event.push(latency);
+            }
+        }
+    }
     let delivered = latencies.len() as u64;
     let seconds = |ticks: u64| ticks as f64 / options.clk_tck.max(1) as f64;
     let subscriber_cpu_seconds = seconds(cpu_after.0.saturating_sub(cpu_before.0));
@@ -474,6 +522,20 @@ pub async fn run(source: Arc<Source>, options: &FanoutOptions) -> anyhow::Result
     let per_delivery = |cpu: f64| cpu * 1e6 / delivered.max(1) as f64;
     lost_or_reordered += (options.subscribers * options.events) as u64 - delivered;
     latencies.sort_by(f64::total_cmp);
+    let by_event = by_event
+        .into_iter()
+        .zip(emitted_at)
+        .map(|(mut event, at_s)| {
+            event.sort_by(f64::total_cmp);
+            EventLatency {
+                at_s,
+                delivered: event.len(),
+                p50_ms: percentile(&event, 50.0),
+                p99_ms: percentile(&event, 99.0),
+                max_ms: event.last().copied().unwrap_or(f64::NAN),
+            }
+        })
+        .collect();
     let per_subscriber = match (rss_before, rss_after) {
         (Some(before), Some(after)) => {
             Some((after - before) * 1024.0 / options.subscribers.max(1) as f64)
@@ -498,6 +560,7 @@ pub async fn run(source: Arc<Source>, options: &FanoutOptions) -> anyhow::Result
         router_cpu_seconds,
         subscriber_cpu_us_per_delivery: per_delivery(subscriber_cpu_seconds),
         router_cpu_us_per_delivery: router_cpu_seconds.map(per_delivery),
+        by_event,
     })
 }
 
@@ -511,8 +574,13 @@ pub fn summary(report: &FanoutReport) -> String {
         (Some(seconds), Some(us)) => format!(", router CPU {seconds:.2} s ({us:.1} us/delivery)"),
         _ => String::new(),
     };
+    let worst = report
+        .by_event
+        .iter()
+        .map(|event| event.p99_ms)
+        .fold(f64::NAN, f64::max);
     format!(
-        "{} subscribers x {} events: {} delivered, {} lost or reordered, p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms, connected in {:.1} s, {} upstream subscription(s){rss}; over {:.1} s of events: subscribers' CPU {:.2} s ({:.1} us/delivery){router_cpu}",
+        "{} subscribers x {} events: {} delivered, {} lost or reordered, p50 {:.2} ms, p99 {:.2} ms (worst event's p99 {worst:.2} ms), max {:.2} ms, connected in {:.1} s, {} upstream subscription(s){rss}; over {:.1} s of events: subscribers' CPU {:.2} s ({:.1} us/delivery){router_cpu}",
         report.subscribers,
         report.events,
         report.delivered,

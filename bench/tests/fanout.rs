@@ -44,6 +44,16 @@ async fn every_subscriber_gets_every_event_in_order() {
     assert!(report.latency_p50_ms >= 0.0 && report.latency_p50_ms <= report.latency_p99_ms);
     assert!(report.latency_p99_ms <= report.latency_max_ms);
     assert!(report.router_rss_per_subscriber_kib.is_none());
+    // Each measured event accounted for separately, in the order they were emitted.
+    assert_eq!(report.by_event.len(), 10);
+    for (event, next) in report.by_event.iter().zip(&report.by_event[1..]) {
+        assert!(event.at_s < next.at_s, "{:?}", report.by_event);
+    }
+    for event in &report.by_event {
+        assert_eq!(event.delivered, 50, "{:?}", report.by_event);
+        assert!(event.p50_ms <= event.p99_ms && event.p99_ms <= event.max_ms);
+        assert!(event.max_ms <= report.latency_max_ms);
+    }
     // 10 events 20 ms apart: the window spans them all.
     assert!(
         report.measured_seconds >= 0.18,
