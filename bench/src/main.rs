@@ -138,6 +138,10 @@ struct FanoutArgs {
     /// Each subscriber's WebSocket read buffer, in bytes (tungstenite's default is 131072).
     #[arg(long, default_value_t = fanout::CLIENT_READ_BUFFER_SIZE)]
     client_read_buffer: usize,
+    /// Run this router binary (`shippy`, started as `PATH router --supergraph .. --listen ..`)
+    /// instead of the one built into this benchmark, e.g. to compare two builds with one client.
+    #[arg(long)]
+    router: Option<PathBuf>,
 }
 
 #[derive(Args)]
@@ -504,7 +508,11 @@ async fn fanout(args: FanoutArgs) -> anyhow::Result<ExitCode> {
     let port = std::net::TcpListener::bind("127.0.0.1:0")?
         .local_addr()?
         .port();
-    let mut router = tokio::process::Command::new(std::env::current_exe()?)
+    let router_bin = match &args.router {
+        Some(path) => path.clone(),
+        None => std::env::current_exe()?,
+    };
+    let mut router = tokio::process::Command::new(&router_bin)
         .arg("router")
         .arg("--supergraph")
         .arg(&supergraph)
@@ -528,7 +536,7 @@ async fn fanout(args: FanoutArgs) -> anyhow::Result<ExitCode> {
         )
         .kill_on_drop(true)
         .spawn()
-        .context("starting the router")?;
+        .with_context(|| format!("starting the router ({})", router_bin.display()))?;
     let health = format!("http://127.0.0.1:{port}/health");
     if !client::wait_ready(&health, Duration::from_secs(30)).await? {
         bail!("the router did not answer {health}");
