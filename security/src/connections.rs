@@ -580,6 +580,7 @@ pub async fn serve(
             },
             () = &mut shutdown => break,
         };
+        send_without_delay(&stream, &server, peer);
         let admission = match gate.admit(peer.ip()) {
             Ok(admission) => admission,
             Err(_) => {
@@ -603,6 +604,15 @@ pub async fn serve(
     let _ = drain_tx.send(true);
     drain_tx.closed().await;
     Ok(())
+}
+
+/// Turns off Nagle's algorithm on an accepted socket. With it on, a response's or a stream's
+/// next small write (an SSE event, a WebSocket frame, a body chunk) waits until the client has
+/// acknowledged the previous one, and clients delay acknowledgements by up to 40 ms.
+fn send_without_delay(stream: &TcpStream, server: &str, peer: SocketAddr) {
+    if let Err(err) = stream.set_nodelay(true) {
+        tracing::debug!(server, %peer, error = %err, "could not turn off Nagle's algorithm");
+    }
 }
 
 /// Errors of `accept` that concern one connection are skipped; others (out of file descriptors)
@@ -730,5 +740,21 @@ async fn sleep_until(deadline: Option<Instant>) {
     match deadline {
         Some(at) => tokio::time::sleep_until(at).await,
         None => std::future::pending().await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn accepted_sockets_send_without_delay() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let _client = TcpStream::connect(addr).await.unwrap();
+        let (stream, peer) = listener.accept().await.unwrap();
+        assert!(!stream.nodelay().unwrap(), "sockets start with Nagle on");
+        send_without_delay(&stream, "test", peer);
+        assert!(stream.nodelay().unwrap());
     }
 }
