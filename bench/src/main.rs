@@ -512,7 +512,7 @@ async fn fanout(args: FanoutArgs) -> anyhow::Result<ExitCode> {
         Some(path) => path.clone(),
         None => std::env::current_exe()?,
     };
-    let mut router = tokio::process::Command::new(&router_bin)
+    let spawned = tokio::process::Command::new(&router_bin)
         .arg("router")
         .arg("--supergraph")
         .arg(&supergraph)
@@ -534,9 +534,19 @@ async fn fanout(args: FanoutArgs) -> anyhow::Result<ExitCode> {
             "SHIPPY_ROUTER__HTTP__CONNECTIONS__MAX_CONNECTIONS_PER_IP",
             (args.subscribers + 100).to_string(),
         )
+        // Its banner would go before the report, which is all this command prints on stdout;
+        // its logs (stderr) still show.
+        .stdout(std::process::Stdio::null())
         .kill_on_drop(true)
-        .spawn()
-        .with_context(|| format!("starting the router ({})", router_bin.display()))?;
+        .spawn();
+    let mut router = match spawned {
+        Ok(router) => router,
+        Err(err) => {
+            let _ = std::fs::remove_file(&supergraph);
+            return Err(err)
+                .with_context(|| format!("starting the router ({})", router_bin.display()));
+        }
+    };
     let health = format!("http://127.0.0.1:{port}/health");
     if !client::wait_ready(&health, Duration::from_secs(30)).await? {
         bail!("the router did not answer {health}");

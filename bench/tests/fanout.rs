@@ -63,3 +63,48 @@ async fn every_subscriber_gets_every_event_in_order() {
     assert!(report.subscriber_cpu_seconds >= 0.0 && report.subscriber_cpu_seconds.is_finite());
     assert!(report.router_cpu_seconds.is_none() && report.router_cpu_us_per_delivery.is_none());
 }
+
+/// The `fanout` command as a user runs it, with the router binary given by `--router` (here the
+/// benchmark's own, which has the `router` command `shippy` has).
+#[test]
+fn the_command_runs_the_router_it_is_given() {
+    let bench = env!("CARGO_BIN_EXE_shippy-bench");
+    let output = std::process::Command::new(bench)
+        .args(["fanout", "--router", bench])
+        .args(["--subscribers", "20", "--events", "3", "--interval", "20ms"])
+        .args(["--timeout", "60s"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(report["delivered"], 60, "{stderr}");
+    assert_eq!(report["lost_or_reordered"], 0);
+    // A separate process: its CPU and memory are measured.
+    assert!(report["router_cpu_seconds"].is_number(), "{report}");
+    assert!(
+        report["router_rss_per_subscriber_kib"].is_number(),
+        "{report}"
+    );
+    assert_eq!(report["by_event"].as_array().map(Vec::len), Some(3));
+}
+
+#[test]
+fn a_router_that_cannot_start_is_named() {
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_shippy-bench"))
+        .args([
+            "fanout",
+            "--router",
+            "/nonexistent/shippy",
+            "--subscribers",
+            "1",
+        ])
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("starting the router (/nonexistent/shippy)"),
+        "{stderr}"
+    );
+}
